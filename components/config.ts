@@ -1,0 +1,298 @@
+// Stack config: every key validated before any resource exists. The input is the raw key/value
+// map Pulumi hands a program (or the offline plan reads from a stack file); the output is a typed
+// StackConfig or the complete list of problems, each naming its key path, the bad value and what
+// is allowed. Pure: no Pulumi runtime here, so tests and the offline plan use it unchanged.
+import { z } from "zod";
+import { catalogs, isCloudProvider, providerNames } from "./providers/catalogs";
+import { cidrHostCount, inNetwork, ipInCidr, parseCidr } from "./net";
+
+export const PROJECT = "vps-ha";
+export const ROLES = ["app", "haproxy", "db", "witness"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** What Pulumi gives a program: every config value as a string, plus which keys are secret. */
+export interface RawConfig {
+    values: Readonly<Record<string, string>>;
+    secretKeys: ReadonlySet<string>;
+    env: Readonly<Record<string, string | undefined>>;
+}
+
+export interface ConfigIssue {
+    /** Full path, e.g. `vps-ha:nodes.db[1].region`. */
+    path: string;
+    message: string;
+}
+
+export class ConfigError extends Error {
+    constructor(readonly issues: ConfigIssue[]) {
+        super(formatIssues(issues));
+        this.name = "ConfigError";
+    }
+}
+
+export function formatIssues(issues: ConfigIssue[]): string {
+    const lines = issues.map((i) => `  - ${i.path}: ${i.message}`);
+    return `The stack config has ${issues.length} problem${issues.length === 1 ? "" : "s"}; nothing was created:\n${lines.join("\n")}`;
+}
+
+// ---- shapes ---------------------------------------------------------------------------------
+
+const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
+const hex32 = z.string().regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits Cloudflare shows for it");
+
+const nodeShape = z.strictObject({
+    name,
+    provider: z.string(),
+    region: z.string().min(1),
+    size: z.string().optional(),
+    /** Pin the node's mesh address (to resolve a rare hash collision, or keep an old address). */
+    meshAddress: z.string().optional(),
+    /** Bring-your-own hosts only. */
+    host: z.string().optional(),
+    user: z.string().optional(),
+    monthlyUsd: z.number().nonnegative().optional(),
+});
+export type NodeConfig = z.infer<typeof nodeShape>;
+
+const shapes = {
+    domain: z.string().regex(/^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a DNS zone name such as example.com"),
+    cloudflare: z.strictObject({
+        accountId: hex32,
+        zoneId: hex32,
+        loadBalancer: z.boolean().default(true),
+    }),
+    admin: z.strictObject({
+        sshCidrs: z.array(z.string()).default([]),
+        sshPublicKeys: z.array(z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/=]+( .*)?$/, "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)")).default([]),
+    }).default({ sshCidrs: [], sshPublicKeys: [] }),
+    mesh: z.strictObject({
+        cidr: z.string().default("10.77.0.0/24"),
+        port: z.number().int().min(1024).max(65535).default(51820),
+    }).default({ cidr: "10.77.0.0/24", port: 51820 }),
+    nodes: z.strictObject({
+        app: z.array(nodeShape).default([]),
+        haproxy: z.array(nodeShape).default([]),
+        db: z.array(nodeShape).default([]),
+        witness: z.array(nodeShape).default([]),
+    }),
+    app: z.strictObject({
+        image: z.string().regex(/^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/, "must name a tag or digest, e.g. ghcr.io/acme/app:1.4.2"),
+        port: z.number().int().min(1).max(65535).default(8080),
+        healthPath: z.string().regex(/^\/\S*$/, "must start with '/'").default("/healthz"),
+    }),
+    database: z.strictObject({
+        synchronous: z.enum(["quorum", "on", "off"]).default("quorum"),
+        backups: z.strictObject({ bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')") }).optional(),
+    }).default({ synchronous: "quorum" }),
+} as const;
+
+type Shapes = typeof shapes;
+type Parsed = { [K in keyof Shapes]: z.output<Shapes[K]> };
+
+export interface StackConfig extends Parsed {
+    stack: string;
+    /** Keys that must be supplied as Pulumi secrets, and whether the program found them. */
+    secretKeys: string[];
+}
+
+/** Config keys that must be secret when set (and where they may come from instead). */
+const secretConfig = [{ configKey: "cloudflare:apiToken", envVar: "CLOUDFLARE_API_TOKEN", what: "the Cloudflare API token" }];
+
+// ---- parsing --------------------------------------------------------------------------------
+
+export function parseStackConfig(raw: RawConfig, stack: string): StackConfig {
+    const issues: ConfigIssue[] = [];
+    const ns = `${PROJECT}:`;
+    const parsed: Partial<Record<keyof Shapes, unknown>> = {};
+
+    for (const key of Object.keys(raw.values)) {
+        if (!key.startsWith(ns)) continue;
+        const short = key.slice(ns.length);
+        if (!(short in shapes) && short !== "sshPrivateKey") {
+            issues.push({ path: key, message: `is not a ${PROJECT} setting; allowed: ${[...Object.keys(shapes), "sshPrivateKey"].join(", ")}` });
+        }
+    }
+    for (const key of Object.keys(shapes) as (keyof Shapes)[]) {
+        const fullKey = `${ns}${key}`;
+        const text = raw.values[fullKey];
+        const value = text === undefined ? undefined : decode(text);
+        const result = shapes[key].safeParse(value, { reportInput: true });
+        if (result.success) parsed[key] = result.data;
+        else issues.push(...result.error.issues.map((i) => zodIssue(fullKey, i)));
+    }
+    if (issues.length > 0) throw new ConfigError(issues);
+
+    const config = { ...(parsed as Parsed), stack, secretKeys: [] as string[] };
+    issues.push(...checkNodes(config), ...checkNetwork(config), ...checkSecrets(config, raw));
+    if (issues.length > 0) throw new ConfigError(issues);
+    return config;
+}
+
+/** Pulumi hands structured values over as JSON text; plain strings stay strings. */
+function decode(text: string): unknown {
+    const t = text.trim();
+    if (/^[\[{]/.test(t) || /^(true|false|null|-?\d+(\.\d+)?)$/.test(t)) {
+        try {
+            return JSON.parse(t);
+        } catch {
+            return text;
+        }
+    }
+    return text;
+}
+
+function zodIssue(key: string, issue: z.core.$ZodIssue): ConfigIssue {
+    const path = key + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+    const got = "input" in issue && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : "";
+    if (issue.code === "invalid_type" && issue.input === undefined) return { path, message: `is required: ${issue.message}` };
+    if (issue.code === "unrecognized_keys") return { path, message: `has unknown key(s) ${issue.keys.join(", ")}; allowed: ${allowedKeysAt(key, issue.path)}` };
+    return { path, message: `${issue.message}${got}` };
+}
+
+function allowedKeysAt(key: string, path: PropertyKey[]): string {
+    let s: z.ZodType = shapes[key.split(":")[1] as keyof Shapes];
+    for (const p of path) {
+        const inner = unwrap(s);
+        if (inner instanceof z.ZodObject) s = inner.shape[String(p)];
+        else if (inner instanceof z.ZodArray) s = inner.element as z.ZodType;
+    }
+    const obj = unwrap(s);
+    return obj instanceof z.ZodObject ? Object.keys(obj.shape).join(", ") : "none";
+}
+
+function unwrap(s: z.ZodType): z.ZodType {
+    let t = s;
+    for (let i = 0; i < 5 && (t instanceof z.ZodDefault || t instanceof z.ZodOptional); i++) t = t.unwrap() as z.ZodType;
+    return t;
+}
+
+// ---- cross-field checks ---------------------------------------------------------------------
+
+function nodePath(role: Role, i: number, field?: string) {
+    return `${PROJECT}:nodes.${role}[${i}]${field ? "." + field : ""}`;
+}
+
+export function allNodes(config: Pick<StackConfig, "nodes">): { role: Role; index: number; node: NodeConfig }[] {
+    return ROLES.flatMap((role) => config.nodes[role].map((node, index) => ({ role, index, node })));
+}
+
+function checkNodes(config: StackConfig): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    const seen = new Map<string, string>();
+    for (const { role, index, node } of allNodes(config)) {
+        const at = (f?: string) => nodePath(role, index, f);
+        const previous = seen.get(node.name);
+        if (previous) issues.push({ path: at("name"), message: `"${node.name}" is already the name of ${previous}; node names must be unique` });
+        seen.set(node.name, at());
+        const catalog = catalogs[node.provider];
+        if (!catalog) {
+            issues.push({ path: at("provider"), message: `"${node.provider}" is not a provider; allowed: ${providerNames.join(", ")}` });
+            continue;
+        }
+        if (isCloudProvider(node.provider)) {
+            if (!(node.region in catalog.regions)) {
+                issues.push({ path: at("region"), message: `"${node.region}" is not a ${catalog.displayName} region; allowed: ${Object.keys(catalog.regions).join(", ")}` });
+            }
+            const size = node.size === undefined ? undefined : catalog.sizes[node.size];
+            if (node.size === undefined) issues.push({ path: at("size"), message: `is required for ${catalog.displayName}; allowed: ${Object.keys(catalog.sizes).join(", ")}` });
+            else if (!size) issues.push({ path: at("size"), message: `"${node.size}" is not a ${catalog.displayName} size; allowed: ${Object.keys(catalog.sizes).join(", ")}` });
+            else if (size.regions && node.region in catalog.regions && !size.regions.includes(node.region)) {
+                issues.push({ path: at("size"), message: `"${node.size}" is not offered in ${node.region}; it is offered in ${size.regions.join(", ")}` });
+            }
+            for (const f of ["host", "user", "monthlyUsd"] as const) {
+                if (node[f] !== undefined) issues.push({ path: at(f), message: `applies to provider "ssh" only (a host you bring)` });
+            }
+        } else {
+            if (!node.host) issues.push({ path: at("host"), message: `is required for provider "${node.provider}": the host's public IPv4 address or DNS name` });
+            if (node.size !== undefined) issues.push({ path: at("size"), message: `does not apply to provider "${node.provider}" (a host you bring has the size it has)` });
+        }
+    }
+    issues.push(...checkRoleCounts(config));
+    return issues;
+}
+
+function providersOf(nodes: NodeConfig[]) {
+    return new Set(nodes.map((n) => n.provider));
+}
+
+function checkRoleCounts(config: StackConfig): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    const { app, haproxy, db, witness } = config.nodes;
+    if (app.length < 2) issues.push({ path: `${PROJECT}:nodes.app`, message: `has ${app.length} node(s); at least 2 are needed so one can die (on both providers)` });
+    else if (providersOf(app).size < 2) issues.push({ path: `${PROJECT}:nodes.app`, message: `all app nodes are on ${[...providersOf(app)][0]}; spread them over two providers` });
+    if (haproxy.length < 2) issues.push({ path: `${PROJECT}:nodes.haproxy`, message: `has ${haproxy.length} node(s); exactly 2 are needed, one per provider` });
+    else if (haproxy.length > 2) issues.push({ path: `${PROJECT}:nodes.haproxy`, message: `has ${haproxy.length} nodes; the HAProxy pair is exactly 2 nodes, one per provider` });
+    else if (providersOf(haproxy).size < 2) issues.push({ path: `${PROJECT}:nodes.haproxy`, message: `both HAProxy nodes are on ${haproxy[0].provider}; put one on each provider` });
+    if (![3, 5].includes(db.length)) {
+        issues.push({ path: `${PROJECT}:nodes.db`, message: `has ${db.length} member(s); a replica set needs an odd number, 3 or 5, so a majority survives the loss of one` });
+    } else if (providersOf(db).size < 2) {
+        issues.push({ path: `${PROJECT}:nodes.db`, message: `all database members are on ${db[0].provider}; spread them over two providers so losing one provider keeps a copy` });
+    }
+    if (witness.length > 1) issues.push({ path: `${PROJECT}:nodes.witness`, message: `has ${witness.length} nodes; at most 1 witness (a third failure domain) is allowed` });
+    const domains = new Set(db.map((n) => `${n.provider}/${n.region}`));
+    witness.forEach((w, i) => {
+        if (domains.has(`${w.provider}/${w.region}`)) {
+            issues.push({ path: nodePath("witness", i, "region"), message: `the witness is in ${w.provider}/${w.region}, a failure domain that already holds a database member; put it in a third one` });
+        }
+    });
+    return issues;
+}
+
+function checkNetwork(config: StackConfig): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    config.admin.sshCidrs.forEach((c, i) => {
+        if (!parseCidr(c)) issues.push({ path: `${PROJECT}:admin.sshCidrs[${i}]`, message: `"${c}" is not a CIDR; allowed: an IPv4 or IPv6 network such as 203.0.113.7/32 or 2001:db8::/48` });
+    });
+    if (config.admin.sshCidrs.length > 0 && config.admin.sshPublicKeys.length === 0) {
+        issues.push({ path: `${PROJECT}:admin.sshPublicKeys`, message: "is empty while admin.sshCidrs opens SSH; add at least one public key (password logins are disabled)" });
+    }
+    if (config.admin.sshCidrs.length === 0 && allNodes(config).some((n) => !isCloudProvider(n.node.provider))) {
+        issues.push({ path: `${PROJECT}:admin.sshCidrs`, message: "is empty, but hosts you bring (provider ssh) are set up over SSH: add the address Pulumi runs from" });
+    }
+    const mesh = parseCidr(config.mesh.cidr);
+    if (!mesh || mesh.version !== 4 || !isPrivate4(config.mesh.cidr)) {
+        issues.push({ path: `${PROJECT}:mesh.cidr`, message: `"${config.mesh.cidr}" must be a private IPv4 network (10/8, 172.16/12 or 192.168/16), e.g. 10.77.0.0/24` });
+        return issues;
+    }
+    const count = allNodes(config).length;
+    const hosts = cidrHostCount(config.mesh.cidr);
+    // Mesh addresses are derived from node names; keep the network at least 4x larger than the
+    // node count so a collision stays rare and every node can still be pinned by hand.
+    if (hosts < count * 4) {
+        issues.push({ path: `${PROJECT}:mesh.cidr`, message: `${config.mesh.cidr} has ${hosts} host addresses for ${count} nodes; use a network with at least ${count * 4} (4 per node), e.g. a /24` });
+    }
+    for (const { role, index, node } of allNodes(config)) {
+        if (node.meshAddress !== undefined && !ipInCidr(node.meshAddress, config.mesh.cidr)) {
+            issues.push({ path: nodePath(role, index, "meshAddress"), message: `"${node.meshAddress}" is not a host address inside mesh.cidr ${config.mesh.cidr}` });
+        }
+    }
+    return issues;
+}
+
+function isPrivate4(cidr: string): boolean {
+    const [address, prefix] = cidr.split("/");
+    return [["10.0.0.0/8", 8], ["172.16.0.0/12", 12], ["192.168.0.0/16", 16]].some(([net, min]) => inNetwork(address, String(net)) && Number(prefix) >= Number(min));
+}
+
+function checkSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    const needed = [...secretConfig];
+    for (const p of new Set(allNodes(config).map((n) => n.node.provider))) {
+        const token = catalogs[p]?.token;
+        if (token) needed.push({ ...token, what: `the ${catalogs[p].displayName} API token` });
+    }
+    if (allNodes(config).some((n) => !isCloudProvider(n.node.provider))) {
+        needed.push({ configKey: `${PROJECT}:sshPrivateKey`, envVar: "", what: "the private key that reaches your own hosts over SSH" });
+    }
+    for (const s of needed) {
+        const set = raw.values[s.configKey] !== undefined;
+        if (set && !raw.secretKeys.has(s.configKey)) {
+            issues.push({ path: s.configKey, message: `is stored as plain text; it must be a secret: pulumi config set --secret ${s.configKey} <value>` });
+        } else if (!set && !(s.envVar && raw.env[s.envVar])) {
+            const alt = s.envVar ? ` (or set the ${s.envVar} environment variable)` : "";
+            issues.push({ path: s.configKey, message: `is missing: ${s.what}; set it with pulumi config set --secret ${s.configKey} <value>${alt}` });
+        }
+        if (set) config.secretKeys.push(s.configKey);
+    }
+    return issues;
+}

@@ -1,0 +1,67 @@
+// One node of the stack: its server on whichever provider the plan names, booted from the
+// node's cloud-config, behind a firewall built from the plan's public rules.
+import * as cloudflare from "@pulumi/cloudflare";
+import * as pulumi from "@pulumi/pulumi";
+import { PlannedNode, PortRule, StackPlan } from "./plan";
+import { PublicInboundRule, ServerFactory } from "./providers";
+
+export interface VpsNodeArgs {
+    plan: StackPlan;
+    node: PlannedNode;
+    servers: ServerFactory;
+    userData: pulumi.Output<string>;
+    /** Needed for hosts you bring: the key that reaches them over SSH. */
+    sshPrivateKey?: pulumi.Output<string>;
+}
+
+const ANYWHERE = ["0.0.0.0/0", "::/0"];
+
+
+/** Cloudflare's published edge ranges (an invoke, so the firewall follows when they change). */
+function cloudflareSources(): pulumi.Output<string[]> {
+    return cloudflare.getIpRangesOutput().apply((r) => [...r.ipv4Cidrs, ...r.ipv6Cidrs]);
+}
+
+/** The plan's public rules for a role, as provider-agnostic firewall rules. Mesh rules stay off. */
+export function publicRules(rules: PortRule[]): PublicInboundRule[] {
+    return rules.flatMap((r): PublicInboundRule[] => {
+        switch (r.from.kind) {
+            case "internet":
+                return [{ description: r.service, protocol: r.protocol, port: r.port, sources: ANYWHERE }];
+            case "cloudflare":
+                return [{ description: r.service, protocol: r.protocol, port: r.port, sources: cloudflareSources() }];
+            case "admin":
+                return [{ description: r.service, protocol: r.protocol, port: r.port, sources: r.from.cidrs }];
+            case "mesh":
+                return [];
+        }
+    });
+}
+
+export class VpsNode extends pulumi.ComponentResource {
+    readonly name: string;
+    readonly role: string;
+    readonly publicIpv4: pulumi.Output<string>;
+    readonly publicIpv6: pulumi.Output<string | undefined>;
+
+    constructor(name: string, args: VpsNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vps-ha:index:Node", name, {}, opts);
+        const { node, plan } = args;
+        this.name = node.name;
+        this.role = node.role;
+        const server = args.servers.createServer({
+            name: node.name,
+            region: node.region,
+            size: node.size ?? "",
+            userData: pulumi.secret(args.userData),
+            sshPublicKeys: plan.config.admin.sshPublicKeys,
+            firewall: publicRules(plan.ports[node.role]),
+            group: node.role,
+            tags: { "vps-ha-stack": plan.config.stack, "vps-ha-role": node.role },
+            ...(node.host ? { host: { ...node.host, privateKey: args.sshPrivateKey ?? pulumi.output("") } } : {}),
+        }, this);
+        this.publicIpv4 = server.publicIpv4;
+        this.publicIpv6 = server.publicIpv6;
+        this.registerOutputs({ publicIpv4: this.publicIpv4, publicIpv6: this.publicIpv6 });
+    }
+}

@@ -1,0 +1,56 @@
+// A host the user already runs Debian 13 on: the same cloud-config is handed to cloud-init over
+// SSH (a NoCloud seed), so the host boots into the same role a rented server would. Its public
+// firewall is the user's to keep; the host firewall in the cloud-config still closes everything
+// the plan does not open.
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import { sshCatalog } from "./ssh-catalog";
+import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
+
+const COMMAND = "command:remote:Command";
+const SEED = "/var/lib/cloud/seed/nocloud";
+
+/** Reads the cloud-config on stdin, seeds cloud-init with it and runs every stage once. */
+export function bootstrapScript(instanceId: string): string {
+    return [
+        "set -eu",
+        "export DEBIAN_FRONTEND=noninteractive",
+        "command -v cloud-init >/dev/null || (apt-get update -q && apt-get install -y -q cloud-init)",
+        `mkdir -p ${SEED}`,
+        `cat > ${SEED}/user-data`,
+        `printf 'instance-id: %s\\n' '${instanceId}' > ${SEED}/meta-data`,
+        "cloud-init clean --logs",
+        "cloud-init init --local && cloud-init init && cloud-init modules --mode=config && cloud-init modules --mode=final",
+    ].join("\n");
+}
+
+function init(_ctx: ProviderContext) {
+    return {
+        createServer(spec: ServerSpec, parent: pulumi.Resource) {
+            if (!spec.host) throw new pulumi.RunError(`node ${spec.name}: a host you bring needs an address`);
+            const host = spec.host;
+            const instanceId = pulumi.output(spec.userData).apply((u) => `vps-ha-${spec.name}-${createHash("sha256").update(u).digest("hex").slice(0, 12)}`);
+            new command.remote.Command(`${spec.name}-bootstrap`, {
+                connection: { host: host.address, user: host.user, privateKey: host.privateKey },
+                create: instanceId.apply((id) => `sudo sh -c '${bootstrapScript(id).replace(/'/g, "'\\''")}'`),
+                stdin: spec.userData,
+                triggers: [instanceId],
+            }, { parent, additionalSecretOutputs: ["stdin"] });
+            return { publicIpv4: pulumi.output(host.address), publicIpv6: pulumi.output(undefined) };
+        },
+    };
+}
+
+export const sshAdapter: ProviderAdapter = {
+    catalog: sshCatalog,
+    init,
+    mocks: {
+        outputs(type, _name, inputs) {
+            return type === COMMAND ? { ...inputs, stdout: "", stderr: "" } : undefined;
+        },
+        userData(type, inputs) {
+            return type === COMMAND ? (inputs.stdin as string | undefined) : undefined;
+        },
+    },
+};

@@ -1,0 +1,56 @@
+// A node's whole boot: one #cloud-config document composed from the parts each concern adds
+// (mesh, host firewall, database, proxy, app). The yaml library writes it, so quoting and
+// multi-line file contents are always valid YAML.
+import { stringify } from "yaml";
+
+export interface FilePart {
+    path: string;
+    content: string;
+    /** Octal mode as cloud-init writes it, e.g. "0600". */
+    permissions?: string;
+    owner?: string;
+    /** Write after packages are installed (for owners such as postgres that packages create). */
+    defer?: boolean;
+}
+
+/** What one concern adds to a node's boot. Commands run in order, after every file is written. */
+export interface CloudConfigPart {
+    packages?: string[];
+    files?: FilePart[];
+    commands?: string[][];
+}
+
+export interface NodeBoot {
+    hostname: string;
+    fqdn: string;
+    sshAuthorizedKeys: string[];
+    /** false: sshd is stopped and disabled on boot (nobody logs in; the stack runs itself). */
+    sshEnabled: boolean;
+    parts: CloudConfigPart[];
+}
+
+export const CLOUD_CONFIG_HEADER = "#cloud-config\n";
+
+export function renderCloudConfig(boot: NodeBoot): string {
+    const packages = [...new Set(boot.parts.flatMap((p) => p.packages ?? []))].sort();
+    const files = boot.parts.flatMap((p) => p.files ?? []);
+    const seen = new Set<string>();
+    for (const f of files) {
+        if (seen.has(f.path)) throw new Error(`two parts of ${boot.hostname}'s cloud-config write ${f.path}`);
+        seen.add(f.path);
+    }
+    const runcmd = boot.parts.flatMap((p) => p.commands ?? []);
+    if (!boot.sshEnabled) runcmd.push(["systemctl", "disable", "--now", "ssh.service"]);
+    const doc = {
+        hostname: boot.hostname,
+        fqdn: boot.fqdn,
+        prefer_fqdn_over_hostname: false,
+        ssh_pwauth: false,
+        ...(boot.sshAuthorizedKeys.length > 0 ? { ssh_authorized_keys: boot.sshAuthorizedKeys } : {}),
+        package_update: true,
+        packages,
+        write_files: files.map((f) => ({ path: f.path, content: f.content, permissions: f.permissions ?? "0644", owner: f.owner ?? "root:root", ...(f.defer ? { defer: true } : {}) })),
+        runcmd,
+    };
+    return CLOUD_CONFIG_HEADER + stringify(doc, { lineWidth: 0 });
+}

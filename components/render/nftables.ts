@@ -1,0 +1,54 @@
+// The host firewall: the second wall behind the provider's. Public side: WireGuard, SSH from the
+// admin ranges, and 80/443 on HAProxy nodes (the provider firewall narrows those to Cloudflare).
+// Mesh side: each service port only from the mesh addresses of the roles the plan allows.
+import { CloudConfigPart } from "./cloud-config";
+import { MESH_INTERFACE } from "./wireguard";
+
+export interface HostFirewallRule {
+    service: string;
+    protocol: "tcp" | "udp";
+    port: number;
+    /** "any": from anywhere on the public side; a list: from these sources only. */
+    from: "any" | { cidrs: string[] } | { meshAddresses: string[] };
+}
+
+export const NFTABLES_FILE = "/etc/nftables.conf";
+
+export function renderNftables(rules: HostFirewallRule[]): string {
+    const lines = [
+        "#!/usr/sbin/nft -f",
+        "# vps-ha host firewall: everything not listed here is dropped.",
+        "flush ruleset",
+        "",
+        "table inet vps_ha {",
+        "  chain input {",
+        "    type filter hook input priority filter; policy drop;",
+        '    iif "lo" accept',
+        "    ct state established,related accept",
+        "    ct state invalid drop",
+        "    meta l4proto { icmp, ipv6-icmp } accept",
+    ];
+    for (const r of rules) {
+        const match = `${r.protocol} dport ${r.port}`;
+        const comment = `comment "${r.service}"`;
+        if (r.from === "any") lines.push(`    ${match} accept ${comment}`);
+        else if ("cidrs" in r.from) {
+            const v4 = r.from.cidrs.filter((c) => !c.includes(":"));
+            const v6 = r.from.cidrs.filter((c) => c.includes(":"));
+            if (v4.length > 0) lines.push(`    ip saddr { ${v4.join(", ")} } ${match} accept ${comment}`);
+            if (v6.length > 0) lines.push(`    ip6 saddr { ${v6.join(", ")} } ${match} accept ${comment}`);
+        } else if (r.from.meshAddresses.length > 0) {
+            lines.push(`    iifname "${MESH_INTERFACE}" ip saddr { ${r.from.meshAddresses.join(", ")} } ${match} accept ${comment}`);
+        }
+    }
+    lines.push("  }", "", "  chain forward {", "    type filter hook forward priority filter; policy drop;", "  }", "}", "");
+    return lines.join("\n");
+}
+
+export function hostFirewallPart(rules: HostFirewallRule[]): CloudConfigPart {
+    return {
+        packages: ["nftables"],
+        files: [{ path: NFTABLES_FILE, content: renderNftables(rules), permissions: "0755" }],
+        commands: [["systemctl", "enable", "--now", "nftables.service"]],
+    };
+}

@@ -1,0 +1,79 @@
+// The whole program: config in, one environment out. index.ts runs it under the Pulumi engine;
+// the offline plan, the lab and the tests run the very same function under the mock runtime.
+import * as pulumi from "@pulumi/pulumi";
+import { AppTier } from "./app";
+import { ConfigError, parseStackConfig } from "./config";
+import { DatabaseCluster } from "./database";
+import { HaproxyPair } from "./haproxy";
+import { Mesh } from "./mesh";
+import { NodeGroupArgs } from "./node-group";
+import { NodeRecords } from "./node-records";
+import { FailureRow } from "./failures";
+import { buildPlan, StackPlan } from "./plan";
+import { adapters, ServerFactory } from "./providers";
+import { readRawConfig } from "./runtime-config";
+
+export interface NodeOutput {
+    name: string;
+    role: string;
+    provider: string;
+    region: string;
+    size: string | undefined;
+    meshAddress: string;
+    dnsName: string;
+    publicIpv4: pulumi.Output<string>;
+    publicIpv6: pulumi.Output<string | undefined>;
+}
+
+export interface StackOutputs {
+    nodes: NodeOutput[];
+    /** What the loss of each node, data centre and provider leaves standing. */
+    failures: FailureRow[];
+    extraCosts: StackPlan["extraCosts"];
+    monthlyCostUsd: number;
+}
+
+/** Validates the config and builds the plan, or stops the program with every problem at once. */
+export function loadPlan(): StackPlan {
+    try {
+        return buildPlan(parseStackConfig(readRawConfig(), pulumi.getStack()));
+    } catch (e) {
+        // RunError ends the program with its message alone: no stack trace for a config mistake.
+        if (e instanceof ConfigError) throw new pulumi.RunError(e.message);
+        throw e;
+    }
+}
+
+export function vpsHa(): StackOutputs {
+    const plan = loadPlan();
+    const prefix = `${pulumi.getProject()}-${plan.config.stack}`;
+    const shared = new pulumi.ComponentResource("vps-ha:index:Providers", prefix);
+    const servers: Record<string, ServerFactory> = {};
+    for (const provider of new Set(plan.nodes.map((n) => n.provider))) {
+        servers[provider] = adapters[provider].init({ prefix, sshPublicKeys: plan.config.admin.sshPublicKeys, parent: shared });
+    }
+    const config = new pulumi.Config();
+    const sshPrivateKey = plan.nodes.some((n) => n.host) ? config.requireSecret("sshPrivateKey") : undefined;
+
+    const mesh = new Mesh("mesh", { plan });
+    const groupArgs: NodeGroupArgs = { plan, mesh, servers, sshPrivateKey };
+    const database = new DatabaseCluster("database", groupArgs);
+    const proxies = new HaproxyPair("haproxy", groupArgs);
+    const apps = new AppTier("app", groupArgs);
+    const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
+    new NodeRecords("node-records", { plan, nodes: all });
+
+    return {
+        nodes: plan.nodes.map((n) => {
+            const vps = all.find((v) => v.name === n.name);
+            if (!vps) throw new Error(`no server was created for planned node ${n.name}`);
+            return {
+                name: n.name, role: n.role, provider: n.provider, region: n.region, size: n.size,
+                meshAddress: n.meshAddress, dnsName: n.dnsName, publicIpv4: vps.publicIpv4, publicIpv6: vps.publicIpv6,
+            };
+        }),
+        failures: plan.failures,
+        extraCosts: plan.extraCosts,
+        monthlyCostUsd: plan.monthlyCostUsd,
+    };
+}

@@ -1,0 +1,165 @@
+// Runs the real program (components/stack.ts, what index.ts runs) under Pulumi's mock runtime:
+// no engine, no cloud. Every resource the program registers is recorded with its inputs, and
+// which of them Pulumi marks secret. The offline plan, the lab and the program tests all read
+// the stack through this one function.
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import { adapters } from "../../components/providers";
+
+export interface RecordedResource {
+    type: string;
+    name: string;
+    /** Inputs with secrets unwrapped to their plain values. */
+    inputs: Record<string, unknown>;
+    /** Top-level input names Pulumi held as secrets. */
+    secretInputs: string[];
+    outputs: Record<string, unknown>;
+}
+
+export interface Evaluation {
+    resources: RecordedResource[];
+    /** The program's stack outputs, resolved; secrets unwrapped, see secretOutputs. */
+    outputs: Record<string, unknown>;
+    /** Dotted paths of stack outputs that are secret. */
+    secretOutputs: string[];
+    /** The cloud-config each server received, by the server resource's name (= node name). */
+    userData: Record<string, string>;
+    /** The public IPv4 the mock gave each server, by node name. */
+    publicIpv4: Record<string, string>;
+}
+
+export interface ProgramInput {
+    stack: string;
+    values: Record<string, string>;
+    secretKeys: string[];
+    /** Environment the program sees (provider tokens may come from here). */
+    env?: Record<string, string | undefined>;
+}
+
+/** Cloudflare's edge ranges as the mocked invoke returns them (a few of the published ones). */
+export const MOCK_CLOUDFLARE_RANGES = { ipv4Cidrs: ["173.245.48.0/20", "103.21.244.0/22", "104.16.0.0/13"], ipv6Cidrs: ["2400:cb00::/32", "2606:4700::/32"] };
+
+const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+function isSecretWrapper(v: unknown): v is { value: unknown } {
+    return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
+}
+
+/** Unwraps Pulumi's secret markers, noting the top-level keys that held one anywhere inside. */
+function unwrap(value: unknown, onSecret: () => void): unknown {
+    if (isSecretWrapper(value)) {
+        onSecret();
+        return unwrap(value.value, onSecret);
+    }
+    if (Array.isArray(value)) return value.map((v) => unwrap(v, onSecret));
+    if (typeof value === "object" && value !== null) {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrap(v, onSecret)]));
+    }
+    return value;
+}
+
+/** Deterministic bytes for a named random resource, so every evaluation renders the same text. */
+function mockBytes(name: string, length: number): Buffer {
+    const out = Buffer.alloc(length);
+    for (let i = 0, block = 0; i < length; block++) i += createHash("sha256").update(`${name}/${block}`).digest().copy(out, i);
+    return out;
+}
+
+/** Lab public addresses: 198.18.0.0/15, the range set aside for benchmarking networks. */
+function labAddress(index: number): string {
+    const n = 10 + index;
+    return `198.18.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+}
+
+let evaluating = false;
+
+export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> {
+    if (evaluating) throw new Error("evaluateProgram runs one program at a time");
+    evaluating = true;
+    const savedEnv = { ...process.env };
+    try {
+        const resources: RecordedResource[] = [];
+        const publicIpv4: Record<string, string> = {};
+        let ids = 1000;
+        await pulumi.runtime.setMocks(
+            {
+                newResource(args) {
+                    const secretInputs: string[] = [];
+                    const inputs = Object.fromEntries(
+                        Object.entries(args.inputs as Record<string, unknown>).map(([k, v]) => [k, unwrap(v, () => secretInputs.includes(k) || secretInputs.push(k))]),
+                    );
+                    let outputs: Record<string, unknown> = { ...inputs };
+                    if (args.type === "random:index/randomBytes:RandomBytes") {
+                        const bytes = mockBytes(args.name, Number(inputs.length));
+                        outputs = { ...inputs, base64: bytes.toString("base64"), hex: bytes.toString("hex") };
+                    }
+                    for (const adapter of Object.values(adapters)) {
+                        const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[args.name] ??= labAddress(Object.keys(publicIpv4).length)));
+                        if (o) outputs = o;
+                    }
+                    resources.push({ type: args.type, name: args.name, inputs, secretInputs, outputs });
+                    return { id: String(ids++), state: outputs };
+                },
+                call(args) {
+                    if (args.token === "cloudflare:index/getIpRanges:getIpRanges") return { ...MOCK_CLOUDFLARE_RANGES, etag: "mock", jdcloudCidrs: [] };
+                    return {};
+                },
+            },
+            "vps-ha",
+            input.stack,
+            false,
+        );
+        pulumi.runtime.setAllConfig(input.values, input.secretKeys);
+        if (input.env) {
+            for (const k of Object.keys(process.env)) if (!(k in input.env)) delete process.env[k];
+            Object.assign(process.env, input.env);
+        }
+        // Imported here so the program's modules load after the mocks are in place.
+        const { vpsHa } = await import("../../components/stack");
+        const stackOutputs = vpsHa();
+        const secretOutputs: string[] = [];
+        const outputs = (await resolveDeep(stackOutputs, "", secretOutputs)) as Record<string, unknown>;
+        await settle(() => resources.length);
+
+        const userData: Record<string, string> = {};
+        for (const r of resources) {
+            for (const adapter of Object.values(adapters)) {
+                const u = adapter.mocks.userData(r.type, r.inputs);
+                if (u !== undefined) userData[r.name.replace(/-bootstrap$/, "")] = u;
+            }
+        }
+        return { resources, outputs, secretOutputs, userData, publicIpv4 };
+    } finally {
+        process.env = savedEnv;
+        evaluating = false;
+    }
+}
+
+/** Resolves every Output inside a value, recording the paths of secret ones. */
+async function resolveDeep(value: unknown, path: string, secrets: string[]): Promise<unknown> {
+    if (pulumi.Output.isInstance(value)) {
+        const out = value as pulumi.Output<unknown>;
+        if (await pulumi.isSecret(out)) secrets.push(path);
+        const inner = await new Promise<unknown>((resolve) => out.apply((v) => resolve(v)));
+        return resolveDeep(inner, path, secrets);
+    }
+    if (Array.isArray(value)) return Promise.all(value.map((v, i) => resolveDeep(v, `${path}[${i}]`, secrets)));
+    if (typeof value === "object" && value !== null && !(value instanceof pulumi.Resource)) {
+        const entries = await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await resolveDeep(v, path ? `${path}.${k}` : k, secrets)] as const));
+        return Object.fromEntries(entries);
+    }
+    return value;
+}
+
+/** Waits (bounded) until no new resource has been registered for a few event-loop turns. */
+async function settle(count: () => number): Promise<void> {
+    let last = -1;
+    let quiet = 0;
+    for (let turn = 0; turn < 2000 && quiet < 5; turn++) {
+        await new Promise((r) => setTimeout(r, 2));
+        quiet = count() === last ? quiet + 1 : 0;
+        last = count();
+    }
+    if (quiet < 5) throw new Error("the program kept registering resources for 2000 turns; gave up waiting for it to settle");
+}

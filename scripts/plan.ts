@@ -1,0 +1,136 @@
+// npm run plan -- [--stack NAME | --config FILE] [--json]
+// The offline plan: runs the real program under Pulumi's mock runtime (no CLI, no cloud account)
+// and prints the nodes per provider and region with their monthly price, the total, the
+// resources the program would create, and what each failure leaves standing.
+// Exit codes: 0 plan printed, 2 the stack file or its config is invalid.
+import * as pulumi from "@pulumi/pulumi";
+import { resolve } from "node:path";
+import { catalogs } from "../components/providers/catalogs";
+import type { FailureRow } from "../components/failures";
+import { evaluateProgram, Evaluation } from "./lib/mock-program";
+import { readStackFile, StackFileError } from "./lib/stack-file";
+import { parseArgs, UsageError } from "./lib/args";
+
+const USAGE = "usage: npm run plan -- [--stack NAME | --config FILE] [--json]";
+
+interface PlanNode {
+    name: string;
+    role: string;
+    provider: string;
+    region: string;
+    size?: string;
+    meshAddress: string;
+    dnsName: string;
+    publicIpv4: string;
+    monthlyUsd: number;
+}
+
+export interface PlanReport {
+    stack: string;
+    source: string;
+    nodes: PlanNode[];
+    extraCosts: { item: string; monthlyUsd: number }[];
+    monthlyCostUsd: number;
+    resources: Record<string, number>;
+    failures: FailureRow[];
+}
+
+export async function planReport(source: string, stack: string): Promise<PlanReport> {
+    const file = readStackFile(source);
+    const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
+    return toReport(evaluation, stack, source);
+}
+
+function toReport(e: Evaluation, stack: string, source: string): PlanReport {
+    const out = e.outputs as { nodes: Omit<PlanNode, "monthlyUsd">[]; failures: FailureRow[]; extraCosts: PlanReport["extraCosts"]; monthlyCostUsd: number };
+    const price = (n: Omit<PlanNode, "monthlyUsd">) => (n.size ? catalogs[n.provider]?.sizes[n.size]?.monthlyUsd ?? 0 : 0);
+    const resources: Record<string, number> = {};
+    for (const r of e.resources) resources[r.type] = (resources[r.type] ?? 0) + 1;
+    return {
+        stack,
+        source,
+        nodes: out.nodes.map((n) => ({ ...n, monthlyUsd: price(n) })),
+        extraCosts: out.extraCosts,
+        monthlyCostUsd: out.monthlyCostUsd,
+        resources,
+        failures: out.failures,
+    };
+}
+
+function pad(s: string, n: number): string {
+    return s.length >= n ? s + " " : s + " ".repeat(n - s.length);
+}
+
+export function formatReport(r: PlanReport): string {
+    const lines = [`vps-ha plan for stack "${r.stack}" (${r.source})`, ""];
+    const groups = new Map<string, PlanNode[]>();
+    for (const n of r.nodes) groups.set(`${n.provider} / ${n.region}`, [...(groups.get(`${n.provider} / ${n.region}`) ?? []), n]);
+    lines.push("Nodes" + " ".repeat(72) + "USD/month");
+    for (const [group, nodes] of [...groups.entries()].sort()) {
+        const [provider, region] = group.split(" / ");
+        const info = catalogs[provider]?.regions[region];
+        lines.push(`  ${catalogs[provider]?.displayName ?? provider} ${region}${info ? ` (${info.city}, ${info.country})` : ""}`);
+        for (const n of nodes) {
+            lines.push(`    ${pad(n.name, 10)}${pad(n.role, 9)}${pad(n.size ?? "-", 16)}${pad(n.meshAddress, 13)}${pad(n.dnsName, 32)}${n.monthlyUsd.toFixed(2).padStart(9)}`);
+        }
+    }
+    for (const c of r.extraCosts) lines.push(`  ${pad(c.item, 79)}${c.monthlyUsd.toFixed(2).padStart(5)}`);
+    lines.push(`  ${pad("Total", 79)}${r.monthlyCostUsd.toFixed(2).padStart(5)}`, "");
+    const count = Object.values(r.resources).reduce((a, b) => a + b, 0);
+    lines.push(`Resources (${count})`);
+    for (const [type, n] of Object.entries(r.resources).sort()) lines.push(`  ${pad(type, 60)}${String(n).padStart(4)}`);
+    lines.push("", `Failures${" ".repeat(23)}web   db primary  db writes  note`);
+    const yes = (b: boolean) => (b ? "up" : "DOWN");
+    for (const f of r.failures) {
+        lines.push(`  ${pad(f.scenario, 29)}${pad(yes(f.webUp), 6)}${pad(f.dbPrimary ? "yes" : "NO", 12)}${pad(f.dbWrites ? "yes" : "NO", 11)}${f.note}`);
+    }
+    return lines.join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+    let args;
+    try {
+        args = parseArgs(argv, { values: ["stack", "config"], flags: ["json"] });
+    } catch (e) {
+        if (e instanceof UsageError) {
+            console.error(`${e.message}\n${USAGE}`);
+            return 2;
+        }
+        throw e;
+    }
+    if (args.values.stack && args.values.config) {
+        console.error(`--stack and --config name the same thing; give one\n${USAGE}`);
+        return 2;
+    }
+    const stack = args.values.stack ?? (args.values.config ? stackNameOf(args.values.config) : "prod");
+    const source = args.values.config ?? `Pulumi.${stack}.yaml`;
+    try {
+        const report = await planReport(resolve(source), stack);
+        report.source = source;
+        console.log(args.flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
+        return 0;
+    } catch (e) {
+        // Config mistakes are the user's to fix: the message alone, no stack trace.
+        if (e instanceof StackFileError || isRunError(e)) {
+            console.error((e as Error).message);
+            return 2;
+        }
+        throw e;
+    }
+}
+
+function stackNameOf(file: string): string {
+    const m = /Pulumi\.([^/\\]+)\.ya?ml$/.exec(file);
+    return m ? m[1] : "dev";
+}
+
+function isRunError(e: unknown): boolean {
+    return pulumi.RunError.isInstance(e);
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
+        console.error(e instanceof Error ? e.stack : e);
+        process.exit(1);
+    });
+}

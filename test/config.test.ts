@@ -1,0 +1,149 @@
+import { strict as assert } from "node:assert";
+import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
+import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
+import { StackFile } from "../scripts/lib/stack-file";
+
+function issuesOf(file: StackFile, env: Record<string, string> = {}): ConfigIssue[] {
+    try {
+        parseStackConfig(raw(file, env), "prod");
+    } catch (e) {
+        if (e instanceof ConfigError) return e.issues;
+        throw e;
+    }
+    return [];
+}
+
+/** Asserts one issue sits at `path` and its message matches every pattern. */
+function expectIssue(issues: ConfigIssue[], path: string, ...patterns: RegExp[]): void {
+    const found = issues.filter((i) => i.path === path);
+    assert.ok(found.length > 0, `expected an issue at ${path}; got:\n${issues.map((i) => `${i.path}: ${i.message}`).join("\n")}`);
+    for (const p of patterns) assert.match(found.map((i) => i.message).join(" | "), p);
+}
+
+describe("stack config validation", () => {
+    it("accepts the shipped prod stack", () => {
+        const config = parseStackConfig(raw(prodStack()), "prod");
+        assert.equal(config.nodes.db.length, 3);
+        assert.equal(config.mesh.port, 51820);
+        assert.deepEqual(config.admin.sshCidrs, []);
+    });
+
+    it("rejects an unknown provider, naming the key and the allowed ones", () => {
+        const nodes = prodNodes();
+        nodes.app[0].provider = "vultr";
+        expectIssue(issuesOf(withConfig({ nodes })), "vps-ha:nodes.app[0].provider", /"vultr"/, /linode, hcloud, ssh/);
+    });
+
+    it("rejects a region or size the provider does not have", () => {
+        const nodes = prodNodes();
+        nodes.db[0].region = "mars-1";
+        nodes.db[2].size = "g6-huge-99";
+        const issues = issuesOf(withConfig({ nodes }));
+        expectIssue(issues, "vps-ha:nodes.db[0].region", /"mars-1"/, /fsn1/);
+        expectIssue(issues, "vps-ha:nodes.db[2].size", /"g6-huge-99"/, /g6-nanode-1/);
+    });
+
+    it("rejects a size the region does not offer", () => {
+        const nodes = prodNodes();
+        nodes.app[1].region = "ash";
+        expectIssue(issuesOf(withConfig({ nodes })), "vps-ha:nodes.app[1].size", /not offered in ash/);
+    });
+
+    it("rejects fewer than 3 or an even number of database members", () => {
+        for (const count of [2, 4]) {
+            const nodes = prodNodes();
+            nodes.db = count === 2 ? nodes.db.slice(0, 2).map((n, i) => ({ ...n, provider: i ? "linode" : "hcloud", region: i ? "de-fra-2" : "fsn1", size: i ? "g6-standard-1" : "cx23" }))
+                : [...nodes.db, { name: "db-4", provider: "linode", region: "eu-central", size: "g6-standard-1" }];
+            expectIssue(issuesOf(withConfig({ nodes })), "vps-ha:nodes.db", new RegExp(`has ${count} member`), /odd number, 3 or 5/);
+        }
+    });
+
+    it("rejects all database members on one provider", () => {
+        const nodes = prodNodes();
+        nodes.db[2] = { name: "db-3", provider: "hcloud", region: "hel1", size: "cx23" };
+        expectIssue(issuesOf(withConfig({ nodes })), "vps-ha:nodes.db", /all database members are on hcloud/);
+    });
+
+    it("rejects fewer than 2 app or HAProxy nodes, and both HAProxy nodes on one provider", () => {
+        const one = prodNodes();
+        one.app = one.app.slice(0, 1);
+        one.haproxy = one.haproxy.slice(0, 1);
+        const issues = issuesOf(withConfig({ nodes: one }));
+        expectIssue(issues, "vps-ha:nodes.app", /has 1 node/);
+        expectIssue(issues, "vps-ha:nodes.haproxy", /has 1 node/);
+        const same = prodNodes();
+        same.haproxy[0] = { name: "lb-1", provider: "hcloud", region: "nbg1", size: "cx23" };
+        expectIssue(issuesOf(withConfig({ nodes: same })), "vps-ha:nodes.haproxy", /both HAProxy nodes are on hcloud/);
+    });
+
+    it("rejects duplicate node names", () => {
+        const nodes = prodNodes();
+        nodes.app[1].name = "db-1";
+        expectIssue(issuesOf(withConfig({ nodes })), "vps-ha:nodes.db[0].name", /"db-1" is already the name of vps-ha:nodes.app\[1\]/);
+    });
+
+    it("rejects a bad CIDR in the admin SSH ranges", () => {
+        const issues = issuesOf(withConfig({ admin: { sshCidrs: ["203.0.113.0/24", "10.0.0.300/8", "2001:db8::/200"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] } }));
+        expectIssue(issues, "vps-ha:admin.sshCidrs[1]", /"10.0.0.300\/8" is not a CIDR/);
+        expectIssue(issues, "vps-ha:admin.sshCidrs[2]", /"2001:db8::\/200" is not a CIDR/);
+        assert.ok(!issues.some((i) => i.path === "vps-ha:admin.sshCidrs[0]"));
+    });
+
+    it("rejects a mesh CIDR too small for the nodes, or not private", () => {
+        expectIssue(issuesOf(withConfig({ mesh: { cidr: "10.77.0.0/28" } })), "vps-ha:mesh.cidr", /14 host addresses for 7 nodes/);
+        expectIssue(issuesOf(withConfig({ mesh: { cidr: "8.8.0.0/16" } })), "vps-ha:mesh.cidr", /private IPv4 network/);
+    });
+
+    it("rejects a missing provider token or Cloudflare token, zone or account", () => {
+        const file = withConfig({ "linode:token": undefined, "cloudflare:apiToken": undefined, cloudflare: { accountId: "0123456789abcdef0123456789abcdef" } });
+        file.secretKeys = file.secretKeys.filter((k) => k !== "linode:token" && k !== "cloudflare:apiToken");
+        const issues = issuesOf(file);
+        expectIssue(issues, "vps-ha:cloudflare.zoneId", /is required/);
+        const secrets = issuesOf(withConfig({}, { ...file, values: { ...file.values, "vps-ha:cloudflare": prodStack().values["vps-ha:cloudflare"] } }));
+        expectIssue(secrets, "linode:token", /is missing/, /pulumi config set --secret linode:token/, /LINODE_TOKEN/);
+        expectIssue(secrets, "cloudflare:apiToken", /is missing/);
+        // A token in the environment is as good as one in config.
+        const fromEnv = issuesOf({ ...file, values: { ...file.values, "vps-ha:cloudflare": prodStack().values["vps-ha:cloudflare"] } }, { LINODE_TOKEN: "x", CLOUDFLARE_API_TOKEN: "y" });
+        assert.deepEqual(fromEnv, []);
+        expectIssue(issuesOf(withConfig({ cloudflare: { zoneId: "fedcba9876543210fedcba9876543210" } })), "vps-ha:cloudflare.accountId", /is required/);
+        expectIssue(issuesOf(withConfig({ domain: undefined })), "vps-ha:domain", /is required/);
+    });
+
+    it("rejects a secret given as plain text", () => {
+        const file = prodStack();
+        file.secretKeys = file.secretKeys.filter((k) => k !== "hcloud:token");
+        expectIssue(issuesOf(file), "hcloud:token", /stored as plain text/, /pulumi config set --secret hcloud:token/);
+    });
+
+    it("reports every problem at once", () => {
+        const nodes = prodNodes();
+        nodes.app[0].provider = "vultr";
+        nodes.db[0].region = "mars-1";
+        const issues = issuesOf(withConfig({ nodes, admin: { sshCidrs: ["nope"], sshPublicKeys: ["ssh-ed25519 AAAA x"] }, mesh: { cidr: "10.0.0.0/29" } }));
+        for (const path of ["vps-ha:nodes.app[0].provider", "vps-ha:nodes.db[0].region", "vps-ha:admin.sshCidrs[0]", "vps-ha:mesh.cidr"]) expectIssue(issues, path);
+    });
+
+    it("rejects unknown keys, wrong types and bad app settings with the allowed values", () => {
+        const issues = issuesOf(withConfig({ nodes: { ...prodNodes(), extra: [] }, colour: "blue", app: { image: "ghcr.io/example/app", port: 70000, healthPath: "healthz" } }));
+        expectIssue(issues, "vps-ha:nodes", /unknown key\(s\) extra/, /app, haproxy, db, witness/);
+        expectIssue(issues, "vps-ha:colour", /not a vps-ha setting/);
+        expectIssue(issues, "vps-ha:app.image", /tag or digest/, /"ghcr.io\/example\/app"/);
+        expectIssue(issues, "vps-ha:app.port", /70000/);
+        expectIssue(issues, "vps-ha:app.healthPath", /must start with '\/'/);
+    });
+
+    it("rejects a witness in a failure domain that holds a database member", () => {
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "fsn1", size: "cx23" }];
+        expectIssue(issuesOf(withConfig({ nodes })), "vps-ha:nodes.witness[0].region", /third one/);
+    });
+
+    it("asks for a host, SSH access and a key for hosts you bring", () => {
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "ssh", region: "home-office" }];
+        const issues = issuesOf(withConfig({ nodes }));
+        expectIssue(issues, "vps-ha:nodes.witness[0].host", /is required/);
+        expectIssue(issues, "vps-ha:admin.sshCidrs", /set up over SSH/);
+        expectIssue(issues, "vps-ha:sshPrivateKey", /is missing/);
+    });
+});

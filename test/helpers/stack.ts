@@ -1,0 +1,32 @@
+// Test stacks: the shipped prod stack file, as the program would receive it, with edits.
+import { join } from "node:path";
+import { RawConfig } from "../../components/config";
+import { readStackFile, StackFile } from "../../scripts/lib/stack-file";
+
+export const ROOT = join(__dirname, "..", "..");
+
+export function prodStack(): StackFile {
+    return readStackFile(join(ROOT, "Pulumi.prod.yaml"));
+}
+
+/** The prod stack with `vps-ha:<key>` values replaced (objects are JSON-encoded as Pulumi does). */
+export function withConfig(edits: Record<string, unknown>, base: StackFile = prodStack()): StackFile {
+    const values = { ...base.values };
+    for (const [key, value] of Object.entries(edits)) {
+        const full = key.includes(":") ? key : `vps-ha:${key}`;
+        if (value === undefined) delete values[full];
+        else values[full] = typeof value === "string" ? value : JSON.stringify(value);
+    }
+    return { values, secretKeys: [...base.secretKeys] };
+}
+
+export function raw(file: StackFile, env: Record<string, string> = {}): RawConfig {
+    return { values: file.values, secretKeys: new Set(file.secretKeys), env };
+}
+
+type NodeEntry = { name: string; provider: string; region: string; size?: string; [k: string]: unknown };
+
+/** The prod stack's node lists, for tests that edit them. */
+export function prodNodes(): Record<"app" | "haproxy" | "db" | "witness", NodeEntry[]> {
+    return JSON.parse(prodStack().values["vps-ha:nodes"]);
+}
