@@ -3,7 +3,7 @@
 // StackConfig or the complete list of problems, each naming its key path, the bad value and what
 // is allowed. Pure: no Pulumi runtime here, so tests and the offline plan use it unchanged.
 import { z } from "zod";
-import { catalogs, isCloudProvider, providerNames } from "./providers/catalogs";
+import { catalogs, isCloudProvider, isOwnHost, providerNames } from "./providers/catalogs";
 import { cidrHostCount, inNetwork, ipInCidr, parseCidr } from "./net";
 
 export const PROJECT = "vps-ha";
@@ -246,7 +246,7 @@ function checkNetwork(config: StackConfig): ConfigIssue[] {
     if (config.admin.sshCidrs.length > 0 && config.admin.sshPublicKeys.length === 0) {
         issues.push({ path: `${PROJECT}:admin.sshPublicKeys`, message: "is empty while admin.sshCidrs opens SSH; add at least one public key (password logins are disabled)" });
     }
-    if (config.admin.sshCidrs.length === 0 && allNodes(config).some((n) => !isCloudProvider(n.node.provider))) {
+    if (config.admin.sshCidrs.length === 0 && allNodes(config).some((n) => isOwnHost(n.node.provider))) {
         issues.push({ path: `${PROJECT}:admin.sshCidrs`, message: "is empty, but hosts you bring (provider ssh) are set up over SSH: add the address Pulumi runs from" });
     }
     const mesh = parseCidr(config.mesh.cidr);
@@ -281,7 +281,7 @@ function checkSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
         const token = catalogs[p]?.token;
         if (token) needed.push({ ...token, what: `the ${catalogs[p].displayName} API token` });
     }
-    if (allNodes(config).some((n) => !isCloudProvider(n.node.provider))) {
+    if (allNodes(config).some((n) => isOwnHost(n.node.provider))) {
         needed.push({ configKey: `${PROJECT}:sshPrivateKey`, envVar: "", what: "the private key that reaches your own hosts over SSH" });
     }
     for (const s of needed) {

@@ -17,3 +17,8 @@ export const providerNames = Object.keys(catalogs);
 export function isCloudProvider(name: string): boolean {
     return Object.keys(catalogs[name]?.sizes ?? {}).length > 0;
 }
+
+/** Hosts the user brings (reached over SSH), as opposed to rented servers. */
+export function isOwnHost(name: string): boolean {
+    return name in catalogs && !isCloudProvider(name);
+}

@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { adapters } from "../../components/providers";
+import { vpsHa } from "../../components/stack";
 
 export interface RecordedResource {
     type: string;
@@ -34,6 +35,8 @@ export interface ProgramInput {
     secretKeys: string[];
     /** Environment the program sees (provider tokens may come from here). */
     env?: Record<string, string | undefined>;
+    /** Told of every resource as it is registered (even when the program later fails). */
+    onResource?: (r: RecordedResource) => void;
 }
 
 /** Cloudflare's edge ranges as the mocked invoke returns them (a few of the published ones). */
@@ -98,7 +101,9 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                         const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[args.name] ??= labAddress(Object.keys(publicIpv4).length)));
                         if (o) outputs = o;
                     }
-                    resources.push({ type: args.type, name: args.name, inputs, secretInputs, outputs });
+                    const recorded = { type: args.type, name: args.name, inputs, secretInputs, outputs };
+                    resources.push(recorded);
+                    input.onResource?.(recorded);
                     return { id: String(ids++), state: outputs };
                 },
                 call(args) {
@@ -115,8 +120,6 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
             for (const k of Object.keys(process.env)) if (!(k in input.env)) delete process.env[k];
             Object.assign(process.env, input.env);
         }
-        // Imported here so the program's modules load after the mocks are in place.
-        const { vpsHa } = await import("../../components/stack");
         const stackOutputs = vpsHa();
         const secretOutputs: string[] = [];
         const outputs = (await resolveDeep(stackOutputs, "", secretOutputs)) as Record<string, unknown>;

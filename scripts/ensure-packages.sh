@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the lab run for real, when any is missing.
+# As root it installs them with apt-get; otherwise it names them and the command to run.
+set -euo pipefail
+# command -> the Debian package that provides it
+declare -A need=(
+  [wg]=wireguard-tools [wireguard-go]=wireguard-go [cloud-init]=cloud-init
+  [ip]=iproute2 [debootstrap]=debootstrap
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "The tests run real tools that are not installed: ${missing[*]}" >&2
+  echo "Install them with: sudo apt-get install -y ${missing[*]}   (tests that need them are skipped until then)" >&2
+  exit 0
+fi
+echo "Installing Debian packages the tests use: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" ca-certificates >/dev/null

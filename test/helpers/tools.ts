@@ -1,0 +1,23 @@
+// Tests that run a real daemon or tool need it installed. In CI (.ci/run installs everything)
+// a missing one fails the test; elsewhere the test is skipped with the reason printed.
+import { spawnSync } from "node:child_process";
+
+export function missingTools(...tools: string[]): string[] {
+    return tools.filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
+}
+
+export function requireTools(ctx: Mocha.Context, tools: string[], alsoRoot = false): void {
+    const missing = missingTools(...tools);
+    const reasons = [...(missing.length ? [`missing ${missing.join(", ")}`] : []), ...(alsoRoot && process.getuid?.() !== 0 ? ["not running as root"] : [])];
+    if (reasons.length === 0) return;
+    const why = `${reasons.join("; ")} (bash .ci/run installs what the tests need)`;
+    if (process.env.CI) throw new Error(`cannot run in CI: ${why}`);
+    console.log(`      skipped: ${why}`);
+    ctx.skip();
+}
+
+export function run(cmd: string, args: string[], input?: string): { status: number; stdout: string; stderr: string } {
+    const r = spawnSync(cmd, args, { input, encoding: "utf8", timeout: 30000 });
+    return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
+}
+

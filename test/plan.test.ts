@@ -1,0 +1,126 @@
+import { strict as assert } from "node:assert";
+import { ConfigError, parseStackConfig } from "../components/config";
+import { inNetwork } from "../components/net";
+import { buildPlan, StackPlan } from "../components/plan";
+import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
+
+function planOf(edits: Record<string, unknown> = {}): StackPlan {
+    const file = withConfig(edits);
+    if ("sshPrivateKey" in edits) file.secretKeys.push("vps-ha:sshPrivateKey");
+    return buildPlan(parseStackConfig(raw(file), "prod"));
+}
+
+const addresses = (p: StackPlan) => new Map(p.nodes.map((n) => [n.name, n.meshAddress]));
+
+describe("plan", () => {
+    it("gives every node a unique mesh address inside the mesh network", () => {
+        const plan = planOf();
+        const all = plan.nodes.map((n) => n.meshAddress);
+        assert.equal(new Set(all).size, all.length);
+        for (const a of all) assert.ok(inNetwork(a, "10.77.0.0/24") && !a.endsWith(".0") && !a.endsWith(".255"), a);
+    });
+
+    it("keeps each node's mesh address when other nodes are added, removed or reordered", () => {
+        const before = addresses(planOf());
+        const nodes = prodNodes();
+        // Reordered and with nodes added; a collision would be reported, never resolved by moving somebody.
+        nodes.app = [...nodes.app.reverse(), { name: "app-3", provider: "hcloud", region: "nbg1", size: "cx23" }, { name: "app-4", provider: "linode", region: "de-fra-2", size: "g6-nanode-1" }];
+        nodes.db = nodes.db.reverse();
+        const after = addresses(planOf({ nodes, mesh: { cidr: "10.77.0.0/24" } }));
+        for (const [name, address] of before) assert.equal(after.get(name), address, name);
+        const removed = prodNodes();
+        removed.app = [...removed.app, { name: "app-3", provider: "hcloud", region: "nbg1", size: "cx23" }];
+        const third = addresses(planOf({ nodes: removed }));
+        removed.app = removed.app.filter((n) => n.name !== "app-2");
+        const fewer = addresses(planOf({ nodes: removed }));
+        for (const [name, address] of fewer) assert.equal(third.get(name), address, name);
+    });
+
+    it("reports a mesh address collision instead of moving a node, and honours a pinned address", () => {
+        // Find a name that hashes onto db-1's address.
+        const taken = addresses(planOf()).get("db-1") as string;
+        let clash = "";
+        for (let i = 0; i < 5000 && !clash; i++) {
+            const nodes = prodNodes();
+            nodes.app.push({ name: `app-x${i}`, provider: "hcloud", region: "nbg1", size: "cx23" });
+            try {
+                planOf({ nodes });
+            } catch (e) {
+                if (e instanceof ConfigError && e.issues[0].message.includes(taken)) clash = `app-x${i}`;
+            }
+        }
+        assert.ok(clash, "no colliding name found in 5000 tries");
+        const nodes = prodNodes();
+        nodes.app.push({ name: clash, provider: "hcloud", region: "nbg1", size: "cx23", meshAddress: "10.77.0.250" });
+        const pinned = addresses(planOf({ nodes }));
+        assert.equal(pinned.get(clash), "10.77.0.250");
+        assert.equal(pinned.get("db-1"), taken);
+    });
+
+    it("names each node's failure domain and DNS name", () => {
+        const db1 = planOf().nodes.find((n) => n.name === "db-1");
+        assert.equal(db1?.failureDomain, "hcloud/fsn1");
+        assert.equal(db1?.dnsName, "db-1.prod.nodes.example.com");
+    });
+
+    it("opens only WireGuard publicly, 80/443 from Cloudflare on HAProxy nodes, SSH only from admin ranges", () => {
+        const closed = planOf();
+        for (const role of ["app", "haproxy", "db", "witness"] as const) {
+            const publicRules = closed.ports[role].filter((r) => r.from.kind !== "mesh");
+            const expected = role === "haproxy" ? ["wireguard", "http", "https"] : ["wireguard"];
+            assert.deepEqual(publicRules.map((r) => r.service), expected, role);
+            assert.ok(publicRules.every((r) => r.from.kind === (r.service === "wireguard" ? "internet" : "cloudflare")));
+        }
+        const open = planOf({ admin: { sshCidrs: ["203.0.113.0/24"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] } });
+        const ssh = open.ports.db.find((r) => r.service === "ssh");
+        assert.deepEqual(ssh?.from, { kind: "admin", cidrs: ["203.0.113.0/24"] });
+        // Database, etcd and Patroni ports are reachable over the mesh only.
+        for (const r of open.ports.db.filter((r) => ["postgres", "patroni", "etcd-client", "etcd-peer"].includes(r.service))) assert.equal(r.from.kind, "mesh");
+    });
+
+    it("adds up the monthly cost from the catalogs and the Cloudflare add-on", () => {
+        const plan = planOf();
+        const servers = plan.nodes.reduce((s, n) => s + n.monthlyUsd, 0);
+        assert.ok(servers > 20 && servers < 100, String(servers));
+        assert.equal(plan.monthlyCostUsd, Math.round((servers + 5) * 100) / 100);
+        assert.equal(planOf({ cloudflare: { ...JSON.parse(prodStack().values["vps-ha:cloudflare"]), loadBalancer: false } }).extraCosts.length, 0);
+    });
+
+    describe("failure table", () => {
+        const row = (p: StackPlan, scenario: string) => {
+            const r = p.failures.find((f) => f.scenario === scenario);
+            assert.ok(r, `no row ${scenario}`);
+            return r;
+        };
+
+        it("prod: any single node, any data centre and the minority provider are survived; the majority provider is not", () => {
+            const plan = planOf();
+            for (const n of plan.nodes) assert.ok(row(plan, `node ${n.name}`).dbWrites && row(plan, `node ${n.name}`).webUp, n.name);
+            for (const d of ["hcloud/fsn1", "hcloud/nbg1", "linode/de-fra-2"]) {
+                const r = row(plan, `domain ${d}`);
+                assert.ok(r.webUp && r.dbPrimary && r.dbWrites, d);
+            }
+            assert.ok(row(plan, "provider linode").dbWrites);
+            const hcloud = row(plan, "provider hcloud");
+            assert.equal(hcloud.webUp, true);
+            assert.equal(hcloud.dbPrimary, false);
+            assert.match(hcloud.note, /1 of 3 voters/);
+        });
+
+        it("with a witness in a third failure domain, etcd keeps a quorum when the majority provider goes", () => {
+            const nodes = prodNodes();
+            nodes.witness = [{ name: "witness-1", provider: "ssh", region: "office-zurich", host: "203.0.113.10" }];
+            const plan = planOf({ nodes, admin: { sshCidrs: ["198.51.100.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] }, sshPrivateKey: "k" });
+            const voters = plan.nodes.filter((n) => n.etcdVoter).map((n) => n.name);
+            assert.equal(voters.length % 2, 1, "an odd number of etcd voters");
+            const byProvider = new Map<string, number>();
+            for (const v of plan.nodes.filter((n) => n.etcdVoter)) byProvider.set(v.provider, (byProvider.get(v.provider) ?? 0) + 1);
+            for (const [p, n] of byProvider) assert.ok(n <= voters.length / 2, `${p} holds ${n} of ${voters.length} voters`);
+            const hcloud = row(plan, "provider hcloud");
+            assert.equal(hcloud.dbPrimary, true);
+            // One member of three left: in quorum mode it may lack acknowledged commits, so writes wait.
+            assert.equal(hcloud.dbWrites, false);
+            assert.ok(row(plan, "domain ssh/office-zurich").dbWrites);
+        });
+    });
+});

@@ -1,0 +1,138 @@
+// The program's resource graph, evaluated under Pulumi's mock runtime.
+import { strict as assert } from "node:assert";
+import { parse } from "yaml";
+import { evaluateProgram, Evaluation, MOCK_CLOUDFLARE_RANGES, RecordedResource } from "../scripts/lib/mock-program";
+import { evaluate, ofType, TYPES } from "./helpers/program";
+import { prodNodes, prodStack, withConfig } from "./helpers/stack";
+
+const ANYWHERE = ["0.0.0.0/0", "::/0"];
+const CLOUDFLARE = [...MOCK_CLOUDFLARE_RANGES.ipv4Cidrs, ...MOCK_CLOUDFLARE_RANGES.ipv6Cidrs];
+
+interface Rule { service: string; port: string; protocol: string; sources: string[] }
+
+/** Every inbound rule of a node's firewall, provider-agnostic, for comparison. */
+function firewallRules(e: Evaluation, node: string): Rule[] {
+    const fw = e.resources.find((r) => (r.type === TYPES.linodeFirewall || r.type === TYPES.hcloudFirewall) && r.name === `${node}-firewall`);
+    assert.ok(fw, `no firewall for ${node}`);
+    if (fw.type === TYPES.linodeFirewall) {
+        assert.equal(fw.inputs.inboundPolicy, "DROP");
+        return (fw.inputs.inbounds as { label: string; ports: string; protocol: string; ipv4s?: string[]; ipv6s?: string[]; action: string }[]).map((r) => {
+            assert.equal(r.action, "ACCEPT");
+            return { service: r.label.split("-")[0], port: r.ports, protocol: r.protocol.toLowerCase(), sources: [...(r.ipv4s ?? []), ...(r.ipv6s ?? [])] };
+        });
+    }
+    // Hetzner firewalls drop whatever no rule allows.
+    return (fw.inputs.rules as { description: string; port: string; protocol: string; sourceIps: string[]; direction: string }[]).map((r) => {
+        assert.equal(r.direction, "in");
+        return { service: r.description.split("-")[0], port: r.port, protocol: r.protocol, sources: r.sourceIps };
+    });
+}
+
+describe("program (mock runtime)", function () {
+    this.timeout(60000);
+    let prod: Evaluation;
+    before(async () => {
+        prod = await evaluate();
+    });
+
+    it("creates exactly the prod stack's servers on each provider", () => {
+        const names = (rs: RecordedResource[]) => rs.map((r) => r.name).sort();
+        assert.deepEqual(names(ofType(prod, TYPES.linodeInstance)), ["app-1", "db-3", "lb-1"]);
+        assert.deepEqual(names(ofType(prod, TYPES.hcloudServer)), ["app-2", "db-1", "db-2", "lb-2"]);
+        for (const r of ofType(prod, TYPES.linodeInstance)) assert.equal(r.inputs.image, "linode/debian13");
+        for (const r of ofType(prod, TYPES.hcloudServer)) assert.equal(r.inputs.image, "debian-13");
+        const db3 = ofType(prod, TYPES.linodeInstance).find((r) => r.name === "db-3");
+        assert.equal(db3?.inputs.region, "de-fra-2");
+        assert.equal(db3?.inputs.type, "g6-standard-1");
+    });
+
+    it("firewalls open WireGuard to all, 80/443 on HAProxy nodes to Cloudflare only, and nothing else", () => {
+        for (const node of ["app-1", "app-2", "db-1", "db-2", "db-3"]) {
+            assert.deepEqual(firewallRules(prod, node), [{ service: "wireguard", port: "51820", protocol: "udp", sources: ANYWHERE }], node);
+        }
+        for (const node of ["lb-1", "lb-2"]) {
+            assert.deepEqual(firewallRules(prod, node), [
+                { service: "wireguard", port: "51820", protocol: "udp", sources: ANYWHERE },
+                { service: "http", port: "80", protocol: "tcp", sources: CLOUDFLARE },
+                { service: "https", port: "443", protocol: "tcp", sources: CLOUDFLARE },
+            ], node);
+        }
+    });
+
+    it("opens SSH only from the configured admin ranges", async () => {
+        const e = await evaluate(withConfig({ admin: { sshCidrs: ["203.0.113.0/24", "2001:db8::/48"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] } }));
+        for (const node of ["app-1", "db-1"]) {
+            const ssh = firewallRules(e, node).filter((r) => r.port === "22");
+            assert.deepEqual(ssh, [{ service: "ssh", port: "22", protocol: "tcp", sources: ["203.0.113.0/24", "2001:db8::/48"] }]);
+        }
+        // And sshd stays on; without admin ranges every node turns it off at boot.
+        assert.ok(!parse(e.userData["db-1"]).runcmd.some((c: string[]) => c.includes("ssh.service")));
+        assert.ok(parse(prod.userData["db-1"]).runcmd.some((c: string[]) => c.join(" ") === "systemctl disable --now ssh.service"));
+    });
+
+    it("keeps every key and the user-data secret", () => {
+        const servers = [...ofType(prod, TYPES.linodeInstance), ...ofType(prod, TYPES.hcloudServer)];
+        for (const s of servers) {
+            const field = s.type === TYPES.linodeInstance ? "metadatas" : "userData";
+            assert.ok(s.secretInputs.includes(field), `${s.name}: ${field} is not secret`);
+        }
+        // No private key appears in any input Pulumi does not hold as secret.
+        const privateKeys = Object.values(prod.userData).map((u) => /PrivateKey = (\S+)/.exec(u)?.[1] as string);
+        assert.equal(privateKeys.length, 7);
+        for (const r of prod.resources) {
+            const open = JSON.stringify(Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.secretInputs.includes(k))));
+            for (const k of privateKeys) assert.ok(!open.includes(k), `${r.type} ${r.name} carries a private key in the clear`);
+        }
+        // Stack outputs hold no key or token at all.
+        const outputs = JSON.stringify(prod.outputs);
+        for (const k of privateKeys) assert.ok(!outputs.includes(k));
+        assert.ok(!outputs.includes("placeholder"));
+    });
+
+    it("gives each node a DNS-only record of its public address", () => {
+        const records = ofType(prod, TYPES.dnsRecord);
+        const a = records.find((r) => r.inputs.name === "db-1.prod.nodes.example.com" && r.inputs.type === "A");
+        assert.equal(a?.inputs.content, prod.publicIpv4["db-1"]);
+        assert.equal(a?.inputs.proxied, false);
+        assert.equal(a?.inputs.zoneId, "fedcba9876543210fedcba9876543210");
+        assert.equal(records.filter((r) => r.inputs.type === "A").length, 7);
+    });
+
+    it("exports every node's name, provider, region, public IPs and mesh address", () => {
+        const nodes = prod.outputs.nodes as Record<string, unknown>[];
+        assert.equal(nodes.length, 7);
+        const db3 = nodes.find((n) => n.name === "db-3");
+        assert.deepEqual(
+            { provider: db3?.provider, region: db3?.region, publicIpv4: db3?.publicIpv4, publicIpv6: db3?.publicIpv6 },
+            { provider: "linode", region: "de-fra-2", publicIpv4: prod.publicIpv4["db-3"], publicIpv6: "2001:db8::1" },
+        );
+        assert.match(String(db3?.meshAddress), /^10\.77\.0\.\d+$/);
+        assert.ok(typeof prod.outputs.monthlyCostUsd === "number");
+    });
+
+    it("moving one node to the other provider changes no other node's user-data", async () => {
+        const nodes = prodNodes();
+        nodes.db[1] = { name: "db-2", provider: "linode", region: "eu-central", size: "g6-standard-1" };
+        const moved = await evaluate(withConfig({ nodes }));
+        assert.deepEqual(ofType(moved, TYPES.hcloudServer).map((r) => r.name).sort(), ["app-2", "db-1", "lb-2"]);
+        assert.notEqual(moved.userData["db-2"], undefined);
+        for (const name of Object.keys(prod.userData)) assert.equal(moved.userData[name], prod.userData[name], name);
+    });
+
+    it("creates nothing when the config is invalid, and says why without a stack trace", async () => {
+        const nodes = prodNodes();
+        nodes.db = nodes.db.slice(0, 2);
+        const file = withConfig({ nodes });
+        let created = 0;
+        await assert.rejects(
+            evaluateProgram({ stack: "prod", values: file.values, secretKeys: file.secretKeys, env: {}, onResource: () => created++ }),
+            (e: Error) => /nodes\.db: has 2 member/.test(e.message) && (e as { __pulumiRunError?: boolean }).__pulumiRunError === true,
+        );
+        assert.equal(created, 0);
+    });
+
+    it("evaluates the same stack file to the same user-data every time", async () => {
+        const again = await evaluate(prodStack());
+        assert.deepEqual(again.userData, prod.userData);
+    });
+});
