@@ -136,3 +136,26 @@ describe("program (mock runtime)", function () {
         assert.deepEqual(again.userData, prod.userData);
     });
 });
+
+describe("program: a host you bring (provider ssh)", function () {
+    this.timeout(60000);
+    it("bootstraps it over SSH with the same kind of cloud-config, key and user-data kept secret", async () => {
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "ssh", region: "office-zurich", host: "203.0.113.10", user: "debian" }];
+        const file = withConfig({ nodes, admin: { sshCidrs: ["198.51.100.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] }, sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----" });
+        file.secretKeys.push("vps-ha:sshPrivateKey");
+        const e = await evaluate(file);
+        const boot = e.resources.find((r) => r.type === "command:remote:Command" && r.name === "witness-1-bootstrap");
+        assert.ok(boot, "no bootstrap command for the host");
+        assert.ok(boot.secretInputs.includes("stdin"), "the user-data sent over SSH must be secret");
+        assert.ok(boot.secretInputs.includes("connection"), "the SSH private key must be secret");
+        const connection = boot.inputs.connection as { host: string; user: string };
+        assert.deepEqual([connection.host, connection.user], ["203.0.113.10", "debian"]);
+        assert.match(String(boot.inputs.create), /cloud-init init --local/);
+        assert.match(e.userData["witness-1"], /^#cloud-config\n/);
+        // Its DNS record points at the host it names; no server is rented for it.
+        const record = ofType(e, TYPES.dnsRecord).find((r) => r.inputs.name === "witness-1.prod.nodes.example.com");
+        assert.equal(record?.inputs.content, "203.0.113.10");
+        assert.equal(ofType(e, TYPES.hcloudServer).length + ofType(e, TYPES.linodeInstance).length, 7);
+    });
+});
