@@ -82,7 +82,19 @@ const shapes = {
     }),
     database: z.strictObject({
         synchronous: z.enum(["quorum", "on", "off"]).default("quorum"),
-        backups: z.strictObject({ bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')") }).optional(),
+        backups: z.strictObject({
+            bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')"),
+            /** S3 endpoint; default: the Cloudflare account's R2 endpoint. */
+            endpoint: z.string().regex(/^https:\/\/[a-z0-9.-]+(:\d{1,5})?\/?$/i, "must be an https:// URL of an S3-compatible endpoint, e.g. https://s3.eu-central-1.amazonaws.com").optional(),
+            /** S3 region; R2 takes "auto". */
+            region: z.string().regex(/^[a-z0-9-]+$/, "must be a region name such as auto or eu-central-1").optional(),
+            /** Key prefix inside the bucket; default /<stack>, so stacks can share a bucket. */
+            path: z.string().regex(/^\/[A-Za-z0-9._\/-]*$/, "must be an absolute path such as /prod").optional(),
+            accessKeyId: z.string().min(1).optional(),
+            secretAccessKey: z.string().min(1).optional(),
+            /** false only for a test endpoint with a self-signed certificate (the lab's). */
+            verifyTls: z.boolean().default(true),
+        }).optional(),
     }).default({ synchronous: "quorum" }),
 } as const;
 
@@ -274,8 +286,65 @@ function isPrivate4(cidr: string): boolean {
     return [["10.0.0.0/8", 8], ["172.16.0.0/12", 12], ["192.168.0.0/16", 16]].some(([net, min]) => inNetwork(address, String(net)) && Number(prefix) >= Number(min));
 }
 
-function checkSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
+/** Where backups go, with every default applied; undefined when backups are off. */
+export interface BackupTarget {
+    bucket: string;
+    /** Host name (and port) of the S3 endpoint, without the scheme. */
+    endpointHost: string;
+    endpointPort: number;
+    region: string;
+    path: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    verifyTls: boolean;
+}
+
+export function backupTarget(config: Pick<StackConfig, "database" | "cloudflare" | "stack">): BackupTarget | undefined {
+    const b = config.database.backups;
+    if (!b) return undefined;
+    const url = new URL(b.endpoint ?? r2Endpoint(config.cloudflare.accountId));
+    return {
+        bucket: b.bucket,
+        endpointHost: url.hostname,
+        endpointPort: url.port ? Number(url.port) : 443,
+        // R2 takes "auto"; other S3 services need theirs, and most accept us-east-1 by default.
+        region: b.region ?? (b.endpoint ? "us-east-1" : "auto"),
+        path: b.path ?? `/${config.stack}`,
+        accessKeyId: b.accessKeyId ?? "",
+        secretAccessKey: b.secretAccessKey ?? "",
+        verifyTls: b.verifyTls,
+    };
+}
+
+export function r2Endpoint(accountId: string): string {
+    return `https://${accountId}.r2.cloudflarestorage.com`;
+}
+
+/**
+ * Backups need credentials for the bucket, and they must be secrets. Pulumi keeps a structured
+ * key secret as a whole once any value inside it is (`pulumi config set --path --secret`).
+ */
+function checkBackups(config: StackConfig, raw: RawConfig): ConfigIssue[] {
+    const b = config.database.backups;
+    if (!b) return [];
+    const key = `${PROJECT}:database`;
     const issues: ConfigIssue[] = [];
+    for (const field of ["accessKeyId", "secretAccessKey"] as const) {
+        const path = `${key}.backups.${field}`;
+        const how = `pulumi config set --path --secret '${path}' <value>`;
+        if (b[field] === undefined) {
+            const where = b.endpoint ? `the S3 endpoint ${b.endpoint}` : `Cloudflare R2 (${r2Endpoint(config.cloudflare.accountId)}; an R2 API token's S3 credentials)`;
+            issues.push({ path, message: `is missing: backups to bucket "${b.bucket}" need the ${field === "accessKeyId" ? "access key id" : "secret access key"} for ${where}; set it with ${how}` });
+        } else if (!raw.secretKeys.has(key)) {
+            issues.push({ path, message: `is stored as plain text; it must be a secret: ${how}` });
+        }
+    }
+    if (b.accessKeyId !== undefined && b.secretAccessKey !== undefined && raw.secretKeys.has(key)) config.secretKeys.push(key);
+    return issues;
+}
+
+function checkSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
+    const issues: ConfigIssue[] = [...checkBackups(config, raw)];
     const needed = [...secretConfig];
     for (const p of new Set(allNodes(config).map((n) => n.node.provider))) {
         const token = catalogs[p]?.token;

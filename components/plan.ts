@@ -46,7 +46,7 @@ export interface StackPlan {
     monthlyCostUsd: number;
 }
 
-export const DB_PORTS = { postgres: 5432, patroni: 8008, etcdClient: 2379, etcdPeer: 2380 } as const;
+export const DB_PORTS = { postgres: 5432, patroni: 8008, etcdClient: 2379, etcdPeer: 2380, pgbackrest: 8432 } as const;
 export const HAPROXY_PORTS = { http: 80, https: 443, dbPrimary: 5000, dbReplicas: 5001, stats: 8404 } as const;
 
 export function nodeDnsName(config: Pick<StackConfig, "domain" | "stack">, name: string): string {
@@ -125,6 +125,8 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
             ...common,
             { service: "postgres", protocol: "tcp", port: DB_PORTS.postgres, from: { kind: "mesh", roles: ["db", "haproxy"] } },
             { service: "patroni", protocol: "tcp", port: DB_PORTS.patroni, from: { kind: "mesh", roles: ["db", "haproxy"] } },
+            // pgBackRest's TLS server: a replica taking a backup reaches the primary through it.
+            ...(config.database.backups ? [{ service: "pgbackrest", protocol: "tcp" as const, port: DB_PORTS.pgbackrest, from: { kind: "mesh" as const, roles: ["db" as Role] } }] : []),
             ...etcd,
         ],
         witness: [...common, ...etcd],
@@ -153,4 +155,37 @@ export function buildPlan(config: StackConfig): StackPlan {
     const plan = { config, nodes, ports: portRules(config), failures: [] as FailureRow[], extraCosts, monthlyCostUsd };
     plan.failures = failureTable(plan);
     return plan;
+}
+
+/**
+ * Warnings about applying `after` over `before` in one `pulumi up`. A database member whose
+ * provider, region or size changes is replaced (a new server with an empty disk); it rejoins by
+ * itself, but while it is rebuilt it neither votes nor holds a copy. Replacing a majority of
+ * the members (or of the etcd voters) at once loses the quorum and possibly the only copies of
+ * recent commits: move one member per `pulumi up`.
+ */
+export function replacementWarnings(before: StackPlan, after: StackPlan): string[] {
+    const replaced = (roleFilter: (n: PlannedNode) => boolean) => {
+        const old = before.nodes.filter(roleFilter);
+        const changed = old.filter((n) => {
+            const now = after.nodes.find((m) => m.name === n.name);
+            return now !== undefined && (now.provider !== n.provider || now.region !== n.region || now.size !== n.size);
+        });
+        return { total: old.length, changed };
+    };
+    const warnings: string[] = [];
+    const describe = (ns: PlannedNode[]) =>
+        ns.map((n) => {
+            const m = after.nodes.find((x) => x.name === n.name) as PlannedNode;
+            return `${n.name} (${n.provider}/${n.region}/${n.size ?? "-"} -> ${m.provider}/${m.region}/${m.size ?? "-"})`;
+        }).join(", ");
+    const db = replaced((n) => n.role === "db");
+    if (db.changed.length > db.total / 2) {
+        warnings.push(`this change replaces ${db.changed.length} of ${db.total} database members at once: ${describe(db.changed)}; a majority rebuilt together leaves no quorum and may lose acknowledged writes. Move one member per pulumi up, and wait until it has rejoined.`);
+    }
+    const voters = replaced((n) => n.etcdVoter);
+    if (voters.changed.length > voters.total / 2 && !(db.changed.length > db.total / 2)) {
+        warnings.push(`this change replaces ${voters.changed.length} of ${voters.total} etcd voters at once: ${describe(voters.changed)}; etcd loses its quorum and Patroni cannot elect a primary. Move one member per pulumi up.`);
+    }
+    return warnings;
 }

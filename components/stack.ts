@@ -31,6 +31,10 @@ export interface StackOutputs {
     failures: FailureRow[];
     extraCosts: StackPlan["extraCosts"];
     monthlyCostUsd: number;
+    /** The application's database URL (secret): both HAProxy nodes, read-write. */
+    connectionString: pulumi.Output<string>;
+    /** The same for read-only clients, on the replicas' port (secret). */
+    readOnlyConnectionString: pulumi.Output<string>;
 }
 
 /** Validates the config and builds the plan, or stops the program with every problem at once. */
@@ -75,5 +79,7 @@ export function vpsHa(): StackOutputs {
         failures: plan.failures,
         extraCosts: plan.extraCosts,
         monthlyCostUsd: plan.monthlyCostUsd,
+        connectionString: pulumi.secret(database.connectionString),
+        readOnlyConnectionString: pulumi.secret(database.readOnlyConnectionString),
     };
 }

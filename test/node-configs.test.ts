@@ -47,7 +47,7 @@ describe("rendered node configs, checked by the real tools", function () {
 
     it("every WireGuard config loads into a live interface with the right keys and peers", async function () {
         requireTools(this, ["wg", "wg-quick", "wireguard-go", "ip"], true);
-        const ns = "vh-test-wg";
+        const ns = "vhtest-wg"; // vh-* names belong to the lab's nodes
         const IFACE = "vhtestwg0";
         let daemon: ChildProcess | undefined;
         run("ip", ["netns", "del", ns]);

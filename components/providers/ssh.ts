@@ -46,8 +46,10 @@ export const sshAdapter: ProviderAdapter = {
     catalog: sshCatalog,
     init,
     mocks: {
-        outputs(type, _name, inputs) {
-            return type === COMMAND ? { ...inputs, stdout: "", stderr: "" } : undefined;
+        outputs(type, _name, inputs, publicIpv4) {
+            if (type !== COMMAND) return undefined;
+            publicIpv4(); // the host keeps its own address; the lab still gives it one of its own
+            return { ...inputs, stdout: "", stderr: "" };
         },
         userData(type, inputs) {
             return type === COMMAND ? (inputs.stdin as string | undefined) : undefined;

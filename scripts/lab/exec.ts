@@ -37,6 +37,13 @@ export function describe(argv: string[]): string {
   return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
 }
 
+/** Children running right now, so an interrupted lab can stop them (they have own groups). */
+const active = new Set<number>();
+
+export function killActiveChildren(): void {
+  for (const pid of active) killGroup(pid, "SIGKILL");
+}
+
 export function run(argv: string[], opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
@@ -49,6 +56,8 @@ export function run(argv: string[], opts: RunOptions): Promise<RunResult> {
     let stdout = "";
     let stderr = "";
     let timedOut = false;
+    const pid = child.pid;
+    if (pid) active.add(pid);
     child.stdout.setEncoding("utf8");
     child.stderr.setEncoding("utf8");
     child.stdout.on("data", (d: string) => {
@@ -74,11 +83,13 @@ export function run(argv: string[], opts: RunOptions): Promise<RunResult> {
       : undefined;
 
     child.on("error", (err) => {
+      if (pid) active.delete(pid);
       clearTimeout(timer);
       if (ticker) clearInterval(ticker);
       reject(new Error(`lab: cannot start ${describe(argv)}: ${err.message}`));
     });
     child.on("close", (code, signal) => {
+      if (pid) active.delete(pid);
       clearTimeout(timer);
       if (ticker) clearInterval(ticker);
       const res: RunResult = { code: code ?? -1, signal, stdout, stderr, timedOut };

@@ -31,8 +31,14 @@ export async function ensureBridge(): Promise<void> {
   await ip(["link", "set", BRIDGE, "up"]);
 }
 
+/** Delete a link; one that vanished meanwhile (deleted with its peer) is fine. */
+async function deleteLink(dev: string): Promise<void> {
+  const r = await ip(["link", "del", dev], true);
+  if (r.code !== 0 && (await linkExists(dev))) throw new Error(`lab: cannot delete ${dev}: ${r.stderr.trim()}`);
+}
+
 export async function removeBridge(): Promise<void> {
-  if (await linkExists(BRIDGE)) await ip(["link", "del", BRIDGE]);
+  await deleteLink(BRIDGE);
 }
 
 /** Namespace vh-<node>, veth to the bridge, eth0 inside with the node's public address. */
@@ -49,9 +55,12 @@ export async function addNodeNetwork(node: string, hostVeth: string, publicIpv4:
 }
 
 export async function removeNodeNetwork(node: string, hostVeth: string): Promise<void> {
-  if (await linkExists(hostVeth)) await ip(["link", "del", hostVeth]); // deletes both ends
+  await deleteLink(hostVeth); // deletes both ends
   const ns = netnsName(node);
-  if (netnsExists(ns)) await ip(["netns", "del", ns]);
+  if (netnsExists(ns)) {
+    const r = await ip(["netns", "del", ns], true);
+    if (r.code !== 0 && netnsExists(ns)) throw new Error(`lab: cannot delete namespace ${ns}: ${r.stderr.trim()}`);
+  }
   rmSync(join(NETNS_ETC, ns), { recursive: true, force: true });
 }
 
@@ -64,25 +73,49 @@ export function writeNetnsHosts(node: string, hosts: string): string {
   return file;
 }
 
+/** MAC address of an interface (host side, or inside namespace `ns`). */
+export async function macOf(dev: string, ns?: string): Promise<string> {
+  const r = await ip([...(ns ? ["-n", ns] : []), "-j", "link", "show", "dev", dev]);
+  const parsed = JSON.parse(r.stdout) as { address?: string }[];
+  const mac = parsed[0]?.address;
+  if (!mac) throw new Error(`lab: no MAC address for ${dev}${ns ? ` in ${ns}` : ""}`);
+  return mac;
+}
+
 /**
- * Cut a node off: drop every IPv4/IPv6 packet on its bridge port, both ways. ARP still passes,
- * so peers see silence (timeouts), as in a real partition, rather than "host unreachable".
- * Nothing is changed inside the node, so its own nftables rules stay as the program made them.
+ * Static neighbour entries between all nodes (and the bridge address). On a real provider a
+ * node's peers sit behind a router whose ARP entry never fails; here they are on one L2
+ * segment, and without this an isolated peer would turn into "no route to host" errors after
+ * ARP times out instead of the silence a real partition gives.
  */
-export async function isolateLink(hostVeth: string): Promise<void> {
-  await run(["tc", "qdisc", "replace", "dev", hostVeth, "clsact"], T);
-  for (const dir of ["ingress", "egress"]) {
-    for (const proto of ["ip", "ipv6"]) {
-      await run(["tc", "filter", "add", "dev", hostVeth, dir, "protocol", proto, "prio", "1", "matchall", "action", "drop"], T);
+export async function pinNeighbours(nodes: { name: string; publicIpv4: string }[]): Promise<void> {
+  const macs = new Map<string, string>();
+  for (const n of nodes) macs.set(n.publicIpv4, await macOf("eth0", netnsName(n.name)));
+  macs.set(BRIDGE_ADDRESS, await macOf(BRIDGE));
+  for (const n of nodes) {
+    for (const [addr, mac] of macs) {
+      if (addr === n.publicIpv4) continue;
+      await ip(["-n", netnsName(n.name), "neigh", "replace", addr, "lladdr", mac, "dev", "eth0", "nud", "permanent"]);
     }
   }
 }
 
+/**
+ * Cut a node off: its bridge port stops forwarding, so every frame to and from it is dropped
+ * silently while its link stays up (with the pinned neighbours, nothing notices but timeouts,
+ * as in a real partition). Nothing changes inside the node, so its own nftables rules stay as
+ * the program made them. (tc drop actions are not available in this kernel.)
+ */
+export async function isolateLink(hostVeth: string): Promise<void> {
+  await run(["bridge", "link", "set", "dev", hostVeth, "state", "0"], T); // disabled
+}
+
 export async function healLink(hostVeth: string): Promise<void> {
-  await run(["tc", "qdisc", "del", "dev", hostVeth, "clsact"], { ...T, allowFail: true });
+  await run(["bridge", "link", "set", "dev", hostVeth, "state", "3"], T); // forwarding
 }
 
 export async function isIsolated(hostVeth: string): Promise<boolean> {
-  const r = await run(["tc", "qdisc", "show", "dev", hostVeth], { ...T, allowFail: true });
-  return r.stdout.includes("clsact");
+  const r = await run(["bridge", "-j", "link", "show", "dev", hostVeth], T);
+  const parsed = JSON.parse(r.stdout) as { state?: string }[];
+  return parsed[0]?.state !== "forwarding";
 }

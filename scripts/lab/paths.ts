@@ -10,6 +10,8 @@ export const NODES_DIR = join(STATE_DIR, "nodes");
 
 /** Built root filesystems. Outside the repository: they are large and root-owned. */
 export const CACHE_DIR = "/var/cache/vps-ha-lab";
+/** Held (PID inside) by the process that realized the lab, until its teardown. */
+export const LAB_LOCK = join(CACHE_DIR, "lab.lock");
 
 export const BRIDGE = "vhbr0";
 export const BRIDGE_ADDRESS = "198.18.0.1";

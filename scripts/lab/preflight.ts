@@ -6,11 +6,12 @@ import { run, Log } from "./exec.js";
 const HOST_TOOLS: [string, string][] = [
   ["debootstrap", "debootstrap"],
   ["ip", "iproute2"],
-  ["tc", "iproute2"],
+  ["bridge", "iproute2"],
   ["nsenter", "util-linux"],
   ["unshare", "util-linux"],
   ["mount", "mount"],
-  ["wg", "wireguard-tools"],
+  ["mknod", "coreutils"],
+  ["wg", "wireguard-tools"], // the lab test generates WireGuard keys on the host
 ];
 
 export function hostPackages(): string[] {

@@ -27,6 +27,9 @@ export const LAB_EXTRAS = [
   "curl",
   "ca-certificates",
   "python3", // runs the lab's systemctl stand-in
+  // Debian's cloud images ship these; cloud-init's ssh and users modules use them.
+  "openssh-server",
+  "sudo",
 ];
 
 const MARKER = ".vps-ha-lab.json";
@@ -176,8 +179,20 @@ async function stopLeftovers(root: string, log: Log): Promise<void> {
   if (alive.length) throw new Error(`lab: processes from the rootfs build would not exit: ${alive.join(" ")}`);
 }
 
+/** Ctrl-C makes the signal handler and the failing build discard the same directory. */
+const discarding = new Map<string, Promise<void>>();
+
 /** Remove a half-built directory; refuses while anything is still mounted inside it. */
-async function discard(dir: string, log: Log): Promise<void> {
+function discard(dir: string, log: Log): Promise<void> {
+  let p = discarding.get(dir);
+  if (!p) {
+    p = discardOnce(dir, log).finally(() => discarding.delete(dir));
+    discarding.set(dir, p);
+  }
+  return p;
+}
+
+async function discardOnce(dir: string, log: Log): Promise<void> {
   if (!existsSync(dir)) return;
   await stopLeftovers(dir, log).catch((e: Error) => log(e.message));
   await unmountUnder(dir, log);
@@ -193,6 +208,16 @@ async function removeStaleTemps(log: Log): Promise<void> {
       await discard(join(CACHE_DIR, e), log);
     }
   }
+}
+
+/** After Ctrl-C mid-build: drop this process's half-built directories and its lock. */
+export async function abandonBuild(log: Log): Promise<void> {
+  if (!existsSync(CACHE_DIR)) return;
+  for (const e of readdirSync(CACHE_DIR)) {
+    if (e.startsWith("tmp-") && e.endsWith(`-${process.pid}`)) await discard(join(CACHE_DIR, e), log);
+  }
+  const lock = join(CACHE_DIR, "build.lock");
+  if (existsSync(lock) && readFileSync(lock, "utf8").trim() === String(process.pid)) rmSync(lock, { force: true });
 }
 
 function touch(dir: string): void {

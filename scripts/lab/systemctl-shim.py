@@ -7,13 +7,13 @@ maintainer scripts run unchanged. It reads the same unit files systemd would and
 service under a small detached supervisor process.
 
 Why these choices:
-- One supervisor per running service (a python process in its own session) starts the
+- One supervisor per running service (a python process that is its own setsid leader) starts the
   ExecStartPre/ExecStart/ExecStartPost commands, waits for readiness (Type=notify through a
   real NOTIFY_SOCKET, Type=forking through PIDFile), restarts per Restart=/RestartSec= within
   StartLimitBurst/StartLimitIntervalSec and an absolute cap, and on SIGTERM runs ExecStop,
   signals the unit's processes and runs ExecStopPost.
 - A unit's processes (systemd's cgroup) are found by the LAB_SYSTEMD_UNIT variable every
-  command of the unit inherits, plus the session of each command it started: that follows
+  command of the unit inherits, plus the setsid group (sid) of each command it started: that follows
   daemons that fork away (wireguard-go does).
 - State lives in /run/lab-systemctl/<unit>.json (a tmpfs the lab mounts, cleared on a lab
   reboot of the node); the lab reads the PIDs there. Logs go to /var/log/lab/<unit>.log,
@@ -390,14 +390,22 @@ class Service:
             elif not self.workdir.startswith("-"):
                 raise UnitError("%s: WorkingDirectory %s does not exist" % (self.unit.name, wd))
         kwargs = {}
-        if self.limit_nofile:
-            limit = self.limit_nofile
-            kwargs["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit)
         if ident:
             kwargs.update({"user": ident[0], "group": ident[1], "extra_groups": ident[2]})
         log("run: %s" % " ".join(shlex.quote(a) for a in argv))
-        return subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True,
-                                umask=self.umask, close_fds=True, **kwargs)
+        # LimitNOFILE: the child inherits our limit; raise it around the spawn (we are root and
+        # single-threaded; after the uid change the child could not raise it itself).
+        saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if self.limit_nofile:
+            # Clamped to our own hard limit: the lab may lack CAP_SYS_RESOURCE to go higher.
+            cap = lambda v: saved[1] if saved[1] != resource.RLIM_INFINITY and (v == resource.RLIM_INFINITY or v > saved[1]) else v
+            resource.setrlimit(resource.RLIMIT_NOFILE, (cap(self.limit_nofile[0]), cap(self.limit_nofile[1])))
+        try:
+            return subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, preexec_fn=os.setsid,
+                                    umask=self.umask, close_fds=True, **kwargs)
+        finally:
+            if self.limit_nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, saved)
 
 
 # ---------------------------------------------------------------- state
@@ -439,7 +447,7 @@ def alive(pid):
 
 
 def proc_info(pid):
-    """(session id, environ bytes) of a process, or None."""
+    """(sid, environ bytes) of a process, or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             s = f.read()
@@ -457,8 +465,8 @@ def proc_info(pid):
         return None
 
 
-def unit_pids(name, sessions=()):
-    """The unit's processes: tagged with its name, or in a session one of its commands led."""
+def unit_pids(name, leaders=()):
+    """The unit's processes: tagged with its name, or with a sid one of its commands leads."""
     tag = ("%s=%s" % (TAG, name)).encode()
     me = os.getpid()
     out = []
@@ -469,7 +477,7 @@ def unit_pids(name, sessions=()):
         if not info:
             continue
         sid, environ = info
-        if sid in sessions or tag in environ.split(b"\0"):
+        if sid in leaders or tag in environ.split(b"\0"):
             out.append(int(e))
     return out
 
@@ -504,7 +512,7 @@ class Supervisor:
         self.name = name
         self.token = token
         self.stop_requested = False
-        self.sessions = set()
+        self.leaders = set()
         self.main = None  # Popen of the main process when it is our child
         self.main_pid = None
         self.notify = None
@@ -524,7 +532,7 @@ class Supervisor:
         """Run commands one after another; False when one fails (unless prefixed with '-')."""
         for cmd in cmds:
             p = svc.popen(cmd, extra_env, main=(label == "ExecStart"))
-            self.sessions.add(p.pid)
+            self.leaders.add(p.pid)
             deadline = time.time() + timeout
             while p.poll() is None:
                 if time.time() > deadline:
@@ -573,7 +581,7 @@ class Supervisor:
             if self.main is not None:
                 self.main.poll()  # reap our own child if the main PID moved elsewhere
             return alive(self.main_pid)
-        return bool(unit_pids(self.name, self.sessions))
+        return bool(unit_pids(self.name, self.leaders))
 
     def exit_kind(self):
         """How the main process ended, in the terms Restart= uses."""
@@ -589,7 +597,7 @@ class Supervisor:
 
     def start_once(self, svc):
         """Run the start sequence. Returns True when the service is up (or a oneshot finished)."""
-        self.sessions = set()
+        self.leaders = set()
         self.main = None
         self.main_pid = None
         svc.make_dirs()
@@ -620,7 +628,7 @@ class Supervisor:
                 extra["NOTIFY_SOCKET"] = self.open_notify()
             self.main = svc.popen(svc.start[0], extra, main=True)
             self.main_pid = self.main.pid
-            self.sessions.add(self.main.pid)
+            self.leaders.add(self.main.pid)
             self.set(sub="start", main=self.main_pid)
             if "NOTIFY_SOCKET" in extra:
                 deadline = time.time() + svc.timeout_start
@@ -642,7 +650,7 @@ class Supervisor:
         return True
 
     def kill_all(self, svc, sig):
-        pids = unit_pids(self.name, self.sessions)
+        pids = unit_pids(self.name, self.leaders)
         if self.main_pid and self.main_pid not in pids and alive(self.main_pid):
             pids.append(self.main_pid)
         for p in pids:
@@ -664,7 +672,7 @@ class Supervisor:
             if svc.kill_mode == "control-group":
                 self.kill_all(svc, svc.kill_signal)
             deadline = time.time() + svc.timeout_stop
-            while unit_pids(self.name, self.sessions) and time.time() < deadline:
+            while unit_pids(self.name, self.leaders) and time.time() < deadline:
                 if self.main is not None:
                     self.main.poll()
                 time.sleep(0.1)
@@ -781,22 +789,23 @@ def open_log(name):
 
 
 def spawn_detached(args, name):
-    """A helper in its own session, output to the unit's log, detached from our caller."""
+    """A helper that is its own setsid leader, output to the unit's log, detached from our caller."""
     with open_log(name) as out:
         p = subprocess.Popen([sys.executable, os.path.abspath(__file__)] + args, stdin=subprocess.DEVNULL,
-                             stdout=out, stderr=out, start_new_session=True, close_fds=True,
+                             stdout=out, stderr=out, preexec_fn=os.setsid, close_fds=True,
                              env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}, cwd="/")
     return p
 
 
-def print_log_tail(name, n=20):
+def print_log_tail(name, n=20, stream=None):
+    stream = stream or sys.stderr
     try:
         with open(os.path.join(LOG_DIR, name + ".log"), errors="replace") as f:
             lines = f.read().splitlines()[-n:]
     except OSError:
         lines = []
     for l in lines:
-        sys.stderr.write("  %s\n" % l)
+        stream.write("  %s\n" % l)
 
 
 def wait_token(name, token, timeout, done_states, proc):
@@ -915,7 +924,7 @@ def reload_unit(name):
         for cmd in svc.reload:
             env_extra = {"MAINPID": str(st.get("main") or "")}
             p = subprocess.Popen(cmd.argv(svc.env(env_extra)), env=svc.env(env_extra), stdout=out, stderr=out,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+                                 stdin=subprocess.DEVNULL, preexec_fn=os.setsid)
             try:
                 rc = p.wait(svc.timeout_start)
             except subprocess.TimeoutExpired:
@@ -996,7 +1005,7 @@ def status(name):
     print("     Active: %s (%s) since %s" % (state, st.get("sub", "dead"), time.ctime(st.get("updated", 0))))
     if st.get("main"):
         print("   Main PID: %s" % st["main"])
-    print_log_tail(unit.name, 10)
+    print_log_tail(unit.name, 10, sys.stdout)
     return 0 if state == "active" else 3
 
 

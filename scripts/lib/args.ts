@@ -16,7 +16,10 @@ export function parseArgs(argv: string[], spec: { values?: string[]; flags?: str
             continue;
         }
         const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
-        if (spec.flags?.includes(name) && inline === undefined) out.flags[name] = true;
+        const next = argv[i + 1];
+        // A name that is both a flag and an option takes a value only when one follows.
+        const takesValue = spec.values?.includes(name) && (inline !== undefined || (next !== undefined && !next.startsWith("--")));
+        if (spec.flags?.includes(name) && !takesValue) out.flags[name] = true;
         else if (spec.values?.includes(name)) {
             const value = inline ?? argv[++i];
             if (value === undefined || value.startsWith("--")) throw new UsageError(`--${name} needs a value`);

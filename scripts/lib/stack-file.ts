@@ -28,8 +28,14 @@ export function parseStackFile(text: string, source: string): StackFile {
         if (isSecure(value)) {
             values[key] = SECRET_PLACEHOLDER;
             secretKeys.push(key);
+        } else if (typeof value === "string") {
+            values[key] = value;
         } else {
-            values[key] = typeof value === "string" ? value : JSON.stringify(value);
+            // A structured value with a secure value inside (pulumi config set --path --secret):
+            // Pulumi hands the whole key to the program as a secret.
+            let nested = false;
+            values[key] = JSON.stringify(value, (_k, v: unknown) => (isSecure(v) ? ((nested = true), SECRET_PLACEHOLDER) : v));
+            if (nested) secretKeys.push(key);
         }
     }
     return { values, secretKeys };

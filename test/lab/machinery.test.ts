@@ -15,6 +15,7 @@ import {
   nodeUnits,
   realizeNodes,
   rebootNode,
+  spawnInNode,
   teardown,
 } from "../../scripts/lab/realize.js";
 
@@ -135,6 +136,8 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
     await realizeNodes([spec(a, b), spec(b, a)], log);
     log(`realize took ${((Date.now() - t) / 1000).toFixed(1)} s`);
     for (const p of [a, b]) assert.ok(existsSync(`/run/netns/vh-${p.name}`), `namespace vh-${p.name} exists`);
+    const who = await execInNode(a.name, ["id", "-un"], { user: "postgres", timeoutMs: 10_000 });
+    assert.equal(who.stdout.trim(), "postgres", "execInNode runs as the requested user");
     const units = nodeUnits(a.name).map((u) => `${u.unit}=${u.state}`);
     assert.ok(units.includes("wg-quick@wg0.service=active"), `wg-quick@wg0 active on ${a.name}: ${units.join(", ")}`);
   });
@@ -147,7 +150,8 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
       const pids = nodePids(p.name);
       assert.ok(pids.length > 0, `${p.name} has lab processes`);
       seenPids.push(...pids);
-      log(`${p.name}: ${pids.length} processes, ${nodePssMiB(p.name).toFixed(1)} MiB PSS idle`);
+      const upper = execFileSync("du", ["-sm", `/run/vps-ha-lab/nodes/${p.name}/upper`], { encoding: "utf8" }).split("\t")[0];
+      log(`${p.name}: ${pids.length} processes, ${nodePssMiB(p.name).toFixed(1)} MiB PSS idle, overlay upper ${upper} MB`);
     }
   });
 
@@ -160,6 +164,9 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
   });
 
   it("kills a node's processes and reboots it", async function () {
+    const daemon = spawnInNode(b.name, ["sleep", "600"], { logName: "sleeper" });
+    assert.ok(nodePids(b.name).includes(daemon), "a spawned daemon is listed among the node's PIDs");
+    seenPids.push(daemon);
     await killNode(b.name, log);
     assert.deepEqual(nodePids(b.name), [], "no process left in B after node-kill");
     assert.equal(await meshPing(a.name, b.mesh, 2), false, "mesh to a killed node is down");

@@ -1,0 +1,114 @@
+// The database tier's share of a node's boot. A "db" node runs PostgreSQL under Patroni, an
+// etcd member when it votes, and pgBackRest when backups are configured; a "witness" runs an
+// etcd member only. Debian's packages start their own PostgreSQL cluster and etcd on install;
+// both are stopped and disabled before ours start, so nothing else holds the ports or data.
+import { backupTarget } from "../config";
+import { PlannedNode, StackPlan } from "../plan";
+import { CloudConfigPart, FilePart } from "./cloud-config";
+import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
+import { PATRONI_CONFIG, PATRONI_UNIT, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
+import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
+
+/** What the program generates for the database tier (all secret in state). */
+export interface DatabaseSecrets {
+    superuserPassword: string;
+    replicationPassword: string;
+    rewindPassword: string;
+    appPassword: string;
+    restApiPassword: string;
+    /** Present when backups are configured. */
+    backup?: {
+        cipherPassphrase: string;
+        /** PEMs for pgBackRest's TLS between members: the CA, and this node's certificate and key. */
+        caCertPem: string;
+        certPem: string;
+        keyPem: string;
+    };
+}
+
+export const ETCD_PACKAGES = ["etcd-server", "etcd-client"];
+// Patroni's etcd3 store is built on python-etcd (the `etcd` module, Debian's python3-etcd), not
+// on the python3-etcd3 library; Debian's patroni only recommends it (as one of several stores).
+export const POSTGRES_PACKAGES = ["postgresql-17", "patroni", "python3-etcd", "python3-psycopg2", "pgbackrest", "curl"];
+
+const unitPath = (unit: string) => `/etc/systemd/system/${unit}`;
+const asPostgres = (f: Omit<FilePart, "owner" | "defer">): FilePart => ({ ...f, owner: "postgres:postgres", defer: true });
+
+function etcdPart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
+    const spec = etcdMemberSpec(plan, node);
+    return {
+        packages: ETCD_PACKAGES,
+        files: [
+            { path: ETCD_ENV_FILE, content: renderEtcdEnv(spec) },
+            { path: ETCD_JOIN_SCRIPT, content: renderEtcdJoinScript(spec), permissions: "0755" },
+            { path: unitPath(ETCD_UNIT), content: renderEtcdUnit() },
+        ],
+        commands: [
+            // Debian's etcd starts on install with its own data dir and 127.0.0.1:2379.
+            ["systemctl", "disable", "--now", "etcd.service"],
+            ["install", "-d", "-o", "etcd", "-g", "etcd", "-m", "0700", ETCD_DATA_DIR],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", ETCD_UNIT],
+        ],
+    };
+}
+
+function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecrets): CloudConfigPart {
+    const target = backupTarget(plan.config);
+    if (target && !secrets.backup) throw new Error(`${node.name}: backups are configured but no backup secrets were given`);
+    const stanza = target ? plan.config.stack : undefined;
+    const etcdLocal = node.etcdVoter;
+    const patroni = renderPatroniConfig({
+        scope: plan.config.stack,
+        name: node.name,
+        meshAddress: node.meshAddress,
+        meshCidr: plan.config.mesh.cidr,
+        etcdHosts: etcdClientHosts(etcdVoterPeers(plan)),
+        synchronous: plan.config.database.synchronous,
+        ...(stanza ? { pgbackrestStanza: stanza } : {}),
+        passwords: { superuser: secrets.superuserPassword, replication: secrets.replicationPassword, rewind: secrets.rewindPassword, restApi: secrets.restApiPassword },
+    });
+    const files: FilePart[] = [
+        // Read before the packages install: no "main" cluster is created at all.
+        { path: "/etc/postgresql-common/createcluster.conf", content: "# vps-ha: Patroni creates and owns the cluster\ncreate_main_cluster = false\n" },
+        asPostgres({ path: PATRONI_CONFIG, content: patroni, permissions: "0600" }),
+        asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
+        { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? ETCD_UNIT : undefined) },
+    ];
+    const commands: string[][] = [
+        // In case an image ships PostgreSQL with its default cluster already made.
+        ["sh", "-c", "if pg_lsclusters -h 2>/dev/null | grep -q '^17 main '; then pg_dropcluster --stop 17 main; fi"],
+        ["systemctl", "disable", "--now", "postgresql.service"],
+        ["systemctl", "disable", "--now", "patroni.service"],
+        ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", PG_DATA_DIR],
+        ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", PG_SOCKET_DIR],
+    ];
+    const units = [PATRONI_UNIT];
+    if (target && secrets.backup && stanza) {
+        const b = secrets.backup;
+        const peers = plan.nodes.filter((n) => n.role === "db" && n.name !== node.name).map((n) => ({ name: n.name, meshAddress: n.meshAddress }));
+        files.push(
+            asPostgres({ path: PGBACKREST_CONF, content: renderPgbackrestConf({ stanza, name: node.name, meshAddress: node.meshAddress, peers, repo: target, cipherPassphrase: b.cipherPassphrase }), permissions: "0600" }),
+            asPostgres({ path: TLS_FILES.ca, content: b.caCertPem, permissions: "0644" }),
+            asPostgres({ path: TLS_FILES.cert, content: b.certPem, permissions: "0644" }),
+            asPostgres({ path: TLS_FILES.key, content: b.keyPem, permissions: "0600" }),
+            { path: BACKUP_SCRIPT, content: renderBackupScript({ stanza, name: node.name, meshAddress: node.meshAddress }), permissions: "0755" },
+            { path: RESTORE_SCRIPT, content: renderRestoreScript(stanza), permissions: "0755" },
+            { path: unitPath(PGBACKREST_SERVER_UNIT), content: renderPgbackrestServerUnit() },
+            ...backupJobs(),
+        );
+        // Debian's own pgBackRest server unit reads the same config; ours is the one that runs.
+        commands.push(["systemctl", "disable", "--now", "pgbackrest.service"]);
+        units.push(PGBACKREST_SERVER_UNIT, ...BACKUP_TIMERS);
+    }
+    commands.push(["systemctl", "daemon-reload"], ...units.map((u) => ["systemctl", "enable", "--now", u]));
+    return { packages: POSTGRES_PACKAGES, files, commands };
+}
+
+/** The database tier's parts for `node`: role "db" or "witness"; nothing for other roles. */
+export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecrets): CloudConfigPart[] {
+    const parts: CloudConfigPart[] = [];
+    if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node));
+    if (node.role === "db") parts.push(postgresPart(plan, node, secrets));
+    return parts;
+}

@@ -1,0 +1,190 @@
+// etcd 3.5, one voting member per database node (and the witness): Patroni's store. Listens on
+// the node's mesh address (peers, clients) and on loopback (local tools); never on 0.0.0.0.
+// The members are static, from the plan; a member rebuilt with an empty disk heals itself
+// (see renderEtcdJoinScript).
+import { DB_PORTS, PlannedNode, StackPlan } from "../plan";
+import { maxRttMs } from "../latency";
+import { MESH_UNIT } from "./mesh";
+import { renderUnit } from "./systemd";
+
+export const ETCD_UNIT = "vps-ha-etcd.service";
+export const ETCD_ENV_FILE = "/etc/vps-ha/etcd.env";
+export const ETCD_DATA_DIR = "/var/lib/etcd/vps-ha";
+/** Written by the join script before every start; overrides the static initial-cluster settings. */
+export const ETCD_CLUSTER_STATE_FILE = "/var/lib/etcd/vps-ha.cluster.env";
+export const ETCD_JOIN_SCRIPT = "/usr/local/lib/vps-ha/etcd-join";
+
+export interface EtcdPeer {
+    name: string;
+    meshAddress: string;
+}
+
+export interface EtcdMemberSpec {
+    name: string;
+    meshAddress: string;
+    /** Every voter, this member included, in plan order. */
+    voters: EtcdPeer[];
+    /** Keeps clusters of different stacks apart even if their members could meet. */
+    clusterToken: string;
+    heartbeatMs: number;
+    electionMs: number;
+}
+
+/**
+ * etcd's tuning guide: the heartbeat interval should be about the largest round-trip time
+ * between members, and the election timeout at least 10 times that; etcd's own defaults
+ * (100 ms / 1000 ms) are the floors, since shorter ones only add elections on a busy host.
+ * etcd refuses election timeouts above 50 s.
+ */
+export function etcdTiming(maxRtt: number): { heartbeatMs: number; electionMs: number } {
+    const heartbeatMs = Math.max(100, Math.ceil(maxRtt));
+    return { heartbeatMs, electionMs: Math.min(50000, Math.max(1000, 10 * heartbeatMs)) };
+}
+
+export function etcdVoterPeers(plan: StackPlan): PlannedNode[] {
+    return plan.nodes.filter((n) => n.etcdVoter);
+}
+
+export function etcdMemberSpec(plan: StackPlan, node: PlannedNode): EtcdMemberSpec {
+    const voters = etcdVoterPeers(plan);
+    if (!voters.some((v) => v.name === node.name)) throw new Error(`${node.name} is not an etcd voter`);
+    return {
+        name: node.name,
+        meshAddress: node.meshAddress,
+        voters: voters.map((v) => ({ name: v.name, meshAddress: v.meshAddress })),
+        clusterToken: `vps-ha-${plan.config.stack}`,
+        ...etcdTiming(maxRttMs(voters)),
+    };
+}
+
+const peerUrl = (address: string) => `http://${address}:${DB_PORTS.etcdPeer}`;
+const clientUrl = (address: string) => `http://${address}:${DB_PORTS.etcdClient}`;
+
+/** The static initial cluster: name=peer URL of every voter. */
+export function initialCluster(spec: EtcdMemberSpec): string {
+    return spec.voters.map((v) => `${v.name}=${peerUrl(v.meshAddress)}`).join(",");
+}
+
+/** Client endpoints of every voter (what Patroni and etcdctl dial). */
+export function etcdClientHosts(voters: EtcdPeer[]): string[] {
+    return voters.map((v) => `${v.meshAddress}:${DB_PORTS.etcdClient}`);
+}
+
+/** The member's settings as etcd reads them from its environment (ETCD_<FLAG>). */
+export function renderEtcdEnv(spec: EtcdMemberSpec): string {
+    const lines = [
+        `# etcd member ${spec.name} of the vps-ha cluster. Each ETCD_X is etcd's --x flag.`,
+        `ETCD_NAME=${spec.name}`,
+        `ETCD_DATA_DIR=${ETCD_DATA_DIR}`,
+        `ETCD_LISTEN_PEER_URLS=${peerUrl(spec.meshAddress)}`,
+        `ETCD_INITIAL_ADVERTISE_PEER_URLS=${peerUrl(spec.meshAddress)}`,
+        `ETCD_LISTEN_CLIENT_URLS=${clientUrl(spec.meshAddress)},${clientUrl("127.0.0.1")}`,
+        `ETCD_ADVERTISE_CLIENT_URLS=${clientUrl(spec.meshAddress)}`,
+        "# How a fresh cluster starts; the join script overrides both for a member that rejoins.",
+        `ETCD_INITIAL_CLUSTER=${initialCluster(spec)}`,
+        "ETCD_INITIAL_CLUSTER_STATE=new",
+        `ETCD_INITIAL_CLUSTER_TOKEN=${spec.clusterToken}`,
+        "# Sized from the largest expected round trip between the voters' regions (etcdTiming).",
+        `ETCD_HEARTBEAT_INTERVAL=${spec.heartbeatMs}`,
+        `ETCD_ELECTION_TIMEOUT=${spec.electionMs}`,
+        "# --pre-vote: an isolated member does not raise its term and force an election when it heals.",
+        "ETCD_PRE_VOTE=true",
+        "# Patroni rewrites a few small keys every loop: keep one hour of history, no more.",
+        "ETCD_AUTO_COMPACTION_MODE=periodic",
+        "ETCD_AUTO_COMPACTION_RETENTION=1h",
+        "ETCD_LOG_LEVEL=warn",
+    ];
+    return lines.join("\n") + "\n";
+}
+
+/**
+ * Runs before every start of etcd (ExecStartPre) and decides how this member joins:
+ * - data on disk: etcd knows its cluster; the initial-cluster settings are ignored.
+ * - empty data dir, no other member answers: a fresh cluster; start "new" from the static list.
+ * - empty data dir, the cluster answers: this member was rebuilt (replaced, resized, moved).
+ *   Its old identity, if it ever started, is removed through a surviving member and added back,
+ *   and it starts "existing" with the membership the cluster has now. A member that is listed
+ *   but never ran (a late first boot) is simply started as "existing".
+ * Any failure exits non-zero; the unit restarts and the script runs again.
+ */
+export function renderEtcdJoinScript(spec: EtcdMemberSpec): string {
+    const others = spec.voters.filter((v) => v.name !== spec.name).map((v) => clientUrl(v.meshAddress));
+    return `#!/bin/sh
+# vps-ha: how etcd member ${spec.name} joins its cluster (ExecStartPre of ${ETCD_UNIT}).
+set -u
+NAME=${spec.name}
+PEER_URL=${peerUrl(spec.meshAddress)}
+DATA_DIR=${ETCD_DATA_DIR}
+STATE_FILE=${ETCD_CLUSTER_STATE_FILE}
+OTHERS="${others.join(" ")}"
+
+say() { echo "etcd-join: $*"; }
+ctl() { etcdctl --dial-timeout=2s --command-timeout=5s --endpoints="$endpoint" "$@"; }
+write_state() {
+  { echo "ETCD_INITIAL_CLUSTER_STATE=$1"; [ -z "\${2:-}" ] || echo "ETCD_INITIAL_CLUSTER=$2"; } > "$STATE_FILE.tmp" && mv "$STATE_FILE.tmp" "$STATE_FILE"
+}
+
+if [ -d "$DATA_DIR/member" ]; then
+  say "data present in $DATA_DIR: etcd rejoins with the membership it has on disk"
+  exit 0
+fi
+
+# member list needs a quorum: while a fresh cluster is still forming, nobody answers it.
+endpoint=""
+for candidate in $OTHERS; do
+  endpoint=$candidate
+  if ctl member list > /dev/null 2>&1; then break; fi
+  endpoint=""
+done
+if [ -z "$endpoint" ]; then
+  say "no other member answers: starting a new cluster from the static member list"
+  write_state new
+  exit 0
+fi
+
+# etcdctl's simple format: ID, status, name, peer URLs, client URLs, is learner. A member that
+# has ever run published its client URLs; one from the static list that never ran has none
+# (its status says "started" all the same, since the static list gave it a name).
+mine=$(ctl member list | awk -F', ' -v url="$PEER_URL" '$4 == url { print $1, ($5 == "" ? "never-ran" : "has-run") }')
+id=\${mine%% *}
+if [ -n "$mine" ] && [ "\${mine#* }" = has-run ]; then
+  say "the cluster still lists this member ($id) but its data is gone: removing it through $endpoint"
+  ctl member remove "$id" || exit 1
+  mine=""
+fi
+if [ -z "$mine" ]; then
+  say "adding this member through $endpoint"
+  ctl member add "$NAME" --peer-urls="$PEER_URL" > /dev/null || exit 1
+fi
+# The membership as the cluster has it now (members that never started have no name yet).
+cluster=$(ctl member list | awk -F', ' -v me="$NAME" -v url="$PEER_URL" '
+  { name = ($4 == url) ? me : ($3 == "" ? "unstarted-" $1 : $3)
+    n = split($4, urls, ",")
+    for (i = 1; i <= n; i++) { printf "%s%s=%s", (count++ ? "," : ""), name, urls[i] } }')
+[ -n "$cluster" ] || exit 1
+say "joining the existing cluster: $cluster"
+write_state existing "$cluster"
+`;
+}
+
+export function renderEtcdUnit(): string {
+    return renderUnit({
+        Unit: {
+            Description: "etcd member of the vps-ha cluster (Patroni's store)",
+            After: `network-online.target ${MESH_UNIT}`,
+            Wants: "network-online.target",
+        },
+        Service: {
+            Type: "simple",
+            User: "etcd",
+            Group: "etcd",
+            // Later files win: the join script's decision overrides the static defaults.
+            EnvironmentFile: [ETCD_ENV_FILE, `-${ETCD_CLUSTER_STATE_FILE}`],
+            ExecStartPre: ETCD_JOIN_SCRIPT,
+            ExecStart: "/usr/bin/etcd",
+            Restart: "always",
+            RestartSec: "5s",
+        },
+        Install: { WantedBy: "multi-user.target" },
+    });
+}

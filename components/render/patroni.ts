@@ -1,0 +1,204 @@
+// Patroni 4 (Debian 13's package) running PostgreSQL 17 on a database node, with etcd (v3 API)
+// as its store. Everything listens on the node's mesh address (PostgreSQL also on loopback),
+// pg_hba admits the mesh network only, and the REST API asks for a password on every method
+// that changes something. The yaml library writes the file, so values are always quoted right.
+import { stringify } from "yaml";
+import { DB_PORTS } from "../plan";
+import { MESH_UNIT } from "./mesh";
+import { renderUnit } from "./systemd";
+
+export const PATRONI_UNIT = "vps-ha-patroni.service";
+export const PATRONI_CONFIG = "/etc/patroni/vps-ha.yml";
+export const PG_MAJOR = 17;
+export const PG_DATA_DIR = `/var/lib/postgresql/${PG_MAJOR}/vps-ha`;
+export const PG_BIN_DIR = `/usr/lib/postgresql/${PG_MAJOR}/bin`;
+/** A socket directory of its own, outside /run/postgresql where Debian's clusters live. */
+export const PG_SOCKET_DIR = "/var/lib/postgresql/vps-ha-socket";
+export const POST_BOOTSTRAP_SCRIPT = "/usr/local/lib/vps-ha/db-post-bootstrap";
+
+/** Users the cluster has; passwords come from the program's state. */
+export const DB_USERS = { superuser: "postgres", replication: "replicator", rewind: "rewinder", app: "app", restApi: "patroni" } as const;
+export const APP_DATABASE = "app";
+
+/**
+ * Patroni's timing. A primary that stops renewing its leader key (`ttl`) loses it, and a
+ * replica is promoted at its next loop: unplanned failover takes at most ttl + loop_wait.
+ * - ttl 20: the smallest Patroni 4 accepts.
+ * - loop_wait 2: members look at the cluster every 2 s, so detection adds at most 2 s; the
+ *   cost is a few tiny etcd writes per second.
+ * - retry_timeout 9: how long a DCS or PostgreSQL call is retried before Patroni gives up.
+ *   Long enough to ride out an etcd leader election (about 1-2 s here) and WAN jitter without
+ *   demoting a healthy primary; failsafe_mode keeps the primary up through a whole etcd outage
+ *   as long as it still reaches every member over the REST API.
+ * Patroni requires loop_wait + 2 * retry_timeout <= ttl (2 + 18 = 20): a primary that cannot
+ * renew demotes itself before its key expires, so there is never a moment with two primaries.
+ */
+export const PATRONI_TIMING = { ttl: 20, loop_wait: 2, retry_timeout: 9 } as const;
+/** A replica further behind than this is never promoted (Patroni's default, 1 MiB). */
+export const MAXIMUM_LAG_ON_FAILOVER = 1048576;
+
+export type SynchronousMode = "quorum" | "on" | "off";
+
+export interface PatroniSpec {
+    /** The Patroni cluster name: the stack. */
+    scope: string;
+    name: string;
+    meshAddress: string;
+    meshCidr: string;
+    /** etcd client endpoints (host:port) of every voter. */
+    etcdHosts: string[];
+    synchronous: SynchronousMode;
+    /** Set when backups are configured: WAL goes to the pgBackRest stanza. */
+    pgbackrestStanza?: string;
+    passwords: { superuser: string; replication: string; rewind: string; restApi: string };
+}
+
+/** Who may connect: the postgres OS user over the socket, everyone else over the mesh with a password. */
+export function pgHba(meshCidr: string): string[] {
+    return [
+        "local all postgres peer",
+        "local replication postgres peer",
+        `host replication ${DB_USERS.replication} ${meshCidr} scram-sha-256`,
+        `host all all ${meshCidr} scram-sha-256`,
+    ];
+}
+
+function synchronousSettings(mode: SynchronousMode): Record<string, unknown> {
+    // Strict: with no synchronous standby left, writes wait instead of being acknowledged by the
+    // primary alone; that is what "no acknowledged write lost" costs (the plan's failure table
+    // says which losses leave writes waiting).
+    if (mode === "quorum") return { synchronous_mode: "quorum", synchronous_mode_strict: true, synchronous_node_count: 1 };
+    if (mode === "on") return { synchronous_mode: true, synchronous_mode_strict: true, synchronous_node_count: 1 };
+    return {};
+}
+
+export function archiveCommand(stanza: string): string {
+    return `pgbackrest --stanza=${stanza} archive-push %p`;
+}
+
+export function renderPatroniConfig(spec: PatroniSpec): string {
+    const pg = `${spec.meshAddress}:${DB_PORTS.postgres}`;
+    const api = `${spec.meshAddress}:${DB_PORTS.patroni}`;
+    const archive = spec.pgbackrestStanza
+        ? {
+              archive_mode: "on",
+              archive_command: archiveCommand(spec.pgbackrestStanza),
+              // A WAL segment at least every minute, so point-in-time restore reaches the last minute.
+              archive_timeout: "60s",
+          }
+        : {};
+    const doc = {
+        scope: spec.scope,
+        namespace: "/vps-ha/",
+        name: spec.name,
+        restapi: {
+            listen: api,
+            connect_address: api,
+            // Patroni asks for these on POST/PUT/PATCH/DELETE only; HAProxy's OPTIONS /primary needs none.
+            authentication: { username: DB_USERS.restApi, password: spec.passwords.restApi },
+        },
+        etcd3: { hosts: spec.etcdHosts },
+        bootstrap: {
+            dcs: {
+                ...PATRONI_TIMING,
+                maximum_lag_on_failover: MAXIMUM_LAG_ON_FAILOVER,
+                failsafe_mode: true,
+                ...synchronousSettings(spec.synchronous),
+                postgresql: {
+                    use_pg_rewind: true,
+                    use_slots: true,
+                    parameters: {
+                        wal_level: "replica",
+                        hot_standby: "on",
+                        wal_log_hints: "on",
+                        max_wal_senders: 10,
+                        max_replication_slots: 10,
+                        wal_keep_size: "1GB",
+                        password_encryption: "scram-sha-256",
+                    },
+                },
+            },
+            initdb: [{ encoding: "UTF8" }, { locale: "C.UTF-8" }, "data-checksums"],
+            post_bootstrap: POST_BOOTSTRAP_SCRIPT,
+        },
+        postgresql: {
+            listen: `${spec.meshAddress},127.0.0.1:${DB_PORTS.postgres}`,
+            connect_address: pg,
+            data_dir: PG_DATA_DIR,
+            bin_dir: PG_BIN_DIR,
+            pgpass: "/var/lib/postgresql/.pgpass-vps-ha",
+            // Patroni's own connections use the socket (peer authentication as postgres).
+            use_unix_socket: true,
+            authentication: {
+                superuser: { username: DB_USERS.superuser, password: spec.passwords.superuser },
+                replication: { username: DB_USERS.replication, password: spec.passwords.replication },
+                rewind: { username: DB_USERS.rewind, password: spec.passwords.rewind },
+            },
+            parameters: { unix_socket_directories: PG_SOCKET_DIR, ...archive },
+            // No restore_command for replicas: a standby tries it before streaming, and while the
+            // bucket is slow or unreachable it would keep replicas from starting. Replication slots
+            // keep the WAL a replica needs on the primary; a replica too far gone is re-cloned.
+            pg_hba: pgHba(spec.meshCidr),
+            create_replica_methods: ["basebackup"],
+            basebackup: [{ checkpoint: "fast" }],
+        },
+        tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
+    };
+    const header = [
+        `# Patroni for ${spec.name}, member of the vps-ha cluster "${spec.scope}". Rendered by vps-ha; edits are`,
+        "# overwritten when the node is rebuilt. bootstrap.dcs applies once, when the cluster is first",
+        "# created; change it later with `patronictl -c " + PATRONI_CONFIG + " edit-config`.",
+        `# Timing: ttl ${PATRONI_TIMING.ttl} (Patroni 4's minimum), loop_wait ${PATRONI_TIMING.loop_wait}, retry_timeout ${PATRONI_TIMING.retry_timeout}:`,
+        "# failover within ttl + loop_wait, and loop_wait + 2 * retry_timeout <= ttl so a primary that",
+        "# cannot renew its leader key steps down before the key expires.",
+    ];
+    // YAML 1.1 rules: Patroni reads the file with PyYAML, which takes a bare `on` for a boolean.
+    return header.join("\n") + "\n" + stringify(doc, { lineWidth: 0, version: "1.1" });
+}
+
+/**
+ * Patroni runs this once, on the member that initialises the cluster, with a connection URL for
+ * the superuser (and PGPASSFILE set). Patroni 4 no longer creates users from its config, so the
+ * application's role and database are made here. With backups on, the pgBackRest stanza is
+ * created too; a failure there must not fail the bootstrap (Patroni would wipe the new
+ * cluster), so it runs on its own and the backup job creates the stanza if it failed.
+ */
+export function renderPostBootstrap(appPassword: string, stanza?: string): string {
+    if (!/^[A-Za-z0-9]+$/.test(appPassword)) throw new Error("the app password must be alphanumeric (it is written into SQL and URLs unquoted)");
+    const lines = [
+        "#!/bin/sh",
+        "# vps-ha: Patroni's post_bootstrap: the application's role and database.",
+        "set -eu",
+        `psql -v ON_ERROR_STOP=1 -d "$1" <<'SQL'`,
+        `SELECT 'CREATE ROLE ${DB_USERS.app} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${DB_USERS.app}')\\gexec`,
+        `ALTER ROLE ${DB_USERS.app} PASSWORD '${appPassword}';`,
+        `SELECT 'CREATE DATABASE ${APP_DATABASE} OWNER ${DB_USERS.app}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${APP_DATABASE}')\\gexec`,
+        "SQL",
+    ];
+    if (stanza) {
+        // In the background: an unreachable bucket makes pgBackRest retry for minutes, and the
+        // bootstrap must not wait for it. pgBackRest logs to /var/log/pgbackrest either way.
+        lines.push(`nohup pgbackrest --stanza=${stanza} stanza-create > /dev/null 2>&1 &`);
+    }
+    return lines.join("\n") + "\n";
+}
+
+export function renderPatroniUnit(etcdUnit?: string): string {
+    return renderUnit({
+        Unit: {
+            Description: "Patroni: the vps-ha PostgreSQL member",
+            After: ["network-online.target", MESH_UNIT, ...(etcdUnit ? [etcdUnit] : [])].join(" "),
+            Wants: ["network-online.target", ...(etcdUnit ? [etcdUnit] : [])].join(" "),
+        },
+        Service: {
+            Type: "simple",
+            User: "postgres",
+            Group: "postgres",
+            WorkingDirectory: "/var/lib/postgresql",
+            ExecStart: `/usr/bin/patroni ${PATRONI_CONFIG}`,
+            Restart: "always",
+            RestartSec: "5s",
+        },
+        Install: { WantedBy: "multi-user.target" },
+    });
+}

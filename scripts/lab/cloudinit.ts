@@ -1,0 +1,197 @@
+// Applying a node's cloud-config in the lab.
+//
+// Real cloud-init (Debian 13's 25.1, from the rootfs) runs inside the node (its namespaces +
+// chroot) on the node's user-data, from a NoCloud seed in /var/lib/cloud/seed/nocloud, through
+// its normal stages: `init --local`, `init`, `modules --mode config`, `modules --mode final`.
+// The lab only narrows the module lists (/etc/cloud/cloud.cfg.d/90-vps-ha-lab.cfg):
+//
+//   real cloud-init:  bootcmd, write_files, set_hostname, update_hostname, update_etc_hosts,
+//                     ca_certs, users_groups, ssh (host keys, authorized keys), set_passwords,
+//                     timezone, runcmd (writes the script), write_files_deferred, final_message.
+//   emulated:         runcmd execution (cloud-init's scripts_user): each command runs in order,
+//                     a string via `sh -c`, a list as argv, stopping at the first failure with
+//                     the command and its output; real scripts_user only logs a failure.
+//                     packages / package_update / package_upgrade: nothing is installed per
+//                     node (no network; the shared rootfs holds the union of all nodes'
+//                     packages); each named package is checked with dpkg-query instead.
+//   not run, named:   growpart, resizefs, disk_setup, mounts (they act on the host's disks and
+//                     mounts), ntp (the clock is the host's), power_state_change (would reboot),
+//                     apt_configure (sources unused offline), locale, keyboard, seed_random,
+//                     rsyslog, phone_home. A user-data key belonging to one of these is reported.
+//   anything else:    a key the lab does not know fails the node, as does a schema error
+//                     (`cloud-init schema`), so user-data the lab cannot vouch for never passes.
+//
+// Network configuration is disabled: the lab sets up eth0 itself.
+import { mkdirSync, writeFileSync, readFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { Log, elapsed, describe } from "./exec.js";
+import { execInNode } from "./node.js";
+import { NodeState } from "./state.js";
+
+const LAB_CLOUD_CFG = `# vps-ha lab: modules that are safe and meaningful inside a node namespace + chroot
+datasource_list: [ NoCloud ]
+network: {config: disabled}
+cloud_init_modules: [bootcmd, write_files, set_hostname, update_hostname, update_etc_hosts, ca_certs, users_groups, ssh]
+cloud_config_modules: [set_passwords, timezone, runcmd]
+cloud_final_modules: [write_files_deferred, final_message]
+`;
+
+/** Top-level keys handled by the real modules above (or harmless meta keys). */
+const REAL_KEYS = new Set([
+  "bootcmd", "write_files", "hostname", "fqdn", "prefer_fqdn_over_hostname", "preserve_hostname", "create_hostname_file",
+  "manage_etc_hosts", "ca_certs", "ca-certs", "users", "groups", "user", "ssh_authorized_keys", "ssh_keys",
+  "ssh_genkeytypes", "ssh_deletekeys", "ssh_quiet_keygen", "ssh_publish_hostkeys", "disable_root", "disable_root_opts",
+  "allow_public_ssh_keys", "ssh_pwauth", "chpasswd", "password", "timezone", "runcmd", "final_message",
+  "merge_how", "merge_type",
+]);
+/** Keys whose effect the lab provides another way. */
+const EMULATED_KEYS = new Set(["packages", "package_update", "package_upgrade", "package_reboot_if_required"]);
+/** Keys the lab deliberately does not apply, and why. */
+const SKIPPED_KEYS: Record<string, string> = {
+  growpart: "acts on the host's disks",
+  resize_rootfs: "acts on the host's disks",
+  disk_setup: "acts on the host's disks",
+  fs_setup: "acts on the host's disks",
+  mounts: "acts on the host's mounts",
+  mount_default_fields: "acts on the host's mounts",
+  swap: "acts on the host's memory",
+  ntp: "the lab shares the host's clock",
+  power_state: "would reboot",
+  apt: "apt sources are not used offline",
+  locale: "locales are not installed in the lab rootfs",
+  keyboard: "no console",
+  random_seed: "entropy seeding is meaningless in a chroot",
+  rsyslog: "no syslog daemon in the lab",
+  phone_home: "no network beyond the lab",
+};
+
+export interface CloudConfigSummary {
+  packages: string[];
+  runcmd: (string | string[])[];
+  skipped: string[];
+}
+
+/** Parse and classify user-data; throws on anything the lab cannot apply faithfully. */
+export function readCloudConfig(node: string, userData: string): CloudConfigSummary {
+  if (!userData.startsWith("#cloud-config")) {
+    throw new Error(`lab: node ${node}: user-data must start with "#cloud-config" (the lab applies cloud-config only)`);
+  }
+  const doc: unknown = parse(userData);
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new Error(`lab: node ${node}: user-data is not a YAML mapping`);
+  }
+  const cfg = doc as Record<string, unknown>;
+  const skipped: string[] = [];
+  for (const key of Object.keys(cfg)) {
+    if (REAL_KEYS.has(key) || EMULATED_KEYS.has(key)) continue;
+    if (key in SKIPPED_KEYS) {
+      skipped.push(`${key} (${SKIPPED_KEYS[key]})`);
+      continue;
+    }
+    throw new Error(`lab: node ${node}: cloud-config key "${key}" is not applied by the lab; add it to scripts/lab/cloudinit.ts deliberately`);
+  }
+  return { packages: packageNames(node, cfg.packages), runcmd: runcmdList(node, cfg.runcmd), skipped };
+}
+
+/** cloud-init allows "name", "name=version" and [name, version]. */
+function packageNames(node: string, v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new Error(`lab: node ${node}: packages must be a list`);
+  return v.map((p: unknown) => {
+    if (typeof p === "string") return p.split("=")[0];
+    if (Array.isArray(p) && typeof p[0] === "string") return p[0];
+    throw new Error(`lab: node ${node}: cannot read package entry ${JSON.stringify(p)}`);
+  });
+}
+
+function runcmdList(node: string, v: unknown): (string | string[])[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new Error(`lab: node ${node}: runcmd must be a list`);
+  return v.map((c: unknown) => {
+    if (typeof c === "string") return c;
+    if (Array.isArray(c) && c.every((w) => typeof w === "string" || typeof w === "number")) return c.map(String);
+    throw new Error(`lab: node ${node}: cannot read runcmd entry ${JSON.stringify(c)}`);
+  });
+}
+
+/** Union of the packages all user-data documents ask for (the rootfs must hold them all). */
+export function packagesOf(nodes: { name: string; userData: string }[]): string[] {
+  return [...new Set(nodes.flatMap((n) => readCloudConfig(n.name, n.userData).packages))].sort();
+}
+
+/** Seed the node's NoCloud datasource and the lab's module lists. */
+function seed(n: NodeState, userData: string): void {
+  const m = n.paths.merged;
+  const seedDir = join(m, "var/lib/cloud/seed/nocloud");
+  mkdirSync(seedDir, { recursive: true });
+  writeFileSync(join(seedDir, "meta-data"), `instance-id: vh-${n.name}\nlocal-hostname: ${n.name}\n`);
+  writeFileSync(join(seedDir, "user-data"), userData, { mode: 0o600 });
+  writeFileSync(join(m, "etc/cloud/cloud.cfg.d/90-vps-ha-lab.cfg"), LAB_CLOUD_CFG);
+}
+
+const STAGES: string[][] = [["init", "--local"], ["init"], ["modules", "--mode", "config"], ["modules", "--mode", "final"]];
+
+/** Apply the cloud-config: real cloud-init stages, then the package check, then runcmd. */
+export async function applyCloudConfig(n: NodeState, userData: string, log: Log, afterModules?: () => void): Promise<void> {
+  const started = Date.now();
+  const summary = readCloudConfig(n.name, userData);
+  for (const s of summary.skipped) log(`[${n.name}] cloud-config: not applied in the lab: ${s}`);
+  seed(n, userData);
+  await execInNode(n.name, ["cloud-init", "schema", "--config-file", "/var/lib/cloud/seed/nocloud/user-data"], { timeoutMs: 60_000 });
+
+  await assertPackages(n, summary.packages);
+  for (const stage of STAGES) {
+    const r = await execInNode(n.name, ["cloud-init", ...stage], { timeoutMs: 300_000, allowFail: true });
+    if (r.code !== 0) {
+      throw new Error(`[node ${n.name}] cloud-init ${stage.join(" ")} failed (exit ${r.code})\n${cloudInitProblems(n)}\n${r.stderr.trim()}`);
+    }
+  }
+  const warnings = cloudInitProblems(n);
+  if (warnings) log(`[${n.name}] cloud-init warnings:\n${warnings}`);
+  afterModules?.();
+
+  for (const [i, cmd] of summary.runcmd.entries()) {
+    const argv = typeof cmd === "string" ? ["sh", "-c", cmd] : cmd;
+    const label = typeof cmd === "string" ? cmd : describe(cmd);
+    const t = Date.now();
+    log(`[${n.name}] runcmd ${i + 1}/${summary.runcmd.length}: ${label}`);
+    const r = await execInNode(n.name, argv, { timeoutMs: 600_000, allowFail: true });
+    if (r.code !== 0) {
+      throw new Error(
+        `[node ${n.name}] runcmd ${i + 1} failed (exit ${r.code}) after ${elapsed(t)}: ${label}\n--- stdout ---\n${r.stdout.trimEnd()}\n--- stderr ---\n${r.stderr.trimEnd()}`,
+      );
+    }
+  }
+  log(`[${n.name}] cloud-config applied in ${elapsed(started)}`);
+}
+
+async function assertPackages(n: NodeState, packages: string[]): Promise<void> {
+  if (packages.length === 0) return;
+  const r = await execInNode(n.name, ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\\n", ...packages], {
+    timeoutMs: 60_000,
+    allowFail: true, // exit 1 when a name is unknown; its line is then missing
+  });
+  const installed = new Set(
+    r.stdout
+      .split("\n")
+      .map((l) => l.trim().split(" "))
+      .filter(([, s]) => s === "installed")
+      .map(([p]) => p.replace(/:.*$/, "")),
+  );
+  const missing = packages.filter((p) => !installed.has(p));
+  if (missing.length) {
+    throw new Error(`[node ${n.name}] cloud-config packages not in the lab rootfs: ${missing.join(" ")} (the rootfs is built from the union of all nodes' packages)`);
+  }
+}
+
+/** WARNING/ERROR lines from the node's cloud-init log, for error messages. */
+function cloudInitProblems(n: NodeState): string {
+  const file = join(n.paths.merged, "var/log/cloud-init.log");
+  if (!existsSync(file)) return "";
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => /\[(WARNING|ERROR|CRITICAL)\]/.test(l))
+    .slice(-20)
+    .join("\n");
+}

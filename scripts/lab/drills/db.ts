@@ -1,0 +1,139 @@
+// Database drills: the primary killed or cut off, a replica or an etcd member killed, a whole
+// provider lost. Targets: writes accepted again within Patroni's ttl + 3 s after losing the
+// primary, no acknowledged write lost, never two primaries.
+import { PATRONI_TIMING, PG_SOCKET_DIR } from "../../../components/render/patroni";
+import { ETCD_UNIT } from "../../../components/render/etcd";
+import { sleep } from "../exec";
+import { execInNode, healNode, isolateNode, killNode, labNodes, NodeState, rebootNode } from "../realize";
+import { faultUnderLoad } from "./harness";
+import { Drill, DrillContext } from "./types";
+
+export const PRIMARY_RTO_SECONDS = PATRONI_TIMING.ttl + 3;
+const UNAFFECTED_RTO_SECONDS = 5;
+
+const dbNodes = (): NodeState[] => labNodes().filter((n) => n.role === "db");
+
+/** Patroni's own answer, asked on each member's mesh address from inside that member. */
+async function patroniSays(n: NodeState, path: string): Promise<boolean> {
+    const r = await execInNode(n.name, ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", `http://${n.meshAddress}:8008${path}`], { timeoutMs: 5_000, allowFail: true });
+    return r.stdout.trim() === "200";
+}
+
+export async function currentPrimary(): Promise<string | undefined> {
+    for (const n of dbNodes().filter((x) => !x.isolated)) if (await patroniSays(n, "/primary")) return n.name;
+    return undefined;
+}
+
+async function aReplica(): Promise<string | undefined> {
+    for (const n of dbNodes()) if (await patroniSays(n, "/replica")) return n.name;
+    return undefined;
+}
+
+/** Would this member accept a write right now? Asked on its local socket, bypassing HAProxy. */
+async function acceptsWrites(node: string): Promise<boolean> {
+    const r = await execInNode(node, ["psql", "-h", PG_SOCKET_DIR, "-U", "postgres", "-XAtq", "-c", "SELECT NOT pg_is_in_recovery()"], { user: "postgres", timeoutMs: 5_000, allowFail: true });
+    return r.code === 0 && r.stdout.trim() === "t";
+}
+
+/** The RTO a drill on `target` must meet: ttl + 3 s if it is the primary, a moment otherwise. */
+export async function nodeRtoTarget(target: string): Promise<number> {
+    return (await currentPrimary()) === target ? PRIMARY_RTO_SECONDS : UNAFFECTED_RTO_SECONDS;
+}
+
+const killAndReboot = (ctx: DrillContext, drill: string, target: string, rto: number) =>
+    faultUnderLoad(ctx, { drill, target, lost: [target], fault: () => killNode(target, ctx.log), repair: () => rebootNode(target, ctx.log), rtoTargetSeconds: rto });
+
+export const dbPrimaryKill: Drill = {
+    name: "db-primary-kill",
+    description: "SIGKILL every process of the primary's node under write load; RTO and lost writes",
+    run: async (ctx) => {
+        const target = ctx.target ?? (await currentPrimary());
+        if (!target) throw new Error("no primary to kill");
+        return killAndReboot(ctx, "db-primary-kill", target, PRIMARY_RTO_SECONDS);
+    },
+};
+
+export const dbPrimaryIsolate: Drill = {
+    name: "db-primary-isolate",
+    description: "cut the primary's network: it must stop accepting writes, a replica takes over, and it rejoins as a replica",
+    run: async (ctx) => {
+        const target = ctx.target ?? (await currentPrimary());
+        if (!target) throw new Error("no primary to isolate");
+        return faultUnderLoad(ctx, {
+            drill: "db-primary-isolate",
+            target,
+            lost: [target],
+            fault: () => isolateNode(target),
+            whileBroken: async () => {
+                // Patroni demotes a primary that cannot renew its leader key within ttl; give it
+                // that plus a loop, then ask the old primary itself.
+                await sleep((PATRONI_TIMING.ttl + PATRONI_TIMING.loop_wait + 2) * 1000);
+                const writable = await acceptsWrites(target);
+                const other = await currentPrimary();
+                return {
+                    ok: !writable && other !== undefined && other !== target,
+                    splitBrain: writable && other !== undefined && other !== target,
+                    notes: [`isolated old primary ${target} ${writable ? "STILL ACCEPTS writes" : "refuses writes"}; new primary: ${other ?? "none"}`],
+                };
+            },
+            repair: async () => {
+                await healNode(target);
+            },
+            rtoTargetSeconds: PRIMARY_RTO_SECONDS,
+        });
+    },
+};
+
+export const dbReplicaKill: Drill = {
+    name: "db-replica-kill",
+    description: "SIGKILL every process of a replica's node; writes go on",
+    run: async (ctx) => {
+        const target = ctx.target ?? (await aReplica());
+        if (!target) throw new Error("no replica to kill");
+        return killAndReboot(ctx, "db-replica-kill", target, UNAFFECTED_RTO_SECONDS);
+    },
+};
+
+export const etcdMemberKill: Drill = {
+    name: "etcd-member-kill",
+    description: "SIGKILL the etcd member on a replica's node; writes go on",
+    run: async (ctx) => {
+        const target = ctx.target ?? (await aReplica());
+        if (!target) throw new Error("no replica whose etcd to kill");
+        const systemctl = (...args: string[]) => execInNode(target, ["systemctl", ...args], { timeoutMs: 20_000 }).then(() => undefined);
+        return faultUnderLoad(ctx, {
+            drill: "etcd-member-kill",
+            target,
+            lost: [],
+            fault: () => systemctl("kill", "-s", "SIGKILL", ETCD_UNIT),
+            repair: () => systemctl("restart", ETCD_UNIT),
+            rtoTargetSeconds: UNAFFECTED_RTO_SECONDS,
+        });
+    },
+};
+
+export const providerLoss: Drill = {
+    name: "provider-loss",
+    description: "every node of the provider holding the fewest database members dies at once; writes go on",
+    run: async (ctx) => {
+        const count = new Map<string, number>();
+        for (const n of dbNodes()) count.set(n.provider, (count.get(n.provider) ?? 0) + 1);
+        const minority = [...count.entries()].sort((a, b) => a[1] - b[1])[0][0];
+        const lost = labNodes().filter((n) => n.provider === minority).map((n) => n.name);
+        const primary = await currentPrimary();
+        const rto = primary && lost.includes(primary) ? PRIMARY_RTO_SECONDS : UNAFFECTED_RTO_SECONDS;
+        return faultUnderLoad(ctx, {
+            drill: "provider-loss",
+            target: `provider ${minority} (${lost.join(", ")})`,
+            lost,
+            fault: async () => {
+                await Promise.all(lost.map((n) => killNode(n, ctx.log)));
+            },
+            repair: async () => {
+                for (const n of lost) await rebootNode(n, ctx.log);
+            },
+            rtoTargetSeconds: rto,
+        });
+    },
+};
+

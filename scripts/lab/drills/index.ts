@@ -1,0 +1,12 @@
+// Every drill the lab knows, by name.
+import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, etcdMemberKill, providerLoss } from "./db";
+import { nodeIsolate, nodeKill } from "./node-faults";
+import { Drill } from "./types";
+
+export const drills: Drill[] = [nodeKill, nodeIsolate, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss];
+
+export function findDrill(name: string): Drill {
+    const d = drills.find((x) => x.name === name);
+    if (!d) throw new Error(`no drill "${name}"; drills: ${drills.map((x) => x.name).join(", ")}`);
+    return d;
+}

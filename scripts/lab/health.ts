@@ -1,0 +1,104 @@
+// What "healthy" means for a lab node: every unit it enabled is running (or finished, for
+// oneshots), every other node answers over the WireGuard mesh, and each daemon it runs answers
+// its own health endpoint on the mesh address.
+import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
+import { elapsed, Log, sleep } from "./exec";
+
+export interface Check {
+    name: string;
+    ok: boolean;
+    detail: string;
+}
+
+export interface NodeHealth {
+    name: string;
+    role: string;
+    provider: string;
+    namespace: string;
+    publicIpv4: string;
+    meshAddress: string;
+    isolated: boolean;
+    daemons: { unit: string; state: string; pid: number | null }[];
+    checks: Check[];
+    healthy: boolean;
+}
+
+/** Daemon health endpoints on the node's mesh address, by the unit that runs the daemon. */
+const PROBES: { unit: RegExp; name: string; url: (n: NodeState) => string }[] = [
+    { unit: /^haproxy\.service$/, name: "haproxy stats", url: (n) => `http://${n.meshAddress}:8404/stats` },
+    { unit: /patroni.*\.service$/, name: "patroni", url: (n) => `http://${n.meshAddress}:8008/health` },
+    { unit: /etcd.*\.service$/, name: "etcd", url: (n) => `http://${n.meshAddress}:2379/health` },
+];
+
+/** Mesh addresses of `peers` that `node` cannot ping (one packet each, 1 s wait, in parallel). */
+export async function unreachablePeers(node: NodeState, peers: NodeState[]): Promise<string[]> {
+    if (peers.length === 0) return [];
+    const script = `for a in ${peers.map((p) => p.meshAddress).join(" ")}; do (ping -c1 -W1 -q "$a" >/dev/null 2>&1 || echo "$a") & done; wait`;
+    const r = await execInNode(node.name, ["sh", "-c", script], { timeoutMs: 10_000, allowFail: true });
+    const down = new Set(r.stdout.split("\n").map((l) => l.trim()).filter(Boolean));
+    return peers.filter((p) => down.has(p.meshAddress)).map((p) => p.name);
+}
+
+async function httpStatus(node: NodeState, url: string): Promise<string> {
+    const r = await execInNode(node.name, ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url], { timeoutMs: 5_000, allowFail: true });
+    return r.stdout.trim() || "no answer";
+}
+
+export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes()): Promise<NodeHealth> {
+    const units = nodeUnits(node.name).filter((u) => u.unit.endsWith(".service"));
+    const checks: Check[] = [];
+    for (const u of units) {
+        const ok = u.state === "active";
+        if (!ok) checks.push({ name: u.unit, ok, detail: `${u.state}${u.result ? ` (${u.result})` : ""}` });
+    }
+    const peers = all.filter((p) => p.name !== node.name && !p.isolated);
+    const unreachable = node.isolated ? [] : await unreachablePeers(node, peers);
+    checks.push({ name: "mesh", ok: unreachable.length === 0, detail: unreachable.length ? `cannot reach ${unreachable.join(", ")}` : `reaches ${peers.length} peer(s)` });
+    for (const probe of PROBES) {
+        if (!units.some((u) => probe.unit.test(u.unit) && u.state === "active")) continue;
+        const code = await httpStatus(node, probe.url(node));
+        checks.push({ name: probe.name, ok: code === "200", detail: `${probe.url(node)} -> ${code}` });
+    }
+    return {
+        name: node.name,
+        role: node.role,
+        provider: node.provider,
+        namespace: node.netns,
+        publicIpv4: node.publicIpv4,
+        meshAddress: node.meshAddress,
+        isolated: node.isolated,
+        daemons: units.map((u) => ({ unit: u.unit, state: u.state, pid: u.main ?? null })),
+        checks,
+        healthy: checks.every((c) => c.ok),
+    };
+}
+
+export async function labHealth(): Promise<NodeHealth[]> {
+    const all = labNodes();
+    return Promise.all(all.map((n) => nodeHealth(n, all)));
+}
+
+/** Waits until every node is healthy, or says what was still failing when it gives up. */
+export async function waitHealthy(log: Log, timeoutMs: number): Promise<NodeHealth[]> {
+    const started = Date.now();
+    let last: NodeHealth[] = [];
+    let lastReport = 0;
+    while (Date.now() - started < timeoutMs) {
+        last = await labHealth();
+        const sick = last.filter((h) => !h.healthy);
+        if (sick.length === 0) {
+            log(`lab: all ${last.length} nodes healthy after ${elapsed(started)}`);
+            return last;
+        }
+        if (Date.now() - lastReport > 5_000) {
+            lastReport = Date.now();
+            log(`lab: waiting for ${sick.map((h) => h.name).join(", ")} (${elapsed(started)}): ${describeFailures(sick)}`);
+        }
+        await sleep(500);
+    }
+    throw new Error(`lab: not healthy after ${Math.round(timeoutMs / 1000)} s: ${describeFailures(last.filter((h) => !h.healthy))}`);
+}
+
+export function describeFailures(health: NodeHealth[]): string {
+    return health.map((h) => `${h.name}: ${h.checks.filter((c) => !c.ok).map((c) => `${c.name} ${c.detail}`).join("; ")}`).join(" | ");
+}

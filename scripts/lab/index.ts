@@ -1,0 +1,113 @@
+// npm run lab -- [up | status [--json] | drill NAME [--node N] [--json FILE] | drills | down]
+//                [--stack NAME | --config FILE]
+// With no command: up, every drill, the report, down. See README.md, "The lab".
+import { writeFileSync } from "node:fs";
+import { parseArgs, UsageError } from "../lib/args";
+import { Log } from "./exec";
+import { drills, findDrill } from "./drills";
+import { DrillResult } from "./drills/types";
+import { describeFailures, labHealth, NodeHealth } from "./health";
+import { requireRoot } from "./preflight";
+import { stackSource } from "./program";
+import { bringUp } from "./up";
+import { teardown } from "./realize";
+
+const USAGE = "usage: npm run lab -- [up | status [--json] | drill NAME [--node NODE] [--json FILE] | drills | down] [--stack NAME | --config FILE]";
+
+const started = Date.now();
+const log: Log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}`);
+
+async function up(values: { stack?: string; config?: string }): Promise<void> {
+    const { specs } = await bringUp(stackSource(values), log);
+    log(`lab: ${specs.map((s) => `${s.name} (${s.role}, ${s.publicIpv4}, mesh ${s.meshAddress})`).join(", ")}`);
+}
+
+function statusTable(health: NodeHealth[]): string {
+    const rows = health.map((h) => [h.name, h.role, h.provider, h.namespace, h.publicIpv4, h.meshAddress, h.daemons.map((d) => `${d.unit.replace(/\.service$/, "")}:${d.state}`).join(" "), h.healthy ? "healthy" : `UNHEALTHY ${describeFailures([h])}`]);
+    return table(["node", "role", "provider", "namespace", "public", "mesh", "daemons", "health"], rows);
+}
+
+function table(head: string[], rows: string[][]): string {
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+    return [line(head), ...rows.map(line)].join("\n");
+}
+
+export function reportTable(results: DrillResult[]): string {
+    const fmt = (n: number | null) => (n === null ? "never" : n.toFixed(1));
+    return table(
+        ["drill", "target", "RTO s", "recovery s", "lost writes", "failed requests", "split brain", "result"],
+        results.map((r) => [r.drill, r.target, fmt(r.rtoSeconds), fmt(r.recoverySeconds), String(r.lostWrites), String(r.failedRequests), r.splitBrain ? "YES" : "no", r.passed ? "pass" : "FAIL"]),
+    );
+}
+
+async function runDrill(name: string, node: string | undefined): Promise<DrillResult> {
+    const drill = findDrill(name);
+    log(`drill ${drill.name}: ${drill.description}`);
+    const result = await drill.run({ log, target: node });
+    log(`drill ${drill.name}: ${result.passed ? "passed" : "FAILED"}; ${result.notes.join("; ")}`);
+    return result;
+}
+
+async function main(argv: string[]): Promise<number> {
+    const args = parseArgs(argv, { values: ["stack", "config", "json", "node"], flags: ["json"] });
+    const [command = "all", ...rest] = args.positional;
+    const jsonFile = args.values.json;
+    if (command === "drills") {
+        for (const d of drills) console.log(`${d.name.padEnd(16)} ${d.description}`);
+        return 0;
+    }
+    requireRoot();
+    switch (command) {
+        case "up":
+            await up(args.values);
+            return 0;
+        case "down":
+            await teardown(log);
+            return 0;
+        case "status": {
+            const health = await labHealth();
+            if (health.length === 0) {
+                console.log("the lab is down");
+                return 1;
+            }
+            console.log(args.flags.json || jsonFile !== undefined ? JSON.stringify(health, null, 2) : statusTable(health));
+            return health.every((h) => h.healthy) ? 0 : 1;
+        }
+        case "drill": {
+            if (rest.length !== 1) throw new UsageError("drill takes one drill name (npm run lab -- drills lists them)");
+            const result = await runDrill(rest[0], args.values.node);
+            if (jsonFile) writeFileSync(jsonFile, JSON.stringify(result, null, 2) + "\n");
+            console.log(JSON.stringify(result, null, 2));
+            return result.passed ? 0 : 1;
+        }
+        case "all": {
+            const results: DrillResult[] = [];
+            try {
+                await up(args.values);
+                for (const d of drills) results.push(await runDrill(d.name, undefined));
+            } finally {
+                await teardown(log);
+            }
+            console.log(`\n${reportTable(results)}`);
+            if (jsonFile) writeFileSync(jsonFile, JSON.stringify(results, null, 2) + "\n");
+            return results.every((r) => r.passed) ? 0 : 1;
+        }
+        default:
+            throw new UsageError(`unknown command "${command}"`);
+    }
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).then(
+        (code) => process.exit(code),
+        (e: Error) => {
+            if (e instanceof UsageError) {
+                console.error(`${e.message}\n${USAGE}`);
+                process.exit(2);
+            }
+            console.error(`lab: ${e.message}`);
+            process.exit(1);
+        },
+    );
+}

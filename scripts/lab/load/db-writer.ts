@@ -1,0 +1,78 @@
+// A bounded writer, run inside an app node's network namespace (apps are the database's
+// clients): it inserts sequential ids through the HAProxy pair's primary port, trying each
+// HAProxy in turn as libpq's multi-host connection strings do, and logs one JSON line per
+// attempt. A write is acknowledged only when its COMMIT returned; the drill later checks every
+// acknowledged id is still there.
+//   usage: db-writer.ts --hosts H1:5000,H2:5000 --user U --password-file F --database D
+//                       --log FILE --max-writes N --max-seconds S [--every-ms MS]
+import { appendFileSync, readFileSync } from "node:fs";
+import { Client } from "pg";
+import { parseArgs } from "../../lib/args";
+
+export interface WriteRecord {
+    id: number;
+    /** Epoch ms when the attempt started and when it ended. */
+    start: number;
+    end: number;
+    ok: boolean;
+    /** The server (mesh address) that committed it, from inet_server_addr(). */
+    server?: string;
+    error?: string;
+}
+
+export const TABLE = "vps_ha_lab_writes";
+
+async function connect(hosts: string[], opts: { user: string; password: string; database: string }): Promise<Client> {
+    let last: Error | undefined;
+    for (const h of hosts) {
+        const [host, port] = h.split(":");
+        const c = new Client({ host, port: Number(port), ...opts, connectionTimeoutMillis: 1000, query_timeout: 3000, statement_timeout: 3000 });
+        c.on("error", () => undefined); // a dropped connection surfaces on the next query
+        try {
+            await c.connect();
+            return c;
+        } catch (e) {
+            last = e as Error;
+            await c.end().catch(() => undefined);
+        }
+    }
+    throw last ?? new Error("no hosts");
+}
+
+async function main(): Promise<void> {
+    const a = parseArgs(process.argv.slice(2), { values: ["hosts", "user", "password-file", "database", "log", "max-writes", "max-seconds", "every-ms", "start-id"] });
+    const v = a.values as Record<string, string>;
+    const hosts = v.hosts.split(",");
+    const opts = { user: v.user, password: readFileSync(v["password-file"], "utf8").trim(), database: v.database };
+    const maxWrites = Number(v["max-writes"]);
+    const deadline = Date.now() + Number(v["max-seconds"]) * 1000;
+    const everyMs = Number(v["every-ms"] ?? 50);
+    let client: Client | undefined;
+    let id = Number(v["start-id"] ?? 1);
+    for (let n = 0; n < maxWrites && Date.now() < deadline; n++, id++) {
+        const start = Date.now();
+        const rec: WriteRecord = { id, start, end: start, ok: false };
+        try {
+            client ??= await connect(hosts, opts);
+            const r = await client.query(`INSERT INTO ${TABLE} (id) VALUES ($1) RETURNING host(inet_server_addr()) AS server`, [id]);
+            rec.ok = true;
+            rec.server = r.rows[0].server;
+        } catch (e) {
+            rec.error = (e as Error).message;
+            await client?.end().catch(() => undefined);
+            client = undefined;
+        }
+        rec.end = Date.now();
+        appendFileSync(v.log, JSON.stringify(rec) + "\n");
+        const wait = everyMs - (Date.now() - start);
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    await client?.end().catch(() => undefined);
+}
+
+if (require.main === module) {
+    main().then(() => process.exit(0), (e) => {
+        console.error(e);
+        process.exit(1);
+    });
+}

@@ -1,0 +1,104 @@
+// Drives the bounded writer (db-writer.ts) from an app node's network namespace, and reads back
+// which ids the database holds, through the same HAProxy pair the application uses.
+import { ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { execInNode, labNodes } from "../realize";
+import { STATE_DIR } from "../paths";
+import type { WriteRecord } from "./db-writer";
+import { TABLE } from "./db-writer";
+
+export const STACK_FILE = join(STATE_DIR, "stack.json");
+
+interface LabStack {
+    connectionString: string;
+}
+
+/** The stack outputs the lab's clients need (written by `lab up`, 0600, gone on `down`). */
+export function saveLabStack(stack: LabStack): void {
+    writeFileSync(STACK_FILE, JSON.stringify(stack), { mode: 0o600 });
+}
+
+export function labStack(): LabStack | undefined {
+    return existsSync(STACK_FILE) ? (JSON.parse(readFileSync(STACK_FILE, "utf8")) as LabStack) : undefined;
+}
+
+/** The lab runs database writes only when the stack has a database and a client node. */
+export function canWrite(): boolean {
+    const nodes = labNodes();
+    return labStack() !== undefined && nodes.some((n) => n.role === "db") && nodes.some((n) => n.role === "app");
+}
+
+function clientNode(): string {
+    const app = labNodes().find((n) => n.role === "app" && !n.isolated);
+    if (!app) throw new Error("no app node to write from");
+    return app.name;
+}
+
+/** psql in a node, through both HAProxy nodes to the primary, as the application. */
+export async function sql(query: string, node = clientNode()): Promise<string> {
+    const url = (labStack() as LabStack).connectionString;
+    const r = await execInNode(node, ["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query], { timeoutMs: 15_000, env: { PGCONNECT_TIMEOUT: "3" } });
+    return r.stdout.trim();
+}
+
+export class WriteLoad {
+    private child: ChildProcess | undefined;
+    private exited: Promise<void> = Promise.resolve();
+    private readonly log: string;
+
+    private constructor(private readonly node: string, readonly startId: number) {
+        const dir = mkdtempSync(join(STATE_DIR, "writes-"));
+        this.log = join(dir, "writes.jsonl");
+    }
+
+    /** Creates the table if needed and starts writing ids from a fresh range. */
+    static async start(maxSeconds: number, maxWrites = 100_000): Promise<WriteLoad> {
+        await sql(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`);
+        const startId = Number(await sql(`SELECT coalesce(max(id), 0) + 1 FROM ${TABLE}`));
+        const load = new WriteLoad(clientNode(), startId);
+        load.launch(maxSeconds, maxWrites);
+        return load;
+    }
+
+    private launch(maxSeconds: number, maxWrites: number): void {
+        const url = new URL((labStack() as LabStack).connectionString);
+        const netns = labNodes().find((n) => n.name === this.node)?.netns as string;
+        const passwordFile = join(this.log, "..", "password");
+        writeFileSync(passwordFile, decodeURIComponent(url.password), { mode: 0o600 });
+        writeFileSync(this.log, "");
+        const tsx = join(__dirname, "../../../node_modules/tsx/dist/cli.mjs");
+        const args = [
+            `--net=/run/netns/${netns}`, "--", process.execPath, tsx, join(__dirname, "db-writer.ts"),
+            "--hosts", url.host, "--user", decodeURIComponent(url.username), "--password-file", passwordFile,
+            "--database", url.pathname.slice(1), "--log", this.log, "--max-writes", String(maxWrites),
+            "--max-seconds", String(maxSeconds), "--start-id", String(this.startId),
+        ];
+        this.child = spawn("nsenter", args, { stdio: ["ignore", "ignore", "pipe"] });
+        let stderr = "";
+        this.child.stderr?.on("data", (d) => (stderr += String(d)));
+        this.exited = new Promise((resolve) => this.child?.on("exit", (code) => {
+            if (code) console.error(`db-writer exited ${code}: ${stderr.slice(-2000)}`);
+            resolve();
+        }));
+    }
+
+    records(): WriteRecord[] {
+        if (!existsSync(this.log)) return [];
+        return readFileSync(this.log, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as WriteRecord);
+    }
+
+    /** Stops the writer (bounded: it also stops by itself at its time limit). */
+    async stop(): Promise<WriteRecord[]> {
+        this.child?.kill("SIGTERM");
+        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 5_000))]);
+        this.child?.kill("SIGKILL");
+        return this.records();
+    }
+
+    /** Ids this load wrote that the database (the current primary) holds now. */
+    async presentIds(): Promise<Set<number>> {
+        const out = await sql(`SELECT id FROM ${TABLE} WHERE id >= ${this.startId} ORDER BY id`);
+        return new Set(out.split("\n").filter(Boolean).map(Number));
+    }
+}

@@ -1,0 +1,49 @@
+// What the lab realizes: the real program evaluated under the mock runtime for a stack file.
+// Each node's cloud-config is exactly what its server resource received; nothing is rendered
+// again here.
+import { resolve } from "node:path";
+import { evaluateProgram, Evaluation } from "../lib/mock-program";
+import { readStackFile } from "../lib/stack-file";
+import type { LabNodeSpec } from "./realize";
+
+export interface StackSource {
+    stack: string;
+    file: string;
+}
+
+export function stackSource(values: { stack?: string; config?: string }): StackSource {
+    if (values.config) {
+        const m = /Pulumi\.([^/\\]+)\.ya?ml$/.exec(values.config);
+        return { stack: values.stack ?? (m ? m[1] : "lab"), file: resolve(values.config) };
+    }
+    const stack = values.stack ?? "prod";
+    return { stack, file: resolve(`Pulumi.${stack}.yaml`) };
+}
+
+export interface LabProgram {
+    specs: LabNodeSpec[];
+    /** The application's connection string, when the stack has a database. */
+    connectionString?: string;
+}
+
+export async function labProgram(source: StackSource): Promise<LabProgram> {
+    const file = readStackFile(source.file);
+    const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
+    const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
+    return { specs: specsOf(e), ...(connectionString ? { connectionString } : {}) };
+}
+
+export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {
+    return (await labProgram(source)).specs;
+}
+
+function specsOf(e: Evaluation): LabNodeSpec[] {
+    const nodes = e.outputs.nodes as { name: string; role: string; provider: string; meshAddress: string; dnsName: string }[];
+    return nodes.map((n) => {
+        const userData = e.userData[n.name];
+        const publicIpv4 = e.publicIpv4[n.name] ?? e.publicIpv4[`${n.name}-bootstrap`];
+        if (!userData) throw new Error(`lab: the program gave node ${n.name} no user-data`);
+        if (!publicIpv4) throw new Error(`lab: the program gave node ${n.name} no public address`);
+        return { name: n.name, role: n.role, provider: n.provider, publicIpv4, meshAddress: n.meshAddress, userData, dnsNames: [n.dnsName] };
+    });
+}

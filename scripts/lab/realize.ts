@@ -1,0 +1,251 @@
+// The lab's public entry: realize the program's nodes on this machine, break them, take them
+// down. Each node is a network namespace (vh-<name>) on the lab bridge, running a Debian 13
+// rootfs through its own overlay, configured by its real cloud-config.
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { applyCloudConfig, packagesOf } from "./cloudinit.js";
+import { down, stopProcesses } from "./cleanup.js";
+import { Log, elapsed, killActiveChildren } from "./exec.js";
+import { addNodeNetwork, ensureBridge, healLink, isolateLink, pinNeighbours, writeNetnsHosts } from "./net.js";
+import { acquireLock, lockOwner, releaseLock } from "./lock.js";
+import { isAlive } from "./procs.js";
+import {
+  bootServices,
+  copyHostsIntoNode,
+  ensureLabHosts,
+  execInNode as execInNodeImpl,
+  ExecOptions,
+  labHostsBlock,
+  mountNode,
+  nodePids as nodePidsImpl,
+  rebootNode as rebootNodeImpl,
+  spawnInNode as spawnInNodeImpl,
+} from "./node.js";
+import { BRIDGE, CACHE_DIR, LAB_LOCK, STATE_FILE, assertLabAddress, assertNodeName, hostVethName, netnsName, nodePaths } from "./paths.js";
+import { requireRoot } from "./preflight.js";
+import { abandonBuild, ensureRootfs } from "./rootfs.js";
+import { emptyState, loadState, nodeState, saveState, updateState, NodeState } from "./state.js";
+import { RunResult } from "./exec.js";
+import { UnitStatus, unitStatuses } from "./services.js";
+
+export interface LabNodeSpec {
+  name: string;
+  role: string;
+  provider: string;
+  publicIpv4: string;
+  meshAddress: string;
+  userData: string;
+  dnsNames: string[];
+}
+
+export type { ExecOptions, NodeState, RunResult, UnitStatus };
+
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+function validate(nodes: LabNodeSpec[]): void {
+  if (nodes.length === 0) throw new Error("lab: no nodes to realize");
+  const seen = new Map<string, string>();
+  const claim = (key: string, owner: string) => {
+    const prev = seen.get(key);
+    if (prev && prev !== owner) throw new Error(`lab: ${key} is claimed by both ${prev} and ${owner}`);
+    seen.set(key, owner);
+  };
+  for (const n of nodes) {
+    assertNodeName(n.name);
+    assertLabAddress(n.publicIpv4);
+    claim(`node name ${n.name}`, n.name);
+    claim(`address ${n.publicIpv4}`, n.name);
+    for (const d of n.dnsNames) {
+      if (!DNS_NAME.test(d)) throw new Error(`lab: node ${n.name}: ${JSON.stringify(d)} is not a DNS name`);
+      claim(`DNS name ${d.toLowerCase()}`, n.name);
+    }
+  }
+}
+
+function hostsFor(nodes: LabNodeSpec[]): { text: string; block: string } {
+  const block = labHostsBlock(nodes.map((n) => ({ address: n.publicIpv4, names: [n.name, ...n.dnsNames] })));
+  const text = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters", "", block].join("\n");
+  return { text, block };
+}
+
+// --- Ctrl-C / kill: take the lab down before exiting ------------------------------------
+let signalLog: Log | undefined;
+let cleaning = false;
+
+function onSignal(sig: NodeJS.Signals): void {
+  const log = signalLog ?? ((m: string) => console.error(m));
+  if (cleaning) {
+    log(`${sig}: lab cleanup already running; waiting for it`);
+    return;
+  }
+  cleaning = true;
+  log(`${sig}: taking the lab down before exiting`);
+  killActiveChildren();
+  abandonBuild(log)
+    .then(() => down(log))
+    .then(
+      () => {
+        releaseLock(LAB_LOCK);
+        process.exit(sig === "SIGINT" ? 130 : 143);
+      },
+      (err: Error) => {
+        log(`lab cleanup after ${sig} failed: ${err.message}`);
+        process.exit(1);
+      },
+    );
+}
+
+function installSignalHandlers(log: Log): void {
+  signalLog = log;
+  if (process.listeners("SIGINT").includes(onSignal)) return;
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
+function removeSignalHandlers(): void {
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+}
+
+/** Last lines of every log of every node, to explain a failure before the lab goes away. */
+export function nodeLogTails(lines = 10): string {
+  const state = loadState();
+  const out: string[] = [];
+  for (const n of Object.values(state?.nodes ?? {})) {
+    if (!existsSync(n.paths.logs)) continue;
+    for (const f of readdirSync(n.paths.logs)) {
+      const text = readFileSync(join(n.paths.logs, f), "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+      if (text) out.push(`--- ${n.name}: ${f} ---\n${text}`);
+    }
+  }
+  return out.join("\n");
+}
+
+/**
+ * Rootfs (union of the cloud-configs' packages), bridge, namespaces, overlays, hosts, then
+ * each node's cloud-config, all nodes at once (as real nodes boot together: a service that
+ * waits for its peers, like etcd, must not wait for a node the lab has not started yet).
+ */
+export async function realizeNodes(nodes: LabNodeSpec[], log: Log): Promise<void> {
+  requireRoot();
+  validate(nodes);
+  const packages = packagesOf(nodes); // also rejects user-data the lab cannot apply
+  const started = Date.now();
+  // One lab per machine: another run's realize would otherwise tear this one down.
+  mkdirSync(CACHE_DIR, { recursive: true });
+  await acquireLock(LAB_LOCK, "lab", log, 30 * 60_000);
+  installSignalHandlers(log);
+  try {
+    if (loadState() || nodes.some((n) => existsSync(`/run/netns/${netnsName(n.name)}`))) {
+      log(`lab: a previous lab was left up (${STATE_FILE}); taking it down first`);
+      await down(log);
+    }
+    const rootfs = await ensureRootfs(packages, log);
+    saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
+    await ensureBridge();
+    const hosts = hostsFor(nodes);
+    for (const spec of nodes) {
+      const t = Date.now();
+      const n: NodeState = {
+        name: spec.name,
+        role: spec.role,
+        provider: spec.provider,
+        netns: netnsName(spec.name),
+        hostVeth: hostVethName(spec.name),
+        publicIpv4: spec.publicIpv4,
+        meshAddress: spec.meshAddress,
+        dnsNames: spec.dnsNames,
+        paths: nodePaths(spec.name),
+        mounts: [],
+        pids: [],
+        isolated: false,
+      };
+      updateState((s) => (s.nodes[n.name] = n));
+      await addNodeNetwork(n.name, n.hostVeth, n.publicIpv4);
+      const hostsFile = writeNetnsHosts(n.name, hosts.text);
+      await mountNode(n, rootfs);
+      copyHostsIntoNode(n, hostsFile);
+      await bootServices(n.name, log);
+      log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
+    }
+    await pinNeighbours(nodes);
+    await Promise.all(
+      nodes.map((spec) => {
+        const n = nodeState(spec.name);
+        return applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hosts.block));
+      }),
+    );
+    log(`lab: ${nodes.length} node(s) realized in ${elapsed(started)}`);
+  } catch (err) {
+    const tails = nodeLogTails();
+    log(`lab: realize failed; taking the lab down\n${tails}`);
+    await down(log).catch((e: Error) => log(`lab: cleanup after failure also failed: ${e.message}`));
+    removeSignalHandlers();
+    releaseLock(LAB_LOCK);
+    throw err;
+  }
+}
+
+/** Everything the lab created goes: processes, mounts, namespaces, veths, bridge, state. */
+export async function teardown(log: Log): Promise<void> {
+  requireRoot();
+  const owner = lockOwner(LAB_LOCK);
+  if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
+    throw new Error(`lab: the lab up now belongs to PID ${owner}; not tearing it down (scripts/lab/down.ts --force would)`);
+  }
+  try {
+    await down(log);
+  } finally {
+    removeSignalHandlers();
+  }
+  releaseLock(LAB_LOCK); // kept if down failed: the lab is still (partly) up
+}
+
+export function execInNode(name: string, argv: string[], opts: ExecOptions): Promise<RunResult> {
+  return execInNodeImpl(name, argv, opts);
+}
+
+export function spawnInNode(name: string, argv: string[], opts: { user?: string; env?: Record<string, string>; logName: string }): number {
+  return spawnInNodeImpl(name, argv, opts);
+}
+
+export function nodePids(name: string): number[] {
+  return nodePidsImpl(name);
+}
+
+/** Drill "node-kill": SIGKILL every process of the node at once (its disk, the overlay, stays). */
+export async function killNode(name: string, log: Log = () => undefined): Promise<void> {
+  await stopProcesses(nodeState(name), log, 0);
+}
+
+/** Bring a killed node back as after a reboot: fresh /run, enabled units started. */
+export async function rebootNode(name: string, log: Log = () => undefined): Promise<void> {
+  await rebootNodeImpl(name, log);
+}
+
+/** Cut the node's network (silently drop all IP traffic both ways at its bridge port). */
+export async function isolateNode(name: string): Promise<void> {
+  const n = nodeState(name);
+  await isolateLink(n.hostVeth);
+  updateState((s) => (s.nodes[name].isolated = true));
+}
+
+export async function healNode(name: string): Promise<void> {
+  const n = nodeState(name);
+  await healLink(n.hostVeth);
+  updateState((s) => (s.nodes[name].isolated = false));
+}
+
+/** Units the node's systemctl stand-in knows, with state and PIDs. */
+export function nodeUnits(name: string): UnitStatus[] {
+  return unitStatuses(nodeState(name).paths.merged);
+}
+
+/** Host path of the node's log directory (unit logs, spawned process logs). */
+export function nodeLogDir(name: string): string {
+  return nodeState(name).paths.logs;
+}
+
+export function labNodes(): NodeState[] {
+  return Object.values(loadState()?.nodes ?? {});
+}

@@ -1,0 +1,110 @@
+// The database tier in the whole program, under Pulumi's mock runtime: what each node boots
+// with, and that every generated secret stays secret.
+import { strict as assert } from "node:assert";
+import { parse } from "yaml";
+import { parseStackConfig } from "../components/config";
+import { buildPlan } from "../components/plan";
+import { databaseParts } from "../components/render/database";
+import { ETCD_ENV_FILE } from "../components/render/etcd";
+import { PATRONI_CONFIG } from "../components/render/patroni";
+import { Evaluation } from "../scripts/lib/mock-program";
+import { evaluate, ofType, TYPES } from "./helpers/program";
+import { raw, withConfig } from "./helpers/stack";
+
+const RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword";
+const S3 = { accessKeyId: "AKIDEXAMPLE0000VPSHA", secretAccessKey: "S3SecretExampleKeyThatMustNotLeak0000" };
+
+function fileIn(userData: string, path: string): { content: string; owner: string; permissions: string; defer?: boolean } {
+    const f = (parse(userData).write_files as { path: string; content: string; owner: string; permissions: string }[]).find((w) => w.path === path);
+    assert.ok(f, `no ${path} in the cloud-config`);
+    return f;
+}
+
+/** Resource inputs Pulumi does not hold as secret, as text. */
+function openInputs(e: Evaluation): { name: string; text: string }[] {
+    return e.resources.map((r) => ({ name: `${r.type} ${r.name}`, text: JSON.stringify(Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.secretInputs.includes(k)))) }));
+}
+
+/** Stack outputs with every secret path left out, as text. */
+function openOutputs(e: Evaluation): string {
+    const copy = JSON.parse(JSON.stringify(e.outputs)) as Record<string, unknown>;
+    for (const path of e.secretOutputs) delete copy[path];
+    return JSON.stringify(copy);
+}
+
+describe("program: the database tier (mock runtime)", function () {
+    this.timeout(60000);
+    let prod: Evaluation;
+    const file = withConfig({ database: { synchronous: "quorum", backups: { bucket: "vps-ha-prod-backups", ...S3 } } });
+    before(async () => {
+        prod = await evaluate(file);
+    });
+
+    it("boots every db node with its rendered Patroni config and etcd member, from the plan and the generated secrets", () => {
+        const plan = buildPlan(parseStackConfig(raw(file), "prod"));
+        const passwords = Object.fromEntries(ofType(prod, RANDOM_PASSWORD).map((r) => [r.name.replace(/^database-/, ""), String(r.outputs.result)]));
+        for (const name of ["superuser", "replication", "rewind", "app", "restApi", "backupCipher"]) assert.match(passwords[name] ?? "", /^[A-Za-z0-9]{32}$/, name);
+        for (const db of plan.nodes.filter((n) => n.role === "db")) {
+            const userData = prod.userData[db.name];
+            const expected = databaseParts(plan, db, {
+                superuserPassword: passwords.superuser,
+                replicationPassword: passwords.replication,
+                rewindPassword: passwords.rewind,
+                appPassword: passwords.app,
+                restApiPassword: passwords.restApi,
+                backup: { cipherPassphrase: passwords.backupCipher, caCertPem: "", certPem: "", keyPem: "" },
+            }).flatMap((p) => p.files ?? []);
+            for (const path of [PATRONI_CONFIG, ETCD_ENV_FILE, "/etc/systemd/system/vps-ha-etcd.service", "/etc/systemd/system/vps-ha-patroni.service"]) {
+                assert.equal(fileIn(userData, path).content, expected.find((f) => f.path === path)?.content, `${db.name}: ${path}`);
+            }
+            const patroni = fileIn(userData, PATRONI_CONFIG);
+            assert.deepEqual([patroni.owner, patroni.permissions, patroni.defer], ["postgres:postgres", "0600", true]);
+            assert.equal(parse(patroni.content).name, db.name);
+            assert.ok(parse(userData).packages.includes("patroni"));
+        }
+        for (const other of plan.nodes.filter((n) => n.role !== "db" && n.role !== "witness")) {
+            assert.ok(!prod.userData[other.name].includes(PATRONI_CONFIG), `${other.name} runs no database`);
+        }
+    });
+
+    it("gives each member a certificate for pgBackRest's TLS, signed by one CA, naming its mesh address", () => {
+        const ca = fileIn(prod.userData["db-1"], "/etc/pgbackrest/tls/ca.crt").content;
+        for (const db of ["db-1", "db-2", "db-3"]) {
+            assert.equal(fileIn(prod.userData[db], "/etc/pgbackrest/tls/ca.crt").content, ca);
+            assert.match(fileIn(prod.userData[db], "/etc/pgbackrest/tls/node.crt").content, /^-----BEGIN CERTIFICATE-----\n/);
+            const key = fileIn(prod.userData[db], "/etc/pgbackrest/tls/node.key");
+            assert.deepEqual([key.owner, key.permissions], ["postgres:postgres", "0600"]);
+            assert.match(key.content, /^-----BEGIN PRIVATE KEY-----\n/);
+        }
+    });
+
+    it("keeps every generated password, the backup credentials and keys secret, in inputs and outputs", () => {
+        const passwords = ofType(prod, RANDOM_PASSWORD);
+        assert.equal(passwords.length, 6);
+        const keys = ["db-1", "db-2", "db-3"].map((n) => fileIn(prod.userData[n], "/etc/pgbackrest/tls/node.key").content.split("\n")[1]);
+        const secrets = [...passwords.map((p) => String(p.outputs.result)), S3.accessKeyId, S3.secretAccessKey, ...keys];
+        for (const s of secrets) assert.ok(Object.values(prod.userData).some((u) => u.includes(s)), "each secret does reach a node");
+        for (const { name, text } of openInputs(prod)) {
+            for (const s of secrets) assert.ok(!text.includes(s), `${name} carries a secret in a non-secret input`);
+        }
+        const servers = [...ofType(prod, TYPES.linodeInstance), ...ofType(prod, TYPES.hcloudServer)];
+        for (const s of servers) assert.ok(s.secretInputs.includes(s.type === TYPES.linodeInstance ? "metadatas" : "userData"), s.name);
+        const outputs = openOutputs(prod);
+        for (const s of secrets) assert.ok(!outputs.includes(s), "a non-secret stack output carries a secret");
+    });
+
+    it("exports the connection strings as secrets, naming both HAProxy nodes' mesh addresses", () => {
+        assert.ok(prod.secretOutputs.includes("connectionString"));
+        assert.ok(prod.secretOutputs.includes("readOnlyConnectionString"));
+        const app = String(ofType(prod, RANDOM_PASSWORD).find((r) => r.name === "database-app")?.outputs.result);
+        const lbs = (prod.outputs.nodes as { name: string; role: string; meshAddress: string }[]).filter((n) => n.role === "haproxy").map((n) => n.meshAddress);
+        assert.equal(lbs.length, 2);
+        assert.equal(prod.outputs.connectionString, `postgresql://app:${app}@${lbs[0]}:5000,${lbs[1]}:5000/app?target_session_attrs=read-write`);
+        assert.equal(prod.outputs.readOnlyConnectionString, `postgresql://app:${app}@${lbs[0]}:5001,${lbs[1]}:5001/app?target_session_attrs=prefer-standby`);
+    });
+
+    it("renders the same secrets and files on every evaluation", async () => {
+        const again = await evaluate(file);
+        for (const db of ["db-1", "db-2", "db-3"]) assert.equal(again.userData[db], prod.userData[db], db);
+    });
+});

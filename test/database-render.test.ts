@@ -1,0 +1,391 @@
+// The database tier's renderers, pure: etcd, Patroni, pgBackRest and the parts a node boots with.
+import { strict as assert } from "node:assert";
+import { parse } from "yaml";
+import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
+import { maxRttMs, rttMs, UNKNOWN_RTT_MS } from "../components/latency";
+import { buildPlan, PlannedNode, replacementWarnings, StackPlan } from "../components/plan";
+import { CloudConfigPart, FilePart } from "../components/render/cloud-config";
+import { databaseParts, DatabaseSecrets } from "../components/render/database";
+import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
+import { PATRONI_CONFIG, PATRONI_TIMING, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
+import { StackFile } from "../scripts/lib/stack-file";
+import { prodNodes, raw, withConfig } from "./helpers/stack";
+
+function planOf(edits: Record<string, unknown> = {}): StackPlan {
+    return buildPlan(parseStackConfig(raw(withConfig(edits)), "prod"));
+}
+
+function issuesOf(file: StackFile): ConfigIssue[] {
+    try {
+        parseStackConfig(raw(file), "prod");
+    } catch (e) {
+        if (e instanceof ConfigError) return e.issues;
+        throw e;
+    }
+    return [];
+}
+
+const node = (p: StackPlan, name: string) => p.nodes.find((n) => n.name === name) as PlannedNode;
+const envOf = (text: string) => Object.fromEntries(text.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+
+const SECRETS: DatabaseSecrets = {
+    superuserPassword: "SuperuserPw0000000000000000000001",
+    replicationPassword: "ReplicationPw00000000000000000002",
+    rewindPassword: "RewindPw000000000000000000000003",
+    appPassword: "AppPw00000000000000000000000004",
+    restApiPassword: "RestApiPw0000000000000000000005",
+    backup: { cipherPassphrase: "CipherPw000000000000000000000006", caCertPem: "CA-PEM\n", certPem: "CERT-PEM\n", keyPem: "KEY-PEM-SECRET\n" },
+};
+
+const files = (parts: CloudConfigPart[]) => parts.flatMap((p) => p.files ?? []);
+const fileAt = (parts: CloudConfigPart[], path: string) => {
+    const f = files(parts).find((x) => x.path === path);
+    assert.ok(f, `no ${path}`);
+    return f;
+};
+
+describe("estimated round-trip times", () => {
+    it("grow with distance: same region 1 ms, neighbours a few ms, an ocean tens of ms", () => {
+        assert.equal(rttMs({ provider: "hcloud", region: "fsn1" }, { provider: "hcloud", region: "fsn1" }), 1);
+        const near = rttMs({ provider: "hcloud", region: "fsn1" }, { provider: "linode", region: "de-fra-2" });
+        assert.ok(near > 2 && near < 6, String(near));
+        const ocean = rttMs({ provider: "linode", region: "de-fra-2" }, { provider: "hcloud", region: "ash" });
+        assert.ok(ocean > 55 && ocean < 80, String(ocean));
+        assert.equal(ocean, rttMs({ provider: "hcloud", region: "ash" }, { provider: "linode", region: "de-fra-2" }));
+        assert.equal(rttMs({ provider: "ssh", region: "office" }, { provider: "hcloud", region: "fsn1" }), UNKNOWN_RTT_MS);
+        const [fsn, sin, nbg] = ["fsn1", "sin", "nbg1"].map((region) => ({ provider: "hcloud", region }));
+        assert.equal(maxRttMs([fsn, sin, nbg]), Math.max(rttMs(fsn, sin), rttMs(sin, nbg), rttMs(fsn, nbg)));
+        assert.equal(maxRttMs([fsn]), 1);
+    });
+});
+
+describe("etcd renderer", () => {
+    it("times heartbeat and election from the RTT, with etcd's floors and ceiling", () => {
+        assert.deepEqual(etcdTiming(3), { heartbeatMs: 100, electionMs: 1000 });
+        assert.deepEqual(etcdTiming(180.2), { heartbeatMs: 181, electionMs: 1810 });
+        assert.equal(etcdTiming(9000).electionMs, 50000);
+    });
+
+    it("prod: every db member votes; static cluster by mesh address; mesh and loopback only; pre-vote", () => {
+        const plan = planOf();
+        const spec = etcdMemberSpec(plan, node(plan, "db-2"));
+        assert.deepEqual(spec.voters.map((v) => v.name), ["db-1", "db-2", "db-3"]);
+        const env = envOf(renderEtcdEnv(spec));
+        const me = node(plan, "db-2").meshAddress;
+        assert.equal(env.ETCD_NAME, "db-2");
+        assert.equal(env.ETCD_DATA_DIR, "/var/lib/etcd/vps-ha");
+        assert.equal(env.ETCD_LISTEN_PEER_URLS, `http://${me}:2380`);
+        assert.equal(env.ETCD_LISTEN_CLIENT_URLS, `http://${me}:2379,http://127.0.0.1:2379`);
+        assert.equal(env.ETCD_ADVERTISE_CLIENT_URLS, `http://${me}:2379`);
+        assert.equal(env.ETCD_INITIAL_CLUSTER, ["db-1", "db-2", "db-3"].map((n) => `${n}=http://${node(plan, n).meshAddress}:2380`).join(","));
+        assert.equal(env.ETCD_PRE_VOTE, "true");
+        // Frankfurt, Falkenstein and Nuremberg are a few ms apart: etcd's defaults fit.
+        assert.deepEqual([env.ETCD_HEARTBEAT_INTERVAL, env.ETCD_ELECTION_TIMEOUT], ["100", "1000"]);
+        assert.ok(!/0\.0\.0\.0|\[::\]/.test(renderEtcdEnv(spec)));
+    });
+
+    it("stretches the timeouts when a voter is far away", () => {
+        const nodes = prodNodes();
+        // Newark is ~65 ms from Falkenstein: still under etcd's 100 ms floor.
+        nodes.db[2] = { name: "db-3", provider: "linode", region: "us-east", size: "g6-standard-1" };
+        const ocean = planOf({ nodes });
+        assert.deepEqual(etcdTiming(maxRttMs(ocean.nodes.filter((n) => n.etcdVoter))), { heartbeatMs: 100, electionMs: 1000 });
+        // Singapore is ~102 ms from Nuremberg: heartbeat follows the RTT, election 10x.
+        nodes.db[2] = { name: "db-3", provider: "linode", region: "ap-south", size: "g6-standard-1" };
+        const far = planOf({ nodes });
+        const spec = etcdMemberSpec(far, node(far, "db-1"));
+        assert.equal(spec.heartbeatMs, Math.ceil(maxRttMs(far.nodes.filter((n) => n.etcdVoter))));
+        assert.ok(spec.heartbeatMs > 100, String(spec.heartbeatMs));
+        assert.equal(spec.electionMs, 10 * spec.heartbeatMs);
+        const env = envOf(renderEtcdEnv(spec));
+        assert.deepEqual([env.ETCD_HEARTBEAT_INTERVAL, env.ETCD_ELECTION_TIMEOUT], [String(spec.heartbeatMs), String(spec.electionMs)]);
+    });
+
+    it("the join script asks the other voters, never itself, and removes/re-adds a stale member", () => {
+        const plan = planOf();
+        const script = renderEtcdJoinScript(etcdMemberSpec(plan, node(plan, "db-1")));
+        const others = /OTHERS="([^"]*)"/.exec(script)?.[1].split(" ") ?? [];
+        assert.deepEqual(others, ["db-2", "db-3"].map((n) => `http://${node(plan, n).meshAddress}:2379`));
+        assert.match(script, /member remove "\$id"/);
+        assert.match(script, /member add "\$NAME" --peer-urls="\$PEER_URL"/);
+        assert.match(script, /write_state existing "\$cluster"/);
+        assert.match(script, /write_state new\n/);
+        // Data on disk wins: the script decides nothing then.
+        assert.ok(script.indexOf('[ -d "$DATA_DIR/member" ]') < script.indexOf("member list"));
+    });
+
+    it("with a witness: etcd-only on the witness, and an odd number of voters", () => {
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
+        const plan = planOf({ nodes });
+        const voters = plan.nodes.filter((n) => n.etcdVoter).map((n) => n.name);
+        assert.equal(voters.length, 3);
+        assert.ok(voters.includes("witness-1"));
+        const parts = databaseParts(plan, node(plan, "witness-1"), SECRETS);
+        assert.deepEqual(parts.flatMap((p) => p.packages ?? []), ["etcd-server", "etcd-client"]);
+        const text = JSON.stringify(parts);
+        for (const pw of Object.values(SECRETS).filter((v) => typeof v === "string")) assert.ok(!text.includes(pw), "the witness holds no database password");
+        // The db member left out of the vote runs no etcd, but its Patroni uses the voters.
+        const nonVoter = plan.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
+        const nvParts = databaseParts(plan, nonVoter, SECRETS);
+        assert.ok(!files(nvParts).some((f) => f.path.includes("etcd")));
+        const hosts = parse(fileAt(nvParts, PATRONI_CONFIG).content).etcd3.hosts as string[];
+        assert.deepEqual(hosts, plan.nodes.filter((n) => n.etcdVoter).map((n) => `${n.meshAddress}:2379`));
+    });
+});
+
+describe("Patroni renderer", () => {
+    const plan = planOf();
+    const db1 = node(plan, "db-1");
+    const render = (synchronous: "quorum" | "on" | "off", stanza?: string) =>
+        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", etcdHosts: ["10.77.0.1:2379"], synchronous, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
+
+    it("uses timing Patroni 4 accepts as is, for the fastest failover it allows", () => {
+        const dcs = render("quorum").bootstrap.dcs;
+        assert.ok(dcs.ttl >= 20, "Patroni 4 raises a ttl under 20");
+        assert.ok(dcs.loop_wait >= 1 && dcs.retry_timeout >= 3);
+        assert.ok(dcs.loop_wait + 2 * dcs.retry_timeout <= dcs.ttl, "loop_wait + 2*retry_timeout <= ttl");
+        assert.deepEqual({ ttl: dcs.ttl, loop_wait: dcs.loop_wait, retry_timeout: dcs.retry_timeout }, PATRONI_TIMING);
+        // The issue's target: unplanned failover within ttl + 3 s.
+        assert.ok(dcs.ttl + dcs.loop_wait <= 23);
+        assert.equal(dcs.failsafe_mode, true);
+        assert.equal(dcs.postgresql.use_pg_rewind, true);
+        assert.equal(dcs.maximum_lag_on_failover, 1048576);
+    });
+
+    it("maps database.synchronous to Patroni's modes", () => {
+        const mode = (m: "quorum" | "on" | "off") => {
+            const d = render(m).bootstrap.dcs;
+            return [d.synchronous_mode, d.synchronous_node_count, d.synchronous_mode_strict];
+        };
+        assert.deepEqual(mode("quorum"), ["quorum", 1, true]);
+        assert.deepEqual(mode("on"), [true, 1, true]);
+        assert.deepEqual(mode("off"), [undefined, undefined, undefined]);
+    });
+
+    it("listens on the mesh (PostgreSQL also on loopback), never on every address", () => {
+        const c = render("quorum");
+        assert.equal(c.restapi.listen, `${db1.meshAddress}:8008`);
+        assert.equal(c.postgresql.listen, `${db1.meshAddress},127.0.0.1:5432`);
+        assert.equal(c.postgresql.connect_address, `${db1.meshAddress}:5432`);
+        const text = JSON.stringify(c);
+        assert.ok(!/0\.0\.0\.0|"\*"|::/.test(text), "no wildcard listen address");
+        assert.deepEqual(c.restapi.authentication, { username: "patroni", password: "a" });
+    });
+
+    it("pg_hba admits the mesh network only, with scram-sha-256, and the postgres OS user over the socket", () => {
+        const hba = render("quorum").postgresql.pg_hba as string[];
+        assert.deepEqual(hba, pgHba("10.77.0.0/24"));
+        for (const line of hba) {
+            const f = line.split(/\s+/);
+            if (f[0] === "local") assert.deepEqual([f[2], f[3]], ["postgres", "peer"], line);
+            else assert.deepEqual([f[0], f[3], f[4]], ["host", "10.77.0.0/24", "scram-sha-256"], line);
+        }
+        assert.ok(hba.some((l) => l.startsWith("host replication replicator ")));
+        assert.ok(!hba.some((l) => /trust|md5|password|0\.0\.0\.0|all\s+all\s+all/.test(l)));
+    });
+
+    it("sets WAL for replicas and pg_rewind, and archives through pgBackRest only with backups", () => {
+        const without = render("quorum");
+        const p = without.bootstrap.dcs.postgresql.parameters;
+        assert.deepEqual([p.wal_level, p.hot_standby, p.wal_log_hints], ["replica", "on", "on"], "strings, not YAML 1.1 booleans");
+        assert.equal(without.postgresql.parameters.archive_mode, undefined);
+        const withBackups = render("quorum", "prod");
+        assert.equal(withBackups.postgresql.parameters.archive_mode, "on");
+        assert.equal(withBackups.postgresql.parameters.archive_command, "pgbackrest --stanza=prod archive-push %p");
+        assert.equal(withBackups.postgresql.data_dir, "/var/lib/postgresql/17/vps-ha");
+        assert.equal(withBackups.postgresql.bin_dir, "/usr/lib/postgresql/17/bin");
+        assert.equal(withBackups.scope, "prod");
+        assert.equal(withBackups.namespace, "/vps-ha/");
+    });
+
+    it("creates the app role and database after bootstrap, idempotently", () => {
+        const script = renderPostBootstrap("AppPw1", "prod");
+        assert.match(script, /CREATE ROLE app LOGIN' WHERE NOT EXISTS/);
+        assert.match(script, /ALTER ROLE app PASSWORD 'AppPw1';/);
+        assert.match(script, /CREATE DATABASE app OWNER app' WHERE NOT EXISTS/);
+        assert.match(script, /^nohup pgbackrest --stanza=prod stanza-create > \/dev\/null 2>&1 &$/m);
+        assert.throws(() => renderPostBootstrap("x'; DROP"), /alphanumeric/);
+    });
+});
+
+describe("pgBackRest renderer", () => {
+    const plan = planOf();
+    const parts = databaseParts(plan, node(plan, "db-2"), SECRETS);
+    const conf = fileAt(parts, "/etc/pgbackrest/pgbackrest.conf").content;
+    const values = (key: string) => conf.split("\n").filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
+
+    it("writes an encrypted S3 repository on R2 by default, path style", () => {
+        assert.deepEqual(values("repo1-type"), ["s3"]);
+        assert.deepEqual(values("repo1-s3-endpoint"), ["0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com"]);
+        assert.deepEqual(values("repo1-s3-region"), ["auto"]);
+        assert.deepEqual(values("repo1-s3-bucket"), ["vps-ha-prod-backups"]);
+        assert.deepEqual(values("repo1-s3-uri-style"), ["path"]);
+        assert.deepEqual(values("repo1-cipher-type"), ["aes-256-cbc"]);
+        assert.deepEqual(values("repo1-cipher-pass"), [SECRETS.backup?.cipherPassphrase]);
+        assert.match(conf, /^\[prod\]$/m);
+        assert.deepEqual(values("pg1-path"), ["/var/lib/postgresql/17/vps-ha"]);
+    });
+
+    it("keeps at least 24 hourly, 7 daily and 4 weekly restore points", () => {
+        const full = Number(values("repo1-retention-full")[0]);
+        const diff = Number(values("repo1-retention-diff")[0]);
+        assert.deepEqual({ full, diff }, RETENTION);
+        // Weekly fulls: the newest may be minutes old, so full - 1 complete weeks lie behind it.
+        assert.ok(full - 1 >= 4, "4 weekly");
+        // Daily differentials (fulls on Sundays): diff - 1 complete days behind the newest.
+        assert.ok(diff - 1 >= 7, "7 daily");
+        // Hourly incrementals depend on the newest two differentials, which stay.
+        assert.ok(diff >= 2, "24 hourly");
+        assert.match(BACKUP_SCHEDULE.full, /^Sun /);
+        assert.match(BACKUP_SCHEDULE.diff, /^Mon\.\.Sat /);
+        assert.match(BACKUP_SCHEDULE.incr, /:30:00$/);
+    });
+
+    it("reaches the other members' TLS servers to find the primary, and serves on the mesh only", () => {
+        const others = ["db-1", "db-3"].map((n) => node(plan, n).meshAddress);
+        assert.deepEqual([...values("pg2-host"), ...values("pg3-host")], others);
+        assert.deepEqual(values("pg2-host-type"), ["tls"]);
+        assert.deepEqual(values("tls-server-address"), [node(plan, "db-2").meshAddress]);
+        assert.deepEqual(values("tls-server-auth"), ["db-1=prod", "db-2=prod", "db-3=prod"]);
+    });
+
+    it("backs up only on the replica chosen by name, from the standby; restores to a time into a given dir", () => {
+        const script = renderBackupScript({ stanza: "prod", name: "db-2", meshAddress: "10.77.0.9" });
+        assert.match(script, /curl -s -o \/dev\/null -w '%\{http_code\}' --max-time 5 http:\/\/10\.77\.0\.9:8008\/replica/);
+        assert.match(script, /\[ "\$code" != 200 \]/);
+        assert.match(script, /\[ "\$chosen" != "db-2" \]/);
+        assert.match(script, /--backup-standby=y backup/);
+        const restore = renderRestoreScript("prod");
+        assert.match(restore, /pgbackrest --stanza=prod --pg1-path="\$dir" --type=time "--target=\$target" --target-action=promote --archive-mode=off restore/);
+    });
+
+    it("is left out entirely when backups are not configured", () => {
+        const db = JSON.parse(withConfig({}).values["vps-ha:database"]);
+        delete db.backups;
+        const p = planOf({ database: db });
+        const none = databaseParts(p, node(p, "db-1"), { ...SECRETS, backup: undefined });
+        assert.ok(!files(none).some((f) => f.path.includes("pgbackrest") || f.path.includes("backup")));
+        assert.ok(!JSON.stringify(none).includes(SECRETS.backup?.cipherPassphrase as string));
+        assert.ok(!p.ports.db.some((r) => r.service === "pgbackrest"));
+        assert.ok(planOf().ports.db.some((r) => r.service === "pgbackrest" && r.from.kind === "mesh"));
+    });
+});
+
+describe("database parts of a node's boot", () => {
+    const plan = planOf();
+    const parts = databaseParts(plan, node(plan, "db-1"), SECRETS);
+    const ALLOWED: Record<string, string[]> = {
+        Unit: ["Description", "After", "Requires", "Wants"],
+        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec"],
+        Timer: ["OnCalendar", "Persistent"],
+        Install: ["WantedBy"],
+    };
+
+    it("installs Debian 13's packages, etcd included on a voter", () => {
+        const packages = parts.flatMap((p) => p.packages ?? []).sort();
+        assert.deepEqual(packages, ["curl", "etcd-client", "etcd-server", "patroni", "pgbackrest", "postgresql-17", "python3-etcd", "python3-psycopg2"]);
+    });
+
+    it("stops Debian's own etcd and PostgreSQL before starting ours", () => {
+        const cmds = parts.flatMap((p) => p.commands ?? []).map((c) => c.join(" "));
+        const at = (c: string) => {
+            const i = cmds.indexOf(c);
+            assert.ok(i >= 0, `missing: ${c}\n${cmds.join("\n")}`);
+            return i;
+        };
+        assert.ok(at("systemctl disable --now etcd.service") < at("systemctl enable --now vps-ha-etcd.service"));
+        assert.ok(at("systemctl disable --now postgresql.service") < at("systemctl enable --now vps-ha-patroni.service"));
+        assert.ok(at("systemctl enable --now vps-ha-etcd.service") < at("systemctl enable --now vps-ha-patroni.service"));
+        assert.ok(cmds.some((c) => c.includes("pg_dropcluster --stop 17 main")));
+    });
+
+    it("writes files owned by postgres after the packages (defer), and secrets readable by their owner only", () => {
+        for (const f of files(parts)) {
+            if (f.owner?.startsWith("postgres")) assert.equal(f.defer, true, f.path);
+        }
+        const secretFiles = (pw: string) => files(parts).filter((f) => f.content.includes(pw));
+        const expect = (pw: string, paths: string[]) => {
+            const found = secretFiles(pw);
+            assert.deepEqual(found.map((f) => f.path).sort(), paths.sort(), `where ${pw} appears`);
+            for (const f of found) assert.ok(["0600", "0700"].includes(f.permissions ?? ""), `${f.path} ${f.permissions}`);
+        };
+        expect(SECRETS.superuserPassword, [PATRONI_CONFIG]);
+        expect(SECRETS.replicationPassword, [PATRONI_CONFIG]);
+        expect(SECRETS.rewindPassword, [PATRONI_CONFIG]);
+        expect(SECRETS.restApiPassword, [PATRONI_CONFIG]);
+        expect(SECRETS.appPassword, ["/usr/local/lib/vps-ha/db-post-bootstrap"]);
+        expect(SECRETS.backup?.cipherPassphrase as string, ["/etc/pgbackrest/pgbackrest.conf"]);
+        expect(SECRETS.backup?.keyPem as string, ["/etc/pgbackrest/tls/node.key"]);
+    });
+
+    it("uses only unit directives a simple supervisor understands", () => {
+        const units = files(parts).filter((f: FilePart) => /\.(service|timer)$/.test(f.path));
+        assert.ok(units.length >= 8);
+        for (const u of units) {
+            let section = "";
+            for (const line of u.content.split("\n")) {
+                const s = /^\[(\w+)\]$/.exec(line);
+                if (s) section = s[1];
+                else if (line.includes("=")) assert.ok(ALLOWED[section]?.includes(line.split("=")[0]), `${u.path}: [${section}] ${line}`);
+            }
+        }
+        const patroni = fileAt(parts, "/etc/systemd/system/vps-ha-patroni.service").content;
+        assert.match(patroni, /^ExecStart=\/usr\/bin\/patroni \/etc\/patroni\/vps-ha\.yml$/m);
+        assert.match(patroni, /^User=postgres$/m);
+        assert.match(patroni, /^After=.*vps-ha-etcd\.service/m);
+        assert.match(patroni, /^Restart=always$/m);
+    });
+});
+
+describe("config: backups", () => {
+    const database = (backups: Record<string, unknown>) => ({ synchronous: "quorum", backups });
+
+    it("needs credentials for the bucket, and they must be secrets", () => {
+        const missing = issuesOf(withConfig({ database: database({ bucket: "b-ups" }) }));
+        assert.ok(missing.some((i) => i.path === "vps-ha:database.backups.accessKeyId" && /is missing/.test(i.message) && /--path --secret/.test(i.message)), JSON.stringify(missing));
+        assert.ok(missing.some((i) => i.path === "vps-ha:database.backups.secretAccessKey" && /R2/.test(i.message)));
+        const file = withConfig({ database: database({ bucket: "b-ups", accessKeyId: "id", secretAccessKey: "key" }) });
+        file.secretKeys = file.secretKeys.filter((k) => k !== "vps-ha:database");
+        assert.ok(issuesOf(file).some((i) => i.path === "vps-ha:database.backups.secretAccessKey" && /plain text/.test(i.message)));
+        file.secretKeys.push("vps-ha:database");
+        assert.deepEqual(issuesOf(file), []);
+    });
+
+    it("takes any https S3 endpoint, and refuses anything else", () => {
+        const file = withConfig({ database: database({ bucket: "b-ups", endpoint: "http://minio.local:9000", accessKeyId: "i", secretAccessKey: "k" }) });
+        assert.ok(issuesOf(file).some((i) => i.path === "vps-ha:database.backups.endpoint" && /https/.test(i.message)));
+    });
+});
+
+describe("plan: replacement warnings", () => {
+    const withDb = (edit: (db: ReturnType<typeof prodNodes>["db"]) => void) => {
+        const nodes = prodNodes();
+        edit(nodes.db);
+        return planOf({ nodes });
+    };
+
+    it("is silent when one member moves, even to the other provider", () => {
+        const before = planOf();
+        assert.deepEqual(replacementWarnings(before, before), []);
+        const after = withDb((db) => (db[1] = { name: "db-2", provider: "linode", region: "eu-central", size: "g6-standard-1" }));
+        assert.deepEqual(replacementWarnings(before, after), []);
+    });
+
+    it("warns when a majority is replaced at once (provider, region or size), naming each change", () => {
+        const before = planOf();
+        const after = withDb((db) => {
+            db[0] = { ...db[0], size: "cx33" };
+            db[2] = { ...db[2], region: "eu-central" };
+        });
+        const w = replacementWarnings(before, after);
+        assert.equal(w.length, 1);
+        assert.match(w[0], /replaces 2 of 3 database members/);
+        assert.match(w[0], /db-1 \(hcloud\/fsn1\/cx23 -> hcloud\/fsn1\/cx33\)/);
+        assert.match(w[0], /db-3 \(linode\/de-fra-2\/g6-standard-1 -> linode\/eu-central\/g6-standard-1\)/);
+        assert.match(w[0], /one member per pulumi up/i);
+        // And back again warns the same way: the direction does not matter.
+        assert.equal(replacementWarnings(after, before).length, 1);
+    });
+});
