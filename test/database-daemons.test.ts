@@ -13,6 +13,7 @@ import { parse } from "yaml";
 import { ensureRootfs } from "../scripts/lab/rootfs";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
+import { PATRONI_TIMING } from "../components/render/patroni";
 import { Sandbox } from "./helpers/sandbox";
 import { parseEnvFile, startService, Started } from "./helpers/units";
 import { requireTools } from "./helpers/tools";
@@ -149,7 +150,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
         ].join("\n");
         const r = runIn("db-1", ["python3", "-c", py], "postgres");
         assert.equal(r.status, 0, r.stderr);
-        assert.deepEqual(JSON.parse(r.stdout), { ttl: 20, loop_wait: 2, retry_timeout: 9, quorum: true, strict: true });
+        assert.deepEqual(JSON.parse(r.stdout), { ...PATRONI_TIMING, quorum: true, strict: true });
     });
 
     it("Patroni: bootstraps the cluster with replicas, the app database, mesh-only pg_hba and a guarded REST API", async () => {

@@ -81,7 +81,8 @@ listen db-primary
     timeout server 30m
     option httpchk OPTIONS /primary
     http-check expect status 200
-    default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions
+    # A new primary is offered within half a second of Patroni promoting it.
+    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
 ${dbServers.join("\n")}
 
 listen db-replicas

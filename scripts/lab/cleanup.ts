@@ -93,8 +93,10 @@ export function down(log: Log, opts: DownOptions = {}): Promise<void> {
 async function downOnce(log: Log, opts: DownOptions): Promise<void> {
   const nodes = knownNodes(opts.all ?? false);
   // Everything seen alive now, so the final check covers unit PIDs whose records go with /run.
-  const recorded = nodes.flatMap((n) => [...n.pids, ...livePids(n)]);
+  const services = loadState()?.services ?? [];
+  const recorded = [...nodes.flatMap((n) => [...n.pids, ...livePids(n)]), ...services.map((s) => s.pid)];
   for (const n of nodes) await stopProcesses(n, log, 3000);
+  await stopServices(services, log);
   for (const n of nodes) {
     await unmountUnder(n.paths.dir, log);
     await removeNodeNetwork(n.name, n.hostVeth);
@@ -113,6 +115,19 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
   const left = await leftovers(nodes.map((n) => n.name), recorded);
   if (left.length) throw new Error(`lab: down left things behind:\n  ${left.join("\n  ")}`);
   log("lab is down: no namespaces, bridge, mounts or processes left");
+}
+
+/** The lab's host-side services, by the PIDs the lab recorded: SIGTERM, then SIGKILL. */
+async function stopServices(services: { name: string; pid: number }[], log: Log): Promise<void> {
+  const alive = () => services.filter((s) => isAlive(s.pid));
+  for (const s of alive()) {
+    log(`lab: stopping ${s.name} (${s.pid})`);
+    try { process.kill(s.pid, "SIGTERM"); } catch { /* already gone */ }
+  }
+  for (let i = 0; i < 30 && alive().length; i++) await sleep(100);
+  for (const s of alive()) {
+    try { process.kill(s.pid, "SIGKILL"); } catch { /* already gone */ }
+  }
 }
 
 /** Host veth ends are named vhv<hash>; any left without a namespace go too. */

@@ -44,6 +44,20 @@ async function httpStatus(node: NodeState, url: string): Promise<string> {
     return r.stdout.trim() || "no answer";
 }
 
+/** A database member is in service when it leads, or replicates from the leader right now. */
+async function replicationCheck(node: NodeState): Promise<Check> {
+    const r = await execInNode(node.name, ["curl", "-s", "-m", "2", `http://${node.meshAddress}:8008/patroni`], { timeoutMs: 5_000, allowFail: true });
+    let status: { role?: string; state?: string; replication_state?: string } = {};
+    try {
+        status = JSON.parse(r.stdout) as typeof status;
+    } catch {
+        return { name: "replication", ok: false, detail: "no answer from Patroni" };
+    }
+    const leads = status.role === "primary" || status.role === "master";
+    const ok = status.state === "running" && (leads || status.replication_state === "streaming");
+    return { name: "replication", ok, detail: `${status.role ?? "?"} ${status.state ?? "?"}${leads ? "" : ` ${status.replication_state ?? "not streaming"}`}` };
+}
+
 export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes()): Promise<NodeHealth> {
     const units = nodeUnits(node.name).filter((u) => u.unit.endsWith(".service"));
     const checks: Check[] = [];
@@ -54,6 +68,7 @@ export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes())
     const peers = all.filter((p) => p.name !== node.name && !p.isolated);
     const unreachable = node.isolated ? [] : await unreachablePeers(node, peers);
     checks.push({ name: "mesh", ok: unreachable.length === 0, detail: unreachable.length ? `cannot reach ${unreachable.join(", ")}` : `reaches ${peers.length} peer(s)` });
+    if (units.some((u) => /patroni/.test(u.unit) && u.state === "active")) checks.push(await replicationCheck(node));
     for (const probe of PROBES) {
         if (!units.some((u) => probe.unit.test(u.unit) && u.state === "active")) continue;
         const code = await httpStatus(node, probe.url(node));

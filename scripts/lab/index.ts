@@ -36,8 +36,8 @@ function table(head: string[], rows: string[][]): string {
 export function reportTable(results: DrillResult[]): string {
     const fmt = (n: number | null) => (n === null ? "never" : n.toFixed(1));
     return table(
-        ["drill", "target", "RTO s", "recovery s", "lost writes", "failed requests", "split brain", "result"],
-        results.map((r) => [r.drill, r.target, fmt(r.rtoSeconds), fmt(r.recoverySeconds), String(r.lostWrites), String(r.failedRequests), r.splitBrain ? "YES" : "no", r.passed ? "pass" : "FAIL"]),
+        ["drill", "target", "RTO s", "RTO target s", "recovery s", "lost writes", "failed requests", "split brain", "result"],
+        results.map((r) => [r.drill, r.target, fmt(r.rtoSeconds), fmt(r.rtoTargetSeconds), fmt(r.recoverySeconds), String(r.lostWrites), String(r.failedRequests), r.splitBrain ? "YES" : "no", r.passed ? "pass" : "FAIL"]),
     );
 }
 

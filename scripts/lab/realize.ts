@@ -1,7 +1,7 @@
 // The lab's public entry: realize the program's nodes on this machine, break them, take them
 // down. Each node is a network namespace (vh-<name>) on the lab bridge, running a Debian 13
 // rootfs through its own overlay, configured by its real cloud-config.
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { applyCloudConfig, packagesOf } from "./cloudinit.js";
 import { down, stopProcesses } from "./cleanup.js";
@@ -62,8 +62,18 @@ function validate(nodes: LabNodeSpec[]): void {
   }
 }
 
-function hostsFor(nodes: LabNodeSpec[]): { text: string; block: string } {
-  const block = labHostsBlock(nodes.map((n) => ({ address: n.publicIpv4, names: [n.name, ...n.dnsNames] })));
+/** What the lab adds around the nodes: services on the bridge, their names, a CA the nodes trust. */
+export interface LabExtras {
+  /** More names for the nodes' hosts files (lab services playing outside endpoints). */
+  hosts?: { address: string; names: string[] }[];
+  /** A CA certificate (PEM) every node trusts, as real nodes trust the public CAs. */
+  caCertPem?: string;
+  /** Runs once the bridge exists, before any cloud-config is applied (to start services). */
+  beforeApply?: () => Promise<void>;
+}
+
+function hostsFor(nodes: LabNodeSpec[], extra: LabExtras["hosts"] = []): { text: string; block: string } {
+  const block = labHostsBlock([...nodes.map((n) => ({ address: n.publicIpv4, names: [n.name, ...n.dnsNames] })), ...extra]);
   const text = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters", "", block].join("\n");
   return { text, block };
 }
@@ -126,7 +136,7 @@ export function nodeLogTails(lines = 10): string {
  * each node's cloud-config, all nodes at once (as real nodes boot together: a service that
  * waits for its peers, like etcd, must not wait for a node the lab has not started yet).
  */
-export async function realizeNodes(nodes: LabNodeSpec[], log: Log): Promise<void> {
+export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabExtras = {}): Promise<void> {
   requireRoot();
   validate(nodes);
   const packages = packagesOf(nodes); // also rejects user-data the lab cannot apply
@@ -143,7 +153,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log): Promise<void
     const rootfs = await ensureRootfs(packages, log);
     saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
     await ensureBridge();
-    const hosts = hostsFor(nodes);
+    const hosts = hostsFor(nodes, extras.hosts);
     for (const spec of nodes) {
       const t = Date.now();
       const n: NodeState = {
@@ -169,6 +179,8 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log): Promise<void
       log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
     }
     await pinNeighbours(nodes);
+    if (extras.caCertPem) for (const spec of nodes) await trustCa(nodeState(spec.name), extras.caCertPem, log);
+    await extras.beforeApply?.();
     await Promise.all(
       nodes.map((spec) => {
         const n = nodeState(spec.name);
@@ -184,6 +196,15 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log): Promise<void
     releaseLock(LAB_LOCK);
     throw err;
   }
+}
+
+/** The node trusts the lab's CA the way a real node trusts a public one: in its system store. */
+async function trustCa(n: NodeState, pem: string, log: Log): Promise<void> {
+  const dir = join(n.paths.merged, "usr/local/share/ca-certificates");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "vps-ha-lab-ca.crt"), pem);
+  await execInNodeImpl(n.name, ["update-ca-certificates"], { timeoutMs: 60_000 });
+  log(`[${n.name}] trusts the lab CA`);
 }
 
 /** Everything the lab created goes: processes, mounts, namespaces, veths, bridge, state. */

@@ -28,6 +28,8 @@ export interface LabState {
   rootfs?: string;
   bridge?: string;
   nodes: Record<string, NodeState>;
+  /** Lab services on the host side of the bridge (the S3 endpoint playing R2), by PID. */
+  services?: { name: string; pid: number }[];
 }
 
 export function emptyState(): LabState {

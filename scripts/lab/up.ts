@@ -5,7 +5,10 @@ import { elapsed, Log } from "./exec";
 import { NodeHealth, waitHealthy } from "./health";
 import { saveLabStack } from "./load/writes";
 import { labProgram, StackSource } from "./program";
+import { join } from "node:path";
+import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
 import { LabNodeSpec, nodeLogTails, realizeNodes, teardown } from "./realize";
+import { labTls, s3EndpointOf, startS3 } from "./s3";
 
 export const HEALTHY_TIMEOUT_MS = 180_000;
 
@@ -13,7 +16,14 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     log(`lab: evaluating the program for stack "${source.stack}" (${source.file})`);
     const program = await labProgram(source);
     const t = Date.now();
-    await realizeNodes(program.specs, log);
+    // Backups go to an S3 endpoint off both providers; in the lab, s3rver plays it.
+    const s3 = s3EndpointOf(program.specs);
+    const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
+    await realizeNodes(program.specs, log, s3 && tls ? {
+        hosts: [{ address: BRIDGE_ADDRESS, names: [s3.host] }],
+        caCertPem: tls.caCertPem,
+        beforeApply: () => startS3(s3, tls, log),
+    } : {});
     try {
         if (program.connectionString) saveLabStack({ connectionString: program.connectionString });
         const health = await waitHealthy(log, HEALTHY_TIMEOUT_MS);

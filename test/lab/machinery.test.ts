@@ -5,6 +5,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { leftovers } from "../../scripts/lab/cleanup.js";
 import { missingTools } from "../../scripts/lab/preflight.js";
+import { packagesOf } from "../../scripts/lab/cloudinit.js";
+import { evaluate } from "../helpers/program.js";
 import {
   LabNodeSpec,
   execInNode,
@@ -38,11 +40,13 @@ function wgKeys(): { priv: string; pub: string } {
 }
 
 /**
- * The packages the real nodes get, split over the two nodes: the lab builds (once) and caches
- * one rootfs holding the union, the same one the full lab uses.
+ * The packages the prod stack's nodes get, all named by node A: the lab builds (once) and
+ * caches one rootfs per package set, so this test shares the one the full lab uses.
  */
-const PACKAGES_A = ["postgresql-17", "patroni", "python3-etcd3", "python3-psycopg2", "etcd-server", "etcd-client", "wireguard-tools"];
-const PACKAGES_B = ["haproxy", "pgbackrest", "wireguard-tools", "pgbouncer", "podman"];
+async function prodPackages(): Promise<string[]> {
+  const e = await evaluate();
+  return packagesOf(Object.entries(e.userData).map(([name, userData]) => ({ name, userData })));
+}
 
 interface Peer {
   name: string;
@@ -103,16 +107,17 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
   let realized = false;
   let seenPids: number[] = [];
 
-  const a: Peer = { name: "lab-a", packages: PACKAGES_A, ip: "198.18.10.1", mesh: "10.77.0.1", dns: "lab-a.lab.example.com", keys: { priv: "", pub: "" } };
-  const b: Peer = { name: "lab-b", packages: PACKAGES_B, ip: "198.18.10.2", mesh: "10.77.0.2", dns: "lab-b.lab.example.com", keys: { priv: "", pub: "" } };
+  const a: Peer = { name: "lab-a", packages: [], ip: "198.18.10.1", mesh: "10.77.0.1", dns: "lab-a.lab.example.com", keys: { priv: "", pub: "" } };
+  const b: Peer = { name: "lab-b", packages: ["wireguard-tools"], ip: "198.18.10.2", mesh: "10.77.0.2", dns: "lab-b.lab.example.com", keys: { priv: "", pub: "" } };
 
-  before(function () {
+  before(async function () {
     const missing = missingPrerequisite();
     if (missing) {
       if (process.env.CI) throw new Error(`lab tests cannot run in CI: ${missing}`);
       console.log(`      skipping lab tests: ${missing}`);
       this.skip();
     }
+    a.packages = await prodPackages();
   });
 
   after(async function () {

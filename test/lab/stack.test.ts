@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { leftovers } from "../../scripts/lab/cleanup";
 import { drills } from "../../scripts/lab/drills";
+import { PRIMARY_RTO_SECONDS } from "../../scripts/lab/drills/db";
 import { DrillResult } from "../../scripts/lab/drills/types";
 import { labHealth } from "../../scripts/lab/health";
 import { stackSource } from "../../scripts/lab/program";
@@ -63,9 +64,16 @@ describe("the prod stack in the lab @lab", function () {
         it(`drill ${drill.name}`, async function () {
             const result = await drill.run({ log });
             results.push(result);
-            assert.equal(result.lostWrites, 0, "acknowledged writes lost");
-            assert.equal(result.splitBrain, false, "two primaries accepted writes");
-            assert.ok(result.passed, `${drill.name} failed: ${result.notes.join("; ")}`);
+            const why = `${drill.name}: ${JSON.stringify(result)}`;
+            assert.equal(result.lostWrites, 0, `acknowledged writes lost: ${why}`);
+            assert.equal(result.splitBrain, false, `two primaries accepted writes: ${why}`);
+            assert.notEqual(result.recoverySeconds, null, `the broken node never recovered: ${why}`);
+            assert.notEqual(result.rtoSeconds, null, `writes never came back: ${why}`);
+            // The RTO target holds for the median of 3 runs (npm run bench -- --lab); one run here
+            // may exceed a primary-loss target by up to 3 s (etcd refreshes leases when its own
+            // leader changes), never more, and a drill that loses no primary must meet its target.
+            const allowance = result.rtoTargetSeconds >= PRIMARY_RTO_SECONDS ? 3 : 0;
+            assert.ok((result.rtoSeconds as number) <= result.rtoTargetSeconds + allowance, `RTO over target: ${why}`);
         });
     }
 

@@ -30,7 +30,7 @@ const RECOVER_TIMEOUT_MS = 120_000;
 export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promise<DrillResult> {
     const notes: string[] = [];
     await waitHealthy(ctx.log, 90_000);
-    const writes = canWrite() ? await WriteLoad.start((CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30) : undefined;
+    const writes = canWrite() ? await WriteLoad.start((CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30, spec.lost) : undefined;
     if (!writes) notes.push("no database in this stack: mesh probes only");
     const mesh = new ProbeRun(meshProbe(spec.lost), 500, 2 * (WRITES_TIMEOUT_MS / 500)).start();
     let passed = true;
@@ -64,7 +64,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
         const meshFailures = mesh.failures(faultAt);
         notes.push(`mesh among the other nodes: ${mesh.attempts.length} checks, ${meshFailures} failed`);
         let result: DrillResult = {
-            drill: spec.drill, target: spec.target, rtoSeconds: 0, recoverySeconds, lostWrites: 0,
+            drill: spec.drill, target: spec.target, rtoSeconds: 0, rtoTargetSeconds: spec.rtoTargetSeconds, recoverySeconds, lostWrites: 0,
             failedRequests: meshFailures, splitBrain, passed: passed && meshFailures === 0, notes,
         };
         if (writes) {

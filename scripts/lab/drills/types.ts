@@ -8,6 +8,8 @@ export interface DrillResult {
     target: string;
     /** Seconds from the fault until every probe succeeded again (0: nothing was ever lost). */
     rtoSeconds: number | null;
+    /** What the RTO must stay within (the drill fails above it). */
+    rtoTargetSeconds: number;
     /** Seconds from the repair (restart, reconnect) until the broken node was healthy again. */
     recoverySeconds: number | null;
     lostWrites: number;

@@ -29,8 +29,8 @@ export function canWrite(): boolean {
     return labStack() !== undefined && nodes.some((n) => n.role === "db") && nodes.some((n) => n.role === "app");
 }
 
-function clientNode(): string {
-    const app = labNodes().find((n) => n.role === "app" && !n.isolated);
+function clientNode(avoid: string[] = []): string {
+    const app = labNodes().find((n) => n.role === "app" && !n.isolated && !avoid.includes(n.name));
     if (!app) throw new Error("no app node to write from");
     return app.name;
 }
@@ -40,6 +40,13 @@ export async function sql(query: string, node = clientNode()): Promise<string> {
     const url = (labStack() as LabStack).connectionString;
     const r = await execInNode(node, ["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query], { timeoutMs: 15_000, env: { PGCONNECT_TIMEOUT: "3" } });
     return r.stdout.trim();
+}
+
+/** libpq's multi-host URL (postgresql://user:pass@h1:p1,h2:p2/db?...), which WHATWG URL rejects. */
+export function parsePostgresUrl(url: string): { user: string; password: string; hosts: string[]; database: string } {
+    const m = /^postgres(?:ql)?:\/\/([^:@/]+):([^@/]*)@([^/?]+)\/([^?]*)/.exec(url);
+    if (!m) throw new Error("not a postgresql:// URL with user, password, hosts and database");
+    return { user: decodeURIComponent(m[1]), password: decodeURIComponent(m[2]), hosts: m[3].split(","), database: decodeURIComponent(m[4]) };
 }
 
 export class WriteLoad {
@@ -52,26 +59,30 @@ export class WriteLoad {
         this.log = join(dir, "writes.jsonl");
     }
 
-    /** Creates the table if needed and starts writing ids from a fresh range. */
-    static async start(maxSeconds: number, maxWrites = 100_000): Promise<WriteLoad> {
-        await sql(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`);
-        const startId = Number(await sql(`SELECT coalesce(max(id), 0) + 1 FROM ${TABLE}`));
-        const load = new WriteLoad(clientNode(), startId);
+    /**
+     * Creates the table if needed and starts writing ids from a fresh range, from an app node
+     * that is not in `avoid` (the nodes the drill is about to break: clients must survive it).
+     */
+    static async start(maxSeconds: number, avoid: string[], maxWrites = 100_000): Promise<WriteLoad> {
+        const node = clientNode(avoid);
+        await sql(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`, node);
+        const startId = Number(await sql(`SELECT coalesce(max(id), 0) + 1 FROM ${TABLE}`, node));
+        const load = new WriteLoad(node, startId);
         load.launch(maxSeconds, maxWrites);
         return load;
     }
 
     private launch(maxSeconds: number, maxWrites: number): void {
-        const url = new URL((labStack() as LabStack).connectionString);
+        const url = parsePostgresUrl((labStack() as LabStack).connectionString);
         const netns = labNodes().find((n) => n.name === this.node)?.netns as string;
         const passwordFile = join(this.log, "..", "password");
-        writeFileSync(passwordFile, decodeURIComponent(url.password), { mode: 0o600 });
+        writeFileSync(passwordFile, url.password, { mode: 0o600 });
         writeFileSync(this.log, "");
         const tsx = join(__dirname, "../../../node_modules/tsx/dist/cli.mjs");
         const args = [
             `--net=/run/netns/${netns}`, "--", process.execPath, tsx, join(__dirname, "db-writer.ts"),
-            "--hosts", url.host, "--user", decodeURIComponent(url.username), "--password-file", passwordFile,
-            "--database", url.pathname.slice(1), "--log", this.log, "--max-writes", String(maxWrites),
+            "--hosts", url.hosts.join(","), "--user", url.user, "--password-file", passwordFile,
+            "--database", url.database, "--log", this.log, "--max-writes", String(maxWrites),
             "--max-seconds", String(maxSeconds), "--start-id", String(this.startId),
         ];
         this.child = spawn("nsenter", args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -98,7 +109,7 @@ export class WriteLoad {
 
     /** Ids this load wrote that the database (the current primary) holds now. */
     async presentIds(): Promise<Set<number>> {
-        const out = await sql(`SELECT id FROM ${TABLE} WHERE id >= ${this.startId} ORDER BY id`);
+        const out = await sql(`SELECT id FROM ${TABLE} WHERE id >= ${this.startId} ORDER BY id`, this.node);
         return new Set(out.split("\n").filter(Boolean).map(Number));
     }
 }

@@ -1,0 +1,36 @@
+// The lab's stand-in for Cloudflare R2: s3rver over HTTPS on the lab bridge, with a certificate
+// from the lab CA for the R2 host name, accepting the access key the nodes were given and
+// checking their request signatures with it, as R2 does.
+//   usage: s3-server.ts --address A --port P --dir D --key F --cert F --bucket B --credentials F
+import { readFileSync } from "node:fs";
+import S3rver from "s3rver";
+import { DUMMY_ACCOUNT } from "s3rver/lib/models/account";
+import { parseArgs } from "../lib/args";
+
+async function main(): Promise<void> {
+    const v = parseArgs(process.argv.slice(2), { values: ["address", "port", "dir", "key", "cert", "bucket", "credentials"] }).values as Record<string, string>;
+    const { accessKeyId, secretAccessKey } = JSON.parse(readFileSync(v.credentials, "utf8")) as { accessKeyId: string; secretAccessKey: string };
+    DUMMY_ACCOUNT.createKeyPair(accessKeyId, secretAccessKey);
+    const server = new S3rver({
+        address: v.address,
+        port: Number(v.port),
+        directory: v.dir,
+        silent: true,
+        key: readFileSync(v.key),
+        cert: readFileSync(v.cert),
+        configureBuckets: [{ name: v.bucket }],
+        // The nodes use path-style requests; without this, s3rver would read the R2 host name
+        // itself as a bucket name (its CNAME-style virtual hosting).
+        vhostBuckets: false,
+    });
+    await server.run();
+    console.log(`s3 endpoint on https://${v.address}:${v.port}, bucket ${v.bucket}`);
+    const stop = () => server.close().finally(() => process.exit(0));
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+}
+
+main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+});
