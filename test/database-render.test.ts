@@ -174,12 +174,14 @@ describe("Patroni renderer", () => {
         assert.deepEqual(c.restapi.authentication, { username: "patroni", password: "a" });
     });
 
-    it("pg_hba admits the mesh network only, with scram-sha-256, and the postgres OS user over the socket", () => {
+    it("pg_hba admits the mesh network only, with scram-sha-256, the postgres OS user and Patroni's replication over the socket", () => {
         const hba = render("quorum").postgresql.pg_hba as string[];
         assert.deepEqual(hba, pgHba("10.77.0.0/24"));
         for (const line of hba) {
             const f = line.split(/\s+/);
-            if (f[0] === "local") assert.deepEqual([f[2], f[3]], ["postgres", "peer"], line);
+            // Over the socket: the postgres OS user (peer), and the replication user with a password
+            // (Patroni reads a rejoining member's timeline that way).
+            if (f[0] === "local") assert.ok(["postgres peer", "replicator scram-sha-256"].includes(`${f[2]} ${f[3]}`) && (f[2] === "postgres" || f[1] === "replication"), line);
             else assert.deepEqual([f[0], f[3], f[4]], ["host", "10.77.0.0/24", "scram-sha-256"], line);
         }
         assert.ok(hba.some((l) => l.startsWith("host replication replicator ")));

@@ -5,6 +5,7 @@
 import { backupTarget } from "../config";
 import { PlannedNode, StackPlan } from "../plan";
 import { CloudConfigPart, FilePart } from "./cloud-config";
+import { leaderAwayPart } from "./etcd-leader";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
 import { PATRONI_CONFIG, PATRONI_UNIT, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
@@ -110,5 +111,6 @@ export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: Datab
     const parts: CloudConfigPart[] = [];
     if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node));
     if (node.role === "db") parts.push(postgresPart(plan, node, secrets));
+    if (node.role === "db" && node.etcdVoter) parts.push(leaderAwayPart(node.meshAddress));
     return parts;
 }

@@ -12,6 +12,7 @@ const HOST_TOOLS: [string, string][] = [
   ["mount", "mount"],
   ["mknod", "coreutils"],
   ["wg", "wireguard-tools"], // the lab test generates WireGuard keys on the host
+  ["openssl", "openssl"], // the lab CA behind the S3 endpoint that plays R2
 ];
 
 export function hostPackages(): string[] {

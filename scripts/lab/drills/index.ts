@@ -1,9 +1,10 @@
 // Every drill the lab knows, by name.
+import { backupRestore } from "./backup";
 import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, etcdMemberKill, providerLoss } from "./db";
 import { nodeIsolate, nodeKill } from "./node-faults";
 import { Drill } from "./types";
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss];
+export const drills: Drill[] = [nodeKill, nodeIsolate, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, backupRestore];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);
