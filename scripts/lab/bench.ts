@@ -5,6 +5,7 @@ import { DrillResult } from "./drills/types";
 import { labSpecs, stackSource } from "./program";
 import { teardown } from "./realize";
 import { bringUp } from "./up";
+import { labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
 import { packagesOf } from "./cloudinit";
 
@@ -20,16 +21,21 @@ export async function labBench(runs: number): Promise<[string, string][]> {
     const specs = await labSpecs(source);
     await ensureRootfs(packagesOf(specs), log); // cached before timing starts
     const bringUps: number[] = [];
+    const memory: number[] = [];
     const results = new Map<string, DrillResult[]>();
     for (let i = 0; i < runs; i++) {
         try {
             bringUps.push((await bringUp(source, log)).seconds);
+            memory.push(labMemory().totalMiB);
             for (const d of drills) results.set(d.name, [...(results.get(d.name) ?? []), await d.run({ log })]);
         } finally {
             await teardown(log);
         }
     }
-    const figures: [string, string][] = [[`lab bring-up to healthy, prod stack, median of ${runs}`, `${median(bringUps).toFixed(1)} s`]];
+    const figures: [string, string][] = [
+        [`lab bring-up to healthy, prod stack, median of ${runs}`, `${median(bringUps).toFixed(1)} s`],
+        [`lab memory right after bring-up (PSS of every process), median of ${runs}`, `${median(memory)} MiB`],
+    ];
     for (const [name, rs] of results) {
         const rtos = rs.map((r) => r.rtoSeconds).filter((x): x is number => x !== null);
         figures.push([`drill ${name}: RTO, median of ${rs.length}`, rtos.length === rs.length ? `${median(rtos).toFixed(1)} s` : `never recovered in ${rs.length - rtos.length} run(s)`]);

@@ -8,6 +8,7 @@ import { drills, findDrill } from "./drills";
 import { DrillResult } from "./drills/types";
 import { describeFailures, labHealth, NodeHealth } from "./health";
 import { requireRoot } from "./preflight";
+import { labMemory } from "./memory";
 import { stackSource } from "./program";
 import { bringUp } from "./up";
 import { teardown } from "./realize";
@@ -71,7 +72,8 @@ async function main(argv: string[]): Promise<number> {
                 console.log("the lab is down");
                 return 1;
             }
-            console.log(args.flags.json || jsonFile !== undefined ? JSON.stringify(health, null, 2) : statusTable(health));
+            const memory = labMemory();
+            console.log(args.flags.json || jsonFile !== undefined ? JSON.stringify({ nodes: health, memory }, null, 2) : `${statusTable(health)}\n\nmemory (PSS of every lab process): ${memory.totalMiB} MiB`);
             return health.every((h) => h.healthy) ? 0 : 1;
         }
         case "drill": {
