@@ -4,12 +4,16 @@
 // they reach the nodes only inside their (secret) user-data.
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
 import { backupTarget } from "./config";
 import { NodeGroup, NodeGroupArgs } from "./node-group";
 import { HAPROXY_PORTS, PlannedNode, StackPlan } from "./plan";
 import { databaseParts, DatabaseSecrets } from "./render/database";
 import { APP_DATABASE, DB_USERS } from "./render/patroni";
-import { certificatePem, ed25519KeyFromSeed } from "./x509";
+
+/** Ten years; a `pulumi up` in the last month before expiry renews a certificate. */
+const CERT_VALIDITY_HOURS = 24 * 365 * 10;
+const CERT_RENEWAL_HOURS = 24 * 30;
 
 const PASSWORDS = ["superuser", "replication", "rewind", "app", "restApi", "backupCipher"] as const;
 type PasswordName = (typeof PASSWORDS)[number];
@@ -57,25 +61,40 @@ export class DatabaseCluster extends NodeGroup {
     }
 
     /**
-     * A CA and one certificate per database member for pgBackRest's TLS server. The keys are
-     * random bytes in state (secret); the certificates follow from them deterministically.
+     * A CA and one certificate per database member for pgBackRest's TLS server (@pulumi/tls:
+     * keys and certificates live in state as resources, so they stay the same from one
+     * `pulumi up` to the next and renew themselves before they expire).
      */
     private memberTls(name: string, plan: StackPlan): Record<string, pulumi.Output<{ caCertPem: string; certPem: string; keyPem: string }>> {
-        const seed = (n: string) => pulumi.secret(new random.RandomBytes(`${name}-${n}-tls-key`, { length: 32 }, { parent: this }).base64);
+        const opts = { parent: this };
         const caName = `vps-ha-${plan.config.stack}-db-ca`;
-        const caSeed = seed("ca");
+        const caKey = new tls.PrivateKey(`${name}-ca-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, opts);
+        const ca = new tls.SelfSignedCert(`${name}-ca`, {
+            privateKeyPem: caKey.privateKeyPem,
+            isCaCertificate: true,
+            subject: { commonName: caName },
+            validityPeriodHours: CERT_VALIDITY_HOURS,
+            earlyRenewalHours: CERT_RENEWAL_HOURS,
+            allowedUses: ["cert_signing", "crl_signing"],
+        }, opts);
         const out: Record<string, pulumi.Output<{ caCertPem: string; certPem: string; keyPem: string }>> = {};
         for (const node of plan.nodes.filter((n) => n.role === "db")) {
-            out[node.name] = pulumi.all([caSeed, seed(node.name)]).apply(([caB64, nodeB64]) => {
-                const caKey = ed25519KeyFromSeed(caB64);
-                const key = ed25519KeyFromSeed(nodeB64);
-                const issuer = { key: caKey, commonName: caName };
-                return {
-                    caCertPem: certificatePem({ commonName: caName, isCa: true }, caKey, issuer),
-                    certPem: certificatePem({ commonName: node.name, altNames: [node.name, node.meshAddress], isCa: false }, key, issuer),
-                    keyPem: key.privateKeyPem,
-                };
-            });
+            const key = new tls.PrivateKey(`${name}-${node.name}-tls-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, opts);
+            const request = new tls.CertRequest(`${name}-${node.name}-tls-csr`, {
+                privateKeyPem: key.privateKeyPem,
+                subject: { commonName: node.name },
+                dnsNames: [node.name],
+                ipAddresses: [node.meshAddress],
+            }, opts);
+            const cert = new tls.LocallySignedCert(`${name}-${node.name}-tls-cert`, {
+                certRequestPem: request.certRequestPem,
+                caPrivateKeyPem: caKey.privateKeyPem,
+                caCertPem: ca.certPem,
+                validityPeriodHours: CERT_VALIDITY_HOURS,
+                earlyRenewalHours: CERT_RENEWAL_HOURS,
+                allowedUses: ["digital_signature", "key_encipherment", "server_auth", "client_auth"],
+            }, opts);
+            out[node.name] = pulumi.secret(pulumi.all([ca.certPem, cert.certPem, key.privateKeyPem]).apply(([caCertPem, certPem, keyPem]) => ({ caCertPem, certPem, keyPem })));
         }
         return out;
     }

@@ -74,7 +74,7 @@ describe("program: the database tier (mock runtime)", function () {
             assert.match(fileIn(prod.userData[db], "/etc/pgbackrest/tls/node.crt").content, /^-----BEGIN CERTIFICATE-----\n/);
             const key = fileIn(prod.userData[db], "/etc/pgbackrest/tls/node.key");
             assert.deepEqual([key.owner, key.permissions], ["postgres:postgres", "0600"]);
-            assert.match(key.content, /^-----BEGIN PRIVATE KEY-----\n/);
+            assert.match(key.content, /^-----BEGIN (EC )?PRIVATE KEY-----\n/);
         }
     });
 

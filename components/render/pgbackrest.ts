@@ -4,7 +4,7 @@
 // A backup from a standby still needs the primary (pgBackRest starts and stops the backup
 // there and copies the files from the standby), so every database node runs pgBackRest's TLS
 // server on its mesh address and lists the other members as pg2..pgN; pgBackRest finds the
-// current primary among them. The certificates come from the program (components/x509.ts).
+// current primary among them. The certificates come from the program (@pulumi/tls, components/database.ts).
 import { BackupTarget } from "../config";
 import { PG_DATA_DIR, PG_SOCKET_DIR } from "./patroni";
 import { DB_PORTS } from "../plan";

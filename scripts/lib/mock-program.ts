@@ -3,13 +3,10 @@
 // which of them Pulumi marks secret. The offline plan, the lab and the program tests all read
 // the stack through this one function.
 import * as pulumi from "@pulumi/pulumi";
-import { spawnSync } from "node:child_process";
-import { createHash, generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
 import { adapters } from "../../components/providers";
 import { vpsHa } from "../../components/stack";
+import { mockTls } from "./mock-tls";
 
 export interface RecordedResource {
     type: string;
@@ -83,36 +80,6 @@ function mockPassword(name: string, length: number): string {
 function labAddress(index: number): string {
     const n = 10 + index;
     return `198.18.${Math.floor(n / 250)}.${(n % 250) + 1}`;
-}
-
-// Real PEMs (the lab's HAProxy loads them), made once per name so evaluations agree.
-const pems = new Map<string, Record<string, string>>();
-
-function mockTls(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> {
-    if (type === "tls:index/privateKey:PrivateKey") {
-        if (!pems.has(name)) {
-            const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-            pems.set(name, { privateKeyPem: privateKey.export({ format: "pem", type: "pkcs8" }).toString(), publicKeyPem: publicKey.export({ format: "pem", type: "spki" }).toString() });
-        }
-        return pems.get(name) as Record<string, string>;
-    }
-    if (type === "tls:index/selfSignedCert:SelfSignedCert") {
-        if (!pems.has(name)) pems.set(name, { certPem: selfSign(String(inputs.privateKeyPem), String((inputs.subject as { commonName?: string })?.commonName ?? "localhost")) });
-        return pems.get(name) as Record<string, string>;
-    }
-    return {};
-}
-
-function selfSign(keyPem: string, commonName: string): string {
-    const dir = mkdtempSync(join(tmpdir(), "vps-ha-mock-tls-"));
-    try {
-        writeFileSync(join(dir, "key.pem"), keyPem, { mode: 0o600 });
-        const r = spawnSync("openssl", ["req", "-x509", "-new", "-key", join(dir, "key.pem"), "-subj", `/CN=${commonName}`, "-days", "30"], { encoding: "utf8", timeout: 10000 });
-        if (r.status !== 0) throw new Error(`openssl could not make the mock certificate: ${r.stderr || r.error}`);
-        return r.stdout;
-    } finally {
-        rmSync(dir, { recursive: true, force: true });
-    }
 }
 
 let evaluating = false;

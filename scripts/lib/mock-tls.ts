@@ -1,0 +1,81 @@
+// Outputs for @pulumi/tls resources under the mock runtime: real keys and certificates (the lab's
+// HAProxy and pgBackRest load them), made with node:crypto and the openssl command, once per
+// resource name so every evaluation in a process renders the same text.
+import { spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const made = new Map<string, Record<string, string>>();
+
+interface Subject {
+    commonName?: string;
+}
+
+function openssl(args: string[], files: Record<string, string>): string {
+    const dir = mkdtempSync(join(tmpdir(), "vps-ha-mock-tls-"));
+    try {
+        for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content, { mode: 0o600 });
+        const r = spawnSync("openssl", args.map((a) => a.replace(/^@/, `${dir}/`)), { encoding: "utf8", timeout: 10000, cwd: dir });
+        if (r.status !== 0) throw new Error(`openssl ${args[0]} failed for a mock certificate: ${r.stderr || r.error}`);
+        return r.stdout;
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/** subjectAltName from the resource's dnsNames and ipAddresses, if any. */
+function altNames(inputs: Record<string, unknown>): string[] {
+    const dns = ((inputs.dnsNames as string[] | undefined) ?? []).map((d) => `DNS:${d}`);
+    const ips = ((inputs.ipAddresses as string[] | undefined) ?? []).map((i) => `IP:${i}`);
+    return dns.length + ips.length ? [`subjectAltName=${[...dns, ...ips].join(",")}`] : [];
+}
+
+const days = (inputs: Record<string, unknown>) => String(Math.max(1, Math.ceil(Number(inputs.validityPeriodHours ?? 24) / 24)));
+const subject = (inputs: Record<string, unknown>) => `/CN=${(inputs.subject as Subject | undefined)?.commonName ?? "localhost"}`;
+
+function create(type: string, inputs: Record<string, unknown>): Record<string, string> | undefined {
+    switch (type) {
+        case "tls:index/privateKey:PrivateKey": {
+            if (inputs.algorithm === "ED25519") {
+                const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+                const pkcs8 = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+                return { privateKeyPem: pkcs8, privateKeyPemPkcs8: pkcs8, publicKeyPem: publicKey.export({ format: "pem", type: "spki" }).toString() };
+            }
+            const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+            return {
+                // As the provider does: SEC1 for ECDSA keys, PKCS#8 beside it.
+                privateKeyPem: privateKey.export({ format: "pem", type: "sec1" }).toString(),
+                privateKeyPemPkcs8: privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
+                publicKeyPem: publicKey.export({ format: "pem", type: "spki" }).toString(),
+            };
+        }
+        case "tls:index/selfSignedCert:SelfSignedCert": {
+            const ca = inputs.isCaCertificate === true;
+            const ext = [ca ? "basicConstraints=critical,CA:TRUE" : "basicConstraints=critical,CA:FALSE", ...altNames(inputs)];
+            return { certPem: openssl(["req", "-x509", "-new", "-key", "@key.pem", "-subj", subject(inputs), "-days", days(inputs), ...ext.flatMap((e) => ["-addext", e])], { "key.pem": String(inputs.privateKeyPem) }) };
+        }
+        case "tls:index/certRequest:CertRequest":
+            return { certRequestPem: openssl(["req", "-new", "-key", "@key.pem", "-subj", subject(inputs), ...altNames(inputs).flatMap((e) => ["-addext", e])], { "key.pem": String(inputs.privateKeyPem) }) };
+        case "tls:index/locallySignedCert:LocallySignedCert":
+            return {
+                certPem: openssl(
+                    ["x509", "-req", "-in", "@req.pem", "-CA", "@ca.pem", "-CAkey", "@cakey.pem", "-set_serial", String(Date.now()), "-days", days(inputs), "-copy_extensions", "copy", "-extfile", "@ext.cnf"],
+                    { "req.pem": String(inputs.certRequestPem), "ca.pem": String(inputs.caCertPem), "cakey.pem": String(inputs.caPrivateKeyPem), "ext.cnf": "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n" },
+                ),
+            };
+        default:
+            return undefined;
+    }
+}
+
+export function mockTls(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> {
+    if (!type.startsWith("tls:")) return {};
+    if (!made.has(name)) {
+        const out = create(type, inputs);
+        if (!out) return {};
+        made.set(name, out);
+    }
+    return made.get(name) as Record<string, string>;
+}

@@ -1,0 +1,111 @@
+// The GitHub Actions workflows: valid YAML, triggers and runners, and only scripts, files and
+// secrets that exist (secrets: those the README's Operations section lists).
+import { strict as assert } from "node:assert";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { checkWorkflow, documentedSecrets, RepoFacts } from "../scripts/lib/workflow-check";
+
+const ROOT = join(__dirname, "..");
+const DIR = join(ROOT, ".github", "workflows");
+const files = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+const repo: RepoFacts = {
+    scripts: new Set(Object.keys((JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts)),
+    fileExists: (p) => existsSync(join(ROOT, p)),
+    secrets: documentedSecrets(readFileSync(join(ROOT, "README.md"), "utf8")),
+};
+const workflow = (name: string) => parse(readFileSync(join(DIR, name), "utf8")) as Record<string, any>;
+
+const GOOD = `
+name: t
+on: [push]
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    env:
+      T: \${{ secrets.PULUMI_ACCESS_TOKEN }}
+    steps:
+      - uses: actions/checkout@v4
+      - run: npm run plan -- --stack prod && sudo bash .ci/run
+`;
+
+describe("workflows", () => {
+    it("the README lists the repository secrets", () => {
+        assert.deepEqual([...repo.secrets].sort(), ["CLOUDFLARE_API_TOKEN", "HCLOUD_TOKEN", "LINODE_TOKEN", "PULUMI_ACCESS_TOKEN"]);
+    });
+
+    it("ci, drift and deploy are there", () => {
+        for (const f of ["ci.yml", "drift.yml", "deploy.yml"]) assert.ok(files.includes(f), f);
+    });
+
+    for (const f of files) {
+        it(`${f}: valid, with triggers and runners, naming only scripts, files and secrets that exist`, () => {
+            assert.deepEqual(checkWorkflow(readFileSync(join(DIR, f), "utf8"), repo), []);
+        });
+    }
+
+    it("ci runs the README's test command through .ci/run on Node 20", () => {
+        const ci = workflow("ci.yml");
+        assert.ok("push" in ci.on && "pull_request" in ci.on);
+        const steps = ci.jobs.test.steps as { uses?: string; run?: string; with?: Record<string, unknown> }[];
+        assert.equal(steps.find((s) => s.uses?.startsWith("actions/setup-node@"))?.with?.["node-version"], 20);
+        assert.ok(steps.some((s) => /\bsudo\b.*\bbash \.ci\/run\b/.test(s.run ?? "")));
+    });
+
+    it("drift runs daily and by hand per stack, may write issues, and reports drift in one issue", () => {
+        const d = workflow("drift.yml");
+        assert.ok(Array.isArray(d.on.schedule) && d.on.schedule[0].cron, "a schedule");
+        assert.ok("workflow_dispatch" in d.on);
+        assert.equal(d.permissions.issues, "write");
+        const job = d.jobs.drift;
+        assert.ok(job.strategy.matrix.stack.includes("prod"));
+        const text = readFileSync(join(DIR, "drift.yml"), "utf8");
+        assert.match(text, /uses: pulumi\/actions@v6/);
+        assert.match(text, /npm run drift -- --stack "\$STACK" --json drift\.json/);
+        assert.match(text, /Drift detected: \$\{stack\}/);
+        assert.match(text, /\[ "\$code" -le 1 \]/, "exit 2 fails the job");
+    });
+
+    it("deploy previews pull requests with a PR comment and runs up on main behind the prod environment", () => {
+        const d = workflow("deploy.yml");
+        const pulumiStep = (job: string) => (d.jobs[job].steps as { uses?: string; with?: Record<string, unknown> }[]).find((s) => s.uses === "pulumi/actions@v6");
+        assert.equal(pulumiStep("preview")?.with?.command, "preview");
+        assert.equal(pulumiStep("preview")?.with?.["comment-on-pr"], true);
+        assert.match(d.jobs.preview.if, /pull_request/);
+        assert.equal(pulumiStep("up")?.with?.command, "up");
+        assert.equal(pulumiStep("up")?.with?.["stack-name"], "prod");
+        assert.equal(d.jobs.up.environment, "prod");
+        assert.match(d.jobs.up.if, /refs\/heads\/main/);
+    });
+
+    describe("the checker rejects a broken workflow", () => {
+        const problems = (text: string) => checkWorkflow(text, repo);
+
+        it("accepts a good one", () => assert.deepEqual(problems(GOOD), []));
+
+        it("invalid YAML", () => assert.match(problems("on: [push\njobs: {}")[0], /not valid YAML/));
+
+        it("no trigger, no jobs, a job with no runner", () => {
+            assert.ok(problems(GOOD.replace("on: [push]\n", "")).includes("has no on: (no trigger)"));
+            assert.deepEqual(problems("on: push\njobs: {}\n"), ["has no jobs"]);
+            assert.deepEqual(problems(GOOD.replace("    runs-on: ubuntu-latest\n", "")), ['job "a" has no runs-on']);
+        });
+
+        it("an npm script, a script file or a secret that does not exist; an unpinned action", () => {
+            assert.deepEqual(problems(GOOD.replace("npm run plan", "npm run deploy-everything")), ['runs "npm run deploy-everything", which is not a package.json script']);
+            assert.deepEqual(problems(GOOD.replace("bash .ci/run", "bash .ci/nope.sh")), ["runs .ci/nope.sh, which is not a file in the repository"]);
+            assert.deepEqual(problems(GOOD.replace("&& sudo bash .ci/run", "&& ./scripts/missing.ts")), ["runs ./scripts/missing.ts, which is not a file in the repository"]);
+            assert.deepEqual(problems(GOOD.replace("secrets.PULUMI_ACCESS_TOKEN", "secrets.AWS_SECRET_ACCESS_KEY")), [
+                "uses secrets.AWS_SECRET_ACCESS_KEY, which the README's Operations section does not list as a repository secret",
+            ]);
+            assert.deepEqual(problems(GOOD.replace("secrets.PULUMI_ACCESS_TOKEN", "secrets['R2_KEY']")).length, 1);
+            assert.deepEqual(problems(GOOD.replace("actions/checkout@v4", "actions/checkout")), ['job "a" step 1: uses "actions/checkout" is not owner/repo@ref']);
+        });
+
+        it("reads the secrets from the README's Operations table only", () => {
+            const readme = "# x\n## Operations\n\n### Repository secrets\n\n| secret | what |\n| --- | --- |\n| `A_TOKEN` | a |\n\nmentions `NOT_A_SECRET`\n\n## Layout\n| `LAYOUT_X` | no |\n";
+            assert.deepEqual([...documentedSecrets(readme)], ["A_TOKEN"]);
+            assert.deepEqual([...documentedSecrets("# no operations section\n")], []);
+        });
+    });
+});
