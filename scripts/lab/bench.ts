@@ -40,6 +40,7 @@ export async function labBench(runs: number): Promise<[string, string][]> {
         const rtos = rs.map((r) => r.rtoSeconds).filter((x): x is number => x !== null);
         figures.push([`drill ${name}: RTO, median of ${rs.length}`, rtos.length === rs.length ? `${median(rtos).toFixed(1)} s` : `never recovered in ${rs.length - rtos.length} run(s)`]);
         figures.push([`drill ${name}: lost writes / failed requests (max)`, `${Math.max(...rs.map((r) => r.lostWrites))} / ${Math.max(...rs.map((r) => r.failedRequests))}`]);
+        figures.push([`drill ${name}: passed (target RTO ${rs[0].rtoTargetSeconds} s, no loss, no split brain)`, `${rs.filter((r) => r.passed).length} of ${rs.length}`]);
     }
     return figures;
 }
