@@ -6,14 +6,9 @@ import { performance } from "node:perf_hooks";
 import { ConfigError, parseStackConfig } from "../components/config";
 import { buildPlan } from "../components/plan";
 import { parseArgs } from "./lib/args";
+import { median } from "./lib/stats";
 import { evaluateProgram } from "./lib/mock-program";
 import { readStackFile, StackFile } from "./lib/stack-file";
-
-function median(xs: number[]): number {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** The prod stack with `count` app nodes, alternating providers, in a mesh big enough for them. */
 export function generatedStack(count: number): StackFile {

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { catalogs } from "../components/providers/catalogs";
 import type { FailureRow } from "../components/failures";
 import { evaluateProgram, Evaluation } from "./lib/mock-program";
-import { readStackFile, StackFileError } from "./lib/stack-file";
+import { readStackFile, StackFileError, stackNameOf } from "./lib/stack-file";
 import { parseArgs, UsageError } from "./lib/args";
 
 const USAGE = "usage: npm run plan -- [--stack NAME | --config FILE] [--json]";
@@ -102,7 +102,7 @@ async function main(argv: string[]): Promise<number> {
         console.error(`--stack and --config name the same thing; give one\n${USAGE}`);
         return 2;
     }
-    const stack = args.values.stack ?? (args.values.config ? stackNameOf(args.values.config) : "prod");
+    const stack = args.values.stack ?? (args.values.config ? (stackNameOf(args.values.config) ?? "dev") : "prod");
     const source = args.values.config ?? `Pulumi.${stack}.yaml`;
     try {
         const report = await planReport(resolve(source), stack);
@@ -117,11 +117,6 @@ async function main(argv: string[]): Promise<number> {
         }
         throw e;
     }
-}
-
-function stackNameOf(file: string): string {
-    const m = /Pulumi\.([^/\\]+)\.ya?ml$/.exec(file);
-    return m ? m[1] : "dev";
 }
 
 function isRunError(e: unknown): boolean {

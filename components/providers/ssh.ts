@@ -9,6 +9,8 @@ import { sshCatalog } from "./ssh-catalog";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
 
 const COMMAND = "command:remote:Command";
+/** The bootstrap command of a host is named after its node with this suffix. */
+export const BOOTSTRAP_SUFFIX = "-bootstrap";
 const SEED = "/var/lib/cloud/seed/nocloud";
 
 /** Reads the cloud-config on stdin, seeds cloud-init with it and runs every stage once. */
@@ -31,7 +33,7 @@ function init(_ctx: ProviderContext) {
             if (!spec.host) throw new pulumi.RunError(`node ${spec.name}: a host you bring needs an address`);
             const host = spec.host;
             const instanceId = pulumi.output(spec.userData).apply((u) => `vps-ha-${spec.name}-${createHash("sha256").update(u).digest("hex").slice(0, 12)}`);
-            new command.remote.Command(`${spec.name}-bootstrap`, {
+            new command.remote.Command(`${spec.name}${BOOTSTRAP_SUFFIX}`, {
                 connection: { host: host.address, user: host.user, privateKey: host.privateKey },
                 create: instanceId.apply((id) => `sudo sh -c '${bootstrapScript(id).replace(/'/g, "'\\''")}'`),
                 stdin: spec.userData,

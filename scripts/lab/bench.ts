@@ -4,16 +4,11 @@ import { drills } from "./drills";
 import { DrillResult } from "./drills/types";
 import { labSpecs, stackSource } from "./program";
 import { teardown } from "./realize";
+import { median } from "../lib/stats";
 import { bringUp } from "./up";
 import { labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
 import { packagesOf } from "./cloudinit";
-
-function median(xs: number[]): number {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = Math.floor(s.length / 2);
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 export async function labBench(runs: number): Promise<[string, string][]> {
     const log = (m: string) => console.error(m);

@@ -39,7 +39,8 @@ export async function unreachablePeers(node: NodeState, peers: NodeState[]): Pro
     return peers.filter((p) => down.has(p.meshAddress)).map((p) => p.name);
 }
 
-async function httpStatus(node: NodeState, url: string): Promise<string> {
+/** The HTTP status `url` answers, asked from inside `node` (2 s limit); "no answer" otherwise. */
+export async function httpStatus(node: NodeState, url: string): Promise<string> {
     const r = await execInNode(node.name, ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url], { timeoutMs: 5_000, allowFail: true });
     return r.stdout.trim() || "no answer";
 }

@@ -3,7 +3,7 @@
 // again here.
 import { resolve } from "node:path";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
-import { readStackFile } from "../lib/stack-file";
+import { readStackFile, stackNameOf } from "../lib/stack-file";
 import type { LabNodeSpec } from "./realize";
 
 export interface StackSource {
@@ -13,8 +13,7 @@ export interface StackSource {
 
 export function stackSource(values: { stack?: string; config?: string }): StackSource {
     if (values.config) {
-        const m = /Pulumi\.([^/\\]+)\.ya?ml$/.exec(values.config);
-        return { stack: values.stack ?? (m ? m[1] : "lab"), file: resolve(values.config) };
+        return { stack: values.stack ?? stackNameOf(values.config) ?? "lab", file: resolve(values.config) };
     }
     const stack = values.stack ?? "prod";
     return { stack, file: resolve(`Pulumi.${stack}.yaml`) };
@@ -41,7 +40,7 @@ function specsOf(e: Evaluation): LabNodeSpec[] {
     const nodes = e.outputs.nodes as { name: string; role: string; provider: string; meshAddress: string; dnsName: string }[];
     return nodes.map((n) => {
         const userData = e.userData[n.name];
-        const publicIpv4 = e.publicIpv4[n.name] ?? e.publicIpv4[`${n.name}-bootstrap`];
+        const publicIpv4 = e.publicIpv4[n.name];
         if (!userData) throw new Error(`lab: the program gave node ${n.name} no user-data`);
         if (!publicIpv4) throw new Error(`lab: the program gave node ${n.name} no public address`);
         return { name: n.name, role: n.role, provider: n.provider, publicIpv4, meshAddress: n.meshAddress, userData, dnsNames: [n.dnsName] };

@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { adapters } from "../../components/providers";
+import { BOOTSTRAP_SUFFIX } from "../../components/providers/ssh";
 import { vpsHa } from "../../components/stack";
 import { mockTls } from "./mock-tls";
 
@@ -82,6 +83,11 @@ function labAddress(index: number): string {
     return `198.18.${Math.floor(n / 250)}.${(n % 250) + 1}`;
 }
 
+/** The node a server resource stands for: its own name, or its host's bootstrap command's. */
+function nodeNameOf(resourceName: string): string {
+    return resourceName.endsWith(BOOTSTRAP_SUFFIX) ? resourceName.slice(0, -BOOTSTRAP_SUFFIX.length) : resourceName;
+}
+
 let evaluating = false;
 
 export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> {
@@ -109,7 +115,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                     }
                     outputs = { ...outputs, ...mockTls(args.type, args.name, inputs) };
                     for (const adapter of Object.values(adapters)) {
-                        const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[args.name] ??= labAddress(Object.keys(publicIpv4).length)));
+                        const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[nodeNameOf(args.name)] ??= labAddress(Object.keys(publicIpv4).length)));
                         if (o) outputs = o;
                     }
                     const recorded = { type: args.type, name: args.name, inputs, secretInputs, outputs };
@@ -140,7 +146,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
         for (const r of resources) {
             for (const adapter of Object.values(adapters)) {
                 const u = adapter.mocks.userData(r.type, r.inputs);
-                if (u !== undefined) userData[r.name.replace(/-bootstrap$/, "")] = u;
+                if (u !== undefined) userData[nodeNameOf(r.name)] = u;
             }
         }
         return { resources, outputs, secretOutputs, userData, publicIpv4 };

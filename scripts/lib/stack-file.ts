@@ -55,4 +55,9 @@ function isSecure(value: unknown): boolean {
     return typeof value === "object" && value !== null && !Array.isArray(value) && Object.keys(value).length === 1 && "secure" in value;
 }
 
+/** The stack a file is for, from its name (Pulumi.<stack>.yaml), if it follows that pattern. */
+export function stackNameOf(file: string): string | undefined {
+    return /Pulumi\.([^/\\]+)\.ya?ml$/.exec(file)?.[1];
+}
+
 export class StackFileError extends Error {}

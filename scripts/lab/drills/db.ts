@@ -5,7 +5,9 @@ import { PATRONI_TIMING, PG_SOCKET_DIR } from "../../../components/render/patron
 import { ETCD_UNIT } from "../../../components/render/etcd";
 import { sleep } from "../exec";
 import { execInNode, healNode, isolateNode, killNode, labNodes, NodeState, rebootNode } from "../realize";
-import { faultUnderLoad } from "./harness";
+import { DB_PORTS } from "../../../components/plan";
+import { httpStatus } from "../health";
+import { faultUnderLoad, pickNode } from "./harness";
 import { Drill, DrillContext } from "./types";
 
 export const PRIMARY_RTO_SECONDS = PATRONI_TIMING.ttl + 3;
@@ -15,8 +17,7 @@ const dbNodes = (): NodeState[] => labNodes().filter((n) => n.role === "db");
 
 /** Patroni's own answer, asked on each member's mesh address from inside that member. */
 async function patroniSays(n: NodeState, path: string): Promise<boolean> {
-    const r = await execInNode(n.name, ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", `http://${n.meshAddress}:8008${path}`], { timeoutMs: 5_000, allowFail: true });
-    return r.stdout.trim() === "200";
+    return (await httpStatus(n, `http://${n.meshAddress}:${DB_PORTS.patroni}${path}`)) === "200";
 }
 
 export async function currentPrimary(): Promise<string | undefined> {
@@ -40,15 +41,15 @@ export async function nodeRtoTarget(target: string): Promise<number> {
     return (await currentPrimary()) === target ? PRIMARY_RTO_SECONDS : UNAFFECTED_RTO_SECONDS;
 }
 
-const killAndReboot = (ctx: DrillContext, drill: string, target: string, rto: number) =>
+/** SIGKILL every process of `target`, then restart it as after a reboot, under load. */
+export const killAndReboot = (ctx: DrillContext, drill: string, target: string, rto: number) =>
     faultUnderLoad(ctx, { drill, target, lost: [target], fault: () => killNode(target, ctx.log), repair: () => rebootNode(target, ctx.log), rtoTargetSeconds: rto });
 
 export const dbPrimaryKill: Drill = {
     name: "db-primary-kill",
     description: "SIGKILL every process of the primary's node under write load; RTO and lost writes",
     run: async (ctx) => {
-        const target = ctx.target ?? (await currentPrimary());
-        if (!target) throw new Error("no primary to kill");
+        const target = await pickNode(ctx, currentPrimary, "primary");
         return killAndReboot(ctx, "db-primary-kill", target, PRIMARY_RTO_SECONDS);
     },
 };
@@ -57,8 +58,7 @@ export const dbPrimaryIsolate: Drill = {
     name: "db-primary-isolate",
     description: "cut the primary's network: it must stop accepting writes, a replica takes over, and it rejoins as a replica",
     run: async (ctx) => {
-        const target = ctx.target ?? (await currentPrimary());
-        if (!target) throw new Error("no primary to isolate");
+        const target = await pickNode(ctx, currentPrimary, "primary");
         return faultUnderLoad(ctx, {
             drill: "db-primary-isolate",
             target,
@@ -88,8 +88,7 @@ export const dbReplicaKill: Drill = {
     name: "db-replica-kill",
     description: "SIGKILL every process of a replica's node; writes go on",
     run: async (ctx) => {
-        const target = ctx.target ?? (await aReplica());
-        if (!target) throw new Error("no replica to kill");
+        const target = await pickNode(ctx, aReplica, "replica");
         return killAndReboot(ctx, "db-replica-kill", target, UNAFFECTED_RTO_SECONDS);
     },
 };
@@ -98,8 +97,7 @@ export const etcdMemberKill: Drill = {
     name: "etcd-member-kill",
     description: "SIGKILL the etcd member on a replica's node; writes go on",
     run: async (ctx) => {
-        const target = ctx.target ?? (await aReplica());
-        if (!target) throw new Error("no replica whose etcd to kill");
+        const target = await pickNode(ctx, aReplica, "replica");
         const systemctl = (...args: string[]) => execInNode(target, ["systemctl", ...args], { timeoutMs: 20_000 }).then(() => undefined);
         return faultUnderLoad(ctx, {
             drill: "etcd-member-kill",

@@ -104,13 +104,14 @@ async function waitForWrites(writes: WriteLoad, faultAt: number): Promise<void> 
     }
 }
 
-export function pickNode(ctx: DrillContext, fallback: () => string | undefined, what: string): string {
+/** The node named with --node (which must exist), else the drill's own choice of `what`. */
+export async function pickNode(ctx: DrillContext, fallback: () => string | undefined | Promise<string | undefined>, what: string): Promise<string> {
     const nodes = labNodes();
     if (ctx.target) {
         if (!nodes.some((n) => n.name === ctx.target)) throw new Error(`no lab node "${ctx.target}"; nodes: ${nodes.map((n) => n.name).join(", ")}`);
         return ctx.target;
     }
-    const t = fallback();
-    if (!t) throw new Error(`this stack has no ${what}`);
+    const t = await fallback();
+    if (!t) throw new Error(`no ${what} in the lab right now`);
     return t;
 }
