@@ -40,6 +40,9 @@ export function formatIssues(issues: ConfigIssue[]): string {
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits Cloudflare shows for it");
 
+/** Variables the app always gets from vps-ha: the user may not set them. */
+export const RESERVED_APP_ENV = ["DATABASE_URL", "HOST", "PORT"];
+
 const nodeShape = z.strictObject({
     name,
     provider: z.string(),
@@ -79,6 +82,16 @@ const shapes = {
         image: z.string().regex(/^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/, "must name a tag or digest, e.g. ghcr.io/acme/app:1.4.2"),
         port: z.number().int().min(1).max(65535).default(8080),
         healthPath: z.string().regex(/^\/\S*$/, "must start with '/'").default("/healthz"),
+        /** The app's environment; every value is kept as a secret (the env file is). */
+        env: z.record(
+            z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name (letters, digits, '_', not starting with a digit)")
+                .refine((k) => !RESERVED_APP_ENV.includes(k), `is set by vps-ha itself; reserved: ${RESERVED_APP_ENV.join(", ")}`),
+            z.string().regex(/^[^\n\r\0]*$/, "must be one line (no newline or NUL)"),
+        ).default({}),
+        /** Overrides the image's command for the web process. */
+        command: z.array(z.string().min(1)).min(1).optional(),
+        /** A background worker on every app node: the same image, this command, no HTTP. */
+        worker: z.strictObject({ command: z.array(z.string().min(1)).min(1) }).optional(),
     }),
     database: z.strictObject({
         synchronous: z.enum(["quorum", "on", "off"]).default("quorum"),
@@ -158,6 +171,8 @@ function zodIssue(key: string, issue: z.core.$ZodIssue): ConfigIssue {
     const got = "input" in issue && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : "";
     if (issue.code === "invalid_type" && issue.input === undefined) return { path, message: `is required: ${issue.message}` };
     if (issue.code === "unrecognized_keys") return { path, message: `has unknown key(s) ${issue.keys.join(", ")}; allowed: ${allowedKeysAt(key, issue.path)}` };
+    // A bad record key (an env variable name): report the key's own problem at the key's path.
+    if (issue.code === "invalid_key") return { path, message: issue.issues.map((i) => i.message).join("; ") };
     return { path, message: `${issue.message}${got}` };
 }
 

@@ -63,7 +63,7 @@ export function vpsHa(): StackOutputs {
     const groupArgs: NodeGroupArgs = { plan, mesh, servers, sshPrivateKey };
     const database = new DatabaseCluster("database", groupArgs);
     const proxies = new HaproxyPair("haproxy", groupArgs);
-    const apps = new AppTier("app", groupArgs);
+    const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString });
     const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
     new NodeRecords("node-records", { plan, nodes: all });
 

@@ -132,6 +132,23 @@ describe("stack config validation", () => {
         expectIssue(issues, "vps-ha:app.healthPath", /must start with '\/'/);
     });
 
+    it("rejects app variables vps-ha sets itself, bad variable names, multi-line values and empty commands", () => {
+        const app = { image: "ghcr.io/example/app:1.4.2", env: { DATABASE_URL: "x", "1BAD": "y", OK: "two\nlines" }, command: [], worker: { command: [""] } };
+        const issues = issuesOf(withConfig({ app }));
+        expectIssue(issues, "vps-ha:app.env.DATABASE_URL", /set by vps-ha itself/, /DATABASE_URL, HOST, PORT/);
+        expectIssue(issues, "vps-ha:app.env.1BAD", /environment variable name/);
+        expectIssue(issues, "vps-ha:app.env.OK", /one line/);
+        expectIssue(issues, "vps-ha:app.command", /.+/);
+        expectIssue(issues, "vps-ha:app.worker.command[0]", /.+/);
+    });
+
+    it("accepts app variables, a command and a worker", () => {
+        const config = parseStackConfig(raw(withConfig({ app: { image: "ghcr.io/example/app@sha256:" + "a".repeat(64), env: { LOG_LEVEL: "info" }, worker: { command: ["bin/worker"] } } })), "prod");
+        assert.deepEqual(config.app.env, { LOG_LEVEL: "info" });
+        assert.deepEqual(config.app.worker, { command: ["bin/worker"] });
+        assert.equal(config.app.port, 8080);
+    });
+
     it("rejects a witness in a failure domain that holds a database member", () => {
         const nodes = prodNodes();
         nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "fsn1", size: "cx23" }];

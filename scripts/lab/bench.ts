@@ -9,6 +9,42 @@ import { bringUp } from "./up";
 import { labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
 import { packagesOf } from "./cloudinit";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { labNodes } from "./realize";
+import { labStack } from "./load/writes";
+import type { HttpBenchFigures } from "./load/http-bench";
+
+/** Seconds each side of the proxy comparison runs, and its parallel clients. */
+const HTTP_BENCH_SECONDS = 10;
+const HTTP_BENCH_CLIENTS = 8;
+
+/** The HTTP benchmark client, run inside a node's network namespace. */
+async function httpBench(netns: string, url: string, host: string): Promise<HttpBenchFigures> {
+    const tsx = join(__dirname, "../../node_modules/tsx/dist/cli.mjs");
+    const { stdout } = await promisify(execFile)("nsenter", [
+        `--net=/run/netns/${netns}`, "--", process.execPath, tsx, join(__dirname, "load/http-bench.ts"),
+        "--url", url, "--host", host, "--clients", String(HTTP_BENCH_CLIENTS), "--seconds", String(HTTP_BENCH_SECONDS),
+    ], { timeout: (HTTP_BENCH_SECONDS + 30) * 1000 });
+    return JSON.parse(stdout.trim().split("\n").pop() as string) as HttpBenchFigures;
+}
+
+/**
+ * The proxy's cost: from inside one HAProxy node, the same stand-in app asked through that
+ * node's HAProxy (HTTPS on 443, balanced over every app node) and directly (plain HTTP to one
+ * app node's mesh address). Both cross the WireGuard mesh once; the difference is HAProxy with
+ * its TLS termination.
+ */
+export async function proxyOverhead(): Promise<{ viaProxy: HttpBenchFigures; direct: HttpBenchFigures }> {
+    const stack = labStack();
+    const proxy = labNodes().find((n) => n.role === "haproxy");
+    const app = labNodes().find((n) => n.role === "app");
+    if (!stack || !proxy || !app) throw new Error("proxy benchmark: the lab has no HAProxy or app node");
+    const viaProxy = await httpBench(proxy.netns, "https://127.0.0.1/", stack.hostname);
+    const direct = await httpBench(proxy.netns, `http://${app.meshAddress}:${stack.app.port}/`, stack.hostname);
+    return { viaProxy, direct };
+}
 
 export async function labBench(runs: number): Promise<[string, string][]> {
     const log = (m: string) => console.error(m);
@@ -17,11 +53,13 @@ export async function labBench(runs: number): Promise<[string, string][]> {
     await ensureRootfs(packagesOf(specs), log); // cached before timing starts
     const bringUps: number[] = [];
     const memory: number[] = [];
+    const proxies: { viaProxy: HttpBenchFigures; direct: HttpBenchFigures }[] = [];
     const results = new Map<string, DrillResult[]>();
     for (let i = 0; i < runs; i++) {
         try {
             bringUps.push((await bringUp(source, log)).seconds);
             memory.push(labMemory().totalMiB);
+            proxies.push(await proxyOverhead());
             for (const d of drills) results.set(d.name, [...(results.get(d.name) ?? []), await d.run({ log })]);
         } finally {
             await teardown(log);
@@ -31,6 +69,16 @@ export async function labBench(runs: number): Promise<[string, string][]> {
         [`lab bring-up to healthy, prod stack, median of ${runs}`, `${median(bringUps).toFixed(1)} s`],
         [`lab memory right after bring-up (PSS of every process), median of ${runs}`, `${median(memory)} MiB`],
     ];
+    const m = (f: (p: (typeof proxies)[number]) => number) => median(proxies.map(f));
+    const fig = (p: HttpBenchFigures) => `${p.requestsPerSecond.toFixed(0)} req/s, p50 ${p.p50Ms.toFixed(1)} ms, p99 ${p.p99Ms.toFixed(1)} ms`;
+    const med = (side: "viaProxy" | "direct"): HttpBenchFigures => ({ ...proxies[0][side], requestsPerSecond: m((p) => p[side].requestsPerSecond), p50Ms: m((p) => p[side].p50Ms), p99Ms: m((p) => p[side].p99Ms), failed: Math.max(...proxies.map((p) => p[side].failed)) });
+    const via = med("viaProxy");
+    const direct = med("direct");
+    figures.push(
+        [`HTTP through one HAProxy node (HTTPS, ${HTTP_BENCH_CLIENTS} clients, ${HTTP_BENCH_SECONDS} s), median of ${runs}`, `${fig(via)}, ${via.failed} failed`],
+        [`HTTP direct to one app node (plain, same clients), median of ${runs}`, `${fig(direct)}, ${direct.failed} failed`],
+        ["proxy overhead: direct req/s / via-proxy req/s; p50 via / direct", `${(direct.requestsPerSecond / via.requestsPerSecond).toFixed(2)}x; ${(via.p50Ms / direct.p50Ms).toFixed(2)}x`],
+    );
     for (const [name, rs] of results) {
         const rtos = rs.map((r) => r.rtoSeconds).filter((x): x is number => x !== null);
         figures.push([`drill ${name}: RTO, median of ${rs.length}`, rtos.length === rs.length ? `${median(rtos).toFixed(1)} s` : `never recovered in ${rs.length - rtos.length} run(s)`]);

@@ -3,6 +3,10 @@
 // its own health endpoint on the mesh address.
 import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
 import { elapsed, Log, sleep } from "./exec";
+import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
+import { APP_UNIT } from "../../components/render/app";
+import type { LabApp } from "./containers";
+import { labStack } from "./load/writes";
 
 export interface Check {
     name: string;
@@ -23,11 +27,14 @@ export interface NodeHealth {
     healthy: boolean;
 }
 
-/** Daemon health endpoints on the node's mesh address, by the unit that runs the daemon. */
-const PROBES: { unit: RegExp; name: string; url: (n: NodeState) => string }[] = [
-    { unit: /^haproxy\.service$/, name: "haproxy stats", url: (n) => `http://${n.meshAddress}:8404/stats` },
-    { unit: /patroni.*\.service$/, name: "patroni", url: (n) => `http://${n.meshAddress}:8008/health` },
-    { unit: /etcd.*\.service$/, name: "etcd", url: (n) => `http://${n.meshAddress}:2379/health` },
+/** Daemon health endpoints (mostly on the node's mesh address), by the unit that runs the daemon. */
+const PROBES: { unit: RegExp; name: string; url: (n: NodeState, app: LabApp | undefined) => string | undefined }[] = [
+    { unit: /^haproxy\.service$/, name: "haproxy stats", url: (n) => `http://${n.meshAddress}:${HAPROXY_PORTS.stats}/stats` },
+    // The monitor URI Cloudflare asks: 200 only while the app backend has a server up.
+    { unit: /^haproxy\.service$/, name: "web", url: () => `http://127.0.0.1:${HAPROXY_PORTS.http}/healthz` },
+    { unit: /patroni.*\.service$/, name: "patroni", url: (n) => `http://${n.meshAddress}:${DB_PORTS.patroni}/health` },
+    { unit: /etcd.*\.service$/, name: "etcd", url: (n) => `http://${n.meshAddress}:${DB_PORTS.etcdClient}/health` },
+    { unit: new RegExp(`^${APP_UNIT.replace(".", "\\.")}$`), name: "app", url: (n, app) => (app ? `http://${n.meshAddress}:${app.port}${app.healthPath}` : undefined) },
 ];
 
 /** Mesh addresses of `peers` that `node` cannot ping (one packet each, 1 s wait, in parallel). */
@@ -70,10 +77,12 @@ export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes())
     const unreachable = node.isolated ? [] : await unreachablePeers(node, peers);
     checks.push({ name: "mesh", ok: unreachable.length === 0, detail: unreachable.length ? `cannot reach ${unreachable.join(", ")}` : `reaches ${peers.length} peer(s)` });
     if (units.some((u) => /patroni/.test(u.unit) && u.state === "active")) checks.push(await replicationCheck(node));
+    const app = labStack()?.app;
     for (const probe of PROBES) {
-        if (!units.some((u) => probe.unit.test(u.unit) && u.state === "active")) continue;
-        const code = await httpStatus(node, probe.url(node));
-        checks.push({ name: probe.name, ok: code === "200", detail: `${probe.url(node)} -> ${code}` });
+        const url = probe.url(node, app);
+        if (!url || !units.some((u) => probe.unit.test(u.unit) && u.state === "active")) continue;
+        const code = await httpStatus(node, url);
+        checks.push({ name: probe.name, ok: code === "200", detail: `${url} -> ${code}` });
     }
     return {
         name: node.name,

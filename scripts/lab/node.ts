@@ -36,6 +36,12 @@ export async function mountNode(n: NodeState, rootfs: string): Promise<void> {
       timeoutMs: 20_000,
     }).then(() => undefined),
   );
+  // Podman needs the cgroup hierarchy to place a container (runc has no "no cgroups" mode). The
+  // host's, as a slave mount: what the node does below it never propagates back up.
+  await recordedMount(n.name, join(p.merged, "sys/fs/cgroup"), async () => {
+    await mount(["--rbind", "/sys/fs/cgroup", join(p.merged, "sys/fs/cgroup")]);
+    await mount(["--make-rslave", join(p.merged, "sys/fs/cgroup")]);
+  });
   await recordedMount(n.name, join(p.merged, "run"), () => mountRun(p.merged));
   mkdirSync(join(p.merged, "var/log/lab"), { recursive: true });
   await recordedMount(n.name, join(p.merged, "var/log/lab"), () => mount(["--bind", p.logs, join(p.merged, "var/log/lab")]));

@@ -2,7 +2,9 @@
 // Each node's cloud-config is exactly what its server resource received; nothing is rendered
 // again here.
 import { resolve } from "node:path";
+import { parseStackConfig } from "../../components/config";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
+import type { LabApp } from "./containers";
 import { readStackFile, stackNameOf } from "../lib/stack-file";
 import type { LabNodeSpec } from "./realize";
 
@@ -23,13 +25,21 @@ export interface LabProgram {
     specs: LabNodeSpec[];
     /** The application's connection string, when the stack has a database. */
     connectionString?: string;
+    /** What the app nodes run (the lab stands in for the image). */
+    app: LabApp;
+    /** The public hostname the HAProxy nodes serve the app on. */
+    hostname: string;
 }
 
 export async function labProgram(source: StackSource): Promise<LabProgram> {
     const file = readStackFile(source.file);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
-    return { specs: specsOf(e), ...(connectionString ? { connectionString } : {}) };
+    // The program accepted this file, so it parses; the lab needs a few of its values.
+    const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, source.stack);
+    const a = config.app;
+    const app: LabApp = { image: a.image, port: a.port, healthPath: a.healthPath, ...(a.command ? { command: a.command } : {}), ...(a.worker ? { workerCommand: a.worker.command } : {}) };
+    return { specs: specsOf(e), app, hostname: `app.${config.domain}`, ...(connectionString ? { connectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {

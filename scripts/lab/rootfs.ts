@@ -30,6 +30,11 @@ export const LAB_EXTRAS = [
   // Debian's cloud images ship these; cloud-init's ssh and users modules use them.
   "openssh-server",
   "sudo",
+  // Containers in a chroot: crun refuses this host's hybrid cgroups, runc does not (the nodes
+  // keep Debian's default runtime; only the lab's containers.conf names runc).
+  "runc",
+  // The lab's stand-in app image is built from this one static binary.
+  "busybox-static",
 ];
 
 const MARKER = ".vps-ha-lab.json";

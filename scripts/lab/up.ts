@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
 import { LabNodeSpec, nodeLogTails, realizeNodes, teardown } from "./realize";
 import { labTls, s3EndpointOf, startS3 } from "./s3";
+import { prepareAppNodes } from "./containers";
 
 export const HEALTHY_TIMEOUT_MS = 180_000;
 
@@ -19,13 +20,16 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     // Backups go to an S3 endpoint off both providers; in the lab, s3rver plays it.
     const s3 = s3EndpointOf(program.specs);
     const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
-    await realizeNodes(program.specs, log, s3 && tls ? {
-        hosts: [{ address: BRIDGE_ADDRESS, names: [s3.host] }],
-        caCertPem: tls.caCertPem,
-        beforeApply: () => startS3(s3, tls, log),
-    } : {});
+    const appNodes = program.specs.filter((n) => n.role === "app").map((n) => n.name);
+    await realizeNodes(program.specs, log, {
+        ...(s3 && tls ? { hosts: [{ address: BRIDGE_ADDRESS, names: [s3.host] }], caCertPem: tls.caCertPem } : {}),
+        beforeApply: async () => {
+            if (s3 && tls) await startS3(s3, tls, log);
+            await prepareAppNodes(appNodes, program.app, log);
+        },
+    });
     try {
-        if (program.connectionString) saveLabStack({ connectionString: program.connectionString });
+        saveLabStack({ ...(program.connectionString ? { connectionString: program.connectionString } : {}), app: program.app, hostname: program.hostname });
         const health = await waitHealthy(log, HEALTHY_TIMEOUT_MS);
         log(`lab: up in ${elapsed(t)}`);
         return { specs: program.specs, health, seconds: (Date.now() - t) / 1000 };

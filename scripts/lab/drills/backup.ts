@@ -87,6 +87,7 @@ export const backupRestore: Drill = {
             recoverySeconds: 0,
             lostWrites: present < 0 ? BEFORE : BEFORE - present,
             failedRequests: after < 0 ? 0 : after,
+            failedHttpRequests: null, // a restore beside the cluster: no web traffic involved
             splitBrain: false,
             passed: present === BEFORE && after === 0,
             notes,

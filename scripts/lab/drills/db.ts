@@ -11,7 +11,7 @@ import { faultUnderLoad, pickNode } from "./harness";
 import { Drill, DrillContext } from "./types";
 
 export const PRIMARY_RTO_SECONDS = PATRONI_TIMING.ttl + 3;
-const UNAFFECTED_RTO_SECONDS = 5;
+export const UNAFFECTED_RTO_SECONDS = 5;
 
 const dbNodes = (): NodeState[] => labNodes().filter((n) => n.role === "db");
 

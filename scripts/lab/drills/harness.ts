@@ -3,7 +3,8 @@
 import { sleep } from "../exec";
 import { waitHealthy } from "../health";
 import { analyzeWrites } from "../load/analyze";
-import { canWrite, WriteLoad } from "../load/writes";
+import { canWrite, labStack, WriteLoad } from "../load/writes";
+import { analyzeRequests, WebLoad, WebTarget } from "../load/web";
 import { labNodes } from "../realize";
 import { meshProbe, ProbeRun } from "./probes";
 import { DrillContext, DrillResult } from "./types";
@@ -19,6 +20,8 @@ export interface FaultSpec {
     repair(): Promise<void>;
     /** Writes must be accepted again within this many seconds of the fault. */
     rtoTargetSeconds: number;
+    /** The fault is about this path to the database (host:port of the connection string): the writer must be using it when the fault strikes. */
+    writesVia?: string;
 }
 
 /** How long writes are watched after the fault when they never stop. */
@@ -26,12 +29,18 @@ const CALM_MS = 6_000;
 /** How long writes may stay down before the drill gives up on them. */
 const WRITES_TIMEOUT_MS = 60_000;
 const RECOVER_TIMEOUT_MS = 120_000;
+/** A request slower than this counts as failed (HAProxy's own server timeout is 15 s). */
+const WEB_TIMEOUT_MS = 20_000;
+/** Two clients, one request each per 100 ms: enough to catch a failure window of a tenth of a second. */
+const WEB_EVERY_MS = 100;
 
 export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promise<DrillResult> {
     const notes: string[] = [];
     await waitHealthy(ctx.log, 90_000);
-    const writes = canWrite() ? await WriteLoad.start((CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30, spec.lost) : undefined;
+    const loadSeconds = (CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30;
+    const writes = canWrite() ? await WriteLoad.start(loadSeconds, spec.lost) : undefined;
     if (!writes) notes.push("no database in this stack: mesh probes only");
+    const web = startWebLoad(spec.lost, loadSeconds);
     const mesh = new ProbeRun(meshProbe(spec.lost), 500, 2 * (WRITES_TIMEOUT_MS / 500)).start();
     let passed = true;
     let splitBrain = false;
@@ -65,11 +74,25 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
         notes.push(`mesh among the other nodes: ${mesh.attempts.length} checks, ${meshFailures} failed`);
         let result: DrillResult = {
             drill: spec.drill, target: spec.target, rtoSeconds: 0, rtoTargetSeconds: spec.rtoTargetSeconds, recoverySeconds, lostWrites: 0,
-            failedRequests: meshFailures, splitBrain, passed: passed && meshFailures === 0, notes,
+            failedRequests: meshFailures, failedHttpRequests: null, splitBrain, passed: passed && meshFailures === 0, notes,
         };
+        if (web) {
+            const w = analyzeRequests(await web.stop(), faultAt);
+            notes.push(`web: ${w.requests} requests through ${webTargets(spec.lost).map((t) => t.name).join(", ")} since the fault, ${w.failed} failed${w.failures.length ? ` (${w.failures.join("; ")})` : ""}`);
+            result = { ...result, failedRequests: result.failedRequests + w.failed, failedHttpRequests: w.failed, passed: result.passed && w.failed === 0 };
+        }
         if (writes) {
             const records = await writes.stop();
             const a = analyzeWrites(records, faultAt, await writes.presentIds());
+            if (spec.writesVia) {
+                const before = [...records].reverse().find((r) => r.ok && r.end < faultAt);
+                const after = records.find((r) => r.ok && r.start >= faultAt);
+                notes.push(`writes went through ${before?.via ?? "nothing"} before the fault and ${after?.via ?? "nothing"} after`);
+                if (before?.via !== spec.writesVia) {
+                    result = { ...result, passed: false };
+                    notes.push(`the writer was not using ${spec.writesVia} when it failed: the drill measured nothing`);
+                }
+            }
             notes.push(`${a.acknowledged} writes acknowledged, ${a.failed} failed; primaries in turn: ${a.servers.join(" -> ")}`);
             if (a.lostIds.length) notes.push(`lost ids: ${a.lostIds.slice(0, 20).join(", ")}`);
             const rtoOk = a.rtoSeconds !== null && a.rtoSeconds <= spec.rtoTargetSeconds;
@@ -78,7 +101,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
                 ...result,
                 rtoSeconds: a.rtoSeconds,
                 lostWrites: a.lostIds.length,
-                failedRequests: a.failed + meshFailures,
+                failedRequests: result.failedRequests + a.failed,
                 splitBrain: splitBrain || a.splitBrain,
                 passed: result.passed && rtoOk && a.lostIds.length === 0 && !(splitBrain || a.splitBrain),
             };
@@ -89,7 +112,21 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
     } finally {
         await mesh.stop();
         await writes?.stop();
+        await web?.stop();
     }
+}
+
+/** The HAProxy nodes a client can still reach (without Cloudflare's steering, a dead one is not asked). */
+export function webTargets(lost: string[]): WebTarget[] {
+    return labNodes().filter((n) => n.role === "haproxy" && !lost.includes(n.name)).map((n) => ({ name: n.name, address: n.publicIpv4 }));
+}
+
+/** HTTP load through the HAProxy nodes left standing, when the stack serves an app. */
+export function startWebLoad(lost: string[], maxSeconds: number): WebLoad | undefined {
+    const stack = labStack();
+    const targets = webTargets(lost);
+    if (!stack || targets.length === 0 || !labNodes().some((n) => n.role === "app")) return undefined;
+    return new WebLoad({ targets, hostname: stack.hostname, maxSeconds, maxRequests: 200_000, timeoutMs: WEB_TIMEOUT_MS, clients: 2, everyMs: WEB_EVERY_MS }).start();
 }
 
 /** Waits until writes failed and came back, or ran calmly through the fault (bounded). */

@@ -13,7 +13,10 @@ export interface DrillResult {
     /** Seconds from the repair (restart, reconnect) until the broken node was healthy again. */
     recoverySeconds: number | null;
     lostWrites: number;
+    /** Failed database writes, mesh probes and HTTP requests during the drill. */
     failedRequests: number;
+    /** Of those, HTTP requests through the web path (null: the stack serves no app). Must be 0. */
+    failedHttpRequests: number | null;
     splitBrain: boolean;
     passed: boolean;
     notes: string[];

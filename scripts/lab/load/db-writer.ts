@@ -17,12 +17,14 @@ export interface WriteRecord {
     ok: boolean;
     /** The server (mesh address) that committed it, from inet_server_addr(). */
     server?: string;
+    /** The HAProxy (host:port from the connection string) the write went through. */
+    via?: string;
     error?: string;
 }
 
 export const TABLE = "vps_ha_lab_writes";
 
-async function connect(hosts: string[], opts: { user: string; password: string; database: string }): Promise<Client> {
+async function connect(hosts: string[], opts: { user: string; password: string; database: string }): Promise<{ client: Client; via: string }> {
     let last: Error | undefined;
     for (const h of hosts) {
         const [host, port] = h.split(":");
@@ -30,7 +32,7 @@ async function connect(hosts: string[], opts: { user: string; password: string; 
         c.on("error", () => undefined); // a dropped connection surfaces on the next query
         try {
             await c.connect();
-            return c;
+            return { client: c, via: h };
         } catch (e) {
             last = e as Error;
             await c.end().catch(() => undefined);
@@ -48,15 +50,17 @@ async function main(): Promise<void> {
     const deadline = Date.now() + Number(v["max-seconds"]) * 1000;
     const everyMs = Number(v["every-ms"] ?? 50);
     let client: Client | undefined;
+    let via: string | undefined;
     let id = Number(v["start-id"] ?? 1);
     for (let n = 0; n < maxWrites && Date.now() < deadline; n++, id++) {
         const start = Date.now();
         const rec: WriteRecord = { id, start, end: start, ok: false };
         try {
-            client ??= await connect(hosts, opts);
+            if (!client) ({ client, via } = await connect(hosts, opts));
             const r = await client.query(`INSERT INTO ${TABLE} (id) VALUES ($1) RETURNING host(inet_server_addr()) AS server`, [id]);
             rec.ok = true;
             rec.server = r.rows[0].server;
+            rec.via = via;
         } catch (e) {
             rec.error = (e as Error).message;
             await client?.end().catch(() => undefined);

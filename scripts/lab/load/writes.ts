@@ -7,11 +7,14 @@ import { execInNode, labNodes } from "../realize";
 import { STATE_DIR } from "../paths";
 import type { WriteRecord } from "./db-writer";
 import { TABLE } from "./db-writer";
+import type { LabApp } from "../containers";
 
 export const STACK_FILE = join(STATE_DIR, "stack.json");
 
 interface LabStack {
-    connectionString: string;
+    connectionString?: string;
+    app: LabApp;
+    hostname: string;
 }
 
 /** The stack outputs the lab's clients need (written by `lab up`, 0600, gone on `down`). */
@@ -23,10 +26,16 @@ export function labStack(): LabStack | undefined {
     return existsSync(STACK_FILE) ? (JSON.parse(readFileSync(STACK_FILE, "utf8")) as LabStack) : undefined;
 }
 
+function connectionString(): string {
+    const url = labStack()?.connectionString;
+    if (!url) throw new Error("the lab stack has no database connection string (is the lab up?)");
+    return url;
+}
+
 /** The lab runs database writes only when the stack has a database and a client node. */
 export function canWrite(): boolean {
     const nodes = labNodes();
-    return labStack() !== undefined && nodes.some((n) => n.role === "db") && nodes.some((n) => n.role === "app");
+    return labStack()?.connectionString !== undefined && nodes.some((n) => n.role === "db") && nodes.some((n) => n.role === "app");
 }
 
 function clientNode(avoid: string[] = []): string {
@@ -37,7 +46,7 @@ function clientNode(avoid: string[] = []): string {
 
 /** psql in a node, through both HAProxy nodes to the primary, as the application. */
 export async function sql(query: string, node = clientNode()): Promise<string> {
-    const url = (labStack() as LabStack).connectionString;
+    const url = connectionString();
     const r = await execInNode(node, ["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query], { timeoutMs: 15_000, env: { PGCONNECT_TIMEOUT: "3" } });
     return r.stdout.trim();
 }
@@ -73,7 +82,7 @@ export class WriteLoad {
     }
 
     private launch(maxSeconds: number, maxWrites: number): void {
-        const url = parsePostgresUrl((labStack() as LabStack).connectionString);
+        const url = parsePostgresUrl(connectionString());
         const netns = labNodes().find((n) => n.name === this.node)?.netns as string;
         const passwordFile = join(this.log, "..", "password");
         writeFileSync(passwordFile, url.password, { mode: 0o600 });

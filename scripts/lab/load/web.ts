@@ -1,0 +1,124 @@
+// Bounded HTTP load through the web path: HTTPS GETs to the HAProxy nodes' public addresses
+// (what Cloudflare's edge does), from the lab's own side of the bridge. Every request is
+// recorded with its time, status and which release answered, so a drill can count failed
+// requests and see when traffic moved.
+import { Agent, request } from "node:https";
+
+export interface WebTarget {
+    name: string;
+    address: string;
+}
+
+export interface RequestRecord {
+    start: number;
+    end: number;
+    /** The HAProxy node asked. */
+    target: string;
+    status?: number;
+    ok: boolean;
+    /** First line of the body: the lab's stand-in app names its image there. */
+    served?: string;
+    error?: string;
+}
+
+export interface WebLoadOptions {
+    targets: WebTarget[];
+    /** Host header and TLS server name: the app's public hostname. */
+    hostname: string;
+    path?: string;
+    /** Parallel clients, each sending one request after another. */
+    clients?: number;
+    maxSeconds: number;
+    maxRequests: number;
+    /** Per-request limit, as a browser or Cloudflare would give up. */
+    timeoutMs?: number;
+    /** Each client starts a request at most this often: steady load that leaves the CPU to the stack. */
+    everyMs?: number;
+}
+
+export function getOnce(agent: Agent, target: WebTarget, hostname: string, path: string, timeoutMs: number): Promise<RequestRecord> {
+    const start = Date.now();
+    return new Promise((resolve) => {
+        const done = (r: Omit<RequestRecord, "start" | "end" | "target">) => resolve({ start, end: Date.now(), target: target.name, ...r });
+        const req = request({ host: target.address, port: 443, path, method: "GET", agent, servername: hostname, headers: { host: hostname }, timeout: timeoutMs }, (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => {
+                if (body.length < 4096) body += d;
+            });
+            res.on("end", () => {
+                const status = res.statusCode ?? 0;
+                done({ status, ok: status >= 200 && status < 400, served: body.split("\n")[0] });
+            });
+            res.on("error", (e) => done({ status: res.statusCode, ok: false, error: e.message }));
+        });
+        req.on("timeout", () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+        req.on("error", (e) => done({ ok: false, error: e.message }));
+        req.end();
+    });
+}
+
+export class WebLoad {
+    readonly records: RequestRecord[] = [];
+    private stopped = false;
+    private readonly loops: Promise<void>[] = [];
+    // The origin certificate is the program's own (self-signed until the front door issues one):
+    // Cloudflare checks it in "Full (strict)"; the lab's client checks only that TLS works.
+    private readonly agent = new Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: false });
+
+    constructor(private readonly opts: WebLoadOptions) {
+        if (opts.targets.length === 0) throw new Error("web load: no HAProxy node to send requests to");
+    }
+
+    start(): this {
+        const { targets, maxSeconds, maxRequests } = this.opts;
+        const deadline = Date.now() + maxSeconds * 1000;
+        let sent = 0;
+        for (let c = 0; c < (this.opts.clients ?? 2); c++) {
+            this.loops.push((async () => {
+                for (let i = c; !this.stopped && Date.now() < deadline && sent < maxRequests; i++) {
+                    sent++;
+                    const t = Date.now();
+                    const target = targets[i % targets.length];
+                    this.records.push(await getOnce(this.agent, target, this.opts.hostname, this.opts.path ?? "/", this.opts.timeoutMs ?? 10_000));
+                    const wait = (this.opts.everyMs ?? 0) - (Date.now() - t);
+                    if (wait > 0 && !this.stopped) await new Promise((r) => setTimeout(r, wait));
+                }
+            })());
+        }
+        return this;
+    }
+
+    async stop(): Promise<RequestRecord[]> {
+        this.stopped = true;
+        await Promise.all(this.loops);
+        this.agent.destroy();
+        return [...this.records].sort((a, b) => a.start - b.start);
+    }
+}
+
+export interface WebAnalysis {
+    requests: number;
+    failed: number;
+    /** Failed requests, first few, for the notes. */
+    failures: string[];
+    /** Seconds from `since` to the last failure (0 when none failed). */
+    errorWindowSeconds: number;
+    /** Which releases answered, in the order they first did. */
+    served: string[];
+}
+
+export function analyzeRequests(records: RequestRecord[], since: number): WebAnalysis {
+    const after = records.filter((r) => r.end >= since);
+    const failed = after.filter((r) => !r.ok);
+    const served: string[] = [];
+    for (const r of after) if (r.ok && r.served && !served.includes(r.served)) served.push(r.served);
+    const last = failed[failed.length - 1];
+    return {
+        requests: after.length,
+        failed: failed.length,
+        failures: failed.slice(0, 5).map((r) => `${r.target}: ${r.status ?? r.error}`),
+        errorWindowSeconds: last ? Math.max(0, (last.end - since) / 1000) : 0,
+        served,
+    };
+}
