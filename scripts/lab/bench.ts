@@ -12,7 +12,7 @@ import { packagesOf } from "./cloudinit";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { labNodes } from "./realize";
+import { execInNode, labNodes } from "./realize";
 import { labStack } from "./load/writes";
 import type { HttpBenchFigures } from "./load/http-bench";
 
@@ -36,14 +36,35 @@ async function httpBench(netns: string, url: string, host: string): Promise<Http
  * app node's mesh address). Both cross the WireGuard mesh once; the difference is HAProxy with
  * its TLS termination.
  */
-export async function proxyOverhead(): Promise<{ viaProxy: HttpBenchFigures; direct: HttpBenchFigures }> {
+export async function proxyOverhead(): Promise<ProxyFigures> {
     const stack = labStack();
     const proxy = labNodes().find((n) => n.role === "haproxy");
-    const app = labNodes().find((n) => n.role === "app");
-    if (!stack || !proxy || !app) throw new Error("proxy benchmark: the lab has no HAProxy or app node");
+    const apps = labNodes().filter((n) => n.role === "app");
+    if (!stack || !proxy || apps.length === 0) throw new Error("proxy benchmark: the lab has no HAProxy or app node");
+    const [app, ...others] = apps;
     const viaProxy = await httpBench(proxy.netns, "https://127.0.0.1/", stack.hostname);
+    // The same single app node behind the proxy, the others put in maintenance for the run.
+    await haproxyCommand(proxy.name, others.map((o) => `disable server app/${o.name}`));
+    let viaProxyOneApp: HttpBenchFigures;
+    try {
+        viaProxyOneApp = await httpBench(proxy.netns, "https://127.0.0.1/", stack.hostname);
+    } finally {
+        await haproxyCommand(proxy.name, others.map((o) => `enable server app/${o.name}`));
+    }
     const direct = await httpBench(proxy.netns, `http://${app.meshAddress}:${stack.app.port}/`, stack.hostname);
-    return { viaProxy, direct };
+    return { viaProxy, viaProxyOneApp, direct };
+}
+
+export interface ProxyFigures {
+    viaProxy: HttpBenchFigures;
+    viaProxyOneApp: HttpBenchFigures;
+    direct: HttpBenchFigures;
+}
+
+/** Commands to HAProxy's runtime API on the node's admin socket (python3: no socat on nodes). */
+async function haproxyCommand(node: string, commands: string[]): Promise<void> {
+    const script = "import socket,sys\nfor c in sys.argv[1:]:\n s=socket.socket(socket.AF_UNIX);s.connect('/run/haproxy/admin.sock');s.sendall((c+'\\n').encode());print(s.recv(4096).decode().strip());s.close()";
+    for (const c of commands) await execInNode(node, ["python3", "-c", script, c], { timeoutMs: 10_000 });
 }
 
 export async function labBench(runs: number): Promise<[string, string][]> {
@@ -53,7 +74,7 @@ export async function labBench(runs: number): Promise<[string, string][]> {
     await ensureRootfs(packagesOf(specs), log); // cached before timing starts
     const bringUps: number[] = [];
     const memory: number[] = [];
-    const proxies: { viaProxy: HttpBenchFigures; direct: HttpBenchFigures }[] = [];
+    const proxies: ProxyFigures[] = [];
     const results = new Map<string, DrillResult[]>();
     for (let i = 0; i < runs; i++) {
         try {
@@ -71,13 +92,15 @@ export async function labBench(runs: number): Promise<[string, string][]> {
     ];
     const m = (f: (p: (typeof proxies)[number]) => number) => median(proxies.map(f));
     const fig = (p: HttpBenchFigures) => `${p.requestsPerSecond.toFixed(0)} req/s, p50 ${p.p50Ms.toFixed(1)} ms, p99 ${p.p99Ms.toFixed(1)} ms`;
-    const med = (side: "viaProxy" | "direct"): HttpBenchFigures => ({ ...proxies[0][side], requestsPerSecond: m((p) => p[side].requestsPerSecond), p50Ms: m((p) => p[side].p50Ms), p99Ms: m((p) => p[side].p99Ms), failed: Math.max(...proxies.map((p) => p[side].failed)) });
+    const med = (side: keyof ProxyFigures): HttpBenchFigures => ({ ...proxies[0][side], requestsPerSecond: m((p) => p[side].requestsPerSecond), p50Ms: m((p) => p[side].p50Ms), p99Ms: m((p) => p[side].p99Ms), failed: Math.max(...proxies.map((p) => p[side].failed)) });
     const via = med("viaProxy");
+    const viaOne = med("viaProxyOneApp");
     const direct = med("direct");
     figures.push(
-        [`HTTP through one HAProxy node (HTTPS, ${HTTP_BENCH_CLIENTS} clients, ${HTTP_BENCH_SECONDS} s), median of ${runs}`, `${fig(via)}, ${via.failed} failed`],
-        [`HTTP direct to one app node (plain, same clients), median of ${runs}`, `${fig(direct)}, ${direct.failed} failed`],
-        ["proxy overhead: direct req/s / via-proxy req/s; p50 via / direct", `${(direct.requestsPerSecond / via.requestsPerSecond).toFixed(2)}x; ${(via.p50Ms / direct.p50Ms).toFixed(2)}x`],
+        [`HTTP through one HAProxy node to every app node (HTTPS, ${HTTP_BENCH_CLIENTS} clients, ${HTTP_BENCH_SECONDS} s), median of ${runs}`, `${fig(via)}, ${via.failed} failed`],
+        [`HTTP through one HAProxy node to one app node, median of ${runs}`, `${fig(viaOne)}, ${viaOne.failed} failed`],
+        [`HTTP direct to that app node (plain HTTP over the mesh, same clients), median of ${runs}`, `${fig(direct)}, ${direct.failed} failed`],
+        ["proxy overhead, one app node: direct req/s / via-proxy req/s; p50 via / direct", `${(direct.requestsPerSecond / viaOne.requestsPerSecond).toFixed(2)}x; ${(viaOne.p50Ms / direct.p50Ms).toFixed(2)}x`],
     );
     for (const [name, rs] of results) {
         const rtos = rs.map((r) => r.rtoSeconds).filter((x): x is number => x !== null);
