@@ -2,6 +2,7 @@
 // map Pulumi hands a program (or the offline plan reads from a stack file); the output is a typed
 // StackConfig or the complete list of problems, each naming its key path, the bad value and what
 // is allowed. Pure: no Pulumi runtime here, so tests and the offline plan use it unchanged.
+import { isIP } from "node:net";
 import { z } from "zod";
 import { catalogs, isCloudProvider, isOwnHost, providerNames } from "./providers/catalogs";
 import { cidrHostCount, inNetwork, ipInCidr, parseCidr } from "./net";
@@ -39,6 +40,16 @@ export function formatIssues(issues: ConfigIssue[]): string {
 
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits Cloudflare shows for it");
+const hostName = z.string().regex(/^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a host name such as app.example.com");
+
+/** R2's location hints: Asia-Pacific, Eastern/Western Europe, Eastern/Western North America, Oceania. */
+export const R2_LOCATIONS = ["apac", "eeur", "weur", "enam", "wnam", "oc"] as const;
+
+/** Cloudflare plans, cheapest first. */
+export const ZONE_PLANS = ["free", "pro", "business", "enterprise"] as const;
+export type ZonePlan = (typeof ZONE_PLANS)[number];
+/** The shortest health-check interval each plan allows, in seconds. */
+export const MIN_CHECK_INTERVAL: Record<ZonePlan, number> = { free: 60, pro: 60, business: 15, enterprise: 10 };
 
 /** Variables the app always gets from vps-ha: the user may not set them. */
 export const RESERVED_APP_ENV = ["DATABASE_URL", "HOST", "PORT"];
@@ -62,7 +73,30 @@ const shapes = {
     cloudflare: z.strictObject({
         accountId: hex32,
         zoneId: hex32,
+        /** The Load Balancing add-on; false is budget mode (proxied records and health checks). */
         loadBalancer: z.boolean().default(true),
+        /** The plan the zone is on: it sets the shortest health-check interval, and budget mode's health checks need Pro. */
+        zonePlan: z.enum(ZONE_PLANS).default("free"),
+        /** Default app.<domain>. */
+        hostname: hostName.optional(),
+        /** The release candidate's hostname; default candidate.<domain>. */
+        candidateHostname: hostName.optional(),
+        /** off: ordered failover to the second HAProxy node, back when the first is healthy again; random: both share the traffic. */
+        // A YAML 1.1 reader takes an unquoted `off` for false; it means the steering policy "off".
+        steering: z.preprocess((v) => (v === false ? "off" : v), z.enum(["off", "random"])).default("off"),
+        monitor: z.strictObject({
+            interval: z.number().int().max(3600).default(60),
+            retries: z.number().int().min(0).max(5).default(2),
+            timeout: z.number().int().min(1).max(10).default(5),
+            /** Default /healthz; HAProxy answers it itself (200 while an app node is up). */
+            path: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, "must be a path such as /healthz").default("/healthz"),
+        }).default({ interval: 60, retries: 2, timeout: 5, path: "/healthz" }),
+        hstsMaxAgeSeconds: z.number().int().min(0).max(31536000, "must be at most 31536000 (12 months), the longest Cloudflare accepts").default(31536000),
+        alerts: z.strictObject({
+            enabled: z.boolean().default(true),
+            email: z.email("must be an email address").optional(),
+            webhookUrl: z.string().regex(/^https:\/\/[^\s]+$/, "must be an https:// URL").optional(),
+        }).optional(),
     }),
     admin: z.strictObject({
         sshCidrs: z.array(z.string()).default([]),
@@ -105,6 +139,8 @@ const shapes = {
             path: z.string().regex(/^\/[A-Za-z0-9._\/-]*$/, "must be an absolute path such as /prod").optional(),
             accessKeyId: z.string().min(1).optional(),
             secretAccessKey: z.string().min(1).optional(),
+            /** Where the program's R2 bucket should live (a hint R2 honours when it creates the bucket); R2 only. */
+            location: z.enum(R2_LOCATIONS).optional(),
             /** false only for a test endpoint with a self-signed certificate (the lab's). */
             verifyTls: z.boolean().default(true),
         }).optional(),
@@ -148,7 +184,7 @@ export function parseStackConfig(raw: RawConfig, stack: string): StackConfig {
     if (issues.length > 0) throw new ConfigError(issues);
 
     const config = { ...(parsed as Parsed), stack, secretKeys: [] as string[] };
-    issues.push(...checkNodes(config), ...checkNetwork(config), ...checkSecrets(config, raw));
+    issues.push(...checkNodes(config), ...checkNetwork(config), ...checkFrontDoor(config), ...checkSecrets(config, raw));
     if (issues.length > 0) throw new ConfigError(issues);
     return config;
 }
@@ -301,6 +337,60 @@ function isPrivate4(cidr: string): boolean {
     return [["10.0.0.0/8", 8], ["172.16.0.0/12", 12], ["192.168.0.0/16", 16]].some(([net, min]) => inNetwork(address, String(net)) && Number(prefix) >= Number(min));
 }
 
+// ---- the Cloudflare front door ---------------------------------------------------------------
+
+/** The app's and the release candidate's hostnames, defaults applied. */
+export function frontDoorHostnames(config: Pick<StackConfig, "cloudflare" | "domain">): { app: string; candidate: string } {
+    return { app: config.cloudflare.hostname ?? `app.${config.domain}`, candidate: config.cloudflare.candidateHostname ?? `candidate.${config.domain}` };
+}
+
+function checkFrontDoor(config: StackConfig): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    const cf = config.cloudflare;
+    const at = (field: string) => `${PROJECT}:cloudflare.${field}`;
+    const names = frontDoorHostnames(config);
+    for (const [field, host] of [["hostname", names.app], ["candidateHostname", names.candidate]] as const) {
+        if (host !== config.domain && !host.endsWith(`.${config.domain}`)) {
+            issues.push({ path: at(field), message: `"${host}" is outside the zone ${config.domain}; allowed: ${config.domain} or a name under it, e.g. app.${config.domain}` });
+        } else if (host.endsWith(`.nodes.${config.domain}`)) {
+            issues.push({ path: at(field), message: `"${host}" is inside nodes.${config.domain}, where the nodes' DNS-only records live; pick a name outside it` });
+        }
+    }
+    if (names.app === names.candidate) issues.push({ path: at("candidateHostname"), message: `is the same as the app's hostname ${names.app}; the release candidate needs a name of its own` });
+    const min = MIN_CHECK_INTERVAL[cf.zonePlan];
+    if (cf.monitor.interval < min) {
+        const lower = ZONE_PLANS.filter((p) => MIN_CHECK_INTERVAL[p] <= cf.monitor.interval).map((p) => `${p} (${MIN_CHECK_INTERVAL[p]} s)`);
+        const hint = lower.length ? `; a shorter one needs another plan: ${lower.join(", ")} (set zonePlan)` : "; no Cloudflare plan checks more often than every 10 s";
+        issues.push({ path: at("monitor.interval"), message: `${cf.monitor.interval} s is below the minimum of the ${cf.zonePlan} plan, ${min} s${hint}` });
+    }
+    if (cf.monitor.timeout >= cf.monitor.interval) {
+        issues.push({ path: at("monitor.timeout"), message: `${cf.monitor.timeout} s must be shorter than the interval (${cf.monitor.interval} s), or checks overlap` });
+    }
+    if (cf.alerts?.enabled && !cf.alerts.email && !cf.alerts.webhookUrl) {
+        issues.push({ path: at("alerts"), message: "are enabled but have no target; set email, webhookUrl or both (or enabled: false)" });
+    }
+    if (!cf.loadBalancer) issues.push(...checkBudgetMode(config));
+    return issues;
+}
+
+/** Budget mode: Cloudflare's standalone health checks need a paid plan; records need IP addresses. */
+function checkBudgetMode(config: StackConfig): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    if (config.cloudflare.zonePlan === "free") {
+        issues.push({
+            path: `${PROJECT}:cloudflare.zonePlan`,
+            message: "is free, but budget mode (loadBalancer: false) watches the HAProxy nodes with Cloudflare health checks, which need the Pro plan or above; " +
+                "on the free plan the Load Balancing add-on (loadBalancer: true) is the cheaper way; or set zonePlan to the zone's plan",
+        });
+    }
+    config.nodes.haproxy.forEach((n, i) => {
+        if (n.host !== undefined && isIP(n.host) === 0) {
+            issues.push({ path: nodePath("haproxy", i, "host"), message: `"${n.host}" is a name, but budget mode points the app's proxied A records at the HAProxy nodes; give the host's IPv4 address, or use loadBalancer: true` });
+        }
+    });
+    return issues;
+}
+
 /** Where backups go, with every default applied; undefined when backups are off. */
 export interface BackupTarget {
     bucket: string;
@@ -353,6 +443,9 @@ function checkBackups(config: StackConfig, raw: RawConfig): ConfigIssue[] {
         } else if (!raw.secretKeys.has(key)) {
             issues.push({ path, message: `is stored as plain text; it must be a secret: ${how}` });
         }
+    }
+    if (b.location !== undefined && b.endpoint !== undefined) {
+        issues.push({ path: `${key}.backups.location`, message: `is a Cloudflare R2 location hint, but backups go to ${b.endpoint}; drop it, or drop endpoint to use the R2 bucket the program creates` });
     }
     if (b.accessKeyId !== undefined && b.secretAccessKey !== undefined && raw.secretKeys.has(key)) config.secretKeys.push(key);
     return issues;

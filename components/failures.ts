@@ -51,6 +51,9 @@ function assess(plan: PlanLike, scenario: string, isLost: (n: PlannedNode) => bo
     else if (dbAlive === 0) notes.push("no database member left");
     else if (!safe) notes.push(`${dbAlive} of ${members} members left: promoting one could drop acknowledged writes, so writes wait`);
     if (!webUp) notes.push(count(alive, "app") === 0 ? "no app node left" : "no HAProxy node left");
+    else if (!plan.config.cloudflare.loadBalancer && count(alive, "haproxy") < count(plan.nodes, "haproxy")) {
+        notes.push("budget mode: visitors sent to the lost HAProxy node get errors (521/522) until its records are taken out");
+    }
     const lost = plan.nodes.filter(isLost).map((n) => n.name);
     return { scenario, lost, webUp, dbPrimary, dbWrites, note: notes.join("; ") || "survives" };
 }

@@ -3,7 +3,7 @@
 // leaves standing. The resources follow the plan; the lab and the offline plan read it too.
 import { createHash } from "node:crypto";
 import { allNodes, ConfigError, ConfigIssue, PROJECT, Role, StackConfig } from "./config";
-import { loadBalancerMonthlyUsd, nodeMonthlyUsd, roundUsd } from "./cost";
+import { cloudflareCosts, CostLine, nodeMonthlyUsd, roundUsd } from "./cost";
 import { cidrHostCount, nthHost } from "./net";
 import { failureTable, FailureRow } from "./failures";
 
@@ -41,8 +41,8 @@ export interface StackPlan {
     /** Inbound rules per role; every other port is closed. */
     ports: Record<Role, PortRule[]>;
     failures: FailureRow[];
-    /** Monthly costs beyond the servers (Cloudflare add-ons), each with what it is. */
-    extraCosts: { item: string; monthlyUsd: number }[];
+    /** Monthly costs beyond the servers (Cloudflare's plan and add-ons), each with what it is. */
+    extraCosts: CostLine[];
     monthlyCostUsd: number;
 }
 
@@ -150,7 +150,7 @@ export function buildPlan(config: StackConfig): StackPlan {
         ...(node.host ? { host: { address: node.host, user: node.user ?? "root" } } : {}),
     }));
     const origins = nodes.filter((n) => n.role === "haproxy").length;
-    const extraCosts = config.cloudflare.loadBalancer ? [{ item: `Cloudflare Load Balancing (${origins} origins)`, monthlyUsd: loadBalancerMonthlyUsd(origins) }] : [];
+    const extraCosts = cloudflareCosts(config, origins);
     const monthlyCostUsd = roundUsd([...nodes, ...extraCosts].reduce((sum, n) => sum + n.monthlyUsd, 0));
     const plan = { config, nodes, ports: portRules(config), failures: [] as FailureRow[], extraCosts, monthlyCostUsd };
     plan.failures = failureTable(plan);

@@ -2,12 +2,15 @@
 // the offline plan, the lab and the tests run the very same function under the mock runtime.
 import * as pulumi from "@pulumi/pulumi";
 import { AppTier } from "./app";
+import { BackupBucket } from "./backup-bucket";
 import { ConfigError, parseStackConfig } from "./config";
 import { DatabaseCluster } from "./database";
+import { CloudflareFrontDoor } from "./front-door";
 import { HaproxyPair } from "./haproxy";
 import { Mesh } from "./mesh";
 import { NodeGroupArgs } from "./node-group";
 import { NodeRecords } from "./node-records";
+import { OriginCertificate } from "./origin-certificate";
 import { FailureRow } from "./failures";
 import { buildPlan, StackPlan } from "./plan";
 import { adapters, ServerFactory } from "./providers";
@@ -35,6 +38,11 @@ export interface StackOutputs {
     connectionString: pulumi.Output<string>;
     /** The same for read-only clients, on the replicas' port (secret). */
     readOnlyConnectionString: pulumi.Output<string>;
+    /** Where visitors reach the app, and the release candidate. */
+    hostname: string;
+    candidateHostname: string;
+    /** Cloudflare sends it in the cf-webhook-auth header of each alert (secret); only with a webhook. */
+    alertWebhookSecret?: pulumi.Output<string>;
 }
 
 /** Validates the config and builds the plan, or stops the program with every problem at once. */
@@ -62,10 +70,13 @@ export function vpsHa(): StackOutputs {
     const mesh = new Mesh("mesh", { plan });
     const groupArgs: NodeGroupArgs = { plan, mesh, servers, sshPrivateKey };
     const database = new DatabaseCluster("database", groupArgs);
-    const proxies = new HaproxyPair("haproxy", groupArgs);
+    const origin = new OriginCertificate("origin-cert", { plan });
+    const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem });
     const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString });
     const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
     new NodeRecords("node-records", { plan, nodes: all });
+    const frontDoor = new CloudflareFrontDoor("front-door", { plan, origins: proxies.nodes });
+    if (plan.config.database.backups && !plan.config.database.backups.endpoint) new BackupBucket("backups", { plan });
 
     return {
         nodes: plan.nodes.map((n) => {
@@ -81,5 +92,8 @@ export function vpsHa(): StackOutputs {
         monthlyCostUsd: plan.monthlyCostUsd,
         connectionString: pulumi.secret(database.connectionString),
         readOnlyConnectionString: pulumi.secret(database.readOnlyConnectionString),
+        hostname: frontDoor.hostname,
+        candidateHostname: frontDoor.candidateHostname,
+        ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),
     };
 }

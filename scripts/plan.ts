@@ -1,17 +1,22 @@
-// npm run plan -- [--stack NAME | --config FILE] [--json]
+// npm run plan -- [--stack NAME | --config FILE] [--against DEPLOYED_FILE] [--json]
 // The offline plan: runs the real program under Pulumi's mock runtime (no CLI, no cloud account)
 // and prints the nodes per provider and region with their monthly price, the total, the
-// resources the program would create, and what each failure leaves standing.
-// Exit codes: 0 plan printed, 2 the stack file or its config is invalid.
+// Cloudflare front door, the resources the program would create, and what each failure leaves
+// standing. With --against (the stack file as deployed, e.g. from `git show HEAD:Pulumi.prod.yaml`)
+// it also warns about a change that would replace too many database members at once.
+// Exit codes: 0 plan printed (warnings included), 2 a stack file or its config is invalid.
 import * as pulumi from "@pulumi/pulumi";
 import { resolve } from "node:path";
+import { ConfigError, parseStackConfig } from "../components/config";
+import { buildPlan, replacementWarnings, StackPlan } from "../components/plan";
 import { catalogs } from "../components/providers/catalogs";
 import type { FailureRow } from "../components/failures";
+import { cloudflareSummary, CloudflareSummary, formatCloudflare } from "./lib/plan-cloudflare";
 import { evaluateProgram, Evaluation } from "./lib/mock-program";
-import { readStackFile, StackFileError, stackNameOf } from "./lib/stack-file";
+import { readStackFile, StackFile, StackFileError, stackNameOf } from "./lib/stack-file";
 import { parseArgs, UsageError } from "./lib/args";
 
-const USAGE = "usage: npm run plan -- [--stack NAME | --config FILE] [--json]";
+const USAGE = "usage: npm run plan -- [--stack NAME | --config FILE] [--against DEPLOYED_STACK_FILE] [--json]";
 
 interface PlanNode {
     name: string;
@@ -32,13 +37,29 @@ export interface PlanReport {
     extraCosts: { item: string; monthlyUsd: number }[];
     monthlyCostUsd: number;
     resources: Record<string, number>;
+    cloudflare: CloudflareSummary;
     failures: FailureRow[];
+    /** With --against: what applying this file over the deployed one would risk. */
+    replacementWarnings?: string[];
 }
 
-export async function planReport(source: string, stack: string): Promise<PlanReport> {
+export async function planReport(source: string, stack: string, against?: string): Promise<PlanReport> {
     const file = readStackFile(source);
+    const deployed = against === undefined ? undefined : planOf(readStackFile(against), stack, against);
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
-    return toReport(evaluation, stack, source);
+    const report = toReport(evaluation, stack, source);
+    if (deployed) report.replacementWarnings = replacementWarnings(deployed, planOf(file, stack, source));
+    return report;
+}
+
+/** The pure plan of a stack file; a config mistake names the file it is in. */
+function planOf(file: StackFile, stack: string, source: string): StackPlan {
+    try {
+        return buildPlan(parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, stack));
+    } catch (e) {
+        if (e instanceof ConfigError) throw new StackFileError(`${source}: ${e.message}`);
+        throw e;
+    }
 }
 
 function toReport(e: Evaluation, stack: string, source: string): PlanReport {
@@ -53,6 +74,7 @@ function toReport(e: Evaluation, stack: string, source: string): PlanReport {
         extraCosts: out.extraCosts,
         monthlyCostUsd: out.monthlyCostUsd,
         resources,
+        cloudflare: cloudflareSummary(e),
         failures: out.failures,
     };
 }
@@ -76,6 +98,7 @@ export function formatReport(r: PlanReport): string {
     }
     for (const c of r.extraCosts) lines.push(`  ${pad(c.item, 79)}${c.monthlyUsd.toFixed(2).padStart(5)}`);
     lines.push(`  ${pad("Total", 79)}${r.monthlyCostUsd.toFixed(2).padStart(5)}`, "");
+    lines.push(...formatCloudflare(r.cloudflare, r.extraCosts), "");
     const count = Object.values(r.resources).reduce((a, b) => a + b, 0);
     lines.push(`Resources (${count})`);
     for (const [type, n] of Object.entries(r.resources).sort()) lines.push(`  ${pad(type, 60)}${String(n).padStart(4)}`);
@@ -84,13 +107,17 @@ export function formatReport(r: PlanReport): string {
     for (const f of r.failures) {
         lines.push(`  ${pad(f.scenario, 29)}${pad(yes(f.webUp), 6)}${pad(f.dbPrimary ? "yes" : "NO", 12)}${pad(f.dbWrites ? "yes" : "NO", 11)}${f.note}`);
     }
+    if (r.replacementWarnings) {
+        lines.push("", r.replacementWarnings.length ? "Warnings (against the deployed stack file)" : "Against the deployed stack file: no warnings");
+        for (const w of r.replacementWarnings) lines.push(`  - ${w}`);
+    }
     return lines.join("\n");
 }
 
 async function main(argv: string[]): Promise<number> {
     let args;
     try {
-        args = parseArgs(argv, { values: ["stack", "config"], flags: ["json"] });
+        args = parseArgs(argv, { values: ["stack", "config", "against"], flags: ["json"] });
     } catch (e) {
         if (e instanceof UsageError) {
             console.error(`${e.message}\n${USAGE}`);
@@ -105,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
     const stack = args.values.stack ?? (args.values.config ? (stackNameOf(args.values.config) ?? "dev") : "prod");
     const source = args.values.config ?? `Pulumi.${stack}.yaml`;
     try {
-        const report = await planReport(resolve(source), stack);
+        const report = await planReport(resolve(source), stack, args.values.against === undefined ? undefined : resolve(args.values.against));
         report.source = source;
         console.log(args.flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
         return 0;

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
+import { ConfigError, ConfigIssue, frontDoorHostnames, parseStackConfig } from "../components/config";
 import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
 import { StackFile } from "../scripts/lib/stack-file";
 
@@ -162,5 +162,61 @@ describe("stack config validation", () => {
         expectIssue(issues, "vps-ha:nodes.witness[0].host", /is required/);
         expectIssue(issues, "vps-ha:admin.sshCidrs", /set up over SSH/);
         expectIssue(issues, "vps-ha:sshPrivateKey", /is missing/);
+    });
+});
+
+describe("stack config validation: the Cloudflare front door", () => {
+    const cloudflare = (edits: Record<string, unknown>) => withConfig({ cloudflare: { ...JSON.parse(prodStack().values["vps-ha:cloudflare"]), ...edits } });
+
+    it("fills in the defaults: app.<domain>, candidate.<domain>, ordered failover, a 60 s check of /healthz", () => {
+        const config = parseStackConfig(raw(withConfig({ cloudflare: { accountId: "0123456789abcdef0123456789abcdef", zoneId: "fedcba9876543210fedcba9876543210" } })), "prod");
+        assert.deepEqual(frontDoorHostnames(config), { app: "app.example.com", candidate: "candidate.example.com" });
+        assert.equal(config.cloudflare.steering, "off");
+        assert.deepEqual(config.cloudflare.monitor, { interval: 60, retries: 2, timeout: 5, path: "/healthz" });
+        assert.equal(config.cloudflare.loadBalancer, true);
+        assert.equal(config.cloudflare.alerts, undefined);
+        // A YAML 1.1 reader turns an unquoted `off` into false; it still means "off".
+        assert.equal(parseStackConfig(raw(cloudflare({ steering: false })), "prod").cloudflare.steering, "off");
+    });
+
+    it("rejects a hostname outside the zone, inside the node records, or the same for app and candidate", () => {
+        expectIssue(issuesOf(cloudflare({ hostname: "app.example.org" })), "vps-ha:cloudflare.hostname", /"app.example.org" is outside the zone example.com/);
+        expectIssue(issuesOf(cloudflare({ candidateHostname: "rc.notexample.com" })), "vps-ha:cloudflare.candidateHostname", /outside the zone/);
+        expectIssue(issuesOf(cloudflare({ hostname: "web.prod.nodes.example.com" })), "vps-ha:cloudflare.hostname", /node/);
+        expectIssue(issuesOf(cloudflare({ candidateHostname: "app.example.com" })), "vps-ha:cloudflare.candidateHostname", /same as the app's hostname/);
+        expectIssue(issuesOf(cloudflare({ hostname: "App Example" })), "vps-ha:cloudflare.hostname", /host name/);
+        assert.deepEqual(issuesOf(cloudflare({ hostname: "example.com", candidateHostname: "rc.eu.example.com" })), []);
+    });
+
+    it("rejects a check interval below 10 s, or below the zone plan's minimum, and a timeout not below it", () => {
+        expectIssue(issuesOf(cloudflare({ zonePlan: "enterprise", monitor: { interval: 5 } })), "vps-ha:cloudflare.monitor.interval", /5 s is below the minimum of the enterprise plan, 10 s/, /no Cloudflare plan/);
+        expectIssue(issuesOf(cloudflare({ monitor: { interval: 15 } })), "vps-ha:cloudflare.monitor.interval", /below the minimum of the free plan, 60 s/, /business \(15 s\)/);
+        assert.deepEqual(issuesOf(cloudflare({ zonePlan: "business", monitor: { interval: 15 } })), []);
+        expectIssue(issuesOf(cloudflare({ monitor: { interval: 60, timeout: 10, retries: 9 } })), "vps-ha:cloudflare.monitor.retries", /5/);
+        expectIssue(issuesOf(cloudflare({ zonePlan: "enterprise", monitor: { interval: 10, timeout: 10 } })), "vps-ha:cloudflare.monitor.timeout", /shorter than the interval/);
+        expectIssue(issuesOf(cloudflare({ monitor: { path: "healthz" } })), "vps-ha:cloudflare.monitor.path", /path/);
+        expectIssue(issuesOf(cloudflare({ zonePlan: "gold" })), "vps-ha:cloudflare.zonePlan", /free|pro|business/);
+    });
+
+    it("asks for a notification target when alerts are on, and an https webhook", () => {
+        expectIssue(issuesOf(cloudflare({ alerts: { enabled: true } })), "vps-ha:cloudflare.alerts", /no target/, /email, webhookUrl/);
+        expectIssue(issuesOf(cloudflare({ alerts: {} })), "vps-ha:cloudflare.alerts", /no target/);
+        expectIssue(issuesOf(cloudflare({ alerts: { webhookUrl: "http://hooks.example.com/x" } })), "vps-ha:cloudflare.alerts.webhookUrl", /https:\/\//);
+        expectIssue(issuesOf(cloudflare({ alerts: { email: "ops at example" } })), "vps-ha:cloudflare.alerts.email", /email address/);
+        assert.deepEqual(issuesOf(cloudflare({ alerts: { enabled: false } })), []);
+        assert.deepEqual(issuesOf(cloudflare({ alerts: { webhookUrl: "https://hooks.example.com/x" } })), []);
+    });
+
+    it("refuses budget mode on the free plan (no health checks there), and an HSTS max-age Cloudflare does not take", () => {
+        expectIssue(issuesOf(cloudflare({ loadBalancer: false })), "vps-ha:cloudflare.zonePlan", /Pro plan or above/, /loadBalancer: true/);
+        assert.deepEqual(issuesOf(cloudflare({ loadBalancer: false, zonePlan: "pro" })), []);
+        expectIssue(issuesOf(cloudflare({ hstsMaxAgeSeconds: 63072000 })), "vps-ha:cloudflare.hstsMaxAgeSeconds", /31536000/);
+    });
+
+    it("refuses an R2 location hint for backups that go to another S3 endpoint", () => {
+        const backups = JSON.parse(prodStack().values["vps-ha:database"]).backups;
+        const file = withConfig({ database: { backups: { ...backups, endpoint: "https://s3.eu-central-1.amazonaws.com", location: "weur" } } });
+        expectIssue(issuesOf(file), "vps-ha:database.backups.location", /R2 location hint/);
+        expectIssue(issuesOf(withConfig({ database: { backups: { ...backups, location: "mars" } } })), "vps-ha:database.backups.location", /weur/);
     });
 });

@@ -1,5 +1,6 @@
-// The HAProxy pair's rendered config, checked by Debian 13's own HAProxy 3.0.
+// The HAProxy pair's rendered config and origin certificate, checked by Debian 13's own HAProxy 3.0.
 import { strict as assert } from "node:assert";
+import { generateKeyPairSync } from "node:crypto";
 import { parse } from "yaml";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { HAPROXY_CFG, ORIGIN_PEM } from "../components/render/haproxy";
@@ -47,5 +48,12 @@ describe("HAProxy pair config", function () {
         // And the check does catch a broken file.
         const broken = runInRootfs(rootfs, { [HAPROXY_CFG]: filesOf(prod.userData["lb-1"])[HAPROXY_CFG].replace("balance roundrobin", "balance sideways") }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
         assert.notEqual(broken.status, 0);
+        // It loads the origin certificate too: the Origin CA certificate with a key that is not its own is refused.
+        const files = filesOf(prod.userData["lb-1"]);
+        const otherKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "sec1" }).toString();
+        const wrongPem = files[ORIGIN_PEM].replace(/-----BEGIN EC PRIVATE KEY-----[\s\S]+-----END EC PRIVATE KEY-----\n/, otherKey);
+        assert.notEqual(wrongPem, files[ORIGIN_PEM]);
+        const mismatched = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], [ORIGIN_PEM]: wrongPem }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
+        assert.notEqual(mismatched.status, 0, mismatched.stdout + mismatched.stderr);
     });
 });

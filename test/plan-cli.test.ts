@@ -45,4 +45,45 @@ describe("npm run plan", function () {
         assert.equal(plan("--config", notYaml).code, 2);
         assert.equal(plan("--bogus").code, 2);
     });
+
+    it("lists the Cloudflare front door's resources and their monthly cost", () => {
+        const r = plan();
+        assert.equal(r.code, 0, r.err);
+        const section = r.out.slice(r.out.indexOf("Cloudflare (Load Balancing add-on)"), r.out.indexOf("Resources ("));
+        for (const text of [/LoadBalancerMonitor +HTTPS GET \/healthz expects 200, every 60 s/, /LoadBalancer +app\.example\.com, proxied, steering off: vps-ha-prod-lb-1 > vps-ha-prod-lb-2/,
+            /LoadBalancer +candidate\.example\.com/, /OriginCaCertificate +example\.com, \*\.example\.com for 5475 days/, /ZoneSetting +ssl = "strict"/,
+            /R2Bucket +vps-ha-prod-backups \(weur\)/, /Cloudflare Load Balancing \(2 origins\) +5\.00/]) assert.match(section, text);
+        const json = JSON.parse(plan("--json").out);
+        assert.equal(json.cloudflare.mode, "load balancer");
+        assert.deepEqual(json.cloudflare.resources.filter((c: { type: string }) => c.type === "LoadBalancerPool").length, 2);
+        assert.ok(json.extraCosts.some((c: { item: string; monthlyUsd: number }) => /Load Balancing/.test(c.item) && c.monthlyUsd === 5));
+    });
+
+    it("--against the deployed stack file warns when a change replaces most database members at once", () => {
+        const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
+        const deployed = join(dir, "deployed.yaml");
+        const prod = readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8");
+        writeFileSync(deployed, prod);
+        // db-1 and db-2 (of three) are both resized, so both replaced, in one go.
+        const moved = join(dir, "Pulumi.prod.yaml");
+        writeFileSync(moved, prod.replace("{ name: db-1, provider: hcloud, region: fsn1, size: cx23 }", "{ name: db-1, provider: hcloud, region: fsn1, size: cx33 }")
+            .replace("{ name: db-2, provider: hcloud, region: nbg1, size: cx23 }", "{ name: db-2, provider: hcloud, region: nbg1, size: cx33 }"));
+        assert.notEqual(readFileSync(moved, "utf8"), prod);
+        const r = plan("--config", moved, "--against", deployed);
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out, /Warnings \(against the deployed stack file\)\n  - this change replaces 2 of 3 database members at once: db-1 \(hcloud\/fsn1\/cx23 -> hcloud\/fsn1\/cx33\)/);
+        const json = JSON.parse(plan("--config", moved, "--against", deployed, "--json").out);
+        assert.equal(json.replacementWarnings.length, 1);
+        // The same file: nothing to warn about; without --against there is no such section.
+        const same = plan("--config", deployed, "--against", deployed, "--json");
+        assert.deepEqual(JSON.parse(same.out).replacementWarnings, []);
+        assert.equal(JSON.parse(plan("--json").out).replacementWarnings, undefined);
+        const missing = plan("--against", join(dir, "nope.yaml"));
+        assert.equal(missing.code, 2);
+        assert.match(missing.err, /cannot read .*nope\.yaml/);
+        writeFileSync(join(dir, "bad.yaml"), prod.replace("region: nbg1", "region: atlantis"));
+        const bad = plan("--against", join(dir, "bad.yaml"));
+        assert.equal(bad.code, 2);
+        assert.match(bad.err, /bad\.yaml: The stack config has 1 problem/);
+    });
 });

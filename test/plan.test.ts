@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
 import { ConfigError, parseStackConfig } from "../components/config";
+import { loadBalancerMonthlyUsd } from "../components/cost";
 import { inNetwork } from "../components/net";
 import { buildPlan, StackPlan } from "../components/plan";
 import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
@@ -78,12 +79,25 @@ describe("plan", () => {
         for (const r of open.ports.db.filter((r) => ["postgres", "patroni", "etcd-client", "etcd-peer"].includes(r.service))) assert.equal(r.from.kind, "mesh");
     });
 
-    it("adds up the monthly cost from the catalogs and the Cloudflare add-on", () => {
+    it("adds up the monthly cost from the catalogs, the Cloudflare add-on and the zone's plan", () => {
         const plan = planOf();
         const servers = plan.nodes.reduce((s, n) => s + n.monthlyUsd, 0);
         assert.ok(servers > 20 && servers < 100, String(servers));
         assert.equal(plan.monthlyCostUsd, Math.round((servers + 5) * 100) / 100);
-        assert.equal(planOf({ cloudflare: { ...JSON.parse(prodStack().values["vps-ha:cloudflare"]), loadBalancer: false } }).extraCosts.length, 0);
+        assert.deepEqual(plan.extraCosts.map((c) => [c.item.split(" (")[0], c.monthlyUsd]), [["Cloudflare Load Balancing", 5], ["Cloudflare R2 backups", 0]]);
+        // Budget mode: no add-on, but its health checks come with the Pro plan.
+        const budget = planOf({ cloudflare: { ...JSON.parse(prodStack().values["vps-ha:cloudflare"]), loadBalancer: false, zonePlan: "pro" } });
+        assert.ok(!budget.extraCosts.some((c) => /Load Balancing/.test(c.item)));
+        assert.equal(budget.monthlyCostUsd, Math.round((servers + 25) * 100) / 100);
+        // The add-on includes two origins; each further one is $5.
+        assert.deepEqual([loadBalancerMonthlyUsd(2), loadBalancerMonthlyUsd(3)], [5, 10]);
+    });
+
+    it("notes in budget mode that losing an HAProxy node sends visitors to errors until its records go", () => {
+        const budget = planOf({ cloudflare: { ...JSON.parse(prodStack().values["vps-ha:cloudflare"]), loadBalancer: false, zonePlan: "pro" } });
+        const lb1 = budget.failures.find((f) => f.scenario === "node lb-1");
+        assert.match(String(lb1?.note), /budget mode: .*521\/522/);
+        assert.equal(planOf().failures.find((f) => f.scenario === "node lb-1")?.note, "survives");
     });
 
     describe("failure table", () => {

@@ -24,6 +24,8 @@ export interface HaproxyConfig {
     /** A replica further behind than this is not offered on the replicas port. */
     maxReplicaLagBytes: number;
     hstsMaxAgeSeconds: number;
+    /** HAProxy answers this path itself: 200 while at least one app node is up, 503 otherwise. */
+    monitorPath: string;
 }
 
 export function renderHaproxyConfig(c: HaproxyConfig): string {
@@ -52,7 +54,7 @@ frontend web
     bind :${c.ports.http}
     bind :${c.ports.https} ssl crt ${ORIGIN_PEM} alpn h2,http/1.1
     # Cloudflare's monitor asks this: 200 while at least one app node is up, 503 otherwise.
-    monitor-uri /healthz
+    monitor-uri ${c.monitorPath}
     monitor fail if { nbsrv(app) lt 1 }
     http-request redirect scheme https code 301 unless { ssl_fc }
     http-response set-header Strict-Transport-Security "max-age=${c.hstsMaxAgeSeconds}; includeSubDomains"

@@ -16,7 +16,7 @@ export interface PrereqFacts {
     stackDoc?: Record<string, unknown>;
 }
 
-const CLOUDFLARE = { configKey: "cloudflare:apiToken", envVar: "CLOUDFLARE_API_TOKEN", what: "a Cloudflare API token (Zone DNS edit; Load Balancers and SSL edit)" };
+const CLOUDFLARE = { configKey: "cloudflare:apiToken", envVar: "CLOUDFLARE_API_TOKEN", what: "a Cloudflare API token (the permissions are listed in README.md, Deploying for real)" };
 const PLACEHOLDER = /^v1:placeholder/;
 
 const LOGIN_HOW =

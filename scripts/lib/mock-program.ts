@@ -12,6 +12,8 @@ import { mockTls } from "./mock-tls";
 export interface RecordedResource {
     type: string;
     name: string;
+    /** The id the mock gave it (what other resources' inputs hold when they refer to it). */
+    id: string;
     /** Inputs with secrets unwrapped to their plain values. */
     inputs: Record<string, unknown>;
     /** Top-level input names Pulumi held as secrets. */
@@ -118,10 +120,10 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                         const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[nodeNameOf(args.name)] ??= labAddress(Object.keys(publicIpv4).length)));
                         if (o) outputs = o;
                     }
-                    const recorded = { type: args.type, name: args.name, inputs, secretInputs, outputs };
+                    const recorded = { type: args.type, name: args.name, id: String(ids++), inputs, secretInputs, outputs };
                     resources.push(recorded);
                     input.onResource?.(recorded);
-                    return { id: String(ids++), state: outputs };
+                    return { id: recorded.id, state: outputs };
                 },
                 call(args) {
                     if (args.token === "cloudflare:index/getIpRanges:getIpRanges") return { ...MOCK_CLOUDFLARE_RANGES, etag: "mock", jdcloudCidrs: [] };

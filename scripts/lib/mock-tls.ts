@@ -1,6 +1,8 @@
 // Outputs for @pulumi/tls resources under the mock runtime: real keys and certificates (the lab's
 // HAProxy and pgBackRest load them), made with node:crypto and the openssl command, once per
-// resource name so every evaluation in a process renders the same text.
+// resource name so every evaluation in a process renders the same text. Cloudflare's Origin CA is
+// played by a throwaway CA that signs the program's certificate request the same way: for the
+// hostnames asked for, with the validity asked for.
 import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -65,13 +67,38 @@ function create(type: string, inputs: Record<string, unknown>): Record<string, s
                     { "req.pem": String(inputs.certRequestPem), "ca.pem": String(inputs.caCertPem), "cakey.pem": String(inputs.caPrivateKeyPem), "ext.cnf": "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n" },
                 ),
             };
+        case ORIGIN_CA_CERTIFICATE: {
+            const ca = mockOriginCa();
+            const names = (inputs.hostnames as string[]).map((h) => `DNS:${h}`).join(",");
+            const days = String(Number(inputs.requestedValidity ?? 5475));
+            return {
+                certificate: openssl(
+                    ["x509", "-req", "-in", "@req.pem", "-CA", "@ca.pem", "-CAkey", "@cakey.pem", "-set_serial", String(Date.now()), "-days", days, "-extfile", "@ext.cnf"],
+                    { "req.pem": String(inputs.csr), "ca.pem": ca.certPem, "cakey.pem": ca.keyPem, "ext.cnf": `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=${names}\n` },
+                ),
+            };
+        }
         default:
             return undefined;
     }
 }
 
+const ORIGIN_CA_CERTIFICATE = "cloudflare:index/originCaCertificate:OriginCaCertificate";
+let originCa: { keyPem: string; certPem: string } | undefined;
+
+/** The stand-in for Cloudflare's Origin CA, made once per process. */
+export function mockOriginCa(): { keyPem: string; certPem: string } {
+    if (!originCa) {
+        const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+        const keyPem = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+        const certPem = openssl(["req", "-x509", "-new", "-key", "@key.pem", "-subj", "/O=vps-ha mock/CN=Mock Origin CA", "-days", "5480", "-addext", "basicConstraints=critical,CA:TRUE"], { "key.pem": keyPem });
+        originCa = { keyPem, certPem };
+    }
+    return originCa;
+}
+
 export function mockTls(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> {
-    if (!type.startsWith("tls:")) return {};
+    if (!type.startsWith("tls:") && type !== ORIGIN_CA_CERTIFICATE) return {};
     if (!made.has(name)) {
         const out = create(type, inputs);
         if (!out) return {};
