@@ -2,6 +2,7 @@
 // each balances HTTP to the app nodes and routes database clients to the Patroni primary (5000)
 // or the replicas (5001). Database, stats and app traffic stay on the mesh.
 import { CloudConfigPart } from "./cloud-config";
+import { renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
 export const ORIGIN_PEM = "/etc/haproxy/certs/origin.pem";
@@ -56,6 +57,9 @@ frontend web
     # Cloudflare's monitor asks this: 200 while at least one app node is up, 503 otherwise.
     monitor-uri ${c.monitorPath}
     monitor fail if { nbsrv(app) lt 1 }
+    # With no app node to send to, refuse the connection rather than answer 503: Cloudflare's
+    # load balancer then retries the request on the other HAProxy node at once.
+    tcp-request connection reject if { nbsrv(app) lt 1 }
     http-request redirect scheme https code 301 unless { ssl_fc }
     http-response set-header Strict-Transport-Security "max-age=${c.hstsMaxAgeSeconds}; includeSubDomains"
     default_backend app
@@ -108,10 +112,41 @@ frontend stats
 `;
 }
 
+export const WAIT_FOR_APPS = "/usr/local/sbin/vps-ha-haproxy-wait-for-apps";
+/** How long a starting HAProxy waits for an app node before it opens its ports anyway. */
+const WAIT_FOR_APPS_SECONDS = 20;
+
+/**
+ * HAProxy 3.0 starts with every server UP until its checks say otherwise (`init-state` came in
+ * 3.1). On a node that has just booted the mesh may not carry traffic yet, so the first requests
+ * would meet unreachable app nodes and get 503s from a proxy that Cloudflare still holds healthy.
+ * This holds HAProxy's start until one app node answers its health path over the mesh (bounded).
+ */
+export function renderWaitForApps(c: Pick<HaproxyConfig, "appHealthPath">): string {
+    return `#!/bin/sh
+# Before HAProxy starts: wait (at most ${WAIT_FOR_APPS_SECONDS} s) until an app server named in its config answers.
+set -u
+servers=$(awk '/^[a-z]/ { section = $1 " " $2 } section == "backend app" && $1 == "server" { print $3 }' /etc/haproxy/haproxy.cfg)
+[ -n "$servers" ] || exit 0
+i=0
+while [ "$i" -lt ${WAIT_FOR_APPS_SECONDS} ]; do
+  for s in $servers; do
+    curl -fs -o /dev/null --max-time 1 "http://$s${c.appHealthPath}" && exit 0
+  done
+  sleep 1
+  i=$((i + 1))
+done
+echo "no app server answered within ${WAIT_FOR_APPS_SECONDS} s; starting anyway" >&2
+exit 0
+`;
+}
+
 export function haproxyPart(c: HaproxyConfig, originPem: string): CloudConfigPart {
     return {
-        packages: ["haproxy"],
+        packages: ["haproxy", "curl"],
         files: [
+            { path: WAIT_FOR_APPS, content: renderWaitForApps(c), permissions: "0755" },
+            { path: "/etc/systemd/system/haproxy.service.d/vps-ha-wait-for-apps.conf", content: renderUnit({ Service: { ExecStartPre: WAIT_FOR_APPS, TimeoutStartSec: "90s" } }) },
             { path: ORIGIN_PEM, content: originPem, permissions: "0600" },
             { path: HAPROXY_CFG, content: renderHaproxyConfig(c) },
             // Bind the mesh address even if wg0 is not up yet when HAProxy starts.
@@ -119,6 +154,7 @@ export function haproxyPart(c: HaproxyConfig, originPem: string): CloudConfigPar
         ],
         commands: [
             ["sysctl", "-w", "net.ipv4.ip_nonlocal_bind=1"],
+            ["systemctl", "daemon-reload"], // the drop-in above
             ["systemctl", "enable", "haproxy.service"],
             ["systemctl", "restart", "haproxy.service"],
         ],

@@ -99,6 +99,8 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
   const recorded = [...nodes.flatMap((n) => [...n.pids, ...livePids(n)]), ...services.map((s) => s.pid)];
   for (const n of nodes) await stopProcesses(n, log, 3000);
   await stopServices(services, log);
+  const serviceNamespaces = loadState()?.serviceNamespaces ?? [];
+  for (const ns of serviceNamespaces) await removeNodeNetwork(ns.name, ns.hostVeth);
   for (const n of nodes) {
     await unmountUnder(n.paths.dir, log);
     await removeNodeNetwork(n.name, n.hostVeth);
@@ -115,7 +117,7 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
     // --one-file-system: even if a mount appeared meanwhile, rm cannot cross into it
     await run(["rm", "-rf", "--one-file-system", STATE_DIR], { timeoutMs: 120_000 });
   }
-  const left = await leftovers(nodes.map((n) => n.name), recorded);
+  const left = await leftovers([...nodes.map((n) => n.name), ...serviceNamespaces.map((n) => n.name)], recorded);
   if (left.length) throw new Error(`lab: down left things behind:\n  ${left.join("\n  ")}`);
   log("lab is down: no namespaces, bridge, mounts or processes left");
 }

@@ -2,7 +2,8 @@
 // Each node's cloud-config is exactly what its server resource received; nothing is rendered
 // again here.
 import { resolve } from "node:path";
-import { parseStackConfig } from "../../components/config";
+import { frontDoorHostnames, parseStackConfig } from "../../components/config";
+import { EdgePlan, edgePlanOf } from "./edge/spec";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
 import type { LabApp } from "./containers";
 import { readStackFile, stackNameOf } from "../lib/stack-file";
@@ -29,6 +30,8 @@ export interface LabProgram {
     app: LabApp;
     /** The public hostname the HAProxy nodes serve the app on. */
     hostname: string;
+    /** What Cloudflare's load balancer does for that hostname (none in budget mode). */
+    edge?: EdgePlan;
 }
 
 export async function labProgram(source: StackSource): Promise<LabProgram> {
@@ -39,7 +42,9 @@ export async function labProgram(source: StackSource): Promise<LabProgram> {
     const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, source.stack);
     const a = config.app;
     const app: LabApp = { image: a.image, port: a.port, healthPath: a.healthPath, ...(a.command ? { command: a.command } : {}), ...(a.worker ? { workerCommand: a.worker.command } : {}) };
-    return { specs: specsOf(e), app, hostname: `app.${config.domain}`, ...(connectionString ? { connectionString } : {}) };
+    const hostname = frontDoorHostnames(config).app;
+    const edge = edgePlanOf(e, hostname);
+    return { specs: specsOf(e), app, hostname, ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {

@@ -28,8 +28,10 @@ export interface LabState {
   rootfs?: string;
   bridge?: string;
   nodes: Record<string, NodeState>;
-  /** Lab services on the host side of the bridge (the S3 endpoint playing R2), by PID. */
+  /** Lab services (the S3 endpoint playing R2, the edge playing Cloudflare), by PID. */
   services?: { name: string; pid: number }[];
+  /** Namespaces of lab services (not nodes) on the bridge, with their host-side veth. */
+  serviceNamespaces?: { name: string; hostVeth: string }[];
 }
 
 export function emptyState(): LabState {

@@ -3,7 +3,9 @@
 // last log lines are shown and everything is taken down again.
 import { elapsed, Log } from "./exec";
 import { NodeHealth, waitHealthy } from "./health";
-import { saveLabStack } from "./load/writes";
+import { LabStack, labStack, saveLabStack } from "./load/writes";
+import { startEdges } from "./edge";
+import { mockOriginCa } from "../lib/mock-tls";
 import { labProgram, StackSource } from "./program";
 import { join } from "node:path";
 import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
@@ -31,6 +33,11 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     try {
         saveLabStack({ ...(program.connectionString ? { connectionString: program.connectionString } : {}), app: program.app, hostname: program.hostname });
         const health = await waitHealthy(log, HEALTHY_TIMEOUT_MS);
+        // Cloudflare in front, once there is something behind it to check.
+        if (program.edge) {
+            const edges = await startEdges(program.edge, program.specs, mockOriginCa().certPem, log);
+            saveLabStack({ ...(labStack() as LabStack), edges });
+        }
         log(`lab: up in ${elapsed(t)}`);
         return { specs: program.specs, health, seconds: (Date.now() - t) / 1000 };
     } catch (e) {

@@ -4,7 +4,8 @@ import { sleep } from "../exec";
 import { waitHealthy } from "../health";
 import { analyzeWrites } from "../load/analyze";
 import { canWrite, labStack, WriteLoad } from "../load/writes";
-import { analyzeRequests, WebLoad, WebTarget } from "../load/web";
+import { analyzeRequests, RequestRecord, WebLoad, WebTarget } from "../load/web";
+import { LabEdge, markedDownAfter, unhealthyOrigins } from "../edge";
 import { labNodes } from "../realize";
 import { meshProbe, ProbeRun } from "./probes";
 import { DrillContext, DrillResult } from "./types";
@@ -37,6 +38,7 @@ const WEB_EVERY_MS = 100;
 export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promise<DrillResult> {
     const notes: string[] = [];
     await waitHealthy(ctx.log, 90_000);
+    await edgesSettled(ctx);
     const loadSeconds = (CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30;
     const writes = canWrite() ? await WriteLoad.start(loadSeconds, spec.lost) : undefined;
     if (!writes) notes.push("no database in this stack: mesh probes only");
@@ -77,8 +79,8 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
             failedRequests: meshFailures, failedHttpRequests: null, splitBrain, passed: passed && meshFailures === 0, notes,
         };
         if (web) {
-            const w = analyzeRequests(await web.stop(), faultAt);
-            notes.push(`web: ${w.requests} requests through ${webTargets(spec.lost).map((t) => t.name).join(", ")} since the fault, ${w.failed} failed${w.failures.length ? ` (${w.failures.join("; ")})` : ""}`);
+            const w = webNotes(await web.stop(), faultAt, spec.lost);
+            notes.push(...w.notes);
             result = { ...result, failedRequests: result.failedRequests + w.failed, failedHttpRequests: w.failed, passed: result.passed && w.failed === 0 };
         }
         if (writes) {
@@ -116,9 +118,50 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
     }
 }
 
-/** The HAProxy nodes a client can still reach (without Cloudflare's steering, a dead one is not asked). */
+/**
+ * Where visitors send requests: the lab's edges (Cloudflare's load balancer in front of both
+ * HAProxy nodes) when the program load-balances; otherwise the HAProxy nodes still standing
+ * (without Cloudflare's steering a client would keep asking a dead one).
+ */
 export function webTargets(lost: string[]): WebTarget[] {
-    return labNodes().filter((n) => n.role === "haproxy" && !lost.includes(n.name)).map((n) => ({ name: n.name, address: n.publicIpv4 }));
+    const edges = labStack()?.edges;
+    if (edges?.length) return edges.map((e) => ({ name: e.name, url: e.url }));
+    return labNodes().filter((n) => n.role === "haproxy" && !lost.includes(n.name)).map((n) => ({ name: n.name, url: `https://${n.publicIpv4}` }));
+}
+
+/** What visitors saw through each target since the fault, and when each edge noticed the lost HAProxy nodes. */
+function webNotes(records: RequestRecord[], faultAt: number, lost: string[]): { failed: number; notes: string[] } {
+    const notes: string[] = [];
+    let failed = 0;
+    const edges = labStack()?.edges ?? [];
+    const names = [...new Set(records.map((r) => r.target))];
+    for (const name of names) {
+        const w = analyzeRequests(records.filter((r) => r.target === name), faultAt);
+        failed += w.failed;
+        const edge = edges.find((e) => e.name === name);
+        const proxies = edge ? labNodes().filter((n) => n.role === "haproxy" && lost.includes(n.name)) : [];
+        const seen = proxies.map((p) => {
+            const after = markedDownAfter(edge as LabEdge, p.name, faultAt);
+            return `${p.name} marked down ${after === null ? "not yet" : `after ${after.toFixed(1)} s`}`;
+        });
+        notes.push(`web via ${name}: ${w.requests} requests since the fault, ${w.failed} failed${w.failed ? `, errors for ${w.errorWindowSeconds.toFixed(1)} s (${w.failures.join("; ")})` : ""}${seen.length ? `; ${seen.join(", ")}` : ""}`);
+    }
+    return { failed, notes };
+}
+
+/** Before a fault: every edge sees every origin healthy again (a repaired HAProxy node is back in its pool). */
+async function edgesSettled(ctx: DrillContext): Promise<void> {
+    const edges = labStack()?.edges ?? [];
+    if (edges.length === 0) return;
+    const limit = Math.max(...edges.map((e) => e.intervalSeconds)) * 2 + 30;
+    const started = Date.now();
+    while (Date.now() - started < limit * 1000) {
+        const waiting = edges.flatMap((e) => unhealthyOrigins(e).map((o) => `${o} (${e.name})`));
+        if (waiting.length === 0) return;
+        ctx.log(`waiting for the edge to see ${waiting.join(", ")} healthy again`);
+        await sleep(2_000);
+    }
+    throw new Error(`the edge still held origins unhealthy after ${limit} s`);
 }
 
 /** HTTP load through the HAProxy nodes left standing, when the stack serves an app. */

@@ -2,11 +2,13 @@
 // (what Cloudflare's edge does), from the lab's own side of the bridge. Every request is
 // recorded with its time, status and which release answered, so a drill can count failed
 // requests and see when traffic moved.
-import { Agent, request } from "node:https";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent, request as httpsRequest } from "node:https";
 
 export interface WebTarget {
     name: string;
-    address: string;
+    /** Scheme, address and port: https://<HAProxy node> or http://<lab edge>. */
+    url: string;
 }
 
 export interface RequestRecord {
@@ -36,11 +38,15 @@ export interface WebLoadOptions {
     everyMs?: number;
 }
 
-export function getOnce(agent: Agent, target: WebTarget, hostname: string, path: string, timeoutMs: number): Promise<RequestRecord> {
+export function getOnce(agents: { http: HttpAgent; https: Agent }, target: WebTarget, hostname: string, path: string, timeoutMs: number): Promise<RequestRecord> {
     const start = Date.now();
+    const url = new URL(target.url);
+    const tls = url.protocol === "https:";
+    const send = tls ? httpsRequest : httpRequest;
     return new Promise((resolve) => {
         const done = (r: Omit<RequestRecord, "start" | "end" | "target">) => resolve({ start, end: Date.now(), target: target.name, ...r });
-        const req = request({ host: target.address, port: 443, path, method: "GET", agent, servername: hostname, headers: { host: hostname }, timeout: timeoutMs }, (res) => {
+        const options = { host: url.hostname, port: Number(url.port || (tls ? 443 : 80)), path, method: "GET", headers: { host: hostname }, timeout: timeoutMs };
+        const req = send(tls ? { ...options, agent: agents.https, servername: hostname } : { ...options, agent: agents.http }, (res) => {
             let body = "";
             res.setEncoding("utf8");
             res.on("data", (d: string) => {
@@ -64,7 +70,7 @@ export class WebLoad {
     private readonly loops: Promise<void>[] = [];
     // The origin certificate is the program's own (self-signed until the front door issues one):
     // Cloudflare checks it in "Full (strict)"; the lab's client checks only that TLS works.
-    private readonly agent = new Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: false });
+    private readonly agents = { https: new Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: false }), http: new HttpAgent({ keepAlive: true, maxSockets: 16 }) };
 
     constructor(private readonly opts: WebLoadOptions) {
         if (opts.targets.length === 0) throw new Error("web load: no HAProxy node to send requests to");
@@ -80,7 +86,7 @@ export class WebLoad {
                     sent++;
                     const t = Date.now();
                     const target = targets[i % targets.length];
-                    this.records.push(await getOnce(this.agent, target, this.opts.hostname, this.opts.path ?? "/", this.opts.timeoutMs ?? 10_000));
+                    this.records.push(await getOnce(this.agents, target, this.opts.hostname, this.opts.path ?? "/", this.opts.timeoutMs ?? 10_000));
                     const wait = (this.opts.everyMs ?? 0) - (Date.now() - t);
                     if (wait > 0 && !this.stopped) await new Promise((r) => setTimeout(r, wait));
                 }
@@ -92,7 +98,8 @@ export class WebLoad {
     async stop(): Promise<RequestRecord[]> {
         this.stopped = true;
         await Promise.all(this.loops);
-        this.agent.destroy();
+        this.agents.https.destroy();
+        this.agents.http.destroy();
         return [...this.records].sort((a, b) => a.start - b.start);
     }
 }

@@ -8,13 +8,16 @@ import { STATE_DIR } from "../paths";
 import type { WriteRecord } from "./db-writer";
 import { TABLE } from "./db-writer";
 import type { LabApp } from "../containers";
+import type { LabEdge } from "../edge";
 
 export const STACK_FILE = join(STATE_DIR, "stack.json");
 
-interface LabStack {
+export interface LabStack {
     connectionString?: string;
     app: LabApp;
     hostname: string;
+    /** The stand-ins for Cloudflare's edge, when the program load-balances the hostname. */
+    edges?: LabEdge[];
 }
 
 /** The stack outputs the lab's clients need (written by `lab up`, 0600, gone on `down`). */
