@@ -6,6 +6,7 @@ import { ConfigError, parseStackConfig } from "./config";
 import { DatabaseCluster } from "./database";
 import { HaproxyPair } from "./haproxy";
 import { Mesh } from "./mesh";
+import { MeshDirectory } from "./mesh-directory";
 import { NodeGroupArgs } from "./node-group";
 import { NodeRecords } from "./node-records";
 import { FailureRow } from "./failures";
@@ -60,7 +61,8 @@ export function vpsHa(): StackOutputs {
     const sshPrivateKey = plan.nodes.some((n) => n.host) ? config.requireSecret("sshPrivateKey") : undefined;
 
     const mesh = new Mesh("mesh", { plan });
-    const groupArgs: NodeGroupArgs = { plan, mesh, servers, sshPrivateKey };
+    const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys });
+    const groupArgs: NodeGroupArgs = { plan, mesh, directory, servers, sshPrivateKey };
     const database = new DatabaseCluster("database", groupArgs);
     const proxies = new HaproxyPair("haproxy", groupArgs);
     const apps = new AppTier("app", groupArgs);

@@ -4,6 +4,7 @@
 import { resolve } from "node:path";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
 import { readStackFile, stackNameOf } from "../lib/stack-file";
+import { LabDnsRecord, programDnsRecords } from "./dns-zone";
 import type { LabNodeSpec } from "./realize";
 
 export interface StackSource {
@@ -21,6 +22,8 @@ export function stackSource(values: { stack?: string; config?: string }): StackS
 
 export interface LabProgram {
     specs: LabNodeSpec[];
+    /** Every DNS record the program gave Cloudflare (node addresses, the mesh directory). */
+    dnsRecords: LabDnsRecord[];
     /** The application's connection string, when the stack has a database. */
     connectionString?: string;
 }
@@ -29,7 +32,7 @@ export async function labProgram(source: StackSource): Promise<LabProgram> {
     const file = readStackFile(source.file);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
-    return { specs: specsOf(e), ...(connectionString ? { connectionString } : {}) };
+    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), ...(connectionString ? { connectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {

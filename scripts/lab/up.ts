@@ -19,11 +19,13 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     // Backups go to an S3 endpoint off both providers; in the lab, s3rver plays it.
     const s3 = s3EndpointOf(program.specs);
     const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
+    // The nodes' resolver serves what the program gave Cloudflare, and R2's name for the lab's S3.
+    const dns = [...program.dnsRecords, ...(s3 ? [{ name: s3.host, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS }] : [])];
     await realizeNodes(program.specs, log, s3 && tls ? {
-        hosts: [{ address: BRIDGE_ADDRESS, names: [s3.host] }],
+        dns,
         caCertPem: tls.caCertPem,
         beforeApply: () => startS3(s3, tls, log),
-    } : {});
+    } : { dns });
     try {
         if (program.connectionString) saveLabStack({ connectionString: program.connectionString });
         const health = await waitHealthy(log, HEALTHY_TIMEOUT_MS);

@@ -2,7 +2,7 @@
 // HAProxy and pgBackRest load them), made with node:crypto and the openssl command, once per
 // resource name so every evaluation in a process renders the same text.
 import { spawnSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,11 +35,17 @@ function altNames(inputs: Record<string, unknown>): string[] {
 const days = (inputs: Record<string, unknown>) => String(Math.max(1, Math.ceil(Number(inputs.validityPeriodHours ?? 24) / 24)));
 const subject = (inputs: Record<string, unknown>) => `/CN=${(inputs.subject as Subject | undefined)?.commonName ?? "localhost"}`;
 
-function create(type: string, inputs: Record<string, unknown>): Record<string, string> | undefined {
+// PKCS#8 wrapping of a raw 32-byte Ed25519 seed (RFC 8410).
+const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
+function create(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> | undefined {
     switch (type) {
         case "tls:index/privateKey:PrivateKey": {
             if (inputs.algorithm === "ED25519") {
-                const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+                // From the resource name: records signed in one evaluation verify against the
+                // key another evaluation (another process) rendered into the nodes.
+                const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, createHash("sha256").update(`ed25519/${name}`).digest()]), format: "der", type: "pkcs8" });
+                const publicKey = createPublicKey(privateKey);
                 const pkcs8 = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
                 return { privateKeyPem: pkcs8, privateKeyPemPkcs8: pkcs8, publicKeyPem: publicKey.export({ format: "pem", type: "spki" }).toString() };
             }
@@ -73,7 +79,7 @@ function create(type: string, inputs: Record<string, unknown>): Record<string, s
 export function mockTls(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> {
     if (!type.startsWith("tls:")) return {};
     if (!made.has(name)) {
-        const out = create(type, inputs);
+        const out = create(type, name, inputs);
         if (!out) return {};
         made.set(name, out);
     }
