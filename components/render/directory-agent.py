@@ -225,6 +225,7 @@ def resolve_ipv4(resolver, name):
 
 
 def converge_wireguard(cfg, members, resolver, problems):
+    """`resolver` None: DNS is down this round; peers keep the endpoints they have."""
     w = cfg["wireguard"]
     iface = w["interface"]
     shown = run(["wg", "show", iface, "dump"])
@@ -244,7 +245,7 @@ def converge_wireguard(cfg, members, resolver, problems):
         args = []
         if p is None or p["allowed"] != m["mesh"] + "/32" or p["keepalive"] != str(w["keepalive"]):
             args += ["allowed-ips", m["mesh"] + "/32", "persistent-keepalive", str(w["keepalive"])]
-        if p is None or p["handshake"] == 0 or now - p["handshake"] >= w["staleHandshakeSeconds"]:
+        if resolver and (p is None or p["handshake"] == 0 or now - p["handshake"] >= w["staleHandshakeSeconds"]):
             address = resolve_ipv4(resolver, m["dns"])
             endpoint = "%s:%d" % (address, w["port"]) if address else None
             if endpoint and (p is None or p["endpoint"] != endpoint):
@@ -373,7 +374,7 @@ def one_round(cfg, key):
         directory, source = cached, "cache"
     members = directory["members"]
     problems = []
-    for step in (lambda: converge_wireguard(cfg, members, resolver, problems), lambda: converge_nftables(cfg, members, problems),
+    for step in (lambda: converge_wireguard(cfg, members, resolver if source == "dns" else None, problems), lambda: converge_nftables(cfg, members, problems),
                  lambda: cfg.get("haproxy") and converge_haproxy(cfg, members, problems)):
         try:
             step()
