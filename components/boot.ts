@@ -1,7 +1,10 @@
-// What every node boots with, whatever its role: the mesh, the host firewall and SSH as the
-// stack config says. Pure, so the program, the lab and the tests build the same documents.
-import { PlannedNode, PortRule, StackPlan } from "./plan";
+// What every node boots with, whatever its role: the mesh, the host firewall, the directory
+// agent that fills both in from DNS, and SSH as the stack config says. Pure, so the program, the
+// lab and the tests build the same documents. Nothing here depends on which other nodes exist.
+import { directoryIndexName } from "./directory-records";
+import { nodesDomain, PlannedNode, PortRule, StackPlan } from "./plan";
 import { CloudConfigPart, NodeBoot } from "./render/cloud-config";
+import { DIRECTORY_ONCE, directoryAgentConfig, directoryAgentPart } from "./render/directory-agent";
 import { meshPart } from "./render/mesh";
 import { HostFirewallRule, hostFirewallPart } from "./render/nftables";
 import { MeshInterface } from "./render/wireguard";
@@ -15,20 +18,27 @@ export function hostFirewallRules(plan: StackPlan, node: PlannedNode): HostFirew
                 return { ...base, from: "any" };
             case "admin":
                 return { ...base, from: { cidrs: rule.from.cidrs } };
-            case "mesh": {
-                const roles = rule.from.roles;
-                return { ...base, from: { meshAddresses: plan.nodes.filter((n) => roles.includes(n.role)).map((n) => n.meshAddress) } };
-            }
+            case "mesh":
+                return { ...base, from: { meshRoles: rule.from.roles } };
         }
     });
 }
 
-export function nodeBoot(plan: StackPlan, node: PlannedNode, mesh: MeshInterface, roleParts: CloudConfigPart[]): NodeBoot {
+/** `directoryKey`: the directory's Ed25519 public key (raw, base64), the same for every node. */
+export function nodeBoot(plan: StackPlan, node: PlannedNode, mesh: MeshInterface, directoryKey: string, roleParts: CloudConfigPart[]): NodeBoot {
+    const agent = directoryAgentConfig({
+        self: node.name,
+        index: directoryIndexName(nodesDomain(plan.config)),
+        nodesDomain: nodesDomain(plan.config),
+        publicKey: directoryKey,
+        meshCidr: plan.config.mesh.cidr,
+        meshPort: plan.config.mesh.port,
+    });
     return {
         hostname: node.name,
         fqdn: node.dnsName,
         sshAuthorizedKeys: plan.config.admin.sshPublicKeys,
         sshEnabled: plan.config.admin.sshCidrs.length > 0,
-        parts: [meshPart(mesh), hostFirewallPart(hostFirewallRules(plan, node)), ...roleParts],
+        parts: [meshPart(mesh, DIRECTORY_ONCE), hostFirewallPart(hostFirewallRules(plan, node)), directoryAgentPart(agent), ...roleParts],
     };
 }

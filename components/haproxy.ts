@@ -14,13 +14,10 @@ export interface HaproxyPairArgs extends NodeGroupArgs {
 }
 
 export function haproxyConfig(plan: StackPlan, meshAddress: string): HaproxyConfig {
-    const of = (role: string) => plan.nodes.filter((n) => n.role === role).map((n) => ({ name: n.name, address: n.meshAddress }));
     return {
         meshAddress,
-        apps: of("app"),
         appPort: plan.config.app.port,
         appHealthPath: plan.config.app.healthPath,
-        databases: of("db"),
         postgresPort: DB_PORTS.postgres,
         patroniPort: DB_PORTS.patroni,
         ports: HAPROXY_PORTS,

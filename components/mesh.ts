@@ -1,7 +1,8 @@
 // The WireGuard mesh between every node: one key pair per node, generated in the program and
-// kept in state as a secret. A node's mesh interface names its peers by public key, mesh
-// address and DNS name only, never by another server's outputs, so replacing or moving one
-// node changes no other node's boot (DESIGN decision 1).
+// kept in state as a secret. A node's boot holds its own interface only; who its peers are
+// (public key, mesh address, DNS name) it learns at run time from the signed directory
+// (mesh-directory.ts), so adding, removing, replacing or moving a node changes no other node's
+// boot (DESIGN decision 1).
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { clampPrivateKey, wireguardPublicKey } from "./keys";
@@ -32,14 +33,7 @@ export class Mesh extends pulumi.ComponentResource {
 
     /** Everything `node` needs to bring up its end of the mesh; secret, as it holds the private key. */
     interfaceFor(node: PlannedNode): pulumi.Output<MeshInterface> {
-        const peers = this.plan.nodes.filter((p) => p.name !== node.name);
         const prefixLength = Number(this.plan.config.mesh.cidr.split("/")[1]);
-        return pulumi.all([this.privateKeys[node.name], ...peers.map((p) => this.publicKeys[p.name])]).apply(([privateKey, ...keys]) => ({
-            privateKey,
-            meshAddress: node.meshAddress,
-            prefixLength,
-            listenPort: this.plan.config.mesh.port,
-            peers: peers.map((p, i) => ({ name: p.name, publicKey: keys[i], meshAddress: p.meshAddress, dnsName: p.dnsName })),
-        }));
+        return this.privateKeys[node.name].apply((privateKey) => ({ privateKey, meshAddress: node.meshAddress, prefixLength, listenPort: this.plan.config.mesh.port }));
     }
 }

@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { nodeBoot } from "./boot";
 import { Mesh } from "./mesh";
+import { MeshDirectory } from "./mesh-directory";
 import { VpsNode } from "./node";
 import { PlannedNode, StackPlan } from "./plan";
 import { ServerFactory } from "./providers";
@@ -11,6 +12,8 @@ import { CloudConfigPart, renderCloudConfig } from "./render/cloud-config";
 export interface NodeGroupArgs {
     plan: StackPlan;
     mesh: Mesh;
+    /** Its public key goes into every node's boot; the node set itself never does. */
+    directory: MeshDirectory;
     /** The server factory of each provider, by provider name. */
     servers: Record<string, ServerFactory>;
     sshPrivateKey?: pulumi.Output<string>;
@@ -27,8 +30,8 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
     protected addNodes(args: NodeGroupArgs, members: PlannedNode[], parts: (node: PlannedNode) => pulumi.Input<CloudConfigPart[]>): void {
         for (const node of members) {
             const userData = pulumi
-                .all([args.mesh.interfaceFor(node), pulumi.output(parts(node))])
-                .apply(([mesh, roleParts]) => renderCloudConfig(nodeBoot(args.plan, node, mesh, roleParts as CloudConfigPart[])));
+                .all([args.mesh.interfaceFor(node), args.directory.publicKey, pulumi.output(parts(node))])
+                .apply(([mesh, directoryKey, roleParts]) => renderCloudConfig(nodeBoot(args.plan, node, mesh, directoryKey, roleParts as CloudConfigPart[])));
             this.nodes.push(new VpsNode(node.name, { plan: args.plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey }, { parent: this }));
         }
     }

@@ -49,8 +49,13 @@ export interface StackPlan {
 export const DB_PORTS = { postgres: 5432, patroni: 8008, etcdClient: 2379, etcdPeer: 2380, pgbackrest: 8432 } as const;
 export const HAPROXY_PORTS = { http: 80, https: 443, dbPrimary: 5000, dbReplicas: 5001, stats: 8404 } as const;
 
+/** `<stack>.nodes.<domain>`: where the nodes' records (and the mesh directory) live. */
+export function nodesDomain(config: Pick<StackConfig, "domain" | "stack">): string {
+    return `${config.stack}.nodes.${config.domain}`;
+}
+
 export function nodeDnsName(config: Pick<StackConfig, "domain" | "stack">, name: string): string {
-    return `${name}.${config.stack}.nodes.${config.domain}`;
+    return `${name}.${nodesDomain(config)}`;
 }
 
 /**

@@ -8,6 +8,7 @@ import { DatabaseCluster } from "./database";
 import { CloudflareFrontDoor } from "./front-door";
 import { HaproxyPair } from "./haproxy";
 import { Mesh } from "./mesh";
+import { MeshDirectory } from "./mesh-directory";
 import { NodeGroupArgs } from "./node-group";
 import { NodeRecords } from "./node-records";
 import { OriginCertificate } from "./origin-certificate";
@@ -68,7 +69,8 @@ export function vpsHa(): StackOutputs {
     const sshPrivateKey = plan.nodes.some((n) => n.host) ? config.requireSecret("sshPrivateKey") : undefined;
 
     const mesh = new Mesh("mesh", { plan });
-    const groupArgs: NodeGroupArgs = { plan, mesh, servers, sshPrivateKey };
+    const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys });
+    const groupArgs: NodeGroupArgs = { plan, mesh, directory, servers, sshPrivateKey };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
     const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem });

@@ -3,7 +3,8 @@ import { strict as assert } from "node:assert";
 import { generateKeyPairSync } from "node:crypto";
 import { parse } from "yaml";
 import { Evaluation } from "../scripts/lib/mock-program";
-import { HAPROXY_CFG, ORIGIN_PEM } from "../components/render/haproxy";
+import { HAPROXY_CFG, ORIGIN_PEM, SERVER_STATE_FILE } from "../components/render/haproxy";
+import { DirectoryHaproxy } from "../components/render/directory-agent";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
 import { requireTools } from "./helpers/tools";
@@ -27,9 +28,20 @@ describe("HAProxy pair config", function () {
             assert.match(cfg, new RegExp(`bind ${mesh}:5001\\n`));
             assert.match(cfg, /option httpchk OPTIONS \/primary/);
             assert.match(cfg, /on-marked-down shutdown-sessions/);
-            for (const db of ["db-1", "db-2", "db-3"]) assert.match(cfg, new RegExp(`server ${db} 10\\.77\\.0\\.\\d+:5432 check port 8008`));
-            for (const app of ["app-1", "app-2"]) assert.match(cfg, new RegExp(`server ${app} 10\\.77\\.0\\.\\d+:8080 check`));
             assert.doesNotMatch(cfg, /bind (0\.0\.0\.0|\*):50/);
+            // No node is named: the directory agent keeps the server lines between these markers.
+            assert.doesNotMatch(cfg, /^\s*server /m);
+            for (const n of ["app-1", "app-2", "db-1", "db-2", "db-3"]) assert.ok(!cfg.includes(n), `${lb}'s haproxy.cfg names ${n}`);
+            const agent = (JSON.parse(filesOf(prod.userData[lb])["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
+            assert.deepEqual(agent.blocks.map((b) => [b.id, b.role, b.line.trim()]), [
+                ["app", "app", "server {name} {address}:8080 check"],
+                ["db-primary", "db", "server {name} {address}:5432 check port 8008"],
+                ["db-replicas", "db", "server {name} {address}:5432 check port 8008"],
+            ]);
+            for (const b of agent.blocks) assert.ok(cfg.includes(`${b.begin}\n${b.end}\n`), `${lb}: markers of ${b.id}`);
+            // Health state survives the agent's reloads.
+            assert.match(cfg, new RegExp(`server-state-file ${SERVER_STATE_FILE}`));
+            assert.match(cfg, /load-server-state-from-file global/);
         }
         assert.equal(filesOf(prod.userData["db-1"])[HAPROXY_CFG], undefined);
     });
@@ -39,9 +51,19 @@ describe("HAProxy pair config", function () {
         const rootfs = await labRootfs(prod);
         for (const lb of ["lb-1", "lb-2"]) {
             const files = filesOf(prod.userData[lb]);
-            const r = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], [ORIGIN_PEM]: files[ORIGIN_PEM] }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
-            assert.equal(r.status, 0, `${lb}: ${r.stdout}${r.stderr}`);
-            assert.match(r.stdout + r.stderr, /Configuration file is valid/);
+            // As booted (no servers yet), and with servers between the markers as the agent writes them.
+            const agent = (JSON.parse(files["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
+            let filled = files[HAPROXY_CFG];
+            for (const b of agent.blocks) {
+                const lines = [1, 2].map((i) => b.line.replace("{name}", `${b.role}-${i}`).replace("{address}", `10.77.0.${i + 10}`));
+                filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${lines.join("\n")}\n`);
+            }
+            assert.match(filled, /server app-1 10\.77\.0\.11:8080 check\n/);
+            for (const cfg of [files[HAPROXY_CFG], filled]) {
+                const r = runInRootfs(rootfs, { [HAPROXY_CFG]: cfg, [ORIGIN_PEM]: files[ORIGIN_PEM] }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
+                assert.equal(r.status, 0, `${lb}: ${r.stdout}${r.stderr}`);
+                assert.match(r.stdout + r.stderr, /Configuration file is valid/);
+            }
         }
         const version = runInRootfs(rootfs, {}, ["haproxy", "-v"]);
         assert.match(version.stdout, /HAProxy version 3\.0\./);

@@ -1,9 +1,11 @@
 // The program's resource graph, evaluated under Pulumi's mock runtime.
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
+import { directoryIndexName, directoryRecordName, parseRecord, txtStrings } from "../components/directory-records";
 import { evaluateProgram, Evaluation, MOCK_CLOUDFLARE_RANGES, RecordedResource } from "../scripts/lib/mock-program";
 import { evaluate, ofType, TYPES } from "./helpers/program";
 import { prodNodes, prodStack, withConfig } from "./helpers/stack";
+import { wireguardPublicKey } from "../components/keys";
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 const CLOUDFLARE = [...MOCK_CLOUDFLARE_RANGES.ipv4Cidrs, ...MOCK_CLOUDFLARE_RANGES.ipv6Cidrs];
@@ -83,9 +85,19 @@ describe("program (mock runtime)", function () {
             const open = JSON.stringify(Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.secretInputs.includes(k))));
             for (const k of privateKeys) assert.ok(!open.includes(k), `${r.type} ${r.name} carries a private key in the clear`);
         }
+        // The directory's signing key only ever reaches resources as a secret.
+        const signing = prod.resources.find((r) => r.type === "tls:index/privateKey:PrivateKey" && r.name === "directory-signing-key");
+        assert.equal(signing?.inputs.algorithm, "ED25519");
+        const signingPem = String(signing?.outputs.privateKeyPem);
+        const signingBody = signingPem.split("\n")[1];
+        for (const r of prod.resources) {
+            const open = JSON.stringify(Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.secretInputs.includes(k))));
+            assert.ok(!open.includes(signingBody), `${r.type} ${r.name} carries the directory's signing key in the clear`);
+        }
+        for (const u of Object.values(prod.userData)) assert.ok(!u.includes(signingBody));
         // Stack outputs hold no key or token at all.
         const outputs = JSON.stringify(prod.outputs);
-        for (const k of privateKeys) assert.ok(!outputs.includes(k));
+        for (const k of [...privateKeys, signingBody]) assert.ok(!outputs.includes(k));
         assert.ok(!outputs.includes("placeholder"));
     });
 
@@ -98,6 +110,31 @@ describe("program (mock runtime)", function () {
         assert.equal(records.filter((r) => r.inputs.type === "A").length, 7);
     });
 
+    it("publishes the signed mesh directory: one TXT record per node and an index, DNS-only", () => {
+        const txt = ofType(prod, TYPES.dnsRecord).filter((r) => r.inputs.type === "TXT");
+        const key = /"publicKey": "([^"]+)"/.exec(prod.userData["db-1"])?.[1] as string;
+        const index = directoryIndexName("prod.nodes.example.com");
+        const indexRecords = txt.filter((r) => r.inputs.name === index);
+        assert.equal(indexRecords.length, 1);
+        const parsedIndex = parseRecord(index, txtStrings(String(indexRecords[0].inputs.content)).join(""), key);
+        assert.ok(parsedIndex.kind === "index");
+        assert.deepEqual([...parsedIndex.members].sort(), Object.keys(prod.userData).sort());
+        const nodes = prod.outputs.nodes as { name: string; role: string; meshAddress: string; dnsName: string }[];
+        for (const n of nodes) {
+            const owner = directoryRecordName(n.dnsName);
+            const record = txt.find((r) => r.inputs.name === owner);
+            assert.ok(record, `no directory record for ${n.name}`);
+            assert.equal(record.inputs.proxied, false);
+            assert.equal(record.inputs.ttl, 60);
+            assert.ok(!record.secretInputs.includes("content"), "a signature is not a secret");
+            const parsed = parseRecord(owner, txtStrings(String(record.inputs.content)).join(""), key);
+            assert.ok(parsed.kind === "node");
+            const wg0 = /PrivateKey = (\S+)/.exec(prod.userData[n.name])?.[1] as string;
+            assert.deepEqual({ name: parsed.name, role: parsed.role, mesh: parsed.meshAddress, dns: parsed.dnsName, wg: parsed.wireguardKey }, { name: n.name, role: n.role, mesh: n.meshAddress, dns: n.dnsName, wg: wireguardPublicKey(wg0) });
+        }
+        assert.equal(txt.length, nodes.length + 1);
+    });
+
     it("exports every node's name, provider, region, public IPs and mesh address", () => {
         const nodes = prod.outputs.nodes as Record<string, unknown>[];
         assert.equal(nodes.length, 7);
@@ -108,6 +145,44 @@ describe("program (mock runtime)", function () {
         );
         assert.match(String(db3?.meshAddress), /^10\.77\.0\.\d+$/);
         assert.ok(typeof prod.outputs.monthlyCostUsd === "number");
+    });
+
+    it("adding or removing a node changes no existing server's user-data, only the directory's DNS records", async () => {
+        // A server's inputs, less the ids of other resources (the mock numbers them in order of creation).
+        const ids = new Set(["firewallIds", "placementGroupId", "sshKeys"]);
+        const serverInputs = (e: Evaluation) => new Map([...ofType(e, TYPES.linodeInstance), ...ofType(e, TYPES.hcloudServer)].map((r) => [r.name, JSON.stringify(Object.entries(r.inputs).filter(([k]) => !ids.has(k)))]));
+        const recordsOf = (e: Evaluation) => new Map(ofType(e, TYPES.dnsRecord).map((r) => [`${r.inputs.name} ${r.inputs.type}`, String(r.inputs.content)]));
+        const grown = prodNodes();
+        grown.app.push({ name: "app-3", provider: "linode", region: "de-fra-2", size: "g6-nanode-1" });
+        const withApp3 = await evaluate(withConfig({ nodes: grown }));
+        const shrunk = prodNodes();
+        shrunk.app = [grown.app[1], grown.app[2]]; // app-1 leaves, app-3 stays
+        const withoutApp1 = await evaluate(withConfig({ nodes: shrunk }));
+
+        for (const [before, after, added, removed] of [[prod, withApp3, ["app-3"], []], [withApp3, withoutApp1, [], ["app-1"]]] as const) {
+            // Every server that stays gets the very same user-data and inputs: nothing is replaced.
+            const was = serverInputs(before);
+            const now = serverInputs(after);
+            for (const [name, inputs] of now) if (was.has(name)) assert.ok(inputs === was.get(name), `${name}'s server inputs changed`);
+            for (const name of Object.keys(after.userData)) if (before.userData[name]) assert.ok(after.userData[name] === before.userData[name], `${name}'s user-data changed`);
+            assert.deepEqual([...now.keys()].filter((n) => !was.has(n)), [...added]);
+            assert.deepEqual([...was.keys()].filter((n) => !now.has(n)), [...removed]);
+            // What does change: the index, the newcomer's records, the leaver's records gone.
+            const r0 = recordsOf(before);
+            const r1 = recordsOf(after);
+            const changed = [...new Set([...r0.keys(), ...r1.keys()])].filter((k) => r0.get(k) !== r1.get(k)).sort();
+            const expected = [
+                `${directoryIndexName("prod.nodes.example.com")} TXT`,
+                ...[...added, ...removed].flatMap((n) => [`_mesh.${n}.prod.nodes.example.com TXT`, `${n}.prod.nodes.example.com A`, `${n}.prod.nodes.example.com AAAA`]),
+            ].sort();
+            assert.deepEqual(changed, expected);
+        }
+        // The newcomer is in the signed index the existing nodes read.
+        const key = /"publicKey": "([^"]+)"/.exec(prod.userData["lb-1"])?.[1] as string;
+        const index = directoryIndexName("prod.nodes.example.com");
+        const content = ofType(withApp3, TYPES.dnsRecord).find((r) => r.inputs.name === index)?.inputs.content;
+        const parsed = parseRecord(index, txtStrings(String(content)).join(""), key);
+        assert.ok(parsed.kind === "index" && parsed.members.includes("app-3"));
     });
 
     it("moving one node to the other provider changes no other node's user-data", async () => {

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { ruleLabel } from "./firewall-sources";
 import { hcloudCatalog } from "./hcloud-catalog";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
+import { HCLOUD_USER_DATA_LIMIT, packUserData, unpackUserData } from "./user-data";
 
 const IMAGE = "debian-13";
 const SERVER = "hcloud:index/server:Server";
@@ -43,7 +44,11 @@ function init(ctx: ProviderContext) {
                 serverType: spec.size,
                 image: IMAGE,
                 location: spec.region,
-                userData: spec.userData,
+                userData: pulumi.output(spec.userData).apply((text) => {
+                    const packed = packUserData(text);
+                    if (packed.length > HCLOUD_USER_DATA_LIMIT) throw new pulumi.RunError(`node ${spec.name}: its user data is ${packed.length} bytes compressed; Hetzner Cloud takes at most ${HCLOUD_USER_DATA_LIMIT}`);
+                    return packed;
+                }),
                 sshKeys: keyIds,
                 placementGroupId: groupFor(spec.group).id.apply(Number),
                 firewallIds: [firewall.id.apply(Number)],
@@ -67,7 +72,8 @@ export const hcloudAdapter: ProviderAdapter = {
             return { ...inputs, ipv4Address: publicIpv4(), ipv6Address: "2001:db8::2", status: "running" };
         },
         userData(type, inputs) {
-            return type === SERVER ? (inputs.userData as string | undefined) : undefined;
+            const packed = type === SERVER ? (inputs.userData as string | undefined) : undefined;
+            return packed === undefined ? undefined : unpackUserData(packed);
         },
     },
 };

@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ruleLabel, splitSources } from "./firewall-sources";
 import { linodeCatalog } from "./linode-catalog";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
+import { packUserData, unpackUserData } from "./user-data";
 
 const IMAGE = "linode/debian13";
 const INSTANCE = "linode:index/instance:Instance";
@@ -18,7 +19,7 @@ function init(ctx: ProviderContext) {
                 type: spec.size,
                 image: IMAGE,
                 authorizedKeys: spec.sshPublicKeys,
-                metadatas: [{ userData: pulumi.output(spec.userData).apply((u) => Buffer.from(u).toString("base64")) }],
+                metadatas: [{ userData: pulumi.output(spec.userData).apply(packUserData) }],
                 tags: Object.entries(spec.tags).map(([k, v]) => `${k}:${v}`),
                 privateIp: false,
             }, { parent, additionalSecretOutputs: ["metadatas"] });
@@ -59,7 +60,7 @@ export const linodeAdapter: ProviderAdapter = {
         userData(type, inputs) {
             if (type !== INSTANCE) return undefined;
             const meta = (inputs.metadatas as { userData?: string }[] | undefined)?.[0]?.userData;
-            return meta === undefined ? undefined : Buffer.from(meta, "base64").toString("utf8");
+            return meta === undefined ? undefined : unpackUserData(meta);
         },
     },
 };

@@ -1,24 +1,23 @@
 // haproxy.cfg for one node of the HAProxy pair (HAProxy 3.0, Debian 13). Both nodes are active:
 // each balances HTTP to the app nodes and routes database clients to the Patroni primary (5000)
-// or the replicas (5001). Database, stats and app traffic stay on the mesh.
+// or the replicas (5001). Database, stats and app traffic stay on the mesh. The server lines are
+// not rendered here: the directory agent keeps them between the markers below, from the signed
+// directory in DNS, so this file never changes when app or database nodes come and go.
 import { CloudConfigPart } from "./cloud-config";
+import { DIRECTORY_CONFIG_DIR, DirectoryHaproxy, HaproxyServerBlock } from "./directory-agent";
 import { renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
 export const ORIGIN_PEM = "/etc/haproxy/certs/origin.pem";
-
-export interface Backend {
-    name: string;
-    address: string;
-}
+/** Server states saved before each reload, so the reloaded process starts from them. */
+export const SERVER_STATE_FILE = "/var/lib/haproxy/vps-ha-server-state";
+const ADMIN_SOCKET = "/run/haproxy/admin.sock";
 
 export interface HaproxyConfig {
     /** This node's mesh address: database, stats and metrics listen here only. */
     meshAddress: string;
-    apps: Backend[];
     appPort: number;
     appHealthPath: string;
-    databases: Backend[];
     postgresPort: number;
     patroniPort: number;
     ports: { http: number; https: number; dbPrimary: number; dbReplicas: number; stats: number };
@@ -29,19 +28,29 @@ export interface HaproxyConfig {
     monitorPath: string;
 }
 
+/** The server lines the directory agent keeps: app nodes in `app`, database members in both listens. */
+export function serverBlocks(c: HaproxyConfig): HaproxyServerBlock[] {
+    const block = (id: string, role: HaproxyServerBlock["role"], line: string): HaproxyServerBlock => ({
+        id, role, line, begin: `    # vps-ha directory: ${id} servers (begin)`, end: `    # vps-ha directory: ${id} servers (end)`,
+    });
+    const db = `    server {name} {address}:${c.postgresPort} check port ${c.patroniPort}`;
+    return [block("app", "app", `    server {name} {address}:${c.appPort} check`), block("db-primary", "db", db), block("db-replicas", "db", db)];
+}
+
 export function renderHaproxyConfig(c: HaproxyConfig): string {
-    const appServers = c.apps.map((a) => `    server ${a.name} ${a.address}:${c.appPort} check`);
-    const dbServers = c.databases.map((d) => `    server ${d.name} ${d.address}:${c.postgresPort} check port ${c.patroniPort}`);
+    const servers = Object.fromEntries(serverBlocks(c).map((b) => [b.id, `${b.begin}\n${b.end}`]));
     return `# vps-ha: rendered by the program; changes here are replaced on the next deploy.
 global
     log /dev/log local0
     maxconn 4096
-    stats socket /run/haproxy/admin.sock mode 660 level admin
+    stats socket ${ADMIN_SOCKET} mode 660 level admin
+    server-state-file ${SERVER_STATE_FILE}
     ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
     ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 
 defaults
     log global
+    load-server-state-from-file global
     mode http
     option httplog
     option dontlognull
@@ -75,7 +84,7 @@ backend app
     option redispatch 1
     retry-on conn-failure empty-response response-timeout 502 503 504
     timeout server 15s
-${appServers.join("\n")}
+${servers.app}
 
 # PostgreSQL clients: 5000 reaches the primary only, 5001 the replicas. Patroni's REST API says
 # who is who; OPTIONS keeps Patroni from logging a traceback per check.
@@ -89,7 +98,7 @@ listen db-primary
     http-check expect status 200
     # A new primary is offered within half a second of Patroni promoting it.
     default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
-${dbServers.join("\n")}
+${servers["db-primary"]}
 
 listen db-replicas
     bind ${c.meshAddress}:${c.ports.dbReplicas}
@@ -101,7 +110,7 @@ listen db-replicas
     option httpchk OPTIONS /replica?lag=${c.maxReplicaLagBytes}
     http-check expect status 200
     default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions
-${dbServers.join("\n")}
+${servers["db-replicas"]}
 
 frontend stats
     bind ${c.meshAddress}:${c.ports.stats}
@@ -141,6 +150,20 @@ exit 0
 `;
 }
 
+/** What the directory agent does on a proxy node: which lines it keeps, how it checks and reloads. */
+export function haproxyDirectory(c: HaproxyConfig): DirectoryHaproxy {
+    return {
+        config: HAPROXY_CFG,
+        socket: ADMIN_SOCKET,
+        stateFile: SERVER_STATE_FILE,
+        check: ["haproxy", "-c", "-q", "-f"],
+        isActive: ["systemctl", "is-active", "--quiet", "haproxy.service"],
+        // Debian 13's unit runs HAProxy master-worker: a reload hands the listeners over, no connection is refused.
+        reload: ["systemctl", "reload", "haproxy.service"],
+        blocks: serverBlocks(c),
+    };
+}
+
 export function haproxyPart(c: HaproxyConfig, originPem: string): CloudConfigPart {
     return {
         packages: ["haproxy", "curl"],
@@ -149,6 +172,7 @@ export function haproxyPart(c: HaproxyConfig, originPem: string): CloudConfigPar
             { path: "/etc/systemd/system/haproxy.service.d/vps-ha-wait-for-apps.conf", content: renderUnit({ Service: { ExecStartPre: WAIT_FOR_APPS, TimeoutStartSec: "90s" } }) },
             { path: ORIGIN_PEM, content: originPem, permissions: "0600" },
             { path: HAPROXY_CFG, content: renderHaproxyConfig(c) },
+            { path: `${DIRECTORY_CONFIG_DIR}/haproxy.json`, content: JSON.stringify({ haproxy: haproxyDirectory(c) }, null, 1) + "\n" },
             // Bind the mesh address even if wg0 is not up yet when HAProxy starts.
             { path: "/etc/sysctl.d/60-vps-ha-nonlocal-bind.conf", content: "net.ipv4.ip_nonlocal_bind = 1\n" },
         ],

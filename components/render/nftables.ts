@@ -1,6 +1,9 @@
 // The host firewall: the second wall behind the provider's. Public side: WireGuard, SSH from the
 // admin ranges, and 80/443 on HAProxy nodes (the provider firewall narrows those to Cloudflare).
-// Mesh side: each service port only from the mesh addresses of the roles the plan allows.
+// Mesh side: each service port only from the mesh addresses of the roles the plan allows. Those
+// addresses live in one named set per role, filled at run time by the directory agent
+// (render/directory-agent.ts), so this file names no other node and never changes with the node set.
+import { Role, ROLES } from "../config";
 import { CloudConfigPart } from "./cloud-config";
 import { MESH_INTERFACE } from "./wireguard";
 
@@ -8,11 +11,18 @@ export interface HostFirewallRule {
     service: string;
     protocol: "tcp" | "udp";
     port: number;
-    /** "any": from anywhere on the public side; a list: from these sources only. */
-    from: "any" | { cidrs: string[] } | { meshAddresses: string[] };
+    /** "any": from anywhere on the public side; cidrs: from these only; meshRoles: from these roles' mesh addresses. */
+    from: "any" | { cidrs: string[] } | { meshRoles: Role[] };
 }
 
 export const NFTABLES_FILE = "/etc/nftables.conf";
+export const NFT_FAMILY = "inet";
+export const NFT_TABLE = "vps_ha";
+
+/** The named set holding the mesh addresses of a role's nodes. */
+export function meshSetName(role: Role): string {
+    return `mesh_${role}`;
+}
 
 export function renderNftables(rules: HostFirewallRule[]): string {
     const lines = [
@@ -20,7 +30,10 @@ export function renderNftables(rules: HostFirewallRule[]): string {
         "# vps-ha host firewall: everything not listed here is dropped.",
         "flush ruleset",
         "",
-        "table inet vps_ha {",
+        `table ${NFT_FAMILY} ${NFT_TABLE} {`,
+        // Filled by the directory agent; empty (nothing admitted) until it has read the directory.
+        ...ROLES.flatMap((role) => [`  set ${meshSetName(role)} {`, "    type ipv4_addr", "  }"]),
+        "",
         "  chain input {",
         "    type filter hook input priority filter; policy drop;",
         '    iif "lo" accept',
@@ -37,8 +50,8 @@ export function renderNftables(rules: HostFirewallRule[]): string {
             const v6 = r.from.cidrs.filter((c) => c.includes(":"));
             if (v4.length > 0) lines.push(`    ip saddr { ${v4.join(", ")} } ${match} accept ${comment}`);
             if (v6.length > 0) lines.push(`    ip6 saddr { ${v6.join(", ")} } ${match} accept ${comment}`);
-        } else if (r.from.meshAddresses.length > 0) {
-            lines.push(`    iifname "${MESH_INTERFACE}" ip saddr { ${r.from.meshAddresses.join(", ")} } ${match} accept ${comment}`);
+        } else {
+            for (const role of r.from.meshRoles) lines.push(`    iifname "${MESH_INTERFACE}" ip saddr @${meshSetName(role)} ${match} accept ${comment}`);
         }
     }
     lines.push("  }", "", "  chain forward {", "    type filter hook forward priority filter; policy drop;", "  }", "}", "");

@@ -19,14 +19,3 @@ export function renderUnit(sections: Record<string, Section>): string {
     }
     return out.join("\n");
 }
-
-/** A oneshot service and the timer that runs it every `everySeconds`. */
-export function periodicJob(name: string, description: string, command: string, everySeconds: number): UnitFile[] {
-    return [
-        { path: `/etc/systemd/system/${name}.service`, content: renderUnit({ Unit: { Description: description }, Service: { Type: "oneshot", ExecStart: command } }) },
-        {
-            path: `/etc/systemd/system/${name}.timer`,
-            content: renderUnit({ Unit: { Description: `${description} (every ${everySeconds} s)` }, Timer: { OnBootSec: `${everySeconds}s`, OnUnitActiveSec: `${everySeconds}s` }, Install: { WantedBy: "timers.target" } }),
-        },
-    ];
-}

@@ -1,6 +1,9 @@
 // What "healthy" means for a lab node: every unit it enabled is running (or finished, for
 // oneshots), every other node answers over the WireGuard mesh, and each daemon it runs answers
 // its own health endpoint on the mesh address.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { DIRECTORY_STATUS } from "../../components/render/directory-agent";
 import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
 import { elapsed, Log, sleep } from "./exec";
 import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
@@ -66,6 +69,26 @@ async function replicationCheck(node: NodeState): Promise<Check> {
     return { name: "replication", ok, detail: `${status.role ?? "?"} ${status.state ?? "?"}${leads ? "" : ` ${status.replication_state ?? "not streaming"}`}` };
 }
 
+/**
+ * The directory agent's last round (its status file): it must have read a directory naming every
+ * lab node, and applied it without a problem (peers, firewall sets, proxy servers).
+ */
+export function directoryCheck(node: NodeState, all: NodeState[]): Check {
+    const file = join(node.paths.merged, DIRECTORY_STATUS);
+    if (!existsSync(file)) return { name: "directory", ok: false, detail: "the agent has not finished a round" };
+    let status: { members?: string[]; problems?: string[]; source?: string | null } = {};
+    try {
+        status = JSON.parse(readFileSync(file, "utf8")) as typeof status;
+    } catch {
+        return { name: "directory", ok: false, detail: "status being rewritten" };
+    }
+    const missing = all.map((n) => n.name).filter((n) => !(status.members ?? []).includes(n));
+    const problems = status.problems ?? [];
+    const ok = missing.length === 0 && problems.length === 0;
+    const detail = ok ? `${status.members?.length} members (from ${status.source})` : [missing.length ? `missing ${missing.join(", ")}` : "", ...problems].filter(Boolean).join("; ");
+    return { name: "directory", ok, detail };
+}
+
 export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes()): Promise<NodeHealth> {
     const units = nodeUnits(node.name).filter((u) => u.unit.endsWith(".service"));
     const checks: Check[] = [];
@@ -76,6 +99,7 @@ export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes())
     const peers = all.filter((p) => p.name !== node.name && !p.isolated);
     const unreachable = node.isolated ? [] : await unreachablePeers(node, peers);
     checks.push({ name: "mesh", ok: unreachable.length === 0, detail: unreachable.length ? `cannot reach ${unreachable.join(", ")}` : `reaches ${peers.length} peer(s)` });
+    checks.push(directoryCheck(node, all));
     if (units.some((u) => /patroni/.test(u.unit) && u.state === "active")) checks.push(await replicationCheck(node));
     const app = labStack()?.app;
     for (const probe of PROBES) {

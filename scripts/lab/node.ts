@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Log, run, RunOptions, RunResult } from "./exec.js";
 import { mount, mountMinimalDev, mountProc, isMounted } from "./mounts.js";
-import { NodePaths, netnsName } from "./paths.js";
+import { BRIDGE_ADDRESS, NodePaths, netnsName } from "./paths.js";
 import { isAlive, pidsInNetns, pidsWithRootUnder } from "./procs.js";
 import { installShim, unitPids, SYSTEMCTL } from "./services.js";
 import { loadState, nodeState, updateState, NodeState } from "./state.js";
@@ -54,9 +54,9 @@ export async function mountNode(n: NodeState, rootfs: string): Promise<void> {
     ),
   );
   writeFileSync(join(p.merged, "etc/hostname"), `${n.name}\n`);
-  // The rootfs kept the build host's resolver; a node has no route to it. Names resolve through
-  // /etc/hosts; anything else fails at once (nothing listens on the node's own port 53).
-  writeFileSync(join(p.merged, "etc/resolv.conf"), "# vps-ha lab: no DNS server; lab names resolve through /etc/hosts\nnameserver 127.0.0.1\n");
+  // The rootfs kept the build host's resolver; a node has no route to it. The lab's DNS server on
+  // the bridge plays the provider's resolver (scripts/lab/dns.ts).
+  writeFileSync(join(p.merged, "etc/resolv.conf"), `# vps-ha lab: the lab's DNS server on the bridge\nnameserver ${BRIDGE_ADDRESS}\noptions timeout:1 attempts:2\n`);
   installShim(p.merged);
 }
 

@@ -7,6 +7,7 @@ import { EdgePlan, edgePlanOf } from "./edge/spec";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
 import type { LabApp } from "./containers";
 import { readStackFile, stackNameOf } from "../lib/stack-file";
+import { LabDnsRecord, programDnsRecords } from "./dns-zone";
 import type { LabNodeSpec } from "./realize";
 
 export interface StackSource {
@@ -24,6 +25,8 @@ export function stackSource(values: { stack?: string; config?: string }): StackS
 
 export interface LabProgram {
     specs: LabNodeSpec[];
+    /** Every DNS record the program gave Cloudflare (node addresses, the mesh directory). */
+    dnsRecords: LabDnsRecord[];
     /** The application's connection string, when the stack has a database. */
     connectionString?: string;
     /** What the app nodes run (the lab stands in for the image). */
@@ -44,7 +47,7 @@ export async function labProgram(source: StackSource): Promise<LabProgram> {
     const app: LabApp = { image: a.image, port: a.port, healthPath: a.healthPath, ...(a.command ? { command: a.command } : {}), ...(a.worker ? { workerCommand: a.worker.command } : {}) };
     const hostname = frontDoorHostnames(config).app;
     const edge = edgePlanOf(e, hostname);
-    return { specs: specsOf(e), app, hostname, ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}) };
+    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {

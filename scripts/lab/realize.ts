@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { applyCloudConfig, packagesOf } from "./cloudinit.js";
 import { down, stopProcesses } from "./cleanup.js";
 import { Log, elapsed, killActiveChildren } from "./exec.js";
+import { startLabDns } from "./dns.js";
+import { LabDnsRecord } from "./dns-zone.js";
 import { addNodeNetwork, ensureBridge, healLink, isolateLink, pinNeighbours, writeNetnsHosts } from "./net.js";
 import { acquireLock, lockOwner, releaseLock } from "./lock.js";
 import { isAlive } from "./procs.js";
@@ -62,18 +64,22 @@ function validate(nodes: LabNodeSpec[]): void {
   }
 }
 
-/** What the lab adds around the nodes: services on the bridge, their names, a CA the nodes trust. */
+/** What the lab adds around the nodes: services on the bridge, the DNS they resolve, a CA the nodes trust. */
 export interface LabExtras {
-  /** More names for the nodes' hosts files (lab services playing outside endpoints). */
-  hosts?: { address: string; names: string[] }[];
+  /** What the nodes' resolver (the lab's DNS server on the bridge) answers; no server without it. */
+  dns?: LabDnsRecord[];
   /** A CA certificate (PEM) every node trusts, as real nodes trust the public CAs. */
   caCertPem?: string;
   /** Runs once the bridge exists, before any cloud-config is applied (to start services). */
   beforeApply?: () => Promise<void>;
 }
 
-function hostsFor(nodes: LabNodeSpec[], extra: LabExtras["hosts"] = []): { text: string; block: string } {
-  const block = labHostsBlock([...nodes.map((n) => ({ address: n.publicIpv4, names: [n.name, ...n.dnsNames] })), ...extra]);
+/**
+ * A node's hosts file: its own names only, as on a Debian cloud image. Every other name (its
+ * peers, the directory, R2) it resolves through the lab's DNS server, as a real node does.
+ */
+function hostsFor(node: LabNodeSpec): { text: string; block: string } {
+  const block = labHostsBlock([{ address: "127.0.1.1", names: [...node.dnsNames, node.name] }]);
   const text = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters", "", block].join("\n");
   return { text, block };
 }
@@ -153,7 +159,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
     const rootfs = await ensureRootfs(packages, log);
     saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
     await ensureBridge();
-    const hosts = hostsFor(nodes, extras.hosts);
+    if (extras.dns) await startLabDns(extras.dns, log);
     for (const spec of nodes) {
       const t = Date.now();
       const n: NodeState = {
@@ -172,7 +178,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
       };
       updateState((s) => (s.nodes[n.name] = n));
       await addNodeNetwork(n.name, n.hostVeth, n.publicIpv4);
-      const hostsFile = writeNetnsHosts(n.name, hosts.text);
+      const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
       await mountNode(n, rootfs);
       copyHostsIntoNode(n, hostsFile);
       await bootServices(n.name, log);
@@ -184,7 +190,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
     await Promise.all(
       nodes.map((spec) => {
         const n = nodeState(spec.name);
-        return applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hosts.block));
+        return applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hostsFor(spec).block));
       }),
     );
     log(`lab: ${nodes.length} node(s) realized in ${elapsed(started)}`);

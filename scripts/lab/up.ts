@@ -23,8 +23,11 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     const s3 = s3EndpointOf(program.specs);
     const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
     const appNodes = program.specs.filter((n) => n.role === "app").map((n) => n.name);
+    // The nodes' resolver serves what the program gave Cloudflare, and R2's name for the lab's S3.
+    const dns = [...program.dnsRecords, ...(s3 ? [{ name: s3.host, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS }] : [])];
     await realizeNodes(program.specs, log, {
-        ...(s3 && tls ? { hosts: [{ address: BRIDGE_ADDRESS, names: [s3.host] }], caCertPem: tls.caCertPem } : {}),
+        dns,
+        ...(s3 && tls ? { caCertPem: tls.caCertPem } : {}),
         beforeApply: async () => {
             if (s3 && tls) await startS3(s3, tls, log);
             await prepareAppNodes(appNodes, program.app, log);

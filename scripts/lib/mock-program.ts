@@ -79,10 +79,18 @@ function mockPassword(name: string, length: number): string {
     return [...mockBytes(`password/${name}`, length)].map((b) => symbols[b % symbols.length]).join("");
 }
 
-/** Lab public addresses: 198.18.0.0/15, the range set aside for benchmarking networks. */
-function labAddress(index: number): string {
-    const n = 10 + index;
-    return `198.18.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+/**
+ * A node's lab public address, in 198.18.0.0/15 (the range set aside for benchmarking networks)
+ * past 198.18.0.x (the bridge and the lab's own services). From the node's name, so an
+ * evaluation with nodes added or removed gives every other node the address it had.
+ */
+function labAddress(node: string, taken: Set<string>): string {
+    const span = 2 * 65536 - 512; // 198.18.1.0 .. 198.19.255.254
+    for (let n = createHash("sha256").update(node).digest().readUInt32BE(0) % span; ; n = (n + 1) % span) {
+        const v = 256 + n;
+        const address = `198.${18 + Math.floor(v / 65536)}.${Math.floor(v / 256) % 256}.${v % 256}`;
+        if (!taken.has(address)) return address;
+    }
 }
 
 /** The node a server resource stands for: its own name, or its host's bootstrap command's. */
@@ -117,7 +125,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                     }
                     outputs = { ...outputs, ...mockTls(args.type, args.name, inputs) };
                     for (const adapter of Object.values(adapters)) {
-                        const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[nodeNameOf(args.name)] ??= labAddress(Object.keys(publicIpv4).length)));
+                        const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[nodeNameOf(args.name)] ??= labAddress(nodeNameOf(args.name), new Set(Object.values(publicIpv4)))));
                         if (o) outputs = o;
                     }
                     const recorded = { type: args.type, name: args.name, id: String(ids++), inputs, secretInputs, outputs };

@@ -4,7 +4,7 @@
 // played by a throwaway CA that signs the program's certificate request the same way: for the
 // hostnames asked for, with the validity asked for.
 import { spawnSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,11 +37,17 @@ function altNames(inputs: Record<string, unknown>): string[] {
 const days = (inputs: Record<string, unknown>) => String(Math.max(1, Math.ceil(Number(inputs.validityPeriodHours ?? 24) / 24)));
 const subject = (inputs: Record<string, unknown>) => `/CN=${(inputs.subject as Subject | undefined)?.commonName ?? "localhost"}`;
 
-function create(type: string, inputs: Record<string, unknown>): Record<string, string> | undefined {
+// PKCS#8 wrapping of a raw 32-byte Ed25519 seed (RFC 8410).
+const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
+function create(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> | undefined {
     switch (type) {
         case "tls:index/privateKey:PrivateKey": {
             if (inputs.algorithm === "ED25519") {
-                const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+                // From the resource name: records signed in one evaluation verify against the
+                // key another evaluation (another process) rendered into the nodes.
+                const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, createHash("sha256").update(`ed25519/${name}`).digest()]), format: "der", type: "pkcs8" });
+                const publicKey = createPublicKey(privateKey);
                 const pkcs8 = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
                 return { privateKeyPem: pkcs8, privateKeyPemPkcs8: pkcs8, publicKeyPem: publicKey.export({ format: "pem", type: "spki" }).toString() };
             }
@@ -100,7 +106,7 @@ export function mockOriginCa(): { keyPem: string; certPem: string } {
 export function mockTls(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> {
     if (!type.startsWith("tls:") && type !== ORIGIN_CA_CERTIFICATE) return {};
     if (!made.has(name)) {
-        const out = create(type, inputs);
+        const out = create(type, name, inputs);
         if (!out) return {};
         made.set(name, out);
     }

@@ -54,7 +54,7 @@ export class Sandbox {
 
     /** Creates the namespaces and their links, and mounts one overlay per node. */
     static async open(prefix: string, rootfs: string, nodes: SandboxNode[]): Promise<Sandbox> {
-        if (!/^vh-dbcheck-[a-z0-9]+$/.test(prefix)) throw new Error(`sandbox namespaces are named vh-dbcheck-*, not ${prefix}`);
+        if (!/^(vh-dbcheck|vhtest)-[a-z0-9]+$/.test(prefix)) throw new Error(`sandbox namespaces are named vh-dbcheck-* or vhtest-*, not ${prefix}`);
         const s = new Sandbox(prefix, rootfs, nodes);
         try {
             for (const n of nodes) {

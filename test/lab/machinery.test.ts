@@ -138,7 +138,8 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
     });
     const t = Date.now();
     realized = true; // from here on, `after` tears down whatever exists
-    await realizeNodes([spec(a, b), spec(b, a)], log);
+    // The nodes find each other's endpoints through the lab's DNS server, as real nodes do.
+    await realizeNodes([spec(a, b), spec(b, a)], log, { dns: [a, b].map((p) => ({ name: p.dns, type: "A" as const, ttl: 60, data: p.ip })) });
     log(`realize took ${((Date.now() - t) / 1000).toFixed(1)} s`);
     for (const p of [a, b]) assert.ok(existsSync(`/run/netns/vh-${p.name}`), `namespace vh-${p.name} exists`);
     const who = await execInNode(a.name, ["id", "-un"], { user: "postgres", timeoutMs: 10_000 });

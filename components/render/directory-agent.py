@@ -1,0 +1,421 @@
+#!/usr/bin/python3
+"""vps-ha directory agent: keeps this node's view of the stack equal to the signed directory in DNS.
+
+Each round (every few seconds, and once whenever the WireGuard interface comes up) it reads the
+index TXT record and every member's record, verifies each signature with the stack's public key
+from this node's own config, and converges:
+  - WireGuard peers: key, allowed IP (the mesh address), keepalive, endpoint from the peer's DNS
+    name (looked up again while no recent handshake proves the current one); peers no longer
+    listed are removed;
+  - the host firewall's named sets of mesh addresses, one per role (nftables);
+  - on HAProxy nodes, the backend server lines (a checked config, then a seamless reload that
+    carries every server's health state over).
+Anything unsigned, malformed or inconsistent is logged and ignored. When the directory cannot
+be read (DNS down, the index missing or invalid), the agent converges to the last directory it
+verified, kept on disk and verified again when read: a DNS outage never empties the mesh, and a
+node that reboots during one still gets its peers back.
+
+usage: vps-ha-directory [--once] [--config FILE]   (FILE.d/*.json add role-specific settings)
+"""
+import base64
+import fcntl
+import glob
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import dns.exception
+import dns.resolver
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+VERSION = "vh1"
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+NODE_FIELDS = ["v", "kind", "name", "role", "mesh", "wg", "dns"]
+INDEX_FIELDS = ["v", "kind", "part", "set", "members"]
+COMMAND_TIMEOUT = 15
+LOCK_WAIT_SECONDS = 60
+
+
+class Bad(Exception):
+    """A record (or a set of them) that must be ignored, and why."""
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def run(argv, stdin=None):
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+
+
+def load_config(path):
+    with open(path) as f:
+        cfg = json.load(f)
+    for extra in sorted(glob.glob(os.path.splitext(path)[0] + ".d/*.json")):
+        with open(extra) as f:
+            cfg.update(json.load(f))
+    return cfg
+
+
+def write_atomically(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- records
+
+def parse_record(owner, text, key, roles, mesh):
+    """One verified record found at DNS name `owner`, as a dict; raises Bad saying why not."""
+    body, sep, sig = text.rpartition(" sig=")
+    if not sep or not body:
+        raise Bad("no signature")
+    try:
+        raw = base64.b64decode(sig, validate=True)
+    except ValueError:
+        raise Bad("malformed signature")
+    if len(raw) != 64 or base64.b64encode(raw).decode() != sig:
+        raise Bad("malformed signature")
+    try:
+        key.verify(raw, ("%s\n%s\n%s" % (VERSION, owner, body)).encode())
+    except InvalidSignature:
+        raise Bad("bad signature")
+    fields = []
+    for f in body.split(" "):
+        k, eq, v = f.partition("=")
+        if not eq or not k:
+            raise Bad("malformed field %r" % f)
+        fields.append((k, v))
+    keys = [k for k, _ in fields]
+    v = dict(fields)
+    if v.get("v") != VERSION:
+        raise Bad("unknown version %r" % v.get("v"))
+    if v.get("kind") == "node" and keys == NODE_FIELDS:
+        try:
+            address = ipaddress.IPv4Address(v["mesh"])
+            wg = base64.b64decode(v["wg"], validate=True)
+        except ValueError:
+            raise Bad("malformed mesh address or key")
+        if not NAME.match(v["name"]) or v["role"] not in roles or not DNS_NAME.match(v["dns"]):
+            raise Bad("malformed name, role or DNS name")
+        if str(address) != v["mesh"] or address not in mesh or len(wg) != 32:
+            raise Bad("mesh address outside %s or a malformed key" % mesh)
+        return {"kind": "node", "name": v["name"], "role": v["role"], "mesh": v["mesh"], "wg": v["wg"], "dns": v["dns"]}
+    if v.get("kind") == "index" and keys == INDEX_FIELDS:
+        m = re.fullmatch(r"([1-9][0-9]{0,2})/([1-9][0-9]{0,2})", v["part"])
+        members = v["members"].split(",")
+        if not m or int(m.group(1)) > int(m.group(2)) or not re.fullmatch(r"[0-9a-f]{16}", v["set"]) or not all(NAME.match(n) for n in members):
+            raise Bad("malformed index part")
+        return {"kind": "index", "part": int(m.group(1)), "parts": int(m.group(2)), "set": v["set"], "members": members}
+    raise Bad("unexpected fields %s" % " ".join(keys))
+
+
+def member_names(parts_found):
+    """The member list of the one complete index among the parts found; raises Bad otherwise."""
+    complete = []
+    for digest in sorted({p["set"] for p, _ in parts_found}):
+        parts = {p["part"]: (p, t) for p, t in parts_found if p["set"] == digest}
+        counts = {p["parts"] for p, _ in parts.values()}
+        if len(counts) != 1 or sorted(parts) != list(range(1, counts.pop() + 1)):
+            continue  # a part is missing (an update under way): not this one
+        names = [n for i in sorted(parts) for n in parts[i][0]["members"]]
+        if hashlib.sha256(",".join(names).encode()).hexdigest()[:16] != digest:
+            continue
+        complete.append((names, [parts[i][1] for i in sorted(parts)]))
+    if len(complete) != 1:
+        raise Bad("%s complete index" % ("no" if not complete else "more than one"))
+    return complete[0]
+
+
+def read_directory(cfg, key, fetch, fallback):
+    """
+    The directory through `fetch(name)` (a list of TXT texts, or None when the lookup failed):
+    {"members": {name: record}, "texts": {...}}. A member listed without a valid record of its
+    own keeps its `fallback` record (the last verified one), else is left out. Raises Bad when
+    the index itself cannot be read.
+    """
+    roles, mesh = cfg["roles"], ipaddress.IPv4Network(cfg["meshCidr"])
+    index = cfg["index"]
+    found = fetch(index)
+    if not found:
+        raise Bad("no index at %s (%s)" % (index, "lookup failed" if found is None else "no TXT record"))
+    parts = []
+    for text in found:
+        try:
+            rec = parse_record(index, text, key, roles, mesh)
+            if rec["kind"] != "index":
+                raise Bad("not an index record")
+            parts.append((rec, text))
+        except Bad as e:
+            log("ignoring a record at %s: %s" % (index, e))
+    names, index_texts = member_names(parts)
+    members, texts = {}, {}
+    for name in names:
+        owner = "_mesh.%s.%s" % (name, cfg["nodesDomain"])
+        valid = {}
+        for text in fetch(owner) or []:
+            try:
+                rec = parse_record(owner, text, key, roles, mesh)
+                if rec["kind"] != "node" or rec["name"] != name:
+                    raise Bad("a record for another node")
+                valid[text] = rec
+            except Bad as e:
+                log("ignoring a record at %s: %s" % (owner, e))
+        if len(valid) == 1:
+            (texts[name], members[name]), = valid.items()
+        elif name in fallback:
+            log("%s: %s in DNS; keeping its last verified record" % (name, "conflicting records" if valid else "no valid record"))
+            texts[name], members[name] = fallback[name]["text"], fallback[name]["record"]
+        else:
+            log("%s is listed but has no valid record yet; left out for now" % name)
+    for field in ("mesh", "wg"):
+        values = [m[field] for m in members.values()]
+        if len(values) != len(set(values)):
+            raise Bad("two members share a %s value" % field)
+    return {"members": members, "texts": {"index": index_texts, "members": texts}}
+
+
+def dns_fetch(resolver):
+    def fetch(name):
+        try:
+            answer = resolver.resolve(name, "TXT", search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as e:
+            log("DNS lookup of %s failed: %s" % (name, e))
+            return None
+        return [b"".join(r.strings).decode("ascii", "replace") for r in answer]
+    return fetch
+
+
+def load_cache(cfg, key):
+    """The last verified directory, verified again (the file is only a copy of DNS answers)."""
+    try:
+        with open(cfg["cache"]) as f:
+            texts = json.load(f)
+        by_name = {cfg["index"]: texts["index"]}
+        by_name.update({"_mesh.%s.%s" % (n, cfg["nodesDomain"]): [t] for n, t in texts["members"].items()})
+        return read_directory(cfg, key, lambda name: by_name.get(name, []), {})
+    except FileNotFoundError:
+        return None
+    except (Bad, ValueError, KeyError, TypeError) as e:
+        log("ignoring the cached directory: %s" % e)
+        return None
+
+
+# ---------------------------------------------------------------- convergence
+
+def resolve_ipv4(resolver, name):
+    try:
+        return str(resolver.resolve(name, "A", search=False)[0])
+    except dns.exception.DNSException as e:
+        log("no address for %s yet: %s" % (name, e))
+        return None
+
+
+def converge_wireguard(cfg, members, resolver, problems):
+    """`resolver` None: DNS is down this round; peers keep the endpoints they have."""
+    w = cfg["wireguard"]
+    iface = w["interface"]
+    shown = run(["wg", "show", iface, "dump"])
+    if shown.returncode != 0:
+        problems.append("%s is not up" % iface)
+        return
+    lines = shown.stdout.strip().split("\n")
+    own_key = lines[0].split("\t")[1]
+    peers = {}
+    for line in lines[1:]:
+        f = line.split("\t")
+        peers[f[0]] = {"endpoint": f[2], "allowed": f[3], "handshake": int(f[4]), "keepalive": f[7]}
+    want = {m["wg"]: m for m in members.values() if m["name"] != cfg["self"] and m["wg"] != own_key}
+    now = time.time()
+    for key, m in sorted(want.items(), key=lambda kv: kv[1]["name"]):
+        p = peers.get(key)
+        args = []
+        if p is None or p["allowed"] != m["mesh"] + "/32" or p["keepalive"] != str(w["keepalive"]):
+            args += ["allowed-ips", m["mesh"] + "/32", "persistent-keepalive", str(w["keepalive"])]
+        if resolver and (p is None or p["handshake"] == 0 or now - p["handshake"] >= w["staleHandshakeSeconds"]):
+            address = resolve_ipv4(resolver, m["dns"])
+            endpoint = "%s:%d" % (address, w["port"]) if address else None
+            if endpoint and (p is None or p["endpoint"] != endpoint):
+                args += ["endpoint", endpoint]
+        if args:
+            r = run(["wg", "set", iface, "peer", key] + args)
+            if r.returncode != 0:
+                problems.append("wg set for %s: %s" % (m["name"], r.stderr.strip()))
+            else:
+                log("mesh: peer %s (%s) %s: %s" % (m["name"], m["mesh"], "added" if p is None else "updated", " ".join(args)))
+    for key in sorted(set(peers) - set(want)):
+        r = run(["wg", "set", iface, "peer", key, "remove"])
+        if r.returncode != 0:
+            problems.append("removing peer %s: %s" % (key, r.stderr.strip()))
+        else:
+            log("mesh: peer %s (%s) removed: no longer in the directory" % (key, peers[key]["allowed"]))
+
+
+def set_elements(listing):
+    for item in json.loads(listing).get("nftables", []):
+        if "set" in item:
+            return sorted(str(e) for e in item["set"].get("elem", []))
+    return []
+
+
+def converge_nftables(cfg, members, problems):
+    n = cfg["nftables"]
+    family, table = n["family"], n["table"]
+    script = []
+    for role, name in sorted(n["sets"].items()):
+        want = sorted({m["mesh"] for m in members.values() if m["role"] == role}, key=ipaddress.IPv4Address)
+        listed = run(["nft", "-j", "list", "set", family, table, name])
+        if listed.returncode != 0:
+            problems.append("firewall set %s is not loaded yet" % name)
+            continue
+        if set_elements(listed.stdout) == sorted(want):
+            continue
+        # One transaction: the set is never seen empty in between.
+        script.append("flush set %s %s %s" % (family, table, name))
+        if want:
+            script.append("add element %s %s %s { %s }" % (family, table, name, ", ".join(want)))
+        log("firewall: %s now admits %s" % (name, ", ".join(want) or "nothing"))
+    if script:
+        r = run(["nft", "-f", "-"], "\n".join(script) + "\n")
+        if r.returncode != 0:
+            problems.append("nft: %s" % r.stderr.strip())
+
+
+def replace_block(text, begin, end, lines):
+    a = text.find(begin + "\n")
+    b = text.find(end + "\n", a)
+    if a < 0 or b < 0:
+        raise Bad("markers %r / %r not found" % (begin, end))
+    return text[: a + len(begin) + 1] + "".join(l + "\n" for l in lines) + text[b:]
+
+
+def save_server_state(h):
+    """HAProxy's current server states, for the reloaded process to start from (no re-check flap)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(h["socket"])
+        s.sendall(b"show servers state\n")
+        chunks = []
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            chunks.append(c)
+    finally:
+        s.close()
+    write_atomically(h["stateFile"], b"".join(chunks).decode())
+
+
+def converge_haproxy(cfg, members, problems):
+    h = cfg["haproxy"]
+    with open(h["config"]) as f:
+        text = f.read()
+    new = text
+    summary = []
+    for b in h["blocks"]:
+        servers = sorted((m for m in members.values() if m["role"] == b["role"]), key=lambda m: m["name"])
+        new = replace_block(new, b["begin"], b["end"], [b["line"].replace("{name}", m["name"]).replace("{address}", m["mesh"]) for m in servers])
+        summary.append("%s: %s" % (b["id"], ", ".join(m["name"] for m in servers) or "none"))
+    if new == text:
+        return
+    candidate = h["config"] + ".directory"
+    write_atomically(candidate, new)
+    checked = run(h["check"] + [candidate])
+    if checked.returncode != 0:
+        os.unlink(candidate)
+        problems.append("haproxy refuses the new server list: %s" % (checked.stdout + checked.stderr).strip()[-500:])
+        return
+    active = run(h["isActive"]).returncode == 0
+    if active:
+        try:
+            save_server_state(h)
+        except OSError as e:
+            log("haproxy: could not save server state (%s); the reloaded process checks every server afresh" % e)
+    os.replace(candidate, h["config"])
+    if active:
+        r = run(h["reload"])
+        if r.returncode != 0:
+            problems.append("haproxy reload: %s" % (r.stdout + r.stderr).strip())
+            return
+    log("haproxy: servers %s (%s)" % ("; ".join(summary), "reloaded" if active else "for its next start"))
+
+
+# ---------------------------------------------------------------- rounds
+
+def one_round(cfg, key):
+    resolver = dns.resolver.Resolver()
+    resolver.timeout, resolver.lifetime = 2, 4
+    cached = load_cache(cfg, key)
+    fallback = {n: {"record": r, "text": cached["texts"]["members"][n]} for n, r in cached["members"].items()} if cached else {}
+    try:
+        directory, source = read_directory(cfg, key, dns_fetch(resolver), fallback), "dns"
+        if cached is None or directory["texts"] != cached["texts"]:
+            write_atomically(cfg["cache"], json.dumps(directory["texts"], indent=1, sort_keys=True))
+    except Bad as e:
+        if cached is None:
+            log("directory unreadable (%s) and none verified before: changing nothing" % e)
+            write_atomically(cfg["status"], json.dumps({"at": time.time(), "source": None, "members": [], "problems": [str(e)]}))
+            return
+        log("directory unreadable (%s): keeping the last verified one (%d members)" % (e, len(cached["members"])))
+        directory, source = cached, "cache"
+    members = directory["members"]
+    problems = []
+    for step in (lambda: converge_wireguard(cfg, members, resolver if source == "dns" else None, problems), lambda: converge_nftables(cfg, members, problems),
+                 lambda: cfg.get("haproxy") and converge_haproxy(cfg, members, problems)):
+        try:
+            step()
+        except (OSError, subprocess.SubprocessError, ValueError, Bad) as e:
+            problems.append(str(e))
+    for p in problems:
+        log("problem: %s" % p)
+    write_atomically(cfg["status"], json.dumps({"at": time.time(), "source": source, "members": sorted(members), "problems": problems}))
+
+
+def locked(path):
+    """The agent's lock (the timer-less loop and the run after the interface comes up share it)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    f = open(path, "w")
+    deadline = time.time() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.time() > deadline:
+                f.close()
+                raise TimeoutError("another round held %s for %d s" % (path, LOCK_WAIT_SECONDS))
+            time.sleep(0.2)
+
+
+def main(argv):
+    once = "--once" in argv
+    path = argv[argv.index("--config") + 1] if "--config" in argv else "/etc/vps-ha/directory.json"
+    cfg = load_config(path)
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(cfg["publicKey"]))
+    while True:
+        try:
+            with locked(cfg["lock"]):
+                one_round(cfg, key)
+        except Exception as e:  # one bad round must not end the loop; the next one tries again
+            log("round failed: %s: %s" % (type(e).__name__, e))
+        if once:
+            return 0
+        time.sleep(cfg["everySeconds"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

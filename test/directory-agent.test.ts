@@ -1,0 +1,192 @@
+// The directory agent, run for real: the rendered agent and an HAProxy node's rendered files in
+// a throwaway namespace (vhtest-*) over the lab's Debian 13 root filesystem, with a real
+// wireguard-go interface, real nftables and a real HAProxy, reading the program's own DNS records
+// from the lab's DNS server (on the namespace's loopback). It must converge, follow a changed
+// node set, ignore what is not validly signed, and change nothing while DNS is down.
+import { strict as assert } from "node:assert";
+import { ChildProcess, spawn } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { directoryIndexName, directoryRecordName, indexParts, signIndexPart, signNodeRecord, txtContent, txtStrings } from "../components/directory-records";
+import { DIRECTORY_STATUS } from "../components/render/directory-agent";
+import { HAPROXY_CFG } from "../components/render/haproxy";
+import { dnsServerCommand, waitServed, writeZone } from "../scripts/lab/dns";
+import { LabDnsRecord, programDnsRecords } from "../scripts/lab/dns-zone";
+import { Evaluation } from "../scripts/lib/mock-program";
+import { evaluate } from "./helpers/program";
+import { labRootfs } from "./helpers/rootfs";
+import { Sandbox } from "./helpers/sandbox";
+import { prodNodes, withConfig } from "./helpers/stack";
+import { requireTools } from "./helpers/tools";
+
+const NODE = "lb-1";
+const INDEX = directoryIndexName("prod.nodes.example.com");
+
+interface Peer { key: string; endpoint: string; allowed: string; keepalive: string }
+
+function filesOf(userData: string): { path: string; content: string; permissions: string }[] {
+    return parse(userData).write_files as { path: string; content: string; permissions: string }[];
+}
+
+function nodesOf(e: Evaluation): { name: string; role: string; meshAddress: string }[] {
+    return e.outputs.nodes as { name: string; role: string; meshAddress: string }[];
+}
+
+describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the lab's DNS)", function () {
+    this.timeout(900000);
+    let prod: Evaluation;
+    let sb: Sandbox | undefined;
+    let dns: ChildProcess | undefined;
+    const dir = mkdtempSync(join(tmpdir(), "vps-ha-agent-"));
+    const zone = join(dir, "zone.json");
+
+    const exec = (argv: string[], timeoutMs = 60000) => {
+        const r = (sb as Sandbox).exec(NODE, argv, { timeoutMs });
+        assert.equal(r.status, 0, `${argv.join(" ")}: ${r.stdout}${r.stderr}`);
+        return r.stdout;
+    };
+    const agent = () => exec(["/usr/local/sbin/vps-ha-directory", "--once"], 120000);
+    const peers = (): Peer[] => exec(["wg", "show", "wg0", "dump"]).trim().split("\n").slice(1).filter(Boolean)
+        .map((l) => l.split("\t")).map((f) => ({ key: f[0], endpoint: f[2], allowed: f[3], keepalive: f[7] }))
+        .sort((a, b) => a.allowed.localeCompare(b.allowed));
+    const set = (role: string): string[] => {
+        const listed = JSON.parse(exec(["nft", "-j", "list", "set", "inet", "vps_ha", `mesh_${role}`])) as { nftables: { set?: { elem?: string[] } }[] };
+        return (listed.nftables.find((x) => x.set)?.set?.elem ?? []).slice().sort();
+    };
+    const haproxyServers = (): string[] => {
+        const script = "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); s.sendall(b'show servers state\\n'); print(s.makefile().read())";
+        return exec(["python3", "-c", script]).split("\n").filter((l) => /^\d+ /.test(l)).map((l) => l.split(" ")).map((f) => `${f[1]}/${f[3]}@${f[4]}`).sort();
+    };
+    const snapshot = () => ({ peers: peers(), sets: ["app", "haproxy", "db", "witness"].map(set), cfg: exec(["cat", HAPROXY_CFG]) });
+    const expectFor = (e: Evaluation) => {
+        const nodes = nodesOf(e);
+        const mesh = (role: string) => nodes.filter((n) => n.role === role).map((n) => n.meshAddress).sort();
+        const servers = (backend: string, role: string) => nodes.filter((n) => n.role === role).map((n) => `${backend}/${n.name}@${n.meshAddress}`);
+        return {
+            peers: nodes.filter((n) => n.name !== NODE).map((n) => ({ allowed: `${n.meshAddress}/32`, endpoint: `${e.publicIpv4[n.name]}:51820`, keepalive: "25" })).sort((a, b) => a.allowed.localeCompare(b.allowed)),
+            sets: ["app", "haproxy", "db", "witness"].map(mesh),
+            servers: [...servers("app", "app"), ...servers("db-primary", "db"), ...servers("db-replicas", "db")].sort(),
+        };
+    };
+    const publish = async (records: LabDnsRecord[]) => waitServed(zone, writeZone(zone, records), 10000);
+
+    before(async function () {
+        requireTools(this, ["debootstrap", "unshare", "chroot", "ip", "nsenter"], true);
+        prod = await evaluate();
+        const rootfs = await labRootfs(prod);
+        const mesh = nodesOf(prod).find((n) => n.name === NODE)?.meshAddress as string;
+        sb = await Sandbox.open(`vhtest-dir${process.pid}`, rootfs, [{ name: NODE, address: mesh }]);
+        // The lab's DNS server, serving what the program gave Cloudflare, on the namespace's loopback.
+        const generation = writeZone(zone, programDnsRecords(prod));
+        const [cmd, ...args] = dnsServerCommand("127.0.0.1", 53, zone);
+        dns = spawn("ip", ["netns", "exec", sb.netns(NODE), cmd, ...args], { stdio: "ignore" });
+        await waitServed(zone, generation, 15000);
+        // The node's own files, as its cloud-config writes them; HAProxy is run here without systemd.
+        for (const f of filesOf(prod.userData[NODE])) sb.write(NODE, f.path, f.content, f.permissions);
+        const extra = JSON.parse(exec(["cat", "/etc/vps-ha/directory.d/haproxy.json"])) as { haproxy: Record<string, unknown> };
+        extra.haproxy.isActive = ["test", "-e", "/run/haproxy.pid"];
+        extra.haproxy.reload = ["sh", "-c", "kill -USR2 $(cat /run/haproxy.pid)"];
+        sb.write(NODE, "/etc/vps-ha/directory.d/haproxy.json", JSON.stringify(extra));
+        sb.write(NODE, "/etc/resolv.conf", "nameserver 127.0.0.1\n");
+        exec(["mkdir", "-p", "/run/haproxy", "/var/lib/haproxy"]);
+        exec(["wg-quick", "up", "wg0"]);
+        exec(["nft", "-f", "/etc/nftables.conf"]);
+        sb.start(NODE, ["haproxy", "-W", "-f", HAPROXY_CFG, "-p", "/run/haproxy.pid"], join(dir, "haproxy.log"));
+        for (let i = 0; i < 50 && sb.exec(NODE, ["test", "-S", "/run/haproxy/admin.sock"]).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(haproxyServers(), [], "HAProxy boots with no server");
+        assert.deepEqual(peers(), [], "wg0 boots with no peer");
+    });
+
+    after(async () => {
+        if (dns?.pid) dns.kill("SIGKILL");
+        await sb?.close();
+        rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("converges WireGuard peers, firewall sets and HAProxy servers to the program's directory", () => {
+        const out = agent();
+        const want = expectFor(prod);
+        assert.deepEqual(peers().map(({ allowed, endpoint, keepalive }) => ({ allowed, endpoint, keepalive })), want.peers, out);
+        assert.deepEqual(["app", "haproxy", "db", "witness"].map(set), want.sets);
+        assert.deepEqual(haproxyServers(), want.servers);
+        const status = JSON.parse(exec(["cat", DIRECTORY_STATUS])) as { source: string; members: string[]; problems: string[] };
+        assert.deepEqual(status, { ...status, source: "dns", members: nodesOf(prod).map((n) => n.name).sort(), problems: [] });
+        // A second round has nothing to do.
+        const before = snapshot();
+        agent();
+        assert.deepEqual(snapshot(), before);
+    });
+
+    it("follows a changed node set: a new node is added, a removed one goes, HAProxy reloads in place", async () => {
+        const nodes = prodNodes();
+        nodes.app = [nodes.app[1], { name: "app-3", provider: "linode", region: "de-fra-2", size: "g6-nanode-1" }];
+        const changed = await evaluate(withConfig({ nodes }));
+        const master = exec(["cat", "/run/haproxy.pid"]).trim();
+        await publish(programDnsRecords(changed));
+        agent();
+        const want = expectFor(changed);
+        assert.deepEqual(peers().map(({ allowed, endpoint, keepalive }) => ({ allowed, endpoint, keepalive })), want.peers);
+        assert.deepEqual(["app", "haproxy", "db", "witness"].map(set), want.sets);
+        // The reloaded process serves the new list; the master stayed, and saved the states first.
+        for (let i = 0; i < 50 && JSON.stringify(haproxyServers()) !== JSON.stringify(want.servers); i++) await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(haproxyServers(), want.servers);
+        assert.equal(exec(["cat", "/run/haproxy.pid"]).trim(), master);
+        assert.match(exec(["cat", "/var/lib/haproxy/vps-ha-server-state"]), /app-1/);
+        prod = changed;
+    });
+
+    it("ignores what is not validly signed, and keeps what it verified", async () => {
+        const signing = String(prod.resources.find((r) => r.name === "directory-signing-key")?.outputs.privateKeyPem);
+        const foreign = generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+        const good = programDnsRecords(prod);
+        const before = snapshot();
+        const txt = (name: string, text: string): LabDnsRecord => ({ name, type: "TXT", ttl: 60, data: txtStrings(txtContent(text)) });
+        const without = (names: string[]) => good.filter((r) => !(r.type === "TXT" && names.includes(r.name)));
+        const app3 = directoryRecordName("app-3.prod.nodes.example.com");
+        const app3Text = (good.find((r) => r.name === app3)?.data as string[]).join("");
+
+        // 1. app-3's record tampered with (another mesh address): app-3 keeps its verified record.
+        await publish([...without([app3]), txt(app3, app3Text.replace(/mesh=\S+/, "mesh=10.77.0.250"))]);
+        const tampered = agent();
+        assert.match(tampered, /ignoring a record at _mesh\.app-3\.\S+: bad signature/);
+        assert.deepEqual(snapshot(), before);
+
+        // 2. An index signed by another key, naming this node alone: the whole directory is unreadable.
+        await publish([...without([INDEX]), txt(INDEX, signIndexPart(INDEX, indexParts([NODE])[0], foreign))]);
+        assert.match(agent(), /directory unreadable .*keeping the last verified one/);
+        assert.deepEqual(snapshot(), before);
+
+        // 3. A validly listed newcomer whose own record is signed by another key is left out.
+        const names = [...nodesOf(prod).map((n) => n.name), "app-4"];
+        const app4 = directoryRecordName("app-4.prod.nodes.example.com");
+        const newcomer = signNodeRecord(app4, { name: "app-4", role: "app", meshAddress: "10.77.0.251", wireguardKey: "A".repeat(43) + "=", dnsName: "app-4.prod.nodes.example.com" }, foreign);
+        await publish([...without([INDEX]), txt(INDEX, signIndexPart(INDEX, indexParts(names)[0], signing)), txt(app4, newcomer)]);
+        assert.match(agent(), /app-4 is listed but has no valid record yet/);
+        assert.deepEqual(snapshot(), before);
+        assert.ok(!set("app").includes("10.77.0.251"));
+        await publish(good);
+        agent();
+        assert.deepEqual(snapshot(), before);
+    });
+
+    it("changes nothing while DNS is down, and restores lost peers and sets from its last verified directory", () => {
+        const before = snapshot();
+        assert.ok(before.peers.length > 0);
+        dns?.kill("SIGKILL");
+        const out = agent();
+        assert.match(out, /directory unreadable .*keeping the last verified one \(7 members\)/);
+        assert.deepEqual(snapshot(), before);
+        // As after a reboot during the outage: an empty interface and empty sets.
+        for (const p of before.peers) exec(["wg", "set", "wg0", "peer", p.key, "remove"]);
+        exec(["nft", "flush", "set", "inet", "vps_ha", "mesh_db"]);
+        assert.deepEqual(peers(), []);
+        agent();
+        const after = snapshot();
+        assert.deepEqual(after.sets, before.sets);
+        // Peers come back with key and address; endpoints wait for DNS (or the peers' own handshakes).
+        assert.deepEqual(after.peers.map((p) => [p.key, p.allowed, p.keepalive]), before.peers.map((p) => [p.key, p.allowed, p.keepalive]));
+    });
+});
