@@ -8,7 +8,7 @@ import { analyzeRequests, RequestRecord, WebLoad, WebTarget } from "../load/web"
 import { LabEdge, markedDownAfter, unhealthyOrigins } from "../edge";
 import { labNodes } from "../realize";
 import { meshProbe, ProbeRun } from "./probes";
-import { DrillContext, DrillResult } from "./types";
+import { DrillContext, DrillResult, EdgeResult } from "./types";
 
 export interface FaultSpec {
     drill: string;
@@ -81,7 +81,12 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
         if (web) {
             const w = webNotes(await web.stop(), faultAt, spec.lost);
             notes.push(...w.notes);
-            result = { ...result, failedRequests: result.failedRequests + w.failed, failedHttpRequests: w.failed, passed: result.passed && w.failed === 0 };
+            // Losing an HAProxy node loses the requests in flight on it; visitors must then see
+            // errors no longer than the edge's monitor takes to notice at worst.
+            const proxyLost = labNodes().some((n) => n.role === "haproxy" && spec.lost.includes(n.name));
+            const webOk = proxyLost ? w.edges.every((e) => e.errorWindowSeconds <= e.worstDetectionSeconds) : w.failed === 0;
+            if (!webOk) notes.push(proxyLost ? "visitors saw errors for longer than the edge's monitor takes to notice" : "HTTP requests failed although no HAProxy node was lost");
+            result = { ...result, failedRequests: result.failedRequests + w.failed, failedHttpRequests: w.failed, ...(w.edges.length ? { edges: w.edges } : {}), passed: result.passed && webOk };
         }
         if (writes) {
             const records = await writes.stop();
@@ -130,8 +135,9 @@ export function webTargets(lost: string[]): WebTarget[] {
 }
 
 /** What visitors saw through each target since the fault, and when each edge noticed the lost HAProxy nodes. */
-function webNotes(records: RequestRecord[], faultAt: number, lost: string[]): { failed: number; notes: string[] } {
+function webNotes(records: RequestRecord[], faultAt: number, lost: string[]): { failed: number; notes: string[]; edges: EdgeResult[] } {
     const notes: string[] = [];
+    const results: EdgeResult[] = [];
     let failed = 0;
     const edges = labStack()?.edges ?? [];
     const names = [...new Set(records.map((r) => r.target))];
@@ -140,13 +146,12 @@ function webNotes(records: RequestRecord[], faultAt: number, lost: string[]): { 
         failed += w.failed;
         const edge = edges.find((e) => e.name === name);
         const proxies = edge ? labNodes().filter((n) => n.role === "haproxy" && lost.includes(n.name)) : [];
-        const seen = proxies.map((p) => {
-            const after = markedDownAfter(edge as LabEdge, p.name, faultAt);
-            return `${p.name} marked down ${after === null ? "not yet" : `after ${after.toFixed(1)} s`}`;
-        });
+        const markedDown = Object.fromEntries(proxies.map((p) => [p.name, markedDownAfter(edge as LabEdge, p.name, faultAt)]));
+        const seen = Object.entries(markedDown).map(([p, after]) => `${p} marked down ${after === null ? "never (back first)" : `after ${after.toFixed(1)} s`}`);
         notes.push(`web via ${name}: ${w.requests} requests since the fault, ${w.failed} failed${w.failed ? `, errors for ${w.errorWindowSeconds.toFixed(1)} s (${w.failures.join("; ")})` : ""}${seen.length ? `; ${seen.join(", ")}` : ""}`);
+        if (edge) results.push({ name, intervalSeconds: edge.intervalSeconds, worstDetectionSeconds: edge.worstDetectionSeconds, requests: w.requests, failed: w.failed, errorWindowSeconds: w.errorWindowSeconds, markedDown });
     }
-    return { failed, notes };
+    return { failed, notes, edges: results };
 }
 
 /** Before a fault: every edge sees every origin healthy again (a repaired HAProxy node is back in its pool). */

@@ -15,8 +15,14 @@ export interface DrillResult {
     lostWrites: number;
     /** Failed database writes, mesh probes and HTTP requests during the drill. */
     failedRequests: number;
-    /** Of those, HTTP requests through the web path (null: the stack serves no app). Must be 0. */
+    /**
+     * Of those, HTTP requests through the web path (null: the stack serves no app). Must be 0
+     * unless the drill takes an HAProxy node away: requests in flight on it are lost, and
+     * `edges` then says for how long visitors saw errors.
+     */
     failedHttpRequests: number | null;
+    /** What visitors saw through each lab edge (Cloudflare's load balancer at one monitor interval). */
+    edges?: EdgeResult[];
     splitBrain: boolean;
     passed: boolean;
     notes: string[];
@@ -32,4 +38,17 @@ export interface Drill {
     name: string;
     description: string;
     run(ctx: DrillContext): Promise<DrillResult>;
+}
+
+export interface EdgeResult {
+    name: string;
+    intervalSeconds: number;
+    /** The longest visitors can see errors by the monitor's own settings: a whole interval, then every retry timing out. */
+    worstDetectionSeconds: number;
+    requests: number;
+    failed: number;
+    /** Seconds from the fault to the last failed request (0: none failed). */
+    errorWindowSeconds: number;
+    /** Seconds until this edge's monitor marked each lost HAProxy node down (null: it never did, the node was back first). */
+    markedDown: Record<string, number | null>;
 }

@@ -23,6 +23,8 @@ export interface LabEdge {
     name: string;
     url: string;
     intervalSeconds: number;
+    /** A whole interval, then the check and each retry timing out: the longest a dead origin stays in its pool. */
+    worstDetectionSeconds: number;
     eventLog: string;
 }
 
@@ -64,7 +66,8 @@ export async function startEdges(plan: EdgePlan, nodes: { name: string; publicIp
         child.unref();
         updateState((s) => (s.services = [...(s.services ?? []), { name, pid }]));
         await waitListening(EDGE_ADDRESS, port, name);
-        edges.push({ name, url: `http://${EDGE_ADDRESS}:${port}`, intervalSeconds: interval, eventLog });
+        const worstDetectionSeconds = interval + (plan.monitor.retries + 1) * plan.monitor.timeoutSeconds;
+        edges.push({ name, url: `http://${EDGE_ADDRESS}:${port}`, intervalSeconds: interval, worstDetectionSeconds, eventLog });
         log(`lab: ${name} on ${EDGE_ADDRESS}:${port} for ${plan.hostname}: pools ${plan.origins.map((o) => o.name).join(" -> ")}, steering ${plan.steering}, ${plan.monitor.method} ${plan.monitor.path} expecting ${plan.monitor.expectedCodes}, ${plan.monitor.retries} retries, timeout ${plan.monitor.timeoutSeconds} s`);
     }
     return edges;
