@@ -8,9 +8,11 @@ import { AppNodeConfig, appPart } from "./render/app";
 export interface AppTierArgs extends NodeGroupArgs {
     /** The read-write libpq URL through both HAProxy nodes (a secret). */
     databaseUrl: pulumi.Input<string>;
+    /** The same through the poolers on the HAProxy nodes (a secret). */
+    pooledDatabaseUrl: pulumi.Input<string>;
 }
 
-export function appNodeConfig(plan: StackPlan, node: PlannedNode, databaseUrl: string): AppNodeConfig {
+export function appNodeConfig(plan: StackPlan, node: PlannedNode, databaseUrl: string, pooledDatabaseUrl: string): AppNodeConfig {
     const app = plan.config.app;
     return {
         image: app.image,
@@ -18,6 +20,7 @@ export function appNodeConfig(plan: StackPlan, node: PlannedNode, databaseUrl: s
         port: app.port,
         env: app.env,
         databaseUrl,
+        pooledDatabaseUrl,
         ...(app.command ? { command: app.command } : {}),
         ...(app.worker ? { workerCommand: app.worker.command } : {}),
     };
@@ -28,8 +31,8 @@ export class AppTier extends NodeGroup {
         super("vps-ha:index:AppTier", name, opts);
         // The env file holds the database password and the app's own secrets: the whole
         // cloud-config that carries it is a secret.
-        const url = pulumi.secret(pulumi.output(args.databaseUrl));
-        this.addNodes(args, args.plan.nodes.filter((n) => n.role === "app"), (node) => url.apply((u) => [appPart(appNodeConfig(args.plan, node, u))]));
+        const urls = pulumi.secret(pulumi.all([args.databaseUrl, args.pooledDatabaseUrl]));
+        this.addNodes(args, args.plan.nodes.filter((n) => n.role === "app"), (node) => urls.apply(([u, pooled]) => [appPart(appNodeConfig(args.plan, node, u, pooled))]));
         this.registerOutputs({});
     }
 }

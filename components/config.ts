@@ -52,7 +52,7 @@ export type ZonePlan = (typeof ZONE_PLANS)[number];
 export const MIN_CHECK_INTERVAL: Record<ZonePlan, number> = { free: 60, pro: 60, business: 15, enterprise: 10 };
 
 /** Variables the app always gets from vps-ha: the user may not set them. */
-export const RESERVED_APP_ENV = ["DATABASE_URL", "HOST", "PORT"];
+export const RESERVED_APP_ENV = ["DATABASE_URL", "DATABASE_POOLED_URL", "HOST", "PORT"];
 
 const nodeShape = z.strictObject({
     name,

@@ -15,15 +15,23 @@ import { APP_DATABASE, DB_USERS } from "./render/patroni";
 const CERT_VALIDITY_HOURS = 24 * 365 * 10;
 const CERT_RENEWAL_HOURS = 24 * 30;
 
-const PASSWORDS = ["superuser", "replication", "rewind", "app", "restApi", "backupCipher"] as const;
+const PASSWORDS = ["superuser", "replication", "rewind", "app", "restApi", "backupCipher", "poolerAdmin"] as const;
 type PasswordName = (typeof PASSWORDS)[number];
 
 /** libpq URLs naming both HAProxy nodes, so losing one never cuts the application off. */
-export function connectionStrings(plan: StackPlan, appPassword: string): { readWrite: string; readOnly: string } {
+export function connectionStrings(plan: StackPlan, appPassword: string): { readWrite: string; readOnly: string; pooled: string } {
     const proxies = plan.nodes.filter((n) => n.role === "haproxy").map((n) => n.meshAddress);
     const url = (port: number, attrs: string) => `postgresql://${DB_USERS.app}:${appPassword}@${proxies.map((p) => `${p}:${port}`).join(",")}/${APP_DATABASE}?target_session_attrs=${attrs}`;
-    // Read-only clients prefer a replica but still get an answer when none is left.
-    return { readWrite: url(HAPROXY_PORTS.dbPrimary, "read-write"), readOnly: url(HAPROXY_PORTS.dbReplicas, "prefer-standby") };
+    // Read-only clients prefer a replica but still get an answer when none is left. The pooled
+    // URL reaches the primary through pgbouncer (transaction pooling), which a planned
+    // switchover pauses instead of breaking connections.
+    return { readWrite: url(HAPROXY_PORTS.dbPrimary, "read-write"), readOnly: url(HAPROXY_PORTS.dbReplicas, "prefer-standby"), pooled: url(HAPROXY_PORTS.pooler, "read-write") };
+}
+
+/** What the poolers on the HAProxy nodes need: the app's password, and the admin console's. */
+export interface PoolerSecrets {
+    appPassword: string;
+    adminPassword: string;
 }
 
 export class DatabaseCluster extends NodeGroup {
@@ -31,6 +39,10 @@ export class DatabaseCluster extends NodeGroup {
     readonly connectionString: pulumi.Output<string>;
     /** Same, on the replicas' port. */
     readonly readOnlyConnectionString: pulumi.Output<string>;
+    /** Same, through the poolers: planned switchovers pause it instead of failing transactions. */
+    readonly pooledConnectionString: pulumi.Output<string>;
+    /** For the HAProxy pair's poolers (secret). */
+    readonly poolerSecrets: pulumi.Output<PoolerSecrets>;
 
     constructor(name: string, args: NodeGroupArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:DatabaseCluster", name, opts);
@@ -50,6 +62,7 @@ export class DatabaseCluster extends NodeGroup {
                 rewindPassword: pw.rewind,
                 appPassword: pw.app,
                 restApiPassword: pw.restApi,
+                poolerAdminPassword: pw.poolerAdmin,
                 ...(nodeTls ? { backup: { cipherPassphrase: pw.backupCipher, ...nodeTls } } : {}),
             }));
         this.addNodes(args, members, (node) => secretsFor(node).apply((s) => databaseParts(plan, node, s)));
@@ -57,7 +70,9 @@ export class DatabaseCluster extends NodeGroup {
         const urls = passwords.app.apply((pw) => connectionStrings(plan, pw));
         this.connectionString = pulumi.secret(urls.apply((u) => u.readWrite));
         this.readOnlyConnectionString = pulumi.secret(urls.apply((u) => u.readOnly));
-        this.registerOutputs({ connectionString: this.connectionString, readOnlyConnectionString: this.readOnlyConnectionString });
+        this.pooledConnectionString = pulumi.secret(urls.apply((u) => u.pooled));
+        this.poolerSecrets = pulumi.secret(pulumi.all([passwords.app, passwords.poolerAdmin]).apply(([appPassword, adminPassword]) => ({ appPassword, adminPassword })));
+        this.registerOutputs({ connectionString: this.connectionString, readOnlyConnectionString: this.readOnlyConnectionString, pooledConnectionString: this.pooledConnectionString });
     }
 
     /**

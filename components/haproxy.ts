@@ -3,7 +3,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { NodeGroup, NodeGroupArgs } from "./node-group";
 import { DB_PORTS, HAPROXY_PORTS, StackPlan } from "./plan";
+import { PoolerSecrets } from "./database";
 import { HaproxyConfig, haproxyPart } from "./render/haproxy";
+import { PgbouncerConfig, pgbouncerPart } from "./render/pgbouncer";
+import { APP_DATABASE, DB_USERS } from "./render/patroni";
 
 /** Replicas more than this behind the primary are left out of the read-only port. */
 const MAX_REPLICA_LAG_BYTES = 16 * 1024 * 1024;
@@ -11,6 +14,20 @@ const MAX_REPLICA_LAG_BYTES = 16 * 1024 * 1024;
 export interface HaproxyPairArgs extends NodeGroupArgs {
     /** The origin certificate and its key in one PEM (secret): what Cloudflare's edge verifies. */
     originPem: pulumi.Input<string>;
+    /** The passwords the node's pgbouncer needs (secret). */
+    pooler: pulumi.Input<PoolerSecrets>;
+}
+
+export function poolerConfig(meshAddress: string, secrets: PoolerSecrets): PgbouncerConfig {
+    return {
+        meshAddress,
+        port: HAPROXY_PORTS.pooler,
+        primaryPort: HAPROXY_PORTS.dbPrimary,
+        database: APP_DATABASE,
+        appUser: DB_USERS.app,
+        appPassword: secrets.appPassword,
+        adminPassword: secrets.adminPassword,
+    };
 }
 
 export function haproxyConfig(plan: StackPlan, meshAddress: string): HaproxyConfig {
@@ -33,8 +50,9 @@ export class HaproxyPair extends NodeGroup {
     constructor(name: string, args: HaproxyPairArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:HaproxyPair", name, opts);
         const { plan } = args;
-        const pem = pulumi.secret(pulumi.output(args.originPem));
-        this.addNodes(args, plan.nodes.filter((n) => n.role === "haproxy"), (node) => pem.apply((p) => [haproxyPart(haproxyConfig(plan, node.meshAddress), p)]));
+        const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler]));
+        this.addNodes(args, plan.nodes.filter((n) => n.role === "haproxy"), (node) =>
+            inputs.apply(([pem, pooler]) => [haproxyPart(haproxyConfig(plan, node.meshAddress), pem), pgbouncerPart(poolerConfig(node.meshAddress, pooler))]));
         this.registerOutputs({});
     }
 }

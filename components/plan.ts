@@ -47,7 +47,7 @@ export interface StackPlan {
 }
 
 export const DB_PORTS = { postgres: 5432, patroni: 8008, etcdClient: 2379, etcdPeer: 2380, pgbackrest: 8432 } as const;
-export const HAPROXY_PORTS = { http: 80, https: 443, dbPrimary: 5000, dbReplicas: 5001, stats: 8404 } as const;
+export const HAPROXY_PORTS = { http: 80, https: 443, dbPrimary: 5000, dbReplicas: 5001, stats: 8404, pooler: 6432 } as const;
 
 /** `<stack>.nodes.<domain>`: where the nodes' records (and the mesh directory) live. */
 export function nodesDomain(config: Pick<StackConfig, "domain" | "stack">): string {
@@ -122,7 +122,10 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
             ...common,
             { service: "http", protocol: "tcp", port: HAPROXY_PORTS.http, from: { kind: "cloudflare" } },
             { service: "https", protocol: "tcp", port: HAPROXY_PORTS.https, from: { kind: "cloudflare" } },
-            { service: "db-primary", protocol: "tcp", port: HAPROXY_PORTS.dbPrimary, from: { kind: "mesh", roles: ["app"] } },
+            // Database members check, during a switchover, that HAProxy routes to the new primary.
+            { service: "db-primary", protocol: "tcp", port: HAPROXY_PORTS.dbPrimary, from: { kind: "mesh", roles: ["app", "db"] } },
+            // pgbouncer: the apps' pooled URL; database members pause and resume it in a switchover.
+            { service: "pooler", protocol: "tcp", port: HAPROXY_PORTS.pooler, from: { kind: "mesh", roles: ["app", "db"] } },
             { service: "db-replicas", protocol: "tcp", port: HAPROXY_PORTS.dbReplicas, from: { kind: "mesh", roles: ["app"] } },
             { service: "stats", protocol: "tcp", port: HAPROXY_PORTS.stats, from: { kind: "mesh", roles: ["haproxy", "app"] } },
         ],

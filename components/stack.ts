@@ -39,6 +39,8 @@ export interface StackOutputs {
     connectionString: pulumi.Output<string>;
     /** The same for read-only clients, on the replicas' port (secret). */
     readOnlyConnectionString: pulumi.Output<string>;
+    /** The primary through the poolers (secret): a planned switchover pauses it, failing nothing. */
+    pooledConnectionString: pulumi.Output<string>;
     /** Where visitors reach the app, and the release candidate. */
     hostname: string;
     candidateHostname: string;
@@ -73,8 +75,8 @@ export function vpsHa(): StackOutputs {
     const groupArgs: NodeGroupArgs = { plan, mesh, directory, servers, sshPrivateKey };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
-    const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem });
-    const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString });
+    const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, pooler: database.poolerSecrets });
+    const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString, pooledDatabaseUrl: database.pooledConnectionString });
     const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
     new NodeRecords("node-records", { plan, nodes: all });
     const frontDoor = new CloudflareFrontDoor("front-door", { plan, origins: proxies.nodes });
@@ -94,6 +96,7 @@ export function vpsHa(): StackOutputs {
         monthlyCostUsd: plan.monthlyCostUsd,
         connectionString: pulumi.secret(database.connectionString),
         readOnlyConnectionString: pulumi.secret(database.readOnlyConnectionString),
+        pooledConnectionString: pulumi.secret(database.pooledConnectionString),
         hostname: frontDoor.hostname,
         candidateHostname: frontDoor.candidateHostname,
         ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),

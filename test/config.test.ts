@@ -135,7 +135,7 @@ describe("stack config validation", () => {
     it("rejects app variables vps-ha sets itself, bad variable names, multi-line values and empty commands", () => {
         const app = { image: "ghcr.io/example/app:1.4.2", env: { DATABASE_URL: "x", "1BAD": "y", OK: "two\nlines" }, command: [], worker: { command: [""] } };
         const issues = issuesOf(withConfig({ app }));
-        expectIssue(issues, "vps-ha:app.env.DATABASE_URL", /set by vps-ha itself/, /DATABASE_URL, HOST, PORT/);
+        expectIssue(issues, "vps-ha:app.env.DATABASE_URL", /set by vps-ha itself/, /DATABASE_URL, DATABASE_POOLED_URL, HOST, PORT/);
         expectIssue(issues, "vps-ha:app.env.1BAD", /environment variable name/);
         expectIssue(issues, "vps-ha:app.env.OK", /one line/);
         expectIssue(issues, "vps-ha:app.command", /.+/);

@@ -43,7 +43,7 @@ describe("program: the database tier (mock runtime)", function () {
     it("boots every db node with its rendered Patroni config and etcd member, from the plan and the generated secrets", () => {
         const plan = buildPlan(parseStackConfig(raw(file), "prod"));
         const passwords = Object.fromEntries(ofType(prod, RANDOM_PASSWORD).map((r) => [r.name.replace(/^database-/, ""), String(r.outputs.result)]));
-        for (const name of ["superuser", "replication", "rewind", "app", "restApi", "backupCipher"]) assert.match(passwords[name] ?? "", /^[A-Za-z0-9]{32}$/, name);
+        for (const name of ["superuser", "replication", "rewind", "app", "restApi", "backupCipher", "poolerAdmin"]) assert.match(passwords[name] ?? "", /^[A-Za-z0-9]{32}$/, name);
         for (const db of plan.nodes.filter((n) => n.role === "db")) {
             const userData = prod.userData[db.name];
             const expected = databaseParts(plan, db, {
@@ -52,6 +52,7 @@ describe("program: the database tier (mock runtime)", function () {
                 rewindPassword: passwords.rewind,
                 appPassword: passwords.app,
                 restApiPassword: passwords.restApi,
+                poolerAdminPassword: passwords.poolerAdmin,
                 backup: { cipherPassphrase: passwords.backupCipher, caCertPem: "", certPem: "", keyPem: "" },
             }).flatMap((p) => p.files ?? []);
             for (const path of [PATRONI_CONFIG, ETCD_ENV_FILE, "/etc/systemd/system/vps-ha-etcd.service", "/etc/systemd/system/vps-ha-patroni.service"]) {

@@ -35,6 +35,7 @@ const SECRETS: DatabaseSecrets = {
     rewindPassword: "RewindPw000000000000000000000003",
     appPassword: "AppPw00000000000000000000000004",
     restApiPassword: "RestApiPw0000000000000000000005",
+    poolerAdminPassword: "PoolerAdminPw00000000000000000007",
     backup: { cipherPassphrase: "CipherPw000000000000000000000006", caCertPem: "CA-PEM\n", certPem: "CERT-PEM\n", keyPem: "KEY-PEM-SECRET\n" },
 };
 

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { analyzeWrites } from "../scripts/lab/load/analyze";
+import { analyzeWrites, longestWritePause } from "../scripts/lab/load/analyze";
 import type { WriteRecord } from "../scripts/lab/load/db-writer";
 
 const w = (id: number, start: number, ok: boolean, server = "10.0.0.1"): WriteRecord => ({ id, start, end: start + 10, ok, ...(ok ? { server } : { error: "down" }) });
@@ -31,5 +31,12 @@ describe("drill write analysis", () => {
 
     it("reports no RTO when writes never came back", () => {
         assert.equal(analyzeWrites([w(1, 0, true), w(2, 100, false)], 50, new Set([1])).rtoSeconds, null);
+    });
+
+    it("measures how long a planned change held acknowledged writes, from the fault on", () => {
+        const records = [w(1, 0, true), w(2, 100, true), w(3, 2000, true), w(4, 2100, true), w(5, 5000, true)];
+        assert.equal(longestWritePause(records, 150), 2.9);
+        assert.equal(longestWritePause(records, 5100), 0, "gaps that end before `since` do not count");
+        assert.equal(longestWritePause([w(1, 0, true), w(2, 50, false), w(3, 900, true)], 0), 0.9, "failed writes are no acknowledgement");
     });
 });

@@ -26,6 +26,8 @@ export interface AppNodeConfig {
     env: Record<string, string>;
     /** libpq URL of the database through both HAProxy nodes (secret) */
     databaseUrl: string;
+    /** the same through the poolers (pgbouncer, transaction pooling): switchovers pause it, failing nothing */
+    pooledDatabaseUrl?: string;
     /** overrides the image's command for the web process */
     command?: string[];
     /** a background worker: the same image with this command, no HTTP */
@@ -39,7 +41,7 @@ export function renderEnvFile(vars: Record<string, string>): string {
 
 /** What the app sees: the user's variables, then ours (ours win: HOST and PORT must be true). */
 export function appEnvironment(c: AppNodeConfig): Record<string, string> {
-    return { ...c.env, DATABASE_URL: c.databaseUrl, HOST: c.meshAddress, PORT: String(c.port) };
+    return { ...c.env, DATABASE_URL: c.databaseUrl, ...(c.pooledDatabaseUrl ? { DATABASE_POOLED_URL: c.pooledDatabaseUrl } : {}), HOST: c.meshAddress, PORT: String(c.port) };
 }
 
 /** systemd splits ExecStart on spaces and honours double quotes; quote what needs it. */

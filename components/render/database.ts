@@ -3,11 +3,13 @@
 // etcd member only. Debian's packages start their own PostgreSQL cluster and etcd on install;
 // both are stopped and disabled before ours start, so nothing else holds the ports or data.
 import { backupTarget } from "../config";
-import { PlannedNode, StackPlan } from "../plan";
+import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { leaderAwayPart } from "./etcd-leader";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
-import { PATRONI_CONFIG, PATRONI_UNIT, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
+import { POOLER_ADMIN_USER } from "./pgbouncer";
+import { switchoverFiles } from "./switchover";
+import { APP_DATABASE, DB_USERS, PATRONI_CONFIG, PATRONI_UNIT, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
 
 /** What the program generates for the database tier (all secret in state). */
@@ -17,6 +19,8 @@ export interface DatabaseSecrets {
     rewindPassword: string;
     appPassword: string;
     restApiPassword: string;
+    /** The poolers' admin console (the switchover tool pauses and resumes them). */
+    poolerAdminPassword: string;
     /** Present when backups are configured. */
     backup?: {
         cipherPassphrase: string;
@@ -75,6 +79,18 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         asPostgres({ path: PATRONI_CONFIG, content: patroni, permissions: "0600" }),
         asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
         { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? ETCD_UNIT : undefined) },
+        ...switchoverFiles({
+            patroniUrl: `http://${node.meshAddress}:${DB_PORTS.patroni}`,
+            restUser: DB_USERS.restApi,
+            restPassword: secrets.restApiPassword,
+            poolerPort: HAPROXY_PORTS.pooler,
+            poolerAdminUser: POOLER_ADMIN_USER,
+            poolerAdminPassword: secrets.poolerAdminPassword,
+            database: APP_DATABASE,
+            appUser: DB_USERS.app,
+            appPassword: secrets.appPassword,
+            haproxyPrimaryPort: HAPROXY_PORTS.dbPrimary,
+        }),
     ];
     const commands: string[][] = [
         // In case an image ships PostgreSQL with its default cluster already made.

@@ -17,6 +17,8 @@ export const DIRECTORY_CONFIG = "/etc/vps-ha/directory.json";
 /** Role parts add settings here (the HAProxy pair: which server lines the agent keeps). */
 export const DIRECTORY_CONFIG_DIR = "/etc/vps-ha/directory.d";
 export const DIRECTORY_UNIT = "vps-ha-directory.service";
+/** The last directory the agent verified: {index: [texts], members: {name: text}}. */
+export const DIRECTORY_CACHE = "/var/lib/vps-ha/directory-cache.json";
 /** What the last round saw and did (JSON: at, source, members, problems). */
 export const DIRECTORY_STATUS = "/run/vps-ha/directory-status.json";
 export const DIRECTORY_PACKAGES = ["python3-dnspython", "python3-cryptography"];
@@ -80,7 +82,7 @@ export function directoryAgentConfig(c: { self: string; index: string; nodesDoma
         wireguard: { interface: MESH_INTERFACE, port: c.meshPort, keepalive: PERSISTENT_KEEPALIVE_SECONDS, staleHandshakeSeconds: STALE_HANDSHAKE_SECONDS },
         nftables: { family: NFT_FAMILY, table: NFT_TABLE, sets: Object.fromEntries(ROLES.map((r) => [r, meshSetName(r)])) as Record<Role, string> },
         everySeconds: DIRECTORY_EVERY_SECONDS,
-        cache: "/var/lib/vps-ha/directory-cache.json",
+        cache: DIRECTORY_CACHE,
         status: DIRECTORY_STATUS,
         lock: "/run/vps-ha/directory.lock",
     };

@@ -29,6 +29,8 @@ export interface LabProgram {
     dnsRecords: LabDnsRecord[];
     /** The application's connection string, when the stack has a database. */
     connectionString?: string;
+    /** The same through the poolers. */
+    pooledConnectionString?: string;
     /** What the app nodes run (the lab stands in for the image). */
     app: LabApp;
     /** The public hostname the HAProxy nodes serve the app on. */
@@ -41,13 +43,14 @@ export async function labProgram(source: StackSource): Promise<LabProgram> {
     const file = readStackFile(source.file);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
+    const pooledConnectionString = typeof e.outputs.pooledConnectionString === "string" ? e.outputs.pooledConnectionString : undefined;
     // The program accepted this file, so it parses; the lab needs a few of its values.
     const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, source.stack);
     const a = config.app;
     const app: LabApp = { image: a.image, port: a.port, healthPath: a.healthPath, ...(a.command ? { command: a.command } : {}), ...(a.worker ? { workerCommand: a.worker.command } : {}) };
     const hostname = frontDoorHostnames(config).app;
     const edge = edgePlanOf(e, hostname);
-    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}) };
+    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}), ...(pooledConnectionString ? { pooledConnectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {

@@ -3,6 +3,7 @@
 // primary, no acknowledged write lost, never two primaries.
 import { PATRONI_TIMING, PG_SOCKET_DIR } from "../../../components/render/patroni";
 import { ETCD_UNIT } from "../../../components/render/etcd";
+import { SWITCHOVER_TOOL } from "../../../components/render/switchover";
 import { sleep } from "../exec";
 import { execInNode, healNode, isolateNode, killNode, labNodes, NodeState, rebootNode } from "../realize";
 import { DB_PORTS } from "../../../components/plan";
@@ -135,3 +136,33 @@ export const providerLoss: Drill = {
     },
 };
 
+
+/** A planned switchover may hold writes this long (the poolers wait; nobody gets an error). */
+export const SWITCHOVER_PAUSE_SECONDS = 3;
+
+export const dbSwitchover: Drill = {
+    name: "db-switchover",
+    description: "a planned switchover (what a rolling upgrade or resize does) under writes through the poolers: no failed transaction, writes pause <= 3 s",
+    run: async (ctx) => {
+        const from = await pickNode(ctx, currentPrimary, "primary");
+        return faultUnderLoad(ctx, {
+            drill: "db-switchover",
+            target: from,
+            lost: [],
+            fault: async () => {
+                const r = await execInNode(from, [SWITCHOVER_TOOL], { timeoutMs: 120_000, allowFail: true });
+                for (const line of `${r.stdout}${r.stderr}`.trim().split("\n")) ctx.log(line);
+                if (r.code !== 0) throw new Error(`${SWITCHOVER_TOOL} on ${from} failed (exit ${r.code})`);
+            },
+            whileBroken: async () => {
+                const now = await currentPrimary();
+                return { ok: now !== undefined && now !== from, notes: [`primary moved from ${from} to ${now ?? "nobody"}`] };
+            },
+            repair: async () => undefined,
+            rtoTargetSeconds: SWITCHOVER_PAUSE_SECONDS,
+            // A client that retries nothing and waits as long as a web request would.
+            writes: { pooled: true, timeoutMs: 30_000 },
+            planned: { maxWritePauseSeconds: SWITCHOVER_PAUSE_SECONDS },
+        });
+    },
+};

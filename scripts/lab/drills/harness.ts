@@ -2,8 +2,8 @@
 // mesh probes among the nodes left standing, the fault, the repair, and the verdict.
 import { sleep } from "../exec";
 import { waitHealthy } from "../health";
-import { analyzeWrites } from "../load/analyze";
-import { canWrite, labStack, WriteLoad } from "../load/writes";
+import { analyzeWrites, longestWritePause } from "../load/analyze";
+import { canWrite, labStack, WriteLoad, WriteOptions } from "../load/writes";
 import { analyzeRequests, RequestRecord, WebLoad, WebTarget } from "../load/web";
 import { LabEdge, markedDownAfter, unhealthyOrigins } from "../edge";
 import { labNodes } from "../realize";
@@ -23,7 +23,12 @@ export interface FaultSpec {
     rtoTargetSeconds: number;
     /** The fault is about this path to the database (host:port of the connection string): the writer must be using it when the fault strikes. */
     writesVia?: string;
+    /** How the writer writes (through the poolers, its per-write timeout). */
+    writes?: WriteOptions;
+    /** A planned change: no write may fail, and acknowledged writes may pause at most this long. */
+    planned?: { maxWritePauseSeconds: number };
 }
+
 
 /** How long writes are watched after the fault when they never stop. */
 const CALM_MS = 6_000;
@@ -40,7 +45,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
     await waitHealthy(ctx.log, 90_000);
     await edgesSettled(ctx);
     const loadSeconds = (CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30;
-    const writes = canWrite() ? await WriteLoad.start(loadSeconds, spec.lost) : undefined;
+    const writes = canWrite() ? await WriteLoad.start(loadSeconds, spec.lost, undefined, spec.writes) : undefined;
     if (!writes) notes.push("no database in this stack: mesh probes only");
     const web = startWebLoad(spec.lost, loadSeconds);
     const mesh = new ProbeRun(meshProbe(spec.lost), 500, 2 * (WRITES_TIMEOUT_MS / 500)).start();
@@ -102,7 +107,16 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
             }
             notes.push(`${a.acknowledged} writes acknowledged, ${a.failed} failed; primaries in turn: ${a.servers.join(" -> ")}`);
             if (a.lostIds.length) notes.push(`lost ids: ${a.lostIds.slice(0, 20).join(", ")}`);
-            const rtoOk = a.rtoSeconds !== null && a.rtoSeconds <= spec.rtoTargetSeconds;
+            let rtoOk = a.rtoSeconds !== null && a.rtoSeconds <= spec.rtoTargetSeconds;
+            if (spec.planned) {
+                const pause = longestWritePause(records, faultAt);
+                const afterFault = records.filter((r) => r.start >= faultAt - 5_000);
+                const failedNow = afterFault.filter((r) => !r.ok).length;
+                notes.push(`planned: writes paused at most ${pause.toFixed(2)} s (target ${spec.planned.maxWritePauseSeconds} s), ${failedNow} failed`);
+                // The RTO of a planned change is the longest pause clients saw.
+                a.rtoSeconds = pause;
+                rtoOk = failedNow === 0 && pause <= spec.planned.maxWritePauseSeconds;
+            }
             if (!rtoOk) notes.push(`RTO ${a.rtoSeconds ?? "never"} s is over the target of ${spec.rtoTargetSeconds} s`);
             result = {
                 ...result,

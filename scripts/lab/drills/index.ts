@@ -1,11 +1,11 @@
 // Every drill the lab knows, by name.
 import { backupRestore } from "./backup";
-import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, etcdMemberKill, providerLoss } from "./db";
+import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss } from "./db";
 import { nodeIsolate, nodeKill } from "./node-faults";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, backupRestore];
+export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, dbSwitchover, backupRestore];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);

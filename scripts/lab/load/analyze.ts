@@ -42,3 +42,11 @@ export function analyzeWrites(records: WriteRecord[], faultAt: number, present: 
         servers: order,
     };
 }
+
+/** The longest gap between two acknowledged writes that ends after `since` (seconds): how long a planned change held writes. */
+export function longestWritePause(records: WriteRecord[], since: number): number {
+    const ok = records.filter((r) => r.ok).sort((a, b) => a.end - b.end);
+    let longest = 0;
+    for (let i = 1; i < ok.length; i++) if (ok[i].end >= since) longest = Math.max(longest, (ok[i].end - ok[i - 1].end) / 1000);
+    return longest;
+}

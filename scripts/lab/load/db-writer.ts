@@ -4,7 +4,7 @@
 // attempt. A write is acknowledged only when its COMMIT returned; the drill later checks every
 // acknowledged id is still there.
 //   usage: db-writer.ts --hosts H1:5000,H2:5000 --user U --password-file F --database D
-//                       --log FILE --max-writes N --max-seconds S [--every-ms MS]
+//                       --log FILE --max-writes N --max-seconds S [--every-ms MS] [--timeout-ms MS]
 import { appendFileSync, readFileSync } from "node:fs";
 import { Client } from "pg";
 import { parseArgs } from "../../lib/args";
@@ -24,11 +24,11 @@ export interface WriteRecord {
 
 export const TABLE = "vps_ha_lab_writes";
 
-async function connect(hosts: string[], opts: { user: string; password: string; database: string }): Promise<{ client: Client; via: string }> {
+async function connect(hosts: string[], opts: { user: string; password: string; database: string }, timeoutMs: number): Promise<{ client: Client; via: string }> {
     let last: Error | undefined;
     for (const h of hosts) {
         const [host, port] = h.split(":");
-        const c = new Client({ host, port: Number(port), ...opts, connectionTimeoutMillis: 1000, query_timeout: 2000, statement_timeout: 2000 });
+        const c = new Client({ host, port: Number(port), ...opts, connectionTimeoutMillis: 1000, query_timeout: timeoutMs, statement_timeout: timeoutMs });
         c.on("error", () => undefined); // a dropped connection surfaces on the next query
         try {
             await c.connect();
@@ -42,13 +42,15 @@ async function connect(hosts: string[], opts: { user: string; password: string; 
 }
 
 async function main(): Promise<void> {
-    const a = parseArgs(process.argv.slice(2), { values: ["hosts", "user", "password-file", "database", "log", "max-writes", "max-seconds", "every-ms", "start-id"] });
+    const a = parseArgs(process.argv.slice(2), { values: ["hosts", "user", "password-file", "database", "log", "max-writes", "max-seconds", "every-ms", "start-id", "timeout-ms"] });
     const v = a.values as Record<string, string>;
     const hosts = v.hosts.split(",");
     const opts = { user: v.user, password: readFileSync(v["password-file"], "utf8").trim(), database: v.database };
     const maxWrites = Number(v["max-writes"]);
     const deadline = Date.now() + Number(v["max-seconds"]) * 1000;
     const everyMs = Number(v["every-ms"] ?? 50);
+    // How long one write may take before the client gives up on it (a client that retries nothing).
+    const timeoutMs = Number(v["timeout-ms"] ?? 2000);
     let client: Client | undefined;
     let via: string | undefined;
     let id = Number(v["start-id"] ?? 1);
@@ -56,7 +58,7 @@ async function main(): Promise<void> {
         const start = Date.now();
         const rec: WriteRecord = { id, start, end: start, ok: false };
         try {
-            if (!client) ({ client, via } = await connect(hosts, opts));
+            if (!client) ({ client, via } = await connect(hosts, opts, timeoutMs));
             const r = await client.query(`INSERT INTO ${TABLE} (id) VALUES ($1) RETURNING host(inet_server_addr()) AS server`, [id]);
             rec.ok = true;
             rec.server = r.rows[0].server;

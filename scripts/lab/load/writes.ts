@@ -14,6 +14,8 @@ export const STACK_FILE = join(STATE_DIR, "stack.json");
 
 export interface LabStack {
     connectionString?: string;
+    /** The same primary through the poolers (pgbouncer on the HAProxy nodes). */
+    pooledConnectionString?: string;
     app: LabApp;
     hostname: string;
     /** The stand-ins for Cloudflare's edge, when the program load-balances the hostname. */
@@ -61,6 +63,11 @@ export function parsePostgresUrl(url: string): { user: string; password: string;
     return { user: decodeURIComponent(m[1]), password: decodeURIComponent(m[2]), hosts: m[3].split(","), database: decodeURIComponent(m[4]) };
 }
 
+export interface WriteOptions {
+    pooled?: boolean;
+    timeoutMs?: number;
+}
+
 export class WriteLoad {
     private child: ChildProcess | undefined;
     private exited: Promise<void> = Promise.resolve();
@@ -75,17 +82,23 @@ export class WriteLoad {
      * Creates the table if needed and starts writing ids from a fresh range, from an app node
      * that is not in `avoid` (the nodes the drill is about to break: clients must survive it).
      */
-    static async start(maxSeconds: number, avoid: string[], maxWrites = 100_000): Promise<WriteLoad> {
+    /**
+     * `pooled`: write through the poolers (the pooled URL) instead of HAProxy's primary port;
+     * `timeoutMs`: how long one write may take before the writer counts it failed.
+     */
+    static async start(maxSeconds: number, avoid: string[], maxWrites = 100_000, opts: WriteOptions = {}): Promise<WriteLoad> {
         const node = clientNode(avoid);
         await sql(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())`, node);
         const startId = Number(await sql(`SELECT coalesce(max(id), 0) + 1 FROM ${TABLE}`, node));
         const load = new WriteLoad(node, startId);
-        load.launch(maxSeconds, maxWrites);
+        load.launch(maxSeconds, maxWrites, opts);
         return load;
     }
 
-    private launch(maxSeconds: number, maxWrites: number): void {
-        const url = parsePostgresUrl(connectionString());
+    private launch(maxSeconds: number, maxWrites: number, opts: WriteOptions): void {
+        const pooled = labStack()?.pooledConnectionString;
+        if (opts.pooled && !pooled) throw new Error("the lab stack has no pooled connection string");
+        const url = parsePostgresUrl(opts.pooled ? (pooled as string) : connectionString());
         const netns = labNodes().find((n) => n.name === this.node)?.netns as string;
         const passwordFile = join(this.log, "..", "password");
         writeFileSync(passwordFile, url.password, { mode: 0o600 });
@@ -95,7 +108,7 @@ export class WriteLoad {
             `--net=/run/netns/${netns}`, "--", process.execPath, tsx, join(__dirname, "db-writer.ts"),
             "--hosts", url.hosts.join(","), "--user", url.user, "--password-file", passwordFile,
             "--database", url.database, "--log", this.log, "--max-writes", String(maxWrites),
-            "--max-seconds", String(maxSeconds), "--start-id", String(this.startId),
+            "--max-seconds", String(maxSeconds), "--start-id", String(this.startId), "--timeout-ms", String(opts.timeoutMs ?? 2000),
         ];
         this.child = spawn("nsenter", args, { stdio: ["ignore", "ignore", "pipe"] });
         let stderr = "";

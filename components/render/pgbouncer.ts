@@ -1,0 +1,74 @@
+// pgbouncer on each HAProxy node: the pooled way to the primary. Clients connect to 6432; each
+// transaction borrows a server connection through the local HAProxy's primary port. Because a
+// client holds no server connection between transactions, a planned switchover can PAUSE every
+// pooler (in-flight transactions finish, new ones wait), move the primary, and RESUME: the
+// clients see a short wait and no error. Transaction pooling: session state (SET, advisory
+// locks, LISTEN) does not survive between transactions; prepared statements do (pgbouncer 1.21+).
+import { CloudConfigPart, FilePart } from "./cloud-config";
+import { renderUnit } from "./systemd";
+
+export const PGBOUNCER_INI = "/etc/pgbouncer/pgbouncer.ini";
+export const PGBOUNCER_USERLIST = "/etc/pgbouncer/userlist.txt";
+export const PGBOUNCER_UNIT = "pgbouncer.service";
+/** The admin console's user: PAUSE, RECONNECT and RESUME during a switchover, nothing else. */
+export const POOLER_ADMIN_USER = "vps_ha_pooler";
+
+export interface PgbouncerConfig {
+    /** This HAProxy node's mesh address: clients and the switchover tool connect here. */
+    meshAddress: string;
+    port: number;
+    /** Where server connections go: this node's HAProxy primary port (local). */
+    primaryPort: number;
+    database: string;
+    appUser: string;
+    appPassword: string;
+    adminPassword: string;
+}
+
+/** userlist.txt: "user" "password" per line, double quotes doubled. */
+export function renderUserlist(users: Record<string, string>): string {
+    const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+    return Object.entries(users).map(([u, p]) => `${q(u)} ${q(p)}`).join("\n") + "\n";
+}
+
+export function renderPgbouncerIni(c: PgbouncerConfig): string {
+    return `; vps-ha: rendered by the program; changes here are replaced on the next deploy.
+[databases]
+${c.database} = host=127.0.0.1 port=${c.primaryPort} dbname=${c.database}
+
+[pgbouncer]
+listen_addr = ${c.meshAddress},127.0.0.1
+listen_port = ${c.port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = ${PGBOUNCER_USERLIST}
+admin_users = ${POOLER_ADMIN_USER}
+pool_mode = transaction
+max_prepared_statements = 200
+max_client_conn = 2000
+default_pool_size = 20
+; During a failover HAProxy has no primary for a while: try again every second, not every 15 s.
+server_login_retry = 1
+; A client waits this long for a server connection (a paused pool included) before an error.
+query_wait_timeout = 60
+; libpq and JDBC send these; the pooler need not understand them.
+ignore_startup_parameters = extra_float_digits,options
+log_connections = 0
+log_disconnections = 0
+`;
+}
+
+export function pgbouncerPart(c: PgbouncerConfig): CloudConfigPart {
+    const files: FilePart[] = [
+        { path: PGBOUNCER_INI, content: renderPgbouncerIni(c), permissions: "0640", owner: "postgres:postgres", defer: true },
+        { path: PGBOUNCER_USERLIST, content: renderUserlist({ [c.appUser]: c.appPassword, [POOLER_ADMIN_USER]: c.adminPassword }), permissions: "0640", owner: "postgres:postgres", defer: true },
+        // Bind the mesh address even before wg0 is up (HAProxy's nonlocal-bind sysctl covers it),
+        // and come back whatever ends the process.
+        { path: `/etc/systemd/system/${PGBOUNCER_UNIT}.d/vps-ha.conf`, content: renderUnit({ Unit: { After: "wg-quick@wg0.service haproxy.service" }, Service: { Restart: "always", RestartSec: "1s" } }) },
+    ];
+    return {
+        packages: ["pgbouncer"],
+        files,
+        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", PGBOUNCER_UNIT], ["systemctl", "restart", PGBOUNCER_UNIT]],
+    };
+}
