@@ -185,7 +185,8 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
       log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
     }
     await pinNeighbours(nodes);
-    if (extras.caCertPem) for (const spec of nodes) await trustCa(nodeState(spec.name), extras.caCertPem, log);
+    const pem = extras.caCertPem;
+    if (pem) await Promise.all(nodes.map((spec) => trustCa(nodeState(spec.name), pem, log)));
     await extras.beforeApply?.();
     await Promise.all(
       nodes.map((spec) => {
