@@ -71,6 +71,11 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
             servers: [...servers("app", "app"), ...servers("db-primary", "db"), ...servers("db-replicas", "db")].sort(),
         };
     };
+    /** HAProxy's servers once a reload has settled (the new process takes over within moments). */
+    const serversSettled = async (want: string[]): Promise<string[]> => {
+        for (let i = 0; i < 100 && JSON.stringify(haproxyServers()) !== JSON.stringify(want); i++) await new Promise((r) => setTimeout(r, 100));
+        return haproxyServers();
+    };
     const publish = async (records: LabDnsRecord[]) => waitServed(zone, writeZone(zone, records), 10000);
 
     before(async function () {
@@ -106,12 +111,12 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         rmSync(dir, { recursive: true, force: true });
     });
 
-    it("converges WireGuard peers, firewall sets and HAProxy servers to the program's directory", () => {
+    it("converges WireGuard peers, firewall sets and HAProxy servers to the program's directory", async () => {
         const out = agent();
         const want = expectFor(prod);
         assert.deepEqual(peers().map(({ allowed, endpoint, keepalive }) => ({ allowed, endpoint, keepalive })), want.peers, out);
         assert.deepEqual(["app", "haproxy", "db", "witness"].map(set), want.sets);
-        assert.deepEqual(haproxyServers(), want.servers);
+        assert.deepEqual(await serversSettled(want.servers), want.servers);
         const status = JSON.parse(exec(["cat", DIRECTORY_STATUS])) as { source: string; members: string[]; problems: string[] };
         assert.deepEqual(status, { ...status, source: "dns", members: nodesOf(prod).map((n) => n.name).sort(), problems: [] });
         // A second round has nothing to do.
@@ -131,8 +136,7 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         assert.deepEqual(peers().map(({ allowed, endpoint, keepalive }) => ({ allowed, endpoint, keepalive })), want.peers);
         assert.deepEqual(["app", "haproxy", "db", "witness"].map(set), want.sets);
         // The reloaded process serves the new list; the master stayed, and saved the states first.
-        for (let i = 0; i < 50 && JSON.stringify(haproxyServers()) !== JSON.stringify(want.servers); i++) await new Promise((r) => setTimeout(r, 100));
-        assert.deepEqual(haproxyServers(), want.servers);
+        assert.deepEqual(await serversSettled(want.servers), want.servers);
         assert.equal(exec(["cat", "/run/haproxy.pid"]).trim(), master);
         assert.match(exec(["cat", "/var/lib/haproxy/vps-ha-server-state"]), /app-1/);
         prod = changed;
