@@ -127,7 +127,8 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
             // pgbouncer: the apps' pooled URL; database members pause and resume it in a switchover.
             { service: "pooler", protocol: "tcp", port: HAPROXY_PORTS.pooler, from: { kind: "mesh", roles: ["app", "db"] } },
             { service: "db-replicas", protocol: "tcp", port: HAPROXY_PORTS.dbReplicas, from: { kind: "mesh", roles: ["app"] } },
-            { service: "stats", protocol: "tcp", port: HAPROXY_PORTS.stats, from: { kind: "mesh", roles: ["haproxy", "app"] } },
+            // Database members read it during a switchover: does HAProxy route to the new primary yet?
+            { service: "stats", protocol: "tcp", port: HAPROXY_PORTS.stats, from: { kind: "mesh", roles: ["haproxy", "app", "db"] } },
         ],
         db: [
             ...common,

@@ -23,7 +23,7 @@ describe("poolers and planned switchovers (mock runtime)", function () {
         const nodes = prod.outputs.nodes as { name: string; role: string; meshAddress: string }[];
         for (const lb of nodes.filter((n) => n.role === "haproxy")) {
             const ini = fileOf(prod, lb.name, PGBOUNCER_INI)?.content ?? "";
-            assert.match(ini, new RegExp(`^app = host=127\\.0\\.0\\.1 port=${HAPROXY_PORTS.dbPrimary} dbname=app$`, "m"));
+            assert.match(ini, new RegExp(`^app = host=${lb.meshAddress.replace(/\./g, "\\.")} port=${HAPROXY_PORTS.dbPrimary} dbname=app$`, "m"));
             assert.match(ini, new RegExp(`^listen_addr = ${lb.meshAddress.replace(/\./g, "\\.")},127\\.0\\.0\\.1$`, "m"), "on the mesh only (and loopback)");
             assert.match(ini, /^pool_mode = transaction$/m);
             assert.match(ini, new RegExp(`^admin_users = ${POOLER_ADMIN_USER}$`, "m"));

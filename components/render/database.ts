@@ -7,6 +7,7 @@ import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { leaderAwayPart } from "./etcd-leader";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
+import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
 import { switchoverFiles } from "./switchover";
 import { APP_DATABASE, DB_USERS, PATRONI_CONFIG, PATRONI_UNIT, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
@@ -90,6 +91,8 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
             appUser: DB_USERS.app,
             appPassword: secrets.appPassword,
             haproxyPrimaryPort: HAPROXY_PORTS.dbPrimary,
+            haproxyStatsPort: HAPROXY_PORTS.stats,
+            haproxyPrimaryListen: DB_PRIMARY_LISTEN,
         }),
     ];
     const commands: string[][] = [

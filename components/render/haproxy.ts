@@ -8,6 +8,8 @@ import { DIRECTORY_CONFIG_DIR, DirectoryHaproxy, HaproxyServerBlock } from "./di
 import { renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
+/** The listen that sends database clients to the primary. */
+export const DB_PRIMARY_LISTEN = "db-primary";
 export const ORIGIN_PEM = "/etc/haproxy/certs/origin.pem";
 /** Server states saved before each reload, so the reloaded process starts from them. */
 export const SERVER_STATE_FILE = "/var/lib/haproxy/vps-ha-server-state";
@@ -88,7 +90,7 @@ ${servers.app}
 
 # PostgreSQL clients: 5000 reaches the primary only, 5001 the replicas. Patroni's REST API says
 # who is who; OPTIONS keeps Patroni from logging a traceback per check.
-listen db-primary
+listen ${DB_PRIMARY_LISTEN}
     bind ${c.meshAddress}:${c.ports.dbPrimary}
     mode tcp
     option tcplog

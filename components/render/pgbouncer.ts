@@ -17,7 +17,7 @@ export interface PgbouncerConfig {
     /** This HAProxy node's mesh address: clients and the switchover tool connect here. */
     meshAddress: string;
     port: number;
-    /** Where server connections go: this node's HAProxy primary port (local). */
+    /** Where server connections go: this node's HAProxy primary port (on its mesh address, where HAProxy binds it). */
     primaryPort: number;
     database: string;
     appUser: string;
@@ -34,7 +34,7 @@ export function renderUserlist(users: Record<string, string>): string {
 export function renderPgbouncerIni(c: PgbouncerConfig): string {
     return `; vps-ha: rendered by the program; changes here are replaced on the next deploy.
 [databases]
-${c.database} = host=127.0.0.1 port=${c.primaryPort} dbname=${c.database}
+${c.database} = host=${c.meshAddress} port=${c.primaryPort} dbname=${c.database}
 
 [pgbouncer]
 listen_addr = ${c.meshAddress},127.0.0.1

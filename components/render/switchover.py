@@ -14,6 +14,7 @@ import base64
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,25 +52,45 @@ def poolers(cfg):
     return out
 
 
-def psql(cfg, host, port, user, password, database, sql, timeout):
+def psql(cfg, host, port, user, password, database, commands, timeout):
     env = {"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "3", "PATH": "/usr/bin:/bin"}
     conn = "host=%s port=%d user=%s dbname=%s" % (host, port, user, database)
+    argv = ["psql", conn, "-XAtq", "-v", "ON_ERROR_STOP=1"]
+    for c in commands:
+        argv += ["-c", c]
     try:
-        r = subprocess.run(["psql", conn, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, "timed out after %d s" % timeout
     return r.returncode == 0, (r.stdout or r.stderr).strip()
 
 
-def admin(cfg, host, command, timeout=10):
-    return psql(cfg, host, cfg["poolerPort"], cfg["poolerAdminUser"], cfg["poolerAdminPassword"], "pgbouncer", command, timeout)
+def admin(cfg, host, commands, timeout=10):
+    """Admin console commands, in one session."""
+    return psql(cfg, host, cfg["poolerPort"], cfg["poolerAdminUser"], cfg["poolerAdminPassword"], "pgbouncer", commands, timeout)
 
 
-def routes_to(cfg, host, member_address):
-    """Does this HAProxy node's primary port reach `member_address`, writable?"""
-    ok, out = psql(cfg, host, cfg["haproxyPrimaryPort"], cfg["appUser"], cfg["appPassword"], cfg["database"],
-                   "SELECT host(inet_server_addr()) || ' ' || NOT pg_is_in_recovery()", 5)
-    return ok and out == "%s true" % member_address
+def on_every_pooler(cfg, pools, commands, timeout):
+    """The same admin commands on every pooler at once: {name: (ok, output)}."""
+    results = {}
+    threads = [threading.Thread(target=lambda n=n, h=h: results.__setitem__(n, admin(cfg, h, commands, timeout))) for n, h in pools.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)
+    return {n: results.get(n, (False, "no answer")) for n in pools}
+
+
+def routes_to(cfg, host, member):
+    """Does this HAProxy node send its primary port to `member` alone? (its stats, as CSV)"""
+    url = "http://%s:%d/stats;csv" % (host, cfg["haproxyStatsPort"])
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            rows = r.read().decode().splitlines()
+    except (urllib.error.URLError, OSError):
+        return False
+    up = [f[1] for f in (row.split(",") for row in rows) if len(f) > 17 and f[0] == cfg["haproxyPrimaryListen"] and f[1] not in ("FRONTEND", "BACKEND") and f[17].startswith("UP")]
+    return up == [member]
 
 
 def main(argv):
@@ -103,7 +124,6 @@ def main(argv):
         log("no streaming replica%s to switch over to" % (" named %s" % candidate if candidate else ""))
         return 1
     target = pick[0]
-    new_address = target["host"]
     pools = poolers(cfg)
     if not pools:
         log("no HAProxy node in the directory cache %s" % cfg["directoryCache"])
@@ -111,41 +131,54 @@ def main(argv):
     log("switching over %s -> %s; pausing the poolers on %s" % (leader["name"], target["name"], ", ".join(sorted(pools))))
 
     started = time.monotonic()
-    paused = []
-    for name, host in sorted(pools.items()):
-        ok, out = admin(cfg, host, "PAUSE %s" % cfg["database"], timeout=cfg["pauseTimeoutSeconds"])
-        if not ok:
-            log("could not pause the pooler on %s: %s; resuming the others, nothing changed" % (name, out))
-            for _, h in paused:
-                admin(cfg, h, "RESUME %s" % cfg["database"])
-            return 1
-        paused.append((name, host))
+    db = cfg["database"]
+    results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], cfg["pauseTimeoutSeconds"])
+    failed = {n: out for n, (ok, out) in results.items() if not ok}
+    if failed:
+        log("could not pause the pooler on %s; resuming, nothing changed" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
+        on_every_pooler(cfg, pools, ["RESUME %s" % db], 10)
+        return 1
+    paused = sorted(pools.items())
     paused_at = time.monotonic()
+    log("poolers paused in %.1f s" % (paused_at - started))
 
-    status, body = patroni(cfg, leader["api_url"].rsplit("/", 1)[0] + "/switchover", "POST",
-                           {"leader": leader["name"], "candidate": target["name"]}, timeout=cfg["switchTimeoutSeconds"])
-    switched = status == 200
-    if not switched:
-        log("Patroni refused the switchover: %s %s" % (status, body.strip()))
+    # Patroni answers the request only once it has seen the switchover through, and polls for
+    # that: ask it in the background and watch the candidate and HAProxy directly meanwhile.
+    answer = {}
+    request = threading.Thread(target=lambda: answer.update(zip(("status", "body"), patroni(
+        cfg, leader["api_url"].rsplit("/", 1)[0] + "/switchover", "POST",
+        {"leader": leader["name"], "candidate": target["name"]}, timeout=cfg["switchTimeoutSeconds"]))))
+    request.start()
     deadline = time.monotonic() + cfg["switchTimeoutSeconds"]
+    candidate_api = target["api_url"].rsplit("/", 1)[0]
+    promoted = False
     pending = dict(paused)
-    while switched and pending and time.monotonic() < deadline:
-        for name, host in list(pending.items()):
-            if routes_to(cfg, host, new_address):
-                del pending[name]
+    while pending and time.monotonic() < deadline:
+        if not promoted:
+            promoted = patroni(cfg, candidate_api + "/primary", timeout=1)[0] == 200
+            if promoted:
+                log("%s is primary after %.1f s" % (target["name"], time.monotonic() - paused_at))
+        if promoted:
+            for name, host in list(pending.items()):
+                if routes_to(cfg, host, target["name"]):
+                    del pending[name]
+        elif "status" in answer and answer["status"] != 200:
+            break  # refused: nothing will be promoted
         if pending:
-            time.sleep(0.1)
+            time.sleep(0.05)
+    switched = promoted
+    log("HAProxy routes to %s after %.1f s" % (target["name"], time.monotonic() - paused_at))
     if switched and pending:
         log("HAProxy on %s does not route to %s yet; resuming anyway" % (", ".join(sorted(pending)), target["name"]))
-    for name, host in paused:
-        # Server connections still point at the old primary (now a replica): drop them as they
-        # are released, so the next transaction opens one to the new primary.
-        if switched:
-            admin(cfg, host, "RECONNECT %s" % cfg["database"])
-        ok, out = admin(cfg, host, "RESUME %s" % cfg["database"])
+    # Server connections still point at the old primary (now a replica): drop them as they are
+    # released, so the next transaction opens one to the new primary. Then let clients go on.
+    commands = (["RECONNECT %s" % db] if switched else []) + ["RESUME %s" % db]
+    for name, (ok, out) in sorted(on_every_pooler(cfg, pools, commands, 10).items()):
         if not ok:
             log("could not resume the pooler on %s: %s" % (name, out))
     resumed_at = time.monotonic()
+    request.join(cfg["switchTimeoutSeconds"])
+    log("Patroni answered %s: %s" % (answer.get("status"), str(answer.get("body", "")).strip()[:200]))
     log("%s; poolers paused %.1f s (%.1f s in all)" % (
         "primary is now %s" % target["name"] if switched else "nothing switched", resumed_at - paused_at, resumed_at - started))
     return 0 if switched and not pending else 1

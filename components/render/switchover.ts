@@ -21,6 +21,9 @@ export interface SwitchoverConfig {
     appUser: string;
     appPassword: string;
     haproxyPrimaryPort: number;
+    /** HAProxy's stats (CSV) on the mesh, and the listen whose servers are the primary's. */
+    haproxyStatsPort: number;
+    haproxyPrimaryListen: string;
     directoryCache?: string;
     /** PAUSE waits for in-flight transactions; past this the switchover is called off. */
     pauseTimeoutSeconds?: number;

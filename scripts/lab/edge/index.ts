@@ -7,6 +7,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import { connect } from "node:net";
 import { join } from "node:path";
 import { Log, sleep } from "../exec";
+import { parseJsonLines } from "../load/json-lines";
 import { addNodeNetwork, pinNeighbours } from "../net";
 import { hostVethName, netnsName, STATE_DIR } from "../paths";
 import { updateState } from "../state";
@@ -94,7 +95,7 @@ async function waitListening(host: string, port: number, what: string): Promise<
 
 export function edgeEvents(edge: LabEdge): EdgeEvent[] {
     if (!existsSync(edge.eventLog)) return [];
-    return readFileSync(edge.eventLog, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as EdgeEvent);
+    return parseJsonLines<EdgeEvent>(readFileSync(edge.eventLog, "utf8"));
 }
 
 /** Origins the edge holds unhealthy now (every origin starts healthy). */

@@ -28,7 +28,7 @@ async function connect(hosts: string[], opts: { user: string; password: string; 
     let last: Error | undefined;
     for (const h of hosts) {
         const [host, port] = h.split(":");
-        const c = new Client({ host, port: Number(port), ...opts, connectionTimeoutMillis: 1000, query_timeout: timeoutMs, statement_timeout: timeoutMs });
+        const c = new Client({ host, port: Number(port), ...opts, connectionTimeoutMillis: 1000, query_timeout: timeoutMs });
         c.on("error", () => undefined); // a dropped connection surfaces on the next query
         try {
             await c.connect();

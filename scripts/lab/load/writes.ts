@@ -8,6 +8,7 @@ import { STATE_DIR } from "../paths";
 import type { WriteRecord } from "./db-writer";
 import { TABLE } from "./db-writer";
 import type { LabApp } from "../containers";
+import { parseJsonLines } from "./json-lines";
 import type { LabEdge } from "../edge";
 
 export const STACK_FILE = join(STATE_DIR, "stack.json");
@@ -121,7 +122,7 @@ export class WriteLoad {
 
     records(): WriteRecord[] {
         if (!existsSync(this.log)) return [];
-        return readFileSync(this.log, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as WriteRecord);
+        return parseJsonLines<WriteRecord>(readFileSync(this.log, "utf8"));
     }
 
     /** Stops the writer (bounded: it also stops by itself at its time limit). */
