@@ -122,8 +122,7 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
             ...common,
             { service: "http", protocol: "tcp", port: HAPROXY_PORTS.http, from: { kind: "cloudflare" } },
             { service: "https", protocol: "tcp", port: HAPROXY_PORTS.https, from: { kind: "cloudflare" } },
-            // Database members check, during a switchover, that HAProxy routes to the new primary.
-            { service: "db-primary", protocol: "tcp", port: HAPROXY_PORTS.dbPrimary, from: { kind: "mesh", roles: ["app", "db"] } },
+            { service: "db-primary", protocol: "tcp", port: HAPROXY_PORTS.dbPrimary, from: { kind: "mesh", roles: ["app"] } },
             // pgbouncer: the apps' pooled URL; database members pause and resume it in a switchover.
             { service: "pooler", protocol: "tcp", port: HAPROXY_PORTS.pooler, from: { kind: "mesh", roles: ["app", "db"] } },
             { service: "db-replicas", protocol: "tcp", port: HAPROXY_PORTS.dbReplicas, from: { kind: "mesh", roles: ["app"] } },

@@ -81,7 +81,7 @@ describe("program: the database tier (mock runtime)", function () {
 
     it("keeps every generated password, the backup credentials and keys secret, in inputs and outputs", () => {
         const passwords = ofType(prod, RANDOM_PASSWORD);
-        assert.equal(passwords.length, 6);
+        assert.equal(passwords.length, 7);
         const keys = ["db-1", "db-2", "db-3"].map((n) => fileIn(prod.userData[n], "/etc/pgbackrest/tls/node.key").content.split("\n")[1]);
         const secrets = [...passwords.map((p) => String(p.outputs.result)), S3.accessKeyId, S3.secretAccessKey, ...keys];
         for (const s of secrets) assert.ok(Object.values(prod.userData).some((u) => u.includes(s)), "each secret does reach a node");

@@ -1,4 +1,5 @@
 // The database tier's renderers, pure: etcd, Patroni, pgBackRest and the parts a node boots with.
+import { SWITCHOVER_CONFIG } from "../components/render/switchover";
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
 import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
@@ -317,8 +318,10 @@ describe("database parts of a node's boot", () => {
         expect(SECRETS.superuserPassword, [PATRONI_CONFIG]);
         expect(SECRETS.replicationPassword, [PATRONI_CONFIG]);
         expect(SECRETS.rewindPassword, [PATRONI_CONFIG]);
-        expect(SECRETS.restApiPassword, [PATRONI_CONFIG]);
+        // The switchover tool calls Patroni's API and pauses the poolers.
+        expect(SECRETS.restApiPassword, [PATRONI_CONFIG, SWITCHOVER_CONFIG]);
         expect(SECRETS.appPassword, ["/usr/local/lib/vps-ha/db-post-bootstrap"]);
+        expect(SECRETS.poolerAdminPassword, [SWITCHOVER_CONFIG]);
         expect(SECRETS.backup?.cipherPassphrase as string, ["/etc/pgbackrest/pgbackrest.conf"]);
         expect(SECRETS.backup?.keyPem as string, ["/etc/pgbackrest/tls/node.key"]);
     });

@@ -54,12 +54,12 @@ describe("poolers and planned switchovers (mock runtime)", function () {
         for (const app of ["app-1", "app-2"]) assert.match(fileOf(prod, app, "/etc/vps-ha/app/app.env")?.content ?? "", new RegExp(`^DATABASE_POOLED_URL=${pooled.replace(/[.?]/g, "\\$&")}$`, "m"));
     });
 
-    it("opens the pooler and the primary port to apps and database members only, on the mesh", () => {
+    it("opens the pooler to apps and database members, the primary port to apps, the stats to those that read them, on the mesh only", () => {
         const nft = fileOf(prod, "lb-1", "/etc/nftables.conf")?.content ?? "";
-        for (const port of [HAPROXY_PORTS.pooler, HAPROXY_PORTS.dbPrimary]) {
+        for (const [port, roles] of [[HAPROXY_PORTS.pooler, ["mesh_app", "mesh_db"]], [HAPROXY_PORTS.dbPrimary, ["mesh_app"]], [HAPROXY_PORTS.stats, ["mesh_app", "mesh_db", "mesh_haproxy"]]] as const) {
             const lines = nft.split("\n").filter((l) => l.includes(`dport ${port} `));
             const sets = lines.map((l) => /@(\w+)/.exec(l)?.[1]).sort();
-            assert.deepEqual(sets, ["mesh_app", "mesh_db"], `port ${port}: ${lines.join(" | ")}`);
+            assert.deepEqual(sets, roles, `port ${port}: ${lines.join(" | ")}`);
             for (const l of lines) assert.match(l, /^\s*iifname "wg0" ip saddr @mesh_\w+ tcp dport/, `port ${port} on the mesh only`);
         }
     });

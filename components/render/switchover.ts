@@ -18,9 +18,6 @@ export interface SwitchoverConfig {
     poolerAdminUser: string;
     poolerAdminPassword: string;
     database: string;
-    appUser: string;
-    appPassword: string;
-    haproxyPrimaryPort: number;
     /** HAProxy's stats (CSV) on the mesh, and the listen whose servers are the primary's. */
     haproxyStatsPort: number;
     haproxyPrimaryListen: string;
