@@ -1,5 +1,6 @@
 // Running host commands with a bound on time and a clear error. Every child gets its own
 // process group so a timeout can stop it together with whatever it forked.
+import { connect } from "node:net";
 import { spawn } from "node:child_process";
 
 export type Log = (msg: string) => void;
@@ -138,4 +139,19 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
 
 export function elapsed(since: number): string {
   return `${((Date.now() - since) / 1000).toFixed(1)} s`;
+}
+
+/** Does something accept TCP connections at host:port? (half a second to answer) */
+export function answers(host: string, port: number): Promise<boolean> {
+    return new Promise((resolve) => {
+        const s = connect({ host, port, timeout: 500 }, () => {
+            s.destroy();
+            resolve(true);
+        });
+        s.on("error", () => resolve(false));
+        s.on("timeout", () => {
+            s.destroy();
+            resolve(false);
+        });
+    });
 }

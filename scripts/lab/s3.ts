@@ -3,11 +3,10 @@
 // given, with a certificate from a lab CA the nodes trust. Nothing in the nodes' config changes.
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { PGBACKREST_CONF } from "../../components/render/pgbackrest";
-import { Log, run, sleep } from "./exec";
+import { answers, Log, run, sleep } from "./exec";
 import { BRIDGE_ADDRESS, STATE_DIR } from "./paths";
 import type { LabNodeSpec } from "./realize";
 import { updateState } from "./state";
@@ -80,16 +79,3 @@ export async function startS3(endpoint: S3Endpoint, tls: LabTls, log: Log): Prom
     throw new Error(`lab: the S3 endpoint did not listen on ${BRIDGE_ADDRESS}:${endpoint.port} within 10 s (see ${join(dir, "s3.log")})`);
 }
 
-function answers(host: string, port: number): Promise<boolean> {
-    return new Promise((resolve) => {
-        const s = connect({ host, port, timeout: 500 }, () => {
-            s.destroy();
-            resolve(true);
-        });
-        s.on("error", () => resolve(false));
-        s.on("timeout", () => {
-            s.destroy();
-            resolve(false);
-        });
-    });
-}

@@ -4,9 +4,8 @@
 // Cloudflare allows), so every drill reports what visitors see at both.
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
-import { Log, sleep } from "../exec";
+import { answers, Log, sleep } from "../exec";
 import { parseJsonLines } from "../load/json-lines";
 import { addNodeNetwork, pinNeighbours } from "../net";
 import { hostVethName, netnsName, STATE_DIR } from "../paths";
@@ -76,18 +75,7 @@ export async function startEdges(plan: EdgePlan, nodes: { name: string; publicIp
 
 async function waitListening(host: string, port: number, what: string): Promise<void> {
     for (let i = 0; i < 150; i++) {
-        const ok = await new Promise<boolean>((resolve) => {
-            const s = connect({ host, port, timeout: 500 }, () => {
-                s.destroy();
-                resolve(true);
-            });
-            s.on("error", () => resolve(false));
-            s.on("timeout", () => {
-                s.destroy();
-                resolve(false);
-            });
-        });
-        if (ok) return;
+        if (await answers(host, port)) return;
         await sleep(100);
     }
     throw new Error(`lab: ${what} did not listen on ${host}:${port} within 15 s`);
