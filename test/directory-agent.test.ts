@@ -159,22 +159,40 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
             for (let i = 0; i < 50 && JSON.stringify(haproxyServers().filter((x) => x.startsWith("app"))) !== JSON.stringify(want.sort()); i++) await new Promise((r) => setTimeout(r, 100));
             return haproxyServers().filter((x) => x.startsWith("app"));
         };
+        // Stand-ins for both images on every app node's address (on this namespace's loopback),
+        // so HAProxy's checks pass and its readiness answer counts real servers.
+        exec(["mkdir", "-p", "/tmp/app-www"]);
+        exec(["sh", "-c", "echo ok > /tmp/app-www/healthz"]);
+        for (const n of apps) {
+            exec(["ip", "addr", "add", `${n.meshAddress}/32`, "dev", "lo"]);
+            for (const port of [ACTIVE_PORT, NEXT_PORT]) {
+                (sb as Sandbox).start(NODE, ["python3", "-m", "http.server", "--bind", n.meshAddress, "--directory", "/tmp/app-www", String(port)], join(dir, `app-${n.name}-${port}.log`));
+            }
+        }
         // HAProxy itself answers the gate's question on each hostname (over TLS, as Cloudflare asks).
-        const ready = (host: string) => exec(["curl", "-sk", "--max-time", "3", "--resolve", `${host}:443:127.0.0.1`, `https://${host}/vps-ha/ready`]);
+        const ready = async (host: string, want: string) => {
+            let got = "";
+            for (let i = 0; i < 50 && got !== want; i++) {
+                got = (sb as Sandbox).exec(NODE, ["curl", "-sk", "--max-time", "3", "--resolve", `${host}:443:127.0.0.1`, `https://${host}/vps-ha/ready`]).stdout;
+                if (got !== want) await new Promise((r) => setTimeout(r, 200));
+            }
+            return got;
+        };
         const master = exec(["cat", "/run/haproxy.pid"]).trim();
 
         // 1. A candidate beside the active image: its own backend at its own port.
         await publish(withRelease({ active: ACTIVE, activePort: ACTIVE_PORT, candidate: NEXT, candidatePort: NEXT_PORT }));
         agent();
         assert.deepEqual(await appServers(backends(ACTIVE_PORT, NEXT_PORT)), backends(ACTIVE_PORT, NEXT_PORT).sort());
-        assert.match(ready("candidate.example.com"), new RegExp(`^[0-9] ${NEXT_PORT}$`));
-        assert.match(ready("app.example.com"), new RegExp(`^[0-9] ${ACTIVE_PORT}$`));
+        assert.equal(await ready("candidate.example.com", `2 ${NEXT_PORT}`), `2 ${NEXT_PORT}`);
+        assert.equal(await ready("app.example.com", `2 ${ACTIVE_PORT}`), `2 ${ACTIVE_PORT}`);
 
         // 2. The swap: the same nodes, the ports trade backends; the master stays.
         await publish(withRelease({ active: NEXT, activePort: NEXT_PORT, candidate: ACTIVE, candidatePort: ACTIVE_PORT }));
         agent();
         assert.deepEqual(await appServers(backends(NEXT_PORT, ACTIVE_PORT)), backends(NEXT_PORT, ACTIVE_PORT).sort());
-        assert.match(ready("app.example.com"), new RegExp(`^[0-9] ${NEXT_PORT}$`));
+        assert.equal(await ready("app.example.com", `2 ${NEXT_PORT}`), `2 ${NEXT_PORT}`);
+        assert.equal(await ready("candidate.example.com", `2 ${ACTIVE_PORT}`), `2 ${ACTIVE_PORT}`);
         assert.equal(exec(["cat", "/run/haproxy.pid"]).trim(), master);
 
         // 3. A release signed by another key changes nothing.
@@ -187,12 +205,13 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         await publish(withRelease({ active: NEXT, activePort: NEXT_PORT }));
         agent();
         assert.deepEqual(await appServers(backends(NEXT_PORT)), backends(NEXT_PORT).sort());
-        assert.match(ready("candidate.example.com"), /^0 -$/);
+        assert.equal(await ready("candidate.example.com", "0 -"), "0 -");
 
         // Back to the program's own release.
         await publish(good);
         agent();
         assert.deepEqual(await appServers(backends(ACTIVE_PORT)), backends(ACTIVE_PORT).sort());
+        for (const n of apps) exec(["ip", "addr", "del", `${n.meshAddress}/32`, "dev", "lo"]);
     });
 
     it("ignores what is not validly signed, and keeps what it verified", async () => {

@@ -42,7 +42,7 @@ describe("HAProxy pair config", function () {
             // The candidate hostname's requests go to the candidate's backend; both colours are checked alike.
             assert.match(cfg, /acl candidate_host req\.hdr\(host\),field\(1,:\) -i candidate\.example\.com\n/);
             assert.match(cfg, /use_backend app-candidate if candidate_host\n\s+default_backend app\n/);
-            const backend = (name: string) => (new RegExp(`backend ${name}\\n([\\s\\S]*?)# vps-ha directory`).exec(cfg) ?? [])[1];
+            const backend = (name: string) => (new RegExp(`\\nbackend ${name}\\n([\\s\\S]*?)# vps-ha directory`).exec(cfg) ?? [])[1];
             assert.equal(backend("app"), backend("app-candidate"));
             for (const b of agent.releaseBlocks) assert.ok(cfg.includes(`${b.begin}\n${b.end}\n`), `${lb}: markers of ${b.id}`);
             for (const b of agent.blocks) assert.ok(cfg.includes(`${b.begin}\n${b.end}\n`), `${lb}: markers of ${b.id}`);
