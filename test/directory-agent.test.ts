@@ -186,6 +186,16 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         assert.deepEqual(await appServers(backends(ACTIVE_PORT, NEXT_PORT)), backends(ACTIVE_PORT, NEXT_PORT).sort());
         assert.equal(await ready("candidate.example.com", `2 ${NEXT_PORT}`), `2 ${NEXT_PORT}`);
         assert.equal(await ready("app.example.com", `2 ${ACTIVE_PORT}`), `2 ${ACTIVE_PORT}`);
+        // The gate `pulumi up` runs (the program's own command) passes against this HAProxy.
+        const gateFor = async (release: Record<string, unknown>) => {
+            const e = await evaluate(withConfig({ app: { release: { ...release, gateTimeoutSeconds: 10 } } }));
+            const script = String(e.resources.find((r) => r.type === "command:local:Command")?.inputs.create);
+            const curl = "-k --resolve app.example.com:443:127.0.0.1 --resolve candidate.example.com:443:127.0.0.1";
+            return (sb as Sandbox).exec(NODE, ["env", `VPS_HA_GATE_CURL_ARGS=${curl}`, "sh", "-c", script], { timeoutMs: 60000 });
+        };
+        const passed = await gateFor({ active: ACTIVE, candidate: NEXT });
+        assert.equal(passed.status, 0, passed.stdout + passed.stderr);
+        assert.match(passed.stdout, /every app node is up in the new release/);
 
         // 2. The swap: the same nodes, the ports trade backends; the master stays.
         await publish(withRelease({ active: NEXT, activePort: NEXT_PORT, candidate: ACTIVE, candidatePort: ACTIVE_PORT }));
@@ -193,6 +203,10 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         assert.deepEqual(await appServers(backends(NEXT_PORT, ACTIVE_PORT)), backends(NEXT_PORT, ACTIVE_PORT).sort());
         assert.equal(await ready("app.example.com", `2 ${NEXT_PORT}`), `2 ${NEXT_PORT}`);
         assert.equal(await ready("candidate.example.com", `2 ${ACTIVE_PORT}`), `2 ${ACTIVE_PORT}`);
+        // The gate of the previous release no longer passes: it names the other ports (bounded, with why).
+        const stale = await gateFor({ active: ACTIVE, candidate: NEXT });
+        assert.equal(stale.status, 1);
+        assert.match(stale.stderr, new RegExp(`within 10 s; https://app\\.example\\.com/vps-ha/ready answered '2 ${NEXT_PORT}', ready is '2 ${ACTIVE_PORT}'`));
         assert.equal(exec(["cat", "/run/haproxy.pid"]).trim(), master);
 
         // 3. A release signed by another key changes nothing.
