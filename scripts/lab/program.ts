@@ -42,8 +42,10 @@ export interface LabProgram {
     gateScript: string;
 }
 
-export async function labProgram(source: StackSource): Promise<LabProgram> {
+/** `edits`: `vps-ha:<key>` values replacing the stack file's (a drill's next release, say). */
+export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}): Promise<LabProgram> {
     const file = readStackFile(source.file);
+    for (const [key, value] of Object.entries(edits)) file.values[`vps-ha:${key}`] = JSON.stringify(value);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
     // The program accepted this file, so it parses; the lab needs a few of its values.

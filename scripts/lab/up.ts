@@ -34,7 +34,7 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
         },
     });
     try {
-        saveLabStack({ ...(program.connectionString ? { connectionString: program.connectionString } : {}), app: program.app, hostname: program.hostname });
+        saveLabStack({ ...(program.connectionString ? { connectionString: program.connectionString } : {}), app: program.app, hostname: program.hostname, source });
         const health = await waitHealthy(log, HEALTHY_TIMEOUT_MS);
         // Cloudflare in front, once there is something behind it to check.
         if (program.edge) {
