@@ -15,9 +15,7 @@ export interface AppTierArgs extends NodeGroupArgs {
 export function appNodeConfig(plan: StackPlan, node: PlannedNode, databaseUrl: string, pooledDatabaseUrl: string): AppNodeConfig {
     const app = plan.config.app;
     return {
-        image: app.image,
         meshAddress: node.meshAddress,
-        port: app.port,
         env: app.env,
         databaseUrl,
         pooledDatabaseUrl,

@@ -1,7 +1,7 @@
 // What every node boots with, whatever its role: the mesh, the host firewall, the directory
 // agent that fills both in from DNS, and SSH as the stack config says. Pure, so the program, the
 // lab and the tests build the same documents. Nothing here depends on which other nodes exist.
-import { directoryIndexName } from "./directory-records";
+import { directoryIndexName, directoryReleaseName } from "./directory-records";
 import { nodesDomain, PlannedNode, PortRule, StackPlan } from "./plan";
 import { CloudConfigPart, NodeBoot } from "./render/cloud-config";
 import { DIRECTORY_ONCE, directoryAgentConfig, directoryAgentPart } from "./render/directory-agent";
@@ -11,7 +11,7 @@ import { MeshInterface } from "./render/wireguard";
 
 export function hostFirewallRules(plan: StackPlan, node: PlannedNode): HostFirewallRule[] {
     return plan.ports[node.role].map((rule: PortRule): HostFirewallRule => {
-        const base = { service: rule.service, protocol: rule.protocol, port: rule.port };
+        const base = { service: rule.service, protocol: rule.protocol, port: rule.port, ...(rule.portEnd !== undefined ? { portEnd: rule.portEnd } : {}) };
         switch (rule.from.kind) {
             case "internet":
             case "cloudflare": // the provider firewall narrows these to Cloudflare's ranges
@@ -29,6 +29,7 @@ export function nodeBoot(plan: StackPlan, node: PlannedNode, mesh: MeshInterface
     const agent = directoryAgentConfig({
         self: node.name,
         index: directoryIndexName(nodesDomain(plan.config)),
+        release: directoryReleaseName(nodesDomain(plan.config)),
         nodesDomain: nodesDomain(plan.config),
         publicKey: directoryKey,
         meshCidr: plan.config.mesh.cidr,

@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { catalogs, isCloudProvider, isOwnHost, providerNames } from "./providers/catalogs";
 import { cidrHostCount, inNetwork, ipInCidr, parseCidr } from "./net";
+import { imagePort, RELEASE_PORT_SPAN } from "./release";
 
 export const PROJECT = "vps-ha";
 export const ROLES = ["app", "haproxy", "db", "witness"] as const;
@@ -40,6 +41,7 @@ export function formatIssues(issues: ConfigIssue[]): string {
 
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits Cloudflare shows for it");
+const image = z.string().regex(/^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/, "must name a tag or digest, e.g. ghcr.io/acme/app:1.4.2");
 const hostName = z.string().regex(/^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a host name such as app.example.com");
 
 /** R2's location hints: Asia-Pacific, Eastern/Western Europe, Eastern/Western North America, Oceania. */
@@ -113,8 +115,17 @@ const shapes = {
         witness: z.array(nodeShape).default([]),
     }),
     app: z.strictObject({
-        image: z.string().regex(/^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/, "must name a tag or digest, e.g. ghcr.io/acme/app:1.4.2"),
-        port: z.number().int().min(1).max(65535).default(8080),
+        /** Shorthand for release: { active: image }. */
+        image: image.optional(),
+        /** Red/black releases: the image serving visitors, and one tried beside it on the candidate hostname. */
+        release: z.strictObject({
+            active: image,
+            candidate: image.optional(),
+            /** How long `pulumi up` waits for every app node to answer healthy in the new release. */
+            gateTimeoutSeconds: z.number().int().min(10).max(3600).default(600),
+        }).optional(),
+        /** Each image listens on its own port in port .. port+999 (see components/release.ts). */
+        port: z.number().int().min(1).max(65535 - (RELEASE_PORT_SPAN - 1), `must leave room for the ${RELEASE_PORT_SPAN} ports releases use (at most ${65535 - (RELEASE_PORT_SPAN - 1)})`).default(8080),
         healthPath: z.string().regex(/^\/\S*$/, "must start with '/'").default("/healthz"),
         /** The app's environment; every value is kept as a secret (the env file is). */
         env: z.record(
@@ -184,7 +195,7 @@ export function parseStackConfig(raw: RawConfig, stack: string): StackConfig {
     if (issues.length > 0) throw new ConfigError(issues);
 
     const config = { ...(parsed as Parsed), stack, secretKeys: [] as string[] };
-    issues.push(...checkNodes(config), ...checkNetwork(config), ...checkFrontDoor(config), ...checkSecrets(config, raw));
+    issues.push(...checkNodes(config), ...checkNetwork(config), ...checkFrontDoor(config), ...checkRelease(config), ...checkSecrets(config, raw));
     if (issues.length > 0) throw new ConfigError(issues);
     return config;
 }
@@ -335,6 +346,42 @@ function checkNetwork(config: StackConfig): ConfigIssue[] {
 function isPrivate4(cidr: string): boolean {
     const [address, prefix] = cidr.split("/");
     return [["10.0.0.0/8", 8], ["172.16.0.0/12", 12], ["192.168.0.0/16", 16]].some(([net, min]) => inNetwork(address, String(net)) && Number(prefix) >= Number(min));
+}
+
+// ---- releases -------------------------------------------------------------------------------
+
+export interface AppRelease {
+    active: string;
+    candidate?: string;
+    gateTimeoutSeconds: number;
+}
+
+/** The release with app.image read as its shorthand (validation made sure exactly one is set). */
+export function appRelease(config: Pick<StackConfig, "app">): AppRelease {
+    const r = config.app.release;
+    if (r) return r;
+    if (config.app.image) return { active: config.app.image, gateTimeoutSeconds: 600 };
+    throw new Error("the stack config has neither app.image nor app.release (validation should have said so)");
+}
+
+function checkRelease(config: StackConfig): ConfigIssue[] {
+    const at = (field: string) => `${PROJECT}:app.${field}`;
+    const { image, release, port } = config.app;
+    if (image !== undefined && release !== undefined) {
+        return [{ path: at("image"), message: "is set together with app.release; image is shorthand for release: { active: <image> }: keep one of them" }];
+    }
+    if (image === undefined && release === undefined) {
+        return [{ path: at("release"), message: "is required (or its shorthand app.image): the image to run, e.g. release: { active: ghcr.io/acme/app:1.4.2 }" }];
+    }
+    if (!release?.candidate) return [];
+    if (release.candidate === release.active) {
+        return [{ path: at("release.candidate"), message: `is the same image as release.active (${release.active}); a candidate is another image, or drop candidate` }];
+    }
+    const a = imagePort(port, release.active);
+    if (imagePort(port, release.candidate) === a) {
+        return [{ path: at("release.candidate"), message: `"${release.candidate}" would listen on port ${a}, as the active image "${release.active}" does (each image's port is derived from its name); tag the candidate differently` }];
+    }
+    return [];
 }
 
 // ---- the Cloudflare front door ---------------------------------------------------------------

@@ -6,6 +6,7 @@
 // Text format, version vh1, one TXT record each, fields in this order, separated by one space:
 //   node:  v=vh1 kind=node name=<node> role=<role> mesh=<IPv4> wg=<WireGuard public key> dns=<DNS name> sig=<Ed25519>
 //   index: v=vh1 kind=index part=<i>/<n> set=<digest> members=<name>,<name>,... sig=<Ed25519>
+//   release: v=vh1 kind=release active=<image> aport=<port> candidate=<image|-> cport=<port|-> sig=<Ed25519>
 // The signature covers "vh1\n<the record's own DNS name>\n<the text before ' sig='>", so a
 // record is valid only under the name it was made for. `set` is a digest of the whole member
 // list: the parts of one index must agree on it, so a node never mixes an old part with a new one.
@@ -35,6 +36,19 @@ export interface IndexPart {
     members: string[];
 }
 
+/** What every app node runs and which image each HAProxy backend serves (components/release.ts). */
+export interface ReleaseRecord {
+    active: string;
+    activePort: number;
+    candidate?: string;
+    candidatePort?: number;
+}
+
+/** Where the release lives: `_release.<stack>.nodes.<domain>`. */
+export function directoryReleaseName(nodesDomain: string): string {
+    return `_release.${nodesDomain}`;
+}
+
 /** Where the index lives: `_mesh.<stack>.nodes.<domain>`. */
 export function directoryIndexName(nodesDomain: string): string {
     return `_mesh.${nodesDomain}`;
@@ -50,6 +64,8 @@ const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/; // 32 bytes in base64
 const SET = /^[0-9a-f]{16}$/;
+const IMAGE = /^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/;
+const PORT = (p: number | undefined) => p !== undefined && Number.isInteger(p) && p >= 1 && p <= 65535;
 
 function check(ok: boolean, what: string): void {
     if (!ok) throw new Error(`directory record: ${what}`);
@@ -71,6 +87,13 @@ function indexBody(p: IndexPart): string {
     return `v=${RECORD_VERSION} kind=index part=${p.part}/${p.parts} set=${p.set} members=${p.members.join(",")}`;
 }
 
+function releaseBody(r: ReleaseRecord): string {
+    check(IMAGE.test(r.active) && PORT(r.activePort), `bad active image or port ${JSON.stringify([r.active, r.activePort])}`);
+    check(r.candidate === undefined ? r.candidatePort === undefined : IMAGE.test(r.candidate) && PORT(r.candidatePort) && r.candidatePort !== r.activePort,
+        `bad candidate image or port ${JSON.stringify([r.candidate, r.candidatePort])}`);
+    return `v=${RECORD_VERSION} kind=release active=${r.active} aport=${r.activePort} candidate=${r.candidate ?? "-"} cport=${r.candidatePort ?? "-"}`;
+}
+
 function signedPayload(owner: string, body: string): Buffer {
     return Buffer.from(`${RECORD_VERSION}\n${owner.toLowerCase().replace(/\.$/, "")}\n${body}`);
 }
@@ -86,6 +109,10 @@ export function signNodeRecord(owner: string, r: NodeRecord, privateKeyPem: stri
 
 export function signIndexPart(owner: string, p: IndexPart, privateKeyPem: string): string {
     return signBody(owner, indexBody(p), privateKeyPem);
+}
+
+export function signReleaseRecord(owner: string, r: ReleaseRecord, privateKeyPem: string): string {
+    return signBody(owner, releaseBody(r), privateKeyPem);
 }
 
 /** The digest every part of an index carries: of the member list in order. */
@@ -141,7 +168,7 @@ export function ed25519PublicKey(pem: string): string {
 // SPKI wrapping of a raw Ed25519 public key (RFC 8410).
 const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
-export type ParsedRecord = ({ kind: "node" } & NodeRecord) | ({ kind: "index" } & IndexPart);
+export type ParsedRecord = ({ kind: "node" } & NodeRecord) | ({ kind: "index" } & IndexPart) | ({ kind: "release" } & ReleaseRecord);
 
 /**
  * Parses and verifies one record found at DNS name `owner`; throws, saying why, on anything
@@ -168,6 +195,15 @@ export function parseRecord(owner: string, text: string, publicKey: string): Par
         const r: NodeRecord = { name: v.name, role: v.role as Role, meshAddress: v.mesh, wireguardKey: v.wg, dnsName: v.dns };
         check(nodeBody(r) === body, "not in canonical form");
         return { kind: "node", ...r };
+    }
+    if (v.kind === "release") {
+        check(keys === "v kind active aport candidate cport", `unexpected fields ${keys}`);
+        const r: ReleaseRecord = {
+            active: v.active, activePort: Number(v.aport),
+            ...(v.candidate !== "-" ? { candidate: v.candidate, candidatePort: Number(v.cport) } : {}),
+        };
+        check(releaseBody(r) === body, "not in canonical form");
+        return { kind: "release", ...r };
     }
     check(v.kind === "index" && keys === "v kind part set members", `unexpected fields ${keys}`);
     const m = /^(\d{1,3})\/(\d{1,3})$/.exec(v.part);

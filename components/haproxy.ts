@@ -1,6 +1,7 @@
 // The HAProxy pair: one proxy node per provider, both active. Each balances HTTP to the app
 // nodes and routes database clients to the current Patroni primary, over the mesh.
 import * as pulumi from "@pulumi/pulumi";
+import { frontDoorHostnames } from "./config";
 import { NodeGroup, NodeGroupArgs } from "./node-group";
 import { DB_PORTS, HAPROXY_PORTS, StackPlan } from "./plan";
 import { PoolerSecrets } from "./database";
@@ -33,7 +34,6 @@ export function poolerConfig(meshAddress: string, secrets: PoolerSecrets): Pgbou
 export function haproxyConfig(plan: StackPlan, meshAddress: string): HaproxyConfig {
     return {
         meshAddress,
-        appPort: plan.config.app.port,
         appHealthPath: plan.config.app.healthPath,
         postgresPort: DB_PORTS.postgres,
         patroniPort: DB_PORTS.patroni,
@@ -43,6 +43,7 @@ export function haproxyConfig(plan: StackPlan, meshAddress: string): HaproxyConf
         hstsMaxAgeSeconds: plan.config.cloudflare.hstsMaxAgeSeconds,
         // Cloudflare's health check asks HAProxy itself, on the path the front door checks.
         monitorPath: plan.config.cloudflare.monitor.path,
+        candidateHostname: frontDoorHostnames(plan.config).candidate,
     };
 }
 

@@ -19,12 +19,15 @@ export interface MeshDirectoryArgs {
 export class MeshDirectory extends pulumi.ComponentResource {
     /** The raw Ed25519 public key (base64) every node verifies the records with. */
     readonly publicKey: pulumi.Output<string>;
+    /** The signing key (secret): the release record (app-release.ts) is signed with it too. */
+    readonly signingKey: pulumi.Output<string>;
 
     constructor(name: string, args: MeshDirectoryArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:MeshDirectory", name, {}, opts);
         const { plan } = args;
         const key = new tls.PrivateKey(`${name}-signing-key`, { algorithm: "ED25519" }, { parent: this });
         const signingKey = pulumi.secret(key.privateKeyPem);
+        this.signingKey = signingKey;
         this.publicKey = key.publicKeyPem.apply(ed25519PublicKey);
         const zoneId = plan.config.cloudflare.zoneId;
         // DNS-only, short TTL: a change reaches every node within a TTL and one agent round.

@@ -6,6 +6,7 @@ import { allNodes, ConfigError, ConfigIssue, PROJECT, Role, StackConfig } from "
 import { cloudflareCosts, CostLine, nodeMonthlyUsd, roundUsd } from "./cost";
 import { cidrHostCount, nthHost } from "./net";
 import { failureTable, FailureRow } from "./failures";
+import { RELEASE_PORT_SPAN } from "./release";
 
 export interface PlannedNode {
     name: string;
@@ -32,6 +33,8 @@ export interface PortRule {
     service: string;
     protocol: "tcp" | "udp";
     port: number;
+    /** The last port of a range port..portEnd. */
+    portEnd?: number;
     from: Source;
 }
 
@@ -117,7 +120,8 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
         { service: "etcd-peer", protocol: "tcp", port: DB_PORTS.etcdPeer, from: { kind: "mesh", roles: ["db", "witness"] } },
     ];
     return {
-        app: [...common, { service: "app", protocol: "tcp", port: config.app.port, from: { kind: "mesh", roles: ["haproxy"] } }],
+        // Every image of a release listens on its own port in this range (components/release.ts).
+        app: [...common, { service: "app", protocol: "tcp", port: config.app.port, portEnd: config.app.port + RELEASE_PORT_SPAN - 1, from: { kind: "mesh", roles: ["haproxy"] } }],
         haproxy: [
             ...common,
             { service: "http", protocol: "tcp", port: HAPROXY_PORTS.http, from: { kind: "cloudflare" } },

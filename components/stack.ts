@@ -2,6 +2,7 @@
 // the offline plan, the lab and the tests run the very same function under the mock runtime.
 import * as pulumi from "@pulumi/pulumi";
 import { AppTier } from "./app";
+import { AppRelease } from "./app-release";
 import { BackupBucket } from "./backup-bucket";
 import { ConfigError, parseStackConfig } from "./config";
 import { DatabaseCluster } from "./database";
@@ -80,6 +81,7 @@ export function vpsHa(): StackOutputs {
     const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
     new NodeRecords("node-records", { plan, nodes: all });
     const frontDoor = new CloudflareFrontDoor("front-door", { plan, origins: proxies.nodes });
+    new AppRelease("release", { plan, signingKey: directory.signingKey, gateAfter: [...all, frontDoor] });
     if (plan.config.database.backups && !plan.config.database.backups.endpoint) new BackupBucket("backups", { plan });
 
     return {

@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
-import { APP_ENV_FILE, APP_UNIT, WORKER_UNIT } from "../components/render/app";
+import { APP_ENV_FILE, APP_UNIT_TEMPLATE, WORKER_UNIT } from "../components/render/app";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
 import { prodStack, withConfig } from "./helpers/stack";
@@ -21,10 +21,10 @@ describe("app tier (mock runtime)", function () {
         prod = await evaluate();
     });
 
-    it("runs the configured image on every app node, and only there", () => {
+    it("gives every app node, and only those, the app's units (the image comes from the release record)", () => {
         for (const node of ["app-1", "app-2"]) {
-            const unit = fileOf(prod, node, `/etc/systemd/system/${APP_UNIT}`)?.content ?? "";
-            assert.match(unit, / ghcr\.io\/example\/app:1\.4\.2$/m, `${node} runs the image`);
+            const unit = fileOf(prod, node, `/etc/systemd/system/${APP_UNIT_TEMPLATE}`)?.content ?? "";
+            assert.match(unit, / \$\{IMAGE\}$/m, `${node} runs the release's image`);
             assert.ok(cloudConfig(prod, node).packages.includes("podman"));
         }
         for (const node of ["lb-1", "lb-2", "db-1", "db-2", "db-3"]) assert.equal(fileOf(prod, node, APP_ENV_FILE), undefined, `${node} runs no app`);
@@ -41,7 +41,6 @@ describe("app tier (mock runtime)", function () {
             const lines = env?.content.trim().split("\n") ?? [];
             assert.ok(lines.includes(`DATABASE_URL=${url}`));
             assert.ok(lines.includes(`HOST=${node.meshAddress}`));
-            assert.ok(lines.includes("PORT=8080"));
         }
     });
 
@@ -50,9 +49,8 @@ describe("app tier (mock runtime)", function () {
         const e = await evaluate(file);
         const env = fileOf(e, "app-1", APP_ENV_FILE)?.content ?? "";
         assert.match(env, /^STRIPE_KEY=sk_live_123$/m);
-        assert.match(env, /^PORT=9000$/m);
         const worker = fileOf(e, "app-1", `/etc/systemd/system/${WORKER_UNIT}`)?.content ?? "";
-        assert.match(worker, / ghcr\.io\/example\/app:2\.0\.0 bin\/worker --queue mail$/m);
+        assert.match(worker, / \$\{IMAGE\} bin\/worker --queue mail$/m);
         for (const r of e.resources.filter((x) => x.name === "app-1" && /Instance|Server/.test(x.type))) {
             assert.ok(r.secretInputs.some((k) => k === "userData" || k === "metadatas"), "the app's secrets ride in secret user-data");
             assert.ok(!JSON.stringify(Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.secretInputs.includes(k)))).includes("sk_live_123"));

@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { directoryIndexName, directoryRecordName, indexParts, signIndexPart, signNodeRecord, txtContent, txtStrings } from "../components/directory-records";
+import { directoryIndexName, directoryRecordName, directoryReleaseName, indexParts, ReleaseRecord, signIndexPart, signNodeRecord, signReleaseRecord, txtContent, txtStrings } from "../components/directory-records";
+import { imagePort } from "../components/release";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
 import { HAPROXY_CFG } from "../components/render/haproxy";
 import { dnsServerCommand, waitServed, writeZone } from "../scripts/lab/dns";
@@ -24,6 +25,11 @@ import { requireTools } from "./helpers/tools";
 
 const NODE = "lb-1";
 const INDEX = directoryIndexName("prod.nodes.example.com");
+const RELEASE = directoryReleaseName("prod.nodes.example.com");
+const ACTIVE = "ghcr.io/example/app:1.4.2";
+const ACTIVE_PORT = imagePort(8080, ACTIVE);
+const NEXT = "ghcr.io/example/app:1.5.0";
+const NEXT_PORT = imagePort(8080, NEXT);
 
 interface Peer { key: string; endpoint: string; allowed: string; keepalive: string }
 
@@ -64,11 +70,11 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
     const expectFor = (e: Evaluation) => {
         const nodes = nodesOf(e);
         const mesh = (role: string) => nodes.filter((n) => n.role === role).map((n) => n.meshAddress).sort();
-        const servers = (backend: string, role: string) => nodes.filter((n) => n.role === role).map((n) => `${backend}/${n.name}@${n.meshAddress}`);
+        const servers = (backend: string, role: string, port = "") => nodes.filter((n) => n.role === role).map((n) => `${backend}/${n.name}${port && `-${port}`}@${n.meshAddress}`);
         return {
             peers: nodes.filter((n) => n.name !== NODE).map((n) => ({ allowed: `${n.meshAddress}/32`, endpoint: `${e.publicIpv4[n.name]}:51820`, keepalive: "25" })).sort((a, b) => a.allowed.localeCompare(b.allowed)),
             sets: ["app", "haproxy", "db", "witness"].map(mesh),
-            servers: [...servers("app", "app"), ...servers("db-primary", "db"), ...servers("db-replicas", "db")].sort(),
+            servers: [...servers("app", "app", String(ACTIVE_PORT)), ...servers("db-primary", "db"), ...servers("db-replicas", "db")].sort(),
         };
     };
     /** HAProxy's servers once a reload has settled (the new process takes over within moments). */
@@ -140,6 +146,90 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         assert.equal(exec(["cat", "/run/haproxy.pid"]).trim(), master);
         assert.match(exec(["cat", "/var/lib/haproxy/vps-ha-server-state"]), /app-1/);
         prod = changed;
+    });
+
+    it("follows the release record: the candidate's backend and readiness, a swap in place, a foreign release ignored, the candidate removed", async () => {
+        const signing = String(prod.resources.find((r) => r.name === "directory-signing-key")?.outputs.privateKeyPem);
+        const foreign = generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+        const good = programDnsRecords(prod);
+        const withRelease = (r: ReleaseRecord, key = signing): LabDnsRecord[] =>
+            [...good.filter((x) => x.name !== RELEASE), { name: RELEASE, type: "TXT", ttl: 60, data: txtStrings(txtContent(signReleaseRecord(RELEASE, r, key))) }];
+        const apps = nodesOf(prod).filter((n) => n.role === "app");
+        const backends = (active: number, candidate?: number) => [
+            ...apps.map((n) => `app/${n.name}-${active}@${n.meshAddress}`),
+            ...(candidate ? apps.map((n) => `app-candidate/${n.name}-${candidate}@${n.meshAddress}`) : []),
+        ];
+        const appServers = async (want: string[]) => {
+            for (let i = 0; i < 50 && JSON.stringify(haproxyServers().filter((x) => x.startsWith("app"))) !== JSON.stringify(want.sort()); i++) await new Promise((r) => setTimeout(r, 100));
+            return haproxyServers().filter((x) => x.startsWith("app"));
+        };
+        // Stand-ins for both images on every app node's address (on this namespace's loopback),
+        // so HAProxy's checks pass and its readiness answer counts real servers.
+        exec(["mkdir", "-p", "/tmp/app-www"]);
+        exec(["sh", "-c", "echo ok > /tmp/app-www/healthz"]);
+        for (const n of apps) {
+            exec(["ip", "addr", "add", `${n.meshAddress}/32`, "dev", "lo"]);
+            for (const port of [ACTIVE_PORT, NEXT_PORT]) {
+                (sb as Sandbox).start(NODE, ["python3", "-m", "http.server", "--bind", n.meshAddress, "--directory", "/tmp/app-www", String(port)], join(dir, `app-${n.name}-${port}.log`));
+            }
+        }
+        // HAProxy itself answers the gate's question on each hostname (over TLS, as Cloudflare asks).
+        const ready = async (host: string, want: string) => {
+            let got = "";
+            for (let i = 0; i < 50 && got !== want; i++) {
+                got = (sb as Sandbox).exec(NODE, ["curl", "-sk", "--max-time", "3", "--resolve", `${host}:443:127.0.0.1`, `https://${host}/vps-ha/ready`]).stdout;
+                if (got !== want) await new Promise((r) => setTimeout(r, 200));
+            }
+            return got;
+        };
+        const master = exec(["cat", "/run/haproxy.pid"]).trim();
+
+        // 1. A candidate beside the active image: its own backend at its own port.
+        await publish(withRelease({ active: ACTIVE, activePort: ACTIVE_PORT, candidate: NEXT, candidatePort: NEXT_PORT }));
+        agent();
+        assert.deepEqual(await appServers(backends(ACTIVE_PORT, NEXT_PORT)), backends(ACTIVE_PORT, NEXT_PORT).sort());
+        assert.equal(await ready("candidate.example.com", `2 ${NEXT_PORT}`), `2 ${NEXT_PORT}`);
+        assert.equal(await ready("app.example.com", `2 ${ACTIVE_PORT}`), `2 ${ACTIVE_PORT}`);
+        // The gate `pulumi up` runs (the program's own command) passes against this HAProxy.
+        const gateFor = async (release: Record<string, unknown>) => {
+            const e = await evaluate(withConfig({ app: { release: { ...release, gateTimeoutSeconds: 10 } } }));
+            const script = String(e.resources.find((r) => r.type === "command:local:Command")?.inputs.create);
+            const curl = "-k --resolve app.example.com:443:127.0.0.1 --resolve candidate.example.com:443:127.0.0.1";
+            return (sb as Sandbox).exec(NODE, ["env", `VPS_HA_GATE_CURL_ARGS=${curl}`, "sh", "-c", script], { timeoutMs: 60000 });
+        };
+        const passed = await gateFor({ active: ACTIVE, candidate: NEXT });
+        assert.equal(passed.status, 0, passed.stdout + passed.stderr);
+        assert.match(passed.stdout, /every app node is up in the new release/);
+
+        // 2. The swap: the same nodes, the ports trade backends; the master stays.
+        await publish(withRelease({ active: NEXT, activePort: NEXT_PORT, candidate: ACTIVE, candidatePort: ACTIVE_PORT }));
+        agent();
+        assert.deepEqual(await appServers(backends(NEXT_PORT, ACTIVE_PORT)), backends(NEXT_PORT, ACTIVE_PORT).sort());
+        assert.equal(await ready("app.example.com", `2 ${NEXT_PORT}`), `2 ${NEXT_PORT}`);
+        assert.equal(await ready("candidate.example.com", `2 ${ACTIVE_PORT}`), `2 ${ACTIVE_PORT}`);
+        // The gate of the previous release no longer passes: it names the other ports (bounded, with why).
+        const stale = await gateFor({ active: ACTIVE, candidate: NEXT });
+        assert.equal(stale.status, 1);
+        assert.match(stale.stderr, new RegExp(`within 10 s; https://app\\.example\\.com/vps-ha/ready answered '2 ${NEXT_PORT}', ready is '2 ${ACTIVE_PORT}'`));
+        assert.equal(exec(["cat", "/run/haproxy.pid"]).trim(), master);
+
+        // 3. A release signed by another key changes nothing.
+        const beforeForeign = snapshot();
+        await publish(withRelease({ active: "ghcr.io/evil/app:6.6.6", activePort: 8666 }, foreign));
+        assert.match(agent(), /ignoring a record at _release\.prod\.nodes\.example\.com: bad signature[\s\S]*keeping the last verified one/);
+        assert.deepEqual(snapshot(), beforeForeign);
+
+        // 4. Cleanup: no candidate, an empty candidate backend.
+        await publish(withRelease({ active: NEXT, activePort: NEXT_PORT }));
+        agent();
+        assert.deepEqual(await appServers(backends(NEXT_PORT)), backends(NEXT_PORT).sort());
+        assert.equal(await ready("candidate.example.com", "0 -"), "0 -");
+
+        // Back to the program's own release.
+        await publish(good);
+        agent();
+        assert.deepEqual(await appServers(backends(ACTIVE_PORT)), backends(ACTIVE_PORT).sort());
+        for (const n of apps) exec(["ip", "addr", "del", `${n.meshAddress}/32`, "dev", "lo"]);
     });
 
     it("ignores what is not validly signed, and keeps what it verified", async () => {

@@ -33,11 +33,18 @@ describe("HAProxy pair config", function () {
             assert.doesNotMatch(cfg, /^\s*server /m);
             for (const n of ["app-1", "app-2", "db-1", "db-2", "db-3"]) assert.ok(!cfg.includes(n), `${lb}'s haproxy.cfg names ${n}`);
             const agent = (JSON.parse(filesOf(prod.userData[lb])["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
-            assert.deepEqual(agent.blocks.map((b) => [b.id, b.role, b.line.trim()]), [
-                ["app", "app", "server {name} {address}:8080 check"],
-                ["db-primary", "db", "server {name} {address}:5432 check port 8008"],
-                ["db-replicas", "db", "server {name} {address}:5432 check port 8008"],
+            assert.deepEqual(agent.blocks.map((b) => [b.id, b.role, b.line.trim(), b.release]), [
+                ["app", "app", "server {name}-{port} {address}:{port} check", "active"],
+                ["app-candidate", "app", "server {name}-{port} {address}:{port} check", "candidate"],
+                ["db-primary", "db", "server {name} {address}:5432 check port 8008", undefined],
+                ["db-replicas", "db", "server {name} {address}:5432 check port 8008", undefined],
             ]);
+            // The candidate hostname's requests go to the candidate's backend; both colours are checked alike.
+            assert.match(cfg, /acl candidate_host req\.hdr\(host\),field\(1,:\) -i candidate\.example\.com\n/);
+            assert.match(cfg, /use_backend app-candidate if candidate_host\n\s+default_backend app\n/);
+            const backend = (name: string) => (new RegExp(`\\nbackend ${name}\\n([\\s\\S]*?)# vps-ha directory`).exec(cfg) ?? [])[1];
+            assert.equal(backend("app"), backend("app-candidate"));
+            for (const b of agent.releaseBlocks) assert.ok(cfg.includes(`${b.begin}\n${b.end}\n`), `${lb}: markers of ${b.id}`);
             for (const b of agent.blocks) assert.ok(cfg.includes(`${b.begin}\n${b.end}\n`), `${lb}: markers of ${b.id}`);
             // Health state survives the agent's reloads.
             assert.match(cfg, new RegExp(`server-state-file ${SERVER_STATE_FILE}`));
@@ -55,10 +62,15 @@ describe("HAProxy pair config", function () {
             const agent = (JSON.parse(files["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
             let filled = files[HAPROXY_CFG];
             for (const b of agent.blocks) {
-                const lines = [1, 2].map((i) => b.line.replace("{name}", `${b.role}-${i}`).replace("{address}", `10.77.0.${i + 10}`));
+                const port = b.release === "candidate" ? "8140" : "8921";
+                const lines = [1, 2].map((i) => b.line.replace("{name}", `${b.role}-${i}`).replace("{address}", `10.77.0.${i + 10}`).replaceAll("{port}", port));
                 filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${lines.join("\n")}\n`);
             }
-            assert.match(filled, /server app-1 10\.77\.0\.11:8080 check\n/);
+            for (const b of agent.releaseBlocks) {
+                filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${b.lines.map((l) => l.replace("{aport}", "8921").replace("{cport}", "8140")).join("\n")}\n`);
+            }
+            assert.match(filled, /server app-1-8921 10\.77\.0\.11:8921 check\n/);
+            assert.match(filled, /lf-string "%\[nbsrv\(app-candidate\)\] 8140" if \{ path \/vps-ha\/ready \} candidate_host\n/);
             for (const cfg of [files[HAPROXY_CFG], filled]) {
                 const r = runInRootfs(rootfs, { [HAPROXY_CFG]: cfg, [ORIGIN_PEM]: files[ORIGIN_PEM] }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
                 assert.equal(r.status, 0, `${lb}: ${r.stdout}${r.stderr}`);

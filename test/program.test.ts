@@ -132,7 +132,7 @@ describe("program (mock runtime)", function () {
             const wg0 = /PrivateKey = (\S+)/.exec(prod.userData[n.name])?.[1] as string;
             assert.deepEqual({ name: parsed.name, role: parsed.role, mesh: parsed.meshAddress, dns: parsed.dnsName, wg: parsed.wireguardKey }, { name: n.name, role: n.role, mesh: n.meshAddress, dns: n.dnsName, wg: wireguardPublicKey(wg0) });
         }
-        assert.equal(txt.length, nodes.length + 1);
+        assert.equal(txt.length, nodes.length + 2, "a record per node, the index, the release");
     });
 
     it("exports every node's name, provider, region, public IPs and mesh address", () => {

@@ -1,5 +1,7 @@
-// The app node's part: the user's container image run by podman under systemd, with the web
-// process on the mesh address and, optionally, a worker (the same image, another command).
+// The app node's part: the user's container images run by podman under systemd, each web
+// process on the mesh address and its image's own port, and, optionally, a worker (the active
+// image, another command). Which images run is not in this part at all: the directory agent
+// reads the signed release record and starts one web unit instance per live image.
 //
 // Podman rather than docker.io: no daemon, so each container is a child of its own systemd unit
 // (systemd restarts it, stops it and sees it die; there is no dockerd whose restart takes every
@@ -7,21 +9,32 @@
 // address it is given (HOST, PORT) and the host firewall admits its port from the HAProxy nodes
 // only, so no NAT or bridge sits between HAProxy and the app.
 import { CloudConfigPart, FilePart } from "./cloud-config";
+import { DIRECTORY_CONFIG_DIR } from "./directory-agent";
 import { renderUnit } from "./systemd";
 
 export const APP_DIR = "/etc/vps-ha/app";
 export const APP_ENV_FILE = `${APP_DIR}/app.env`;
-export const APP_UNIT = "vps-ha-app.service";
+/** One instance per live image, named by the image's port: vps-ha-app@8921.service. */
+export const APP_UNIT_TEMPLATE = "vps-ha-app@.service";
 export const WORKER_UNIT = "vps-ha-worker.service";
+/** IMAGE=<the active image>, written by the directory agent. */
+export const WORKER_ENV_FILE = `${APP_DIR}/worker.env`;
 /** Seconds a container gets between SIGTERM and SIGKILL when it is stopped. */
 const STOP_TIMEOUT_SECONDS = 10;
 
+/** The web unit instance for the image on `port`. */
+export function appUnit(port: number): string {
+    return `vps-ha-app@${port}.service`;
+}
+
+/** IMAGE=<image> for the web instance on `port`, written by the directory agent. */
+export function releaseEnvFile(port: number | string): string {
+    return `${APP_DIR}/release-${port}.env`;
+}
+
 export interface AppNodeConfig {
-    /** image reference with a tag or digest */
-    image: string;
     /** this node's mesh address: the app binds it (HOST) */
     meshAddress: string;
-    port: number;
     /** the app's own variables; values may be secrets (the file is 0600) */
     env: Record<string, string>;
     /** libpq URL of the database through both HAProxy nodes (secret) */
@@ -39,9 +52,12 @@ export function renderEnvFile(vars: Record<string, string>): string {
     return Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n") + "\n";
 }
 
-/** What the app sees: the user's variables, then ours (ours win: HOST and PORT must be true). */
+/**
+ * What the app sees: the user's variables, then ours (ours win: HOST must be true). PORT is not
+ * here: each image has its own, passed by its unit instance.
+ */
 export function appEnvironment(c: AppNodeConfig): Record<string, string> {
-    return { ...c.env, DATABASE_URL: c.databaseUrl, ...(c.pooledDatabaseUrl ? { DATABASE_POOLED_URL: c.pooledDatabaseUrl } : {}), HOST: c.meshAddress, PORT: String(c.port) };
+    return { ...c.env, DATABASE_URL: c.databaseUrl, ...(c.pooledDatabaseUrl ? { DATABASE_POOLED_URL: c.pooledDatabaseUrl } : {}), HOST: c.meshAddress };
 }
 
 /** systemd splits ExecStart on spaces and honours double quotes; quote what needs it. */
@@ -49,16 +65,21 @@ function quoteArg(a: string): string {
     return /^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `"${a.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
-function containerUnit(description: string, container: string, image: string, command: string[] | undefined): string {
+/**
+ * The image is not in the unit: the unit reads IMAGE from `imageEnvFile`, which the directory
+ * agent writes from the signed release record. So a release changes no server's user-data.
+ */
+function containerUnit(description: string, container: string, imageEnvFile: string, extraEnv: string[], command: string[] | undefined): string {
     const run = [
         "/usr/bin/podman", "run", "--rm", "--replace", "--name", container,
         // A tiny init as PID 1 passes SIGTERM on and reaps zombies: many images run a process
         // as PID 1 that ignores SIGTERM, which turns every stop into a 10 s wait and a SIGKILL.
         "--init",
-        "--network", "host", "--env-file", APP_ENV_FILE, "--pull", "missing",
+        "--network", "host", "--env-file", APP_ENV_FILE, ...extraEnv.flatMap((e) => ["--env", e]), "--pull", "missing",
         "--stop-timeout", String(STOP_TIMEOUT_SECONDS), "--log-driver", "passthrough",
-        image, ...(command ?? []),
-    ];
+    ].map(quoteArg);
+    // \${IMAGE} as a word of its own: systemd substitutes it as exactly one argument.
+    const execStart = [...run, "${IMAGE}", ...(command ?? []).map(quoteArg)].join(" ");
     return renderUnit({
         Unit: {
             Description: description,
@@ -69,7 +90,8 @@ function containerUnit(description: string, container: string, image: string, co
         },
         Service: {
             Type: "simple",
-            ExecStart: run.map(quoteArg).join(" "),
+            EnvironmentFile: imageEnvFile,
+            ExecStart: execStart,
             ExecStop: `/usr/bin/podman stop --ignore -t ${STOP_TIMEOUT_SECONDS} ${container}`,
             // A crashed app comes back in 2 s, forever: HAProxy keeps it out until it is healthy.
             Restart: "always",
@@ -81,19 +103,55 @@ function containerUnit(description: string, container: string, image: string, co
     });
 }
 
+/** What the directory agent does on an app node: which units run which image of the release. */
+export interface DirectoryApp {
+    dir: string;
+    /** release-<port>.env files: IMAGE for each web instance */
+    releaseEnvGlob: string;
+    releaseEnvFile: string;
+    webUnit: string;
+    worker: { unit: string; envFile: string } | null;
+    systemctl: string[];
+    /** When each instance left the release (JSON): it is stopped retireAfterSeconds later. */
+    retiredState: string;
+    retireAfterSeconds: number;
+}
+
+/**
+ * How long an image that left the release keeps running: the records' 60 s TTL plus a few of the
+ * agent's 15 s rounds, by when every HAProxy node has stopped sending to it.
+ */
+export const RETIRE_AFTER_SECONDS = 120;
+
+export function appDirectory(c: Pick<AppNodeConfig, "workerCommand">): DirectoryApp {
+    return {
+        dir: APP_DIR,
+        releaseEnvGlob: releaseEnvFile("*"),
+        releaseEnvFile: releaseEnvFile("{port}"),
+        webUnit: "vps-ha-app@{port}.service",
+        worker: c.workerCommand ? { unit: WORKER_UNIT, envFile: WORKER_ENV_FILE } : null,
+        systemctl: ["systemctl"],
+        retiredState: "/var/lib/vps-ha/app-retired.json",
+        retireAfterSeconds: RETIRE_AFTER_SECONDS,
+    };
+}
+
 export function appPart(c: AppNodeConfig): CloudConfigPart {
     const files: FilePart[] = [
         { path: APP_ENV_FILE, content: renderEnvFile(appEnvironment(c)), permissions: "0600" },
-        { path: `/etc/systemd/system/${APP_UNIT}`, content: containerUnit("vps-ha app (web)", "vps-ha-app", c.image, c.command) },
+        {
+            path: `/etc/systemd/system/${APP_UNIT_TEMPLATE}`,
+            content: containerUnit("vps-ha app (web) on port %i", "vps-ha-app-%i", releaseEnvFile("%i"), ["PORT=%i"], c.command),
+        },
+        { path: `${DIRECTORY_CONFIG_DIR}/app.json`, content: JSON.stringify({ app: appDirectory(c) }, null, 1) + "\n" },
     ];
-    const units = [APP_UNIT];
     if (c.workerCommand) {
-        files.push({ path: `/etc/systemd/system/${WORKER_UNIT}`, content: containerUnit("vps-ha app (worker)", "vps-ha-worker", c.image, c.workerCommand) });
-        units.push(WORKER_UNIT);
+        files.push({ path: `/etc/systemd/system/${WORKER_UNIT}`, content: containerUnit("vps-ha app (worker)", "vps-ha-worker", WORKER_ENV_FILE, [], c.workerCommand) });
     }
     return {
         packages: ["podman", "catatonit"], // catatonit: podman's --init
         files,
-        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", ...units]],
+        // Nothing starts here: the directory agent starts the images the release record names.
+        commands: [["systemctl", "daemon-reload"]],
     };
 }

@@ -9,7 +9,11 @@ from this node's own config, and converges:
     listed are removed;
   - the host firewall's named sets of mesh addresses, one per role (nftables);
   - on HAProxy nodes, the backend server lines (a checked config, then a seamless reload that
-    carries every server's health state over).
+    carries every server's health state over): app nodes at the active image's port in `app`,
+    at the candidate's in `app-candidate`, from the signed release record;
+  - on app nodes, one web container per image the release record names (each on its own port),
+    and the worker on the active image; an image the record no longer names is stopped once
+    every HAProxy node has had time to stop sending to it.
 Anything unsigned, malformed or inconsistent is logged and ignored. When the directory cannot
 be read (DNS down, the index missing or invalid), the agent converges to the last directory it
 verified, kept on disk and verified again when read: a DNS outage never empties the mesh, and a
@@ -40,7 +44,11 @@ NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 NODE_FIELDS = ["v", "kind", "name", "role", "mesh", "wg", "dns"]
 INDEX_FIELDS = ["v", "kind", "part", "set", "members"]
+RELEASE_FIELDS = ["v", "kind", "active", "aport", "candidate", "cport"]
+IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
 COMMAND_TIMEOUT = 15
+# Stopping a container may take its whole stop timeout.
+APP_COMMAND_TIMEOUT = 60
 LOCK_WAIT_SECONDS = 60
 
 
@@ -52,8 +60,8 @@ def log(msg):
     print(msg, flush=True)
 
 
-def run(argv, stdin=None):
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+def run(argv, stdin=None, timeout=COMMAND_TIMEOUT):
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
 
 
 def load_config(path):
@@ -118,6 +126,21 @@ def parse_record(owner, text, key, roles, mesh):
         if not m or int(m.group(1)) > int(m.group(2)) or not re.fullmatch(r"[0-9a-f]{16}", v["set"]) or not all(NAME.match(n) for n in members):
             raise Bad("malformed index part")
         return {"kind": "index", "part": int(m.group(1)), "parts": int(m.group(2)), "set": v["set"], "members": members}
+    if v.get("kind") == "release" and keys == RELEASE_FIELDS:
+        def port(p):
+            if not re.fullmatch(r"[1-9][0-9]{0,4}", p) or int(p) > 65535:
+                raise Bad("malformed port %r" % p)
+            return int(p)
+        if not IMAGE.match(v["active"]):
+            raise Bad("malformed active image")
+        rec = {"kind": "release", "active": v["active"], "aport": port(v["aport"]), "candidate": None, "cport": None}
+        if v["candidate"] != "-" or v["cport"] != "-":
+            if not IMAGE.match(v["candidate"]):
+                raise Bad("malformed candidate image")
+            rec.update(candidate=v["candidate"], cport=port(v["cport"]))
+            if rec["cport"] == rec["aport"]:
+                raise Bad("the candidate's port is the active image's")
+        return rec
     raise Bad("unexpected fields %s" % " ".join(keys))
 
 
@@ -138,12 +161,33 @@ def member_names(parts_found):
     return complete[0]
 
 
-def read_directory(cfg, key, fetch, fallback):
+def read_release(cfg, key, fetch, fallback):
+    """The release record (and its text), or the last verified one `fallback` while DNS has none valid."""
+    owner = cfg["release"]
+    valid = {}
+    for text in fetch(owner) or []:
+        try:
+            rec = parse_record(owner, text, key, cfg["roles"], ipaddress.IPv4Network(cfg["meshCidr"]))
+            if rec["kind"] != "release":
+                raise Bad("not a release record")
+            valid[text] = rec
+        except Bad as e:
+            log("ignoring a record at %s: %s" % (owner, e))
+    if len(valid) == 1:
+        (text, rec), = valid.items()
+        return rec, text
+    if fallback:
+        log("release: %s in DNS; keeping the last verified one" % ("conflicting records" if valid else "no valid record"))
+        return fallback
+    return None, None
+
+
+def read_directory(cfg, key, fetch, fallback, release_fallback=None):
     """
     The directory through `fetch(name)` (a list of TXT texts, or None when the lookup failed):
-    {"members": {name: record}, "texts": {...}}. A member listed without a valid record of its
-    own keeps its `fallback` record (the last verified one), else is left out. Raises Bad when
-    the index itself cannot be read.
+    {"members": {name: record}, "release": record or None, "texts": {...}}. A member listed
+    without a valid record of its own keeps its `fallback` record (the last verified one), else
+    is left out; so does the release record. Raises Bad when the index itself cannot be read.
     """
     roles, mesh = cfg["roles"], ipaddress.IPv4Network(cfg["meshCidr"])
     index = cfg["index"]
@@ -183,7 +227,8 @@ def read_directory(cfg, key, fetch, fallback):
         values = [m[field] for m in members.values()]
         if len(values) != len(set(values)):
             raise Bad("two members share a %s value" % field)
-    return {"members": members, "texts": {"index": index_texts, "members": texts}}
+    release, release_text = read_release(cfg, key, fetch, release_fallback) if "release" in cfg else (None, None)
+    return {"members": members, "release": release, "texts": {"index": index_texts, "members": texts, "release": release_text}}
 
 
 def dns_fetch(resolver):
@@ -206,6 +251,8 @@ def load_cache(cfg, key):
             texts = json.load(f)
         by_name = {cfg["index"]: texts["index"]}
         by_name.update({"_mesh.%s.%s" % (n, cfg["nodesDomain"]): [t] for n, t in texts["members"].items()})
+        if texts.get("release") and "release" in cfg:
+            by_name[cfg["release"]] = [texts["release"]]
         return read_directory(cfg, key, lambda name: by_name.get(name, []), {})
     except FileNotFoundError:
         return None
@@ -320,16 +367,32 @@ def save_server_state(h):
     write_atomically(h["stateFile"], b"".join(chunks).decode())
 
 
-def converge_haproxy(cfg, members, problems):
+def converge_haproxy(cfg, members, release, problems):
+    """`release` None: none verified yet; the release's lines stay as they are (never emptied for want of a record)."""
     h = cfg["haproxy"]
     with open(h["config"]) as f:
         text = f.read()
     new = text
     summary = []
     for b in h["blocks"]:
-        servers = sorted((m for m in members.values() if m["role"] == b["role"]), key=lambda m: m["name"])
-        new = replace_block(new, b["begin"], b["end"], [b["line"].replace("{name}", m["name"]).replace("{address}", m["mesh"]) for m in servers])
-        summary.append("%s: %s" % (b["id"], ", ".join(m["name"] for m in servers) or "none"))
+        port = ""
+        if b.get("release"):
+            if release is None:
+                continue
+            port = release["aport"] if b["release"] == "active" else release["cport"]
+        servers = sorted((m for m in members.values() if m["role"] == b["role"]), key=lambda m: m["name"]) if port is not None else []
+        new = replace_block(new, b["begin"], b["end"], [b["line"].replace("{name}", m["name"]).replace("{address}", m["mesh"]).replace("{port}", str(port)) for m in servers])
+        summary.append("%s: %s" % (b["id"], ", ".join(m["name"] for m in servers) + (" at %s" % port if port and servers else "") or "none"))
+    for b in h.get("releaseBlocks", []):
+        if release is None:
+            continue
+        ports = {"{aport}": str(release["aport"]), "{cport}": str(release["cport"] or "-")}
+        lines = []
+        for line in b["lines"]:
+            for k, v in ports.items():
+                line = line.replace(k, v)
+            lines.append(line)
+        new = replace_block(new, b["begin"], b["end"], lines)
     if new == text:
         return
     candidate = h["config"] + ".directory"
@@ -354,6 +417,83 @@ def converge_haproxy(cfg, members, problems):
     log("haproxy: servers %s (%s)" % ("; ".join(summary), "reloaded" if active else "for its next start"))
 
 
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def ensure_unit(a, unit, env_file, image, problems):
+    """IMAGE=<image> in the unit's env file; the unit enabled and running; restarted only when its image changed."""
+    want = "IMAGE=%s\n" % image
+    changed = read_text(env_file) != want
+    if changed:
+        write_atomically(env_file, want)
+    enabled = run(a["systemctl"] + ["is-enabled", "--quiet", unit]).returncode == 0
+    steps = []
+    if changed or not enabled:
+        steps.append(["enable", unit])
+    if changed:
+        steps.append(["restart", unit])  # starts it if it was stopped
+    elif run(a["systemctl"] + ["is-active", "--quiet", unit]).returncode != 0:
+        steps.append(["start", unit])  # a unit someone stopped; Restart=always covers crashes
+    for step in steps:
+        r = run(a["systemctl"] + step, timeout=APP_COMMAND_TIMEOUT)
+        if r.returncode != 0:
+            problems.append("systemctl %s: %s" % (" ".join(step), (r.stdout + r.stderr).strip()))
+            return
+    if changed:
+        log("app: %s runs %s" % (unit, image))
+
+
+def converge_app(cfg, release, problems):
+    """
+    One web unit instance per image the release names, on that image's port. An instance the
+    release no longer names keeps running for `retireAfterSeconds` (a TTL and a few rounds: every
+    HAProxy node has moved off it by then), then is stopped and disabled: a swap and a cleanup in
+    one step still fails no request.
+    """
+    a = cfg["app"]
+    if release is None:
+        log("app: no release verified yet; starting nothing")
+        return
+    want = {release["aport"]: release["active"]}
+    if release["candidate"]:
+        want[release["cport"]] = release["candidate"]
+    present = {}
+    for path in glob.glob(a["releaseEnvGlob"]):
+        m = re.fullmatch(r".*release-([0-9]+)\.env", path)
+        if m:
+            present[int(m.group(1))] = path
+    try:
+        with open(a["retiredState"]) as f:
+            retired = {int(k): v for k, v in json.load(f).items()}
+    except (FileNotFoundError, ValueError):
+        retired = {}
+    now = time.time()
+    retired = {p: retired.get(p, now) for p in present if p not in want}
+    for port, since in sorted(retired.items()):
+        unit = a["webUnit"].replace("{port}", str(port))
+        if now - since < a["retireAfterSeconds"]:
+            if since == now:
+                log("app: %s left the release; stopping it in %d s" % (unit, a["retireAfterSeconds"]))
+            continue
+        r = run(a["systemctl"] + ["disable", "--now", unit], timeout=APP_COMMAND_TIMEOUT)
+        if r.returncode != 0:
+            problems.append("stopping %s: %s" % (unit, (r.stdout + r.stderr).strip()))
+            continue
+        os.unlink(present[port])
+        del retired[port]
+        log("app: %s stopped and disabled: its image left the release" % unit)
+    write_atomically(a["retiredState"], json.dumps({str(k): v for k, v in retired.items()}))
+    for port, image in sorted(want.items()):
+        ensure_unit(a, a["webUnit"].replace("{port}", str(port)), a["releaseEnvFile"].replace("{port}", str(port)), image, problems)
+    if a.get("worker"):
+        ensure_unit(a, a["worker"]["unit"], a["worker"]["envFile"], release["active"], problems)
+
+
 # ---------------------------------------------------------------- rounds
 
 def one_round(cfg, key):
@@ -361,8 +501,9 @@ def one_round(cfg, key):
     resolver.timeout, resolver.lifetime = 2, 4
     cached = load_cache(cfg, key)
     fallback = {n: {"record": r, "text": cached["texts"]["members"][n]} for n, r in cached["members"].items()} if cached else {}
+    release_fallback = (cached["release"], cached["texts"]["release"]) if cached and cached.get("release") else None
     try:
-        directory, source = read_directory(cfg, key, dns_fetch(resolver), fallback), "dns"
+        directory, source = read_directory(cfg, key, dns_fetch(resolver), fallback, release_fallback), "dns"
         if cached is None or directory["texts"] != cached["texts"]:
             write_atomically(cfg["cache"], json.dumps(directory["texts"], indent=1, sort_keys=True))
     except Bad as e:
@@ -372,17 +513,18 @@ def one_round(cfg, key):
             return
         log("directory unreadable (%s): keeping the last verified one (%d members)" % (e, len(cached["members"])))
         directory, source = cached, "cache"
-    members = directory["members"]
+    members, release = directory["members"], directory.get("release")
     problems = []
     for step in (lambda: converge_wireguard(cfg, members, resolver if source == "dns" else None, problems), lambda: converge_nftables(cfg, members, problems),
-                 lambda: cfg.get("haproxy") and converge_haproxy(cfg, members, problems)):
+                 lambda: cfg.get("haproxy") and converge_haproxy(cfg, members, release, problems),
+                 lambda: cfg.get("app") and converge_app(cfg, release, problems)):
         try:
             step()
         except (OSError, subprocess.SubprocessError, ValueError, Bad) as e:
             problems.append(str(e))
     for p in problems:
         log("problem: %s" % p)
-    write_atomically(cfg["status"], json.dumps({"at": time.time(), "source": source, "members": sorted(members), "problems": problems}))
+    write_atomically(cfg["status"], json.dumps({"at": time.time(), "source": source, "members": sorted(members), "release": release, "problems": problems}))
 
 
 def locked(path):

@@ -35,8 +35,18 @@ export interface HaproxyServerBlock {
     /** Marker lines in haproxy.cfg; the agent keeps the server lines between them. */
     begin: string;
     end: string;
-    /** One server line, with {name} and {address} (the member's mesh address) filled in. */
+    /** One server line, with {name} and {address} (the member's mesh address) filled in, and {port}. */
     line: string;
+    /** {port} is this image's port from the release record; no servers while it names none. */
+    release?: "active" | "candidate";
+}
+
+/** Lines the agent keeps from the release record: {aport} and {cport} ("-" for none) filled in. */
+export interface ReleaseLinesBlock {
+    id: string;
+    begin: string;
+    end: string;
+    lines: string[];
 }
 
 export interface DirectoryHaproxy {
@@ -50,6 +60,7 @@ export interface DirectoryHaproxy {
     isActive: string[];
     reload: string[];
     blocks: HaproxyServerBlock[];
+    releaseBlocks: ReleaseLinesBlock[];
 }
 
 export interface DirectoryAgentConfig {
@@ -57,6 +68,8 @@ export interface DirectoryAgentConfig {
     self: string;
     /** DNS name of the index; member records are `_mesh.<name>.<nodesDomain>`. */
     index: string;
+    /** DNS name of the release record (which images run, on which ports). */
+    release: string;
     nodesDomain: string;
     /** Raw Ed25519 public key, base64: only records it verifies count. */
     publicKey: string;
@@ -71,10 +84,11 @@ export interface DirectoryAgentConfig {
     lock: string;
 }
 
-export function directoryAgentConfig(c: { self: string; index: string; nodesDomain: string; publicKey: string; meshCidr: string; meshPort: number }): DirectoryAgentConfig {
+export function directoryAgentConfig(c: { self: string; index: string; release: string; nodesDomain: string; publicKey: string; meshCidr: string; meshPort: number }): DirectoryAgentConfig {
     return {
         self: c.self,
         index: c.index,
+        release: c.release,
         nodesDomain: c.nodesDomain,
         publicKey: c.publicKey,
         meshCidr: c.meshCidr,

@@ -4,7 +4,7 @@
 // not rendered here: the directory agent keeps them between the markers below, from the signed
 // directory in DNS, so this file never changes when app or database nodes come and go.
 import { CloudConfigPart } from "./cloud-config";
-import { DIRECTORY_CONFIG_DIR, DirectoryHaproxy, HaproxyServerBlock } from "./directory-agent";
+import { DIRECTORY_CONFIG_DIR, DirectoryHaproxy, HaproxyServerBlock, ReleaseLinesBlock } from "./directory-agent";
 import { renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
@@ -18,7 +18,6 @@ const ADMIN_SOCKET = "/run/haproxy/admin.sock";
 export interface HaproxyConfig {
     /** This node's mesh address: database, stats and metrics listen here only. */
     meshAddress: string;
-    appPort: number;
     appHealthPath: string;
     postgresPort: number;
     patroniPort: number;
@@ -28,19 +27,57 @@ export interface HaproxyConfig {
     hstsMaxAgeSeconds: number;
     /** HAProxy answers this path itself: 200 while at least one app node is up, 503 otherwise. */
     monitorPath: string;
+    /** Requests for this hostname go to the release candidate's backend. */
+    candidateHostname: string;
 }
 
-/** The server lines the directory agent keeps: app nodes in `app`, database members in both listens. */
+/** HAProxy answers this itself on either hostname: "<servers up in that hostname's backend> <their port>". */
+export const READY_PATH = "/vps-ha/ready";
+
+function markers(id: string) {
+    return { begin: `    # vps-ha directory: ${id} (begin)`, end: `    # vps-ha directory: ${id} (end)` };
+}
+
+/**
+ * The server lines the directory agent keeps: the app nodes twice, at the active image's port in
+ * `app` and at the candidate's in `app-candidate` (from the release record), and the database
+ * members in both listens. An app server's name carries its port, so after a swap no server
+ * inherits the saved state of another port: it starts as HAProxy 3.0 starts any new server, up
+ * (the release gate has seen every one of them healthy as a candidate), then checked.
+ */
 export function serverBlocks(c: HaproxyConfig): HaproxyServerBlock[] {
-    const block = (id: string, role: HaproxyServerBlock["role"], line: string): HaproxyServerBlock => ({
-        id, role, line, begin: `    # vps-ha directory: ${id} servers (begin)`, end: `    # vps-ha directory: ${id} servers (end)`,
+    const block = (id: string, role: HaproxyServerBlock["role"], line: string, release?: HaproxyServerBlock["release"]): HaproxyServerBlock => ({
+        id, role, line, ...markers(`${id} servers`), ...(release ? { release } : {}),
     });
     const db = `    server {name} {address}:${c.postgresPort} check port ${c.patroniPort}`;
-    return [block("app", "app", `    server {name} {address}:${c.appPort} check`), block("db-primary", "db", db), block("db-replicas", "db", db)];
+    const app = "    server {name}-{port} {address}:{port} check";
+    return [block("app", "app", app, "active"), block("app-candidate", "app", app, "candidate"), block("db-primary", "db", db), block("db-replicas", "db", db)];
+}
+
+/** The readiness answers, kept by the agent: they name the port each backend serves, so a check can tell an old release from a new one. */
+export function releaseBlocks(): ReleaseLinesBlock[] {
+    const answer = (backend: string, port: string, cond: string) =>
+        `    http-request return status 200 content-type text/plain lf-string "%[nbsrv(${backend})] ${port}" if { path ${READY_PATH} } ${cond}`;
+    return [{ id: "readiness", ...markers("readiness"), lines: [answer("app", "{aport}", "!candidate_host"), answer("app-candidate", "{cport}", "candidate_host")] }];
+}
+
+/** Both colours are checked and retried alike, so a swap changes where traffic goes and nothing else. */
+function appBackend(name: string, c: HaproxyConfig): string {
+    return `backend ${name}
+    balance roundrobin
+    option httpchk GET ${c.appHealthPath}
+    http-check expect status 200
+    # A dead node is out after 3 failed checks 500 ms apart (well within 3 s); meanwhile an
+    # idempotent request that hits it is retried once on another node.
+    default-server inter 500ms fastinter 250ms downinter 1s fall 3 rise 2 slowstart 5s
+    retries 2
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout 502 503 504
+    timeout server 15s`;
 }
 
 export function renderHaproxyConfig(c: HaproxyConfig): string {
-    const servers = Object.fromEntries(serverBlocks(c).map((b) => [b.id, `${b.begin}\n${b.end}`]));
+    const servers = Object.fromEntries([...serverBlocks(c), ...releaseBlocks()].map((b) => [b.id, `${b.begin}\n${b.end}`]));
     return `# vps-ha: rendered by the program; changes here are replaced on the next deploy.
 global
     log /dev/log local0
@@ -73,20 +110,18 @@ frontend web
     tcp-request connection reject if { nbsrv(app) lt 1 }
     http-request redirect scheme https code 301 unless { ssl_fc }
     http-response set-header Strict-Transport-Security "max-age=${c.hstsMaxAgeSeconds}; includeSubDomains"
+    # The release candidate: the same app nodes, the candidate image's port (see components/release.ts).
+    acl candidate_host req.hdr(host),field(1,:) -i ${c.candidateHostname}
+    # The release gate asks this on either hostname (empty until the agent has read a release).
+${servers.readiness}
+    use_backend app-candidate if candidate_host
     default_backend app
 
-backend app
-    balance roundrobin
-    option httpchk GET ${c.appHealthPath}
-    http-check expect status 200
-    # A dead node is out after 3 failed checks 500 ms apart (well within 3 s); meanwhile an
-    # idempotent request that hits it is retried once on another node.
-    default-server inter 500ms fastinter 250ms downinter 1s fall 3 rise 2 slowstart 5s
-    retries 2
-    option redispatch 1
-    retry-on conn-failure empty-response response-timeout 502 503 504
-    timeout server 15s
+${appBackend("app", c)}
 ${servers.app}
+
+${appBackend("app-candidate", c)}
+${servers["app-candidate"]}
 
 # PostgreSQL clients: 5000 reaches the primary only, 5001 the replicas. Patroni's REST API says
 # who is who; OPTIONS keeps Patroni from logging a traceback per check.
@@ -163,6 +198,7 @@ export function haproxyDirectory(c: HaproxyConfig): DirectoryHaproxy {
         // Debian 13's unit runs HAProxy master-worker: a reload hands the listeners over, no connection is refused.
         reload: ["systemctl", "reload", "haproxy.service"],
         blocks: serverBlocks(c),
+        releaseBlocks: releaseBlocks(),
     };
 }
 

@@ -11,6 +11,8 @@ export interface HostFirewallRule {
     service: string;
     protocol: "tcp" | "udp";
     port: number;
+    /** The last port of a range port..portEnd. */
+    portEnd?: number;
     /** "any": from anywhere on the public side; cidrs: from these only; meshRoles: from these roles' mesh addresses. */
     from: "any" | { cidrs: string[] } | { meshRoles: Role[] };
 }
@@ -42,7 +44,7 @@ export function renderNftables(rules: HostFirewallRule[]): string {
         "    meta l4proto { icmp, ipv6-icmp } accept",
     ];
     for (const r of rules) {
-        const match = `${r.protocol} dport ${r.port}`;
+        const match = `${r.protocol} dport ${r.portEnd !== undefined ? `${r.port}-${r.portEnd}` : r.port}`;
         const comment = `comment "${r.service}"`;
         if (r.from === "any") lines.push(`    ${match} accept ${comment}`);
         else if ("cidrs" in r.from) {

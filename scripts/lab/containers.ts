@@ -14,7 +14,9 @@ import { execInNode } from "./realize";
 import { nodeState } from "./state";
 
 export interface LabApp {
-    image: string;
+    /** Every image the release names (active first): each gets a stand-in. */
+    images: string[];
+    /** The active image's port. */
     port: number;
     healthPath: string;
     command?: string[];
@@ -48,7 +50,7 @@ while :; do date +%s > /tmp/worker-heartbeat; sleep 2; done
 `;
 
 /** Shell that builds the image tree in `dir` and imports it as `image`. */
-export function standInImageScript(app: LabApp, dir = "/tmp/vps-ha-lab-image"): string {
+export function standInImageScript(app: Omit<LabApp, "images" | "port">, image: string, dir = "/tmp/vps-ha-lab-image"): string {
     const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
     const healthFile = `/www${app.healthPath.split("?")[0].replace(/\/$/, "/index.html")}`;
     const lines = [
@@ -57,7 +59,7 @@ export function standInImageScript(app: LabApp, dir = "/tmp/vps-ha-lab-image"): 
         `mkdir -p ${q(dir)}/bin ${q(dir)}/www ${q(dir)}/usr/local/bin ${q(dir)}/tmp`,
         `cp /bin/busybox ${q(dir)}/bin/busybox`,
         `for a in sh date sleep cat echo; do ln -s busybox ${q(dir)}/bin/$a; done`,
-        `printf '%s\\n' ${q(`vps-ha lab app ${app.image}`)} > ${q(dir)}/www/index.html`,
+        `printf '%s\\n' ${q(`vps-ha lab app ${image}`)} > ${q(dir)}/www/index.html`,
         `mkdir -p "$(dirname ${q(dir + healthFile)})"`,
         `echo ok > ${q(dir + healthFile)}`,
         `printf '%s' ${q(WEB_SCRIPT)} > ${q(dir)}/usr/local/bin/vps-ha-lab-web`,
@@ -74,21 +76,28 @@ export function standInImageScript(app: LabApp, dir = "/tmp/vps-ha-lab-image"): 
     provide(app.workerCommand, "vps-ha-lab-worker");
     lines.push(
         `chmod 0755 ${q(dir)}/usr/local/bin/*`,
-        `tar -C ${q(dir)} -c . | podman import --change 'CMD ["/usr/local/bin/vps-ha-lab-web"]' - ${q(app.image)} >/dev/null`,
+        `tar -C ${q(dir)} -c . | podman import --change 'CMD ["/usr/local/bin/vps-ha-lab-web"]' - ${q(image)} >/dev/null`,
         `rm -rf ${q(dir)}`,
     );
     return lines.join("\n");
 }
 
-/** Lab podman settings and the stand-in image, in each app node, before its cloud-config runs. */
+/** Lab podman settings and a stand-in for every image of the release, in each app node, before its cloud-config runs. */
 export async function prepareAppNodes(nodes: string[], app: LabApp, log: Log): Promise<void> {
+    await importStandIns(nodes, app, app.images, log);
+}
+
+/** A stand-in for each of `images` in each app node (a release adds one while the lab runs). */
+export async function importStandIns(nodes: string[], app: Omit<LabApp, "images" | "port">, images: string[], log: Log): Promise<void> {
     await Promise.all(nodes.map(async (name) => {
         const t = Date.now();
         const root = nodeState(name).paths.merged;
         mkdirSync(join(root, "etc/containers/containers.conf.d"), { recursive: true });
         writeFileSync(join(root, "etc/containers/containers.conf.d/50-vps-ha-lab.conf"), CONTAINERS_CONF);
         writeFileSync(join(root, "etc/containers/storage.conf"), STORAGE_CONF);
-        await execInNode(name, ["sh", "-c", standInImageScript(app)], { timeoutMs: 120_000, env: { PODMAN_IGNORE_CGROUPSV1_WARNING: "1" } });
-        log(`[${name}] stand-in app image ${app.image} ready in ${elapsed(t)}`);
+        for (const image of images) {
+            await execInNode(name, ["sh", "-c", standInImageScript(app, image)], { timeoutMs: 120_000, env: { PODMAN_IGNORE_CGROUPSV1_WARNING: "1" } });
+            log(`[${name}] stand-in app image ${image} ready in ${elapsed(t)}`);
+        }
     }));
 }

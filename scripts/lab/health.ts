@@ -7,7 +7,7 @@ import { DIRECTORY_STATUS } from "../../components/render/directory-agent";
 import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
 import { elapsed, Log, sleep } from "./exec";
 import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
-import { APP_UNIT } from "../../components/render/app";
+
 import type { LabApp } from "./containers";
 import { labStack } from "./load/writes";
 
@@ -31,13 +31,14 @@ export interface NodeHealth {
 }
 
 /** Daemon health endpoints (mostly on the node's mesh address), by the unit that runs the daemon. */
-const PROBES: { unit: RegExp; name: string; url: (n: NodeState, app: LabApp | undefined) => string | undefined }[] = [
+const PROBES: { unit: RegExp; name: string; url: (n: NodeState, app: LabApp | undefined, unit: string) => string | undefined }[] = [
     { unit: /^haproxy\.service$/, name: "haproxy stats", url: (n) => `http://${n.meshAddress}:${HAPROXY_PORTS.stats}/stats` },
     // The monitor URI Cloudflare asks: 200 only while the app backend has a server up.
     { unit: /^haproxy\.service$/, name: "web", url: () => `http://127.0.0.1:${HAPROXY_PORTS.http}/healthz` },
     { unit: /patroni.*\.service$/, name: "patroni", url: (n) => `http://${n.meshAddress}:${DB_PORTS.patroni}/health` },
     { unit: /etcd.*\.service$/, name: "etcd", url: (n) => `http://${n.meshAddress}:${DB_PORTS.etcdClient}/health` },
-    { unit: new RegExp(`^${APP_UNIT.replace(".", "\\.")}$`), name: "app", url: (n, app) => (app ? `http://${n.meshAddress}:${app.port}${app.healthPath}` : undefined) },
+    // One web instance per image of the release, named by its port.
+    { unit: /^vps-ha-app@\d+\.service$/, name: "app", url: (n, app, unit) => (app ? `http://${n.meshAddress}:${unit.replace(/\D/g, "")}${app.healthPath}` : undefined) },
 ];
 
 /** Mesh addresses of `peers` that `node` cannot ping (one packet each, 1 s wait, in parallel). */
@@ -103,10 +104,12 @@ export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes())
     if (units.some((u) => /patroni/.test(u.unit) && u.state === "active")) checks.push(await replicationCheck(node));
     const app = labStack()?.app;
     for (const probe of PROBES) {
-        const url = probe.url(node, app);
-        if (!url || !units.some((u) => probe.unit.test(u.unit) && u.state === "active")) continue;
-        const code = await httpStatus(node, url);
-        checks.push({ name: probe.name, ok: code === "200", detail: `${url} -> ${code}` });
+        for (const u of units.filter((x) => probe.unit.test(x.unit) && x.state === "active")) {
+            const url = probe.url(node, app, u.unit);
+            if (!url) continue;
+            const code = await httpStatus(node, url);
+            checks.push({ name: probe.name, ok: code === "200", detail: `${url} -> ${code}` });
+        }
     }
     return {
         name: node.name,

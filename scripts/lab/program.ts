@@ -2,7 +2,10 @@
 // Each node's cloud-config is exactly what its server resource received; nothing is rendered
 // again here.
 import { resolve } from "node:path";
-import { frontDoorHostnames, parseStackConfig } from "../../components/config";
+import { appRelease, frontDoorHostnames, parseStackConfig } from "../../components/config";
+import { releaseGateScript } from "../../components/app-release";
+import { buildPlan } from "../../components/plan";
+import { imagePort } from "../../components/release";
 import { EdgePlan, edgePlanOf } from "./edge/spec";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
 import type { LabApp } from "./containers";
@@ -37,24 +40,40 @@ export interface LabProgram {
     hostname: string;
     /** What Cloudflare's load balancer does for that hostname (none in budget mode). */
     edge?: EdgePlan;
+    /** The release gate script the program gave its gate command (what `pulumi up` runs). */
+    gateScript: string;
 }
 
-export async function labProgram(source: StackSource): Promise<LabProgram> {
+/** `edits`: `vps-ha:<key>` values replacing the stack file's (a drill's next release, say). */
+export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}): Promise<LabProgram> {
     const file = readStackFile(source.file);
+    for (const [key, value] of Object.entries(edits)) file.values[`vps-ha:${key}`] = JSON.stringify(value);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
     const pooledConnectionString = typeof e.outputs.pooledConnectionString === "string" ? e.outputs.pooledConnectionString : undefined;
     // The program accepted this file, so it parses; the lab needs a few of its values.
     const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, source.stack);
     const a = config.app;
-    const app: LabApp = { image: a.image, port: a.port, healthPath: a.healthPath, ...(a.command ? { command: a.command } : {}), ...(a.worker ? { workerCommand: a.worker.command } : {}) };
+    const release = appRelease(config);
+    const app: LabApp = {
+        images: [release.active, ...(release.candidate ? [release.candidate] : [])], port: imagePort(a.port, release.active), healthPath: a.healthPath,
+        ...(a.command ? { command: a.command } : {}), ...(a.worker ? { workerCommand: a.worker.command } : {}),
+    };
     const hostname = frontDoorHostnames(config).app;
     const edge = edgePlanOf(e, hostname);
-    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}), ...(pooledConnectionString ? { pooledConnectionString } : {}) };
+    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, gateScript: gateScriptOf(e, buildPlan(config)), ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}), ...(pooledConnectionString ? { pooledConnectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {
     return (await labProgram(source)).specs;
+}
+
+/** The gate command's script as the program registered it; it must be what the pure renderer makes. */
+function gateScriptOf(e: Evaluation, plan: ReturnType<typeof buildPlan>): string {
+    const gates = e.resources.filter((r) => r.type === "command:local:Command" && r.name.endsWith("-gate"));
+    if (gates.length !== 1 || typeof gates[0].inputs.create !== "string") throw new Error(`lab: expected one release gate command, found ${gates.length}`);
+    if (gates[0].inputs.create !== releaseGateScript(plan)) throw new Error("lab: the release gate command differs from the rendered gate");
+    return gates[0].inputs.create;
 }
 
 function specsOf(e: Evaluation): LabNodeSpec[] {

@@ -37,7 +37,7 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
         saveLabStack({
             ...(program.connectionString ? { connectionString: program.connectionString } : {}),
             ...(program.pooledConnectionString ? { pooledConnectionString: program.pooledConnectionString } : {}),
-            app: program.app, hostname: program.hostname,
+            app: program.app, hostname: program.hostname, source,
         });
         const health = await waitHealthy(log, HEALTHY_TIMEOUT_MS);
         // Cloudflare in front, once there is something behind it to check.

@@ -78,6 +78,14 @@ describe("the prod stack in the lab @lab", function () {
                 if (!proxyLost) assert.equal(result.failedHttpRequests, 0, `HTTP requests failed through the web path: ${why}`);
                 for (const e of result.edges ?? []) assert.ok(e.errorWindowSeconds <= e.worstDetectionSeconds, `${e.name}: errors for ${e.errorWindowSeconds} s: ${why}`);
             }
+            // A release switch: the program's gate passed, visitors moved from one image to the
+            // other (and saw nothing else), and the candidate was removed again at the end.
+            if (["release-switch", "rollback"].includes(drill.name)) {
+                assert.ok(result.passed, `release drill failed: ${why}`);
+                for (const edge of ["60", "10"]) assert.ok(result.notes.some((n) => new RegExp(`every ${edge} s\\) visitors were served: \\S+ -> \\S+`).test(n.replace(/vps-ha lab app /g, ""))), `no switch seen through the ${edge} s edge: ${why}`);
+                assert.ok(!result.notes.some((n) => /release gate via .*FAILED|cleanup failed/.test(n)), `gate or cleanup: ${why}`);
+                assert.ok(result.notes.some((n) => /stopped on every app node/.test(n)), `the candidate still runs: ${why}`);
+            }
             assert.notEqual(result.recoverySeconds, null, `the broken node never recovered: ${why}`);
             assert.notEqual(result.rtoSeconds, null, `writes never came back: ${why}`);
             // The RTO target holds for the median of 3 runs (npm run bench -- --lab); one run here

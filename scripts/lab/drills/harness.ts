@@ -27,8 +27,9 @@ export interface FaultSpec {
     writes?: WriteOptions;
     /** A planned change: no write may fail, and acknowledged writes may pause at most this long. */
     planned?: { maxWritePauseSeconds: number };
+    /** A release switch: what visitors are served must move from one first line to another, nothing else. */
+    expectServed?: { from: string; to: string };
 }
-
 
 /** How long writes are watched after the fault when they never stop. */
 const CALM_MS = 6_000;
@@ -84,12 +85,12 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
             failedRequests: meshFailures, failedHttpRequests: null, splitBrain, passed: passed && meshFailures === 0, notes,
         };
         if (web) {
-            const w = webNotes(await web.stop(), faultAt, spec.lost);
+            const w = webNotes(await web.stop(), faultAt, spec.lost, spec.expectServed);
             notes.push(...w.notes);
             // Losing an HAProxy node loses the requests in flight on it; visitors must then see
             // errors no longer than the edge's monitor takes to notice at worst.
             const proxyLost = labNodes().some((n) => n.role === "haproxy" && spec.lost.includes(n.name));
-            const webOk = proxyLost ? w.edges.every((e) => e.errorWindowSeconds <= e.worstDetectionSeconds) : w.failed === 0;
+            const webOk = (proxyLost ? w.edges.every((e) => e.errorWindowSeconds <= e.worstDetectionSeconds) : w.failed === 0) && w.servedOk;
             if (!webOk) notes.push(proxyLost ? "visitors saw errors for longer than the edge's monitor takes to notice" : "HTTP requests failed although no HAProxy node was lost");
             result = { ...result, failedRequests: result.failedRequests + w.failed, failedHttpRequests: w.failed, ...(w.edges.length ? { edges: w.edges } : {}), passed: result.passed && webOk };
         }
@@ -149,10 +150,11 @@ export function webTargets(lost: string[]): WebTarget[] {
 }
 
 /** What visitors saw through each target since the fault, and when each edge noticed the lost HAProxy nodes. */
-function webNotes(records: RequestRecord[], faultAt: number, lost: string[]): { failed: number; notes: string[]; edges: EdgeResult[] } {
+function webNotes(records: RequestRecord[], faultAt: number, lost: string[], expectServed?: FaultSpec["expectServed"]): { failed: number; notes: string[]; edges: EdgeResult[]; servedOk: boolean } {
     const notes: string[] = [];
     const results: EdgeResult[] = [];
     let failed = 0;
+    let servedOk = true;
     const edges = labStack()?.edges ?? [];
     const names = [...new Set(records.map((r) => r.target))];
     for (const name of names) {
@@ -163,9 +165,20 @@ function webNotes(records: RequestRecord[], faultAt: number, lost: string[]): { 
         const markedDown = Object.fromEntries(proxies.map((p) => [p.name, markedDownAfter(edge as LabEdge, p.name, faultAt)]));
         const seen = Object.entries(markedDown).map(([p, after]) => `${p} marked down ${after === null ? "never (back first)" : `after ${after.toFixed(1)} s`}`);
         notes.push(`web via ${name}: ${w.requests} requests since the fault, ${w.failed} failed${w.failed ? `, errors for ${w.errorWindowSeconds.toFixed(1)} s (${w.failures.join("; ")})` : ""}${seen.length ? `; ${seen.join(", ")}` : ""}`);
+        if (expectServed) {
+            // First served the old release, last the new one, and never anything else.
+            const ok = records.filter((r) => r.target === name && r.ok && r.start >= faultAt);
+            const moved = ok.length > 0 && ok[0].served === expectServed.from && ok[ok.length - 1].served === expectServed.to && w.served.every((s) => s === expectServed.from || s === expectServed.to);
+            const switchedAt = ok.find((r) => r.served === expectServed.to)?.start;
+            notes.push(`via ${name} visitors were served: ${w.served.join(" -> ") || "nothing"}${switchedAt ? `, the new release from ${((switchedAt - faultAt) / 1000).toFixed(1)} s after the switch` : ""}`);
+            if (!moved) {
+                servedOk = false;
+                notes.push(`via ${name}: expected "${expectServed.from}" then "${expectServed.to}"`);
+            }
+        }
         if (edge) results.push({ name, intervalSeconds: edge.intervalSeconds, worstDetectionSeconds: edge.worstDetectionSeconds, requests: w.requests, failed: w.failed, errorWindowSeconds: w.errorWindowSeconds, markedDown });
     }
-    return { failed, notes, edges: results };
+    return { failed, notes, edges: results, servedOk };
 }
 
 /** Before a fault: every edge sees every origin healthy again (a repaired HAProxy node is back in its pool). */

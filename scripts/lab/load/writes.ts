@@ -10,6 +10,7 @@ import { TABLE } from "./db-writer";
 import type { LabApp } from "../containers";
 import { parseJsonLines } from "./json-lines";
 import type { LabEdge } from "../edge";
+import type { StackSource } from "../program";
 
 export const STACK_FILE = join(STATE_DIR, "stack.json");
 
@@ -21,6 +22,8 @@ export interface LabStack {
     hostname: string;
     /** The stand-ins for Cloudflare's edge, when the program load-balances the hostname. */
     edges?: LabEdge[];
+    /** The stack file the lab was brought up from (release drills evaluate it again, edited). */
+    source?: StackSource;
 }
 
 /** The stack outputs the lab's clients need (written by `lab up`, 0600, gone on `down`). */
