@@ -6,7 +6,8 @@ import { NodeHealth, waitHealthy } from "./health";
 import { LabStack, labStack, saveLabStack } from "./load/writes";
 import { startEdges } from "./edge";
 import { mockOriginCa } from "../lib/mock-tls";
-import { labProgram, StackSource } from "./program";
+import { LabProgram, labProgram, StackSource } from "./program";
+import type { LabDnsRecord } from "./dns-zone";
 import { join } from "node:path";
 import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
 import { LabNodeSpec, nodeLogTails, realizeNodes, teardown } from "./realize";
@@ -14,6 +15,12 @@ import { labTls, s3EndpointOf, startS3 } from "./s3";
 import { prepareAppNodes } from "./containers";
 
 export const HEALTHY_TIMEOUT_MS = 180_000;
+
+/** What the nodes' resolver serves: what the program gave Cloudflare, and R2's name for the lab's S3. */
+export function labDnsRecords(program: LabProgram): LabDnsRecord[] {
+    const s3 = s3EndpointOf(program.specs);
+    return [...program.dnsRecords, ...(s3 ? [{ name: s3.host, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS }] : [])];
+}
 
 export async function bringUp(source: StackSource, log: Log): Promise<{ specs: LabNodeSpec[]; health: NodeHealth[]; seconds: number }> {
     log(`lab: evaluating the program for stack "${source.stack}" (${source.file})`);
@@ -23,8 +30,7 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     const s3 = s3EndpointOf(program.specs);
     const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
     const appNodes = program.specs.filter((n) => n.role === "app").map((n) => n.name);
-    // The nodes' resolver serves what the program gave Cloudflare, and R2's name for the lab's S3.
-    const dns = [...program.dnsRecords, ...(s3 ? [{ name: s3.host, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS }] : [])];
+    const dns = labDnsRecords(program);
     await realizeNodes(program.specs, log, {
         dns,
         ...(s3 && tls ? { caCertPem: tls.caCertPem } : {}),

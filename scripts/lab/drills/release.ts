@@ -20,6 +20,7 @@ import { labStack } from "../load/writes";
 import { netnsName, STATE_DIR } from "../paths";
 import { labProgram, LabProgram, stackSource } from "../program";
 import { execInNode, labNodes } from "../realize";
+import { labDnsRecords } from "../up";
 import { UNAFFECTED_RTO_SECONDS } from "./db";
 import { faultUnderLoad, webTargets } from "./harness";
 import { Drill, DrillContext, DrillResult } from "./types";
@@ -52,8 +53,9 @@ function stackRelease(): { release: Release; app: Record<string, unknown>; candi
 async function publishRelease(log: Log, r: Release | undefined): Promise<LabProgram> {
     const source = labStack()?.source ?? stackSource({});
     const { app } = stackRelease();
-    const program = await labProgram(source, r ? { app: { ...app, release: r } } : {});
-    await publishLabDns(program.dnsRecords, log);
+    // A shorter gate than the default 600 s: a broken switch fails the drill sooner.
+    const program = await labProgram(source, r ? { app: { ...app, release: { ...r, gateTimeoutSeconds: 180 } } } : {});
+    await publishLabDns(labDnsRecords(program), log);
     log(`release: published ${r ? `active ${r.active}${r.candidate ? `, candidate ${r.candidate}` : ""}` : "the stack file's own release"}`);
     return program;
 }
