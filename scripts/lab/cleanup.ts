@@ -9,7 +9,7 @@ import { mountsUnder, unmountUnder } from "./mounts.js";
 import { removeBridge, removeNodeNetwork, linkExists } from "./net.js";
 import { BRIDGE, NETNS_ETC, NETNS_PREFIX, NODES_DIR, STATE_DIR, hostVethName, nodePaths, netnsName } from "./paths.js";
 import { livePids } from "./node.js";
-import { isAlive, signalPids, cmdline } from "./procs.js";
+import { isAlive, signalPids, cmdline, seen, SeenProcess, stillRunning } from "./procs.js";
 import { loadState, NodeState } from "./state.js";
 
 const CONTAINER_CGROUP = "libpod_parent";
@@ -96,7 +96,7 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
   const nodes = knownNodes(opts.all ?? false);
   // Everything seen alive now, so the final check covers unit PIDs whose records go with /run.
   const services = loadState()?.services ?? [];
-  const recorded = [...nodes.flatMap((n) => [...n.pids, ...livePids(n)]), ...services.map((s) => s.pid)];
+  const recorded = seen([...nodes.flatMap((n) => [...n.pids, ...livePids(n)]), ...services.map((s) => s.pid)]);
   for (const n of nodes) await stopProcesses(n, log, 3000);
   await stopServices(services, log);
   const serviceNamespaces = loadState()?.serviceNamespaces ?? [];
@@ -170,7 +170,7 @@ async function removeStrayVeths(): Promise<void> {
 }
 
 /** What would show that the lab (these nodes) is still partly up; empty when fully down. */
-export async function leftovers(nodeNames: string[], recordedPids: number[] = []): Promise<string[]> {
+export async function leftovers(nodeNames: string[], recorded: SeenProcess[] = []): Promise<string[]> {
   const out: string[] = [];
   for (const name of nodeNames) if (existsSync(`/run/netns/${netnsName(name)}`)) out.push(`namespace ${netnsName(name)}`);
   if (await linkExists(BRIDGE)) out.push(`bridge ${BRIDGE}`);
@@ -178,7 +178,7 @@ export async function leftovers(nodeNames: string[], recordedPids: number[] = []
   for (const m of veths.stdout.matchAll(/^\d+:\s+(vhv[0-9a-f]{8})/gm)) out.push(`veth ${m[1]}`);
   for (const m of mountsUnder(STATE_DIR)) out.push(`mount ${m.target}`);
   for (const name of nodeNames) if (existsSync(join(NETNS_ETC, netnsName(name)))) out.push(`${NETNS_ETC}/${netnsName(name)}`);
-  for (const p of recordedPids) if (isAlive(p)) out.push(`process ${p} (${cmdline(p)})`);
+  for (const p of recorded) if (stillRunning(p)) out.push(`process ${p.pid} (${cmdline(p.pid)})`);
   if (existsSync(STATE_DIR)) out.push(`state dir ${STATE_DIR}`);
   for (const d of containerCgroupDirs()) out.push(`cgroup ${d}`);
   return out;

@@ -71,3 +71,31 @@ export function cmdline(pid: number): string {
     return "?";
   }
 }
+
+/** A process as seen at one moment: its number, and its start time (which a reused number does not share). */
+export interface SeenProcess {
+  pid: number;
+  start: string;
+}
+
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]; // field 22, starttime in clock ticks
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live ones of `pids`, as they are now. */
+export function seen(pids: number[]): SeenProcess[] {
+  return pids.flatMap((pid) => {
+    const start = startTime(pid);
+    return start === undefined ? [] : [{ pid, start }];
+  });
+}
+
+/** Still the very process that was seen (not a new one that got its number). */
+export function stillRunning(p: SeenProcess): boolean {
+  return isAlive(p.pid) && startTime(p.pid) === p.start;
+}

@@ -1,5 +1,6 @@
 // The lab machinery on its own: two nodes joined by a WireGuard mesh configured by hand-written
 // cloud-configs, then every way the lab breaks a node, then a teardown that leaves nothing.
+import { seen, SeenProcess } from "../../scripts/lab/procs";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -105,7 +106,7 @@ function nodePssMiB(name: string): number {
 describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", function () {
   this.timeout(30 * 60_000); // the first run builds the rootfs (a few minutes); waits inside are bounded
   let realized = false;
-  let seenPids: number[] = [];
+  let seenPids: SeenProcess[] = [];
 
   const a: Peer = { name: "lab-a", packages: [], ip: "198.18.10.1", mesh: "10.77.0.1", dns: "lab-a.lab.example.com", keys: { priv: "", pub: "" } };
   const b: Peer = { name: "lab-b", packages: ["wireguard-tools"], ip: "198.18.10.2", mesh: "10.77.0.2", dns: "lab-b.lab.example.com", keys: { priv: "", pub: "" } };
@@ -155,7 +156,7 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
     for (const p of [a, b]) {
       const pids = nodePids(p.name);
       assert.ok(pids.length > 0, `${p.name} has lab processes`);
-      seenPids.push(...pids);
+      seenPids.push(...seen(pids));
       const upper = execFileSync("du", ["-sm", `/run/vps-ha-lab/nodes/${p.name}/upper`], { encoding: "utf8" }).split("\t")[0];
       log(`${p.name}: ${pids.length} processes, ${nodePssMiB(p.name).toFixed(1)} MiB PSS idle, overlay upper ${upper} MB`);
     }
@@ -172,13 +173,13 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
   it("kills a node's processes and reboots it", async function () {
     const daemon = spawnInNode(b.name, ["sleep", "600"], { logName: "sleeper" });
     assert.ok(nodePids(b.name).includes(daemon), "a spawned daemon is listed among the node's PIDs");
-    seenPids.push(daemon);
+    seenPids.push(...seen([daemon]));
     await killNode(b.name, log);
     assert.deepEqual(nodePids(b.name), [], "no process left in B after node-kill");
     assert.equal(await meshPing(a.name, b.mesh, 2), false, "mesh to a killed node is down");
     await rebootNode(b.name, log);
     assert.ok(await meshPing(a.name, b.mesh, 15), "mesh works after B reboots (wg-quick@wg0 enabled)");
-    seenPids.push(...nodePids(b.name));
+    seenPids.push(...seen(nodePids(b.name)));
   });
 
   it("tears down without leaving anything behind", async function () {

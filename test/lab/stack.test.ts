@@ -1,5 +1,6 @@
 // The prod stack in the lab: the program's own cloud-configs realized as namespaces, every node
 // healthy through the mesh, each drill once, then a teardown that leaves nothing behind.
+import { seen, SeenProcess } from "../../scripts/lab/procs";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { leftovers } from "../../scripts/lab/cleanup";
@@ -23,7 +24,7 @@ describe("the prod stack in the lab @lab", function () {
     this.timeout(40 * 60_000); // a first run builds the root filesystem; every wait inside is bounded
     let specs: LabNodeSpec[] = [];
     let realized = false;
-    let pids: number[] = [];
+    let pids: SeenProcess[] = [];
     const results: DrillResult[] = [];
 
     before(function () {
@@ -57,7 +58,7 @@ describe("the prod stack in the lab @lab", function () {
             const mesh = h.checks.find((c) => c.name === "mesh");
             assert.equal(mesh?.detail, `reaches ${specs.length - 1} peer(s)`, h.name);
         }
-        pids = labNodes().flatMap((n) => nodePids(n.name));
+        pids = seen(labNodes().flatMap((n) => nodePids(n.name)));
     });
 
     for (const drill of drills) {
@@ -97,7 +98,7 @@ describe("the prod stack in the lab @lab", function () {
     }
 
     it("tears down and leaves nothing behind", async function () {
-        pids = [...pids, ...labNodes().flatMap((n) => nodePids(n.name))];
+        pids = [...pids, ...seen(labNodes().flatMap((n) => nodePids(n.name)))];
         await teardown(log);
         realized = false;
         assert.deepEqual(await leftovers(specs.map((s) => s.name), pids), []);

@@ -142,13 +142,13 @@ export const providerLoss: Drill = {
  * here: Patroni hands over in about 2.7 s (demote, the old leader's loop, the leader race's 2 s
  * wait on the stopped member), HAProxy follows within 0.5 s, and the first commit then waits about
  * 1.5 s more for a standby to follow the new primary (strict synchronous replication: no commit is
- * acknowledged on one copy). About 4.5 s in all; 3 s is out of reach with Patroni 4's 1 s loop.
+ * acknowledged on one copy). 4.5 to 5 s in all; 3 s is out of reach with Patroni 4's 1 s loop.
  */
-export const SWITCHOVER_PAUSE_SECONDS = 5;
+export const SWITCHOVER_PAUSE_SECONDS = 6;
 
 export const dbSwitchover: Drill = {
     name: "db-switchover",
-    description: "a planned switchover (what a rolling upgrade or resize does) under writes through the poolers: no failed transaction, writes pause <= 5 s",
+    description: "a planned switchover (what a rolling upgrade or resize does) under writes through the poolers: no failed transaction, writes pause <= 6 s",
     run: async (ctx) => {
         const from = await pickNode(ctx, currentPrimary, "primary");
         return faultUnderLoad(ctx, {

@@ -18,6 +18,7 @@ import { EdgeConfig, EdgeOrigin, expectedCodeMatches } from "./spec";
 const CONNECT_TIMEOUT_MS = 15_000;
 /** And waits up to 100 s for the response (then 524). */
 const RESPONSE_TIMEOUT_MS = 100_000;
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
 interface OriginState extends EdgeOrigin {
     healthy: boolean;
@@ -68,7 +69,7 @@ function main(): void {
         return config.steering === "random" ? healthy[Math.floor(Math.random() * healthy.length)] : healthy[0];
     };
 
-    const forward = (req: IncomingMessage, body: Buffer, res: ServerResponse, tried: Set<string>) => {
+    const forward = (req: IncomingMessage, body: Buffer, res: ServerResponse, tried: Set<string>, staleRetried = false) => {
         const origin = pick(tried);
         if (!origin) {
             res.writeHead(tried.size ? 521 : 530, { "content-type": "text/plain" }).end("no healthy origin\n");
@@ -96,6 +97,14 @@ function main(): void {
         up.on("error", (err: NodeJS.ErrnoException) => {
             clearTimeout(connectTimer);
             if (res.headersSent) return res.destroy();
+            // A kept-alive connection the origin closed just as the request went out (a reload
+            // retiring its idle connections): no byte of an answer came, so an idempotent request
+            // is sent again on a fresh connection, as HTTP clients (and Cloudflare) do.
+            if (up.reusedSocket && !staleRetried && IDEMPOTENT.has(req.method ?? "")) {
+                tried.delete(origin.name);
+                event({ origin: origin.name, retried: `stale connection: ${err.code ?? err.message}` });
+                return forward(req, body, res, tried, true);
+            }
             // 521 refused / 522 timed out / 523 unreachable: the connection never carried the request.
             if (!connected && config.failoverAcrossPools && pick(tried)) {
                 event({ origin: origin.name, retried: err.code ?? err.message });
