@@ -119,7 +119,7 @@ async function waitStopped(log: Log, image: string, basePort: number): Promise<v
             if (Date.now() > deadline) throw new Error(`${n.name}: ${unit} still runs ${RETIRE_AFTER_SECONDS + 120} s after the candidate was removed`);
             await sleep(5_000);
         }
-        log(`release: ${n.name} stopped ${unit} (${elapsed(started)} after the candidate was removed)`);
+        log(`release: ${n.name} stopped ${unit} (after ${elapsed(started)} of waiting)`);
     }
 }
 
