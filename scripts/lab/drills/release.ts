@@ -107,15 +107,19 @@ async function waitServed(image: string, timeoutMs: number): Promise<number> {
 /** Waits (bounded) until the web unit for `image` has stopped on every app node. */
 async function waitStopped(log: Log, image: string, basePort: number): Promise<void> {
     const unit = appUnit(imagePort(basePort, image));
-    const deadline = Date.now() + (RETIRE_AFTER_SECONDS + 120) * 1000;
+    const started = Date.now();
+    const deadline = started + (RETIRE_AFTER_SECONDS + 120) * 1000;
     for (const n of labNodes().filter((x) => x.role === "app")) {
         for (;;) {
             const r = await execInNode(n.name, ["systemctl", "is-active", unit], { timeoutMs: 10_000, allowFail: true });
-            if (r.code !== 0) break;
+            // Only "inactive" counts: a node that cannot be asked has not shown anything stopped.
+            const state = r.stdout.trim();
+            if (state === "inactive") break;
+            if (!["active", "activating", "deactivating", "reloading"].includes(state)) throw new Error(`${n.name}: systemctl is-active ${unit} answered ${JSON.stringify(state || r.stderr.trim())}`);
             if (Date.now() > deadline) throw new Error(`${n.name}: ${unit} still runs ${RETIRE_AFTER_SECONDS + 120} s after the candidate was removed`);
             await sleep(5_000);
         }
-        log(`release: ${n.name} stopped ${unit}`);
+        log(`release: ${n.name} stopped ${unit} (after ${elapsed(started)} of waiting)`);
     }
 }
 
