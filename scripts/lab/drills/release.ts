@@ -112,9 +112,10 @@ async function waitStopped(log: Log, image: string, basePort: number): Promise<v
     for (const n of labNodes().filter((x) => x.role === "app")) {
         for (;;) {
             const r = await execInNode(n.name, ["systemctl", "is-active", unit], { timeoutMs: 10_000, allowFail: true });
-            // Only "inactive" counts: a node that cannot be asked has not shown anything stopped.
+            // Only a stopped state counts: a node that cannot be asked has not shown anything stopped.
+            // ("failed": the container's exit on SIGTERM may count as a failure; it runs no more.)
             const state = r.stdout.trim();
-            if (state === "inactive") break;
+            if (state === "inactive" || state === "failed") break;
             if (!["active", "activating", "deactivating", "reloading"].includes(state)) throw new Error(`${n.name}: systemctl is-active ${unit} answered ${JSON.stringify(state || r.stderr.trim())}`);
             if (Date.now() > deadline) throw new Error(`${n.name}: ${unit} still runs ${RETIRE_AFTER_SECONDS + 120} s after the candidate was removed`);
             await sleep(5_000);
