@@ -108,20 +108,19 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
             }
             notes.push(`${a.acknowledged} writes acknowledged, ${a.failed} failed; primaries in turn: ${a.servers.join(" -> ")}`);
             if (a.lostIds.length) notes.push(`lost ids: ${a.lostIds.slice(0, 20).join(", ")}`);
-            let rtoOk = a.rtoSeconds !== null && a.rtoSeconds <= spec.rtoTargetSeconds;
-            if (spec.planned) {
-                const pause = longestWritePause(records, faultAt);
-                const afterFault = records.filter((r) => r.start >= faultAt - 5_000);
-                const failedNow = afterFault.filter((r) => !r.ok).length;
-                notes.push(`planned: writes paused at most ${pause.toFixed(2)} s (target ${spec.planned.maxWritePauseSeconds} s), ${failedNow} failed`);
-                // The RTO of a planned change is the longest pause clients saw.
-                a.rtoSeconds = pause;
-                rtoOk = failedNow === 0 && pause <= spec.planned.maxWritePauseSeconds;
-            }
-            if (!rtoOk) notes.push(`RTO ${a.rtoSeconds ?? "never"} s is over the target of ${spec.rtoTargetSeconds} s`);
+            // The RTO of a planned change is the longest pause clients saw, and no write may fail.
+            const planned = spec.planned;
+            const pause = planned ? longestWritePause(records, faultAt) : null;
+            const failedNow = planned ? records.filter((r) => r.start >= faultAt - 5_000 && !r.ok).length : 0;
+            if (planned) notes.push(`planned: writes paused at most ${(pause as number).toFixed(2)} s (target ${planned.maxWritePauseSeconds} s), ${failedNow} failed`);
+            const rtoSeconds = planned ? pause : a.rtoSeconds;
+            const rtoOk = planned
+                ? failedNow === 0 && (pause as number) <= planned.maxWritePauseSeconds
+                : rtoSeconds !== null && rtoSeconds <= spec.rtoTargetSeconds;
+            if (!rtoOk) notes.push(`RTO ${rtoSeconds ?? "never"} s is over the target of ${spec.rtoTargetSeconds} s`);
             result = {
                 ...result,
-                rtoSeconds: a.rtoSeconds,
+                rtoSeconds,
                 lostWrites: a.lostIds.length,
                 failedRequests: result.failedRequests + a.failed,
                 splitBrain: splitBrain || a.splitBrain,
@@ -158,7 +157,8 @@ function webNotes(records: RequestRecord[], faultAt: number, lost: string[], exp
     const edges = labStack()?.edges ?? [];
     const names = [...new Set(records.map((r) => r.target))];
     for (const name of names) {
-        const w = analyzeRequests(records.filter((r) => r.target === name), faultAt);
+        const through = records.filter((r) => r.target === name);
+        const w = analyzeRequests(through, faultAt);
         failed += w.failed;
         const edge = edges.find((e) => e.name === name);
         const proxies = edge ? labNodes().filter((n) => n.role === "haproxy" && lost.includes(n.name)) : [];
@@ -167,7 +167,7 @@ function webNotes(records: RequestRecord[], faultAt: number, lost: string[], exp
         notes.push(`web via ${name}: ${w.requests} requests since the fault, ${w.failed} failed${w.failed ? `, errors for ${w.errorWindowSeconds.toFixed(1)} s (${w.failures.join("; ")})` : ""}${seen.length ? `; ${seen.join(", ")}` : ""}`);
         if (expectServed) {
             // First served the old release, last the new one, and never anything else.
-            const ok = records.filter((r) => r.target === name && r.ok && r.start >= faultAt);
+            const ok = through.filter((r) => r.ok && r.start >= faultAt);
             const moved = ok.length > 0 && ok[0].served === expectServed.from && ok[ok.length - 1].served === expectServed.to && w.served.every((s) => s === expectServed.from || s === expectServed.to);
             const switchedAt = ok.find((r) => r.served === expectServed.to)?.start;
             notes.push(`via ${name} visitors were served: ${w.served.join(" -> ") || "nothing"}${switchedAt ? `, the new release from ${((switchedAt - faultAt) / 1000).toFixed(1)} s after the switch` : ""}`);
