@@ -119,7 +119,7 @@ STATE_FILE=${ETCD_CLUSTER_STATE_FILE}
 OTHERS="${others.join(" ")}"
 
 say() { echo "etcd-join: $*"; }
-ctl() { etcdctl --dial-timeout=2s --command-timeout=5s --endpoints="$endpoint" "$@"; }
+ctl() { etcdctl --dial-timeout=2s --command-timeout=3s --endpoints="$endpoint" "$@"; }
 write_state() {
   { echo "ETCD_INITIAL_CLUSTER_STATE=$1"; [ -z "\${2:-}" ] || echo "ETCD_INITIAL_CLUSTER=$2"; } > "$STATE_FILE.tmp" && mv "$STATE_FILE.tmp" "$STATE_FILE"
 }
@@ -129,13 +129,17 @@ if [ -d "$DATA_DIR/member" ]; then
   exit 0
 fi
 
-# member list needs a quorum: while a fresh cluster is still forming, nobody answers it.
-endpoint=""
+# member list needs a quorum: while a fresh cluster is still forming, nobody answers it. The
+# others are asked at once, so a first boot waits one timeout, not one per member.
+answers=$(mktemp -d) || exit 1
+trap 'rm -rf "$answers"' EXIT
+i=0
 for candidate in $OTHERS; do
-  endpoint=$candidate
-  if ctl member list > /dev/null 2>&1; then break; fi
-  endpoint=""
+  i=$((i + 1))
+  ( endpoint=$candidate; ctl member list > /dev/null 2>&1 && echo "$candidate" > "$answers/$i" ) &
 done
+wait
+endpoint=$(cat "$answers"/* 2>/dev/null | head -n 1)
 if [ -z "$endpoint" ]; then
   say "no other member answers: starting a new cluster from the static member list"
   write_state new
