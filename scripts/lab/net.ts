@@ -89,15 +89,16 @@ export async function macOf(dev: string, ns?: string): Promise<string> {
  * ARP times out instead of the silence a real partition gives.
  */
 export async function pinNeighbours(nodes: { name: string; publicIpv4: string }[]): Promise<void> {
-  const macs = new Map<string, string>();
-  for (const n of nodes) macs.set(n.publicIpv4, await macOf("eth0", netnsName(n.name)));
+  const macs = new Map<string, string>(await Promise.all(nodes.map(async (n) => [n.publicIpv4, await macOf("eth0", netnsName(n.name))] as const)));
   macs.set(BRIDGE_ADDRESS, await macOf(BRIDGE));
-  for (const n of nodes) {
-    for (const [addr, mac] of macs) {
-      if (addr === n.publicIpv4) continue;
-      await ip(["-n", netnsName(n.name), "neigh", "replace", addr, "lladdr", mac, "dev", "eth0", "nud", "permanent"]);
-    }
-  }
+  await Promise.all(
+    nodes.map(async (n) => {
+      for (const [addr, mac] of macs) {
+        if (addr === n.publicIpv4) continue;
+        await ip(["-n", netnsName(n.name), "neigh", "replace", addr, "lladdr", mac, "dev", "eth0", "nud", "permanent"]);
+      }
+    }),
+  );
 }
 
 /**

@@ -2,10 +2,10 @@
 // down. Each node is a network namespace (vh-<name>) on the lab bridge, running a Debian 13
 // rootfs through its own overlay, configured by its real cloud-config.
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { applyCloudConfig, packagesOf } from "./cloudinit.js";
+import { dirname, join } from "node:path";
+import { applyCloudConfig, checkSchemas, packagesOf } from "./cloudinit.js";
 import { down, stopProcesses } from "./cleanup.js";
-import { Log, elapsed, killActiveChildren } from "./exec.js";
+import { Log, elapsed, killActiveChildren, run } from "./exec.js";
 import { startLabDns } from "./dns.js";
 import { LabDnsRecord } from "./dns-zone.js";
 import { addNodeNetwork, ensureBridge, healLink, isolateLink, pinNeighbours, writeNetnsHosts } from "./net.js";
@@ -160,34 +160,18 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
     saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
     await ensureBridge();
     if (extras.dns) await startLabDns(extras.dns, log);
-    for (const spec of nodes) {
-      const t = Date.now();
-      const n: NodeState = {
-        name: spec.name,
-        role: spec.role,
-        provider: spec.provider,
-        netns: netnsName(spec.name),
-        hostVeth: hostVethName(spec.name),
-        publicIpv4: spec.publicIpv4,
-        meshAddress: spec.meshAddress,
-        dnsNames: spec.dnsNames,
-        paths: nodePaths(spec.name),
-        mounts: [],
-        pids: [],
-        isolated: false,
-      };
-      updateState((s) => (s.nodes[n.name] = n));
-      await addNodeNetwork(n.name, n.hostVeth, n.publicIpv4);
-      const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
-      await mountNode(n, rootfs);
-      copyHostsIntoNode(n, hostsFile);
-      await bootServices(n.name, log);
-      log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
-    }
+    // Namespaces, overlays and boots are independent per node: all at once.
+    await Promise.all(nodes.map((spec) => prepareNode(spec, rootfs, log)));
     await pinNeighbours(nodes);
+    const states = nodes.map((spec) => nodeState(spec.name));
     const pem = extras.caCertPem;
-    if (pem) await Promise.all(nodes.map((spec) => trustCa(nodeState(spec.name), pem, log)));
-    await extras.beforeApply?.();
+    // Before any cloud-config runs, and independent of each other: the lab's CA trusted, the
+    // lab's services started, every user-data checked against cloud-init's schema.
+    await Promise.all([
+      pem ? trustCa(states, pem, log) : Promise.resolve(),
+      extras.beforeApply?.(),
+      checkSchemas(states[0], nodes).then(() => log(`lab: ${nodes.length} cloud-configs pass cloud-init's schema`)),
+    ]);
     await Promise.all(
       nodes.map((spec) => {
         const n = nodeState(spec.name);
@@ -205,13 +189,55 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
   }
 }
 
-/** The node trusts the lab's CA the way a real node trusts a public one: in its system store. */
-async function trustCa(n: NodeState, pem: string, log: Log): Promise<void> {
-  const dir = join(n.paths.merged, "usr/local/share/ca-certificates");
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "vps-ha-lab-ca.crt"), pem);
-  await execInNodeImpl(n.name, ["update-ca-certificates"], { timeoutMs: 60_000 });
-  log(`[${n.name}] trusts the lab CA`);
+/** A node's namespace on the bridge, its hosts file, its overlay mounted and its enabled units booted. */
+async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise<void> {
+  const t = Date.now();
+  const n: NodeState = {
+    name: spec.name,
+    role: spec.role,
+    provider: spec.provider,
+    netns: netnsName(spec.name),
+    hostVeth: hostVethName(spec.name),
+    publicIpv4: spec.publicIpv4,
+    meshAddress: spec.meshAddress,
+    dnsNames: spec.dnsNames,
+    paths: nodePaths(spec.name),
+    mounts: [],
+    pids: [],
+    isolated: false,
+  };
+  updateState((s) => (s.nodes[n.name] = n));
+  await addNodeNetwork(n.name, n.hostVeth, n.publicIpv4);
+  const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
+  await mountNode(n, rootfs);
+  copyHostsIntoNode(n, hostsFile);
+  await bootServices(n.name, log);
+  log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
+}
+
+const LAB_CA_FILE = "usr/local/share/ca-certificates/vps-ha-lab-ca.crt";
+const CERTS_DIR = "etc/ssl/certs";
+
+/**
+ * Every node trusts the lab's CA the way a real node trusts a public one: in its system store.
+ * update-ca-certificates runs in the first node; it only writes below /etc/ssl/certs, so the
+ * others (same rootfs, same certificate) get what it wrote there, from the first node's overlay.
+ */
+async function trustCa(nodes: NodeState[], pem: string, log: Log): Promise<void> {
+  const [first, ...rest] = nodes;
+  const place = (n: NodeState) => {
+    mkdirSync(join(n.paths.merged, dirname(LAB_CA_FILE)), { recursive: true });
+    writeFileSync(join(n.paths.merged, LAB_CA_FILE), pem);
+  };
+  place(first);
+  await execInNodeImpl(first.name, ["update-ca-certificates"], { timeoutMs: 60_000 });
+  await Promise.all(
+    rest.map(async (n) => {
+      place(n);
+      await run(["cp", "-a", `${join(first.paths.upper, CERTS_DIR)}/.`, join(n.paths.merged, CERTS_DIR)], { timeoutMs: 60_000 });
+    }),
+  );
+  log(`lab: ${nodes.length} node(s) trust the lab CA`);
 }
 
 /** Everything the lab created goes: processes, mounts, namespaces, veths, bridge, state. */

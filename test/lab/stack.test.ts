@@ -2,7 +2,9 @@
 // healthy through the mesh, each drill once, then a teardown that leaves nothing behind.
 import { seen, SeenProcess } from "../../scripts/lab/procs";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseJsonLines } from "../../scripts/lab/load/json-lines";
 import { leftovers } from "../../scripts/lab/cleanup";
 import { drills } from "../../scripts/lab/drills";
 import { PRIMARY_RTO_SECONDS } from "../../scripts/lab/drills/db";
@@ -74,6 +76,13 @@ describe("the prod stack in the lab @lab", function () {
             // takes to notice at worst.
             if (drill.name !== "backup-restore") {
                 assert.notEqual(result.failedHttpRequests, null, `no HTTP load ran: ${why}`);
+                // Every request and write the clients made is logged, as JSON lines, after the drill.
+                const logged = (file: string) => parseJsonLines<{ start: number; ok: boolean }>(readFileSync(join(result.logDir as string, file), "utf8"));
+                const requests = logged("requests.jsonl");
+                const sinceFault = (result.edges ?? []).reduce((sum, e) => sum + e.requests, 0);
+                assert.ok(requests.length >= sinceFault && sinceFault > 0, `requests.jsonl holds ${requests.length} requests, the edges counted ${sinceFault} after the fault: ${why}`);
+                assert.equal(requests.filter((r) => !r.ok).length >= (result.failedHttpRequests as number), true, `requests.jsonl misses failed requests: ${why}`);
+                assert.ok(logged("writes.jsonl").some((w) => w.ok), `writes.jsonl holds no acknowledged write: ${why}`);
                 assert.equal(result.edges?.length, 2, `the lab's two edges measured nothing: ${why}`);
                 const proxyLost = ["haproxy-kill", "provider-loss"].includes(drill.name);
                 if (!proxyLost) assert.equal(result.failedHttpRequests, 0, `HTTP requests failed through the web path: ${why}`);

@@ -8,6 +8,9 @@ import { analyzeRequests, RequestRecord, WebLoad, WebTarget } from "../load/web"
 import { LabEdge, markedDownAfter, unhealthyOrigins } from "../edge";
 import { labNodes } from "../realize";
 import { meshProbe, ProbeRun } from "./probes";
+import { drillLogDir } from "./logs";
+import { copyFileSync } from "node:fs";
+import { join } from "node:path";
 import { DrillContext, DrillResult, EdgeResult } from "./types";
 
 export interface FaultSpec {
@@ -48,7 +51,9 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
     const loadSeconds = (CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30;
     const writes = canWrite() ? await WriteLoad.start(loadSeconds, spec.lost, undefined, spec.writes) : undefined;
     if (!writes) notes.push("no database in this stack: mesh probes only");
-    const web = startWebLoad(spec.lost, loadSeconds);
+    const logDir = drillLogDir(spec.drill);
+    notes.push(`client logs (writes.jsonl, requests.jsonl): ${logDir}`);
+    const web = startWebLoad(spec.lost, loadSeconds, join(logDir, "requests.jsonl"));
     const mesh = new ProbeRun(meshProbe(spec.lost), 500, 2 * (WRITES_TIMEOUT_MS / 500)).start();
     let passed = true;
     let splitBrain = false;
@@ -81,7 +86,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
         const meshFailures = mesh.failures(faultAt);
         notes.push(`mesh among the other nodes: ${mesh.attempts.length} checks, ${meshFailures} failed`);
         let result: DrillResult = {
-            drill: spec.drill, target: spec.target, rtoSeconds: 0, rtoTargetSeconds: spec.rtoTargetSeconds, recoverySeconds, lostWrites: 0,
+            drill: spec.drill, target: spec.target, logDir, rtoSeconds: 0, rtoTargetSeconds: spec.rtoTargetSeconds, recoverySeconds, lostWrites: 0,
             failedRequests: meshFailures, failedHttpRequests: null, splitBrain, passed: passed && meshFailures === 0, notes,
         };
         if (web) {
@@ -96,6 +101,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
         }
         if (writes) {
             const records = await writes.stop();
+            copyFileSync(writes.logFile, join(logDir, "writes.jsonl"));
             const a = analyzeWrites(records, faultAt, await writes.presentIds());
             if (spec.writesVia) {
                 const before = [...records].reverse().find((r) => r.ok && r.end < faultAt);
@@ -197,11 +203,11 @@ async function edgesSettled(ctx: DrillContext): Promise<void> {
 }
 
 /** HTTP load through the HAProxy nodes left standing, when the stack serves an app. */
-export function startWebLoad(lost: string[], maxSeconds: number): WebLoad | undefined {
+export function startWebLoad(lost: string[], maxSeconds: number, log?: string): WebLoad | undefined {
     const stack = labStack();
     const targets = webTargets(lost);
     if (!stack || targets.length === 0 || !labNodes().some((n) => n.role === "app")) return undefined;
-    return new WebLoad({ targets, hostname: stack.hostname, maxSeconds, maxRequests: 200_000, timeoutMs: WEB_TIMEOUT_MS, clients: 2, everyMs: WEB_EVERY_MS }).start();
+    return new WebLoad({ targets, hostname: stack.hostname, maxSeconds, maxRequests: 200_000, timeoutMs: WEB_TIMEOUT_MS, clients: 2, everyMs: WEB_EVERY_MS, ...(log ? { log } : {}) }).start();
 }
 
 /** Waits until writes failed and came back, or ran calmly through the fault (bounded). */

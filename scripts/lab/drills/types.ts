@@ -24,6 +24,8 @@ export interface DrillResult {
     /** What visitors saw through each lab edge (Cloudflare's load balancer at one monitor interval). */
     edges?: EdgeResult[];
     splitBrain: boolean;
+    /** Where every write and HTTP request the drill's clients made is logged (JSON lines). */
+    logDir?: string;
     passed: boolean;
     notes: string[];
 }

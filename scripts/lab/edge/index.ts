@@ -48,8 +48,8 @@ export async function startEdges(plan: EdgePlan, nodes: { name: string; publicIp
     const originCaFile = join(dir, "origin-ca.pem");
     writeFileSync(originCaFile, originCaPem);
     const intervals = [...new Set([plan.monitor.intervalSeconds, FASTEST_INTERVAL_SECONDS])];
-    const edges: LabEdge[] = [];
-    for (const [i, interval] of intervals.entries()) {
+    // Both edges start at once: each waits about a second for its server to listen.
+    return Promise.all(intervals.map(async (interval, i): Promise<LabEdge> => {
         const port = 80 + i * 8000; // 80, 8080
         const name = `edge (monitor every ${interval} s)`;
         const eventLog = join(dir, `events-${interval}.jsonl`);
@@ -67,10 +67,9 @@ export async function startEdges(plan: EdgePlan, nodes: { name: string; publicIp
         updateState((s) => (s.services = [...(s.services ?? []), { name, pid }]));
         await waitListening(EDGE_ADDRESS, port, name);
         const worstDetectionSeconds = interval + (plan.monitor.retries + 1) * plan.monitor.timeoutSeconds;
-        edges.push({ name, url: `http://${EDGE_ADDRESS}:${port}`, intervalSeconds: interval, worstDetectionSeconds, eventLog });
         log(`lab: ${name} on ${EDGE_ADDRESS}:${port} for ${plan.hostname}: pools ${plan.origins.map((o) => o.name).join(" -> ")}, steering ${plan.steering}, ${plan.monitor.method} ${plan.monitor.path} expecting ${plan.monitor.expectedCodes}, ${plan.monitor.retries} retries, timeout ${plan.monitor.timeoutSeconds} s`);
-    }
-    return edges;
+        return { name, url: `http://${EDGE_ADDRESS}:${port}`, intervalSeconds: interval, worstDetectionSeconds, eventLog };
+    }));
 }
 
 async function waitListening(host: string, port: number, what: string): Promise<void> {

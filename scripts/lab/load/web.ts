@@ -4,6 +4,7 @@
 // requests and see when traffic moved.
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent, request as httpsRequest } from "node:https";
+import { appendFileSync, writeFileSync } from "node:fs";
 
 export interface WebTarget {
     name: string;
@@ -36,6 +37,8 @@ export interface WebLoadOptions {
     timeoutMs?: number;
     /** Each client starts a request at most this often: steady load that leaves the CPU to the stack. */
     everyMs?: number;
+    /** JSON-lines file that gets every request as it completes. */
+    log?: string;
 }
 
 export function getOnce(agents: { http: HttpAgent; https: Agent }, target: WebTarget, hostname: string, path: string, timeoutMs: number): Promise<RequestRecord> {
@@ -79,6 +82,8 @@ export class WebLoad {
     start(): this {
         const { targets, maxSeconds, maxRequests } = this.opts;
         const deadline = Date.now() + maxSeconds * 1000;
+        const log = this.opts.log;
+        if (log) writeFileSync(log, "");
         let sent = 0;
         for (let c = 0; c < (this.opts.clients ?? 2); c++) {
             this.loops.push((async () => {
@@ -86,7 +91,9 @@ export class WebLoad {
                     sent++;
                     const t = Date.now();
                     const target = targets[i % targets.length];
-                    this.records.push(await getOnce(this.agents, target, this.opts.hostname, this.opts.path ?? "/", this.opts.timeoutMs ?? 10_000));
+                    const record = await getOnce(this.agents, target, this.opts.hostname, this.opts.path ?? "/", this.opts.timeoutMs ?? 10_000);
+                    this.records.push(record);
+                    if (log) appendFileSync(log, JSON.stringify(record) + "\n");
                     const wait = (this.opts.everyMs ?? 0) - (Date.now() - t);
                     if (wait > 0 && !this.stopped) await new Promise((r) => setTimeout(r, wait));
                 }

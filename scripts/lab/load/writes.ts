@@ -123,6 +123,11 @@ export class WriteLoad {
         }));
     }
 
+    /** The writer's JSON-lines log (one line per write, acknowledged or not). */
+    get logFile(): string {
+        return this.log;
+    }
+
     records(): WriteRecord[] {
         if (!existsSync(this.log)) return [];
         return parseJsonLines<WriteRecord>(readFileSync(this.log, "utf8"));
