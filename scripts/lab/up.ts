@@ -1,7 +1,7 @@
 // Bringing the lab up: the program evaluated, its nodes realized, the stack outputs the lab's
 // clients need saved, then a bounded wait until every node is healthy. On failure the nodes'
 // last log lines are shown and everything is taken down again.
-import { elapsed, Log } from "./exec";
+import { Log } from "./exec";
 import { NodeHealth, waitHealthy } from "./health";
 import { LabStack, labStack, saveLabStack } from "./load/writes";
 import { startEdges } from "./edge";
@@ -31,7 +31,7 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
     const appNodes = program.specs.filter((n) => n.role === "app").map((n) => n.name);
     const dns = labDnsRecords(program);
-    await realizeNodes(program.specs, log, {
+    const { lockWaitSeconds } = await realizeNodes(program.specs, log, {
         dns,
         ...(s3 && tls ? { caCertPem: tls.caCertPem } : {}),
         beforeApply: async () => {
@@ -51,8 +51,9 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
             const edges = await startEdges(program.edge, program.specs, mockOriginCa().certPem, log);
             saveLabStack({ ...(labStack() as LabStack), edges });
         }
-        log(`lab: up in ${elapsed(t)}`);
-        return { specs: program.specs, health, seconds: (Date.now() - t) / 1000 };
+        const seconds = (Date.now() - t) / 1000 - lockWaitSeconds;
+        log(`lab: up in ${seconds.toFixed(1)} s${lockWaitSeconds >= 1 ? ` (after ${lockWaitSeconds.toFixed(0)} s waiting for another lab to go)` : ""}`);
+        return { specs: program.specs, health, seconds };
     } catch (e) {
         log(`lab: bring-up failed; the nodes' last log lines:\n${nodeLogTails(8)}`);
         await teardown(log);
