@@ -138,11 +138,15 @@ export const providerLoss: Drill = {
 
 
 /**
- * A planned switchover may hold writes this long (the poolers wait; nobody gets an error). Measured
- * here: Patroni hands over in about 2.7 s (demote, the old leader's loop, the leader race's 2 s
- * wait on the stopped member), HAProxy follows within 0.5 s, and the first commit then waits about
- * 1.5 s more for a standby to follow the new primary (strict synchronous replication: no commit is
- * acknowledged on one copy). 4.5 to 5 s in all; 3 s is out of reach with Patroni 4's 1 s loop.
+ * A planned switchover may hold writes this long (the poolers wait; nobody gets an error). Where
+ * the 4.5 to 5 s go, from the members' logs: the poolers pause and Patroni checks the candidate
+ * (0.4 s); the old primary checkpoints, stops, and archives its last WAL segment (0.5 s); Patroni
+ * then waits a fixed second after the shutdown checkpoint ("give replicas some more time to catch
+ * up", patroni/ha.py), checks the candidate again and releases the leader key (2.1 s after the
+ * stop); the candidate promotes (0.3 s) and HAProxy routes to it (0.1 to 0.4 s). The first commit
+ * then waits about 1.5 s for a standby: strict synchronous replication acknowledges nothing on one
+ * copy, and the replicas point at the new primary only at their next loop (the old primary
+ * sleeps a fixed 2 s after releasing the key). 3 s is out of reach without changing Patroni.
  */
 export const SWITCHOVER_PAUSE_SECONDS = 6;
 
