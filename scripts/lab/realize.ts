@@ -2,7 +2,7 @@
 // down. Each node is a network namespace (vh-<name>) on the lab bridge, running a Debian 13
 // rootfs through its own overlay, configured by its real cloud-config.
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { applyCloudConfig, packagesOf } from "./cloudinit.js";
 import { down, stopProcesses } from "./cleanup.js";
 import { Log, elapsed, killActiveChildren } from "./exec.js";
@@ -78,7 +78,7 @@ export interface LabExtras {
  * A node's hosts file: its own names only, as on a Debian cloud image. Every other name (its
  * peers, the directory, R2) it resolves through the lab's DNS server, as a real node does.
  */
-function hostsFor(node: LabNodeSpec): { text: string; block: string } {
+export function hostsFor(node: LabNodeSpec): { text: string; block: string } {
   const block = labHostsBlock([{ address: "127.0.1.1", names: [...node.dnsNames, node.name] }]);
   const text = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters", "", block].join("\n");
   return { text, block };
@@ -205,11 +205,13 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
   }
 }
 
+/** Where a node keeps the lab's CA, relative to its root. */
+export const LAB_CA_FILE = "usr/local/share/ca-certificates/vps-ha-lab-ca.crt";
+
 /** The node trusts the lab's CA the way a real node trusts a public one: in its system store. */
-async function trustCa(n: NodeState, pem: string, log: Log): Promise<void> {
-  const dir = join(n.paths.merged, "usr/local/share/ca-certificates");
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "vps-ha-lab-ca.crt"), pem);
+export async function trustCa(n: NodeState, pem: string, log: Log): Promise<void> {
+  mkdirSync(dirname(join(n.paths.merged, LAB_CA_FILE)), { recursive: true });
+  writeFileSync(join(n.paths.merged, LAB_CA_FILE), pem);
   await execInNodeImpl(n.name, ["update-ca-certificates"], { timeoutMs: 60_000 });
   log(`[${n.name}] trusts the lab CA`);
 }
