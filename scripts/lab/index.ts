@@ -11,7 +11,7 @@ import { requireRoot } from "./preflight";
 import { labMemory } from "./memory";
 import { stackSource } from "./program";
 import { bringUp, HEALTHY_TIMEOUT_MS } from "./up";
-import { programSpec, rebuildNode } from "./rebuild";
+import { rebuildNode } from "./rebuild";
 import { teardown } from "./realize";
 
 const USAGE = "usage: npm run lab -- [up | status [--json] | drill NAME [--node NODE] [--json FILE] | drills | rebuild NODE | down] [--stack NAME | --config FILE]";
@@ -87,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
         case "rebuild": {
             // What `pulumi up` replacing this node's server does: an empty disk, the same user-data.
             if (rest.length !== 1) throw new UsageError("rebuild takes one node name (npm run lab -- status lists them)");
-            await rebuildNode(await programSpec(rest[0]), log);
+            await rebuildNode(rest[0], log);
             await waitHealthy(log, HEALTHY_TIMEOUT_MS);
             return 0;
         }

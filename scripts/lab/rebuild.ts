@@ -19,7 +19,6 @@ import { labStack } from "./load/writes";
 import { unmountUnder } from "./mounts";
 import { writeNetnsHosts } from "./net";
 import { bootServices, copyHostsIntoNode, ensureLabHosts, mountNode } from "./node";
-import { labProgram, stackSource } from "./program";
 import { hostsFor, LAB_CA_FILE, labNodes, LabNodeSpec, trustCa } from "./realize";
 import { loadState, nodeState } from "./state";
 
@@ -27,23 +26,17 @@ import { loadState, nodeState } from "./state";
 const SEED_USER_DATA = "var/lib/cloud/seed/nocloud/user-data";
 
 /**
- * The node's spec as the program renders it now, from the stack file the lab was brought up
- * from. A rebuild applies the user-data the node was given: if the program now renders another
- * (the stack file was edited since `lab up`), that would be a different server, and it is refused.
+ * The node's spec with the user-data it was given. A cloud keeps a server's user-data with the
+ * server (in Pulumi's state), not on its disk; the lab's copy is the seed cloud-init read, taken
+ * before the old disk goes. Evaluating the program again would not do outside the process that
+ * brought the lab up: the mock runtime makes its certificates (the pgBackRest CA, the origin
+ * certificate) once per process, where a real stack keeps the ones in its state.
  */
-export async function programSpec(name: string): Promise<LabNodeSpec> {
+export function labNodeSpec(name: string): LabNodeSpec {
     const n = nodeState(name);
-    const program = await labProgram(labStack()?.source ?? stackSource({}));
-    const spec = program.specs.find((s) => s.name === name);
-    if (!spec) throw new Error(`lab: the program has no node ${name} any more; nodes: ${program.specs.map((s) => s.name).join(", ")}`);
-    if (spec.publicIpv4 !== n.publicIpv4 || spec.meshAddress !== n.meshAddress || spec.role !== n.role) {
-        throw new Error(`lab: node ${name} is now ${spec.role} at ${spec.publicIpv4} (mesh ${spec.meshAddress}), not ${n.role} at ${n.publicIpv4} (mesh ${n.meshAddress}) as realized`);
-    }
     const seed = join(n.paths.merged, SEED_USER_DATA);
-    if (existsSync(seed) && readFileSync(seed, "utf8") !== spec.userData) {
-        throw new Error(`lab: the program renders other user-data for ${name} than the node booted with (was the stack file edited since lab up?); a rebuild applies the same user-data`);
-    }
-    return spec;
+    if (!existsSync(seed)) throw new Error(`lab: node ${name} has no user-data at ${seed} (its cloud-config never ran); nothing to rebuild it from`);
+    return { name, role: n.role, provider: n.provider, publicIpv4: n.publicIpv4, meshAddress: n.meshAddress, dnsNames: n.dnsNames, userData: readFileSync(seed, "utf8") };
 }
 
 /**
@@ -82,7 +75,8 @@ export async function bootFreshNode(spec: LabNodeSpec, log: Log): Promise<void> 
 }
 
 /** Both steps: what one `pulumi up` replacing this node's server does to it. */
-export async function rebuildNode(spec: LabNodeSpec, log: Log): Promise<void> {
-    await discardNode(spec.name, log);
+export async function rebuildNode(name: string, log: Log): Promise<void> {
+    const spec = labNodeSpec(name);
+    await discardNode(name, log);
     await bootFreshNode(spec, log);
 }
