@@ -1,4 +1,4 @@
-// npm run lab -- [up | status [--json] | drill NAME [--node N] [--json FILE] | drills | down]
+// npm run lab -- [up | status [--json] | drill NAME [--node N] [--json FILE] | drills | rebuild NODE | down]
 //                [--stack NAME | --config FILE]
 // With no command: up, every drill, the report, down. See README.md, "The lab".
 import { writeFileSync } from "node:fs";
@@ -6,14 +6,15 @@ import { parseArgs, UsageError } from "../lib/args";
 import { Log } from "./exec";
 import { drills, findDrill } from "./drills";
 import { DrillResult } from "./drills/types";
-import { describeFailures, labHealth, NodeHealth } from "./health";
+import { describeFailures, labHealth, NodeHealth, waitHealthy } from "./health";
 import { requireRoot } from "./preflight";
 import { labMemory } from "./memory";
 import { stackSource } from "./program";
-import { bringUp } from "./up";
+import { bringUp, HEALTHY_TIMEOUT_MS } from "./up";
+import { rebuildNode } from "./rebuild";
 import { teardown } from "./realize";
 
-const USAGE = "usage: npm run lab -- [up | status [--json] | drill NAME [--node NODE] [--json FILE] | drills | down] [--stack NAME | --config FILE]";
+const USAGE = "usage: npm run lab -- [up | status [--json] | drill NAME [--node NODE] [--json FILE] | drills | rebuild NODE | down] [--stack NAME | --config FILE]";
 
 const started = Date.now();
 const log: Log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}`);
@@ -82,6 +83,13 @@ async function main(argv: string[]): Promise<number> {
             if (jsonFile) writeFileSync(jsonFile, JSON.stringify(result, null, 2) + "\n");
             console.log(JSON.stringify(result, null, 2));
             return result.passed ? 0 : 1;
+        }
+        case "rebuild": {
+            // What `pulumi up` replacing this node's server does: an empty disk, the same user-data.
+            if (rest.length !== 1) throw new UsageError("rebuild takes one node name (npm run lab -- status lists them)");
+            await rebuildNode(rest[0], log);
+            await waitHealthy(log, HEALTHY_TIMEOUT_MS);
+            return 0;
         }
         case "all": {
             const results: DrillResult[] = [];

@@ -78,7 +78,7 @@ export interface LabExtras {
  * A node's hosts file: its own names only, as on a Debian cloud image. Every other name (its
  * peers, the directory, R2) it resolves through the lab's DNS server, as a real node does.
  */
-function hostsFor(node: LabNodeSpec): { text: string; block: string } {
+export function hostsFor(node: LabNodeSpec): { text: string; block: string } {
   const block = labHostsBlock([{ address: "127.0.1.1", names: [...node.dnsNames, node.name] }]);
   const text = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters", "", block].join("\n");
   return { text, block };
@@ -218,7 +218,8 @@ async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise
   log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
 }
 
-const LAB_CA_FILE = "usr/local/share/ca-certificates/vps-ha-lab-ca.crt";
+/** Where a node keeps the lab's CA, relative to its root. */
+export const LAB_CA_FILE = "usr/local/share/ca-certificates/vps-ha-lab-ca.crt";
 const CERTS_DIR = "etc/ssl/certs";
 
 /**
@@ -226,7 +227,7 @@ const CERTS_DIR = "etc/ssl/certs";
  * update-ca-certificates runs in the first node; it only writes below /etc/ssl/certs, so the
  * others (same rootfs, same certificate) get what it wrote there, from the first node's overlay.
  */
-async function trustCa(nodes: NodeState[], pem: string, log: Log): Promise<void> {
+export async function trustCa(nodes: NodeState[], pem: string, log: Log): Promise<void> {
   const [first, ...rest] = nodes;
   const place = (n: NodeState) => {
     mkdirSync(join(n.paths.merged, dirname(LAB_CA_FILE)), { recursive: true });

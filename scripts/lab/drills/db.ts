@@ -26,7 +26,7 @@ export async function currentPrimary(): Promise<string | undefined> {
     return undefined;
 }
 
-async function aReplica(): Promise<string | undefined> {
+export async function aReplica(): Promise<string | undefined> {
     for (const n of dbNodes()) if (await patroniSays(n, "/replica")) return n.name;
     return undefined;
 }
