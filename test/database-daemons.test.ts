@@ -14,6 +14,8 @@ import { ensureRootfs } from "../scripts/lab/rootfs";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
 import { PATRONI_TIMING } from "../components/render/patroni";
+import { DIRECTORY_STATUS } from "../components/render/directory-agent";
+import { ETCD_JOIN_SCRIPT } from "../components/render/etcd";
 import { Sandbox } from "./helpers/sandbox";
 import { parseEnvFile, startService, Started } from "./helpers/units";
 import { requireTools } from "./helpers/tools";
@@ -39,6 +41,9 @@ async function waitFor<T>(what: string, timeoutMs: number, check: () => T | unde
         await sleep(500);
     }
 }
+
+/** The directory agent's status after a verified read. */
+const DIRECTORY_READ = JSON.stringify({ at: 0, source: "dns", members: ["db-1", "db-2", "db-3"], problems: [] });
 
 describe("database configs, run by the real daemons @rootfs", function () {
     this.timeout(15 * 60_000);
@@ -75,6 +80,9 @@ describe("database configs, run by the real daemons @rootfs", function () {
         for (const n of DB) {
             const doc = parse(prod.userData[n]) as { write_files: WriteFile[]; runcmd: string[][] };
             for (const f of doc.write_files) sb.write(n, f.path, f.content, f.permissions ?? "0644", f.owner ?? "root:root");
+            // What the directory agent writes once it has put the other nodes on the mesh (here the
+            // sandbox's flat network needs none); etcd's join script waits for it.
+            sb.write(n, DIRECTORY_STATUS, DIRECTORY_READ, "0644", "root:root");
             for (const cmd of doc.runcmd.filter((c) => c[0] !== "systemctl")) {
                 const r = runIn(n, cmd);
                 assert.equal(r.status, 0, `${n}: ${cmd.join(" ")}: ${r.stderr}`);
@@ -108,6 +116,14 @@ describe("database configs, run by the real daemons @rootfs", function () {
         assert.equal(ctl("db-1", ["put", "/vps-ha/check", "before-rebuild"]).status, 0);
         process.kill(sb!.daemonPid(etcd["db-3"].child), "SIGKILL");
         assert.equal(runIn("db-3", ["rm", "-rf", "/var/lib/etcd/vps-ha/member"]).status, 0);
+        // A fresh disk whose first directory read failed: the mesh has no peers yet, nobody can
+        // answer, and the script must not take that for a new cluster.
+        sb!.write("db-3", DIRECTORY_STATUS, JSON.stringify({ at: 0, source: null, members: [], problems: ["no answer"] }), "0644", "root:root");
+        const early = runIn("db-3", [ETCD_JOIN_SCRIPT], "etcd", 60_000);
+        assert.equal(early.status, 1, early.stdout + early.stderr);
+        assert.match(early.stdout, /has not put the other members on the mesh yet/);
+        assert.ok(!runIn("db-3", ["cat", "/var/lib/etcd/vps-ha.cluster.env"]).stdout.includes("=new"), "decided on a new cluster without the directory");
+        sb!.write("db-3", DIRECTORY_STATUS, DIRECTORY_READ, "0644", "root:root");
         etcd["db-3"] = await startService(sb!, "db-3", "vps-ha-etcd.service");
         const said = etcd["db-3"].pre.map((r) => r.stdout).join("");
         assert.match(said, /removing it through/, said);

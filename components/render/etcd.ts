@@ -5,6 +5,7 @@
 import { DB_PORTS, PlannedNode, StackPlan } from "../plan";
 import { maxRttMs } from "../latency";
 import { MESH_UNIT } from "./mesh";
+import { DIRECTORY_STATUS } from "./directory-agent";
 import { renderUnit } from "./systemd";
 
 export const ETCD_UNIT = "vps-ha-etcd.service";
@@ -117,6 +118,7 @@ PEER_URL=${peerUrl(spec.meshAddress)}
 DATA_DIR=${ETCD_DATA_DIR}
 STATE_FILE=${ETCD_CLUSTER_STATE_FILE}
 OTHERS="${others.join(" ")}"
+DIRECTORY_STATUS=${DIRECTORY_STATUS}
 
 say() { echo "etcd-join: $*"; }
 ctl() { etcdctl --dial-timeout=2s --command-timeout=3s --endpoints="$endpoint" "$@"; }
@@ -128,6 +130,19 @@ if [ -d "$DATA_DIR/member" ]; then
   say "data present in $DATA_DIR: etcd rejoins with the membership it has on disk"
   exit 0
 fi
+
+# The other members are reachable only once the directory agent has put them on the mesh. Until
+# it has, silence would mean nothing: a rebuilt member whose first directory read failed must not
+# take it for a fresh cluster and start a new one under its old name (it would never rejoin).
+i=0
+until grep -Eq '"source": *"(dns|cache)"' "$DIRECTORY_STATUS" 2>/dev/null; do
+  i=$((i + 1))
+  if [ "$i" -gt 40 ]; then
+    say "the directory agent has not put the other members on the mesh yet ($DIRECTORY_STATUS); trying again later"
+    exit 1
+  fi
+  sleep 0.5
+done
 
 # member list needs a quorum: while a fresh cluster is still forming, nobody answers it. The
 # others are asked at once, so a first boot waits one timeout, not one per member.
