@@ -170,34 +170,34 @@ export function buildPlan(config: StackConfig): StackPlan {
 }
 
 /**
- * Warnings about applying `after` over `before` in one `pulumi up`. A database member whose
- * provider, region or size changes is replaced (a new server with an empty disk); it rejoins by
- * itself, but while it is rebuilt it neither votes nor holds a copy. Replacing a majority of
- * the members (or of the etcd voters) at once loses the quorum and possibly the only copies of
- * recent commits: move one member per `pulumi up`.
+ * Warnings about applying `after` over `before` in one `pulumi up`. A database member is down
+ * while the change reaches it: a new provider, or a new user-data (both providers take user-data
+ * at creation only), means a new server with an empty disk; a new region or size powers the server
+ * off while it is moved or resized (a new server, on some providers). It rejoins by itself, but
+ * meanwhile it neither votes nor holds a copy. Taking a majority of the members (or of the etcd
+ * voters) down at once loses the quorum and possibly the only copies of recent commits: move one
+ * member per `pulumi up`. `userDataChanged`: the nodes whose rendered user-data differs.
  */
-export function replacementWarnings(before: StackPlan, after: StackPlan): string[] {
-    const replaced = (roleFilter: (n: PlannedNode) => boolean) => {
+export function replacementWarnings(before: StackPlan, after: StackPlan, userDataChanged: ReadonlySet<string> = new Set()): string[] {
+    const why = (n: PlannedNode): string | undefined => {
+        const m = after.nodes.find((x) => x.name === n.name);
+        if (!m) return undefined;
+        if (m.provider !== n.provider || m.region !== n.region || m.size !== n.size) return `${n.provider}/${n.region}/${n.size ?? "-"} -> ${m.provider}/${m.region}/${m.size ?? "-"}`;
+        return userDataChanged.has(n.name) ? "its user-data changes: a new server" : undefined;
+    };
+    const down = (roleFilter: (n: PlannedNode) => boolean) => {
         const old = before.nodes.filter(roleFilter);
-        const changed = old.filter((n) => {
-            const now = after.nodes.find((m) => m.name === n.name);
-            return now !== undefined && (now.provider !== n.provider || now.region !== n.region || now.size !== n.size);
-        });
-        return { total: old.length, changed };
+        return { total: old.length, changed: old.filter((n) => why(n) !== undefined) };
     };
     const warnings: string[] = [];
-    const describe = (ns: PlannedNode[]) =>
-        ns.map((n) => {
-            const m = after.nodes.find((x) => x.name === n.name) as PlannedNode;
-            return `${n.name} (${n.provider}/${n.region}/${n.size ?? "-"} -> ${m.provider}/${m.region}/${m.size ?? "-"})`;
-        }).join(", ");
-    const db = replaced((n) => n.role === "db");
+    const describe = (ns: PlannedNode[]) => ns.map((n) => `${n.name} (${why(n)})`).join(", ");
+    const db = down((n) => n.role === "db");
     if (db.changed.length > db.total / 2) {
-        warnings.push(`this change replaces ${db.changed.length} of ${db.total} database members at once: ${describe(db.changed)}; a majority rebuilt together leaves no quorum and may lose acknowledged writes. Move one member per pulumi up, and wait until it has rejoined.`);
+        warnings.push(`this change takes down ${db.changed.length} of ${db.total} database members at once: ${describe(db.changed)}; a majority down together leaves no quorum and may lose acknowledged writes. Move one member per pulumi up, and wait until it has rejoined.`);
     }
-    const voters = replaced((n) => n.etcdVoter);
+    const voters = down((n) => n.etcdVoter);
     if (voters.changed.length > voters.total / 2 && !(db.changed.length > db.total / 2)) {
-        warnings.push(`this change replaces ${voters.changed.length} of ${voters.total} etcd voters at once: ${describe(voters.changed)}; etcd loses its quorum and Patroni cannot elect a primary. Move one member per pulumi up.`);
+        warnings.push(`this change takes down ${voters.changed.length} of ${voters.total} etcd voters at once: ${describe(voters.changed)}; etcd loses its quorum and Patroni cannot elect a primary. Move one member per pulumi up.`);
     }
     return warnings;
 }

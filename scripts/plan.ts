@@ -3,7 +3,8 @@
 // and prints the nodes per provider and region with their monthly price, the total, the
 // Cloudflare front door, the resources the program would create, and what each failure leaves
 // standing. With --against (the stack file as deployed, e.g. from `git show HEAD:Pulumi.prod.yaml`)
-// it also warns about a change that would replace too many database members at once.
+// it also warns about a change that would take too many database members down at once (moved,
+// resized, or given a new user-data).
 // Exit codes: 0 plan printed (warnings included), 2 a stack file or its config is invalid.
 import * as pulumi from "@pulumi/pulumi";
 import { resolve } from "node:path";
@@ -45,10 +46,17 @@ export interface PlanReport {
 
 export async function planReport(source: string, stack: string, against?: string): Promise<PlanReport> {
     const file = readStackFile(source);
-    const deployed = against === undefined ? undefined : planOf(readStackFile(against), stack, against);
+    const deployedFile = against === undefined ? undefined : readStackFile(against);
+    const deployed = deployedFile && planOf(deployedFile, stack, against as string);
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const report = toReport(evaluation, stack, source);
-    if (deployed) report.replacementWarnings = replacementWarnings(deployed, planOf(file, stack, source));
+    if (deployedFile && deployed) {
+        // Both evaluated in this process, so their generated keys and certificates are the same:
+        // what differs in a node's user-data is what the change does to it.
+        const before = await evaluateProgram({ stack, values: deployedFile.values, secretKeys: deployedFile.secretKeys, env: {} });
+        const changed = new Set(Object.keys(before.userData).filter((n) => n in evaluation.userData && evaluation.userData[n] !== before.userData[n]));
+        report.replacementWarnings = replacementWarnings(deployed, planOf(file, stack, source), changed);
+    }
     return report;
 }
 

@@ -379,7 +379,7 @@ describe("plan: replacement warnings", () => {
         assert.deepEqual(replacementWarnings(before, after), []);
     });
 
-    it("warns when a majority is replaced at once (provider, region or size), naming each change", () => {
+    it("warns when a majority goes down at once (provider, region or size), naming each change", () => {
         const before = planOf();
         const after = withDb((db) => {
             db[0] = { ...db[0], size: "cx33" };
@@ -387,11 +387,19 @@ describe("plan: replacement warnings", () => {
         });
         const w = replacementWarnings(before, after);
         assert.equal(w.length, 1);
-        assert.match(w[0], /replaces 2 of 3 database members/);
+        assert.match(w[0], /takes down 2 of 3 database members/);
         assert.match(w[0], /db-1 \(hcloud\/fsn1\/cx23 -> hcloud\/fsn1\/cx33\)/);
         assert.match(w[0], /db-3 \(linode\/de-fra-2\/g6-standard-1 -> linode\/eu-central\/g6-standard-1\)/);
         assert.match(w[0], /one member per pulumi up/i);
         // And back again warns the same way: the direction does not matter.
         assert.equal(replacementWarnings(after, before).length, 1);
+    });
+
+    it("counts a member whose user-data changes as a new server", () => {
+        const plan = planOf();
+        assert.deepEqual(replacementWarnings(plan, plan, new Set(["db-1"])), []);
+        const w = replacementWarnings(plan, plan, new Set(["db-1", "db-3", "app-1"]));
+        assert.equal(w.length, 1);
+        assert.match(w[0], /takes down 2 of 3 database members at once: db-1 \(its user-data changes: a new server\), db-3 \(its user-data changes/);
     });
 });

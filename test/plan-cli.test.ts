@@ -59,7 +59,7 @@ describe("npm run plan", function () {
         assert.ok(json.extraCosts.some((c: { item: string; monthlyUsd: number }) => /Load Balancing/.test(c.item) && c.monthlyUsd === 5));
     });
 
-    it("--against the deployed stack file warns when a change replaces most database members at once", () => {
+    it("--against the deployed stack file warns when a change takes most database members down at once", () => {
         const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
         const deployed = join(dir, "deployed.yaml");
         const prod = readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8");
@@ -71,13 +71,20 @@ describe("npm run plan", function () {
         assert.notEqual(readFileSync(moved, "utf8"), prod);
         const r = plan("--config", moved, "--against", deployed);
         assert.equal(r.code, 0, r.err);
-        assert.match(r.out, /Warnings \(against the deployed stack file\)\n  - this change replaces 2 of 3 database members at once: db-1 \(hcloud\/fsn1\/cx23 -> hcloud\/fsn1\/cx33\)/);
+        assert.match(r.out, /Warnings \(against the deployed stack file\)\n  - this change takes down 2 of 3 database members at once: db-1 \(hcloud\/fsn1\/cx23 -> hcloud\/fsn1\/cx33\)/);
         const json = JSON.parse(plan("--config", moved, "--against", deployed, "--json").out);
         assert.equal(json.replacementWarnings.length, 1);
         // The same file: nothing to warn about; without --against there is no such section.
         const same = plan("--config", deployed, "--against", deployed, "--json");
         assert.deepEqual(JSON.parse(same.out).replacementWarnings, []);
         assert.equal(JSON.parse(plan("--json").out).replacementWarnings, undefined);
+        // A witness added: every member's user-data names the new etcd voter, so every member
+        // would be a new server at once, with no provider, region or size touched.
+        const witnessed = join(dir, "witnessed.yaml");
+        writeFileSync(witnessed, prod.replace("witness: []", "witness: [{ name: witness-1, provider: hcloud, region: hel1, size: cx23 }]"));
+        const w = plan("--config", witnessed, "--against", deployed, "--json");
+        assert.equal(w.code, 0, w.err);
+        assert.match(JSON.parse(w.out).replacementWarnings.join("\n"), /takes down 3 of 3 database members at once: db-1 \(its user-data changes: a new server\)/);
         const missing = plan("--against", join(dir, "nope.yaml"));
         assert.equal(missing.code, 2);
         assert.match(missing.err, /cannot read .*nope\.yaml/);
