@@ -252,7 +252,7 @@ export async function primaryOntoMajority(ctx: DrillContext): Promise<{ majority
  */
 export const providerLossMajority: Drill = {
     name: "provider-loss-majority",
-    description: "with a witness: every node of the provider holding the most database members dies at once, the primary among them; a member on the other provider takes over",
+    description: "every node of the provider holding the most database members dies at once, the primary among them; a member on the other provider takes over",
     needs: "witness",
     run: async (ctx) => {
         const { majority, members, voter, note } = await primaryOntoMajority(ctx);
