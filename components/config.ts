@@ -140,6 +140,11 @@ const shapes = {
     }),
     database: z.strictObject({
         synchronous: z.enum(["quorum", "on", "off"]).default("quorum"),
+        /**
+         * Patroni's synchronous_mode_strict. true: a primary left with no standby stops acknowledging
+         * commits until one returns (no commit is ever held by one copy); false: it goes on alone.
+         */
+        synchronousStrict: z.boolean().default(true),
         backups: z.strictObject({
             bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')"),
             /** S3 endpoint; default: the Cloudflare account's R2 endpoint. */
@@ -155,7 +160,7 @@ const shapes = {
             /** false only for a test endpoint with a self-signed certificate (the lab's). */
             verifyTls: z.boolean().default(true),
         }).optional(),
-    }).default({ synchronous: "quorum" }),
+    }).default({ synchronous: "quorum", synchronousStrict: true }),
 } as const;
 
 type Shapes = typeof shapes;

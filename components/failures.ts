@@ -2,6 +2,7 @@
 // (provider + region) and every whole provider, does the web stay up, can the database elect a
 // primary, and does it accept writes without risking an acknowledged one.
 import type { PlannedNode, StackPlan } from "./plan";
+import { survivorsHoldEveryCommit, synchronousNodeCount } from "./replication";
 
 export interface FailureRow {
     /** "node db-1", "domain hcloud/fsn1", "provider linode". */
@@ -37,19 +38,26 @@ function assess(plan: PlanLike, scenario: string, isLost: (n: PlannedNode) => bo
     const quorum = votersAlive > voters.length / 2;
     const dbAlive = count(alive, "db");
     const dbPrimary = quorum && dbAlive > 0;
-    // A survivor may only be promoted when it holds every acknowledged commit. With synchronous
-    // replication Patroni promotes only a member that was in the synchronous set, so a lone
-    // survivor is safe only when the synchronous set reached it: in quorum mode every commit waits
-    // for a majority of members, so a majority of members must survive; with replication off,
-    // any survivor may be missing acknowledged writes.
+    // A survivor may only be promoted when it holds every acknowledged commit: Patroni promotes
+    // only a member of the synchronous set, and in quorum mode only with enough of the others'
+    // votes. A commit waits for k standbys (components/replication.ts), so any members - k
+    // survivors hold it; with replication off, only the primary surely does.
     const members = count(plan.nodes, "db");
-    const sync = plan.config.database.synchronous;
-    const safe = sync === "off" ? dbAlive === members : sync === "on" ? dbAlive >= members - 1 : dbAlive > members / 2;
-    const dbWrites = dbPrimary && safe;
+    const { synchronous, synchronousStrict } = plan.config.database;
+    const k = synchronousNodeCount(plan.config);
+    const safe = survivorsHoldEveryCommit(members, dbAlive, synchronous, k);
+    // A member left alone has no standby to confirm its commits: strict mode waits for one to
+    // return, otherwise it goes on acknowledging commits that exist on it alone.
+    const alone = dbAlive === 1 && members > 1 && synchronous !== "off";
+    const dbWrites = dbPrimary && safe && !(alone && synchronousStrict);
     const notes: string[] = [];
     if (!quorum) notes.push(`etcd keeps ${votersAlive} of ${voters.length} voters: no quorum, no primary`);
     else if (dbAlive === 0) notes.push("no database member left");
-    else if (!safe) notes.push(`${dbAlive} of ${members} members left: promoting one could drop acknowledged writes, so writes wait`);
+    else if (!safe) {
+        const why = synchronous === "off" ? "replication is asynchronous" : `a commit waits for ${k} standby(s), ${k + 1} copies`;
+        notes.push(`${dbAlive} of ${members} members left (${why}): promoting one could drop acknowledged writes, so writes wait`);
+    } else if (alone && synchronousStrict) notes.push(`1 of ${members} members left, holding every acknowledged write; writes wait: no standby left (database.synchronousStrict)`);
+    else if (alone) notes.push(`1 of ${members} members left, holding every acknowledged write; writes go on, each with one copy until a member returns (synchronousStrict: false)`);
     if (!webUp) notes.push(count(alive, "app") === 0 ? "no app node left" : "no HAProxy node left");
     else if (!plan.config.cloudflare.loadBalancer && count(alive, "haproxy") < count(plan.nodes, "haproxy")) {
         notes.push("budget mode: visitors sent to the lost HAProxy node get errors (521/522) until its records are taken out");

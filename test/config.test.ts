@@ -219,4 +219,12 @@ describe("stack config validation: the Cloudflare front door", () => {
         expectIssue(issuesOf(file), "vps-ha:database.backups.location", /R2 location hint/);
         expectIssue(issuesOf(withConfig({ database: { backups: { ...backups, location: "mars" } } })), "vps-ha:database.backups.location", /weur/);
     });
+
+    it("takes database.synchronousStrict as a boolean, true unless set", () => {
+        const parsed = (database?: Record<string, unknown>) => parseStackConfig(raw(withConfig(database ? { database } : { database: undefined })), "prod").database;
+        assert.equal(parsed().synchronousStrict, true);
+        assert.equal(parsed({ synchronous: "quorum" }).synchronousStrict, true);
+        assert.equal(parsed({ synchronous: "quorum", synchronousStrict: false }).synchronousStrict, false);
+        expectIssue(issuesOf(withConfig({ database: { synchronous: "quorum", synchronousStrict: "no" } })), "vps-ha:database.synchronousStrict", /expected boolean/, /"no"/);
+    });
 });

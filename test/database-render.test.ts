@@ -140,8 +140,8 @@ describe("etcd renderer", () => {
 describe("Patroni renderer", () => {
     const plan = planOf();
     const db1 = node(plan, "db-1");
-    const render = (synchronous: "quorum" | "on" | "off", stanza?: string) =>
-        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", etcdHosts: ["10.77.0.1:2379"], synchronous, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
+    const render = (mode: "quorum" | "on" | "off", stanza?: string, sync: { nodeCount: number; strict: boolean } = { nodeCount: 1, strict: true }) =>
+        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", etcdHosts: ["10.77.0.1:2379"], synchronous: { mode, ...sync }, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
 
     it("uses timing Patroni 4 accepts as is, for the fastest failover it allows", () => {
         const dcs = render("quorum").bootstrap.dcs;
@@ -164,6 +164,33 @@ describe("Patroni renderer", () => {
         assert.deepEqual(mode("quorum"), ["quorum", 1, true]);
         assert.deepEqual(mode("on"), [true, 1, true]);
         assert.deepEqual(mode("off"), [undefined, undefined, undefined]);
+        // k standbys per commit, and strictness, as given; a lost standby is noticed within seconds once k > 1.
+        const k2 = render("quorum", undefined, { nodeCount: 2, strict: false }).bootstrap.dcs;
+        assert.deepEqual([k2.synchronous_mode, k2.synchronous_node_count, k2.synchronous_mode_strict], ["quorum", 2, false]);
+        assert.equal(k2.postgresql.parameters.wal_sender_timeout, "3s");
+        assert.equal(render("quorum").bootstrap.dcs.postgresql.parameters.wal_sender_timeout, undefined, "k = 1: PostgreSQL's default");
+    });
+
+    it("with a witness, every commit reaches a member outside the provider holding the most members", () => {
+        const withWitness = (db: { name: string; provider: string; region: string; size: string }[], strict?: boolean) => {
+            const nodes = prodNodes();
+            nodes.db = db;
+            nodes.witness = [{ name: "witness-1", provider: "ssh", region: "office-zurich", host: "203.0.113.10" }];
+            const file = withConfig({ nodes, admin: { sshCidrs: ["198.51.100.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] }, sshPrivateKey: "k", ...(strict === undefined ? {} : { database: { synchronous: "quorum", synchronousStrict: strict } }) });
+            file.secretKeys.push("vps-ha:sshPrivateKey");
+            const p = buildPlan(parseStackConfig(raw(file), "prod"));
+            const parts = databaseParts(p, node(p, "db-1"), SECRETS);
+            return parse(fileAt(parts, PATRONI_CONFIG).content, { version: "1.1" }).bootstrap.dcs;
+        };
+        const h = (name: string, region: string) => ({ name, provider: "hcloud", region, size: "cx23" });
+        const l = (name: string) => ({ name, provider: "linode", region: "de-fra-2", size: "g6-standard-1" });
+        const three = withWitness([h("db-1", "fsn1"), h("db-2", "nbg1"), l("db-3")]);
+        assert.deepEqual([three.synchronous_node_count, three.synchronous_mode_strict], [2, true]);
+        assert.equal(withWitness([h("db-1", "fsn1"), h("db-2", "nbg1"), l("db-3")], false).synchronous_mode_strict, false);
+        const five = withWitness([h("db-1", "fsn1"), h("db-2", "nbg1"), h("db-4", "hel1"), l("db-3"), l("db-5")]);
+        assert.equal(five.synchronous_node_count, 3);
+        // Without a witness, one standby per commit, as before.
+        assert.equal(parse(fileAt(databaseParts(plan, db1, SECRETS), PATRONI_CONFIG).content, { version: "1.1" }).bootstrap.dcs.synchronous_node_count, 1);
     });
 
     it("listens on the mesh (PostgreSQL also on loopback), never on every address", () => {

@@ -3,6 +3,7 @@ import { ConfigError, parseStackConfig } from "../components/config";
 import { loadBalancerMonthlyUsd } from "../components/cost";
 import { inNetwork } from "../components/net";
 import { buildPlan, StackPlan } from "../components/plan";
+import { survivorsHoldEveryCommit, synchronousNodeCount } from "../components/replication";
 import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
 
 function planOf(edits: Record<string, unknown> = {}): StackPlan {
@@ -121,20 +122,75 @@ describe("plan", () => {
             assert.match(hcloud.note, /1 of 3 voters/);
         });
 
-        it("with a witness in a third failure domain, etcd keeps a quorum when the majority provider goes", () => {
+        const ADMIN = { admin: { sshCidrs: ["198.51.100.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] }, sshPrivateKey: "k" };
+        const WITNESS = { name: "witness-1", provider: "ssh", region: "office-zurich", host: "203.0.113.10" };
+        const h = (name: string, region: string) => ({ name, provider: "hcloud", region, size: "cx23" });
+        const l = (name: string) => ({ name, provider: "linode", region: "de-fra-2", size: "g6-standard-1" });
+        const witnessPlan = (db: ReturnType<typeof h>[], database?: Record<string, unknown>) => {
             const nodes = prodNodes();
-            nodes.witness = [{ name: "witness-1", provider: "ssh", region: "office-zurich", host: "203.0.113.10" }];
-            const plan = planOf({ nodes, admin: { sshCidrs: ["198.51.100.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] }, sshPrivateKey: "k" });
+            nodes.db = db;
+            nodes.witness = [WITNESS];
+            return planOf({ nodes, ...ADMIN, ...(database ? { database } : {}) });
+        };
+        const three = [h("db-1", "fsn1"), h("db-2", "nbg1"), l("db-3")];
+
+        it("prod: no witness, one standby per commit (k = 1), the survivors of a minority loss hold every write", () => {
+            const plan = planOf();
+            assert.equal(synchronousNodeCount(plan.config), 1);
+            const linode = row(plan, "provider linode");
+            assert.deepEqual([linode.dbPrimary, linode.dbWrites, linode.note], [true, true, "survives"]);
+            // Two members lost of three: the one left may lack a commit that reached the other standby.
+            assert.equal(survivorsHoldEveryCommit(3, 1, "quorum", 1), false);
+            // Five members, one standby per commit: three survivors may all lack the last commits.
+            const nodes = prodNodes();
+            nodes.db = [h("db-1", "fsn1"), h("db-2", "nbg1"), h("db-4", "hel1"), l("db-3"), l("db-5")];
+            const five = planOf({ nodes });
+            assert.equal(synchronousNodeCount(five.config), 1);
+            assert.ok(row(five, "node db-1").dbWrites);
+            assert.equal(survivorsHoldEveryCommit(5, 3, "quorum", 1), false);
+            assert.equal(survivorsHoldEveryCommit(5, 4, "quorum", 1), true);
+        });
+
+        it("3 members + witness, strict: etcd keeps a quorum without the majority provider, the survivor holds every write, and writes wait for a standby", () => {
+            const plan = witnessPlan(three);
             const voters = plan.nodes.filter((n) => n.etcdVoter).map((n) => n.name);
             assert.equal(voters.length % 2, 1, "an odd number of etcd voters");
             const byProvider = new Map<string, number>();
             for (const v of plan.nodes.filter((n) => n.etcdVoter)) byProvider.set(v.provider, (byProvider.get(v.provider) ?? 0) + 1);
             for (const [p, n] of byProvider) assert.ok(n <= voters.length / 2, `${p} holds ${n} of ${voters.length} voters`);
+            assert.equal(synchronousNodeCount(plan.config), 2, "a commit waits for both standbys: one copy is always off hcloud");
             const hcloud = row(plan, "provider hcloud");
             assert.equal(hcloud.dbPrimary, true);
-            // One member of three left: in quorum mode it may lack acknowledged commits, so writes wait.
             assert.equal(hcloud.dbWrites, false);
+            assert.match(hcloud.note, /holding every acknowledged write; writes wait: no standby left/);
+            const linode = row(plan, "provider linode");
+            assert.deepEqual([linode.dbPrimary, linode.dbWrites], [true, true]);
             assert.ok(row(plan, "domain ssh/office-zurich").dbWrites);
+            for (const n of plan.nodes) assert.ok(row(plan, `node ${n.name}`).dbWrites, n.name);
+        });
+
+        it("3 members + witness, not strict: writes go on through the loss of the majority provider, with one copy", () => {
+            const plan = witnessPlan(three, { synchronous: "quorum", synchronousStrict: false });
+            const hcloud = row(plan, "provider hcloud");
+            assert.deepEqual([hcloud.dbPrimary, hcloud.dbWrites, hcloud.webUp], [true, true, true]);
+            assert.match(hcloud.note, /writes go on, each with one copy until a member returns/);
+            assert.ok(row(plan, "provider linode").dbWrites);
+            // Asynchronous replication: a survivor may lack acknowledged writes whatever the witness does.
+            const off = row(witnessPlan(three, { synchronous: "off", synchronousStrict: false }), "provider hcloud");
+            assert.equal(off.dbWrites, false);
+            assert.match(off.note, /replication is asynchronous/);
+        });
+
+        it("5 members (3+2) + witness: k = 3, and either provider's loss is survived with writes", () => {
+            const plan = witnessPlan([h("db-1", "fsn1"), h("db-2", "nbg1"), h("db-4", "hel1"), l("db-3"), l("db-5")]);
+            assert.equal(synchronousNodeCount(plan.config), 3);
+            assert.equal(plan.nodes.filter((n) => n.etcdVoter).length, 5);
+            for (const p of ["hcloud", "linode"]) {
+                const r = row(plan, `provider ${p}`);
+                assert.deepEqual([r.dbPrimary, r.dbWrites, r.note], [true, true, "survives"], p);
+            }
+            // With k = 2 the two linode members could both lack a commit that reached three hcloud members.
+            assert.equal(survivorsHoldEveryCommit(5, 2, "quorum", 2), false);
         });
     });
 });

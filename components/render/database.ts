@@ -4,6 +4,7 @@
 // both are stopped and disabled before ours start, so nothing else holds the ports or data.
 import { backupTarget } from "../config";
 import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
+import { synchronousNodeCount } from "../replication";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { leaderAwayPart } from "./etcd-leader";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
@@ -70,7 +71,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         meshAddress: node.meshAddress,
         meshCidr: plan.config.mesh.cidr,
         etcdHosts: etcdClientHosts(etcdVoterPeers(plan)),
-        synchronous: plan.config.database.synchronous,
+        synchronous: { mode: plan.config.database.synchronous, nodeCount: synchronousNodeCount(plan.config), strict: plan.config.database.synchronousStrict },
         ...(stanza ? { pgbackrestStanza: stanza } : {}),
         passwords: { superuser: secrets.superuserPassword, replication: secrets.replicationPassword, rewind: secrets.rewindPassword, restApi: secrets.restApiPassword },
     });

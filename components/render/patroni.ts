@@ -41,6 +41,25 @@ export const MAXIMUM_LAG_ON_FAILOVER = 1048576;
 
 export type SynchronousMode = "quorum" | "on" | "off";
 
+export interface SynchronousSpec {
+    mode: SynchronousMode;
+    /** k: standbys that confirm each commit (components/replication.ts, synchronousNodeCount). */
+    nodeCount: number;
+    /** synchronous_mode_strict: with no standby left, writes wait (true) or go on with one copy (false). */
+    strict: boolean;
+}
+
+/**
+ * How long the primary keeps a replication connection that says nothing (PostgreSQL's default is
+ * 60 s). Set when k > 1: a commit then waits for several standbys, possibly all of them, and a
+ * standby lost without a word (a provider outage drops packets, it closes no connection) would
+ * hold every commit until it is noticed. Patroni drops a standby from the synchronous set at its
+ * next loop once its connection is gone (or its member key expires, after ttl), so commits wait
+ * at most this + loop_wait. A live standby answers the primary's keepalive, sent at half this,
+ * within milliseconds, even over a WAN.
+ */
+export const WAL_SENDER_TIMEOUT_SECONDS = 3;
+
 export interface PatroniSpec {
     /** The Patroni cluster name: the stack. */
     scope: string;
@@ -49,7 +68,7 @@ export interface PatroniSpec {
     meshCidr: string;
     /** etcd client endpoints (host:port) of every voter. */
     etcdHosts: string[];
-    synchronous: SynchronousMode;
+    synchronous: SynchronousSpec;
     /** Set when backups are configured: WAL goes to the pgBackRest stanza. */
     pgbackrestStanza?: string;
     passwords: { superuser: string; replication: string; rewind: string; restApi: string };
@@ -68,13 +87,13 @@ export function pgHba(meshCidr: string): string[] {
     ];
 }
 
-function synchronousSettings(mode: SynchronousMode): Record<string, unknown> {
-    // Strict: with no synchronous standby left, writes wait instead of being acknowledged by the
-    // primary alone; that is what "no acknowledged write lost" costs (the plan's failure table
-    // says which losses leave writes waiting).
-    if (mode === "quorum") return { synchronous_mode: "quorum", synchronous_mode_strict: true, synchronous_node_count: 1 };
-    if (mode === "on") return { synchronous_mode: true, synchronous_mode_strict: true, synchronous_node_count: 1 };
-    return {};
+function synchronousSettings(sync: SynchronousSpec): Record<string, unknown> {
+    if (sync.mode === "off") return {};
+    // Strict (the default): with no synchronous standby left, writes wait instead of being
+    // acknowledged by the primary alone; that is what "no acknowledged write lost" costs (the
+    // plan's failure table says which losses leave writes waiting). Patroni lowers k by itself
+    // while standbys are missing (components/replication.ts).
+    return { synchronous_mode: sync.mode === "quorum" ? "quorum" : true, synchronous_mode_strict: sync.strict, synchronous_node_count: sync.nodeCount };
 }
 
 export function archiveCommand(stanza: string): string {
@@ -120,6 +139,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
                         max_replication_slots: 10,
                         wal_keep_size: "1GB",
                         password_encryption: "scram-sha-256",
+                        ...(spec.synchronous.mode !== "off" && spec.synchronous.nodeCount > 1 ? { wal_sender_timeout: `${WAL_SENDER_TIMEOUT_SECONDS}s` } : {}),
                     },
                 },
             },

@@ -1,6 +1,6 @@
 // The lab's figures for `npm run bench -- --lab`: bring-up time from a cached root filesystem
 // to a healthy stack, and each drill's RTO and lost writes, as medians over repeated runs.
-import { drills } from "./drills";
+import { drills, whyNotApplicableHere } from "./drills";
 import { DrillResult } from "./drills/types";
 import { labSpecs, stackSource } from "./program";
 import { teardown } from "./realize";
@@ -81,7 +81,11 @@ export async function labBench(runs: number): Promise<[string, string][]> {
             bringUps.push((await bringUp(source, log)).seconds);
             memory.push(labMemory().totalMiB);
             proxies.push(await proxyOverhead());
-            for (const d of drills) results.set(d.name, [...(results.get(d.name) ?? []), await d.run({ log })]);
+            for (const d of drills) {
+                const why = whyNotApplicableHere(d);
+                if (why) log(`drill ${d.name}: skipped, ${why}`);
+                else results.set(d.name, [...(results.get(d.name) ?? []), await d.run({ log })]);
+            }
         } finally {
             await teardown(log);
         }

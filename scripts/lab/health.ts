@@ -4,7 +4,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DIRECTORY_STATUS } from "../../components/render/directory-agent";
-import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
+import { execInNode, labNodes, nodePids, nodeUnits, NodeState, UnitStatus } from "./realize";
+import { etcdMembers } from "./etcd";
+import { ETCD_UNIT } from "../../components/render/etcd";
+import { PATRONI_UNIT } from "../../components/render/patroni";
 import { elapsed, Log, sleep } from "./exec";
 import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
 
@@ -90,6 +93,41 @@ export function directoryCheck(node: NodeState, all: NodeState[]): Check {
     return { name: "directory", ok, detail };
 }
 
+/** The names (comm) of the node's processes right now. */
+export function processNames(node: NodeState): string[] {
+    return nodePids(node.name).flatMap((pid) => {
+        try {
+            return [readFileSync(`/proc/${pid}/comm`, "utf8").trim()];
+        } catch {
+            return []; // gone since it was listed
+        }
+    });
+}
+
+/**
+ * What a database role runs: a member runs Patroni (and PostgreSQL under it); a witness runs an
+ * etcd member and nothing of PostgreSQL, so it holds no data and costs the smallest size.
+ */
+function roleCheck(node: NodeState, units: UnitStatus[]): Check | undefined {
+    const has = (unit: string) => units.some((u) => u.unit === unit);
+    if (node.role === "db") return { name: "role", ok: has(PATRONI_UNIT), detail: has(PATRONI_UNIT) ? "database member (Patroni)" : `no ${PATRONI_UNIT}` };
+    if (node.role !== "witness") return undefined;
+    const postgres = processNames(node).filter((p) => /^(postgres|patroni)/.test(p));
+    const problems = [...(has(ETCD_UNIT) ? [] : [`no ${ETCD_UNIT}`]), ...(has(PATRONI_UNIT) ? [`runs ${PATRONI_UNIT}`] : []), ...(postgres.length ? [`runs ${[...new Set(postgres)].join(", ")}`] : [])];
+    return { name: "role", ok: problems.length === 0, detail: problems.length ? problems.join("; ") : "witness: etcd only, no PostgreSQL" };
+}
+
+/** An etcd member must be a started voter in the cluster its own etcd reports. */
+async function etcdMemberCheck(node: NodeState): Promise<Check> {
+    const members = await etcdMembers(node.name);
+    if (!members) return { name: "etcd member", ok: false, detail: "no member list (no quorum, or etcd not answering)" };
+    const me = members.find((m) => m.name === node.name);
+    const voters = members.filter((m) => m.started && !m.learner).length;
+    if (!me) return { name: "etcd member", ok: false, detail: `not listed among ${members.length} members` };
+    const ok = me.started && !me.learner;
+    return { name: "etcd member", ok, detail: ok ? `voter, one of ${voters}` : me.learner ? "a learner, not a voter" : "listed but not started" };
+}
+
 export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes()): Promise<NodeHealth> {
     const units = nodeUnits(node.name).filter((u) => u.unit.endsWith(".service"));
     const checks: Check[] = [];
@@ -102,6 +140,9 @@ export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes())
     checks.push({ name: "mesh", ok: unreachable.length === 0, detail: unreachable.length ? `cannot reach ${unreachable.join(", ")}` : `reaches ${peers.length} peer(s)` });
     checks.push(directoryCheck(node, all));
     if (units.some((u) => /patroni/.test(u.unit) && u.state === "active")) checks.push(await replicationCheck(node));
+    if (!node.isolated && units.some((u) => u.unit === ETCD_UNIT && u.state === "active")) checks.push(await etcdMemberCheck(node));
+    const role = roleCheck(node, units);
+    if (role) checks.push(role);
     const app = labStack()?.app;
     for (const probe of PROBES) {
         for (const u of units.filter((x) => probe.unit.test(x.unit) && x.state === "active")) {

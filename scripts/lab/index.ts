@@ -4,7 +4,7 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs, UsageError } from "../lib/args";
 import { Log } from "./exec";
-import { drills, findDrill } from "./drills";
+import { drills, findDrill, whyNotApplicableHere } from "./drills";
 import { DrillResult } from "./drills/types";
 import { describeFailures, labHealth, NodeHealth, waitHealthy } from "./health";
 import { requireRoot } from "./preflight";
@@ -45,6 +45,8 @@ export function reportTable(results: DrillResult[]): string {
 
 async function runDrill(name: string, node: string | undefined): Promise<DrillResult> {
     const drill = findDrill(name);
+    const why = whyNotApplicableHere(drill);
+    if (why) throw new Error(`drill ${drill.name} does not apply here: ${why} (npm run lab -- up --config scripts/lab/stacks/witness.yaml has one)`);
     log(`drill ${drill.name}: ${drill.description}`);
     const result = await drill.run({ log, target: node });
     log(`drill ${drill.name}: ${result.passed ? "passed" : "FAILED"}; ${result.notes.join("; ")}`);
@@ -56,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
     const [command = "all", ...rest] = args.positional;
     const jsonFile = args.values.json;
     if (command === "drills") {
-        for (const d of drills) console.log(`${d.name.padEnd(16)} ${d.description}`);
+        for (const d of drills) console.log(`${d.name.padEnd(22)} ${d.needs ? `(needs a ${d.needs}) ` : ""}${d.description}`);
         return 0;
     }
     requireRoot();
@@ -93,13 +95,20 @@ async function main(argv: string[]): Promise<number> {
         }
         case "all": {
             const results: DrillResult[] = [];
+            const skipped: string[] = [];
             try {
                 await up(args.values);
-                for (const d of drills) results.push(await runDrill(d.name, undefined));
+                for (const d of drills) {
+                    const why = whyNotApplicableHere(d);
+                    if (why) {
+                        log(`drill ${d.name}: skipped, ${why}`);
+                        skipped.push(`${d.name}: skipped, ${why}`);
+                    } else results.push(await runDrill(d.name, undefined));
+                }
             } finally {
                 await teardown(log);
             }
-            console.log(`\n${reportTable(results)}`);
+            console.log(`\n${reportTable(results)}${skipped.map((x) => `\n${x}`).join("")}`);
             if (jsonFile) writeFileSync(jsonFile, JSON.stringify(results, null, 2) + "\n");
             return results.every((r) => r.passed) ? 0 : 1;
         }

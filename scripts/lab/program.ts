@@ -1,10 +1,12 @@
 // What the lab realizes: the real program evaluated under the mock runtime for a stack file.
 // Each node's cloud-config is exactly what its server resource received; nothing is rendered
 // again here.
-import { resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { appRelease, frontDoorHostnames, parseStackConfig } from "../../components/config";
 import { releaseGateScript } from "../../components/app-release";
 import { buildPlan } from "../../components/plan";
+import { isOwnHost } from "../../components/providers/catalogs";
+import { assertLabAddress } from "./paths";
 import { imagePort } from "../../components/release";
 import { EdgePlan, edgePlanOf } from "./edge/spec";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
@@ -18,9 +20,14 @@ export interface StackSource {
     file: string;
 }
 
+/** Where the lab's own stack files live; scripts/lab/stacks/<name>.yaml is stack <name>. */
+export const LAB_STACKS_DIR = resolve(__dirname, "stacks");
+
 export function stackSource(values: { stack?: string; config?: string }): StackSource {
     if (values.config) {
-        return { stack: values.stack ?? stackNameOf(values.config) ?? "lab", file: resolve(values.config) };
+        const file = resolve(values.config);
+        const labStackName = dirname(file) === LAB_STACKS_DIR ? /^([a-z][a-z0-9-]*)\.ya?ml$/.exec(basename(file))?.[1] : undefined;
+        return { stack: values.stack ?? stackNameOf(values.config) ?? labStackName ?? "lab", file };
     }
     const stack = values.stack ?? "prod";
     return { stack, file: resolve(`Pulumi.${stack}.yaml`) };
@@ -77,12 +84,28 @@ function gateScriptOf(e: Evaluation, plan: ReturnType<typeof buildPlan>): string
 }
 
 function specsOf(e: Evaluation): LabNodeSpec[] {
-    const nodes = e.outputs.nodes as { name: string; role: string; provider: string; meshAddress: string; dnsName: string }[];
+    const nodes = e.outputs.nodes as { name: string; role: string; provider: string; meshAddress: string; dnsName: string; publicIpv4?: string }[];
     return nodes.map((n) => {
         const userData = e.userData[n.name];
-        const publicIpv4 = e.publicIpv4[n.name];
         if (!userData) throw new Error(`lab: the program gave node ${n.name} no user-data`);
+        // A rented server's address is the one the mock gave it. A host you bring keeps the
+        // address its stack file names (its DNS record points there), so a lab stack gives such a
+        // host a lab address.
+        const own = isOwnHost(n.provider);
+        const publicIpv4 = own ? n.publicIpv4 : e.publicIpv4[n.name];
         if (!publicIpv4) throw new Error(`lab: the program gave node ${n.name} no public address`);
+        if (own && !isLabAddress(publicIpv4)) {
+            throw new Error(`lab: node ${n.name} is a host you bring (provider ${n.provider}) at ${publicIpv4}; in a lab stack its host must be a lab address in 198.18.0.0/15 past 198.18.0.255`);
+        }
         return { name: n.name, role: n.role, provider: n.provider, publicIpv4, meshAddress: n.meshAddress, userData, dnsNames: [n.dnsName] };
     });
+}
+
+function isLabAddress(ip: string): boolean {
+    try {
+        assertLabAddress(ip);
+        return !ip.startsWith("198.18.0.");
+    } catch {
+        return false;
+    }
 }

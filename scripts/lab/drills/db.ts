@@ -5,7 +5,8 @@ import { PATRONI_TIMING, PG_SOCKET_DIR } from "../../../components/render/patron
 import { ETCD_UNIT } from "../../../components/render/etcd";
 import { SWITCHOVER_TOOL } from "../../../components/render/switchover";
 import { sleep } from "../exec";
-import { execInNode, healNode, isolateNode, killNode, labNodes, NodeState, rebootNode } from "../realize";
+import { execInNode, healNode, isolateNode, killNode, labNodes, nodeUnits, NodeState, rebootNode } from "../realize";
+import { etcdLeader } from "../etcd";
 import { DB_PORTS } from "../../../components/plan";
 import { httpStatus } from "../health";
 import { faultUnderLoad, pickNode } from "./harness";
@@ -13,6 +14,16 @@ import { Drill, DrillContext } from "./types";
 
 export const PRIMARY_RTO_SECONDS = PATRONI_TIMING.ttl + 3;
 export const UNAFFECTED_RTO_SECONDS = 5;
+/**
+ * What a failover costs on top when commits wait for more than one standby in quorum mode (a
+ * stack with a witness, k > 1). Promoting, the new primary names the other former synchronous
+ * members in its own synchronous_standby_names (ANY k of them, the lost ones included), and
+ * commits wait until Patroni drops the lost ones: it first gives them a loop_wait to reconnect,
+ * looks at its next loop, and drops them at the one after (patroni/ha.py
+ * process_sync_replication, patroni/quorum.py): at most 3 loops. Measured: 2.5 s (failovers of
+ * ttl + 4.3 to 5.4 s, against ttl + 2 to 3 s with k = 1).
+ */
+export const QUORUM_HANDOVER_SECONDS = 3 * PATRONI_TIMING.loop_wait;
 
 const dbNodes = (): NodeState[] => labNodes().filter((n) => n.role === "db");
 
@@ -37,9 +48,28 @@ async function acceptsWrites(node: string): Promise<boolean> {
     return r.code === 0 && r.stdout.trim() === "t";
 }
 
-/** The RTO a drill on `target` must meet: ttl + 3 s if it is the primary, a moment otherwise. */
+/** Patroni's dynamic configuration as the cluster holds it, from the first member that answers. */
+async function patroniConfig(): Promise<{ synchronous_mode?: boolean | string; synchronous_node_count?: number } | undefined> {
+    for (const n of dbNodes().filter((x) => !x.isolated)) {
+        const r = await execInNode(n.name, ["curl", "-s", "-m", "2", `http://${n.meshAddress}:${DB_PORTS.patroni}/config`], { timeoutMs: 5_000, allowFail: true });
+        try {
+            return JSON.parse(r.stdout) as { synchronous_mode?: boolean | string; synchronous_node_count?: number };
+        } catch {
+            continue;
+        }
+    }
+    return undefined;
+}
+
+/** The RTO a lost primary allows: ttl + 3 s, and the quorum hand-over when k > 1 (QUORUM_HANDOVER_SECONDS). */
+export async function failoverRtoTarget(): Promise<number> {
+    const c = await patroniConfig();
+    return PRIMARY_RTO_SECONDS + (c?.synchronous_mode === "quorum" && (c.synchronous_node_count ?? 1) > 1 ? QUORUM_HANDOVER_SECONDS : 0);
+}
+
+/** The RTO a drill on `target` must meet: a failover's if it is the primary, a moment otherwise. */
 export async function nodeRtoTarget(target: string): Promise<number> {
-    return (await currentPrimary()) === target ? PRIMARY_RTO_SECONDS : UNAFFECTED_RTO_SECONDS;
+    return (await currentPrimary()) === target ? failoverRtoTarget() : UNAFFECTED_RTO_SECONDS;
 }
 
 /** SIGKILL every process of `target`, then restart it as after a reboot, under load. */
@@ -51,7 +81,7 @@ export const dbPrimaryKill: Drill = {
     description: "SIGKILL every process of the primary's node under write load; RTO and lost writes",
     run: async (ctx) => {
         const target = await pickNode(ctx, currentPrimary, "primary");
-        return killAndReboot(ctx, "db-primary-kill", target, PRIMARY_RTO_SECONDS);
+        return killAndReboot(ctx, "db-primary-kill", target, await failoverRtoTarget());
     },
 };
 
@@ -80,7 +110,7 @@ export const dbPrimaryIsolate: Drill = {
             repair: async () => {
                 await healNode(target);
             },
-            rtoTargetSeconds: PRIMARY_RTO_SECONDS,
+            rtoTargetSeconds: await failoverRtoTarget(),
         });
     },
 };
@@ -111,31 +141,164 @@ export const etcdMemberKill: Drill = {
     },
 };
 
+/** Every node of `provider` dies at once (its data centres' power gone); the repair reboots them. */
+function providerFault(ctx: DrillContext, provider: string) {
+    const lost = labNodes().filter((n) => n.provider === provider).map((n) => n.name);
+    return {
+        target: `provider ${provider} (${lost.join(", ")})`,
+        lost,
+        fault: async () => {
+            await Promise.all(lost.map((n) => killNode(n, ctx.log)));
+        },
+        repair: async () => {
+            for (const n of lost) await rebootNode(n, ctx.log);
+        },
+    };
+}
+
 export const providerLoss: Drill = {
     name: "provider-loss",
     description: "every node of the provider holding the fewest database members dies at once; writes go on",
     run: async (ctx) => {
-        const count = new Map<string, number>();
-        for (const n of dbNodes()) count.set(n.provider, (count.get(n.provider) ?? 0) + 1);
-        const minority = [...count.entries()].sort((a, b) => a[1] - b[1])[0][0];
-        const lost = labNodes().filter((n) => n.provider === minority).map((n) => n.name);
+        const byProvider = membersByProvider();
+        const minority = providerFault(ctx, byProvider[byProvider.length - 1][0]);
         const primary = await currentPrimary();
-        const rto = primary && lost.includes(primary) ? PRIMARY_RTO_SECONDS : UNAFFECTED_RTO_SECONDS;
-        return faultUnderLoad(ctx, {
-            drill: "provider-loss",
-            target: `provider ${minority} (${lost.join(", ")})`,
-            lost,
-            fault: async () => {
-                await Promise.all(lost.map((n) => killNode(n, ctx.log)));
-            },
-            repair: async () => {
-                for (const n of lost) await rebootNode(n, ctx.log);
-            },
-            rtoTargetSeconds: rto,
-        });
+        const rto = primary && minority.lost.includes(primary) ? await failoverRtoTarget() : UNAFFECTED_RTO_SECONDS;
+        return faultUnderLoad(ctx, { drill: "provider-loss", ...minority, rtoTargetSeconds: rto });
     },
 };
 
+/** Database members per provider, most first. */
+function membersByProvider(): [string, NodeState[]][] {
+    const by = new Map<string, NodeState[]>();
+    for (const n of dbNodes()) by.set(n.provider, [...(by.get(n.provider) ?? []), n]);
+    return [...by.entries()].sort((a, b) => b[1].length - a[1].length);
+}
+
+const votes = (n: NodeState) => nodeUnits(n.name).some((u) => u.unit === ETCD_UNIT);
+
+/** Bounded wait for `what`; true once `check` holds. */
+async function waitUntil(limitMs: number, check: () => Promise<boolean>): Promise<boolean> {
+    const deadline = Date.now() + limitMs;
+    while (Date.now() < deadline) {
+        if (await check()) return true;
+        await sleep(1_000);
+    }
+    return false;
+}
+
+/**
+ * Puts the primary on `candidate` with the program's own switchover tool (run on the current
+ * primary, as an operator would) and waits until Patroni says it leads.
+ */
+export async function switchOverTo(ctx: DrillContext, candidate: string): Promise<void> {
+    const from = await currentPrimary();
+    if (!from) throw new Error("no primary to switch over from");
+    ctx.log(`switching the primary over from ${from} to ${candidate}`);
+    const r = await execInNode(from, [SWITCHOVER_TOOL, "--candidate", candidate], { timeoutMs: 120_000, allowFail: true });
+    for (const line of `${r.stdout}${r.stderr}`.trim().split("\n")) ctx.log(line);
+    if (r.code !== 0) throw new Error(`${SWITCHOVER_TOOL} --candidate ${candidate} on ${from} failed (exit ${r.code})`);
+    if (!(await waitUntil(30_000, async () => (await currentPrimary()) === candidate))) throw new Error(`${candidate} did not lead within 30 s of the switchover`);
+}
+
+/** The primary's synchronous_standby_names, asked on its socket. */
+async function synchronousStandbys(node: string): Promise<string> {
+    const r = await execInNode(node, ["psql", "-h", PG_SOCKET_DIR, "-U", "postgres", "-XAtq", "-c", "SHOW synchronous_standby_names"], { user: "postgres", timeoutMs: 5_000, allowFail: true });
+    return r.code === 0 ? r.stdout.trim() : `unknown (${r.stderr.trim()})`;
+}
+
+/**
+ * The steady state: the primary's commits wait for k (synchronous_node_count) of its standbys,
+ * every other member listed (`ANY k (...)` in quorum mode, `k (...)` in on mode). Bounded wait;
+ * says what it last saw.
+ */
+async function waitForFullSynchronousSet(primary: string, limitMs: number): Promise<{ ok: boolean; seen: string }> {
+    const k = (await patroniConfig())?.synchronous_node_count ?? 1;
+    const others = dbNodes().filter((n) => n.name !== primary).map((n) => n.name);
+    let seen = "";
+    const ok = await waitUntil(limitMs, async () => {
+        seen = await synchronousStandbys(primary);
+        const m = /^(?:ANY )?(\d+) \((.*)\)$/.exec(seen);
+        const names = m ? m[2].split(",").map((x) => x.trim().replace(/^"|"$/g, "")) : [];
+        return m !== null && Number(m[1]) === k && others.every((o) => names.includes(o));
+    });
+    return { ok, seen: `${seen || "(empty)"}, k = ${k}` };
+}
+
+/**
+ * Puts the primary on the provider holding the most database members, on its member that votes
+ * in etcd (see providerLossMajority), switching over if it is elsewhere; says what it did.
+ */
+export async function primaryOntoMajority(ctx: DrillContext): Promise<{ majority: string; members: NodeState[]; voter: NodeState; note: string }> {
+    const [[majority, members], ...rest] = membersByProvider();
+    if (rest.length === 0) throw new Error(`every database member is on ${majority}: no other provider to take over`);
+    const voter = members.find(votes) ?? members[0];
+    const primary = await currentPrimary();
+    if (primary !== voter.name) await switchOverTo(ctx, voter.name);
+    const note = `primary put on ${voter.name} (${majority}, ${votes(voter) ? "an etcd voter" : "no etcd voter there"})${primary === voter.name ? " already" : `, switched over from ${primary ?? "nobody"}`}`;
+    return { majority, members, voter, note };
+}
+
+/**
+ * The loss of the provider holding most database members, which only a stack with a witness
+ * survives: the witness keeps etcd's quorum, and every commit has a copy on the other provider
+ * (synchronous_node_count = that provider's member count), so the member left there may take
+ * over. The primary is put on that provider first (the worst case: a failover, not a standby
+ * lost), on its member that votes in etcd: the etcd-leader-away job then keeps etcd's leader off
+ * the primary's node, which is also off its provider, so the drill measures Patroni's failover
+ * and not an etcd election on top of it. The fault strikes once every member is back in the
+ * synchronous set (right after a switchover they are not yet). Writes must come back within a
+ * failover's target (failoverRtoTarget), with no acknowledged write lost.
+ */
+export const providerLossMajority: Drill = {
+    name: "provider-loss-majority",
+    description: "every node of the provider holding the most database members dies at once, the primary among them; a member on the other provider takes over",
+    needs: "witness",
+    run: async (ctx) => {
+        const { majority, members, voter, note } = await primaryOntoMajority(ctx);
+        const setup = [note];
+        const before = await waitForFullSynchronousSet(voter.name, 60_000);
+        if (!before.ok) throw new Error(`provider-loss-majority: ${voter.name}'s synchronous set did not name every other member within 60 s: ${before.seen}`);
+        // The leader-away job looks every few seconds; give it a few rounds to move etcd's leader.
+        let leader: string | undefined;
+        await waitUntil(30_000, async () => {
+            leader = await etcdLeader();
+            return leader !== undefined && !members.some((m) => m.name === leader);
+        });
+        setup.push(`synchronous_standby_names before the fault: ${before.seen}`, `etcd leader at the fault: ${leader ?? "unknown"}${members.some((m) => m.name === leader) ? ` (on ${majority}: an etcd election adds to the failover)` : ""}`);
+        const loss = providerFault(ctx, majority);
+        const lost = loss.lost;
+        const proxies = labNodes().filter((n) => n.role === "haproxy" && !lost.includes(n.name));
+        const result = await faultUnderLoad(ctx, {
+            drill: "provider-loss-majority",
+            ...loss,
+            whileBroken: async () => {
+                const now = await currentPrimary();
+                const elsewhere = now !== undefined && !lost.includes(now);
+                // The web keeps serving through the HAProxy node left: it answers /healthz itself
+                // with 200 while it has an app node up.
+                const web = await Promise.all(proxies.map(async (p) => `${p.name} /healthz ${await httpStatus(p, "http://127.0.0.1/healthz")}`));
+                return {
+                    ok: elsewhere && web.length > 0 && web.every((w) => w.endsWith(" 200")),
+                    notes: [`new primary: ${now ?? "none"}${elsewhere ? "" : ` (expected one off ${majority})`}; synchronous_standby_names on it: ${now ? (await synchronousStandbys(now)) || "(empty: one copy per commit until a member returns)" : "-"}`, `web through the HAProxy left: ${web.join(", ") || "none"}`],
+                };
+            },
+            afterRepair: async () => {
+                // Healthy means every member leads or streams; the old primary must now follow,
+                // and Patroni must have raised the synchronous set back to k by itself.
+                const oldIsReplica = await patroniSays(voter, "/replica");
+                const now = await currentPrimary();
+                const after = now ? await waitForFullSynchronousSet(now, 60_000) : { ok: false, seen: "no primary" };
+                return {
+                    ok: oldIsReplica && after.ok,
+                    notes: [`after the reboot: old primary ${voter.name} ${oldIsReplica ? "is a replica" : "is NOT a replica"}, primary ${now ?? "none"}; synchronous_standby_names ${after.seen}${after.ok ? "" : " (the rebooted members are not all back in the synchronous set within 60 s)"}`],
+                };
+            },
+            rtoTargetSeconds: await failoverRtoTarget(),
+        });
+        return { ...result, notes: [...setup, ...result.notes] };
+    },
+};
 
 /**
  * A planned switchover may hold writes this long (the poolers wait; nobody gets an error). Where

@@ -22,6 +22,8 @@ export interface FaultSpec {
     /** Checks while the fault lasts, after writes came back; notes, and whether they passed. */
     whileBroken?(): Promise<{ ok: boolean; notes: string[]; splitBrain?: boolean }>;
     repair(): Promise<void>;
+    /** Checks once the stack is healthy again after the repair (who leads now, say). */
+    afterRepair?(): Promise<{ ok: boolean; notes: string[] }>;
     /** Writes must be accepted again within this many seconds of the fault. */
     rtoTargetSeconds: number;
     /** The fault is about this path to the database (host:port of the connection string): the writer must be using it when the fault strikes. */
@@ -78,6 +80,11 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
         try {
             await waitHealthy(ctx.log, RECOVER_TIMEOUT_MS);
             recoverySeconds = (Date.now() - repairAt) / 1000;
+            if (spec.afterRepair) {
+                const r = await spec.afterRepair();
+                notes.push(...r.notes);
+                passed &&= r.ok;
+            }
         } catch (e) {
             passed = false;
             notes.push(`not healthy after the repair: ${(e as Error).message}`);

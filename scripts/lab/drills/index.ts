@@ -1,16 +1,32 @@
 // Every drill the lab knows, by name.
 import { backupRestore } from "./backup";
-import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss } from "./db";
+import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss, providerLossMajority } from "./db";
 import { nodeIsolate, nodeKill } from "./node-faults";
 import { releaseRollback, releaseSwitch } from "./release";
 import { dbMemberReplace } from "./replace";
+import { labStack } from "../load/writes";
+import { labNodes } from "../realize";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, dbMemberReplace, dbSwitchover, backupRestore, releaseSwitch, releaseRollback];
+export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, backupRestore, releaseSwitch, releaseRollback];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);
     if (!d) throw new Error(`no drill "${name}"; drills: ${drills.map((x) => x.name).join(", ")}`);
     return d;
+}
+
+/**
+ * Why `drill` would measure nothing on a stack whose nodes have these roles (undefined: it
+ * applies). A drill that needs a witness says so rather than pretend on a stack without one.
+ */
+export function whyNotApplicable(drill: Drill, stack: string, roles: string[]): string | undefined {
+    if (drill.needs && !roles.includes(drill.needs)) return `the ${stack} stack has no ${drill.needs}`;
+    return undefined;
+}
+
+/** The same, for the lab that is up now. */
+export function whyNotApplicableHere(drill: Drill): string | undefined {
+    return whyNotApplicable(drill, labStack()?.source?.stack ?? "lab", labNodes().map((n) => n.role));
 }

@@ -39,6 +39,8 @@ export interface DrillContext {
 export interface Drill {
     name: string;
     description: string;
+    /** A role the stack must have for the drill to mean anything (absent: every stack has what it needs). */
+    needs?: "witness";
     run(ctx: DrillContext): Promise<DrillResult>;
 }
 

@@ -1,0 +1,55 @@
+// What the lab asks etcd: its members (voters or learners, started or not) and which one leads,
+// through etcdctl inside a node that runs a member, on that member's loopback client URL.
+import { DB_PORTS } from "../../components/plan";
+import { ETCD_UNIT } from "../../components/render/etcd";
+import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
+
+export interface EtcdMember {
+    name: string;
+    /** Listed by the cluster but never started (no name or client URL yet). */
+    started: boolean;
+    learner: boolean;
+    clientUrls: string[];
+}
+
+const ctl = (node: string, args: string[]) =>
+    execInNode(node, ["etcdctl", `--endpoints=http://127.0.0.1:${DB_PORTS.etcdClient}`, "--dial-timeout=2s", "--command-timeout=3s", ...args], { timeoutMs: 10_000, allowFail: true });
+
+/** Nodes whose etcd unit is running. */
+export function etcdNodes(): NodeState[] {
+    return labNodes().filter((n) => !n.isolated && nodeUnits(n.name).some((u) => u.unit === ETCD_UNIT && u.state === "active"));
+}
+
+/**
+ * The cluster's members as `node`'s etcd sees them (a linearizable read: it needs a quorum);
+ * undefined when it does not answer. etcdctl's simple format: ID, status, name, peer URLs,
+ * client URLs, is learner.
+ */
+export async function etcdMembers(node: string): Promise<EtcdMember[] | undefined> {
+    const r = await ctl(node, ["member", "list", "-w", "simple"]);
+    if (r.code !== 0) return undefined;
+    return r.stdout.split("\n").filter((l) => l.trim()).map((l) => {
+        const [, status, name, , clients, learner] = l.split(", ").map((f) => f.trim());
+        return { name, started: status === "started" && name !== "", learner: learner === "true", clientUrls: clients ? clients.split(",") : [] };
+    });
+}
+
+/**
+ * The node whose etcd member leads, asked of the first running member that answers (undefined:
+ * none answers, or an election is under way). endpoint status's simple format: endpoint, ID,
+ * version, DB size, is leader, ...
+ */
+export async function etcdLeader(): Promise<string | undefined> {
+    for (const n of etcdNodes()) {
+        // Members that do not answer are reported on stderr (and make the exit code 1); the
+        // others' lines still say who leads.
+        const r = await ctl(n.name, ["endpoint", "status", "--cluster", "-w", "simple"]);
+        const rows = r.stdout.split("\n").map((l) => l.split(", ").map((f) => f.trim())).filter((f) => f.length >= 5 && /^https?:\/\//.test(f[0]));
+        if (rows.length === 0) continue;
+        const leading = rows.find((f) => f[4] === "true");
+        if (!leading) return undefined;
+        const address = new URL(leading[0]).hostname;
+        return labNodes().find((x) => x.meshAddress === address)?.name;
+    }
+    return undefined;
+}

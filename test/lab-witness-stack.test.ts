@@ -1,0 +1,44 @@
+// The lab's witness stack without the lab: the program accepts the stack file, the witness (a
+// host you bring) keeps the address the file names, and only a drill's own stack runs it.
+import { strict as assert } from "node:assert";
+import { join } from "node:path";
+import { drills, whyNotApplicable } from "../scripts/lab/drills";
+import { providerLossMajority } from "../scripts/lab/drills/db";
+import { labProgram, stackSource } from "../scripts/lab/program";
+import { ROOT } from "./helpers/stack";
+
+const WITNESS_STACK = join(ROOT, "scripts/lab/stacks/witness.yaml");
+
+describe("the lab's witness stack", function () {
+    this.timeout(60_000);
+
+    it("is stack \"witness\", its witness an etcd-only host at the address its file names", async () => {
+        const source = stackSource({ config: WITNESS_STACK });
+        assert.equal(source.stack, "witness");
+        const { specs } = await labProgram(source);
+        const witness = specs.find((s) => s.role === "witness");
+        assert.ok(witness);
+        assert.deepEqual([witness.provider, witness.publicIpv4], ["ssh", "198.19.200.10"]);
+        assert.match(witness.userData, /vps-ha-etcd\.service/);
+        assert.doesNotMatch(witness.userData, /vps-ha-patroni|postgresql-17/);
+        // Every commit reaches db-3 (linode): k = 2, and the lone survivor goes on writing.
+        const db3 = specs.find((s) => s.name === "db-3");
+        assert.match(String(db3?.userData), /synchronous_node_count: 2/);
+        assert.match(String(db3?.userData), /synchronous_mode_strict: false/);
+    });
+
+    it("refuses a host you bring whose address is outside the lab's network", async () => {
+        const { parse } = await import("yaml");
+        const { readFileSync } = await import("node:fs");
+        const nodes = parse(readFileSync(WITNESS_STACK, "utf8")).config["vps-ha:nodes"];
+        nodes.witness[0].host = "203.0.113.10";
+        await assert.rejects(labProgram(stackSource({ config: WITNESS_STACK }), { nodes }), /witness-1 is a host you bring \(provider ssh\) at 203\.0\.113\.10; in a lab stack its host must be a lab address/);
+    });
+
+    it("runs provider-loss-majority only where there is a witness, and says why not elsewhere", () => {
+        assert.equal(whyNotApplicable(providerLossMajority, "prod", ["app", "haproxy", "db"]), "the prod stack has no witness");
+        assert.equal(whyNotApplicable(providerLossMajority, "witness", ["app", "haproxy", "db", "witness"]), undefined);
+        // Every other drill runs on the prod stack.
+        for (const d of drills.filter((x) => x !== providerLossMajority)) assert.equal(whyNotApplicable(d, "prod", ["app", "haproxy", "db"]), undefined, d.name);
+    });
+});
