@@ -13,7 +13,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { execInNode, labNodes } from "./realize";
-import { labStack } from "./load/writes";
+import { labStack } from "./stack";
 import type { HttpBenchFigures } from "./load/http-bench";
 
 /** Seconds each side of the proxy comparison runs, and its parallel clients. */

@@ -12,7 +12,7 @@ import { elapsed, Log, sleep } from "./exec";
 import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
 
 import type { LabApp } from "./containers";
-import { labStack } from "./load/writes";
+import { labStack } from "./stack";
 
 export interface Check {
     name: string;

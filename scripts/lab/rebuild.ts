@@ -15,7 +15,7 @@ import { applyCloudConfig } from "./cloudinit";
 import { stopProcesses } from "./cleanup";
 import { prepareAppNodes } from "./containers";
 import { elapsed, Log, run } from "./exec";
-import { labStack } from "./load/writes";
+import { labStack } from "./stack";
 import { unmountUnder } from "./mounts";
 import { writeNetnsHosts } from "./net";
 import { bootServices, copyHostsIntoNode, ensureLabHosts, mountNode } from "./node";

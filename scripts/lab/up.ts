@@ -3,7 +3,7 @@
 // last log lines are shown and everything is taken down again.
 import { Log } from "./exec";
 import { NodeHealth, waitHealthy } from "./health";
-import { LabStack, labStack, saveLabStack } from "./load/writes";
+import { LabStack, labStack, saveLabStack } from "./stack";
 import { startEdges } from "./edge";
 import { mockOriginCa } from "../lib/mock-tls";
 import { LabProgram, labProgram, StackSource } from "./program";

@@ -3,7 +3,8 @@
 import { sleep } from "../exec";
 import { waitHealthy } from "../health";
 import { analyzeWrites, longestWritePause } from "../load/analyze";
-import { canWrite, labStack, WriteLoad, WriteOptions } from "../load/writes";
+import { canWrite, WriteLoad, WriteOptions } from "../load/writes";
+import { labStack } from "../stack";
 import { analyzeRequests, RequestRecord, WebLoad, WebTarget } from "../load/web";
 import { LabEdge, markedDownAfter, unhealthyOrigins } from "../edge";
 import { labNodes } from "../realize";

@@ -4,7 +4,7 @@ import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMembe
 import { nodeIsolate, nodeKill } from "./node-faults";
 import { releaseRollback, releaseSwitch } from "./release";
 import { dbMemberReplace } from "./replace";
-import { labStack } from "../load/writes";
+import { labStack } from "../stack";
 import { labNodes } from "../realize";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";

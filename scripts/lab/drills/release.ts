@@ -16,7 +16,7 @@ import { EDGE_NAME } from "../edge";
 import { elapsed, Log, run, sleep } from "../exec";
 import { importStandIns } from "../containers";
 import { getOnce } from "../load/web";
-import { labStack } from "../load/writes";
+import { labStack } from "../stack";
 import { netnsName, STATE_DIR } from "../paths";
 import { labProgram, LabProgram, stackSource } from "../program";
 import { execInNode, labNodes } from "../realize";

@@ -4,7 +4,8 @@
 // string, keep writing through the other proxy, and the drill reports how long writes paused.
 import { HAPROXY_PORTS } from "../../../components/plan";
 import { killNode, labNodes, rebootNode } from "../realize";
-import { labStack, parsePostgresUrl } from "../load/writes";
+import { parsePostgresUrl } from "../load/writes";
+import { labStack } from "../stack";
 import { killAndReboot, UNAFFECTED_RTO_SECONDS } from "./db";
 import { faultUnderLoad, pickNode } from "./harness";
 import { Drill } from "./types";

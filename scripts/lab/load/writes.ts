@@ -5,35 +5,10 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { execInNode, labNodes } from "../realize";
 import { STATE_DIR } from "../paths";
+import { labStack } from "../stack";
 import type { WriteRecord } from "./db-writer";
 import { TABLE } from "./db-writer";
-import type { LabApp } from "../containers";
 import { parseJsonLines } from "./json-lines";
-import type { LabEdge } from "../edge";
-import type { StackSource } from "../program";
-
-export const STACK_FILE = join(STATE_DIR, "stack.json");
-
-export interface LabStack {
-    connectionString?: string;
-    /** The same primary through the poolers (pgbouncer on the HAProxy nodes). */
-    pooledConnectionString?: string;
-    app: LabApp;
-    hostname: string;
-    /** The stand-ins for Cloudflare's edge, when the program load-balances the hostname. */
-    edges?: LabEdge[];
-    /** The stack file the lab was brought up from (release drills evaluate it again, edited). */
-    source?: StackSource;
-}
-
-/** The stack outputs the lab's clients need (written by `lab up`, 0600, gone on `down`). */
-export function saveLabStack(stack: LabStack): void {
-    writeFileSync(STACK_FILE, JSON.stringify(stack), { mode: 0o600 });
-}
-
-export function labStack(): LabStack | undefined {
-    return existsSync(STACK_FILE) ? (JSON.parse(readFileSync(STACK_FILE, "utf8")) as LabStack) : undefined;
-}
 
 function connectionString(): string {
     const url = labStack()?.connectionString;
