@@ -308,8 +308,10 @@ export const providerLossMajority: Drill = {
  * up", patroni/ha.py), checks the candidate again and releases the leader key (2.1 s after the
  * stop); the candidate promotes (0.3 s) and HAProxy routes to it (0.1 to 0.4 s). The first commit
  * then waits about 1.5 s for a standby: strict synchronous replication acknowledges nothing on one
- * copy, and the replicas point at the new primary only at their next loop (the old primary
- * sleeps a fixed 2 s after releasing the key). 3 s is out of reach without changing Patroni.
+ * copy, and no standby can follow the new primary sooner: in a manual switchover every other
+ * member sleeps a fixed 2 s before following (patroni/ha.py, process_unhealthy_cluster), and the
+ * old primary 2 s after releasing the key (ha.py, demote). With those fixed waits (3 s of the
+ * 4.5), 3 s is out of reach without changing Patroni.
  */
 export const SWITCHOVER_PAUSE_SECONDS = 6;
 
