@@ -1,7 +1,7 @@
 // Database drills: the primary killed or cut off, a replica or an etcd member killed, a whole
 // provider lost. Targets: writes accepted again within Patroni's ttl + 3 s after losing the
 // primary, no acknowledged write lost, never two primaries.
-import { PATRONI_TIMING, PG_SOCKET_DIR } from "../../../components/render/patroni";
+import { PATRONI_TIMING, PG_SOCKET_DIR, WAL_SENDER_TIMEOUT_SECONDS } from "../../../components/render/patroni";
 import { ETCD_UNIT } from "../../../components/render/etcd";
 import { SWITCHOVER_TOOL } from "../../../components/render/switchover";
 import { sleep } from "../exec";
@@ -67,9 +67,21 @@ export async function failoverRtoTarget(): Promise<number> {
     return PRIMARY_RTO_SECONDS + (c?.synchronous_mode === "quorum" && (c.synchronous_node_count ?? 1) > 1 ? QUORUM_HANDOVER_SECONDS : 0);
 }
 
+/**
+ * The RTO when synchronous standbys are lost but the primary stays: a moment, or with k > 1 (every
+ * commit waits for more than one standby, so possibly for a lost one) the wal_sender_timeout it
+ * takes PostgreSQL to give up a silent standby, then Patroni's quorum hand-over dropping it.
+ */
+export async function standbyLossRtoTarget(): Promise<number> {
+    const c = await patroniConfig();
+    const k = c?.synchronous_mode === "quorum" || c?.synchronous_mode === true ? c.synchronous_node_count ?? 1 : 0;
+    return UNAFFECTED_RTO_SECONDS + (k > 1 ? WAL_SENDER_TIMEOUT_SECONDS + QUORUM_HANDOVER_SECONDS : 0);
+}
+
 /** The RTO a drill on `target` must meet: a failover's if it is the primary, a moment otherwise. */
 export async function nodeRtoTarget(target: string): Promise<number> {
-    return (await currentPrimary()) === target ? failoverRtoTarget() : UNAFFECTED_RTO_SECONDS;
+    if ((await currentPrimary()) === target) return failoverRtoTarget();
+    return dbNodes().some((n) => n.name === target) ? standbyLossRtoTarget() : UNAFFECTED_RTO_SECONDS;
 }
 
 /** SIGKILL every process of `target`, then restart it as after a reboot, under load. */
@@ -120,7 +132,7 @@ export const dbReplicaKill: Drill = {
     description: "SIGKILL every process of a replica's node; writes go on",
     run: async (ctx) => {
         const target = await pickNode(ctx, aReplica, "replica");
-        return killAndReboot(ctx, "db-replica-kill", target, UNAFFECTED_RTO_SECONDS);
+        return killAndReboot(ctx, "db-replica-kill", target, await standbyLossRtoTarget());
     },
 };
 
@@ -163,7 +175,7 @@ export const providerLoss: Drill = {
         const byProvider = membersByProvider();
         const minority = providerFault(ctx, byProvider[byProvider.length - 1][0]);
         const primary = await currentPrimary();
-        const rto = primary && minority.lost.includes(primary) ? await failoverRtoTarget() : UNAFFECTED_RTO_SECONDS;
+        const rto = primary && minority.lost.includes(primary) ? await failoverRtoTarget() : await standbyLossRtoTarget();
         return faultUnderLoad(ctx, { drill: "provider-loss", ...minority, rtoTargetSeconds: rto });
     },
 };
