@@ -84,7 +84,12 @@ export async function labBench(runs: number): Promise<[string, string][]> {
             for (const d of drills) {
                 const why = whyNotApplicableHere(d);
                 if (why) log(`drill ${d.name}: skipped, ${why}`);
-                else results.set(d.name, [...(results.get(d.name) ?? []), await d.run({ log })]);
+                else {
+                    const r = await d.run({ log });
+                    // A failed run says why where it happens; the table below only counts it.
+                    if (!r.passed) log(`drill ${d.name} (run ${i + 1}) FAILED: ${r.notes.join("; ")}`);
+                    results.set(d.name, [...(results.get(d.name) ?? []), r]);
+                }
             }
         } finally {
             await teardown(log);
