@@ -5,6 +5,8 @@ import { ETCD_UNIT } from "../../components/render/etcd";
 import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
 
 export interface EtcdMember {
+    /** In hex, as etcdctl prints it (JSON would give uint64s that a JS number cannot hold). */
+    id: string;
     name: string;
     /** Listed by the cluster but never started (no name or client URL yet). */
     started: boolean;
@@ -29,8 +31,8 @@ export async function etcdMembers(node: string): Promise<EtcdMember[] | undefine
     const r = await ctl(node, ["member", "list", "-w", "simple"]);
     if (r.code !== 0) return undefined;
     return r.stdout.split("\n").filter((l) => l.trim()).map((l) => {
-        const [, status, name, , clients, learner] = l.split(", ").map((f) => f.trim());
-        return { name, started: status === "started" && name !== "", learner: learner === "true", clientUrls: clients ? clients.split(",") : [] };
+        const [id, status, name, , clients, learner] = l.split(", ").map((f) => f.trim());
+        return { id, name, started: status === "started" && name !== "", learner: learner === "true", clientUrls: clients ? clients.split(",") : [] };
     });
 }
 

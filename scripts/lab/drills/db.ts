@@ -48,15 +48,21 @@ async function acceptsWrites(node: string): Promise<boolean> {
     return r.code === 0 && r.stdout.trim() === "t";
 }
 
+/** A member's Patroni REST API answer to `path`, parsed (undefined: no JSON answer). */
+export async function patroniJson<T>(n: NodeState, path: string): Promise<T | undefined> {
+    const r = await execInNode(n.name, ["curl", "-s", "-m", "2", `http://${n.meshAddress}:${DB_PORTS.patroni}${path}`], { timeoutMs: 5_000, allowFail: true });
+    try {
+        return JSON.parse(r.stdout) as T;
+    } catch {
+        return undefined;
+    }
+}
+
 /** Patroni's dynamic configuration as the cluster holds it, from the first member that answers. */
 async function patroniConfig(): Promise<{ synchronous_mode?: boolean | string; synchronous_node_count?: number } | undefined> {
     for (const n of dbNodes().filter((x) => !x.isolated)) {
-        const r = await execInNode(n.name, ["curl", "-s", "-m", "2", `http://${n.meshAddress}:${DB_PORTS.patroni}/config`], { timeoutMs: 5_000, allowFail: true });
-        try {
-            return JSON.parse(r.stdout) as { synchronous_mode?: boolean | string; synchronous_node_count?: number };
-        } catch {
-            continue;
-        }
+        const config = await patroniJson<{ synchronous_mode?: boolean | string; synchronous_node_count?: number }>(n, "/config");
+        if (config) return config;
     }
     return undefined;
 }

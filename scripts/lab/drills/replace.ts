@@ -8,10 +8,11 @@ import { join } from "node:path";
 import { DB_PORTS } from "../../../components/plan";
 import { ETCD_UNIT } from "../../../components/render/etcd";
 import { PATRONI_UNIT } from "../../../components/render/patroni";
+import { etcdMembers, EtcdMember } from "../etcd";
 import { sleep } from "../exec";
 import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
 import { execInNode, labNodes, nodeLogDir, NodeState } from "../realize";
-import { aReplica, currentPrimary, PRIMARY_RTO_SECONDS, UNAFFECTED_RTO_SECONDS } from "./db";
+import { aReplica, currentPrimary, patroniJson, PRIMARY_RTO_SECONDS, UNAFFECTED_RTO_SECONDS } from "./db";
 import { faultUnderLoad, pickNode } from "./harness";
 import { Drill } from "./types";
 
@@ -26,26 +27,17 @@ export const REBUILD_STREAMING_SECONDS = 60;
 /** How long the repair may wait for it before the drill gives up (the drill fails above the bound either way). */
 const REBUILD_WAIT_SECONDS = REBUILD_STREAMING_SECONDS + 60;
 
-interface EtcdMember {
-    id: string;
-    status: string;
-    name: string;
-    peerUrls: string;
-}
-
 /** Lines of a unit's log on the node that contain `marker` (the log starts with the node's current server). */
 function unitLog(node: string, unit: string, marker: string): string[] {
     const file = join(nodeLogDir(node), `${unit}.log`);
     return existsSync(file) ? readFileSync(file, "utf8").split("\n").filter((l) => l.includes(marker)) : [];
 }
 
-/** etcdctl's simple format (ids in hex: JSON would give uint64s that a JS number cannot hold). */
-async function etcdMembers(asker: string): Promise<EtcdMember[]> {
-    const r = await execInNode(asker, ["etcdctl", `--endpoints=http://127.0.0.1:${DB_PORTS.etcdClient}`, "--command-timeout=5s", "member", "list"], { timeoutMs: 15_000 });
-    return r.stdout.trim().split("\n").filter(Boolean).map((l) => {
-        const [id, status, name, peerUrls] = l.split(", ");
-        return { id, status, name, peerUrls };
-    });
+/** The cluster's members as `asker`'s etcd lists them; the drill cannot judge without them. */
+async function membersOf(asker: string): Promise<EtcdMember[]> {
+    const members = await etcdMembers(asker);
+    if (!members) throw new Error(`etcd on ${asker} did not list its members`);
+    return members;
 }
 
 /** Every member's own health endpoint, as etcdctl finds them from the member list. */
@@ -62,15 +54,6 @@ interface PatroniStatus {
     replication_state?: string;
     sync_standby?: boolean;
     quorum_standby?: boolean;
-}
-
-async function patroniJson<T>(n: NodeState, path: string): Promise<T | undefined> {
-    const r = await execInNode(n.name, ["curl", "-s", "-m", "2", `http://${n.meshAddress}:${DB_PORTS.patroni}${path}`], { timeoutMs: 5_000, allowFail: true });
-    try {
-        return JSON.parse(r.stdout) as T;
-    } catch {
-        return undefined;
-    }
 }
 
 /** Does the cluster's synchronous mode put every streaming replica in the synchronous set? */
@@ -93,7 +76,7 @@ export const dbMemberReplace: Drill = {
         const spec = labNodeSpec(target); // the user-data it was given, read before the old server goes
         const asker = labNodes().find((n) => n.role === "db" && n.name !== target && !n.isolated);
         if (!asker) throw new Error("no other database member to ask");
-        const before = await etcdMembers(asker.name);
+        const before = await membersOf(asker.name);
         const old = before.find((m) => m.name === target);
         if (!old) throw new Error(`etcd does not list ${target}: ${JSON.stringify(before)}`);
         const sync = await syncModeOf(asker);
@@ -113,7 +96,7 @@ export const dbMemberReplace: Drill = {
             fault: () => discardNode(target, ctx.log),
             whileBroken: async () => {
                 // etcd never drops a member by itself: the stale identity is there for the join script to remove.
-                const listed = (await etcdMembers(asker.name)).some((m) => m.id === old.id);
+                const listed = (await membersOf(asker.name)).some((m) => m.id === old.id);
                 return { ok: listed, notes: [`while ${target} was gone etcd ${listed ? "still listed" : "no longer listed"} its old member ${old.id}`] };
             },
             repair: async () => {
@@ -143,10 +126,10 @@ export const dbMemberReplace: Drill = {
         check(joinLog.some((l) => l.includes("adding this member")), "the join script added the member back");
         check(!joinLog.some((l) => l.includes("starting a new cluster")), "the join script never started a new cluster");
 
-        const after = await etcdMembers(asker.name);
+        const after = await membersOf(asker.name);
         const mine = after.find((m) => m.name === target);
-        notes.push(`etcd members now: ${after.map((m) => `${m.name || "(unnamed)"} ${m.id} ${m.status}`).join(", ")}`);
-        check(after.length === before.length && after.every((m) => m.status === "started" && m.name !== ""), `etcd lists ${before.length} started members`);
+        notes.push(`etcd members now: ${after.map((m) => `${m.name || "(unnamed)"} ${m.id} ${m.started ? "started" : "unstarted"}`).join(", ")}`);
+        check(after.length === before.length && after.every((m) => m.started), `etcd lists ${before.length} started members`);
         check(mine !== undefined && mine.id !== old.id && !after.some((m) => m.id === old.id), `${target} is a new etcd member (${mine?.id ?? "none"}, was ${old.id})`);
         const health = await etcdHealth(asker.name);
         check(health.ok, `etcd endpoint health: ${health.detail}`);
