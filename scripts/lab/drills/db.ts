@@ -283,7 +283,7 @@ export const providerLossMajority: Drill = {
             leader = await etcdLeader();
             return leader !== undefined && !members.some((m) => m.name === leader);
         });
-        setup.push(`synchronous_standby_names before the fault: ${before.seen}`, `etcd leader at the fault: ${leader ?? "unknown"}${members.some((m) => m.name === leader) ? ` (on ${majority}: an etcd election adds to the failover)` : ""}`);
+        setup.push(`synchronous_standby_names before the fault: ${before.seen}`, `etcd leader before the fault: ${leader ?? "unknown"}${members.some((m) => m.name === leader) ? ` (on ${majority}: an etcd election adds to the failover)` : ""}`);
         const loss = providerFault(ctx, majority);
         const lost = loss.lost;
         const proxies = labNodes().filter((n) => n.role === "haproxy" && !lost.includes(n.name));

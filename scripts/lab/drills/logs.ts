@@ -1,9 +1,10 @@
 // What a drill's clients saw stays after the lab is gone: every write (id, times, outcome, the
 // primary that took it) and every HTTP request (times, status, the release that answered), as
-// JSON lines in a directory per drill run, kept outside the lab's runtime state.
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+// JSON lines in a directory per drill run, kept outside the lab's runtime state, with what the
+// nodes' daemons logged meanwhile.
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CACHE_DIR } from "../paths";
+import { CACHE_DIR, nodePaths } from "../paths";
 
 export const DRILL_LOGS_DIR = join(CACHE_DIR, "drill-logs");
 /** Runs kept; older ones are removed when a new one starts. */
@@ -17,4 +18,41 @@ export function drillLogDir(drill: string, now = new Date()): string {
     const dir = join(DRILL_LOGS_DIR, `${now.toISOString().replace(/[:.]/g, "-")}-${drill}`);
     mkdirSync(dir, { recursive: true });
     return dir;
+}
+
+/** Where each node's daemon logs stood when a drill began: file path -> bytes. */
+export type LogMarks = Map<string, number>;
+
+function nodeLogFiles(nodes: string[]): { node: string; file: string; path: string }[] {
+    return nodes.flatMap((node) => {
+        const dir = nodePaths(node).logs;
+        return existsSync(dir) ? readdirSync(dir).map((file) => ({ node, file, path: join(dir, file) })) : [];
+    });
+}
+
+export function markNodeLogs(nodes: string[]): LogMarks {
+    return new Map(nodeLogFiles(nodes).map((f) => [f.path, statSync(f.path).size]));
+}
+
+/**
+ * What every node's daemons logged since `marks`, into `<dir>/nodes/<node>/<unit>.log`: the
+ * members' own account of a failover is what explains a slow one. A log that shrank (its node
+ * was rebuilt) is copied whole.
+ */
+export function copyNodeLogs(nodes: string[], marks: LogMarks, dir: string): void {
+    for (const f of nodeLogFiles(nodes)) {
+        const size = statSync(f.path).size;
+        const from = (marks.get(f.path) ?? 0) <= size ? marks.get(f.path) ?? 0 : 0;
+        if (size === from) continue;
+        const out = join(dir, "nodes", f.node);
+        mkdirSync(out, { recursive: true });
+        const fd = openSync(f.path, "r");
+        try {
+            const buf = Buffer.alloc(size - from);
+            readSync(fd, buf, 0, buf.length, from);
+            writeFileSync(join(out, f.file), buf);
+        } finally {
+            closeSync(fd);
+        }
+    }
 }

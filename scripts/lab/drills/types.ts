@@ -10,6 +10,11 @@ export interface DrillResult {
     rtoSeconds: number | null;
     /** What the RTO must stay within (the drill fails above it). */
     rtoTargetSeconds: number;
+    /**
+     * Seconds the lab's machine stood still between the fault and writes coming back (CPU taken
+     * by its hypervisor, every task waiting on IO): the RTO target is extended by as much.
+     */
+    hostStallSeconds?: number;
     /** Seconds from the repair (restart, reconnect) until the broken node was healthy again. */
     recoverySeconds: number | null;
     lostWrites: number;
