@@ -154,6 +154,9 @@ describe("Patroni renderer", () => {
         assert.equal(dcs.failsafe_mode, true);
         assert.equal(dcs.postgresql.use_pg_rewind, true);
         assert.equal(dcs.maximum_lag_on_failover, 1048576);
+        // Standbys try a new primary again within a second, not PostgreSQL's 5 s: a strict
+        // synchronous primary's first commit after a failover waits for one of them.
+        assert.equal(render("quorum").postgresql.parameters.wal_retrieve_retry_interval, "1s");
     });
 
     it("maps database.synchronous to Patroni's modes", () => {

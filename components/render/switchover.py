@@ -8,6 +8,11 @@ primary, makes the poolers drop their server connections to the old one, and res
 Clients of the pooled URL see a pause of a few seconds and no error. If anything fails before
 the switch, the poolers are resumed and nothing changed.
 
+Without --candidate the streaming replicas race for the leader key as in a failover, and the most
+up-to-date one wins. Named, every other member first waits 2 s to let the candidate win
+(Patroni's rule for a switchover to a given member), which holds the first commit after the
+switch until one of them follows the new primary.
+
 usage: vps-ha-switchover [--candidate MEMBER] [--config FILE]
 """
 import base64
@@ -119,16 +124,17 @@ def main(argv):
         return 1
     ready = [m for m in members if m["name"] != leader["name"] and m.get("state") == "streaming"]
     synced = [m for m in ready if m["role"] in ("sync_standby", "quorum_standby")]
+    # Who may come out primary: the named candidate, else any member Patroni would promote.
     pick = [m for m in ready if m["name"] == candidate] if candidate else (synced or ready)
     if not pick:
         log("no streaming replica%s to switch over to" % (" named %s" % candidate if candidate else ""))
         return 1
-    target = pick[0]
     pools = poolers(cfg)
     if not pools:
         log("no HAProxy node in the directory cache %s" % cfg["directoryCache"])
         return 1
-    log("switching over %s -> %s; pausing the poolers on %s" % (leader["name"], target["name"], ", ".join(sorted(pools))))
+    names = " or ".join(m["name"] for m in pick)
+    log("switching over %s -> %s; pausing the poolers on %s" % (leader["name"], names, ", ".join(sorted(pools))))
 
     started = time.monotonic()
     db = cfg["database"]
@@ -145,20 +151,20 @@ def main(argv):
     # Patroni answers the request only once it has seen the switchover through, and polls for
     # that: ask it in the background and watch the candidate and HAProxy directly meanwhile.
     answer = {}
+    request_body = {"leader": leader["name"], **({"candidate": candidate} if candidate else {})}
     request = threading.Thread(target=lambda: answer.update(zip(("status", "body"), patroni(
         cfg, leader["api_url"].rsplit("/", 1)[0] + "/switchover", "POST",
-        {"leader": leader["name"], "candidate": target["name"]}, timeout=cfg["switchTimeoutSeconds"]))))
+        request_body, timeout=cfg["switchTimeoutSeconds"]))))
     request.start()
     deadline = time.monotonic() + cfg["switchTimeoutSeconds"]
-    candidate_api = target["api_url"].rsplit("/", 1)[0]
-    promoted = False
+    target = None
     pending = dict(paused)
     while pending and time.monotonic() < deadline:
-        if not promoted:
-            promoted = patroni(cfg, candidate_api + "/primary", timeout=1)[0] == 200
-            if promoted:
+        if target is None:
+            target = next((m for m in pick if patroni(cfg, m["api_url"].rsplit("/", 1)[0] + "/primary", timeout=1)[0] == 200), None)
+            if target:
                 log("%s is primary after %.1f s" % (target["name"], time.monotonic() - paused_at))
-        if promoted:
+        if target:
             for name, host in list(pending.items()):
                 if routes_to(cfg, host, target["name"]):
                     del pending[name]
@@ -166,8 +172,8 @@ def main(argv):
             break  # refused: nothing will be promoted
         if pending:
             time.sleep(0.05)
-    switched = promoted
-    log("HAProxy routes to %s after %.1f s" % (target["name"], time.monotonic() - paused_at))
+    switched = target is not None
+    log("HAProxy routes to %s after %.1f s" % (target["name"] if target else "nobody new", time.monotonic() - paused_at))
     if switched and pending:
         log("HAProxy on %s does not route to %s yet; resuming anyway" % (", ".join(sorted(pending)), target["name"]))
     # Server connections still point at the old primary (now a replica): drop them as they are

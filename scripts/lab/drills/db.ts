@@ -320,22 +320,25 @@ export const providerLossMajority: Drill = {
 
 /**
  * A planned switchover may hold writes this long (the poolers wait; nobody gets an error). Where
- * the 4.5 to 5 s go, from the members' logs: the poolers pause and Patroni checks the candidate
- * (0.4 s); the old primary checkpoints, stops, and archives its last WAL segment (0.5 s); Patroni
- * then waits a fixed second after the shutdown checkpoint ("give replicas some more time to catch
- * up", patroni/ha.py), checks the candidate again and releases the leader key (2.1 s after the
- * stop); the candidate promotes (0.3 s) and HAProxy routes to it (0.1 to 0.4 s). The first commit
- * then waits about 1.5 s for a standby: strict synchronous replication acknowledges nothing on one
- * copy, and no standby can follow the new primary sooner: in a manual switchover every other
- * member sleeps a fixed 2 s before following (patroni/ha.py, process_unhealthy_cluster), and the
- * old primary 2 s after releasing the key (ha.py, demote). With those fixed waits (3 s of the
- * 4.5), 3 s is out of reach without changing Patroni.
+ * the 3.6 s go, from the members' logs: the poolers pause and Patroni checks the members (0.4 s);
+ * the old primary checkpoints, stops, and archives its last WAL segment (0.6 s); Patroni notices
+ * the shutdown at its next one-second poll (postgresql/__init__.py, STOP_POLLING_INTERVAL), then
+ * waits a fixed second ("give replicas some more time to catch up", ha.py demote), checks the
+ * members again and releases the leader key (2.2 s after the stop began); the replicas race, the
+ * winner promotes (0.3 s) and HAProxy routes to it (0.2 to 0.5 s). Patroni's two fixed seconds
+ * put 3 s out of reach without changing Patroni.
+ *
+ * Two things the tool does keep the first commit from waiting on top: it names no candidate
+ * unless asked to (named, every other member sleeps 2 s before following, ha.py
+ * process_unhealthy_cluster, and strict synchronous replication holds the first commit until one
+ * follows), and standbys retry a new primary after 1 s, not PostgreSQL's 5 s
+ * (WAL_RETRIEVE_RETRY_SECONDS). Before, the pause was 4.5 to 5 s, and once 9 s.
  */
-export const SWITCHOVER_PAUSE_SECONDS = 6;
+export const SWITCHOVER_PAUSE_SECONDS = 5;
 
 export const dbSwitchover: Drill = {
     name: "db-switchover",
-    description: "a planned switchover (what a rolling upgrade or resize does) under writes through the poolers: no failed transaction, writes pause <= 6 s",
+    description: `a planned switchover (what a rolling upgrade or resize does) under writes through the poolers: no failed transaction, writes pause <= ${SWITCHOVER_PAUSE_SECONDS} s`,
     run: async (ctx) => {
         const from = await pickNode(ctx, currentPrimary, "primary");
         return faultUnderLoad(ctx, {
