@@ -142,7 +142,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
             if (planned) notes.push(`planned: writes paused at most ${(pause as number).toFixed(2)} s (target ${planned.maxWritePauseSeconds} s), ${failedNow} failed`);
             const rtoSeconds = planned ? pause : a.rtoSeconds;
             const rtoOk = planned
-                ? failedNow === 0 && (pause as number) <= planned.maxWritePauseSeconds
+                ? failedNow === 0 && (pause as number) <= planned.maxWritePauseSeconds + stall.seconds
                 : rtoSeconds !== null && rtoSeconds <= spec.rtoTargetSeconds + stall.seconds;
             if (!rtoOk) notes.push(`RTO ${rtoSeconds ?? "never"} s is over the target of ${spec.rtoTargetSeconds} s${stall.seconds >= HOST_STALL_NOTED_SECONDS ? ` plus the ${stall.seconds.toFixed(1)} s the machine stood still` : ""}`);
             result = {
