@@ -20,29 +20,38 @@ export function drillLogDir(drill: string, now = new Date()): string {
     return dir;
 }
 
-/** Where each node's daemon logs stood when a drill began: file path -> bytes. */
-export type LogMarks = Map<string, number>;
+/** Where each node's daemon logs stood when a drill began: file path -> its inode and bytes. */
+export type LogMarks = Map<string, { ino: number; size: number }>;
 
-function nodeLogFiles(nodes: string[]): { node: string; file: string; path: string }[] {
+/** Where a node's daemons log in the lab (one file per unit). */
+type LogsOf = (node: string) => string;
+const labLogs: LogsOf = (node) => nodePaths(node).logs;
+
+function nodeLogFiles(nodes: string[], logsOf: LogsOf): { node: string; file: string; path: string }[] {
     return nodes.flatMap((node) => {
-        const dir = nodePaths(node).logs;
+        const dir = logsOf(node);
         return existsSync(dir) ? readdirSync(dir).map((file) => ({ node, file, path: join(dir, file) })) : [];
     });
 }
 
-export function markNodeLogs(nodes: string[]): LogMarks {
-    return new Map(nodeLogFiles(nodes).map((f) => [f.path, statSync(f.path).size]));
+export function markNodeLogs(nodes: string[], logsOf = labLogs): LogMarks {
+    return new Map(nodeLogFiles(nodes, logsOf).map((f) => {
+        const st = statSync(f.path);
+        return [f.path, { ino: st.ino, size: st.size }];
+    }));
 }
 
 /**
  * What every node's daemons logged since `marks`, into `<dir>/nodes/<node>/<unit>.log`: the
- * members' own account of a failover is what explains a slow one. A log that shrank (its node
+ * members' own account of a failover is what explains a slow one. A log started over (its node
  * was rebuilt) is copied whole.
  */
-export function copyNodeLogs(nodes: string[], marks: LogMarks, dir: string): void {
-    for (const f of nodeLogFiles(nodes)) {
-        const size = statSync(f.path).size;
-        const from = (marks.get(f.path) ?? 0) <= size ? marks.get(f.path) ?? 0 : 0;
+export function copyNodeLogs(nodes: string[], marks: LogMarks, dir: string, logsOf = labLogs): void {
+    for (const f of nodeLogFiles(nodes, logsOf)) {
+        const { ino, size } = statSync(f.path);
+        const mark = marks.get(f.path);
+        // A new file (the node was rebuilt: its logs started over) or a shorter one is copied whole.
+        const from = mark && mark.ino === ino && mark.size <= size ? mark.size : 0;
         if (size === from) continue;
         const out = join(dir, "nodes", f.node);
         mkdirSync(out, { recursive: true });
