@@ -26,6 +26,8 @@ export interface NodeOutput {
     size: string | undefined;
     meshAddress: string;
     dnsName: string;
+    /** From the provider's catalog, or the host's own `monthlyUsd` (an `ssh` host). */
+    monthlyUsd: number;
     publicIpv4: pulumi.Output<string>;
     publicIpv6: pulumi.Output<string | undefined>;
 }
@@ -90,7 +92,7 @@ export function vpsHa(): StackOutputs {
             if (!vps) throw new Error(`no server was created for planned node ${n.name}`);
             return {
                 name: n.name, role: n.role, provider: n.provider, region: n.region, size: n.size,
-                meshAddress: n.meshAddress, dnsName: n.dnsName, publicIpv4: vps.publicIpv4, publicIpv6: vps.publicIpv6,
+                meshAddress: n.meshAddress, dnsName: n.dnsName, monthlyUsd: n.monthlyUsd, publicIpv4: vps.publicIpv4, publicIpv6: vps.publicIpv6,
             };
         }),
         failures: plan.failures,

@@ -71,14 +71,13 @@ function planOf(file: StackFile, stack: string, source: string): StackPlan {
 }
 
 function toReport(e: Evaluation, stack: string, source: string): PlanReport {
-    const out = e.outputs as { nodes: Omit<PlanNode, "monthlyUsd">[]; failures: FailureRow[]; extraCosts: PlanReport["extraCosts"]; monthlyCostUsd: number };
-    const price = (n: Omit<PlanNode, "monthlyUsd">) => (n.size ? catalogs[n.provider]?.sizes[n.size]?.monthlyUsd ?? 0 : 0);
+    const out = e.outputs as { nodes: PlanNode[]; failures: FailureRow[]; extraCosts: PlanReport["extraCosts"]; monthlyCostUsd: number };
     const resources: Record<string, number> = {};
     for (const r of e.resources) resources[r.type] = (resources[r.type] ?? 0) + 1;
     return {
         stack,
         source,
-        nodes: out.nodes.map((n) => ({ ...n, monthlyUsd: price(n) })),
+        nodes: out.nodes,
         extraCosts: out.extraCosts,
         monthlyCostUsd: out.monthlyCostUsd,
         resources,

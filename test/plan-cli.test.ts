@@ -29,6 +29,14 @@ describe("npm run plan", function () {
         assert.ok(report.failures.some((f: { scenario: string }) => f.scenario === "provider linode"));
     });
 
+    it("prices each node, an ssh host at its own monthlyUsd, and the lines add up to the total", () => {
+        const report = JSON.parse(plan("--json", "--config", join(ROOT, "scripts/lab/stacks/witness.yaml")).out) as { nodes: { name: string; monthlyUsd: number }[]; extraCosts: { monthlyUsd: number }[]; monthlyCostUsd: number };
+        assert.equal(report.nodes.find((n) => n.name === "witness-1")?.monthlyUsd, 4);
+        assert.equal(report.nodes.find((n) => n.name === "db-3")?.monthlyUsd, 12);
+        const sum = [...report.nodes, ...report.extraCosts].reduce((s, n) => s + n.monthlyUsd, 0);
+        assert.equal(Math.round(sum * 100) / 100, report.monthlyCostUsd);
+    });
+
     it("exits 2 with the validation messages and no stack trace for a bad stack file", () => {
         const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
         const bad = join(dir, "Pulumi.bad.yaml");
