@@ -312,7 +312,7 @@ describe("database parts of a node's boot", () => {
     const parts = databaseParts(plan, node(plan, "db-1"), SECRETS);
     const ALLOWED: Record<string, string[]> = {
         Unit: ["Description", "After", "Requires", "Wants"],
-        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec"],
+        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit"],
         Timer: ["OnCalendar", "Persistent"],
         Install: ["WantedBy"],
     };

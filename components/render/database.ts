@@ -7,6 +7,7 @@ import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
 import { synchronousNodeCount } from "../replication";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { leaderAwayPart } from "./etcd-leader";
+import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
@@ -65,13 +66,14 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
     if (target && !secrets.backup) throw new Error(`${node.name}: backups are configured but no backup secrets were given`);
     const stanza = target ? plan.config.stack : undefined;
     const etcdLocal = node.etcdVoter;
+    const synchronous = { mode: plan.config.database.synchronous, nodeCount: synchronousNodeCount(plan.config), strict: plan.config.database.synchronousStrict };
     const patroni = renderPatroniConfig({
         scope: plan.config.stack,
         name: node.name,
         meshAddress: node.meshAddress,
         meshCidr: plan.config.mesh.cidr,
         etcdHosts: etcdClientHosts(etcdVoterPeers(plan)),
-        synchronous: { mode: plan.config.database.synchronous, nodeCount: synchronousNodeCount(plan.config), strict: plan.config.database.synchronousStrict },
+        synchronous,
         ...(stanza ? { pgbackrestStanza: stanza } : {}),
         passwords: { superuser: secrets.superuserPassword, replication: secrets.replicationPassword, rewind: secrets.rewindPassword, restApi: secrets.restApiPassword },
     });
@@ -81,6 +83,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         asPostgres({ path: PATRONI_CONFIG, content: patroni, permissions: "0600" }),
         asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
         { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? ETCD_UNIT : undefined) },
+        ...patroniDynamicFiles(node.meshAddress, synchronous),
         ...switchoverFiles({
             patroniUrl: `http://${node.meshAddress}:${DB_PORTS.patroni}`,
             restUser: DB_USERS.restApi,
@@ -119,7 +122,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         commands.push(["systemctl", "disable", "--now", "pgbackrest.service"]);
         units.push(PGBACKREST_SERVER_UNIT, ...BACKUP_TIMERS);
     }
-    commands.push(["systemctl", "daemon-reload"], ...units.map((u) => ["systemctl", "enable", "--now", u]));
+    commands.push(["systemctl", "daemon-reload"], ...units.map((u) => ["systemctl", "enable", "--now", u]), ["systemctl", "enable", "--now", "--no-block", PATRONI_DYNAMIC_UNIT]);
     return { packages: POSTGRES_PACKAGES, files, commands };
 }
 

@@ -99,6 +99,42 @@ function synchronousSettings(sync: SynchronousSpec): Record<string, unknown> {
     return { synchronous_mode: sync.mode === "quorum" ? "quorum" : true, synchronous_mode_strict: sync.strict, synchronous_node_count: sync.nodeCount };
 }
 
+/**
+ * Patroni's dynamic configuration, kept in etcd for the whole cluster: bootstrap.dcs when the
+ * cluster is created, and what vps-ha-patroni-config (patroni-dynamic.ts) brings an existing
+ * cluster back to when a member boots.
+ */
+export function patroniDynamicConfig(sync: SynchronousSpec) {
+    return {
+        ...PATRONI_TIMING,
+        maximum_lag_on_failover: MAXIMUM_LAG_ON_FAILOVER,
+        failsafe_mode: true,
+        ...synchronousSettings(sync),
+        postgresql: {
+            use_pg_rewind: true,
+            use_slots: true,
+            parameters: {
+                wal_level: "replica",
+                hot_standby: "on",
+                wal_log_hints: "on",
+                max_wal_senders: 10,
+                max_replication_slots: 10,
+                wal_keep_size: "1GB",
+                password_encryption: "scram-sha-256",
+                ...(sync.mode !== "off" && sync.nodeCount > 1 ? { wal_sender_timeout: `${WAL_SENDER_TIMEOUT_SECONDS}s` } : {}),
+            },
+        },
+    };
+}
+
+/** Keys of the dynamic configuration that vps-ha sets in some stacks and that must be gone in this one. */
+export function absentDynamicKeys(sync: SynchronousSpec): string[][] {
+    const keys: string[][] = [];
+    if (sync.mode === "off") keys.push(["synchronous_mode"], ["synchronous_mode_strict"], ["synchronous_node_count"]);
+    if (sync.mode === "off" || sync.nodeCount <= 1) keys.push(["postgresql", "parameters", "wal_sender_timeout"]);
+    return keys;
+}
+
 export function archiveCommand(stanza: string): string {
     return `pgbackrest --stanza=${stanza} archive-push %p`;
 }
@@ -126,26 +162,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
         },
         etcd3: { hosts: spec.etcdHosts },
         bootstrap: {
-            dcs: {
-                ...PATRONI_TIMING,
-                maximum_lag_on_failover: MAXIMUM_LAG_ON_FAILOVER,
-                failsafe_mode: true,
-                ...synchronousSettings(spec.synchronous),
-                postgresql: {
-                    use_pg_rewind: true,
-                    use_slots: true,
-                    parameters: {
-                        wal_level: "replica",
-                        hot_standby: "on",
-                        wal_log_hints: "on",
-                        max_wal_senders: 10,
-                        max_replication_slots: 10,
-                        wal_keep_size: "1GB",
-                        password_encryption: "scram-sha-256",
-                        ...(spec.synchronous.mode !== "off" && spec.synchronous.nodeCount > 1 ? { wal_sender_timeout: `${WAL_SENDER_TIMEOUT_SECONDS}s` } : {}),
-                    },
-                },
-            },
+            dcs: patroniDynamicConfig(spec.synchronous),
             initdb: [{ encoding: "UTF8" }, { locale: "C.UTF-8" }, "data-checksums"],
             post_bootstrap: POST_BOOTSTRAP_SCRIPT,
         },
@@ -184,8 +201,9 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
     };
     const header = [
         `# Patroni for ${spec.name}, member of the vps-ha cluster "${spec.scope}". Rendered by vps-ha; edits are`,
-        "# overwritten when the node is rebuilt. bootstrap.dcs applies once, when the cluster is first",
-        "# created; change it later with `patronictl -c " + PATRONI_CONFIG + " edit-config`.",
+        "# overwritten when the node is rebuilt. bootstrap.dcs applies when the cluster is first created;",
+        "# after that, vps-ha-patroni-config puts the same values back in the cluster's configuration",
+        "# whenever a member boots: change them in the stack file, not with patronictl edit-config.",
         `# Timing: ttl ${PATRONI_TIMING.ttl} (Patroni 4's minimum), loop_wait ${PATRONI_TIMING.loop_wait}, retry_timeout ${PATRONI_TIMING.retry_timeout}:`,
         "# failover within ttl + loop_wait, and loop_wait + 2 * retry_timeout <= ttl so a primary that",
         "# cannot renew its leader key steps down before the key expires.",

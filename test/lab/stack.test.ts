@@ -5,11 +5,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseJsonLines } from "../../scripts/lab/load/json-lines";
 import { drills, whyNotApplicable } from "../../scripts/lab/drills";
-import { PRIMARY_RTO_SECONDS } from "../../scripts/lab/drills/db";
+import { patroniJson, PRIMARY_RTO_SECONDS } from "../../scripts/lab/drills/db";
 import { labHealth } from "../../scripts/lab/health";
 import { stackSource } from "../../scripts/lab/program";
-import { labNodes } from "../../scripts/lab/realize";
-import { PATRONI_UNIT } from "../../components/render/patroni";
+import { execInNode, labNodes, nodeLogDir } from "../../scripts/lab/realize";
+import { PATRONI_CONFIG, PATRONI_UNIT } from "../../components/render/patroni";
+import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_UNIT } from "../../components/render/patroni-dynamic";
+import { DB_PORTS } from "../../components/plan";
 import { itTearsDownCleanly, labLog as log, labSuite } from "../helpers/lab";
 
 describe("the prod stack in the lab @lab", function () {
@@ -30,6 +32,26 @@ describe("the prod stack in the lab @lab", function () {
             assert.equal(mesh?.detail, `reaches ${run.specs.length - 1} peer(s)`, h.name);
         }
         run.notePids();
+    });
+
+    it("keeps Patroni's dynamic configuration as the stack file says: a member that boots puts back what was changed", async function () {
+        const [changer, booting] = labNodes().filter((n) => n.role === "db");
+        const settings = JSON.parse((await execInNode(booting.name, ["cat", PATRONI_DYNAMIC_SETTINGS], { timeoutMs: 5_000 })).stdout) as { desired: Record<string, unknown> };
+        const config = async () => (await patroniJson<Record<string, unknown>>(changer, "/config")) ?? {};
+        const parameters = (c: Record<string, unknown>) => (c.postgresql as { parameters: Record<string, unknown> }).parameters;
+        const agrees = (c: Record<string, unknown>) => c.maximum_lag_on_failover === settings.desired.maximum_lag_on_failover && !("wal_sender_timeout" in parameters(c));
+        assert.ok(agrees(await config()), "the cluster starts with the stack file's configuration");
+        // As a cluster made by an older stack file would be: another lag limit, a setting the stack no longer sets.
+        const patch = { maximum_lag_on_failover: 2097152, postgresql: { parameters: { wal_sender_timeout: "7s" } } };
+        const script = `import json,base64,urllib.request,yaml\na=yaml.safe_load(open("${PATRONI_CONFIG}"))["restapi"]["authentication"]\nr=urllib.request.Request("http://${changer.meshAddress}:${DB_PORTS.patroni}/config",method="PATCH",data=json.dumps(${JSON.stringify(patch)}).encode(),headers={"Content-Type":"application/json","Authorization":"Basic "+base64.b64encode(("%s:%s"%(a["username"],a["password"])).encode()).decode()})\nprint(urllib.request.urlopen(r,timeout=5).status)`;
+        assert.equal((await execInNode(changer.name, ["python3", "-c", script], { timeoutMs: 10_000 })).stdout.trim(), "200");
+        assert.equal(agrees(await config()), false, "the change took");
+        // What a member's boot runs: the unit, on another member.
+        await execInNode(booting.name, ["systemctl", "restart", PATRONI_DYNAMIC_UNIT], { timeoutMs: 60_000 });
+        const after = await config();
+        assert.ok(agrees(after), `the cluster's configuration after the member's boot: ${JSON.stringify(after)}`);
+        const log = readFileSync(join(nodeLogDir(booting.name), `${PATRONI_DYNAMIC_UNIT}.log`), "utf8");
+        assert.match(log, /bringing the cluster's configuration in line with the stack file: .*"maximum_lag_on_failover": 1048576.*"wal_sender_timeout": null/);
     });
 
     for (const drill of drills) {

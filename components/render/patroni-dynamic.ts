@@ -1,0 +1,52 @@
+// Keeps the cluster's dynamic configuration (in etcd) as the stack file says, on every database
+// member (patroni-dynamic.py beside this file). Patroni reads bootstrap.dcs only when the cluster
+// is created: without this, members rebuilt with a new stack file (a witness added: more standbys
+// per commit) would join a cluster that keeps the old values until someone ran patronictl.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { DB_PORTS } from "../plan";
+import { FilePart } from "./cloud-config";
+import { absentDynamicKeys, PATRONI_CONFIG, PATRONI_UNIT, patroniDynamicConfig, SynchronousSpec } from "./patroni";
+import { renderUnit } from "./systemd";
+
+export const PATRONI_DYNAMIC_TOOL = "/usr/local/lib/vps-ha/patroni-config";
+export const PATRONI_DYNAMIC_SETTINGS = "/etc/vps-ha/patroni-dynamic.json";
+export const PATRONI_DYNAMIC_UNIT = "vps-ha-patroni-config.service";
+
+export interface PatroniDynamicSettings {
+    patroniUrl: string;
+    /** The member's patroni.yml, for the REST API's credentials (kept in one file only). */
+    patroniConfig: string;
+    desired: ReturnType<typeof patroniDynamicConfig>;
+    /** Key paths that must not be set (null in Patroni's PATCH). */
+    absent: string[][];
+    /** How long to wait for the cluster's configuration to be readable (a new cluster bootstraps first). */
+    waitSeconds: number;
+}
+
+export function patroniDynamicSettings(meshAddress: string, sync: SynchronousSpec): PatroniDynamicSettings {
+    return {
+        patroniUrl: `http://${meshAddress}:${DB_PORTS.patroni}`,
+        patroniConfig: PATRONI_CONFIG,
+        desired: patroniDynamicConfig(sync),
+        absent: absentDynamicKeys(sync),
+        waitSeconds: 600,
+    };
+}
+
+export function patroniDynamicFiles(meshAddress: string, sync: SynchronousSpec): FilePart[] {
+    return [
+        { path: PATRONI_DYNAMIC_TOOL, content: readFileSync(join(__dirname, "patroni-dynamic.py"), "utf8"), permissions: "0755" },
+        { path: PATRONI_DYNAMIC_SETTINGS, content: JSON.stringify(patroniDynamicSettings(meshAddress, sync), null, 1) + "\n", permissions: "0644" },
+        {
+            path: `/etc/systemd/system/${PATRONI_DYNAMIC_UNIT}`,
+            // Active once done, "activating" while it waits for the cluster (started with
+            // --no-block, so boot does not wait for it); tried again if the wait ran out.
+            content: renderUnit({
+                Unit: { Description: "Keep Patroni's dynamic configuration as the stack file says", After: PATRONI_UNIT, Wants: PATRONI_UNIT },
+                Service: { Type: "oneshot", RemainAfterExit: "yes", ExecStart: PATRONI_DYNAMIC_TOOL, Restart: "on-failure", RestartSec: "30s" },
+                Install: { WantedBy: "multi-user.target" },
+            }),
+        },
+    ];
+}
