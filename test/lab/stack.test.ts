@@ -9,6 +9,7 @@ import { patroniJson, PRIMARY_RTO_SECONDS } from "../../scripts/lab/drills/db";
 import { labHealth } from "../../scripts/lab/health";
 import { stackSource } from "../../scripts/lab/program";
 import { execInNode, labNodes, nodeLogDir } from "../../scripts/lab/realize";
+import { sleep } from "../../scripts/lab/exec";
 import { PATRONI_CONFIG, PATRONI_UNIT } from "../../components/render/patroni";
 import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_UNIT } from "../../components/render/patroni-dynamic";
 import { DB_PORTS } from "../../components/plan";
@@ -48,7 +49,13 @@ describe("the prod stack in the lab @lab", function () {
         assert.equal(agrees(await config()), false, "the change took");
         // What a member's boot runs: the unit, on another member.
         await execInNode(booting.name, ["systemctl", "restart", PATRONI_DYNAMIC_UNIT], { timeoutMs: 60_000 });
-        const after = await config();
+        // Each member reads the configuration from its own view of etcd, updated by a watch: give
+        // the other member a moment (bounded) to see the change.
+        let after = await config();
+        for (let i = 0; i < 20 && !agrees(after); i++) {
+            await sleep(500);
+            after = await config();
+        }
         assert.ok(agrees(after), `the cluster's configuration after the member's boot: ${JSON.stringify(after)}`);
         const log = readFileSync(join(nodeLogDir(booting.name), `${PATRONI_DYNAMIC_UNIT}.log`), "utf8");
         assert.match(log, /bringing the cluster's configuration in line with the stack file: .*"maximum_lag_on_failover": 1048576.*"wal_sender_timeout": null/);
