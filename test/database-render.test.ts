@@ -1,5 +1,7 @@
 // The database tier's renderers, pure: etcd, Patroni, pgBackRest and the parts a node boots with.
-import { SWITCHOVER_CONFIG } from "../components/render/switchover";
+import { SWITCHOVER_CONFIG, SWITCHOVER_TOOL } from "../components/render/switchover";
+import { PYTHON_LIB, REST_MODULE } from "../components/render/python-lib";
+import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
 import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
@@ -354,6 +356,12 @@ describe("database parts of a node's boot", () => {
         expect(SECRETS.poolerAdminPassword, [SWITCHOVER_CONFIG]);
         expect(SECRETS.backup?.cipherPassphrase as string, ["/etc/pgbackrest/pgbackrest.conf"]);
         expect(SECRETS.backup?.keyPem as string, ["/etc/pgbackrest/tls/node.key"]);
+    });
+
+    it("installs the REST client its Python tools import, once, and both tools with it", () => {
+        const paths = files(parts).map((f: FilePart) => f.path);
+        assert.equal(paths.filter((p: string) => p === `${PYTHON_LIB}/${REST_MODULE}`).length, 1);
+        for (const tool of [SWITCHOVER_TOOL, PATRONI_DYNAMIC_TOOL]) assert.ok(paths.includes(tool), tool);
     });
 
     it("uses only unit directives a simple supervisor understands", () => {

@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { patroniDynamicFiles, PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_TOOL, PATRONI_DYNAMIC_UNIT, patroniDynamicSettings } from "../components/render/patroni-dynamic";
 import { patroniDynamicConfig, SynchronousSpec } from "../components/render/patroni";
 import { requireTools } from "./helpers/tools";
+import { PYTHON_LIB_IMPORT, REST_MODULE, restModuleText } from "../components/render/python-lib";
+import { SWITCHOVER_TOOL, switchoverFiles } from "../components/render/switchover";
 
 type Json = Record<string, unknown>;
 
@@ -71,10 +73,11 @@ function runTool(settings: Json, restPassword = "rest-secret"): Promise<{ code: 
     const tool = join(dir, "patroni-config");
     const patroniYml = join(dir, "patroni.yml");
     writeFileSync(tool, patroniDynamicFiles("10.77.0.5", sync(1)).find((f) => f.path === PATRONI_DYNAMIC_TOOL)?.content as string);
+    writeFileSync(join(dir, REST_MODULE), restModuleText());
     writeFileSync(patroniYml, `restapi:\n  authentication:\n    username: patroni\n    password: ${restPassword}\n`);
     writeFileSync(join(dir, "settings.json"), JSON.stringify({ ...settings, patroniConfig: patroniYml }));
     return new Promise((resolve) => {
-        const p = spawn("python3", [tool, "--settings", join(dir, "settings.json")]);
+        const p = spawn("python3", [tool, "--settings", join(dir, "settings.json")], { env: { ...process.env, VPS_HA_PYTHON_LIB: dir } });
         let out = "";
         p.stdout.on("data", (d) => (out += d));
         p.stderr.on("data", (d) => (out += d));
@@ -105,6 +108,18 @@ describe("vps-ha-patroni-config: the cluster's dynamic configuration kept as the
         assert.deepEqual(settings.desired, patroniDynamicConfig(sync(2, false)));
         assert.doesNotMatch(JSON.stringify(settings), /"(username|password)"/, "credentials stay in patroni.yml");
         assert.match(files.find((f) => f.path.endsWith(PATRONI_DYNAMIC_UNIT))?.content as string, /After=vps-ha-patroni\.service/);
+    });
+
+    it("shares its REST client with the switchover tool: one module, imported from where the node installs it", () => {
+        const tools = [
+            patroniDynamicFiles("10.77.0.5", sync(1)).find((f) => f.path === PATRONI_DYNAMIC_TOOL)?.content,
+            switchoverFiles({ patroniUrl: "", restUser: "", restPassword: "", poolerPort: 0, poolerAdminUser: "", poolerAdminPassword: "", database: "", haproxyStatsPort: 0, haproxyPrimaryListen: "" }).find((f) => f.path === SWITCHOVER_TOOL)?.content,
+        ];
+        for (const t of tools) {
+            assert.ok(t?.includes(PYTHON_LIB_IMPORT), "imports from the installed library");
+            assert.match(t as string, /^from vpsha_rest import request/m);
+            assert.doesNotMatch(t as string, /urlopen\(req/, "no REST client of its own");
+        }
     });
 
     it("brings a cluster made for k = 1 to what a witness needs: k = 2, not strict, a short wal_sender_timeout", async () => {

@@ -11,12 +11,13 @@ no longer sets removed. Idempotent: when all members agree, nothing is written.
 
 usage: vps-ha-patroni-config [--settings FILE]
 """
-import base64
 import json
+import os
 import sys
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
+from vpsha_rest import request  # noqa: E402  (shared with vps-ha-switchover)
 
 SETTINGS = "/etc/vps-ha/patroni-dynamic.json"
 
@@ -67,20 +68,6 @@ def merge(a, b):
     for key, value in b.items():
         out[key] = merge(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
     return out
-
-
-def request(url, method="GET", body=None, auth=None, timeout=5):
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    req.add_header("Content-Type", "application/json")
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, OSError) as e:
-        return None, str(e)
 
 
 def rest_auth(patroni_config):

@@ -15,14 +15,17 @@ switch until one of them follows the new primary.
 
 usage: vps-ha-switchover [--candidate MEMBER] [--config FILE]
 """
-import base64
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
+from vpsha_rest import request  # noqa: E402  (shared with vps-ha-patroni-config)
 
 CONFIG = "/etc/vps-ha/switchover.json"
 
@@ -32,17 +35,7 @@ def log(msg):
 
 
 def patroni(cfg, url, method="GET", body=None, timeout=5):
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    req.add_header("Content-Type", "application/json")
-    token = base64.b64encode(("%s:%s" % (cfg["restUser"], cfg["restPassword"])).encode()).decode()
-    req.add_header("Authorization", "Basic " + token)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, OSError) as e:
-        return None, str(e)
+    return request(url, method, body, (cfg["restUser"], cfg["restPassword"]), timeout)
 
 
 def poolers(cfg):
@@ -152,10 +145,10 @@ def main(argv):
     # that: ask it in the background and watch the candidate and HAProxy directly meanwhile.
     answer = {}
     request_body = {"leader": leader["name"], **({"candidate": candidate} if candidate else {})}
-    request = threading.Thread(target=lambda: answer.update(zip(("status", "body"), patroni(
+    asking = threading.Thread(target=lambda: answer.update(zip(("status", "body"), patroni(
         cfg, leader["api_url"].rsplit("/", 1)[0] + "/switchover", "POST",
         request_body, timeout=cfg["switchTimeoutSeconds"]))))
-    request.start()
+    asking.start()
     deadline = time.monotonic() + cfg["switchTimeoutSeconds"]
     target = None
     pending = dict(paused)
@@ -183,7 +176,7 @@ def main(argv):
         if not ok:
             log("could not resume the pooler on %s: %s" % (name, out))
     resumed_at = time.monotonic()
-    request.join(cfg["switchTimeoutSeconds"])
+    asking.join(cfg["switchTimeoutSeconds"])
     log("Patroni answered %s: %s" % (answer.get("status"), str(answer.get("body", "")).strip()[:200]))
     log("%s; poolers paused %.1f s (%.1f s in all)" % (
         "primary is now %s" % target["name"] if switched else "nothing switched", resumed_at - paused_at, resumed_at - started))
