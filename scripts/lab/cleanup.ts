@@ -114,8 +114,14 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
   }
   await unmountUnder(STATE_DIR, log);
   if (mountsUnder(STATE_DIR).length === 0 && existsSync(STATE_DIR)) {
-    // --one-file-system: even if a mount appeared meanwhile, rm cannot cross into it
-    await run(["rm", "-rf", "--one-file-system", STATE_DIR], { timeoutMs: 120_000 });
+    // --one-file-system: even if a mount appeared meanwhile, rm cannot cross into it. After a
+    // Ctrl-C a client still exiting may write one last file into it; rm then says "Directory not
+    // empty", and a second pass a moment later finds it done.
+    for (let attempt = 1; ; attempt++) {
+      const r = await run(["rm", "-rf", "--one-file-system", STATE_DIR], { timeoutMs: 120_000, allowFail: attempt < 3 });
+      if (r.code === 0) break;
+      await sleep(1_000);
+    }
   }
   const left = await leftovers([...nodes.map((n) => n.name), ...serviceNamespaces.map((n) => n.name)], recorded);
   if (left.length) throw new Error(`lab: down left things behind:\n  ${left.join("\n  ")}`);
