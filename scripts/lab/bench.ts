@@ -113,7 +113,9 @@ export async function labBench(runs: number): Promise<[string, string][]> {
     );
     for (const [name, rs] of results) {
         const rtos = rs.map((r) => r.rtoSeconds).filter((x): x is number => x !== null);
-        figures.push([`drill ${name}: RTO, median of ${rs.length}`, rtos.length === rs.length ? `${median(rtos).toFixed(1)} s` : `never recovered in ${rs.length - rtos.length} run(s)`]);
+        // Every run's RTO beside the median, with the time the machine stood still in it (if any).
+        const each = rs.map((r) => `${r.rtoSeconds === null ? "never" : r.rtoSeconds.toFixed(1)}${r.hostStallSeconds ? ` (stood still ${r.hostStallSeconds} s)` : ""}`).join(", ");
+        figures.push([`drill ${name}: RTO, median of ${rs.length}`, rtos.length === rs.length ? `${median(rtos).toFixed(1)} s (${each})` : `never recovered in ${rs.length - rtos.length} run(s)`]);
         figures.push([`drill ${name}: lost writes / failed requests (max)`, `${Math.max(...rs.map((r) => r.lostWrites))} / ${Math.max(...rs.map((r) => r.failedRequests))}`]);
         figures.push([`drill ${name}: passed (target RTO ${rs[0].rtoTargetSeconds} s, no loss, no split brain)`, `${rs.filter((r) => r.passed).length} of ${rs.length}`]);
     }
