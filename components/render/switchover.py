@@ -150,11 +150,13 @@ def main(argv):
         request_body, timeout=cfg["switchTimeoutSeconds"]))))
     asking.start()
     deadline = time.monotonic() + cfg["switchTimeoutSeconds"]
+    # Patroni promotes the named member, or the one it finds most up to date: watch them all.
+    watch = pick if candidate else [m for m in members if m["name"] != leader["name"]]
     target = None
     pending = dict(paused)
     while pending and time.monotonic() < deadline:
         if target is None:
-            target = next((m for m in pick if patroni(cfg, m["api_url"].rsplit("/", 1)[0] + "/primary", timeout=1)[0] == 200), None)
+            target = next((m for m in watch if patroni(cfg, m["api_url"].rsplit("/", 1)[0] + "/primary", timeout=1)[0] == 200), None)
             if target:
                 log("%s is primary after %.1f s" % (target["name"], time.monotonic() - paused_at))
         if target:
