@@ -465,10 +465,24 @@ def proc_info(pid):
         return None
 
 
+def net_namespace(pid="self"):
+    try:
+        return os.stat("/proc/%s/ns/net" % pid).st_ino
+    except OSError:
+        return None
+
+
 def unit_pids(name, leaders=()):
-    """The unit's processes: tagged with its name, or with a sid one of its commands leads."""
+    """The unit's processes: tagged with its name, or with a sid one of its commands leads.
+
+    Every lab node sees every node's processes in /proc (they share the host's PID namespace),
+    and the same unit runs on several nodes: a tagged process counts only when it is in this
+    node's network namespace, which each node has to itself. Without that, stopping etcd on one
+    node stopped it on all of them.
+    """
     tag = ("%s=%s" % (TAG, name)).encode()
     me = os.getpid()
+    here = net_namespace()
     out = []
     for e in os.listdir("/proc"):
         if not e.isdigit() or int(e) == me:
@@ -477,7 +491,7 @@ def unit_pids(name, leaders=()):
         if not info:
             continue
         sid, environ = info
-        if sid in leaders or tag in environ.split(b"\0"):
+        if sid in leaders or (tag in environ.split(b"\0") and net_namespace(e) == here):
             out.append(int(e))
     return out
 

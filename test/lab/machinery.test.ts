@@ -162,6 +162,20 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
     }
   });
 
+  it("stops a unit on one node only, though the same unit runs on another", async function () {
+    // Nodes share the host's PID namespace: a unit's processes must be told apart by node.
+    const unit = "vh-twin.service";
+    const install = `printf '[Service]\\nExecStart=/bin/sleep 600\\n' > /etc/systemd/system/${unit} && systemctl daemon-reload && systemctl start ${unit}`;
+    for (const n of [a.name, b.name]) await execInNode(n, ["sh", "-c", install], { timeoutMs: 30_000 });
+    const running = async (n: string) => (await execInNode(n, ["systemctl", "is-active", unit], { timeoutMs: 10_000, allowFail: true })).stdout.trim();
+    assert.equal(await running(a.name), "active");
+    await execInNode(b.name, ["systemctl", "kill", "-s", "TERM", unit], { timeoutMs: 30_000 });
+    await execInNode(b.name, ["systemctl", "stop", unit], { timeoutMs: 30_000 });
+    assert.notEqual(await running(b.name), "active", "stopped where it was stopped");
+    assert.equal(await running(a.name), "active", "still running on the other node");
+    await execInNode(a.name, ["systemctl", "stop", unit], { timeoutMs: 30_000 });
+  });
+
   it("isolates and heals a node", async function () {
     await isolateNode(b.name);
     const cut = await execInNode(a.name, ["ping", "-c2", "-W1", b.ip], { timeoutMs: 10_000, allowFail: true });
