@@ -70,6 +70,11 @@ def merge(a, b):
     return out
 
 
+def still_needed(current, settings):
+    """What `current` lacks of the stack file's configuration: values to set, keys to remove."""
+    return merge(difference(current, settings["desired"]), removals(current, settings["absent"]))
+
+
 def rest_auth(patroni_config):
     import yaml  # Debian's patroni depends on python3-yaml
 
@@ -99,7 +104,7 @@ def main(argv):
             return 1
         time.sleep(2)
     current = json.loads(body)
-    patch = merge(difference(current, s["desired"]), removals(current, s["absent"]))
+    patch = still_needed(current, s)
     if not patch:
         log("the cluster's configuration is as the stack file says")
         return 0
@@ -108,7 +113,7 @@ def main(argv):
     if status != 200:
         log("Patroni refused: %s %s" % (status, body[:300]))
         return 1
-    left = merge(difference(json.loads(body), s["desired"]), removals(json.loads(body), s["absent"]))
+    left = still_needed(json.loads(body), s)
     if left:
         log("still differs after the change: %s" % json.dumps(left, sort_keys=True))
         return 1

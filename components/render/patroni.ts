@@ -127,12 +127,14 @@ export function patroniDynamicConfig(sync: SynchronousSpec) {
     };
 }
 
-/** Keys of the dynamic configuration that vps-ha sets in some stacks and that must be gone in this one. */
+/** Keys of the dynamic configuration that vps-ha sets in some stacks only. */
+const OPTIONAL_DYNAMIC_KEYS = [["synchronous_mode"], ["synchronous_mode_strict"], ["synchronous_node_count"], ["postgresql", "parameters", "wal_sender_timeout"]];
+
+/** Of those, the ones this stack does not set, which must therefore be gone from the cluster's configuration. */
 export function absentDynamicKeys(sync: SynchronousSpec): string[][] {
-    const keys: string[][] = [];
-    if (sync.mode === "off") keys.push(["synchronous_mode"], ["synchronous_mode_strict"], ["synchronous_node_count"]);
-    if (sync.mode === "off" || sync.nodeCount <= 1) keys.push(["postgresql", "parameters", "wal_sender_timeout"]);
-    return keys;
+    const desired: unknown = patroniDynamicConfig(sync);
+    const has = (path: string[]) => path.reduce<unknown>((at, key) => (at && typeof at === "object" ? (at as Record<string, unknown>)[key] : undefined), desired) !== undefined;
+    return OPTIONAL_DYNAMIC_KEYS.filter((path) => !has(path));
 }
 
 export function archiveCommand(stanza: string): string {
