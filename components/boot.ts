@@ -1,12 +1,13 @@
 // What every node boots with, whatever its role: the mesh, the host firewall, the directory
-// agent that fills both in from DNS, and SSH as the stack config says. Pure, so the program, the
-// lab and the tests build the same documents. Nothing here depends on which other nodes exist.
+// agent that fills both in from DNS, the peer watch, and SSH as the stack config says. Pure, so
+// the program, the lab and the tests build the same documents. Nothing here depends on which other nodes exist.
 import { directoryIndexName, directoryReleaseName } from "./directory-records";
 import { nodesDomain, PlannedNode, PortRule, StackPlan } from "./plan";
 import { CloudConfigPart, NodeBoot } from "./render/cloud-config";
 import { DIRECTORY_ONCE, directoryAgentConfig, directoryAgentPart } from "./render/directory-agent";
 import { meshPart } from "./render/mesh";
 import { HostFirewallRule, hostFirewallPart } from "./render/nftables";
+import { peerWatchConfig, peerWatchPart } from "./render/peer-watch";
 import { MeshInterface } from "./render/wireguard";
 
 export function hostFirewallRules(plan: StackPlan, node: PlannedNode): HostFirewallRule[] {
@@ -40,6 +41,6 @@ export function nodeBoot(plan: StackPlan, node: PlannedNode, mesh: MeshInterface
         fqdn: node.dnsName,
         sshAuthorizedKeys: plan.config.admin.sshPublicKeys,
         sshEnabled: plan.config.admin.sshCidrs.length > 0,
-        parts: [meshPart(mesh, DIRECTORY_ONCE), hostFirewallPart(hostFirewallRules(plan, node)), directoryAgentPart(agent), ...roleParts],
+        parts: [meshPart(mesh, DIRECTORY_ONCE), hostFirewallPart(hostFirewallRules(plan, node)), directoryAgentPart(agent), peerWatchPart(peerWatchConfig(node.name)), ...roleParts],
     };
 }

@@ -3,9 +3,8 @@
 // its service. The config names this node, the stack's directory and its public key, never
 // another node: what the node set is, the agent reads at run time from the signed records
 // (../directory-records.ts), so a node's user-data stays the same when nodes come and go.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Role, ROLES } from "../config";
+import { shippedTool } from "./python-lib";
 import { CloudConfigPart } from "./cloud-config";
 import { MESH_UNIT } from "./mesh";
 import { meshSetName, NFT_FAMILY, NFT_TABLE } from "./nftables";
@@ -104,7 +103,7 @@ export function directoryAgentConfig(c: { self: string; index: string; release: 
 
 /** The agent's program text (a file of its own, so it is plain Python to read and check). */
 export function renderDirectoryAgent(): string {
-    return readFileSync(join(__dirname, "directory-agent.py"), "utf8");
+    return shippedTool("directory-agent.py");
 }
 
 export function renderDirectoryUnit(): string {

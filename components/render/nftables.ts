@@ -26,6 +26,9 @@ export function meshSetName(role: Role): string {
     return `mesh_${role}`;
 }
 
+/** Mesh peers that stopped answering (filled by render/peer-watch.ts): TCP to them is refused at once. */
+export const PEER_GONE_SET = "mesh_gone";
+
 export function renderNftables(rules: HostFirewallRule[]): string {
     const lines = [
         "#!/usr/sbin/nft -f",
@@ -34,7 +37,13 @@ export function renderNftables(rules: HostFirewallRule[]): string {
         "",
         `table ${NFT_FAMILY} ${NFT_TABLE} {`,
         // Filled by the directory agent; empty (nothing admitted) until it has read the directory.
-        ...ROLES.flatMap((role) => [`  set ${meshSetName(role)} {`, "    type ipv4_addr", "  }"]),
+        ...[...ROLES.map(meshSetName), PEER_GONE_SET].flatMap((set) => [`  set ${set} {`, "    type ipv4_addr", "  }"]),
+        "",
+        // A reset from this node itself: the caller's connect fails now, not after its timeout.
+        "  chain output {",
+        "    type filter hook output priority filter; policy accept;",
+        `    ip daddr @${PEER_GONE_SET} meta l4proto tcp reject with tcp reset comment "mesh peer not answering"`,
+        "  }",
         "",
         "  chain input {",
         "    type filter hook input priority filter; policy drop;",

@@ -2,12 +2,11 @@
 // member (patroni-dynamic.py beside this file). Patroni reads bootstrap.dcs only when the cluster
 // is created: without this, members rebuilt with a new stack file (a witness added: more standbys
 // per commit) would join a cluster that keeps the old values until someone ran patronictl.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { DB_PORTS } from "../plan";
 import { FilePart } from "./cloud-config";
 import { absentDynamicKeys, PATRONI_CONFIG, PATRONI_UNIT, patroniDynamicConfig, SynchronousSpec } from "./patroni";
 import { renderUnit } from "./systemd";
+import { shippedTool } from "./python-lib";
 
 export const PATRONI_DYNAMIC_TOOL = "/usr/local/lib/vps-ha/patroni-config";
 export const PATRONI_DYNAMIC_SETTINGS = "/etc/vps-ha/patroni-dynamic.json";
@@ -36,7 +35,7 @@ export function patroniDynamicSettings(meshAddress: string, sync: SynchronousSpe
 
 export function patroniDynamicFiles(meshAddress: string, sync: SynchronousSpec): FilePart[] {
     return [
-        { path: PATRONI_DYNAMIC_TOOL, content: readFileSync(join(__dirname, "patroni-dynamic.py"), "utf8"), permissions: "0755" },
+        { path: PATRONI_DYNAMIC_TOOL, content: shippedTool("patroni-dynamic.py"), permissions: "0755" },
         { path: PATRONI_DYNAMIC_SETTINGS, content: JSON.stringify(patroniDynamicSettings(meshAddress, sync), null, 1) + "\n", permissions: "0644" },
         {
             path: `/etc/systemd/system/${PATRONI_DYNAMIC_UNIT}`,

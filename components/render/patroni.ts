@@ -5,6 +5,7 @@
 import { stringify } from "yaml";
 import { DB_PORTS } from "../plan";
 import { MESH_UNIT } from "./mesh";
+import { SWITCHOVER_BEFORE_STOP } from "./switchover";
 import { renderUnit } from "./systemd";
 
 export const PATRONI_UNIT = "vps-ha-patroni.service";
@@ -196,6 +197,10 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             // bucket is slow or unreachable it would keep replicas from starting. Replication slots
             // keep the WAL a replica needs on the primary; a replica too far gone is re-cloned.
             pg_hba: pgHba(spec.meshCidr),
+            // A planned switchover run on this node pauses the poolers here, just before
+            // PostgreSQL stops, rather than before Patroni's checks: clients wait less. Any other
+            // stop finds no request and pauses nothing (render/switchover.py).
+            before_stop: SWITCHOVER_BEFORE_STOP,
             create_replica_methods: ["basebackup"],
             basebackup: [{ checkpoint: "fast" }],
         },

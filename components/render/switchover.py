@@ -8,15 +8,21 @@ primary, makes the poolers drop their server connections to the old one, and res
 Clients of the pooled URL see a pause of a few seconds and no error. If anything fails before
 the switch, the poolers are resumed and nothing changed.
 
+Run on the primary's own node, the pause starts later: Patroni checks the members and
+checkpoints first, with clients still writing, and the poolers are paused by Patroni's
+before_stop hook (this program with --before-stop, as postgres) just before PostgreSQL stops.
+The tool hands the hook what it needs through HANDOFF; a stop nobody asked for pauses nothing.
+
 Without --candidate the streaming replicas race for the leader key as in a failover, and the most
 up-to-date one wins. Named, every other member first waits 2 s to let the candidate win
 (Patroni's rule for a switchover to a given member), which holds the first commit after the
 switch until one of them follows the new primary.
 
-usage: vps-ha-switchover [--candidate MEMBER] [--config FILE]
+usage: vps-ha-switchover [--candidate MEMBER] [--config FILE] | --before-stop
 """
 import json
 import os
+import pwd
 import subprocess
 import sys
 import threading
@@ -28,6 +34,8 @@ sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/py
 from vpsha_rest import request  # noqa: E402  (shared with vps-ha-patroni-config)
 
 CONFIG = "/etc/vps-ha/switchover.json"
+# request.json (the tool's ask) -> claimed.json (the hook took it) -> paused.json (the hook's answer)
+HANDOFF = "/run/vps-ha/switchover"
 
 
 def log(msg):
@@ -79,6 +87,91 @@ def on_every_pooler(cfg, pools, commands, timeout):
     return {n: results.get(n, (False, "no answer")) for n in pools}
 
 
+def write_json(path, value, owner=None):
+    tmp = path + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        json.dump(value, f)
+    if owner is not None:
+        os.chown(tmp, owner, -1)
+    os.rename(tmp, path)
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's (the tool runs as root, the hook as postgres)
+    return True
+
+
+def before_stop(handoff):
+    """Patroni's before_stop hook: pause the poolers if a switchover on this node asked for it."""
+    claimed = os.path.join(handoff, "claimed.json")
+    try:
+        os.rename(os.path.join(handoff, "request.json"), claimed)
+    except OSError:
+        return 0  # a stop nobody asked to pause for
+    ask = read_json(claimed)
+    if not ask or not alive(ask["pid"]) or time.time() > ask["deadline"]:
+        log("a switchover's request is stale (its tool has gone or it is too late): pausing nothing")
+        return 0
+    db, pools = ask["database"], ask["pools"]
+    started = time.monotonic()
+    results = on_every_pooler(ask, pools, ["PAUSE %s" % db], ask["pauseTimeoutSeconds"])
+    failed = {n: out for n, (ok, out) in results.items() if not ok}
+    paused = sorted(n for n in pools if n not in failed)
+    if failed:
+        # PostgreSQL stops whatever this hook says: better no pause than some clients held.
+        log("could not pause the pooler on %s; resuming the rest" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
+        on_every_pooler(ask, {n: pools[n] for n in paused}, ["RESUME %s" % db], 10)
+        paused = []
+    else:
+        log("poolers on %s paused in %.1f s, before PostgreSQL stops" % (", ".join(paused), time.monotonic() - started))
+    write_json(os.path.join(handoff, "paused.json"), {"paused": paused, "failed": failed, "at": time.time()})
+    return 0
+
+
+def pause_at_stop(cfg, pools, answer, deadline):
+    """
+    Asks the hook (through the handoff directory) to pause the poolers when Patroni stops the
+    primary: {name: host} of the paused ones, or None when Patroni refused before stopping.
+    """
+    handoff = cfg.get("handoffDir", HANDOFF)
+    postgres = pwd.getpwnam("postgres").pw_uid
+    os.makedirs(handoff, mode=0o700, exist_ok=True)
+    os.chown(handoff, postgres, -1)
+    for name in ("request.json", "claimed.json", "paused.json"):
+        if os.path.exists(os.path.join(handoff, name)):
+            os.remove(os.path.join(handoff, name))
+    keys = ("poolerPort", "poolerAdminUser", "poolerAdminPassword", "database", "pauseTimeoutSeconds")
+    write_json(os.path.join(handoff, "request.json"), {**{k: cfg[k] for k in keys}, "pools": pools, "pid": os.getpid(), "deadline": time.time() + cfg["switchTimeoutSeconds"]}, postgres)
+    while time.monotonic() < deadline:
+        done = read_json(os.path.join(handoff, "paused.json"))
+        if done is not None:
+            if done["failed"]:
+                log("the hook could not pause the pooler on %s: the switch goes on without a pause" % ", ".join(sorted(done["failed"])))
+            return {n: pools[n] for n in done["paused"]}
+        if "status" in answer and answer["status"] != 200:
+            try:
+                os.rename(os.path.join(handoff, "request.json"), os.path.join(handoff, "called-off.json"))
+                return None  # the hook never took it: Patroni stopped nothing
+            except OSError:
+                pass  # the hook has it: its answer follows
+        time.sleep(0.02)
+    log("no answer from Patroni's before_stop hook in time")
+    return {}
+
+
 def routes_to(cfg, host, member):
     """Does this HAProxy node send its primary port to `member` alone? (its stats, as CSV)"""
     url = "http://%s:%d/stats;csv" % (host, cfg["haproxyStatsPort"])
@@ -93,6 +186,8 @@ def routes_to(cfg, host, member):
 
 def main(argv):
     config, candidate = CONFIG, None
+    if argv == ["--before-stop"]:
+        return before_stop(HANDOFF)
     args = list(argv)
     while args:
         a = args.pop(0)
@@ -127,19 +222,23 @@ def main(argv):
         log("no HAProxy node in the directory cache %s" % cfg["directoryCache"])
         return 1
     names = " or ".join(m["name"] for m in pick)
-    log("switching over %s -> %s; pausing the poolers on %s" % (leader["name"], names, ", ".join(sorted(pools))))
+    # On the primary's node the pause waits for Patroni's before_stop hook; elsewhere it comes first.
+    here = leader["api_url"].rsplit("/", 1)[0] == cfg["patroniUrl"].rstrip("/")
+    log("switching over %s -> %s; %s the poolers on %s" % (
+        leader["name"], names, "PostgreSQL's stop will pause" if here else "pausing", ", ".join(sorted(pools))))
 
     started = time.monotonic()
     db = cfg["database"]
-    results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], cfg["pauseTimeoutSeconds"])
-    failed = {n: out for n, (ok, out) in results.items() if not ok}
-    if failed:
-        log("could not pause the pooler on %s; resuming, nothing changed" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
-        on_every_pooler(cfg, pools, ["RESUME %s" % db], 10)
-        return 1
-    paused = sorted(pools.items())
-    paused_at = time.monotonic()
-    log("poolers paused in %.1f s" % (paused_at - started))
+    paused = {}
+    if not here:
+        results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], cfg["pauseTimeoutSeconds"])
+        failed = {n: out for n, (ok, out) in results.items() if not ok}
+        if failed:
+            log("could not pause the pooler on %s; resuming, nothing changed" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
+            on_every_pooler(cfg, pools, ["RESUME %s" % db], 10)
+            return 1
+        paused = dict(pools)
+        log("poolers paused in %.1f s" % (time.monotonic() - started))
 
     # Patroni answers the request only once it has seen the switchover through, and polls for
     # that: ask it in the background and watch the candidate and HAProxy directly meanwhile.
@@ -150,11 +249,18 @@ def main(argv):
         request_body, timeout=cfg["switchTimeoutSeconds"]))))
     asking.start()
     deadline = time.monotonic() + cfg["switchTimeoutSeconds"]
+    if here:
+        paused = pause_at_stop(cfg, pools, answer, deadline)
+        if paused is None:
+            asking.join(cfg["switchTimeoutSeconds"])
+            log("Patroni refused the switchover (%s: %s); nothing paused, nothing changed" % (answer.get("status"), str(answer.get("body", "")).strip()[:200]))
+            return 1
+    paused_at = time.monotonic()
     # Patroni promotes the named member, or the one it finds most up to date: watch them all,
     # the streaming ones first (a member that does not answer costs a second per look).
     watch = pick if candidate else ready + [m for m in members if m["name"] != leader["name"] and m not in ready]
     target = None
-    pending = dict(paused)
+    pending = dict(pools)
     while pending and time.monotonic() < deadline:
         if target is None:
             target = next((m for m in watch if patroni(cfg, m["api_url"].rsplit("/", 1)[0] + "/primary", timeout=1)[0] == 200), None)
@@ -174,16 +280,19 @@ def main(argv):
         log("HAProxy on %s does not route to %s yet; resuming anyway" % (", ".join(sorted(pending)), target["name"]))
     # Server connections still point at the old primary (now a replica): drop them as they are
     # released, so the next transaction opens one to the new primary. Then let clients go on.
-    commands = (["RECONNECT %s" % db] if switched else []) + ["RESUME %s" % db]
-    for name, (ok, out) in sorted(on_every_pooler(cfg, pools, commands, 10).items()):
+    reconnect = ["RECONNECT %s" % db] if switched else []
+    results = on_every_pooler(cfg, paused, reconnect + ["RESUME %s" % db], 10)
+    if reconnect:
+        results.update(on_every_pooler(cfg, {n: h for n, h in pools.items() if n not in paused}, reconnect, 10))
+    for name, (ok, out) in sorted(results.items()):
         if not ok:
             log("could not resume the pooler on %s: %s" % (name, out))
     resumed_at = time.monotonic()
     asking.join(cfg["switchTimeoutSeconds"])
     log("Patroni answered %s: %s" % (answer.get("status"), str(answer.get("body", "")).strip()[:200]))
     log("%s; poolers paused %.1f s (%.1f s in all)" % (
-        "primary is now %s" % target["name"] if switched else "nothing switched", resumed_at - paused_at, resumed_at - started))
-    return 0 if switched and not pending else 1
+        "primary is now %s" % target["name"] if switched else "nothing switched", resumed_at - paused_at if paused else 0, resumed_at - started))
+    return 0 if switched and not pending and paused else 1
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 // The planned switchover tool on every database member (switchover.py beside this file): pause
-// the poolers, move the primary with Patroni, wait until HAProxy routes to it, resume. The
+// the poolers (run on the primary's node: from Patroni's before_stop hook, just before PostgreSQL
+// stops), move the primary with Patroni, wait until HAProxy routes to it, resume. The
 // poolers are found at run time in the mesh directory, so no member's user-data names them.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { FilePart } from "./cloud-config";
 import { DIRECTORY_CACHE } from "./directory-agent";
+import { shippedTool } from "./python-lib";
 
 export const SWITCHOVER_TOOL = "/usr/local/sbin/vps-ha-switchover";
 export const SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json";
+/** Patroni's before_stop hook: pauses the poolers when a switchover run on this node asked for it. */
+export const SWITCHOVER_BEFORE_STOP = `${SWITCHOVER_TOOL} --before-stop`;
 
 export interface SwitchoverConfig {
     /** This member's Patroni REST API. */
@@ -30,7 +32,7 @@ export interface SwitchoverConfig {
 export function switchoverFiles(c: SwitchoverConfig): FilePart[] {
     const config = { directoryCache: DIRECTORY_CACHE, pauseTimeoutSeconds: 15, switchTimeoutSeconds: 30, ...c };
     return [
-        { path: SWITCHOVER_TOOL, content: readFileSync(join(__dirname, "switchover.py"), "utf8"), permissions: "0755" },
+        { path: SWITCHOVER_TOOL, content: shippedTool("switchover.py"), permissions: "0755" },
         { path: SWITCHOVER_CONFIG, content: JSON.stringify(config, null, 1) + "\n", permissions: "0600" },
     ];
 }

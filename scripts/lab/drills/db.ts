@@ -206,16 +206,17 @@ async function waitUntil(limitMs: number, check: () => Promise<boolean>): Promis
 }
 
 /**
- * Puts the primary on `candidate` with the program's own switchover tool (run on the current
- * primary, as an operator would) and waits until Patroni says it leads.
+ * Puts the primary on `candidate` with the program's own switchover tool (run on the candidate,
+ * "lead from here", so the tool pauses the poolers before asking Patroni: the other way than the
+ * db-switchover drill, which runs it on the primary) and waits until Patroni says it leads.
  */
 export async function switchOverTo(ctx: DrillContext, candidate: string): Promise<void> {
     const from = await currentPrimary();
     if (!from) throw new Error("no primary to switch over from");
     ctx.log(`switching the primary over from ${from} to ${candidate}`);
-    const r = await execInNode(from, [SWITCHOVER_TOOL, "--candidate", candidate], { timeoutMs: 120_000, allowFail: true });
+    const r = await execInNode(candidate, [SWITCHOVER_TOOL, "--candidate", candidate], { timeoutMs: 120_000, allowFail: true });
     for (const line of `${r.stdout}${r.stderr}`.trim().split("\n")) ctx.log(line);
-    if (r.code !== 0) throw new Error(`${SWITCHOVER_TOOL} --candidate ${candidate} on ${from} failed (exit ${r.code})`);
+    if (r.code !== 0) throw new Error(`${SWITCHOVER_TOOL} --candidate ${candidate} on ${candidate} failed (exit ${r.code})`);
     if (!(await waitUntil(30_000, async () => (await currentPrimary()) === candidate))) throw new Error(`${candidate} did not lead within 30 s of the switchover`);
 }
 

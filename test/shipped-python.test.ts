@@ -1,0 +1,42 @@
+// The Python programs nodes get (render/python-lib.ts shippedPython): only commentary may be
+// left out. Python's own parser must see the same program in what is shipped as in the file.
+import { strict as assert } from "node:assert";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { shippedPython } from "../components/render/python-lib";
+import { requireTools, run } from "./helpers/tools";
+
+const RENDER = join(__dirname, "..", "components", "render");
+
+/** The program's syntax tree as Python dumps it, module docstring left out. */
+function syntaxTree(source: string): string {
+    const script = "import ast,sys\nm=ast.parse(sys.stdin.read())\nb=m.body\nif b and isinstance(b[0],ast.Expr) and isinstance(b[0].value,ast.Constant) and isinstance(b[0].value.value,str): b=b[1:]\nprint(ast.dump(ast.Module(body=b,type_ignores=[])))";
+    const r = run("python3", ["-c", script], source);
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+}
+
+describe("Python as nodes get it", function () {
+    before(function () {
+        requireTools(this, ["python3"]);
+    });
+
+    for (const file of readdirSync(RENDER).filter((f) => f.endsWith(".py"))) {
+        it(`${file}: the same program without its comment lines, its usage line kept`, () => {
+            const source = readFileSync(join(RENDER, file), "utf8");
+            const shipped = shippedPython(source);
+            assert.equal(syntaxTree(shipped), syntaxTree(source));
+            assert.ok(shipped.length < source.length, "something was left out");
+            assert.doesNotMatch(shipped, /^\s*# /m, "no comment line is left");
+            const usage = source.split('"""')[1].trim().split("\n").pop() as string;
+            assert.ok(shipped.includes(usage), `keeps ${usage}`);
+        });
+    }
+
+    it("keeps lines inside a string that only look like comments", () => {
+        const source = '#!/usr/bin/python3\n"""title\n\nmore\n\nusage: x\n"""\n# a comment\nTEXT = """\n# kept\n"""\nx = 1  # kept too\n';
+        const shipped = shippedPython(source);
+        assert.equal(shipped, '#!/usr/bin/python3\n"""title\n\nusage: x\n"""\nTEXT = """\n# kept\n"""\nx = 1  # kept too\n');
+        assert.equal(syntaxTree(shipped), syntaxTree(source));
+    });
+});
