@@ -133,10 +133,13 @@ listen ${DB_PRIMARY_LISTEN}
     timeout server 30m
     option httpchk OPTIONS /primary
     http-check expect status 200
-    # A member that is not the primary is asked every 200 ms, so a new primary is offered within
-    # 0.2 s of Patroni promoting it (a planned switchover's pause waits for that). The primary
-    # itself is asked every 500 ms: out after two failed answers.
-    default-server inter 500ms downinter 200ms fall 2 rise 1 on-marked-down shutdown-sessions
+    # A planned switchover's pause lasts until the old primary is out and the new one in, so both
+    # are seen quickly: the primary is asked every 250 ms and, after a failed answer, again within
+    # 100 ms (out 0.35 s at most after Patroni stops calling it the primary); any other member
+    # every 200 ms (a new primary is in within 0.2 s). An answer may take up to 1 s: a busy
+    # Patroni is not a dead one.
+    timeout check 1s
+    default-server inter 250ms fastinter 100ms downinter 200ms fall 2 rise 1 on-marked-down shutdown-sessions
 ${servers["db-primary"]}
 
 listen db-replicas
