@@ -23,12 +23,13 @@ usage: vps-ha-switchover [--candidate MEMBER] [--config FILE] | --before-stop
 import json
 import os
 import pwd
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+
+import psycopg2
 
 sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
 from vpsha_rest import request  # noqa: E402  (shared with vps-ha-patroni-config)
@@ -58,33 +59,39 @@ def poolers(cfg):
     return out
 
 
-def psql(cfg, host, port, user, password, database, commands, timeout):
-    env = {"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "3", "PATH": "/usr/bin:/bin"}
-    conn = "host=%s port=%d user=%s dbname=%s" % (host, port, user, database)
-    argv = ["psql", conn, "-XAtq", "-v", "ON_ERROR_STOP=1"]
-    for c in commands:
-        argv += ["-c", c]
+def session(cfg, host):
+    """An admin console session on the pgbouncer at `host` (psycopg2: Patroni's own driver)."""
+    conn = psycopg2.connect(host=host, port=cfg["poolerPort"], user=cfg["poolerAdminUser"],
+                            password=cfg["poolerAdminPassword"], dbname="pgbouncer", connect_timeout=3)
+    conn.autocommit = True  # the admin console knows no transactions
+    return conn
+
+
+def admin(cfg, host, commands, conn=None):
+    """Admin console commands in one session: an open one (`conn`, kept) or a new one."""
     try:
-        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return False, "timed out after %d s" % timeout
-    return r.returncode == 0, (r.stdout or r.stderr).strip()
+        own = conn is None
+        conn = conn or session(cfg, host)
+        with conn.cursor() as cur:
+            for c in commands:
+                cur.execute(c)
+        if own:
+            conn.close()
+        return True, ""
+    except psycopg2.Error as e:
+        return False, str(e).strip()
 
 
-def admin(cfg, host, commands, timeout=10):
-    """Admin console commands, in one session."""
-    return psql(cfg, host, cfg["poolerPort"], cfg["poolerAdminUser"], cfg["poolerAdminPassword"], "pgbouncer", commands, timeout)
-
-
-def on_every_pooler(cfg, pools, commands, timeout):
+def on_every_pooler(cfg, pools, commands, timeout, sessions=None):
     """The same admin commands on every pooler at once: {name: (ok, output)}."""
     results = {}
-    threads = [threading.Thread(target=lambda n=n, h=h: results.__setitem__(n, admin(cfg, h, commands, timeout))) for n, h in pools.items()]
+    threads = [threading.Thread(target=lambda n=n, h=h: results.__setitem__(n, admin(cfg, h, commands, (sessions or {}).get(n))), daemon=True) for n, h in pools.items()]
     for t in threads:
         t.start()
+    stop = time.monotonic() + timeout
     for t in threads:
-        t.join(timeout + 5)
-    return {n: results.get(n, (False, "no answer")) for n in pools}
+        t.join(max(0.0, stop - time.monotonic()))
+    return {n: results.get(n, (False, "no answer in %d s" % timeout)) for n in pools}
 
 
 def write_json(path, value, owner=None):
@@ -227,11 +234,20 @@ def main(argv):
     log("switching over %s -> %s; %s the poolers on %s" % (
         leader["name"], names, "PostgreSQL's stop will pause" if here else "pausing", ", ".join(sorted(pools))))
 
+    # Sessions opened now answer at once when the poolers are to resume (a new one takes a while
+    # on a busy node, and clients wait meanwhile).
+    sessions = {}
+    for name, host in sorted(pools.items()):
+        try:
+            sessions[name] = session(cfg, host)
+        except psycopg2.Error as e:
+            log("cannot reach the pooler on %s: %s; nothing changed" % (name, str(e).strip()))
+            return 1
     started = time.monotonic()
     db = cfg["database"]
     paused = {}
     if not here:
-        results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], cfg["pauseTimeoutSeconds"])
+        results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], cfg["pauseTimeoutSeconds"], sessions)
         failed = {n: out for n, (ok, out) in results.items() if not ok}
         if failed:
             log("could not pause the pooler on %s; resuming, nothing changed" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
@@ -281,9 +297,11 @@ def main(argv):
     # Server connections still point at the old primary (now a replica): drop them as they are
     # released, so the next transaction opens one to the new primary. Then let clients go on.
     reconnect = ["RECONNECT %s" % db] if switched else []
-    results = on_every_pooler(cfg, paused, reconnect + ["RESUME %s" % db], 10)
+    results = on_every_pooler(cfg, paused, reconnect + ["RESUME %s" % db], 10, sessions)
     if reconnect:
-        results.update(on_every_pooler(cfg, {n: h for n, h in pools.items() if n not in paused}, reconnect, 10))
+        results.update(on_every_pooler(cfg, {n: h for n, h in pools.items() if n not in paused}, reconnect, 10, sessions))
+    for conn in sessions.values():
+        conn.close()
     for name, (ok, out) in sorted(results.items()):
         if not ok:
             log("could not resume the pooler on %s: %s" % (name, out))
