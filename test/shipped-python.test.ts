@@ -17,6 +17,7 @@ function syntaxTree(source: string): string {
 }
 
 describe("Python as nodes get it", function () {
+    this.timeout(60000); // python3 once per check, on a machine that may be busy
     before(function () {
         requireTools(this, ["python3"]);
     });

@@ -179,6 +179,21 @@ def pause_at_stop(cfg, pools, answer, deadline):
     return {}
 
 
+def writable(cfg, member):
+    """
+    Is `member` a primary that takes writes? Asked of Patroni's status, and only believed when it
+    comes from PostgreSQL itself (pg_is_in_recovery, with the WAL location): while a promotion is
+    still under way and its query fails, Patroni reports the role it is heading for, and its
+    /primary answers 200 a moment before PostgreSQL takes a write.
+    """
+    status, body = patroni(cfg, member["api_url"], timeout=1)
+    try:
+        answer = json.loads(body) if status == 200 else {}
+    except ValueError:
+        return False
+    return answer.get("role") == "primary" and "location" in answer.get("xlog", {})
+
+
 def routes_to(cfg, host, member):
     """Does this HAProxy node send its primary port to `member` alone? (its stats, as CSV)"""
     url = "http://%s:%d/stats;csv" % (host, cfg["haproxyStatsPort"])
@@ -279,7 +294,7 @@ def main(argv):
     pending = dict(pools)
     while pending and time.monotonic() < deadline:
         if target is None:
-            target = next((m for m in watch if patroni(cfg, m["api_url"].rsplit("/", 1)[0] + "/primary", timeout=1)[0] == 200), None)
+            target = next((m for m in watch if writable(cfg, m)), None)
             if target:
                 log("%s is primary after %.1f s" % (target["name"], time.monotonic() - paused_at))
         if target:
