@@ -320,22 +320,27 @@ export const providerLossMajority: Drill = {
 };
 
 /**
- * A planned switchover may hold writes this long (the poolers wait; nobody gets an error). Where
- * the 3.6 s go, from the members' logs: the poolers pause and Patroni checks the members (0.4 s);
- * the old primary checkpoints, stops, and archives its last WAL segment (0.6 s); Patroni notices
- * the shutdown at its next one-second poll (postgresql/__init__.py, STOP_POLLING_INTERVAL), then
- * waits a fixed second ("give replicas some more time to catch up", ha.py demote), checks the
- * members again and releases the leader key (2.2 s after the stop began); the replicas race, the
- * winner promotes (0.3 s) and HAProxy routes to it (0.2 to 0.5 s). Patroni's two fixed seconds
- * put 3 s out of reach without changing Patroni.
+ * A planned switchover may hold writes this long (the poolers wait; nobody gets an error): the
+ * target, for the median of runs (npm run bench); a single run may take SWITCHOVER_SINGLE_RUN_SLACK
+ * more. Where the 2.7 s go, from the members' logs, with the tool run on the primary's node: Patroni's
+ * before_stop hook pauses the poolers (0.05 s); the old primary stops and archives its last WAL
+ * segment (0.6 s); Patroni notices the shutdown at its next one-second poll
+ * (postgresql/__init__.py, STOP_POLLING_INTERVAL), then waits a fixed second ("give replicas some
+ * more time to catch up", ha.py demote), checks the members again and releases the leader key;
+ * the replicas race, the winner promotes (0.3 s); HAProxy, asking every 200 to 250 ms, has the
+ * old primary out and the new one in, and the poolers resume on sessions opened beforehand.
+ * Patroni's two fixed seconds are most of it.
  *
- * Two things the tool does keep the first commit from waiting on top: it names no candidate
- * unless asked to (named, every other member sleeps 2 s before following, ha.py
+ * Before, the pause was 3.4 to 3.7 s: the poolers paused before Patroni's checks and checkpoint
+ * (0.3 s), HAProxy took up to 1 s to drop the old primary (every 500 ms, two failed answers),
+ * and resuming spawned psql (0.3 s on a busy node). Earlier still 4.5 to 5 s, once 9 s: the tool
+ * named a candidate (every other member then sleeps 2 s before following, ha.py
  * process_unhealthy_cluster, and strict synchronous replication holds the first commit until one
- * follows), and standbys retry a new primary after 1 s, not PostgreSQL's 5 s
- * (WAL_RETRIEVE_RETRY_SECONDS). Before, the pause was 4.5 to 5 s, and once 9 s.
+ * follows), and standbys retried a new primary after PostgreSQL's 5 s, not
+ * WAL_RETRIEVE_RETRY_SECONDS.
  */
-export const SWITCHOVER_PAUSE_SECONDS = 5;
+export const SWITCHOVER_PAUSE_SECONDS = 3;
+export const SWITCHOVER_SINGLE_RUN_SLACK = 1;
 
 export const dbSwitchover: Drill = {
     name: "db-switchover",
@@ -359,7 +364,7 @@ export const dbSwitchover: Drill = {
             rtoTargetSeconds: SWITCHOVER_PAUSE_SECONDS,
             // A client that retries nothing and waits as long as a web request would.
             writes: { pooled: true, timeoutMs: 30_000 },
-            planned: { maxWritePauseSeconds: SWITCHOVER_PAUSE_SECONDS },
+            planned: { maxWritePauseSeconds: SWITCHOVER_PAUSE_SECONDS + SWITCHOVER_SINGLE_RUN_SLACK },
         });
     },
 };
