@@ -94,6 +94,20 @@ def on_every_pooler(cfg, pools, commands, timeout, sessions=None):
     return {n: results.get(n, (False, "no answer in %d s" % timeout)) for n in pools}
 
 
+def pause_every_pooler(cfg, pools, db, timeout, sessions=None):
+    """
+    PAUSE on every pooler at once: {name: error} of those that failed, {} when all paused. On any
+    failure every pooler is resumed, over new sessions: a PAUSE that timed out may still take
+    hold, and its own session is still waiting for it.
+    """
+    results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], timeout, sessions)
+    failed = {n: out for n, (ok, out) in results.items() if not ok}
+    if failed:
+        log("could not pause the pooler on %s; resuming them all" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
+        on_every_pooler(cfg, pools, ["RESUME %s" % db], 10)
+    return failed
+
+
 def write_json(path, value, owner=None):
     tmp = path + ".tmp"
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
@@ -132,17 +146,11 @@ def before_stop(handoff):
     if not ask or not alive(ask["pid"]) or time.time() > ask["deadline"]:
         log("a switchover's request is stale (its tool has gone or it is too late): pausing nothing")
         return 0
-    db, pools = ask["database"], ask["pools"]
     started = time.monotonic()
-    results = on_every_pooler(ask, pools, ["PAUSE %s" % db], ask["pauseTimeoutSeconds"])
-    failed = {n: out for n, (ok, out) in results.items() if not ok}
-    paused = sorted(n for n in pools if n not in failed)
-    if failed:
-        # PostgreSQL stops whatever this hook says: better no pause than some clients held.
-        log("could not pause the pooler on %s; resuming the rest" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
-        on_every_pooler(ask, {n: pools[n] for n in paused}, ["RESUME %s" % db], 10)
-        paused = []
-    else:
+    # PostgreSQL stops whatever this hook says: on a failure, better no pause than some clients held.
+    failed = pause_every_pooler(ask, ask["pools"], ask["database"], ask["pauseTimeoutSeconds"])
+    paused = [] if failed else sorted(ask["pools"])
+    if paused:
         log("poolers on %s paused in %.1f s, before PostgreSQL stops" % (", ".join(paused), time.monotonic() - started))
     write_json(os.path.join(handoff, "paused.json"), {"paused": paused, "failed": failed, "at": time.time()})
     return 0
@@ -262,11 +270,8 @@ def main(argv):
     db = cfg["database"]
     paused = {}
     if not here:
-        results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], cfg["pauseTimeoutSeconds"], sessions)
-        failed = {n: out for n, (ok, out) in results.items() if not ok}
-        if failed:
-            log("could not pause the pooler on %s; resuming, nothing changed" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
-            on_every_pooler(cfg, pools, ["RESUME %s" % db], 10)
+        if pause_every_pooler(cfg, pools, db, cfg["pauseTimeoutSeconds"], sessions):
+            log("nothing changed")
             return 1
         paused = dict(pools)
         log("poolers paused in %.1f s" % (time.monotonic() - started))
