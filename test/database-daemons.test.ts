@@ -14,6 +14,7 @@ import { ensureRootfs } from "../scripts/lab/rootfs";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
 import { PATRONI_TIMING } from "../components/render/patroni";
+import { NO_CHANGE } from "../components/render/after-promote";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
 import { ETCD_JOIN_SCRIPT } from "../components/render/etcd";
 import { Sandbox } from "./helpers/sandbox";
@@ -211,6 +212,33 @@ describe("database configs, run by the real daemons @rootfs", function () {
         assert.equal(code(["-u", `patroni:${yml.restapi.authentication.password}`]), "202");
         assert.equal(api(leader, "/primary", ["-o", "/dev/null", "-w", "%{http_code}", "-X", "OPTIONS"]).stdout, "200");
         assert.equal(api(replica, "/replica", ["-o", "/dev/null", "-w", "%{http_code}"]).stdout, "200");
+    });
+
+    it("Patroni: a PATCH of its configuration that changes nothing wakes its loop at once (the after-promotion hook's wake-up)", async () => {
+        const leader = DB.find((n) => api(n, "/primary", ["-o", "/dev/null", "-w", "%{http_code}"]).stdout === "200") as string;
+        const password = parse(runIn(leader, ["cat", "/etc/patroni/vps-ha.yml"]).stdout).restapi.authentication.password as string;
+        const before = api(leader, "/config").stdout;
+        const loops = (from: number, to: number) => readFileSync(patroni[leader].log, "utf8").split("\n").filter((l) => {
+            const m = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO: no action\. I am \(db-\d\), the leader with the lock/.exec(l);
+            const at = m ? Date.parse(`${m[1].replace(" ", "T")}.${m[2]}Z`) : NaN;
+            return at >= from && at <= to;
+        }).length;
+        // The last test's POST /reload is carried out in one of Patroni's next loops: let it pass.
+        await sleep(3000);
+        const wakes = 8;
+        const start = Date.now();
+        for (let i = 0; i < wakes; i++) {
+            const r = api(leader, "/config", ["-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "-u", `patroni:${password}`, "-H", "Content-Type: application/json", "-d", JSON.stringify(NO_CHANGE)]);
+            assert.equal(r.stdout, "200");
+            await sleep(100);
+        }
+        const end = Date.now() + 300;
+        await sleep(500);
+        const seconds = (end - start) / 1000;
+        const counted = loops(start, end);
+        // Left alone, Patroni runs a loop every loop_wait (1 s): at most seconds + 1 of them.
+        assert.ok(counted >= wakes / 2 && counted > seconds / PATRONI_TIMING.loop_wait + 2, `${counted} loops in ${seconds.toFixed(1)} s for ${wakes} wake-ups:\n${tail(patroni[leader].log, 20)}`);
+        assert.equal(api(leader, "/config").stdout, before, "the configuration is unchanged");
     });
 
     it("pgBackRest: parses every config without option errors, and finds the primary over TLS from a replica", async () => {

@@ -2,6 +2,7 @@
 import { SWITCHOVER_CONFIG, SWITCHOVER_TOOL } from "../components/render/switchover";
 import { PYTHON_LIB, REST_MODULE } from "../components/render/python-lib";
 import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
+import { AFTER_PROMOTE_TOOL, PG_CTL_WRAPPER } from "../components/render/after-promote";
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
 import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
@@ -10,7 +11,7 @@ import { buildPlan, PlannedNode, replacementWarnings, StackPlan } from "../compo
 import { CloudConfigPart, FilePart } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
 import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
-import { PATRONI_CONFIG, PATRONI_TIMING, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { PATRONI_CONFIG, PATRONI_TIMING, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
 import { StackFile } from "../scripts/lib/stack-file";
 import { prodNodes, raw, withConfig } from "./helpers/stack";
@@ -159,6 +160,13 @@ describe("Patroni renderer", () => {
         // Standbys try a new primary again within a second, not PostgreSQL's 5 s: a strict
         // synchronous primary's first commit after a failover waits for one of them.
         assert.equal(render("quorum").postgresql.parameters.wal_retrieve_retry_interval, "1s");
+    });
+
+    it("promotes through vps-ha's pg_ctl and runs the after-promotion hook on every role change", () => {
+        const pg = render("quorum").postgresql;
+        assert.deepEqual(pg.bin_name, { pg_ctl: PG_CTL_WRAPPER });
+        assert.equal(pg.bin_dir, PG_BIN_DIR, "every other program is PostgreSQL's own");
+        assert.deepEqual(pg.callbacks, { on_role_change: `${AFTER_PROMOTE_TOOL} --patroni-config ${PATRONI_CONFIG}` });
     });
 
     it("maps database.synchronous to Patroni's modes", () => {
@@ -358,10 +366,16 @@ describe("database parts of a node's boot", () => {
         expect(SECRETS.backup?.keyPem as string, ["/etc/pgbackrest/tls/node.key"]);
     });
 
-    it("installs the REST client its Python tools import, once, and both tools with it", () => {
+    it("installs the REST client its Python tools import, once, and every tool with it", () => {
         const paths = files(parts).map((f: FilePart) => f.path);
         assert.equal(paths.filter((p: string) => p === `${PYTHON_LIB}/${REST_MODULE}`).length, 1);
-        for (const tool of [SWITCHOVER_TOOL, PATRONI_DYNAMIC_TOOL]) assert.ok(paths.includes(tool), tool);
+        for (const tool of [SWITCHOVER_TOOL, PATRONI_DYNAMIC_TOOL, AFTER_PROMOTE_TOOL]) assert.ok(paths.includes(tool), tool);
+    });
+
+    it("installs the pg_ctl Patroni runs and the after-promotion hook, executable, calling PostgreSQL 17's own pg_ctl", () => {
+        for (const path of [PG_CTL_WRAPPER, AFTER_PROMOTE_TOOL]) assert.equal(files(parts).find((f: FilePart) => f.path === path)?.permissions, "0755", path);
+        const wrapper = files(parts).find((f: FilePart) => f.path === PG_CTL_WRAPPER)?.content ?? "";
+        assert.match(wrapper, new RegExp(`^PG_CTL=${PG_BIN_DIR}/pg_ctl$`, "m"));
     });
 
     it("uses only unit directives a simple supervisor understands", () => {

@@ -5,6 +5,7 @@
 import { backupTarget } from "../config";
 import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
 import { synchronousNodeCount } from "../replication";
+import { afterPromoteFiles } from "./after-promote";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
@@ -13,7 +14,7 @@ import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHo
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
 import { switchoverFiles } from "./switchover";
-import { APP_DATABASE, DB_USERS, PATRONI_CONFIG, PATRONI_UNIT, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
+import { APP_DATABASE, DB_USERS, PATRONI_CONFIG, PATRONI_UNIT, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
 
 /** What the program generates for the database tier (all secret in state). */
@@ -86,6 +87,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? ETCD_UNIT : undefined) },
         ...patroniDynamicFiles(node.meshAddress, synchronous),
         ...pythonLibFiles(),
+        ...afterPromoteFiles(PG_BIN_DIR),
         ...switchoverFiles({
             patroniUrl: `http://${node.meshAddress}:${DB_PORTS.patroni}`,
             restUser: DB_USERS.restApi,

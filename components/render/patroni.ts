@@ -4,6 +4,7 @@
 // that changes something. The yaml library writes the file, so values are always quoted right.
 import { stringify } from "yaml";
 import { DB_PORTS } from "../plan";
+import { afterPromoteHook, PG_CTL_WRAPPER } from "./after-promote";
 import { MESH_UNIT } from "./mesh";
 import { SWITCHOVER_BEFORE_STOP } from "./switchover";
 import { renderUnit } from "./systemd";
@@ -174,6 +175,11 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             connect_address: pg,
             data_dir: PG_DATA_DIR,
             bin_dir: PG_BIN_DIR,
+            // A promotion returns when PostgreSQL is done, and the hook wakes Patroni's loop while
+            // commits wait for lost standbys: Patroni's work as the new primary starts without
+            // idle seconds (render/after-promote.ts).
+            bin_name: { pg_ctl: PG_CTL_WRAPPER },
+            callbacks: { on_role_change: afterPromoteHook(PATRONI_CONFIG) },
             pgpass: "/var/lib/postgresql/.pgpass-vps-ha",
             // Patroni's own connections use the socket (peer authentication as postgres).
             use_unix_socket: true,

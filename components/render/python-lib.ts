@@ -15,12 +15,13 @@ export const PYTHON_LIB_IMPORT = `sys.path.insert(0, os.environ.get("VPS_HA_PYTH
 const TRIPLE = '"""';
 
 /**
- * A Python program as nodes get it: its comment lines left out and its module docstring cut to
- * its first line and its last (the usage line the tools print). Hetzner Cloud takes at most
+ * A Python program as nodes get it: its comment lines and the docstrings of its functions and
+ * classes left out, and its module docstring cut to its first line and its last (the usage line
+ * the tools print). Hetzner Cloud takes at most
  * 32 KiB of user data (gzip, then base64), and a database member's is close to that; the
  * commentary stays here, beside the code it explains. Only whole comment lines outside triple-
- * quoted strings go, so the program itself is unchanged (test/shipped-python.test.ts compares
- * the syntax trees).
+ * quoted strings and docstrings go (no tool reads a function's __doc__), so the program itself
+ * is unchanged (test/shipped-python.test.ts compares the syntax trees, docstrings aside).
  */
 export function shippedPython(source: string): string {
     const lines = source.split("\n");
@@ -35,12 +36,38 @@ export function shippedPython(source: string): string {
         i = end + 1;
     }
     let quoted = false;
+    // Set once a def or class header has ended: a string opening its body is its docstring.
+    let header: "none" | "open" | "done" = "none";
+    let docstring = false;
+    // The indentation of a docstring just left out: a body that had nothing else gets a `pass`.
+    let bodyIndent: string | undefined;
+    const indentOf = (line: string) => /^\s*/.exec(line)?.[0] ?? "";
     for (const line of lines.slice(i)) {
         const opensOrCloses = (line.split(TRIPLE).length - 1) % 2 === 1;
+        if (docstring) {
+            if (opensOrCloses) docstring = false;
+            continue;
+        }
+        if (!quoted && header === "done" && line.trimStart().startsWith(TRIPLE)) {
+            header = "none";
+            docstring = opensOrCloses;
+            bodyIndent = indentOf(line);
+            continue;
+        }
         if (!quoted && !opensOrCloses && line.trimStart().startsWith("#")) continue;
+        if (bodyIndent !== undefined && line.trim()) {
+            if (indentOf(line).length < bodyIndent.length) out.push(`${bodyIndent}pass`);
+            bodyIndent = undefined;
+        }
+        if (!quoted && line.trim()) {
+            if (header === "none" && /^\s*(async\s+def|def|class)\s/.test(line)) header = "open";
+            else if (header === "done") header = "none";
+            if (header === "open" && line.trimEnd().endsWith(":")) header = "done";
+        }
         if (opensOrCloses) quoted = !quoted;
         out.push(line);
     }
+    if (bodyIndent !== undefined) out.push(`${bodyIndent}pass`);
     return out.join("\n");
 }
 

@@ -13,16 +13,21 @@ import { faultUnderLoad, pickNode } from "./harness";
 import { Drill, DrillContext } from "./types";
 
 export const PRIMARY_RTO_SECONDS = PATRONI_TIMING.ttl + 3;
+/**
+ * The target holds for the median of runs (npm run bench -- --lab); a single run of a drill that
+ * loses the primary may take this much more (etcd refreshes every lease when its own leader
+ * changes, and a run now and then meets that), never more.
+ */
+export const PRIMARY_LOSS_SINGLE_RUN_SLACK = 3;
 export const UNAFFECTED_RTO_SECONDS = 5;
 /**
- * What a failover costs on top when commits wait for more than one standby in quorum mode (a
- * stack with a witness, k > 1). Promoting, the new primary names the other former synchronous
- * members in its own synchronous_standby_names (ANY k of them, the lost ones included), and
- * commits wait until Patroni drops the lost ones: it first gives them a loop_wait to reconnect,
- * looks at its next loop, and drops them at the one after (patroni/ha.py
- * process_sync_replication, patroni/quorum.py): at most 3 loops, after a promotion Patroni polls
- * once a second. Measured, with the peer watch: losing the majority provider, writes back after
- * ttl + 3.2 to 4.2 s, against a primary lost with k = 1 after ttl (19.7 to 20.8 s).
+ * Patroni's quorum hand-over after the synchronous set lost members: it drops a standby whose
+ * connection is gone at its next loop, and in quorum mode a change takes a loop or two (record the
+ * set in /sync, then synchronous_standby_names; patroni/quorum.py): at most 3 loops. Counted when
+ * a primary loses standbys and stays (standbyLossRtoTarget). After a promotion the same hand-over
+ * is woken at once (render/after-promote.ts), so a failover's target is ttl + 3 s whatever k:
+ * measured, losing the majority provider of a witness stack (k = 2), writes back after 21.0 to
+ * 22.0 s (24.1 s median before the wake-up and the pg_ctl wrapper).
  */
 export const QUORUM_HANDOVER_SECONDS = 3 * PATRONI_TIMING.loop_wait;
 
@@ -68,12 +73,6 @@ async function patroniConfig(): Promise<{ synchronous_mode?: boolean | string; s
     return undefined;
 }
 
-/** The RTO a lost primary allows: ttl + 3 s, and the quorum hand-over when k > 1 (QUORUM_HANDOVER_SECONDS). */
-export async function failoverRtoTarget(): Promise<number> {
-    const c = await patroniConfig();
-    return PRIMARY_RTO_SECONDS + (c?.synchronous_mode === "quorum" && (c.synchronous_node_count ?? 1) > 1 ? QUORUM_HANDOVER_SECONDS : 0);
-}
-
 /**
  * The RTO when synchronous standbys are lost but the primary stays: a moment, or with k > 1 (every
  * commit waits for more than one standby, so possibly for a lost one) the wal_sender_timeout it
@@ -87,7 +86,7 @@ export async function standbyLossRtoTarget(): Promise<number> {
 
 /** The RTO a drill on `target` must meet: a failover's if it is the primary, a moment otherwise. */
 export async function nodeRtoTarget(target: string): Promise<number> {
-    if ((await currentPrimary()) === target) return failoverRtoTarget();
+    if ((await currentPrimary()) === target) return PRIMARY_RTO_SECONDS;
     return dbNodes().some((n) => n.name === target) ? standbyLossRtoTarget() : UNAFFECTED_RTO_SECONDS;
 }
 
@@ -100,7 +99,7 @@ export const dbPrimaryKill: Drill = {
     description: "SIGKILL every process of the primary's node under write load; RTO and lost writes",
     run: async (ctx) => {
         const target = await pickNode(ctx, currentPrimary, "primary");
-        return killAndReboot(ctx, "db-primary-kill", target, await failoverRtoTarget());
+        return killAndReboot(ctx, "db-primary-kill", target, PRIMARY_RTO_SECONDS);
     },
 };
 
@@ -129,7 +128,7 @@ export const dbPrimaryIsolate: Drill = {
             repair: async () => {
                 await healNode(target);
             },
-            rtoTargetSeconds: await failoverRtoTarget(),
+            rtoTargetSeconds: PRIMARY_RTO_SECONDS,
         });
     },
 };
@@ -182,7 +181,7 @@ export const providerLoss: Drill = {
         const byProvider = membersByProvider();
         const minority = providerFault(ctx, byProvider[byProvider.length - 1][0]);
         const primary = await currentPrimary();
-        const rto = primary && minority.lost.includes(primary) ? await failoverRtoTarget() : await standbyLossRtoTarget();
+        const rto = primary && minority.lost.includes(primary) ? PRIMARY_RTO_SECONDS : await standbyLossRtoTarget();
         return faultUnderLoad(ctx, { drill: "provider-loss", ...minority, rtoTargetSeconds: rto });
     },
 };
@@ -268,7 +267,7 @@ export async function primaryOntoMajority(ctx: DrillContext): Promise<{ majority
  * the primary's node, which is also off its provider, so the drill measures Patroni's failover
  * and not an etcd election on top of it. The fault strikes once every member is back in the
  * synchronous set (right after a switchover they are not yet). Writes must come back within a
- * failover's target (failoverRtoTarget), with no acknowledged write lost.
+ * failover's target (PRIMARY_RTO_SECONDS), with no acknowledged write lost.
  */
 export const providerLossMajority: Drill = {
     name: "provider-loss-majority",
@@ -314,7 +313,7 @@ export const providerLossMajority: Drill = {
                     notes: [`after the reboot: old primary ${voter.name} ${oldIsReplica ? "is a replica" : "is NOT a replica"}, primary ${now ?? "none"}; synchronous_standby_names ${after.seen}${after.ok ? "" : " (the rebooted members are not all back in the synchronous set within 60 s)"}`],
                 };
             },
-            rtoTargetSeconds: await failoverRtoTarget(),
+            rtoTargetSeconds: PRIMARY_RTO_SECONDS,
         });
         return { ...result, notes: [...setup, ...result.notes] };
     },

@@ -151,8 +151,9 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
                 lostWrites: a.lostIds.length,
                 failedRequests: result.failedRequests + a.failed,
                 splitBrain: splitBrain || a.splitBrain,
-                passed: result.passed && rtoOk && a.lostIds.length === 0 && !(splitBrain || a.splitBrain),
+                checksPassed: result.passed && a.lostIds.length === 0 && !(splitBrain || a.splitBrain),
             };
+            result.passed = (result.checksPassed as boolean) && rtoOk;
         } else {
             result.rtoSeconds = mesh.recoveredAfter(faultAt);
         }

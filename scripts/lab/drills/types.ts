@@ -32,6 +32,12 @@ export interface DrillResult {
     /** Where every write and HTTP request the drill's clients made is logged (JSON lines). */
     logDir?: string;
     passed: boolean;
+    /**
+     * Whether every check but the RTO target passed (no write lost, no split brain, the drill's
+     * own checks), where the drill measures an RTO under load: a test allowing a single run some
+     * slack over the target still holds it to everything else.
+     */
+    checksPassed?: boolean;
     notes: string[];
 }
 
