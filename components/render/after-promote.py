@@ -6,7 +6,7 @@ member is promoted, Patroni first names the standbys it had in synchronous_stand
 several standbys per commit, after losing most of the members, those may all be gone, and every
 commit waits until Patroni's quorum hand-over takes them out. Patroni does that in two loops:
 the first records the new leader in /sync, the next one that comes more than loop_wait later
-gives the standbys that will not come back up. Patroni's loop runs every loop_wait (1 s), so the
+gives up the standbys that did not come back. Patroni's loop runs every loop_wait (1 s), so the
 second step came up to a second after Patroni's own rule allowed it.
 
 While this node is primary and commits would wait (fewer of the named standbys stream than the
@@ -74,6 +74,14 @@ def main(argv):
     started = time.monotonic()
     nudges = 0
     conn = None
+    said = set()
+
+    def once(what, msg):
+        # A failure repeats every NUDGE_SECONDS: the log gets it the first time.
+        if what not in said:
+            said.add(what)
+            log(msg)
+
     while time.monotonic() - started < SETTLE_SECONDS:
         try:
             if conn is None:
@@ -83,7 +91,7 @@ def main(argv):
                 cur.execute(STATE_SQL)
                 in_recovery, standby_names, streaming = cur.fetchone()
         except psycopg2.Error as e:
-            log("PostgreSQL did not answer: %s" % str(e).strip())
+            once("postgresql", "PostgreSQL did not answer: %s" % str(e).strip())
             conn = None
             time.sleep(NUDGE_SECONDS)
             continue
@@ -96,10 +104,11 @@ def main(argv):
                 return 0
             status, body = request(url, "PATCH", NO_CHANGE, (auth["username"], auth["password"]), timeout=2)
             if status != 200:
-                log("Patroni's REST API answered %s: %s" % (status, body[:200]))
+                once("patroni", "Patroni's REST API answered %s: %s" % (status, body[:200]))
             nudges += 1
         time.sleep(NUDGE_SECONDS)
-    log("commits still wait after %d s; Patroni goes on at its own pace" % SETTLE_SECONDS)
+    log("stopped after %d s (%d wake-ups) with commits still waiting; Patroni goes on at its own pace"
+        % (SETTLE_SECONDS, nudges))
     return 0
 
 

@@ -17,11 +17,11 @@ const TRIPLE = '"""';
 /**
  * A Python program as nodes get it: its comment lines and the docstrings of its functions and
  * classes left out, and its module docstring cut to its first line and its last (the usage line
- * the tools print). Hetzner Cloud takes at most
- * 32 KiB of user data (gzip, then base64), and a database member's is close to that; the
- * commentary stays here, beside the code it explains. Only whole comment lines outside triple-
- * quoted strings and docstrings go (no tool reads a function's __doc__), so the program itself
- * is unchanged (test/shipped-python.test.ts compares the syntax trees, docstrings aside).
+ * the tools print). Hetzner Cloud takes at most 32 KiB of user data (gzip, then base64), and a
+ * database member's is close to that; the commentary stays here, beside the code it explains.
+ * Only whole comment lines outside triple-quoted strings and docstrings go (no tool reads a
+ * function's __doc__), so the program itself is unchanged (test/shipped-python.test.ts compares
+ * the syntax trees, docstrings aside).
  */
 export function shippedPython(source: string): string {
     const lines = source.split("\n");
