@@ -9,7 +9,8 @@ import { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { patroniDynamicFiles, PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_TOOL, PATRONI_DYNAMIC_UNIT, patroniDynamicSettings } from "../components/render/patroni-dynamic";
-import { patroniDynamicConfig, SynchronousSpec } from "../components/render/patroni";
+import { patroniDynamicConfig, PG_BIN_DIR, SynchronousSpec } from "../components/render/patroni";
+import { AFTER_PROMOTE_TOOL, afterPromoteFiles } from "../components/render/after-promote";
 import { requireTools } from "./helpers/tools";
 import { PYTHON_LIB_IMPORT, REST_MODULE, restModuleText } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL, switchoverFiles } from "../components/render/switchover";
@@ -110,15 +111,21 @@ describe("vps-ha-patroni-config: the cluster's dynamic configuration kept as the
         assert.match(files.find((f) => f.path.endsWith(PATRONI_DYNAMIC_UNIT))?.content as string, /After=vps-ha-patroni\.service/);
     });
 
-    it("shares its REST client with the switchover tool: one module, imported from where the node installs it", () => {
+    it("shares its REST client with the switchover tool and the after-promotion hook: one module, imported from where the node installs it", () => {
         const tools = [
             patroniDynamicFiles("10.77.0.5", sync(1)).find((f) => f.path === PATRONI_DYNAMIC_TOOL)?.content,
+            afterPromoteFiles(PG_BIN_DIR).find((f) => f.path === AFTER_PROMOTE_TOOL)?.content,
             switchoverFiles({ patroniUrl: "", restUser: "", restPassword: "", poolerPort: 0, poolerAdminUser: "", poolerAdminPassword: "", database: "", haproxyStatsPort: 0, haproxyPrimaryListen: "" }).find((f) => f.path === SWITCHOVER_TOOL)?.content,
         ];
         for (const t of tools) {
             assert.ok(t?.includes(PYTHON_LIB_IMPORT), "imports from the installed library");
             assert.match(t as string, /^from vpsha_rest import request/m);
             assert.doesNotMatch(t as string, /urlopen\(req/, "no REST client of its own");
+        }
+        // Both tools that read patroni.yml for the REST API's password read it the one way.
+        for (const t of [tools[0], tools[1]]) {
+            assert.match(t as string, /\brest_auth\(/);
+            assert.doesNotMatch(t as string, /\["restapi"\]\["authentication"\]/, "no credentials lookup of its own");
         }
     });
 

@@ -24,10 +24,9 @@ import sys
 import time
 
 import psycopg2
-import yaml
 
 sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
-from vpsha_rest import request  # noqa: E402  (shared with the other tools on database members)
+from vpsha_rest import request, patroni_yml, rest_auth  # noqa: E402  (shared with the other tools on database members)
 
 NUDGE_SECONDS = 0.2
 # Patroni's hand-over takes loop_wait and a loop or two; past this, something else holds it.
@@ -66,9 +65,8 @@ def main(argv):
     config_file, action, role = argv[1], argv[2], argv[3]
     if action != "on_role_change" or role != "primary":
         return 0
-    with open(config_file) as f:
-        config = yaml.safe_load(f)
-    auth = config["restapi"]["authentication"]
+    config = patroni_yml(config_file)
+    auth = rest_auth(config)
     url = "http://%s/config" % config["restapi"]["connect_address"]
     socket_dir = config["postgresql"]["parameters"]["unix_socket_directories"]
     started = time.monotonic()
@@ -102,7 +100,7 @@ def main(argv):
                     log("commits go on (synchronous_standby_names: %r) after %d wake-ups in %.1f s"
                         % (standby_names, nudges, time.monotonic() - started))
                 return 0
-            status, body = request(url, "PATCH", NO_CHANGE, (auth["username"], auth["password"]), timeout=2)
+            status, body = request(url, "PATCH", NO_CHANGE, auth, timeout=2)
             if status != 200:
                 once("patroni", "Patroni's REST API answered %s: %s" % (status, body[:200]))
             nudges += 1

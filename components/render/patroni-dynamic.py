@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
-from vpsha_rest import request  # noqa: E402  (shared with vps-ha-switchover)
+from vpsha_rest import request, patroni_yml, rest_auth  # noqa: E402  (shared with the other tools on database members)
 
 SETTINGS = "/etc/vps-ha/patroni-dynamic.json"
 
@@ -75,14 +75,6 @@ def still_needed(current, settings):
     return merge(difference(current, settings["desired"]), removals(current, settings["absent"]))
 
 
-def rest_auth(patroni_config):
-    import yaml  # Debian's patroni depends on python3-yaml
-
-    with open(patroni_config) as f:
-        a = yaml.safe_load(f)["restapi"]["authentication"]
-    return a["username"], a["password"]
-
-
 def main(argv):
     settings = SETTINGS
     if len(argv) == 2 and argv[0] == "--settings":
@@ -109,7 +101,7 @@ def main(argv):
         log("the cluster's configuration is as the stack file says")
         return 0
     log("bringing the cluster's configuration in line with the stack file: %s" % json.dumps(patch, sort_keys=True))
-    status, body = request(config_url, "PATCH", patch, rest_auth(s["patroniConfig"]))
+    status, body = request(config_url, "PATCH", patch, rest_auth(patroni_yml(s["patroniConfig"])))
     if status != 200:
         log("Patroni refused: %s %s" % (status, body[:300]))
         return 1

@@ -1,7 +1,7 @@
 // Python on the nodes. The tools' programs are files of their own beside their renderers (plain
 // Python to read and check); nodes get them through shippedPython. The tools on database members
-// (vps-ha-switchover, vps-ha-patroni-config) share one module, installed once per node, found
-// through VPS_HA_PYTHON_LIB or its fixed directory.
+// (vps-ha-switchover, vps-ha-patroni-config, vps-ha-after-promote) share one module, installed
+// once per node, found through VPS_HA_PYTHON_LIB or its fixed directory.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FilePart } from "./cloud-config";

@@ -32,7 +32,7 @@ import urllib.request
 import psycopg2
 
 sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
-from vpsha_rest import request  # noqa: E402  (shared with vps-ha-patroni-config)
+from vpsha_rest import request  # noqa: E402  (shared with the other tools on database members)
 
 CONFIG = "/etc/vps-ha/switchover.json"
 # request.json (the tool's ask) -> claimed.json (the hook took it) -> paused.json (the hook's answer)

@@ -22,3 +22,17 @@ def request(url, method="GET", body=None, auth=None, timeout=5):
         return e.code, e.read().decode()
     except (urllib.error.URLError, OSError) as e:
         return None, str(e)
+
+
+def patroni_yml(path):
+    """A member's patroni.yml, parsed: where its REST API is, and the credentials for changes."""
+    import yaml  # Debian's patroni depends on python3-yaml; only the tools that read the file need it
+
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def rest_auth(config):
+    """(user, password) for Patroni's REST API, from a parsed patroni.yml."""
+    a = config["restapi"]["authentication"]
+    return a["username"], a["password"]

@@ -144,6 +144,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
             const rtoOk = planned
                 ? failedNow === 0 && (pause as number) <= planned.maxWritePauseSeconds + stall.seconds
                 : rtoSeconds !== null && rtoSeconds <= spec.rtoTargetSeconds + stall.seconds;
+            const checksPassed = result.passed && a.lostIds.length === 0 && !(splitBrain || a.splitBrain);
             if (!rtoOk) notes.push(`RTO ${rtoSeconds ?? "never"} s is over the target of ${spec.rtoTargetSeconds} s${stall.seconds >= HOST_STALL_NOTED_SECONDS ? ` plus the ${stall.seconds.toFixed(1)} s the machine stood still` : ""}`);
             result = {
                 ...result,
@@ -151,9 +152,9 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
                 lostWrites: a.lostIds.length,
                 failedRequests: result.failedRequests + a.failed,
                 splitBrain: splitBrain || a.splitBrain,
-                checksPassed: result.passed && a.lostIds.length === 0 && !(splitBrain || a.splitBrain),
+                checksPassed,
+                passed: checksPassed && rtoOk,
             };
-            result.passed = (result.checksPassed as boolean) && rtoOk;
         } else {
             result.rtoSeconds = mesh.recoveredAfter(faultAt);
         }
