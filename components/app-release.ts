@@ -1,6 +1,6 @@
 // The release: the signed record that says which images run on the app nodes and which one each
 // HAProxy backend serves, and the gate that makes `pulumi up` wait until every app node answers
-// healthy in it. The record changes at run time what the agents converge (render/directory-agent.py);
+// healthy in it. The record changes at run time what the agents converge (node-agent/vpsha/directory.py);
 // no server's user-data names an image, so a release replaces nothing.
 import * as command from "@pulumi/command";
 import * as cloudflare from "@pulumi/cloudflare";

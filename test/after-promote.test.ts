@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parse } from "yaml";
 import { AFTER_PROMOTE_TOOL, NO_CHANGE, PG_CTL_WRAPPER, PROMOTE_WAIT_SECONDS } from "../components/render/after-promote";
 import { PATRONI_CONFIG, PG_BIN_DIR, PG_SOCKET_DIR } from "../components/render/patroni";
+import { PYTHON_LIB } from "../components/render/python-lib";
 import { evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
@@ -155,7 +156,7 @@ describe("a promotion without idle seconds, run for real (PostgreSQL 17, the pg_
             ["ANY 1 (*)", ["anyone"], false],
             ["*", [], true],
         ];
-        const script = `import importlib.machinery, json, sys\nm = importlib.machinery.SourceFileLoader("ap", "${AFTER_PROMOTE_TOOL}").load_module()\nprint(json.dumps([m.commits_wait(s, l) for s, l in json.loads(sys.stdin.read())]))`;
+        const script = `import json, sys\nsys.path.insert(0, "${PYTHON_LIB}")\nfrom vpsha.after_promote import commits_wait\nprint(json.dumps([commits_wait(s, l) for s, l in json.loads(sys.stdin.read())]))`;
         const r = (sb as Sandbox).exec(NODE, ["python3", "-c", script], { input: JSON.stringify(cases.map(([s, l]) => [s, l])) });
         assert.equal(r.status, 0, r.stderr);
         assert.deepEqual(JSON.parse(r.stdout), cases.map((c) => c[2]));

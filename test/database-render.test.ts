@@ -1,6 +1,6 @@
 // The database tier's renderers, pure: etcd, Patroni, pgBackRest and the parts a node boots with.
 import { SWITCHOVER_CONFIG, SWITCHOVER_TOOL } from "../components/render/switchover";
-import { PYTHON_LIB, REST_MODULE } from "../components/render/python-lib";
+import { PACKAGE_DIR } from "../components/render/python-lib";
 import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { AFTER_PROMOTE_TOOL, PG_CTL_WRAPPER } from "../components/render/after-promote";
 import { strict as assert } from "node:assert";
@@ -8,7 +8,7 @@ import { parse } from "yaml";
 import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
 import { maxRttMs, rttMs, UNKNOWN_RTT_MS } from "../components/latency";
 import { buildPlan, PlannedNode, replacementWarnings, StackPlan } from "../components/plan";
-import { CloudConfigPart, FilePart } from "../components/render/cloud-config";
+import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
 import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
 import { PATRONI_CONFIG, PATRONI_TIMING, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
@@ -368,7 +368,10 @@ describe("database parts of a node's boot", () => {
 
     it("installs the REST client its Python tools import, once, and every tool with it", () => {
         const paths = files(parts).map((f: FilePart) => f.path);
-        assert.equal(paths.filter((p: string) => p === `${PYTHON_LIB}/${REST_MODULE}`).length, 1);
+        // Each tool brings the module; the node's cloud-config writes it once.
+        assert.equal(paths.filter((p: string) => p === `${PACKAGE_DIR}/rest.py`).length, 3);
+        const written = (parse(renderCloudConfig({ hostname: "db-1", fqdn: "db-1.example.com", sshAuthorizedKeys: [], sshEnabled: false, parts })).write_files as FilePart[]).map((f) => f.path);
+        assert.equal(written.filter((p) => p === `${PACKAGE_DIR}/rest.py`).length, 1);
         for (const tool of [SWITCHOVER_TOOL, PATRONI_DYNAMIC_TOOL, AFTER_PROMOTE_TOOL]) assert.ok(paths.includes(tool), tool);
     });
 

@@ -3,16 +3,16 @@
 // authentication, a key set to null is removed). The lab runs it against real Patroni.
 import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, IncomingMessage, Server } from "node:http";
 import { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { patroniDynamicFiles, PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_TOOL, PATRONI_DYNAMIC_UNIT, patroniDynamicSettings } from "../components/render/patroni-dynamic";
 import { patroniDynamicConfig, PG_BIN_DIR, SynchronousSpec } from "../components/render/patroni";
 import { AFTER_PROMOTE_TOOL, afterPromoteFiles } from "../components/render/after-promote";
 import { requireTools } from "./helpers/tools";
-import { PYTHON_LIB_IMPORT, REST_MODULE, restModuleText } from "../components/render/python-lib";
+import { moduleSource, PACKAGE_DIR, PYTHON_LIB, renderLauncher } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL, switchoverFiles } from "../components/render/switchover";
 
 type Json = Record<string, unknown>;
@@ -69,16 +69,28 @@ class FakePatroni {
     }
 }
 
+/**
+ * The tool's files as a member gets them, under a scratch directory, its launcher pointed at the
+ * package there (on a node it looks in PYTHON_LIB).
+ */
+function installTool(dir: string): string {
+    for (const f of patroniDynamicFiles("10.77.0.5", sync(1)).filter((x) => x.path.startsWith(PACKAGE_DIR) || x.path === PATRONI_DYNAMIC_TOOL)) {
+        const content = f.path === PATRONI_DYNAMIC_TOOL ? f.content.replace(`"${PYTHON_LIB}"`, JSON.stringify(join(dir, PYTHON_LIB))) : f.content;
+        mkdirSync(dirname(join(dir, f.path)), { recursive: true });
+        writeFileSync(join(dir, f.path), content);
+    }
+    return join(dir, PATRONI_DYNAMIC_TOOL);
+}
+
 function runTool(settings: Json, restPassword = "rest-secret"): Promise<{ code: number; out: string }> {
     const dir = mkdtempSync(join(tmpdir(), "vps-ha-patroni-config-"));
-    const tool = join(dir, "patroni-config");
+    const tool = installTool(dir);
     const patroniYml = join(dir, "patroni.yml");
-    writeFileSync(tool, patroniDynamicFiles("10.77.0.5", sync(1)).find((f) => f.path === PATRONI_DYNAMIC_TOOL)?.content as string);
-    writeFileSync(join(dir, REST_MODULE), restModuleText());
     writeFileSync(patroniYml, `restapi:\n  authentication:\n    username: patroni\n    password: ${restPassword}\n`);
     writeFileSync(join(dir, "settings.json"), JSON.stringify({ ...settings, patroniConfig: patroniYml }));
     return new Promise((resolve) => {
-        const p = spawn("python3", [tool, "--settings", join(dir, "settings.json")], { env: { ...process.env, VPS_HA_PYTHON_LIB: dir } });
+        // Debian's python3 (python3-yaml), as on a member.
+        const p = spawn("/usr/bin/python3", [tool, "--settings", join(dir, "settings.json")]);
         let out = "";
         p.stdout.on("data", (d) => (out += d));
         p.stderr.on("data", (d) => (out += d));
@@ -98,7 +110,7 @@ describe("vps-ha-patroni-config: the cluster's dynamic configuration kept as the
     const settingsFor = async (s: SynchronousSpec, waitSeconds = 10): Promise<Json> => ({ ...patroniDynamicSettings("10.77.0.5", s), patroniUrl: await patroni.url(), waitSeconds });
 
     beforeEach(function () {
-        requireTools(this, ["python3", "cloud-init"]); // cloud-init brings python3-yaml, as patroni does on a node
+        requireTools(this, ["/usr/bin/python3", "cloud-init"]); // cloud-init brings python3-yaml, as patroni does on a node
     });
     afterEach(async () => patroni?.close());
 
@@ -111,21 +123,23 @@ describe("vps-ha-patroni-config: the cluster's dynamic configuration kept as the
         assert.match(files.find((f) => f.path.endsWith(PATRONI_DYNAMIC_UNIT))?.content as string, /After=vps-ha-patroni\.service/);
     });
 
-    it("shares its REST client with the switchover tool and the after-promotion hook: one module, imported from where the node installs it", () => {
+    it("shares its REST client with the switchover tool and the after-promotion hook: one module, shipped with each", () => {
         const tools = [
-            patroniDynamicFiles("10.77.0.5", sync(1)).find((f) => f.path === PATRONI_DYNAMIC_TOOL)?.content,
-            afterPromoteFiles(PG_BIN_DIR).find((f) => f.path === AFTER_PROMOTE_TOOL)?.content,
-            switchoverFiles({ patroniUrl: "", restUser: "", restPassword: "", poolerPort: 0, poolerAdminUser: "", poolerAdminPassword: "", database: "", haproxyStatsPort: 0, haproxyPrimaryListen: "" }).find((f) => f.path === SWITCHOVER_TOOL)?.content,
+            { command: PATRONI_DYNAMIC_TOOL, module: "patroni_config", files: patroniDynamicFiles("10.77.0.5", sync(1)) },
+            { command: AFTER_PROMOTE_TOOL, module: "after_promote", files: afterPromoteFiles(PG_BIN_DIR) },
+            { command: SWITCHOVER_TOOL, module: "switchover", files: switchoverFiles({ patroniUrl: "", restUser: "", restPassword: "", poolerPort: 0, poolerAdminUser: "", poolerAdminPassword: "", database: "", haproxyStatsPort: 0, haproxyPrimaryListen: "" }) },
         ];
         for (const t of tools) {
-            assert.ok(t?.includes(PYTHON_LIB_IMPORT), "imports from the installed library");
-            assert.match(t as string, /^from vpsha_rest import request/m);
-            assert.doesNotMatch(t as string, /urlopen\(req/, "no REST client of its own");
+            assert.equal(t.files.find((f) => f.path === t.command)?.content, renderLauncher(t.module));
+            assert.ok(t.files.some((f) => f.path === `${PACKAGE_DIR}/rest.py`), `${t.command} ships with vpsha/rest.py`);
+            const source = moduleSource(t.module);
+            assert.match(source, /^from vpsha\.rest import .*\brequest\b/m);
+            assert.doesNotMatch(source, /urlopen\(req/, "no REST client of its own");
         }
         // Both tools that read patroni.yml for the REST API's password read it the one way.
         for (const t of [tools[0], tools[1]]) {
-            assert.match(t as string, /\brest_auth\(/);
-            assert.doesNotMatch(t as string, /\["restapi"\]\["authentication"\]/, "no credentials lookup of its own");
+            assert.match(moduleSource(t.module), /\brest_auth\(/);
+            assert.doesNotMatch(moduleSource(t.module), /\["restapi"\]\["authentication"\]/, "no credentials lookup of its own");
         }
     });
 

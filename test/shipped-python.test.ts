@@ -1,12 +1,11 @@
-// The Python programs nodes get (render/python-lib.ts shippedPython): only commentary (comment
-// lines, docstrings) may be left out. Python's own parser must see the same program in what is shipped as in the file.
+// The Python modules nodes get (render/python-lib.ts shippedPython): only commentary (comment
+// lines, blank lines, docstrings) may be left out, and indentation turn to tabs. Python's own
+// parser must see the same program in what is shipped as in the file.
 import { strict as assert } from "node:assert";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { shippedPython } from "../components/render/python-lib";
+import { PACKAGE_SOURCE, shippedPython } from "../components/render/python-lib";
 import { requireTools, run } from "./helpers/tools";
-
-const RENDER = join(__dirname, "..", "components", "render");
 
 /** The program's syntax tree as Python dumps it, docstrings (the module's, functions', classes') left out: a body that was only a docstring reads as `pass`. */
 function syntaxTree(source: string): string {
@@ -30,30 +29,41 @@ describe("Python as nodes get it", function () {
         requireTools(this, ["python3"]);
     });
 
-    for (const file of readdirSync(RENDER).filter((f) => f.endsWith(".py"))) {
-        it(`${file}: the same program without its comment lines and docstrings, its usage line kept`, () => {
-            const source = readFileSync(join(RENDER, file), "utf8");
+    const modules = readdirSync(PACKAGE_SOURCE).filter((f) => f.endsWith(".py"));
+    for (const file of modules) {
+        it(`${file}: the same program without its comment lines and docstrings, a tool's usage line kept`, () => {
+            const source = readFileSync(join(PACKAGE_SOURCE, file), "utf8");
             const shipped = shippedPython(source);
             assert.equal(syntaxTree(shipped), syntaxTree(source));
             assert.ok(shipped.length < source.length, "something was left out");
             assert.doesNotMatch(shipped, /^\s*# /m, "no comment line is left");
             assert.doesNotMatch(shipped, /^\s*(async\s+)?(def|class) [^\n]*:\n\s*"""/m, "no docstring is left");
-            const usage = source.split('"""')[1].trim().split("\n").pop() as string;
-            assert.ok(shipped.includes(usage), `keeps ${usage}`);
+            assert.doesNotMatch(shipped, /^ {4}/m, "indented with tabs");
+            const usage = /^usage: .*$/m.exec(source)?.[0];
+            assert.ok(usage || !file.match(/^(directory|peer_watch|switchover|after_promote|patroni_config)\.py$/), `${file} has a usage line`);
+            if (usage) assert.ok(shipped.startsWith(`"""\n${usage}\n"""\n`), `keeps ${usage}`);
+            else assert.doesNotMatch(shipped, /^"""/, "a module docstring without a usage line goes");
         });
     }
 
-    it("keeps lines inside a string that only look like comments", () => {
-        const source = '#!/usr/bin/python3\n"""title\n\nmore\n\nusage: x\n"""\n# a comment\nTEXT = """\n# kept\n"""\nx = 1  # kept too\n';
+    it("leaves out a module docstring without a usage line", () => {
+        const source = '"""A shared module.\n\nMore about it.\n"""\nimport os\n\n\ndef f():\n    if os:\n        return 1\n';
         const shipped = shippedPython(source);
-        assert.equal(shipped, '#!/usr/bin/python3\n"""title\n\nusage: x\n"""\nTEXT = """\n# kept\n"""\nx = 1  # kept too\n');
+        assert.equal(shipped, "import os\ndef f():\n\tif os:\n\t\treturn 1\n");
         assert.equal(syntaxTree(shipped), syntaxTree(source));
     });
 
-    it("leaves out the docstrings of functions and classes, one line or several, with a pass where nothing else is left", () => {
+    it("keeps lines inside a string that only look like comments", () => {
+        const source = '#!/usr/bin/python3\n"""title\n\nmore\n\nusage: x\n"""\n# a comment\nTEXT = """\n# kept\n\n    indented, kept\n"""\nx = 1  # kept too\n';
+        const shipped = shippedPython(source);
+        assert.equal(shipped, '#!/usr/bin/python3\n"""\nusage: x\n"""\nTEXT = """\n# kept\n\n    indented, kept\n"""\nx = 1  # kept too\n');
+        assert.equal(syntaxTree(shipped), syntaxTree(source));
+    });
+
+    it("leaves out the docstrings of functions and classes, one line or several, with a pass where nothing else is left; blank lines go, indentation turns to tabs", () => {
         const source = '"""title\n\nusage: x\n"""\nclass A:\n    """One line."""\n    x = 1\n\n\ndef f(a,\n      b):\n    """Several\n\n    lines.\n    """\n    return """not a docstring"""\n\n\nclass Bad(Exception):\n    """Only this."""\n\n\nclass Last:\n    """Only this too."""\n';
         const shipped = shippedPython(source);
-        assert.equal(shipped, '"""title\n\nusage: x\n"""\nclass A:\n    x = 1\n\n\ndef f(a,\n      b):\n    return """not a docstring"""\n\n\nclass Bad(Exception):\n\n\n    pass\nclass Last:\n\n    pass');
+        assert.equal(shipped, '"""\nusage: x\n"""\nclass A:\n\tx = 1\ndef f(a,\n\t  b):\n\treturn """not a docstring"""\nclass Bad(Exception):\n\tpass\nclass Last:\n\tpass\n');
         assert.equal(syntaxTree(shipped), syntaxTree(source));
     });
 });

@@ -9,10 +9,10 @@
 // - Patroni's pg_ctl (postgresql.bin_name.pg_ctl) is a wrapper: a promotion returns once
 //   pg_controldata says "in production" (a few hundredths of a second; at most PROMOTE_WAIT), so
 //   Patroni's first look finds it done and it starts its next loop at once.
-// - Patroni's on_role_change hook (after-promote.py beside this file) wakes Patroni's loop while
+// - Patroni's on_role_change hook (vpsha/after_promote.py in node-agent/) wakes Patroni's loop while
 //   commits wait for standbys that are not there; Patroni's own rules decide what changes.
 import { FilePart } from "./cloud-config";
-import { shippedTool } from "./python-lib";
+import { toolFiles } from "./python-lib";
 
 export const PG_CTL_WRAPPER = "/usr/local/lib/vps-ha/pg_ctl";
 export const AFTER_PROMOTE_TOOL = "/usr/local/sbin/vps-ha-after-promote";
@@ -21,7 +21,7 @@ export const PROMOTE_WAIT_SECONDS = 1;
 const PROMOTE_CHECK_SECONDS = 0.02;
 /**
  * The hook's wake-up: a PATCH /config that removes a key nobody sets, so Patroni finds nothing
- * changed and writes nothing, and runs its loop at once as after any PATCH (after-promote.py
+ * changed and writes nothing, and runs its loop at once as after any PATCH (after_promote.py
  * sends this; test/after-promote.test.ts checks that it does).
  */
 export const NO_CHANGE = { vps_ha_wake: null } as const;
@@ -56,6 +56,6 @@ export function renderPgCtlWrapper(pgBinDir: string): string {
 export function afterPromoteFiles(pgBinDir: string): FilePart[] {
     return [
         { path: PG_CTL_WRAPPER, content: renderPgCtlWrapper(pgBinDir), permissions: "0755" },
-        { path: AFTER_PROMOTE_TOOL, content: shippedTool("after-promote.py"), permissions: "0755" },
+        ...toolFiles(AFTER_PROMOTE_TOOL, "after_promote"),
     ];
 }

@@ -31,13 +31,24 @@ export interface NodeBoot {
 
 export const CLOUD_CONFIG_HEADER = "#cloud-config\n";
 
+function sameFile(a: FilePart, b: FilePart): boolean {
+    return a.content === b.content && (a.permissions ?? "0644") === (b.permissions ?? "0644") && (a.owner ?? "root:root") === (b.owner ?? "root:root") && !a.defer === !b.defer;
+}
+
 export function renderCloudConfig(boot: NodeBoot): string {
     const packages = [...new Set(boot.parts.flatMap((p) => p.packages ?? []))].sort();
-    const files = boot.parts.flatMap((p) => p.files ?? []);
-    const seen = new Set<string>();
-    for (const f of files) {
-        if (seen.has(f.path)) throw new Error(`two parts of ${boot.hostname}'s cloud-config write ${f.path}`);
-        seen.add(f.path);
+    // A file two parts both need (a module the node agent's tools share) is written once, as
+    // long as they agree on it.
+    const files: FilePart[] = [];
+    const seen = new Map<string, FilePart>();
+    for (const f of boot.parts.flatMap((p) => p.files ?? [])) {
+        const before = seen.get(f.path);
+        if (before === undefined) {
+            seen.set(f.path, f);
+            files.push(f);
+        } else if (!sameFile(before, f)) {
+            throw new Error(`two parts of ${boot.hostname}'s cloud-config write ${f.path}, differently`);
+        }
     }
     const runcmd = boot.parts.flatMap((p) => p.commands ?? []);
     if (!boot.sshEnabled) runcmd.push(["systemctl", "disable", "--now", "ssh.service"]);

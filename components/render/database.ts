@@ -9,7 +9,6 @@ import { afterPromoteFiles } from "./after-promote";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
-import { pythonLibFiles } from "./python-lib";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
@@ -86,7 +85,6 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
         { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? ETCD_UNIT : undefined) },
         ...patroniDynamicFiles(node.meshAddress, synchronous),
-        ...pythonLibFiles(),
         ...afterPromoteFiles(PG_BIN_DIR),
         ...switchoverFiles({
             patroniUrl: `http://${node.meshAddress}:${DB_PORTS.patroni}`,

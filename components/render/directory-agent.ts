@@ -1,10 +1,10 @@
-// The directory agent's share of every node's boot: the agent (directory-agent.py beside this
-// file, run by Debian's python3 with python3-dnspython and python3-cryptography), its config and
+// The directory agent's share of every node's boot: the agent (vpsha/directory.py in node-agent/,
+// run by Debian's python3 with python3-dnspython and python3-cryptography), its config and
 // its service. The config names this node, the stack's directory and its public key, never
 // another node: what the node set is, the agent reads at run time from the signed records
 // (../directory-records.ts), so a node's user-data stays the same when nodes come and go.
 import { Role, ROLES } from "../config";
-import { shippedTool } from "./python-lib";
+import { toolFiles } from "./python-lib";
 import { CloudConfigPart } from "./cloud-config";
 import { MESH_UNIT } from "./mesh";
 import { meshSetName, NFT_FAMILY, NFT_TABLE } from "./nftables";
@@ -101,11 +101,6 @@ export function directoryAgentConfig(c: { self: string; index: string; release: 
     };
 }
 
-/** The agent's program text (a file of its own, so it is plain Python to read and check). */
-export function renderDirectoryAgent(): string {
-    return shippedTool("directory-agent.py");
-}
-
 export function renderDirectoryUnit(): string {
     // A long-running loop rather than a timer: one process, one lock, and the lab's service
     // supervisor (which runs no timers) runs it as a node would.
@@ -120,7 +115,7 @@ export function directoryAgentPart(cfg: DirectoryAgentConfig): CloudConfigPart {
     return {
         packages: DIRECTORY_PACKAGES,
         files: [
-            { path: DIRECTORY_AGENT, content: renderDirectoryAgent(), permissions: "0755" },
+            ...toolFiles(DIRECTORY_AGENT, "directory"),
             { path: DIRECTORY_CONFIG, content: JSON.stringify(cfg, null, 1) + "\n" },
             { path: `/etc/systemd/system/${DIRECTORY_UNIT}`, content: renderDirectoryUnit() },
         ],

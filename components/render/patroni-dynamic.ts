@@ -1,12 +1,12 @@
 // Keeps the cluster's dynamic configuration (in etcd) as the stack file says, on every database
-// member (patroni-dynamic.py beside this file). Patroni reads bootstrap.dcs only when the cluster
+// member (vpsha/patroni_config.py in node-agent/). Patroni reads bootstrap.dcs only when the cluster
 // is created: without this, members rebuilt with a new stack file (a witness added: more standbys
 // per commit) would join a cluster that keeps the old values until someone ran patronictl.
 import { DB_PORTS } from "../plan";
 import { FilePart } from "./cloud-config";
 import { absentDynamicKeys, PATRONI_CONFIG, PATRONI_UNIT, patroniDynamicConfig, SynchronousSpec } from "./patroni";
 import { renderUnit } from "./systemd";
-import { shippedTool } from "./python-lib";
+import { toolFiles } from "./python-lib";
 
 export const PATRONI_DYNAMIC_TOOL = "/usr/local/lib/vps-ha/patroni-config";
 export const PATRONI_DYNAMIC_SETTINGS = "/etc/vps-ha/patroni-dynamic.json";
@@ -35,7 +35,7 @@ export function patroniDynamicSettings(meshAddress: string, sync: SynchronousSpe
 
 export function patroniDynamicFiles(meshAddress: string, sync: SynchronousSpec): FilePart[] {
     return [
-        { path: PATRONI_DYNAMIC_TOOL, content: shippedTool("patroni-dynamic.py"), permissions: "0755" },
+        ...toolFiles(PATRONI_DYNAMIC_TOOL, "patroni_config"),
         { path: PATRONI_DYNAMIC_SETTINGS, content: JSON.stringify(patroniDynamicSettings(meshAddress, sync), null, 1) + "\n", permissions: "0644" },
         {
             path: `/etc/systemd/system/${PATRONI_DYNAMIC_UNIT}`,

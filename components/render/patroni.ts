@@ -205,7 +205,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             pg_hba: pgHba(spec.meshCidr),
             // A planned switchover run on this node pauses the poolers here, just before
             // PostgreSQL stops, rather than before Patroni's checks: clients wait less. Any other
-            // stop finds no request and pauses nothing (render/switchover.py).
+            // stop finds no request and pauses nothing (vpsha/switchover.py).
             before_stop: SWITCHOVER_BEFORE_STOP,
             create_replica_methods: ["basebackup"],
             basebackup: [{ checkpoint: "fast" }],

@@ -1,10 +1,10 @@
-// The peer watch's share of every node's boot (peer-watch.py beside this file, run by Debian's
+// The peer watch's share of every node's boot (vpsha/peer_watch.py in node-agent/, run by Debian's
 // python3): it pings every mesh peer the directory names, and a peer that stopped answering gets
 // its TCP traffic refused at once by this node's firewall (the set PEER_GONE_SET of
 // render/nftables.ts) until it answers again. What it saves: every caller's own wait on a dead
 // server. Patroni's leader race asks the old primary's REST API with a fixed 2 s limit, and a
 // client's connect to a dead HAProxy node waits out its connect timeout before it tries the other.
-import { shippedTool } from "./python-lib";
+import { toolFiles } from "./python-lib";
 import { CloudConfigPart } from "./cloud-config";
 import { DIRECTORY_CACHE, DIRECTORY_UNIT } from "./directory-agent";
 import { NFT_FAMILY, NFT_TABLE, PEER_GONE_SET } from "./nftables";
@@ -40,14 +40,10 @@ export function peerWatchConfig(self: string): PeerWatchConfig {
     };
 }
 
-export function renderPeerWatch(): string {
-    return shippedTool("peer-watch.py");
-}
-
 export function peerWatchPart(cfg: PeerWatchConfig): CloudConfigPart {
     return {
         files: [
-            { path: PEER_WATCH, content: renderPeerWatch(), permissions: "0755" },
+            ...toolFiles(PEER_WATCH, "peer_watch"),
             { path: PEER_WATCH_CONFIG, content: JSON.stringify(cfg, null, 1) + "\n" },
             {
                 path: `/etc/systemd/system/${PEER_WATCH_UNIT}`,

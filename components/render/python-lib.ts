@@ -1,23 +1,30 @@
-// Python on the nodes. The tools' programs are files of their own beside their renderers (plain
-// Python to read and check); nodes get them through shippedPython. The tools on database members
-// (vps-ha-switchover, vps-ha-patroni-config, vps-ha-after-promote) share one module, installed
-// once per node, found through VPS_HA_PYTHON_LIB or its fixed directory.
+// Python on the nodes: the node agent's package, node-agent/vpsha at the repository's top (one
+// module per tool and the modules they share, with its own unit tests). A node gets the modules
+// its tools use, through shippedPython, under PYTHON_LIB; each command it runs is a launcher
+// that calls one module's main.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FilePart } from "./cloud-config";
 
 export const PYTHON_LIB = "/usr/local/lib/vps-ha/python";
-export const REST_MODULE = "vpsha_rest.py";
-
-/** The lines a tool starts with to import the shared module (tests point VPS_HA_PYTHON_LIB elsewhere). */
-export const PYTHON_LIB_IMPORT = `sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "${PYTHON_LIB}"))`;
+export const PACKAGE = "vpsha";
+/** Where a node keeps the package's modules. */
+export const PACKAGE_DIR = `${PYTHON_LIB}/${PACKAGE}`;
+/** The package's source, as this repository holds it. */
+export const PACKAGE_SOURCE = join(__dirname, "..", "..", "node-agent", PACKAGE);
 
 const TRIPLE = '"""';
 
+/** A line's leading four-space steps as tabs (the rest of its indentation kept): Python reads a line indented with tabs alone as it reads the spaces. */
+function tabbed(line: string): string {
+    const spaces = /^ */.exec(line)?.[0].length ?? 0;
+    return "\t".repeat(Math.floor(spaces / 4)) + line.slice(spaces - (spaces % 4));
+}
+
 /**
- * A Python program as nodes get it: its comment lines and the docstrings of its functions and
- * classes left out, and its module docstring cut to its first line and its last (the usage line
- * the tools print). Hetzner Cloud takes at most 32 KiB of user data (gzip, then base64), and a
+ * A Python module as nodes get it: its comment lines and the docstrings of its functions and
+ * classes left out, and its module docstring cut to its usage line (its last, which the tools
+ * print), or left out when it has none; its indentation in tabs, one a level. Hetzner Cloud takes at most 32 KiB of user data (gzip, then base64), and a
  * database member's is close to that; the commentary stays here, beside the code it explains.
  * Only whole comment lines outside triple-quoted strings and docstrings go (no tool reads a
  * function's __doc__), so the program itself is unchanged (test/shipped-python.test.ts compares
@@ -31,8 +38,8 @@ export function shippedPython(source: string): string {
     if (lines[i]?.startsWith(TRIPLE) && lines[i].split(TRIPLE).length === 2) {
         let end = i + 1;
         while (end < lines.length && !lines[end].includes(TRIPLE)) end++;
-        const text = lines.slice(i, end + 1).map((l) => l.replace(TRIPLE, "").trim()).filter(Boolean);
-        out.push(`${TRIPLE}${text[0]}`, "", text[text.length - 1], TRIPLE);
+        const last = lines.slice(i, end + 1).map((l) => l.replace(TRIPLE, "").trim()).filter(Boolean).pop();
+        if (last?.startsWith("usage:")) out.push(TRIPLE, last, TRIPLE);
         i = end + 1;
     }
     let quoted = false;
@@ -54,9 +61,9 @@ export function shippedPython(source: string): string {
             bodyIndent = indentOf(line);
             continue;
         }
-        if (!quoted && !opensOrCloses && line.trimStart().startsWith("#")) continue;
+        if (!quoted && !opensOrCloses && (line.trimStart().startsWith("#") || !line.trim())) continue;
         if (bodyIndent !== undefined && line.trim()) {
-            if (indentOf(line).length < bodyIndent.length) out.push(`${bodyIndent}pass`);
+            if (indentOf(line).length < bodyIndent.length) out.push(tabbed(`${bodyIndent}pass`));
             bodyIndent = undefined;
         }
         if (!quoted && line.trim()) {
@@ -64,22 +71,53 @@ export function shippedPython(source: string): string {
             else if (header === "done") header = "none";
             if (header === "open" && line.trimEnd().endsWith(":")) header = "done";
         }
+        out.push(quoted ? line : tabbed(line));
         if (opensOrCloses) quoted = !quoted;
-        out.push(line);
     }
-    if (bodyIndent !== undefined) out.push(`${bodyIndent}pass`);
-    return out.join("\n");
+    if (bodyIndent !== undefined) out.push(tabbed(`${bodyIndent}pass`));
+    return out.join("\n") + "\n";
 }
 
-/** A program beside this file, as nodes get it. */
-export function shippedTool(file: string): string {
-    return shippedPython(readFileSync(join(__dirname, file), "utf8"));
+/** A module's source (`name` without .py, e.g. "switchover"). */
+export function moduleSource(name: string): string {
+    if (!/^[a-z_]+$/.test(name)) throw new Error(`not a module of ${PACKAGE}: ${name}`);
+    return readFileSync(join(PACKAGE_SOURCE, `${name}.py`), "utf8");
 }
 
-export function restModuleText(): string {
-    return shippedTool(REST_MODULE);
+/** The package's modules that `name` imports (`from vpsha.x import ...`), directly. */
+export function moduleImports(source: string): string[] {
+    return [...source.matchAll(new RegExp(`^(?:from|import) ${PACKAGE}\\.([a-z_]+)`, "gm"))].map((m) => m[1]);
 }
 
-export function pythonLibFiles(): FilePart[] {
-    return [{ path: `${PYTHON_LIB}/${REST_MODULE}`, content: restModuleText(), permissions: "0644" }];
+/** `name` and every module it needs, following its imports. */
+export function moduleClosure(name: string): string[] {
+    const found: string[] = [];
+    const visit = (m: string) => {
+        if (found.includes(m)) return;
+        found.push(m);
+        moduleImports(moduleSource(m)).forEach(visit);
+    };
+    visit(name);
+    return found;
+}
+
+/**
+ * The command a node runs for a tool: a launcher that finds the package where the node keeps it
+ * and calls the module's main with the command's arguments (its exit status is the tool's).
+ */
+export function renderLauncher(name: string): string {
+    moduleSource(name);
+    return `#!/usr/bin/python3\nimport sys\nsys.path.insert(0, "${PYTHON_LIB}")\nfrom ${PACKAGE}.${name} import main\nsys.exit(main(sys.argv[1:]))\n`;
+}
+
+/**
+ * A tool's files: its launcher at `command`, and the package's modules it needs as nodes get
+ * them. Tools share modules (and the package's __init__): each lists them, and a node's
+ * cloud-config writes a file the parts agree on once.
+ */
+export function toolFiles(command: string, name: string): FilePart[] {
+    return [
+        { path: command, content: renderLauncher(name), permissions: "0755" },
+        ...["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedPython(moduleSource(m)), permissions: "0644" })),
+    ];
 }

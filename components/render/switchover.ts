@@ -1,10 +1,10 @@
-// The planned switchover tool on every database member (switchover.py beside this file): pause
+// The planned switchover tool on every database member (vpsha/switchover.py in node-agent/): pause
 // the poolers (run on the primary's node: from Patroni's before_stop hook, just before PostgreSQL
 // stops), move the primary with Patroni, wait until HAProxy routes to it, resume. The
 // poolers are found at run time in the mesh directory, so no member's user-data names them.
 import { FilePart } from "./cloud-config";
 import { DIRECTORY_CACHE } from "./directory-agent";
-import { shippedTool } from "./python-lib";
+import { toolFiles } from "./python-lib";
 
 export const SWITCHOVER_TOOL = "/usr/local/sbin/vps-ha-switchover";
 export const SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json";
@@ -32,7 +32,7 @@ export interface SwitchoverConfig {
 export function switchoverFiles(c: SwitchoverConfig): FilePart[] {
     const config = { directoryCache: DIRECTORY_CACHE, pauseTimeoutSeconds: 15, switchTimeoutSeconds: 30, ...c };
     return [
-        { path: SWITCHOVER_TOOL, content: shippedTool("switchover.py"), permissions: "0755" },
+        ...toolFiles(SWITCHOVER_TOOL, "switchover"),
         { path: SWITCHOVER_CONFIG, content: JSON.stringify(config, null, 1) + "\n", permissions: "0600" },
     ];
 }

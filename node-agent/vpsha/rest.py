@@ -1,7 +1,7 @@
-"""vps-ha: JSON over HTTP to Patroni's REST API, for the tools on database members.
+"""vps-ha: JSON over HTTP to Patroni's REST API, and a member's patroni.yml, for the tools on database members.
 
-Installed beside them (PYTHON_LIB in python-lib.ts); they import it with that directory on
-sys.path.
+The one REST client and the one reader of patroni.yml's REST settings: the switchover tool, the
+dynamic-config tool and the after-promotion hook all use this module.
 """
 import base64
 import json
@@ -26,7 +26,8 @@ def request(url, method="GET", body=None, auth=None, timeout=5):
 
 def patroni_yml(path):
     """A member's patroni.yml, parsed: where its REST API is, and the credentials for changes."""
-    import yaml  # Debian's patroni depends on python3-yaml; only the tools that read the file need it
+    # Debian's patroni depends on python3-yaml; only the tools that read the file need it
+    import yaml
 
     with open(path) as f:
         return yaml.safe_load(f)

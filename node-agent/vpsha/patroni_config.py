@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """vps-ha: keep Patroni's dynamic configuration as the stack file says.
 
 Patroni reads bootstrap.dcs once, when the cluster is created; afterwards the cluster's
@@ -12,12 +11,10 @@ no longer sets removed. Idempotent: when all members agree, nothing is written.
 usage: vps-ha-patroni-config [--settings FILE]
 """
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
-from vpsha_rest import request, patroni_yml, rest_auth  # noqa: E402  (shared with the other tools on database members)
+from vpsha.rest import patroni_yml, request, rest_auth
 
 SETTINGS = "/etc/vps-ha/patroni-dynamic.json"
 
@@ -112,6 +109,3 @@ def main(argv):
     log("done")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """vps-ha switchover: move the PostgreSQL primary to another member with no failed transaction.
 
 For planned work (a rolling OS upgrade, a resize, a move): run it on any database member, as
@@ -31,8 +30,8 @@ import urllib.request
 
 import psycopg2
 
-sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
-from vpsha_rest import request  # noqa: E402  (shared with the other tools on database members)
+from vpsha.records import cached_members
+from vpsha.rest import request
 
 CONFIG = "/etc/vps-ha/switchover.json"
 # request.json (the tool's ask) -> claimed.json (the hook took it) -> paused.json (the hook's answer)
@@ -49,21 +48,16 @@ def patroni(cfg, url, method="GET", body=None, timeout=5):
 
 def poolers(cfg):
     """Mesh addresses of the HAProxy nodes, from the directory the agent last verified."""
-    with open(cfg["directoryCache"]) as f:
-        texts = json.load(f)["members"]
-    out = {}
-    for name, text in texts.items():
-        fields = dict(w.split("=", 1) for w in text.split() if "=" in w)
-        if fields.get("role") == "haproxy" and fields.get("mesh"):
-            out[name] = fields["mesh"]
-    return out
+    members = cached_members(cfg["directoryCache"]) or {}
+    return {name: f["mesh"] for name, f in members.items() if f.get("role") == "haproxy" and f.get("mesh")}
 
 
 def session(cfg, host):
     """An admin console session on the pgbouncer at `host` (psycopg2: Patroni's own driver)."""
     conn = psycopg2.connect(host=host, port=cfg["poolerPort"], user=cfg["poolerAdminUser"],
                             password=cfg["poolerAdminPassword"], dbname="pgbouncer", connect_timeout=3)
-    conn.autocommit = True  # the admin console knows no transactions
+    # The admin console knows no transactions
+    conn.autocommit = True
     return conn
 
 
@@ -85,7 +79,9 @@ def admin(cfg, host, commands, conn=None):
 def on_every_pooler(cfg, pools, commands, timeout, sessions=None):
     """The same admin commands on every pooler at once: {name: (ok, output)}."""
     results = {}
-    threads = [threading.Thread(target=lambda n=n, h=h: results.__setitem__(n, admin(cfg, h, commands, (sessions or {}).get(n))), daemon=True) for n, h in pools.items()]
+    def one(name, host):
+        results[name] = admin(cfg, host, commands, (sessions or {}).get(name))
+    threads = [threading.Thread(target=one, args=(n, h), daemon=True) for n, h in pools.items()]
     for t in threads:
         t.start()
     stop = time.monotonic() + timeout
@@ -103,7 +99,8 @@ def pause_every_pooler(cfg, pools, db, timeout, sessions=None):
     results = on_every_pooler(cfg, pools, ["PAUSE %s" % db], timeout, sessions)
     failed = {n: out for n, (ok, out) in results.items() if not ok}
     if failed:
-        log("could not pause the pooler on %s; resuming them all" % "; ".join("%s: %s" % kv for kv in sorted(failed.items())))
+        why = "; ".join("%s: %s" % kv for kv in sorted(failed.items()))
+        log("could not pause the pooler on %s; resuming them all" % why)
         on_every_pooler(cfg, pools, ["RESUME %s" % db], 10)
     return failed
 
@@ -131,7 +128,8 @@ def alive(pid):
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass  # someone else's (the tool runs as root, the hook as postgres)
+        # Someone else's (the tool runs as root, the hook as postgres)
+        pass
     return True
 
 
@@ -141,7 +139,8 @@ def before_stop(handoff):
     try:
         os.rename(os.path.join(handoff, "request.json"), claimed)
     except OSError:
-        return 0  # a stop nobody asked to pause for
+        # A stop nobody asked to pause for
+        return 0
     ask = read_json(claimed)
     if not ask or not alive(ask["pid"]) or time.time() > ask["deadline"]:
         log("a switchover's request is stale (its tool has gone or it is too late): pausing nothing")
@@ -169,19 +168,24 @@ def pause_at_stop(cfg, pools, answer, deadline):
         if os.path.exists(os.path.join(handoff, name)):
             os.remove(os.path.join(handoff, name))
     keys = ("poolerPort", "poolerAdminUser", "poolerAdminPassword", "database", "pauseTimeoutSeconds")
-    write_json(os.path.join(handoff, "request.json"), {**{k: cfg[k] for k in keys}, "pools": pools, "pid": os.getpid(), "deadline": time.time() + cfg["switchTimeoutSeconds"]}, postgres)
+    deadline_at = time.time() + cfg["switchTimeoutSeconds"]
+    ask = {**{k: cfg[k] for k in keys}, "pools": pools, "pid": os.getpid(), "deadline": deadline_at}
+    write_json(os.path.join(handoff, "request.json"), ask, postgres)
     while time.monotonic() < deadline:
         done = read_json(os.path.join(handoff, "paused.json"))
         if done is not None:
             if done["failed"]:
-                log("the hook could not pause the pooler on %s: the switch goes on without a pause" % ", ".join(sorted(done["failed"])))
+                log("the hook could not pause the pooler on %s: the switch goes on without a pause"
+                    % ", ".join(sorted(done["failed"])))
             return {n: pools[n] for n in done["paused"]}
         if "status" in answer and answer["status"] != 200:
             try:
                 os.rename(os.path.join(handoff, "request.json"), os.path.join(handoff, "called-off.json"))
-                return None  # the hook never took it: Patroni stopped nothing
+                # The hook never took it: Patroni stopped nothing
+                return None
             except OSError:
-                pass  # the hook has it: its answer follows
+                # The hook has it: its answer follows
+                pass
         time.sleep(0.02)
     log("no answer from Patroni's before_stop hook in time")
     return {}
@@ -202,6 +206,13 @@ def writable(cfg, member):
     return answer.get("role") == "primary" and "location" in answer.get("xlog", {})
 
 
+def servers_up(rows, listen):
+    """The servers HAProxy's stats (CSV rows) show up in `listen`."""
+    fields = (row.split(",") for row in rows)
+    return [f[1] for f in fields
+            if len(f) > 17 and f[0] == listen and f[1] not in ("FRONTEND", "BACKEND") and f[17].startswith("UP")]
+
+
 def routes_to(cfg, host, member):
     """Does this HAProxy node send its primary port to `member` alone? (its stats, as CSV)"""
     url = "http://%s:%d/stats;csv" % (host, cfg["haproxyStatsPort"])
@@ -210,8 +221,21 @@ def routes_to(cfg, host, member):
             rows = r.read().decode().splitlines()
     except (urllib.error.URLError, OSError):
         return False
-    up = [f[1] for f in (row.split(",") for row in rows) if len(f) > 17 and f[0] == cfg["haproxyPrimaryListen"] and f[1] not in ("FRONTEND", "BACKEND") and f[17].startswith("UP")]
-    return up == [member]
+    return servers_up(rows, cfg["haproxyPrimaryListen"]) == [member]
+
+
+def choose(members, candidate):
+    """
+    From Patroni's /cluster members: (the leader, the streaming replicas, who may come out
+    primary: the named candidate, else any member Patroni would promote). Leader None: no primary.
+    """
+    leader = next((m for m in members if m["role"] in ("leader", "primary")), None)
+    if not leader:
+        return None, [], []
+    ready = [m for m in members if m["name"] != leader["name"] and m.get("state") == "streaming"]
+    synced = [m for m in ready if m["role"] in ("sync_standby", "quorum_standby")]
+    pick = [m for m in ready if m["name"] == candidate] if candidate else (synced or ready)
+    return leader, ready, pick
 
 
 def main(argv):
@@ -236,14 +260,10 @@ def main(argv):
         log("Patroni did not answer /cluster: %s %s" % (status, body))
         return 1
     members = json.loads(body)["members"]
-    leader = next((m for m in members if m["role"] in ("leader", "primary")), None)
+    leader, ready, pick = choose(members, candidate)
     if not leader:
         log("no primary now; nothing to switch over")
         return 1
-    ready = [m for m in members if m["name"] != leader["name"] and m.get("state") == "streaming"]
-    synced = [m for m in ready if m["role"] in ("sync_standby", "quorum_standby")]
-    # Who may come out primary: the named candidate, else any member Patroni would promote.
-    pick = [m for m in ready if m["name"] == candidate] if candidate else (synced or ready)
     if not pick:
         log("no streaming replica%s to switch over to" % (" named %s" % candidate if candidate else ""))
         return 1
@@ -280,16 +300,17 @@ def main(argv):
     # that: ask it in the background and watch the candidate and HAProxy directly meanwhile.
     answer = {}
     request_body = {"leader": leader["name"], **({"candidate": candidate} if candidate else {})}
+    switchover_url = leader["api_url"].rsplit("/", 1)[0] + "/switchover"
     asking = threading.Thread(target=lambda: answer.update(zip(("status", "body"), patroni(
-        cfg, leader["api_url"].rsplit("/", 1)[0] + "/switchover", "POST",
-        request_body, timeout=cfg["switchTimeoutSeconds"]))))
+        cfg, switchover_url, "POST", request_body, timeout=cfg["switchTimeoutSeconds"]), strict=True)))
     asking.start()
     deadline = time.monotonic() + cfg["switchTimeoutSeconds"]
     if here:
         paused = pause_at_stop(cfg, pools, answer, deadline)
         if paused is None:
             asking.join(cfg["switchTimeoutSeconds"])
-            log("Patroni refused the switchover (%s: %s); nothing paused, nothing changed" % (answer.get("status"), str(answer.get("body", "")).strip()[:200]))
+            log("Patroni refused the switchover (%s: %s); nothing paused, nothing changed"
+                % (answer.get("status"), str(answer.get("body", "")).strip()[:200]))
             return 1
     paused_at = time.monotonic()
     # Patroni promotes the named member, or the one it finds most up to date: watch them all,
@@ -307,11 +328,13 @@ def main(argv):
                 if routes_to(cfg, host, target["name"]):
                     del pending[name]
         elif "status" in answer and answer["status"] != 200:
-            break  # refused: nothing will be promoted
+            # Refused: nothing will be promoted
+            break
         if pending:
             time.sleep(0.05)
     switched = target is not None
-    log("HAProxy routes to %s after %.1f s" % (target["name"] if target else "nobody new", time.monotonic() - paused_at))
+    log("HAProxy routes to %s after %.1f s" % (target["name"] if target else "nobody new",
+                                                time.monotonic() - paused_at))
     if switched and pending:
         log("HAProxy on %s does not route to %s yet; resuming anyway" % (", ".join(sorted(pending)), target["name"]))
     # Server connections still point at the old primary (now a replica): drop them as they are
@@ -319,7 +342,8 @@ def main(argv):
     reconnect = ["RECONNECT %s" % db] if switched else []
     results = on_every_pooler(cfg, paused, reconnect + ["RESUME %s" % db], 10, sessions)
     if reconnect:
-        results.update(on_every_pooler(cfg, {n: h for n, h in pools.items() if n not in paused}, reconnect, 10, sessions))
+        unpaused = {n: h for n, h in pools.items() if n not in paused}
+        results.update(on_every_pooler(cfg, unpaused, reconnect, 10, sessions))
     for conn in sessions.values():
         conn.close()
     for name, (ok, out) in sorted(results.items()):
@@ -328,10 +352,8 @@ def main(argv):
     resumed_at = time.monotonic()
     asking.join(cfg["switchTimeoutSeconds"])
     log("Patroni answered %s: %s" % (answer.get("status"), str(answer.get("body", "")).strip()[:200]))
-    log("%s; poolers paused %.1f s (%.1f s in all)" % (
-        "primary is now %s" % target["name"] if switched else "nothing switched", resumed_at - paused_at if paused else 0, resumed_at - started))
+    outcome = "primary is now %s" % target["name"] if switched else "nothing switched"
+    pause = resumed_at - paused_at if paused else 0
+    log("%s; poolers paused %.1f s (%.1f s in all)" % (outcome, pause, resumed_at - started))
     return 0 if switched and not pending and paused else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """vps-ha peer watch: TCP to a mesh peer that stopped answering is refused at once.
 
 Pings every peer in the directory agent's last verified directory each probeEverySeconds; a peer
@@ -18,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from vpsha.records import cached_members
+
 CONFIG = "/etc/vps-ha/peer-watch.json"
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 
@@ -26,7 +27,8 @@ def log(msg):
     print("vps-ha-peer-watch: %s" % msg, flush=True)
 
 
-def checksum(data):  # RFC 1071
+# RFC 1071
+def checksum(data):
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
@@ -56,17 +58,10 @@ def echo_reply_source(packet, ident):
 
 def directory_peers(cfg):
     """{mesh address: name} of every other member, from the directory agent's last verified copy."""
-    try:
-        with open(cfg["directoryCache"]) as f:
-            texts = json.load(f)["members"]
-    except (OSError, ValueError, KeyError):
+    members = cached_members(cfg["directoryCache"])
+    if members is None:
         return None
-    peers = {}
-    for name, text in texts.items():
-        fields = dict(w.split("=", 1) for w in text.split() if "=" in w)
-        if name != cfg["self"] and fields.get("mesh"):
-            peers[fields["mesh"]] = name
-    return peers
+    return {f["mesh"]: name for name, f in members.items() if name != cfg["self"] and f.get("mesh")}
 
 
 class Watch:
@@ -138,13 +133,15 @@ def main(argv):
                 try:
                     sock.sendto(echo_request(ident, seq), (address, 0))
                 except OSError:
-                    pass  # no route yet (the mesh is coming up): the peer just does not answer
+                    # No route yet (the mesh is coming up): the peer just does not answer
+                    pass
             gone = watch.gone(now)
             if gone != applied or now - applied_at > cfg["reapplySeconds"]:
                 ok, error = apply(cfg, gone)
                 if ok:
                     for a in sorted(gone - (applied or set())):
-                        log("%s (%s) has not answered for %.0f s: connections to it are refused" % (a, names.get(a, "?"), watch.gone_after))
+                        log("%s (%s) has not answered for %.0f s: connections to it are refused"
+                            % (a, names.get(a, "?"), watch.gone_after))
                     for a in sorted((applied or set()) - gone):
                         log("%s (%s) answers again" % (a, names.get(a, "gone from the directory")))
                     applied, applied_at, last_error = gone, now, None
@@ -158,6 +155,3 @@ def main(argv):
             if source:
                 watch.answered(source, time.monotonic())
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

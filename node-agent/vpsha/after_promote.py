@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """vps-ha: after a promotion, keep Patroni's loop turning while commits wait for absent standbys.
 
 Patroni's on_role_change hook on a database member (Patroni adds: action, role, scope). When a
@@ -18,15 +17,13 @@ the next hook (Patroni stops a hook still running when it starts the next one).
 
 usage: vps-ha-after-promote --patroni-config FILE ACTION ROLE SCOPE
 """
-import os
 import re
 import sys
 import time
 
 import psycopg2
 
-sys.path.insert(0, os.environ.get("VPS_HA_PYTHON_LIB", "/usr/local/lib/vps-ha/python"))
-from vpsha_rest import request, patroni_yml, rest_auth  # noqa: E402  (shared with the other tools on database members)
+from vpsha.rest import patroni_yml, request, rest_auth
 
 NUDGE_SECONDS = 0.2
 # Patroni's hand-over takes loop_wait and a loop or two; past this, something else holds it.
@@ -109,6 +106,3 @@ def main(argv):
         % (SETTLE_SECONDS, nudges))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """vps-ha directory agent: keeps this node's view of the stack equal to the signed directory in DNS.
 
 Each round (every few seconds, and once whenever the WireGuard interface comes up) it reads the
@@ -24,36 +23,24 @@ usage: vps-ha-directory [--once] [--config FILE]   (FILE.d/*.json add role-speci
 import base64
 import fcntl
 import glob
-import hashlib
 import ipaddress
 import json
 import os
 import re
 import socket
 import subprocess
-import sys
 import time
 
 import dns.exception
 import dns.resolver
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-VERSION = "vh1"
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
-NODE_FIELDS = ["v", "kind", "name", "role", "mesh", "wg", "dns"]
-INDEX_FIELDS = ["v", "kind", "part", "set", "members"]
-RELEASE_FIELDS = ["v", "kind", "active", "aport", "candidate", "cport"]
-IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
+from vpsha.records import Bad, member_names, parse_record, read_cache
+
 COMMAND_TIMEOUT = 15
 # Stopping a container may take its whole stop timeout.
 APP_COMMAND_TIMEOUT = 60
 LOCK_WAIT_SECONDS = 60
-
-
-class Bad(Exception):
-    """A record (or a set of them) that must be ignored, and why."""
 
 
 def log(msg):
@@ -84,83 +71,6 @@ def write_atomically(path, text, mode=0o644):
 
 # ---------------------------------------------------------------- records
 
-def parse_record(owner, text, key, roles, mesh):
-    """One verified record found at DNS name `owner`, as a dict; raises Bad saying why not."""
-    body, sep, sig = text.rpartition(" sig=")
-    if not sep or not body:
-        raise Bad("no signature")
-    try:
-        raw = base64.b64decode(sig, validate=True)
-    except ValueError:
-        raise Bad("malformed signature")
-    if len(raw) != 64 or base64.b64encode(raw).decode() != sig:
-        raise Bad("malformed signature")
-    try:
-        key.verify(raw, ("%s\n%s\n%s" % (VERSION, owner, body)).encode())
-    except InvalidSignature:
-        raise Bad("bad signature")
-    fields = []
-    for f in body.split(" "):
-        k, eq, v = f.partition("=")
-        if not eq or not k:
-            raise Bad("malformed field %r" % f)
-        fields.append((k, v))
-    keys = [k for k, _ in fields]
-    v = dict(fields)
-    if v.get("v") != VERSION:
-        raise Bad("unknown version %r" % v.get("v"))
-    if v.get("kind") == "node" and keys == NODE_FIELDS:
-        try:
-            address = ipaddress.IPv4Address(v["mesh"])
-            wg = base64.b64decode(v["wg"], validate=True)
-        except ValueError:
-            raise Bad("malformed mesh address or key")
-        if not NAME.match(v["name"]) or v["role"] not in roles or not DNS_NAME.match(v["dns"]):
-            raise Bad("malformed name, role or DNS name")
-        if str(address) != v["mesh"] or address not in mesh or len(wg) != 32:
-            raise Bad("mesh address outside %s or a malformed key" % mesh)
-        return {"kind": "node", "name": v["name"], "role": v["role"], "mesh": v["mesh"], "wg": v["wg"], "dns": v["dns"]}
-    if v.get("kind") == "index" and keys == INDEX_FIELDS:
-        m = re.fullmatch(r"([1-9][0-9]{0,2})/([1-9][0-9]{0,2})", v["part"])
-        members = v["members"].split(",")
-        if not m or int(m.group(1)) > int(m.group(2)) or not re.fullmatch(r"[0-9a-f]{16}", v["set"]) or not all(NAME.match(n) for n in members):
-            raise Bad("malformed index part")
-        return {"kind": "index", "part": int(m.group(1)), "parts": int(m.group(2)), "set": v["set"], "members": members}
-    if v.get("kind") == "release" and keys == RELEASE_FIELDS:
-        def port(p):
-            if not re.fullmatch(r"[1-9][0-9]{0,4}", p) or int(p) > 65535:
-                raise Bad("malformed port %r" % p)
-            return int(p)
-        if not IMAGE.match(v["active"]):
-            raise Bad("malformed active image")
-        rec = {"kind": "release", "active": v["active"], "aport": port(v["aport"]), "candidate": None, "cport": None}
-        if v["candidate"] != "-" or v["cport"] != "-":
-            if not IMAGE.match(v["candidate"]):
-                raise Bad("malformed candidate image")
-            rec.update(candidate=v["candidate"], cport=port(v["cport"]))
-            if rec["cport"] == rec["aport"]:
-                raise Bad("the candidate's port is the active image's")
-        return rec
-    raise Bad("unexpected fields %s" % " ".join(keys))
-
-
-def member_names(parts_found):
-    """The member list of the one complete index among the parts found; raises Bad otherwise."""
-    complete = []
-    for digest in sorted({p["set"] for p, _ in parts_found}):
-        parts = {p["part"]: (p, t) for p, t in parts_found if p["set"] == digest}
-        counts = {p["parts"] for p, _ in parts.values()}
-        if len(counts) != 1 or sorted(parts) != list(range(1, counts.pop() + 1)):
-            continue  # a part is missing (an update under way): not this one
-        names = [n for i in sorted(parts) for n in parts[i][0]["members"]]
-        if hashlib.sha256(",".join(names).encode()).hexdigest()[:16] != digest:
-            continue
-        complete.append((names, [parts[i][1] for i in sorted(parts)]))
-    if len(complete) != 1:
-        raise Bad("%s complete index" % ("no" if not complete else "more than one"))
-    return complete[0]
-
-
 def read_release(cfg, key, fetch, fallback):
     """The release record (and its text), or the last verified one `fallback` while DNS has none valid."""
     owner = cfg["release"]
@@ -177,7 +87,8 @@ def read_release(cfg, key, fetch, fallback):
         (text, rec), = valid.items()
         return rec, text
     if fallback:
-        log("release: %s in DNS; keeping the last verified one" % ("conflicting records" if valid else "no valid record"))
+        why = "conflicting records" if valid else "no valid record"
+        log("release: %s in DNS; keeping the last verified one" % why)
         return fallback
     return None, None
 
@@ -219,7 +130,8 @@ def read_directory(cfg, key, fetch, fallback, release_fallback=None):
         if len(valid) == 1:
             (texts[name], members[name]), = valid.items()
         elif name in fallback:
-            log("%s: %s in DNS; keeping its last verified record" % (name, "conflicting records" if valid else "no valid record"))
+            why = "conflicting records" if valid else "no valid record"
+            log("%s: %s in DNS; keeping its last verified record" % (name, why))
             texts[name], members[name] = fallback[name]["text"], fallback[name]["record"]
         else:
             log("%s is listed but has no valid record yet; left out for now" % name)
@@ -228,7 +140,8 @@ def read_directory(cfg, key, fetch, fallback, release_fallback=None):
         if len(values) != len(set(values)):
             raise Bad("two members share a %s value" % field)
     release, release_text = read_release(cfg, key, fetch, release_fallback) if "release" in cfg else (None, None)
-    return {"members": members, "release": release, "texts": {"index": index_texts, "members": texts, "release": release_text}}
+    texts = {"index": index_texts, "members": texts, "release": release_text}
+    return {"members": members, "release": release, "texts": texts}
 
 
 def dns_fetch(resolver):
@@ -247,8 +160,7 @@ def dns_fetch(resolver):
 def load_cache(cfg, key):
     """The last verified directory, verified again (the file is only a copy of DNS answers)."""
     try:
-        with open(cfg["cache"]) as f:
-            texts = json.load(f)
+        texts = read_cache(cfg["cache"])
         by_name = {cfg["index"]: texts["index"]}
         by_name.update({"_mesh.%s.%s" % (n, cfg["nodesDomain"]): [t] for n, t in texts["members"].items()})
         if texts.get("release") and "release" in cfg:
@@ -302,7 +214,8 @@ def converge_wireguard(cfg, members, resolver, problems):
             if r.returncode != 0:
                 problems.append("wg set for %s: %s" % (m["name"], r.stderr.strip()))
             else:
-                log("mesh: peer %s (%s) %s: %s" % (m["name"], m["mesh"], "added" if p is None else "updated", " ".join(args)))
+                done = "added" if p is None else "updated"
+                log("mesh: peer %s (%s) %s: %s" % (m["name"], m["mesh"], done, " ".join(args)))
     for key in sorted(set(peers) - set(want)):
         r = run(["wg", "set", iface, "peer", key, "remove"])
         if r.returncode != 0:
@@ -346,7 +259,7 @@ def replace_block(text, begin, end, lines):
     b = text.find(end + "\n", a)
     if a < 0 or b < 0:
         raise Bad("markers %r / %r not found" % (begin, end))
-    return text[: a + len(begin) + 1] + "".join(l + "\n" for l in lines) + text[b:]
+    return text[: a + len(begin) + 1] + "".join(line + "\n" for line in lines) + text[b:]
 
 
 def save_server_state(h):
@@ -380,9 +293,14 @@ def converge_haproxy(cfg, members, release, problems):
             if release is None:
                 continue
             port = release["aport"] if b["release"] == "active" else release["cport"]
-        servers = sorted((m for m in members.values() if m["role"] == b["role"]), key=lambda m: m["name"]) if port is not None else []
-        new = replace_block(new, b["begin"], b["end"], [b["line"].replace("{name}", m["name"]).replace("{address}", m["mesh"]).replace("{port}", str(port)) for m in servers])
-        summary.append("%s: %s" % (b["id"], ", ".join(m["name"] for m in servers) + (" at %s" % port if port and servers else "") or "none"))
+        servers = []
+        if port is not None:
+            servers = sorted((m for m in members.values() if m["role"] == b["role"]), key=lambda m: m["name"])
+        lines = [b["line"].replace("{name}", m["name"]).replace("{address}", m["mesh"]).replace("{port}", str(port))
+                 for m in servers]
+        new = replace_block(new, b["begin"], b["end"], lines)
+        at = " at %s" % port if port and servers else ""
+        summary.append("%s: %s" % (b["id"], ", ".join(m["name"] for m in servers) + at or "none"))
     for b in h.get("releaseBlocks", []):
         if release is None:
             continue
@@ -436,9 +354,11 @@ def ensure_unit(a, unit, env_file, image, problems):
     if changed or not enabled:
         steps.append(["enable", unit])
     if changed:
-        steps.append(["restart", unit])  # starts it if it was stopped
+        # Starts it if it was stopped.
+        steps.append(["restart", unit])
     elif run(a["systemctl"] + ["is-active", "--quiet", unit]).returncode != 0:
-        steps.append(["start", unit])  # a unit someone stopped; Restart=always covers crashes
+        # A unit someone stopped; Restart=always covers crashes.
+        steps.append(["start", unit])
     for step in steps:
         r = run(a["systemctl"] + step, timeout=APP_COMMAND_TIMEOUT)
         if r.returncode != 0:
@@ -489,7 +409,8 @@ def converge_app(cfg, release, problems):
         log("app: %s stopped and disabled: its image left the release" % unit)
     write_atomically(a["retiredState"], json.dumps({str(k): v for k, v in retired.items()}))
     for port, image in sorted(want.items()):
-        ensure_unit(a, a["webUnit"].replace("{port}", str(port)), a["releaseEnvFile"].replace("{port}", str(port)), image, problems)
+        unit, env_file = a["webUnit"].replace("{port}", str(port)), a["releaseEnvFile"].replace("{port}", str(port))
+        ensure_unit(a, unit, env_file, image, problems)
     if a.get("worker"):
         ensure_unit(a, a["worker"]["unit"], a["worker"]["envFile"], release["active"], problems)
 
@@ -500,7 +421,9 @@ def one_round(cfg, key):
     resolver = dns.resolver.Resolver()
     resolver.timeout, resolver.lifetime = 2, 4
     cached = load_cache(cfg, key)
-    fallback = {n: {"record": r, "text": cached["texts"]["members"][n]} for n, r in cached["members"].items()} if cached else {}
+    fallback = {}
+    if cached:
+        fallback = {n: {"record": r, "text": cached["texts"]["members"][n]} for n, r in cached["members"].items()}
     release_fallback = (cached["release"], cached["texts"]["release"]) if cached and cached.get("release") else None
     try:
         directory, source = read_directory(cfg, key, dns_fetch(resolver), fallback, release_fallback), "dns"
@@ -509,13 +432,15 @@ def one_round(cfg, key):
     except Bad as e:
         if cached is None:
             log("directory unreadable (%s) and none verified before: changing nothing" % e)
-            write_atomically(cfg["status"], json.dumps({"at": time.time(), "source": None, "members": [], "problems": [str(e)]}))
+            status = {"at": time.time(), "source": None, "members": [], "problems": [str(e)]}
+            write_atomically(cfg["status"], json.dumps(status))
             return
         log("directory unreadable (%s): keeping the last verified one (%d members)" % (e, len(cached["members"])))
         directory, source = cached, "cache"
     members, release = directory["members"], directory.get("release")
     problems = []
-    for step in (lambda: converge_wireguard(cfg, members, resolver if source == "dns" else None, problems), lambda: converge_nftables(cfg, members, problems),
+    for step in (lambda: converge_wireguard(cfg, members, resolver if source == "dns" else None, problems),
+                 lambda: converge_nftables(cfg, members, problems),
                  lambda: cfg.get("haproxy") and converge_haproxy(cfg, members, release, problems),
                  lambda: cfg.get("app") and converge_app(cfg, release, problems)):
         try:
@@ -524,7 +449,8 @@ def one_round(cfg, key):
             problems.append(str(e))
     for p in problems:
         log("problem: %s" % p)
-    write_atomically(cfg["status"], json.dumps({"at": time.time(), "source": source, "members": sorted(members), "release": release, "problems": problems}))
+    status = {"at": time.time(), "source": source, "members": sorted(members), "release": release, "problems": problems}
+    write_atomically(cfg["status"], json.dumps(status))
 
 
 def locked(path):
@@ -539,7 +465,7 @@ def locked(path):
         except BlockingIOError:
             if time.time() > deadline:
                 f.close()
-                raise TimeoutError("another round held %s for %d s" % (path, LOCK_WAIT_SECONDS))
+                raise TimeoutError("another round held %s for %d s" % (path, LOCK_WAIT_SECONDS)) from None
             time.sleep(0.2)
 
 
@@ -552,12 +478,10 @@ def main(argv):
         try:
             with locked(cfg["lock"]):
                 one_round(cfg, key)
-        except Exception as e:  # one bad round must not end the loop; the next one tries again
+        # One bad round must not end the loop; the next one tries again
+        except Exception as e:
             log("round failed: %s: %s" % (type(e).__name__, e))
         if once:
             return 0
         time.sleep(cfg["everySeconds"])
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
