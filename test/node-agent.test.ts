@@ -5,7 +5,8 @@
 // the program's own signer makes.
 import { strict as assert } from "node:assert";
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { directoryIndexName, directoryRecordName, directoryReleaseName, indexParts, signIndexPart, signNodeRecord, signReleaseRecord } from "../components/directory-records";
@@ -17,6 +18,7 @@ import { PEER_WATCH } from "../components/render/peer-watch";
 import { moduleClosure, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL } from "../components/render/switchover";
 import { Evaluation } from "../scripts/lib/mock-program";
+import { lintPython } from "../scripts/ruff";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
 import { requireTools } from "./helpers/tools";
@@ -116,6 +118,22 @@ describe("the node agent's package as nodes get it", function () {
         assert.deepEqual(written.map((f) => f.path), [shared.path]);
         assert.throws(() => boot([[shared], [{ ...shared, content: "x = 2\n" }]]), /two parts of n-1's cloud-config write \/usr\/local\/lib\/x\.py, differently/);
         assert.throws(() => boot([[shared], [{ ...shared, permissions: "0755" }]]), /differently/);
+    });
+
+    it("lint:python finds nothing in node-agent/, and does find what its settings forbid", () => {
+        assert.deepEqual(lintPython(), []);
+        const dir = mkdtempSync(join(tmpdir(), "vps-ha-ruff-"));
+        try {
+            mkdirSync(join(dir, "pkg"));
+            writeFileSync(join(dir, "pyproject.toml"), readFileSync(join(PACKAGE_SOURCE, "..", "pyproject.toml")));
+            writeFileSync(join(dir, "pkg", "bad.py"), `import sys\nimport os\n\nx = ${"1 + ".repeat(40)}1\n\n\ndef f(l):\n    return l\n`);
+            const found = lintPython(dir).map((f) => `${f.file.split("/").slice(-2).join("/")}:${f.line}:${f.code}`);
+            assert.deepEqual(found.sort(), ["pkg/bad.py:1:F401", "pkg/bad.py:1:I001", "pkg/bad.py:2:F401", "pkg/bad.py:4:E501", "pkg/bad.py:7:E741"].sort());
+            writeFileSync(join(dir, "pyproject.toml"), "[tool.ruff]\nline-lenght = 100\n");
+            assert.throws(() => lintPython(dir), /pyproject\.toml \[tool\.ruff\]: .*unknown field `line-lenght`/);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     describe("run by the lab's Debian 13 python3 @rootfs", function () {

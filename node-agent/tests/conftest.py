@@ -37,8 +37,9 @@ class Signer:
         """The index parts for `members` (split as `parts`, a list of lists), each signed."""
         parts = parts or [members]
         digest = digest or hashlib.sha256(",".join(members).encode()).hexdigest()[:16]
-        return [self.sign(INDEX, "v=vh1 kind=index part=%d/%d set=%s members=%s" % (i + 1, len(parts), digest, ",".join(p)))
-                for i, p in enumerate(parts)]
+        bodies = ["v=vh1 kind=index part=%d/%d set=%s members=%s" % (i + 1, len(parts), digest, ",".join(p))
+                  for i, p in enumerate(parts)]
+        return [self.sign(INDEX, b) for b in bodies]
 
     def release(self, active, aport, candidate="-", cport="-"):
         body = "v=vh1 kind=release active=%s aport=%s candidate=%s cport=%s" % (active, aport, candidate, cport)

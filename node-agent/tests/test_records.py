@@ -174,7 +174,8 @@ class TestIndex:
 
 class TestCache:
     def test_members_fields_from_the_agents_cache(self, signer, write_json):
-        texts = {n: signer.node(n, role=r, mesh=m)[1] for n, r, m in [("lb-1", "haproxy", "10.77.0.47"), ("db-1", "db", "10.77.0.5")]}
+        nodes = [("lb-1", "haproxy", "10.77.0.47"), ("db-1", "db", "10.77.0.5")]
+        texts = {n: signer.node(n, role=r, mesh=m)[1] for n, r, m in nodes}
         members = cached_members(write_json("cache.json", {"index": [], "members": texts, "release": None}))
         assert sorted(members) == ["db-1", "lb-1"]
         assert (members["lb-1"]["role"], members["lb-1"]["mesh"]) == ("haproxy", "10.77.0.47")

@@ -1,0 +1,216 @@
+import json
+import sys
+
+import pytest
+from conftest import DOMAIN, INDEX, RELEASE, ROLES
+
+from vpsha import directory
+from vpsha.records import Bad
+
+IMAGE = "ghcr.io/example/app:1.4.2"
+NODES = [("app-1", "app", "10.77.0.11"), ("lb-1", "haproxy", "10.77.0.47"), ("db-1", "db", "10.77.0.5")]
+
+
+def config(**extra):
+    return {"self": "lb-1", "index": INDEX, "release": RELEASE, "nodesDomain": DOMAIN, "roles": ROLES,
+            "meshCidr": "10.77.0.0/24", **extra}
+
+
+class Dns:
+    """TXT answers by name; a name in `failing` fails to resolve (None), one not held has no record ([])."""
+
+    def __init__(self, signer, nodes=NODES):
+        self.signer = signer
+        self.records = {}
+        self.failing = set()
+        self.records[INDEX] = signer.index([n for n, _, _ in nodes])
+        for name, role, mesh in nodes:
+            owner, text = signer.node(name, role=role, mesh=mesh)
+            self.records[owner] = [text]
+        self.records[RELEASE] = [signer.release(IMAGE, 8921)]
+
+    def fetch(self, name):
+        return None if name in self.failing else list(self.records.get(name, []))
+
+
+def owner(name):
+    return "_mesh.%s.%s" % (name, DOMAIN)
+
+
+def read(dns, fallback=None, release_fallback=None, cfg=None):
+    return directory.read_directory(cfg or config(), dns.signer.public, dns.fetch, fallback or {}, release_fallback)
+
+
+def test_every_member_and_the_release(signer):
+    dns = Dns(signer)
+    d = read(dns)
+    assert sorted(d["members"]) == ["app-1", "db-1", "lb-1"]
+    assert d["members"]["lb-1"]["mesh"] == "10.77.0.47"
+    assert (d["release"]["active"], d["release"]["aport"]) == (IMAGE, 8921)
+    assert d["texts"]["release"] == dns.records[RELEASE][0]
+    assert d["texts"]["index"] == dns.records[INDEX]
+
+
+def test_no_index_says_why(signer):
+    dns = Dns(signer)
+    dns.failing.add(INDEX)
+    with pytest.raises(Bad, match="lookup failed"):
+        read(dns)
+    dns.failing.clear()
+    dns.records[INDEX] = []
+    with pytest.raises(Bad, match="no TXT record"):
+        read(dns)
+
+
+def test_an_index_signed_by_another_key_is_no_index(signer):
+    from conftest import Signer
+    dns = Dns(signer)
+    dns.records[INDEX] = Signer().index(["app-1"])
+    with pytest.raises(Bad, match="no complete index"):
+        read(dns)
+
+
+def test_a_member_without_a_valid_record_is_left_out_or_kept_from_before(signer):
+    dns = Dns(signer)
+    before = read(dns)
+    dns.records[owner("db-1")] = []
+    assert "db-1" not in read(dns)["members"]
+    fallback = {n: {"record": r, "text": before["texts"]["members"][n]} for n, r in before["members"].items()}
+    kept = read(dns, fallback)
+    assert kept["members"]["db-1"] == before["members"]["db-1"]
+    # Two valid records at once (a change under way, or a forgery with the key) are no record.
+    dns.records[owner("db-1")] = [signer.node("db-1", mesh="10.77.0.5")[1], signer.node("db-1", mesh="10.77.0.6")[1]]
+    assert "db-1" not in read(dns)["members"]
+
+
+def test_a_record_for_another_node_does_not_count(signer):
+    dns = Dns(signer)
+    # db-1's name, but the record says app-1 (signed for db-1's owner).
+    body = dns.records[owner("app-1")][0].rpartition(" sig=")[0]
+    dns.records[owner("db-1")] = [signer.sign(owner("db-1"), body)]
+    assert "db-1" not in read(dns)["members"]
+
+
+def test_two_members_with_one_mesh_address_refuse_the_directory(signer):
+    dns = Dns(signer, nodes=[("app-1", "app", "10.77.0.11"), ("app-2", "app", "10.77.0.11")])
+    with pytest.raises(Bad, match="two members share a mesh value"):
+        read(dns)
+
+
+def test_the_release_kept_from_before_while_dns_has_none_valid(signer):
+    dns = Dns(signer)
+    before = read(dns)
+    dns.records[RELEASE] = [signer.release(IMAGE, 8921), signer.release(IMAGE, 8922)]
+    kept = read(dns, release_fallback=(before["release"], before["texts"]["release"]))
+    assert kept["release"] == before["release"]
+    assert read(dns)["release"] is None
+
+
+def test_the_cache_is_verified_again_when_read(signer, tmp_path):
+    dns = Dns(signer)
+    d = read(dns)
+    cfg = config(cache=str(tmp_path / "cache.json"))
+    (tmp_path / "cache.json").write_text(json.dumps(d["texts"]))
+    cached = directory.load_cache(cfg, signer.public)
+    assert cached["members"] == d["members"] and cached["release"] == d["release"]
+    # A cache someone changed is not believed.
+    texts = dict(d["texts"], members=dict(d["texts"]["members"]))
+    texts["members"]["db-1"] = texts["members"]["db-1"].replace("10.77.0.5", "10.77.0.6")
+    (tmp_path / "cache.json").write_text(json.dumps(texts))
+    assert "db-1" not in directory.load_cache(cfg, signer.public)["members"]
+    (tmp_path / "cache.json").write_text("{")
+    assert directory.load_cache(cfg, signer.public) is None
+    assert directory.load_cache(config(cache=str(tmp_path / "none.json")), signer.public) is None
+
+
+def test_replace_block_keeps_what_is_around_the_markers():
+    text = "a\n# begin\nold\n# end\nb\n"
+    assert directory.replace_block(text, "# begin", "# end", ["x", "y"]) == "a\n# begin\nx\ny\n# end\nb\n"
+    assert directory.replace_block(text, "# begin", "# end", []) == "a\n# begin\n# end\nb\n"
+    with pytest.raises(Bad, match="markers"):
+        directory.replace_block(text, "# start", "# end", [])
+
+
+def test_set_elements_from_nft_json():
+    elements = ["10.77.0.6", "10.77.0.5"]
+    listing = json.dumps({"nftables": [{"metainfo": {}}, {"set": {"name": "mesh_db", "elem": elements}}]})
+    assert directory.set_elements(listing) == ["10.77.0.5", "10.77.0.6"]
+    assert directory.set_elements(json.dumps({"nftables": [{"set": {"name": "mesh_db"}}]})) == []
+
+
+RECORDER = """
+import json, sys
+log, state = sys.argv[1], sys.argv[2]
+with open(log, "a") as f:
+    f.write(json.dumps(sys.argv[3:]) + "\\n")
+with open(state) as f:
+    running = json.load(f)
+if sys.argv[3] in ("is-enabled", "is-active"):
+    sys.exit(0 if sys.argv[-1] in running else 3)
+"""
+
+
+class App:
+    """converge_app with systemctl replaced by a recorder: what it asks of systemd, and when."""
+
+    def __init__(self, tmp_path, running=()):
+        self.dir = tmp_path
+        (tmp_path / "systemctl.py").write_text(RECORDER)
+        self.log = tmp_path / "systemctl.log"
+        self.state = tmp_path / "running.json"
+        self.state.write_text(json.dumps(list(running)))
+        self.cfg = {"app": {
+            "releaseEnvGlob": str(tmp_path / "release-*.env"),
+            "releaseEnvFile": str(tmp_path / "release-{port}.env"),
+            "webUnit": "vps-ha-app@{port}.service",
+            "systemctl": [sys.executable, str(tmp_path / "systemctl.py"), str(self.log), str(self.state)],
+            "retiredState": str(tmp_path / "retired.json"),
+            "retireAfterSeconds": 30,
+            "worker": {"unit": "vps-ha-worker.service", "envFile": str(tmp_path / "worker.env")},
+        }}
+
+    def converge(self, release):
+        if self.log.exists():
+            self.log.unlink()
+        problems = []
+        directory.converge_app(self.cfg, release, problems)
+        assert problems == []
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+
+def release(active=IMAGE, aport=8921, candidate=None, cport=None):
+    return {"kind": "release", "active": active, "aport": aport, "candidate": candidate, "cport": cport}
+
+
+def test_app_starts_one_web_instance_per_image_and_the_worker_on_the_active_one(tmp_path):
+    app = App(tmp_path)
+    calls = app.converge(release(candidate="ghcr.io/example/app:1.5.0", cport=8140))
+    assert ["restart", "vps-ha-app@8140.service"] in calls and ["restart", "vps-ha-app@8921.service"] in calls
+    assert ["restart", "vps-ha-worker.service"] in calls
+    assert (tmp_path / "release-8140.env").read_text() == "IMAGE=ghcr.io/example/app:1.5.0\n"
+    assert (tmp_path / "worker.env").read_text() == "IMAGE=%s\n" % IMAGE
+
+
+def test_app_changes_nothing_that_runs_as_the_release_says(tmp_path):
+    app = App(tmp_path, running=["vps-ha-app@8921.service", "vps-ha-worker.service"])
+    app.converge(release())
+    assert [c[0] for c in app.converge(release())] == ["is-enabled", "is-active", "is-enabled", "is-active"]
+
+
+def test_app_stops_an_image_that_left_the_release_only_after_the_grace(tmp_path, monkeypatch):
+    app = App(tmp_path, running=["vps-ha-app@8921.service", "vps-ha-app@8140.service", "vps-ha-worker.service"])
+    now = [1000.0]
+    monkeypatch.setattr(directory.time, "time", lambda: now[0])
+    app.converge(release(candidate="ghcr.io/example/app:1.5.0", cport=8140))
+    # The candidate leaves the release: kept for retireAfterSeconds (HAProxy nodes move off it first).
+    assert not any(c[0] == "disable" for c in app.converge(release()))
+    now[0] += 29
+    assert not any(c[0] == "disable" for c in app.converge(release()))
+    now[0] += 2
+    assert ["disable", "--now", "vps-ha-app@8140.service"] in app.converge(release())
+    assert not (tmp_path / "release-8140.env").exists()
+    assert json.loads((tmp_path / "retired.json").read_text()) == {}
+
+
+def test_app_starts_nothing_without_a_verified_release(tmp_path):
+    assert App(tmp_path).converge(None) == []
