@@ -40,10 +40,12 @@ export class DesiredState extends pulumi.ComponentResource {
         super("vps-ha:index:DesiredState", name, {}, opts);
         // Seeds the seal's ephemeral keys and keys the content digest; lives in state only.
         const seed = new random.RandomBytes(`${name}-seal-seed`, { length: 32 }, { parent: this });
-        const seedBytes = pulumi.secret(seed.base64).apply((b) => Buffer.from(b, "base64"));
+        // Base64 inside Outputs: pulumi.all would take a Buffer apart into a plain object.
+        const seedBase64 = pulumi.secret(seed.base64);
+        const bytes = (b: string) => Buffer.from(b, "base64");
         const content = pulumi.output(args.content);
         // An HMAC under a secret seed says nothing of the content: kept readable so a diff shows that it changed.
-        const digest = pulumi.unsecret(pulumi.all([seedBytes, content]).apply(([s, c]) => contentDigest(s, args.stack, args.node, c)));
+        const digest = pulumi.unsecret(pulumi.all([seedBase64, content]).apply(([s, c]) => contentDigest(bytes(s), args.stack, args.node, c)));
         // Runs again only when the digest changes (an update); the provider hands it the previous
         // generation, so the next one is above it even when this machine's clock is behind.
         const generation = new command.local.Command(`${name}-generation`, {
@@ -53,8 +55,8 @@ export class DesiredState extends pulumi.ComponentResource {
             addPreviousOutputInEnv: true,
         }, { parent: this });
         this.generation = generation.stdout.apply((out) => parseGeneration(args.node, out));
-        const records = pulumi.all([args.signingKey, args.wireguardKey, seedBytes, content, this.generation]).apply(([pem, recipient, s, c, g]) =>
-            buildDesiredRecords({ stack: args.stack, node: args.node, generation: g, content: c, recipient, signingKeyPem: pem, seed: s, chunks: args.chunks }));
+        const records = pulumi.all([args.signingKey, args.wireguardKey, seedBase64, content, this.generation]).apply(([pem, recipient, s, c, g]) =>
+            buildDesiredRecords({ stack: args.stack, node: args.node, generation: g, content: c, recipient, signingKeyPem: pem, seed: bytes(s), chunks: args.chunks }));
         // Sealed and signed: nothing in them needs hiding, and a readable diff shows which changed.
         const plain = pulumi.unsecret(records);
         const txt = (resourceName: string, recordName: string, value: pulumi.Output<string>, dependsOn: pulumi.Resource[] = []) =>
