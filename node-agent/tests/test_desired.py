@@ -148,7 +148,8 @@ def test_reads_the_private_key_from_the_wireguard_config(tmp_path):
     conf = tmp_path / "wg0.conf"
     conf.write_text("[Interface]\nAddress = 10.77.0.9/16\nPrivateKey = %s\n" % FIX["wireguardPrivateKey"])
     raw = (Encoding.Raw, PublicFormat.Raw)
-    assert desired.wireguard_private_key(str(conf)).public_key().public_bytes(*raw) == OWN.public_key().public_bytes(*raw)
+    read = desired.wireguard_private_key(str(conf))
+    assert read.public_key().public_bytes(*raw) == OWN.public_key().public_bytes(*raw)
     conf.write_text("[Interface]\nPrivateKey = not-base64!\n")
     with pytest.raises(desired.Bad, match="not 32 bytes"):
         desired.wireguard_private_key(str(conf))

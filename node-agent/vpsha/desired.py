@@ -61,7 +61,10 @@ HEAD = re.compile(
     r"^v=vhd1 node=(?P<node>[a-z0-9-]+) gen=(?P<gen>[1-9][0-9]{0,15}) chunks=(?P<chunks>[1-9][0-9]{0,2})"
     r" digest=(?P<digest>[0-9a-f]{64}) sig=(?P<sig>[A-Za-z0-9+/]{86}==)$"
 )
-CHUNK = re.compile(r"^v=vhd1 gen=(?P<gen>[1-9][0-9]{0,15}) part=(?P<k>[1-9][0-9]{0,2})/(?P<n>[1-9][0-9]{0,2}) data=(?P<data>[A-Za-z0-9+/=]*)$")
+CHUNK = re.compile(
+    r"^v=vhd1 gen=(?P<gen>[1-9][0-9]{0,15}) part=(?P<k>[1-9][0-9]{0,2})/(?P<n>[1-9][0-9]{0,2})"
+    r" data=(?P<data>[A-Za-z0-9+/=]*)$"
+)
 
 
 class Bad(Exception):
@@ -132,7 +135,8 @@ def assemble(cfg, key, head_text, chunk_texts):
         if not m:
             raise Bad("chunk %d is malformed" % k)
         if int(m["gen"]) != head["generation"]:
-            raise Bad("chunk %d is of generation %s, the head's is %d (an update under way)" % (k, m["gen"], head["generation"]))
+            raise Bad("chunk %d is of generation %s, the head's is %d (an update under way)"
+                      % (k, m["gen"], head["generation"]))
         if (int(m["k"]), int(m["n"])) != (k, head["chunks"]):
             raise Bad("chunk %d says part %s/%s" % (k, m["k"], m["n"]))
         data.append(m["data"])
@@ -218,7 +222,7 @@ def parse_document(cfg, generation, packed):
     if not isinstance(restarts, list):
         raise Bad("restarts is not a list")
     for i, r in enumerate(restarts):
-        if not isinstance(r, dict) or set(r) != {"unit", "paths"} or not isinstance(r["unit"], str) or not UNIT.match(r["unit"]):
+        if not isinstance(r, dict) or set(r) != {"unit", "paths"} or not UNIT.match(str(r["unit"])):
             raise Bad("restarts[%d] is not {unit, paths} with a unit name" % i)
         if not isinstance(r["paths"], list) or not r["paths"] or any(p not in seen for p in r["paths"]):
             raise Bad("restarts[%d].paths are not the document's files" % i)
@@ -228,7 +232,8 @@ def parse_document(cfg, generation, packed):
 def verify_records(cfg, key, private_key, head_text, chunk_texts):
     """The document these records hold, verified and opened: (generation, document)."""
     head, sealed = assemble(cfg, key, head_text, chunk_texts)
-    return head["generation"], parse_document(cfg, head["generation"], open_sealed(cfg, private_key, head["generation"], sealed))
+    generation = head["generation"]
+    return generation, parse_document(cfg, generation, open_sealed(cfg, private_key, generation, sealed))
 
 
 # ---------------------------------------------------------------- DNS
@@ -294,7 +299,8 @@ def apply_document(cfg, doc, problems):
             try:
                 st = os.stat(path)
                 with open(path, "rb") as h:
-                    same = h.read() == f["content"].encode() and (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (mode, uid, gid)
+                    same = h.read() == f["content"].encode()
+                same = same and (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (mode, uid, gid)
             except FileNotFoundError:
                 same = False
             if not same:
@@ -351,7 +357,8 @@ def one_round(cfg, key, private_key, fetch, now=None):
         generation, doc = verify_records(cfg, key, private_key, head_text, chunk_texts)
         status["published"] = generation
         if applied and generation < applied["generation"]:
-            raise Bad("generation %d in DNS is older than the applied %d: refused" % (generation, applied["generation"]))
+            raise Bad("generation %d in DNS is older than the applied %d: refused"
+                      % (generation, applied["generation"]))
         problems = []
         if not applied or generation > applied["generation"]:
             status["changed"] = apply_document(cfg, doc, problems)
@@ -365,7 +372,8 @@ def one_round(cfg, key, private_key, fetch, now=None):
         status["lastError"] = str(err)
         if applied:
             status["staleSeconds"] = round(now - applied.get("checkedAt", now), 1)
-            log("desired: %s; keeping generation %d (checked %.0f s ago)" % (err, applied["generation"], status["staleSeconds"]))
+            log("desired: %s; keeping generation %d (checked %.0f s ago)"
+                % (err, applied["generation"], status["staleSeconds"]))
         else:
             code = EXIT_NOTHING
             log("desired: %s; nothing verified yet, changing nothing" % err)
