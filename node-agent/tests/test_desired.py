@@ -153,3 +153,22 @@ def test_reads_the_private_key_from_the_wireguard_config(tmp_path):
     conf.write_text("[Interface]\nPrivateKey = not-base64!\n")
     with pytest.raises(desired.Bad, match="not 32 bytes"):
         desired.wireguard_private_key(str(conf))
+
+
+def test_a_failed_restart_is_tried_again_until_it_succeeds(cfg, tmp_path):
+    desired.one_round(cfg, KEY, OWN, zone(cfg, GEN["first"]), now=1000)
+    log = tmp_path / "restarts.log"
+    # The unit fails to restart once, then restarts.
+    flag = tmp_path / "fail-once"
+    flag.write_text("")
+    with open(cfg["systemctl"][0], "w") as f:
+        f.write('#!/bin/sh\necho "$@" >> %s\n' % log)
+        f.write("if [ -e %s ]; then rm %s; echo failed >&2; exit 1; fi\n" % (flag, flag))
+    code, status = desired.one_round(cfg, KEY, OWN, zone(cfg, GEN["second"]), now=1100)
+    assert code == desired.EXIT_STALE and "restarting example.service: failed" in status["lastError"]
+    assert status["generation"] == GEN["first"]["generation"], "not applied while a restart failed"
+    code, status = desired.one_round(cfg, KEY, OWN, zone(cfg, GEN["second"]), now=1110)
+    assert code == desired.EXIT_APPLIED and status["changed"] == []
+    assert log.read_text() == "restart example.service\nrestart example.service\n"
+    code, status = desired.one_round(cfg, KEY, OWN, zone(cfg, GEN["second"]), now=1120)
+    assert log.read_text().count("restart") == 2, "nothing pending once it succeeded"

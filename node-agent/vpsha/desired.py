@@ -287,8 +287,12 @@ def ids(owner):
         raise Bad("no such user or group %s" % owner) from None
 
 
-def apply_document(cfg, doc, problems):
-    """Writes each file that differs (content, mode, owner); restarts the units whose files changed."""
+def apply_document(cfg, doc, problems, pending=()):
+    """
+    Writes each file that differs (content, mode, owner); restarts the units whose files changed,
+    and the `pending` ones (a restart that failed in an earlier round of this generation).
+    Returns (changed paths, units whose restart failed).
+    """
     root = cfg.get("root", "")
     changed = []
     for f in doc["files"]:
@@ -309,18 +313,21 @@ def apply_document(cfg, doc, problems):
                 log("desired: wrote %s" % f["path"])
         except (OSError, Bad) as err:
             problems.append("writing %s: %s" % (f["path"], err))
+    failed = []
     for r in doc["restarts"]:
-        if any(p in changed for p in r["paths"]):
+        if any(p in changed for p in r["paths"]) or r["unit"] in pending:
             argv = cfg.get("systemctl", ["systemctl"]) + ["restart", r["unit"]]
             try:
                 done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
                 if done.returncode != 0:
                     problems.append("restarting %s: %s" % (r["unit"], (done.stdout + done.stderr).strip()[-300:]))
+                    failed.append(r["unit"])
                 else:
                     log("desired: restarted %s" % r["unit"])
             except (OSError, subprocess.SubprocessError) as err:
                 problems.append("restarting %s: %s" % (r["unit"], err))
-    return changed
+                failed.append(r["unit"])
+    return changed, failed
 
 
 # ---------------------------------------------------------------- rounds
@@ -345,6 +352,16 @@ def save_applied(cfg, state):
     write_atomically(os.path.join(cfg["stateDir"], "applied.json"), json.dumps(state, indent=1), 0o600)
 
 
+def pending_restarts(cfg, generation):
+    """Units whose restart failed in an earlier round of `generation` (their files are already written)."""
+    try:
+        with open(os.path.join(cfg["stateDir"], "pending.json")) as f:
+            pending = json.load(f)
+        return pending["units"] if pending["generation"] == generation else []
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return []
+
+
 def one_round(cfg, key, private_key, fetch, now=None):
     """One read and apply; writes the status file and returns (exit code, status)."""
     now = time.time() if now is None else now
@@ -361,7 +378,12 @@ def one_round(cfg, key, private_key, fetch, now=None):
                       % (generation, applied["generation"]))
         problems = []
         if not applied or generation > applied["generation"]:
-            status["changed"] = apply_document(cfg, doc, problems)
+            status["changed"], failed = apply_document(cfg, doc, problems, pending_restarts(cfg, generation))
+            pending = os.path.join(cfg["stateDir"], "pending.json")
+            if failed:
+                write_atomically(pending, json.dumps({"generation": generation, "units": failed}), 0o600)
+            elif os.path.exists(pending):
+                os.unlink(pending)
         if problems:
             raise Bad("; ".join(problems))
         applied = {"generation": generation, "head": head_text, "chunks": chunk_texts, "checkedAt": now}
