@@ -11,6 +11,11 @@ missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+# Python module (for Debian's python3, which runs the node package's unit tests) -> its package
+declare -A need_py=([dns]=python3-dnspython [cryptography]=python3-cryptography [pytest]=python3-pytest)
+for mod in "${!need_py[@]}"; do
+  /usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing+=("${need_py[$mod]}")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "The tests run real tools that are not installed: ${missing[*]}" >&2
