@@ -46,8 +46,9 @@ export class DesiredState extends pulumi.ComponentResource {
         const content = pulumi.output(args.content);
         // An HMAC under a secret seed says nothing of the content: kept readable so a diff shows that it changed.
         const digest = pulumi.unsecret(pulumi.all([seedBase64, content]).apply(([s, c]) => contentDigest(bytes(s), args.stack, args.node, c)));
-        // Runs again only when the digest changes (an update); the provider hands it the previous
-        // generation, so the next one is above it even when this machine's clock is behind.
+        // Runs again only when the digest changes (an update, not a replacement: only `triggers`
+        // replace); the provider hands it the previous generation, so the next one is above it even
+        // when this machine's clock is behind. A preview shows the previous generation; `up` the new one.
         const generation = new command.local.Command(`${name}-generation`, {
             create: GENERATION_COMMAND,
             update: GENERATION_COMMAND,
