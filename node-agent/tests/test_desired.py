@@ -172,3 +172,16 @@ def test_a_failed_restart_is_tried_again_until_it_succeeds(cfg, tmp_path):
     assert log.read_text() == "restart example.service\nrestart example.service\n"
     code, status = desired.one_round(cfg, KEY, OWN, zone(cfg, GEN["second"]), now=1120)
     assert log.read_text().count("restart") == 2, "nothing pending once it succeeded"
+
+
+def test_a_bad_config_is_named_not_a_traceback(cfg, tmp_path):
+    path = tmp_path / "desired.json"
+    path.write_text(json.dumps({**cfg, "wireguardConfig": "/w", "publicKey": "abc"}))
+    with pytest.raises(SystemExit, match="publicKey is 'abc'; expected a raw Ed25519 public key"):
+        desired.load_config(str(path))
+    path.write_text(json.dumps({**cfg, "wireguardConfig": "/w", "node": "DB 1"}))
+    with pytest.raises(SystemExit, match="node is 'DB 1'; expected a lower-case DNS label"):
+        desired.load_config(str(path))
+    path.write_text(json.dumps({**cfg, "wireguardConfig": "/w"}))
+    loaded, _ = desired.load_config(str(path))
+    assert loaded["node"] == "db-1"

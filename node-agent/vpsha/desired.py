@@ -404,18 +404,31 @@ def one_round(cfg, key, private_key, fetch, now=None):
 
 
 def load_config(path):
-    with open(path) as f:
-        cfg = json.load(f)
+    """The config and the stack's public key; exits naming the key and value when one is wrong."""
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as err:
+        raise SystemExit("%s: %s" % (path, err)) from None
+    if not isinstance(cfg, dict):
+        raise SystemExit("%s: expected a JSON object" % path)
     for k in ("stack", "node"):
         if not isinstance(cfg.get(k), str) or not NAME.match(cfg[k]):
             raise SystemExit("%s: %s is %r; expected a lower-case DNS label" % (path, k, cfg.get(k)))
-    return cfg
+    for k in ("dnsName", "wireguardConfig", "stateDir", "status"):
+        if not isinstance(cfg.get(k), str) or not cfg[k]:
+            raise SystemExit("%s: %s is %r; expected a name or an absolute path" % (path, k, cfg.get(k)))
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(str(cfg.get("publicKey")), validate=True))
+    except ValueError:
+        raise SystemExit("%s: publicKey is %r; expected a raw Ed25519 public key in base64"
+                         % (path, cfg.get("publicKey"))) from None
+    return cfg, key
 
 
 def main(argv):
     once = "--once" in argv
-    cfg = load_config(argv[argv.index("--config") + 1] if "--config" in argv else DEFAULT_CONFIG)
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(cfg["publicKey"], validate=True))
+    cfg, key = load_config(argv[argv.index("--config") + 1] if "--config" in argv else DEFAULT_CONFIG)
     while True:
         try:
             code, _ = one_round(cfg, key, wireguard_private_key(cfg["wireguardConfig"]), dns_fetch(cfg))
