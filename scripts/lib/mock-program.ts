@@ -6,6 +6,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { adapters } from "../../components/providers";
 import { BOOTSTRAP_SUFFIX } from "../../components/providers/ssh";
+import { DIGEST_ENV } from "../../components/desired-state";
+import { nextGeneration } from "../../components/desired-state-records";
 import { vpsHa } from "../../components/stack";
 import { mockTls } from "./mock-tls";
 
@@ -98,6 +100,24 @@ function nodeNameOf(resourceName: string): string {
     return resourceName.endsWith(BOOTSTRAP_SUFFIX) ? resourceName.slice(0, -BOOTSTRAP_SUFFIX.length) : resourceName;
 }
 
+/** The clock the mocked generation command reads: fixed, so evaluations render the same records. */
+export const MOCK_GENERATION_EPOCH_MS = 1767225600000; // 2026-01-01
+const generations = new Map<string, { digest: string; generation: number }>();
+
+/**
+ * A desired state's generation command (desired-state.ts) as the provider runs it: once on create,
+ * again on an update (its digest changed) with the previous output. The state it keeps is this
+ * process's, by stack and resource name, as a stack's state file keeps it across `pulumi up`s.
+ */
+export function mockGeneration(stack: string, name: string, digest: string): string {
+    const key = `${stack}/${name}`;
+    const last = generations.get(key);
+    if (last && last.digest === digest) return String(last.generation);
+    const generation = nextGeneration(last?.generation, MOCK_GENERATION_EPOCH_MS);
+    generations.set(key, { digest, generation });
+    return String(generation);
+}
+
 let evaluating = false;
 
 export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> {
@@ -123,6 +143,8 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                         const bytes = mockBytes(args.name, Number(inputs.length));
                         outputs = { ...inputs, base64: bytes.toString("base64"), hex: bytes.toString("hex") };
                     }
+                    const digest = (inputs.environment as Record<string, string> | undefined)?.[DIGEST_ENV];
+                    if (args.type === "command:local:Command" && digest !== undefined) outputs = { ...inputs, stdout: mockGeneration(input.stack, args.name, digest), stderr: "" };
                     outputs = { ...outputs, ...mockTls(args.type, args.name, inputs) };
                     for (const adapter of Object.values(adapters)) {
                         const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[nodeNameOf(args.name)] ??= labAddress(nodeNameOf(args.name), new Set(Object.values(publicIpv4)))));
