@@ -13,6 +13,7 @@ import { directoryIndexName, directoryRecordName, directoryReleaseName, indexPar
 import { AFTER_PROMOTE_TOOL } from "../components/render/after-promote";
 import { FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { DIRECTORY_AGENT } from "../components/render/directory-agent";
+import { LEADER_AWAY_SCRIPT } from "../components/render/etcd-leader";
 import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { PEER_WATCH } from "../components/render/peer-watch";
 import { moduleClosure, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
@@ -32,6 +33,7 @@ const TOOLS = [
     { command: SWITCHOVER_TOOL, module: "switchover", roles: ["db"], usage: ["--bogus"] },
     { command: AFTER_PROMOTE_TOOL, module: "after_promote", roles: ["db"], usage: [] },
     { command: PATRONI_DYNAMIC_TOOL, module: "patroni_config", roles: ["db"], usage: ["--bogus"] },
+    { command: LEADER_AWAY_SCRIPT, module: "etcd_leader", roles: ["db"], usage: ["--patroni", "http://x", "--etcd", "http://y", "--every", "soon"] },
 ];
 
 type Files = { path: string; content: string; permissions: string }[];
