@@ -16,7 +16,7 @@ import { DIRECTORY_AGENT } from "../components/render/directory-agent";
 import { LEADER_AWAY_SCRIPT } from "../components/render/etcd-leader";
 import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { PEER_WATCH } from "../components/render/peer-watch";
-import { moduleClosure, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
+import { moduleClosure, moduleImports, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL } from "../components/render/switchover";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { lintPython } from "../scripts/ruff";
@@ -91,6 +91,7 @@ describe("the node agent's package as nodes get it", function () {
         assert.throws(() => renderLauncher("../x"), /not a module of vpsha: \.\.\/x/);
         assert.deepEqual(moduleClosure("switchover").sort(), ["records", "rest", "switchover"]);
         assert.deepEqual(moduleClosure("directory").sort(), ["directory", "records"]);
+        assert.deepEqual(moduleImports("import json\nfrom vpsha.rest import request\nimport vpsha.records\n\ndef f():\n    from vpsha import a, b_c\n"), ["rest", "records", "a", "b_c"]);
         const files = toolFiles(SWITCHOVER_TOOL, "switchover");
         assert.deepEqual(files.map((f) => [f.path, f.permissions]), [
             [SWITCHOVER_TOOL, "0755"],
