@@ -18,7 +18,10 @@ import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { PEER_WATCH } from "../components/render/peer-watch";
 import { moduleClosure, moduleImports, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL } from "../components/render/switchover";
+import { HCLOUD_USER_DATA_LIMIT, packUserData } from "../components/providers/user-data";
+import { LAB_STACKS_DIR } from "../scripts/lab/program";
 import { Evaluation } from "../scripts/lib/mock-program";
+import { readStackFile } from "../scripts/lib/stack-file";
 import { lintPython } from "../scripts/ruff";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
@@ -112,6 +115,16 @@ describe("the node agent's package as nodes get it", function () {
             assert.deepEqual([...modules].sort(), [...needed].sort(), `${node.name} (${node.role})`);
         }
         assert.ok(!filesOf(prod, "app-1").some((f) => f.path.endsWith("/switchover.py")), "app nodes have no switchover");
+    });
+
+    it("keeps every node's packed user data under Hetzner's 32 KiB, on the prod stack and the lab's witness stack", async () => {
+        const witness = await evaluate(readStackFile(join(LAB_STACKS_DIR, "witness.yaml")));
+        for (const e of [prod, witness]) {
+            for (const [node, userData] of Object.entries(e.userData)) {
+                const packed = packUserData(userData).length;
+                assert.ok(packed < HCLOUD_USER_DATA_LIMIT, `${node}: ${packed} bytes packed`);
+            }
+        }
     });
 
     it("writes a file two parts of a node's boot agree on once, and refuses two that differ, naming the path", () => {
