@@ -1,7 +1,7 @@
 // The mesh directory's records: what the program publishes in DNS so every node learns the
 // current node set at run time (its user-data names no other node). Pure: the program signs with
-// it, the lab serves and the tests check what it builds. The node's agent
-// (render/directory-agent.ts) parses the same text in Python.
+// it, the lab serves and the tests check what it builds. The nodes read the same text in Python
+// (node-agent/vpsha/records.py, the one reader of it there).
 //
 // Text format, version vh1, one TXT record each, fields in this order, separated by one space:
 //   node:  v=vh1 kind=node name=<node> role=<role> mesh=<IPv4> wg=<WireGuard public key> dns=<DNS name> sig=<Ed25519>

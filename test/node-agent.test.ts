@@ -13,11 +13,15 @@ import { directoryIndexName, directoryRecordName, directoryReleaseName, indexPar
 import { AFTER_PROMOTE_TOOL } from "../components/render/after-promote";
 import { FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { DIRECTORY_AGENT } from "../components/render/directory-agent";
+import { LEADER_AWAY_SCRIPT } from "../components/render/etcd-leader";
 import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { PEER_WATCH } from "../components/render/peer-watch";
-import { moduleClosure, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
+import { moduleClosure, moduleImports, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL } from "../components/render/switchover";
+import { HCLOUD_USER_DATA_LIMIT, packUserData } from "../components/providers/user-data";
+import { LAB_STACKS_DIR } from "../scripts/lab/program";
 import { Evaluation } from "../scripts/lib/mock-program";
+import { readStackFile } from "../scripts/lib/stack-file";
 import { lintPython } from "../scripts/ruff";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
@@ -32,6 +36,7 @@ const TOOLS = [
     { command: SWITCHOVER_TOOL, module: "switchover", roles: ["db"], usage: ["--bogus"] },
     { command: AFTER_PROMOTE_TOOL, module: "after_promote", roles: ["db"], usage: [] },
     { command: PATRONI_DYNAMIC_TOOL, module: "patroni_config", roles: ["db"], usage: ["--bogus"] },
+    { command: LEADER_AWAY_SCRIPT, module: "etcd_leader", roles: ["db"], usage: ["--patroni", "http://x", "--etcd", "http://y", "--every", "soon"] },
 ];
 
 type Files = { path: string; content: string; permissions: string }[];
@@ -89,6 +94,7 @@ describe("the node agent's package as nodes get it", function () {
         assert.throws(() => renderLauncher("../x"), /not a module of vpsha: \.\.\/x/);
         assert.deepEqual(moduleClosure("switchover").sort(), ["records", "rest", "switchover"]);
         assert.deepEqual(moduleClosure("directory").sort(), ["directory", "records"]);
+        assert.deepEqual(moduleImports("import json\nfrom vpsha.rest import request\nimport vpsha.records\n\ndef f():\n    from vpsha import a, b_c\n"), ["rest", "records", "a", "b_c"]);
         const files = toolFiles(SWITCHOVER_TOOL, "switchover");
         assert.deepEqual(files.map((f) => [f.path, f.permissions]), [
             [SWITCHOVER_TOOL, "0755"],
@@ -109,6 +115,16 @@ describe("the node agent's package as nodes get it", function () {
             assert.deepEqual([...modules].sort(), [...needed].sort(), `${node.name} (${node.role})`);
         }
         assert.ok(!filesOf(prod, "app-1").some((f) => f.path.endsWith("/switchover.py")), "app nodes have no switchover");
+    });
+
+    it("keeps every node's packed user data under Hetzner's 32 KiB, on the prod stack and the lab's witness stack", async () => {
+        const witness = await evaluate(readStackFile(join(LAB_STACKS_DIR, "witness.yaml")));
+        for (const e of [prod, witness]) {
+            for (const [node, userData] of Object.entries(e.userData)) {
+                const packed = packUserData(userData).length;
+                assert.ok(packed < HCLOUD_USER_DATA_LIMIT, `${node}: ${packed} bytes packed`);
+            }
+        }
     });
 
     it("writes a file two parts of a node's boot agree on once, and refuses two that differ, naming the path", () => {

@@ -15,20 +15,24 @@ export const PACKAGE_SOURCE = join(__dirname, "..", "..", "node-agent", PACKAGE)
 
 const TRIPLE = '"""';
 
-/** A line's leading four-space steps as tabs (the rest of its indentation kept): Python reads a line indented with tabs alone as it reads the spaces. */
+/**
+ * A line's leading four-space steps as tabs (the rest of its indentation kept): Python reads
+ * lines indented with tabs alone as it reads the spaces.
+ */
 function tabbed(line: string): string {
     const spaces = /^ */.exec(line)?.[0].length ?? 0;
     return "\t".repeat(Math.floor(spaces / 4)) + line.slice(spaces - (spaces % 4));
 }
 
 /**
- * A Python module as nodes get it: its comment lines and the docstrings of its functions and
- * classes left out, and its module docstring cut to its usage line (its last, which the tools
- * print), or left out when it has none; its indentation in tabs, one a level. Hetzner Cloud takes at most 32 KiB of user data (gzip, then base64), and a
- * database member's is close to that; the commentary stays here, beside the code it explains.
- * Only whole comment lines outside triple-quoted strings and docstrings go (no tool reads a
- * function's __doc__), so the program itself is unchanged (test/shipped-python.test.ts compares
- * the syntax trees, docstrings aside).
+ * A Python module as nodes get it: its comment lines, blank lines and the docstrings of its
+ * functions and classes left out, its module docstring cut to its usage line (its last, which the
+ * tools print) or left out when it has none, and its indentation in tabs, one a level. Hetzner
+ * Cloud takes at most 32 KiB of user data (gzip, then base64), and a database member's is close
+ * to that; the commentary stays in node-agent/, beside the code it explains. Only whole lines
+ * outside triple-quoted strings and docstrings go (no tool reads a function's __doc__), so the
+ * program itself is unchanged (test/shipped-python.test.ts compares the syntax trees, docstrings
+ * aside).
  */
 export function shippedPython(source: string): string {
     const lines = source.split("\n");
@@ -84,9 +88,11 @@ export function moduleSource(name: string): string {
     return readFileSync(join(PACKAGE_SOURCE, `${name}.py`), "utf8");
 }
 
-/** The package's modules that `name` imports (`from vpsha.x import ...`), directly. */
+/** The package's modules a module's source imports, directly (`from vpsha.x import ...`, `import vpsha.x`, `from vpsha import x, y`). */
 export function moduleImports(source: string): string[] {
-    return [...source.matchAll(new RegExp(`^(?:from|import) ${PACKAGE}\\.([a-z_]+)`, "gm"))].map((m) => m[1]);
+    const dotted = [...source.matchAll(new RegExp(`^\\s*(?:from|import) ${PACKAGE}\\.([a-z_]+)`, "gm"))].map((m) => m[1]);
+    const named = [...source.matchAll(new RegExp(`^\\s*from ${PACKAGE} import ([a-z_, ]+)$`, "gm"))].flatMap((m) => m[1].split(",").map((n) => n.trim()));
+    return [...dotted, ...named];
 }
 
 /** `name` and every module it needs, following its imports. */
