@@ -105,7 +105,11 @@ export function replacementProblems(changes: readonly NodeChange[], before: read
         problems.push(
             `this change takes ${down.length} database members or etcd voters down in one pulumi up: ${down.map((c) => `${c.name} (${c.reasons.join("; ")})`).join(", ")}. ` +
                 `A majority down together loses the quorum and may lose acknowledged writes, so one pulumi up takes one down at most: ` +
-                `apply the change one member per pulumi up, in this order: ${order.map((c) => c.name).join(", ")}, each after the last has rejoined (patronictl list shows it streaming). Nothing was changed.`,
+                `apply the change one member per pulumi up, in this order: ${order.map((c) => c.name).join(", ")}, each after the last has rejoined (patronictl list shows it streaming). ` +
+                (changes.some((c) => c.member && (c.kind === "new" || c.kind === "remove")) && down.filter((c) => c.kind === "replace").length > 1
+                    ? "Adding or removing a member rewrites every member's user-data, so the member set cannot change in one pulumi up. "
+                    : "") +
+                "Nothing was changed.",
         );
     }
     const protectedBefore = new Set((before ?? []).filter((f) => f.protected).map((f) => f.name));
@@ -127,7 +131,8 @@ export function replacementProblems(changes: readonly NodeChange[], before: read
  */
 export function serverLifecycle(role: string, retire: boolean, change: NodeChange | undefined): ServerLifecycle {
     if (!isMember(role)) return { protect: false, deleteBeforeReplace: false };
-    return { protect: !retire && change?.kind !== "replace", deleteBeforeReplace: true };
+    // A move to another provider creates a new resource: protected from the start.
+    return { protect: !retire && !(change?.kind === "replace" && !change.providerMove), deleteBeforeReplace: true };
 }
 
 /**

@@ -5,7 +5,7 @@ set -euo pipefail
 # command -> the Debian package that provides it
 declare -A need=(
   [wg]=wireguard-tools [wireguard-go]=wireguard-go [cloud-init]=cloud-init
-  [ip]=iproute2 [debootstrap]=debootstrap [openssl]=openssl [nsenter]=util-linux
+  [ip]=iproute2 [debootstrap]=debootstrap [openssl]=openssl [nsenter]=util-linux [ssh-keygen]=openssh-client
 )
 missing=()
 for cmd in "${!need[@]}"; do
