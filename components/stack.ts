@@ -78,9 +78,9 @@ async function deployedFacts(prefix: string): Promise<ServerFacts[] | undefined>
     }
 }
 
-/** The facts this stack file gives, as far as they are known before anything is created. */
-function plannedFacts(plan: StackPlan, lifecycles: Record<string, ServerLifecycle>): ServerFacts[] {
-    return plan.nodes.map((n) => factsOf(plan, n, lifecycles[n.name]?.protect ?? false, isMember(n.role) ? memberUserDataDigest(plan, n) : undefined));
+/** The facts this stack file gives, as far as they are known before anything is created (protection aside). */
+function plannedFacts(plan: StackPlan): ServerFacts[] {
+    return plan.nodes.map((n) => factsOf(plan, n, false, isMember(n.role) ? memberUserDataDigest(plan, n) : undefined));
 }
 
 function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean, userDataDigest: string | undefined): ServerFacts {
@@ -97,7 +97,7 @@ function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean, userDataDige
  */
 async function serverLifecycles(plan: StackPlan, prefix: string): Promise<Record<string, ServerLifecycle>> {
     const deployed = await deployedFacts(prefix);
-    const changes = compareServers(deployed, plannedFacts(plan, {}));
+    const changes = compareServers(deployed, plannedFacts(plan));
     const problems = replacementProblems(changes, deployed);
     if (problems.length > 0) throw new pulumi.RunError(`The stack file cannot be applied in one pulumi up:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     const retiring = new Set(allNodes(plan.config).filter((e) => e.node.retire === true).map((e) => e.node.name));
