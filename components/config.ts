@@ -67,6 +67,8 @@ const nodeShape = z.strictObject({
     host: z.string().optional(),
     user: z.string().optional(),
     monthlyUsd: z.number().nonnegative().optional(),
+    /** true: the member's server is no longer protected, so the next `pulumi up` may delete or move it. */
+    retire: z.boolean().optional(),
 });
 export type NodeConfig = z.infer<typeof nodeShape>;
 

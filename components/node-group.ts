@@ -6,7 +6,7 @@ import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
 import { VpsNode } from "./node";
 import { PlannedNode, StackPlan } from "./plan";
-import { ServerFactory } from "./providers";
+import { ServerFactory, ServerLifecycle } from "./providers";
 import { CloudConfigPart, renderCloudConfig } from "./render/cloud-config";
 
 export interface NodeGroupArgs {
@@ -17,6 +17,8 @@ export interface NodeGroupArgs {
     /** The server factory of each provider, by provider name. */
     servers: Record<string, ServerFactory>;
     sshPrivateKey?: pulumi.Output<string>;
+    /** Each node's server options, by node name, decided against the deployed stack. */
+    lifecycles: Readonly<Record<string, ServerLifecycle>>;
 }
 
 export abstract class NodeGroup extends pulumi.ComponentResource {
@@ -32,7 +34,7 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
             const userData = pulumi
                 .all([args.mesh.interfaceFor(node), args.directory.publicKey, pulumi.output(parts(node))])
                 .apply(([mesh, directoryKey, roleParts]) => renderCloudConfig(nodeBoot(args.plan, node, mesh, directoryKey, roleParts as CloudConfigPart[])));
-            this.nodes.push(new VpsNode(node.name, { plan: args.plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey }, { parent: this }));
+            this.nodes.push(new VpsNode(node.name, { plan: args.plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this }));
         }
     }
 }

@@ -3,7 +3,8 @@
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import { PlannedNode, PortRule, StackPlan } from "./plan";
-import { PublicInboundRule, ServerFactory } from "./providers";
+import { PublicInboundRule, ServerFactory, ServerLifecycle } from "./providers";
+import { sha256 } from "./providers/server-id";
 
 export interface VpsNodeArgs {
     plan: StackPlan;
@@ -12,6 +13,8 @@ export interface VpsNodeArgs {
     userData: pulumi.Output<string>;
     /** Needed for hosts you bring: the key that reaches them over SSH. */
     sshPrivateKey?: pulumi.Output<string>;
+    /** Whether the server is protected and how it is replaced (components/replacement.ts). */
+    lifecycle: ServerLifecycle;
 }
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
@@ -43,6 +46,8 @@ export class VpsNode extends pulumi.ComponentResource {
     readonly role: string;
     readonly publicIpv4: pulumi.Output<string>;
     readonly publicIpv6: pulumi.Output<string | undefined>;
+    /** sha256 of the user-data the server boots with (not secret: it reveals nothing inside). */
+    readonly userDataDigest: pulumi.Output<string>;
 
     constructor(name: string, args: VpsNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:Node", name, {}, opts);
@@ -59,7 +64,9 @@ export class VpsNode extends pulumi.ComponentResource {
             group: node.role,
             tags: { "vps-ha-stack": plan.config.stack, "vps-ha-role": node.role },
             ...(node.host ? { host: { ...node.host, privateKey: args.sshPrivateKey ?? pulumi.output("") } } : {}),
+            lifecycle: args.lifecycle,
         }, this);
+        this.userDataDigest = pulumi.unsecret(args.userData.apply(sha256));
         this.publicIpv4 = server.publicIpv4;
         this.publicIpv6 = server.publicIpv6;
         this.registerOutputs({ publicIpv4: this.publicIpv4, publicIpv6: this.publicIpv6 });

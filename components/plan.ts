@@ -168,36 +168,3 @@ export function buildPlan(config: StackConfig): StackPlan {
     plan.failures = failureTable(plan);
     return plan;
 }
-
-/**
- * Warnings about applying `after` over `before` in one `pulumi up`. A database member is down
- * while the change reaches it: a new provider, or a new user-data (both providers take user-data
- * at creation only), means a new server with an empty disk; a new region or size powers the server
- * off while it is moved or resized (a new server, on some providers). It rejoins by itself, but
- * meanwhile it neither votes nor holds a copy. Taking a majority of the members (or of the etcd
- * voters) down at once loses the quorum and possibly the only copies of recent commits: move one
- * member per `pulumi up`. `userDataChanged`: the nodes whose rendered user-data differs.
- */
-export function replacementWarnings(before: StackPlan, after: StackPlan, userDataChanged: ReadonlySet<string> = new Set()): string[] {
-    const why = (n: PlannedNode): string | undefined => {
-        const m = after.nodes.find((x) => x.name === n.name);
-        if (!m) return undefined;
-        if (m.provider !== n.provider || m.region !== n.region || m.size !== n.size) return `${n.provider}/${n.region}/${n.size ?? "-"} -> ${m.provider}/${m.region}/${m.size ?? "-"}`;
-        return userDataChanged.has(n.name) ? "its user-data changes: a new server" : undefined;
-    };
-    const down = (roleFilter: (n: PlannedNode) => boolean) => {
-        const old = before.nodes.filter(roleFilter);
-        return { total: old.length, changed: old.filter((n) => why(n) !== undefined) };
-    };
-    const warnings: string[] = [];
-    const describe = (ns: PlannedNode[]) => ns.map((n) => `${n.name} (${why(n)})`).join(", ");
-    const db = down((n) => n.role === "db");
-    if (db.changed.length > db.total / 2) {
-        warnings.push(`this change takes down ${db.changed.length} of ${db.total} database members at once: ${describe(db.changed)}; a majority down together leaves no quorum and may lose acknowledged writes. Move one member per pulumi up, and wait until it has rejoined.`);
-    }
-    const voters = down((n) => n.etcdVoter);
-    if (voters.changed.length > voters.total / 2 && !(db.changed.length > db.total / 2)) {
-        warnings.push(`this change takes down ${voters.changed.length} of ${voters.total} etcd voters at once: ${describe(voters.changed)}; etcd loses its quorum and Patroni cannot elect a primary. Move one member per pulumi up.`);
-    }
-    return warnings;
-}

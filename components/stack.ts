@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { AppTier } from "./app";
 import { AppRelease } from "./app-release";
 import { BackupBucket } from "./backup-bucket";
-import { ConfigError, parseStackConfig } from "./config";
+import { allNodes, ConfigError, parseStackConfig } from "./config";
 import { DatabaseCluster } from "./database";
 import { CloudflareFrontDoor } from "./front-door";
 import { HaproxyPair } from "./haproxy";
@@ -14,8 +14,10 @@ import { NodeGroupArgs } from "./node-group";
 import { NodeRecords } from "./node-records";
 import { OriginCertificate } from "./origin-certificate";
 import { FailureRow } from "./failures";
-import { buildPlan, StackPlan } from "./plan";
-import { adapters, ServerFactory } from "./providers";
+import { memberUserDataDigest } from "./member-digest";
+import { buildPlan, PlannedNode, StackPlan } from "./plan";
+import { adapters, ServerFactory, ServerLifecycle } from "./providers";
+import { compareServers, factsFromOutputs, isMember, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
 import { readRawConfig } from "./runtime-config";
 
 export interface NodeOutput {
@@ -49,6 +51,8 @@ export interface StackOutputs {
     candidateHostname: string;
     /** Cloudflare sends it in the cf-webhook-auth header of each alert (secret); only with a webhook. */
     alertWebhookSecret?: pulumi.Output<string>;
+    /** What the next `pulumi up` compares the stack file against (components/replacement.ts). */
+    serverFacts: pulumi.Output<ServerFacts[]>;
 }
 
 /** Validates the config and builds the plan, or stops the program with every problem at once. */
@@ -62,20 +66,59 @@ export function loadPlan(): StackPlan {
     }
 }
 
-export function vpsHa(): StackOutputs {
+/** The last deployment's server facts, read from this very stack; undefined before the first. */
+async function deployedFacts(prefix: string): Promise<ServerFacts[] | undefined> {
+    const self = new pulumi.StackReference(`${prefix}-deployed`, { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
+    const [facts, nodes] = await Promise.all([self.getOutputDetails("serverFacts"), self.getOutputDetails("nodes")]);
+    const value = (d: pulumi.StackReferenceOutputDetails) => d.value ?? d.secretValue;
+    try {
+        return factsFromOutputs({ ...(value(facts) !== undefined ? { serverFacts: value(facts) } : {}), ...(value(nodes) !== undefined ? { nodes: value(nodes) } : {}) });
+    } catch (e) {
+        throw new pulumi.RunError(`cannot compare with the deployed stack: ${(e as Error).message}`);
+    }
+}
+
+/** The facts this stack file gives, as far as they are known before anything is created (protection aside). */
+function plannedFacts(plan: StackPlan): ServerFacts[] {
+    return plan.nodes.map((n) => factsOf(plan, n, false, isMember(n.role) ? memberUserDataDigest(plan, n) : undefined));
+}
+
+function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean, userDataDigest: string | undefined): ServerFacts {
+    return {
+        name: n.name, role: n.role, provider: n.provider, region: n.region, protected: protect,
+        ...(n.size ? { size: n.size } : {}), ...(n.host ? { host: n.host.address } : {}), ...(userDataDigest ? { userDataDigest } : {}),
+    };
+}
+
+/**
+ * Compares the stack file with the deployed stack and stops, before anything is created, when
+ * the change would take more than one member down or delete a protected one; otherwise decides
+ * each server's protection for this run.
+ */
+async function serverLifecycles(plan: StackPlan, prefix: string): Promise<Record<string, ServerLifecycle>> {
+    const deployed = await deployedFacts(prefix);
+    const changes = compareServers(deployed, plannedFacts(plan));
+    const problems = replacementProblems(changes, deployed);
+    if (problems.length > 0) throw new pulumi.RunError(`The stack file cannot be applied in one pulumi up:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    const retiring = new Set(allNodes(plan.config).filter((e) => e.node.retire === true).map((e) => e.node.name));
+    return Object.fromEntries(plan.nodes.map((n) => [n.name, serverLifecycle(n.role, retiring.has(n.name), changes.find((c) => c.name === n.name))]));
+}
+
+export async function vpsHa(): Promise<StackOutputs> {
     const plan = loadPlan();
     const prefix = `${pulumi.getProject()}-${plan.config.stack}`;
+    const lifecycles = await serverLifecycles(plan, prefix);
     const shared = new pulumi.ComponentResource("vps-ha:index:Providers", prefix);
     const servers: Record<string, ServerFactory> = {};
     for (const provider of new Set(plan.nodes.map((n) => n.provider))) {
-        servers[provider] = adapters[provider].init({ prefix, sshPublicKeys: plan.config.admin.sshPublicKeys, parent: shared });
+        servers[provider] = await adapters[provider].init({ prefix, sshPublicKeys: plan.config.admin.sshPublicKeys, parent: shared });
     }
     const config = new pulumi.Config();
     const sshPrivateKey = plan.nodes.some((n) => n.host) ? config.requireSecret("sshPrivateKey") : undefined;
 
     const mesh = new Mesh("mesh", { plan });
     const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys });
-    const groupArgs: NodeGroupArgs = { plan, mesh, directory, servers, sshPrivateKey };
+    const groupArgs: NodeGroupArgs = { plan, mesh, directory, servers, sshPrivateKey, lifecycles };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
     const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, pooler: database.poolerSecrets });
@@ -104,5 +147,10 @@ export function vpsHa(): StackOutputs {
         hostname: frontDoor.hostname,
         candidateHostname: frontDoor.candidateHostname,
         ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),
+        // Members carry the digest the next run can compute before anything resolves; the others, their real one.
+        serverFacts: pulumi.all(plan.nodes.map((n) => {
+            const vps = all.find((v) => v.name === n.name) as (typeof all)[number];
+            return (isMember(n.role) ? pulumi.output(memberUserDataDigest(plan, n)) : vps.userDataDigest).apply((digest) => factsOf(plan, n, lifecycles[n.name].protect, digest));
+        })),
     };
 }

@@ -6,7 +6,7 @@ set -euo pipefail
 # command -> the Debian package that provides it
 declare -A need=(
   [wg]=wireguard-tools [wireguard-go]=wireguard-go [cloud-init]=cloud-init
-  [ip]=iproute2 [debootstrap]=debootstrap [openssl]=openssl [nsenter]=util-linux
+  [ip]=iproute2 [debootstrap]=debootstrap [openssl]=openssl [nsenter]=util-linux [ssh-keygen]=openssh-client
 )
 [ "${1:-}" = --python ] && need=()
 # Python module -> the Debian package that provides it to Debian's python3 (/usr/bin/python3:

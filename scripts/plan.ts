@@ -1,23 +1,27 @@
-// npm run plan -- [--stack NAME | --config FILE] [--against DEPLOYED_FILE] [--json]
+// npm run plan -- [--stack NAME | --config FILE] [--against DEPLOYED_FILE | --deployed OUTPUTS_JSON] [--json]
 // The offline plan: runs the real program under Pulumi's mock runtime (no CLI, no cloud account)
 // and prints the nodes per provider and region with their monthly price, the total, the
 // Cloudflare front door, the resources the program would create, and what each failure leaves
-// standing. With --against (the stack file as deployed, e.g. from `git show HEAD:Pulumi.prod.yaml`)
-// it also warns about a change that would take too many database members down at once (moved,
-// resized, or given a new user-data).
-// Exit codes: 0 plan printed (warnings included), 2 a stack file or its config is invalid.
+// standing. Against the deployed stack it also says, node by node, what the change does to the
+// server (unchanged, powered off, replaced, deleted) and whether one pulumi up may apply it, by
+// the program's own rule (components/replacement.ts): --against the stack file as deployed (e.g.
+// `git show HEAD:Pulumi.prod.yaml`), or --deployed the stack's outputs (`pulumi stack output --json`).
+// Exit codes: 0 plan printed, 2 a stack file, outputs file or config is invalid, 3 the change
+// cannot be applied in one pulumi up (the plan is printed, the reasons on stderr).
 import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError, parseStackConfig } from "../components/config";
-import { buildPlan, replacementWarnings, StackPlan } from "../components/plan";
+import { buildPlan } from "../components/plan";
 import { catalogs } from "../components/providers/catalogs";
+import { compareServers, describeChange, factsFromOutputs, NodeChange, replacementProblems, ServerFacts } from "../components/replacement";
 import type { FailureRow } from "../components/failures";
 import { cloudflareSummary, CloudflareSummary, formatCloudflare } from "./lib/plan-cloudflare";
 import { evaluateProgram, Evaluation } from "./lib/mock-program";
 import { readStackFile, StackFile, StackFileError, stackNameOf } from "./lib/stack-file";
 import { parseArgs, UsageError } from "./lib/args";
 
-const USAGE = "usage: npm run plan -- [--stack NAME | --config FILE] [--against DEPLOYED_STACK_FILE] [--json]";
+const USAGE = "usage: npm run plan -- [--stack NAME | --config FILE] [--against DEPLOYED_STACK_FILE | --deployed STACK_OUTPUTS_JSON] [--json]";
 
 interface PlanNode {
     name: string;
@@ -40,30 +44,59 @@ export interface PlanReport {
     resources: Record<string, number>;
     cloudflare: CloudflareSummary;
     failures: FailureRow[];
-    /** With --against: what applying this file over the deployed one would risk. */
-    replacementWarnings?: string[];
+    /** Against the deployed stack: what the change does to each server, and why one pulumi up may not apply it. */
+    replacement?: { against: string; changes: NodeChange[]; problems: string[] };
 }
 
-export async function planReport(source: string, stack: string, against?: string): Promise<PlanReport> {
+/** What the plan is compared with: the stack file as deployed, or the deployed stack's outputs. */
+export type Deployed = { stackFile: string } | { outputs: string };
+
+export async function planReport(source: string, stack: string, deployed?: Deployed): Promise<PlanReport> {
     const file = readStackFile(source);
-    const deployedFile = against === undefined ? undefined : readStackFile(against);
-    const deployed = deployedFile && planOf(deployedFile, stack, against as string);
+    let before: ServerFacts[] | undefined;
+    if (deployed && "stackFile" in deployed) {
+        const deployedFile = readStackFile(deployed.stackFile);
+        checkConfig(deployedFile, stack, deployed.stackFile);
+        // Evaluated in this process as the current file is, so their generated keys are the same:
+        // what differs in a node's user-data is what the change does to it.
+        before = factsOf(await evaluateProgram({ stack, values: deployedFile.values, secretKeys: deployedFile.secretKeys, env: {} }));
+    }
+    if (deployed && "outputs" in deployed) before = readOutputs(deployed.outputs);
+    // As a first deployment: the comparison below is the one the program makes before it creates anything.
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const report = toReport(evaluation, stack, source);
-    if (deployedFile && deployed) {
-        // Both evaluated in this process, so their generated keys and certificates are the same:
-        // what differs in a node's user-data is what the change does to it.
-        const before = await evaluateProgram({ stack, values: deployedFile.values, secretKeys: deployedFile.secretKeys, env: {} });
-        const changed = new Set(Object.keys(before.userData).filter((n) => n in evaluation.userData && evaluation.userData[n] !== before.userData[n]));
-        report.replacementWarnings = replacementWarnings(deployed, planOf(file, stack, source), changed);
+    if (deployed) {
+        const changes = compareServers(before, factsOf(evaluation));
+        report.replacement = { against: "stackFile" in deployed ? deployed.stackFile : deployed.outputs, changes, problems: replacementProblems(changes, before) };
     }
     return report;
 }
 
-/** The pure plan of a stack file; a config mistake names the file it is in. */
-function planOf(file: StackFile, stack: string, source: string): StackPlan {
+function factsOf(e: Evaluation): ServerFacts[] {
+    return e.outputs.serverFacts as ServerFacts[];
+}
+
+/** `pulumi stack output --json`: the deployed stack's outputs (serverFacts, or nodes for an older one). */
+function readOutputs(path: string): ServerFacts[] | undefined {
+    let text: string;
     try {
-        return buildPlan(parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, stack));
+        text = readFileSync(path, "utf8");
+    } catch (e) {
+        throw new StackFileError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    try {
+        const outputs = JSON.parse(text) as unknown;
+        if (typeof outputs !== "object" || outputs === null || Array.isArray(outputs)) throw new Error("not a JSON object of stack outputs");
+        return factsFromOutputs(outputs as Record<string, unknown>);
+    } catch (e) {
+        throw new StackFileError(`${path}: ${(e as Error).message} (expected the output of pulumi stack output --json)`);
+    }
+}
+
+/** A config mistake in the deployed file names that file. */
+function checkConfig(file: StackFile, stack: string, source: string): void {
+    try {
+        buildPlan(parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, stack));
     } catch (e) {
         if (e instanceof ConfigError) throw new StackFileError(`${source}: ${e.message}`);
         throw e;
@@ -114,9 +147,10 @@ export function formatReport(r: PlanReport): string {
     for (const f of r.failures) {
         lines.push(`  ${pad(f.scenario, 29)}${pad(yes(f.webUp), 6)}${pad(f.dbPrimary ? "yes" : "NO", 12)}${pad(f.dbWrites ? "yes" : "NO", 11)}${f.note}`);
     }
-    if (r.replacementWarnings) {
-        lines.push("", r.replacementWarnings.length ? "Warnings (against the deployed stack file)" : "Against the deployed stack file: no warnings");
-        for (const w of r.replacementWarnings) lines.push(`  - ${w}`);
+    if (r.replacement) {
+        lines.push("", `Servers, against the deployed stack (${r.replacement.against})`);
+        for (const c of r.replacement.changes) lines.push(`  ${describeChange(c)}`);
+        lines.push(r.replacement.problems.length > 0 ? "  One pulumi up cannot apply this change: see below." : "  One pulumi up may apply this change.");
     }
     return lines.join("\n");
 }
@@ -124,7 +158,7 @@ export function formatReport(r: PlanReport): string {
 async function main(argv: string[]): Promise<number> {
     let args;
     try {
-        args = parseArgs(argv, { values: ["stack", "config", "against"], flags: ["json"] });
+        args = parseArgs(argv, { values: ["stack", "config", "against", "deployed"], flags: ["json"] });
     } catch (e) {
         if (e instanceof UsageError) {
             console.error(`${e.message}\n${USAGE}`);
@@ -136,12 +170,22 @@ async function main(argv: string[]): Promise<number> {
         console.error(`--stack and --config name the same thing; give one\n${USAGE}`);
         return 2;
     }
+    if (args.values.against && args.values.deployed) {
+        console.error(`--against and --deployed both name the deployed stack; give one\n${USAGE}`);
+        return 2;
+    }
     const stack = args.values.stack ?? (args.values.config ? (stackNameOf(args.values.config) ?? "dev") : "prod");
     const source = args.values.config ?? `Pulumi.${stack}.yaml`;
+    const deployed: Deployed | undefined = args.values.against ? { stackFile: resolve(args.values.against) } : args.values.deployed ? { outputs: resolve(args.values.deployed) } : undefined;
     try {
-        const report = await planReport(resolve(source), stack, args.values.against === undefined ? undefined : resolve(args.values.against));
+        const report = await planReport(resolve(source), stack, deployed);
         report.source = source;
+        if (report.replacement) report.replacement.against = (args.values.against ?? args.values.deployed) as string;
         console.log(args.flags.json ? JSON.stringify(report, null, 2) : formatReport(report));
+        if (report.replacement && report.replacement.problems.length > 0) {
+            console.error(`The stack file cannot be applied in one pulumi up:\n${report.replacement.problems.map((p) => `  - ${p}`).join("\n")}`);
+            return 3;
+        }
         return 0;
     } catch (e) {
         // Config mistakes are the user's to fix: the message alone, no stack trace.

@@ -7,7 +7,7 @@ import { strict as assert } from "node:assert";
 import { parse } from "yaml";
 import { ConfigError, ConfigIssue, parseStackConfig } from "../components/config";
 import { maxRttMs, rttMs, UNKNOWN_RTT_MS } from "../components/latency";
-import { buildPlan, PlannedNode, replacementWarnings, StackPlan } from "../components/plan";
+import { buildPlan, PlannedNode, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
 import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
@@ -420,41 +420,3 @@ describe("config: backups", () => {
     });
 });
 
-describe("plan: replacement warnings", () => {
-    const withDb = (edit: (db: ReturnType<typeof prodNodes>["db"]) => void) => {
-        const nodes = prodNodes();
-        edit(nodes.db);
-        return planOf({ nodes });
-    };
-
-    it("is silent when one member moves, even to the other provider", () => {
-        const before = planOf();
-        assert.deepEqual(replacementWarnings(before, before), []);
-        const after = withDb((db) => (db[1] = { name: "db-2", provider: "linode", region: "eu-central", size: "g6-standard-1" }));
-        assert.deepEqual(replacementWarnings(before, after), []);
-    });
-
-    it("warns when a majority goes down at once (provider, region or size), naming each change", () => {
-        const before = planOf();
-        const after = withDb((db) => {
-            db[0] = { ...db[0], size: "cx33" };
-            db[2] = { ...db[2], region: "eu-central" };
-        });
-        const w = replacementWarnings(before, after);
-        assert.equal(w.length, 1);
-        assert.match(w[0], /takes down 2 of 3 database members/);
-        assert.match(w[0], /db-1 \(hcloud\/fsn1\/cx23 -> hcloud\/fsn1\/cx33\)/);
-        assert.match(w[0], /db-3 \(linode\/de-fra-2\/g6-standard-1 -> linode\/eu-central\/g6-standard-1\)/);
-        assert.match(w[0], /one member per pulumi up/i);
-        // And back again warns the same way: the direction does not matter.
-        assert.equal(replacementWarnings(after, before).length, 1);
-    });
-
-    it("counts a member whose user-data changes as a new server", () => {
-        const plan = planOf();
-        assert.deepEqual(replacementWarnings(plan, plan, new Set(["db-1"])), []);
-        const w = replacementWarnings(plan, plan, new Set(["db-1", "db-3", "app-1"]));
-        assert.equal(w.length, 1);
-        assert.match(w[0], /takes down 2 of 3 database members at once: db-1 \(its user-data changes: a new server\), db-3 \(its user-data changes/);
-    });
-});

@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { evaluate } from "./helpers/program";
 import { ROOT } from "./helpers/stack";
 
 function plan(...args: string[]) {
@@ -25,6 +26,7 @@ describe("npm run plan", function () {
         assert.equal(r.code, 0, r.err);
         const report = JSON.parse(r.out);
         assert.equal(report.nodes.length, 7);
+        assert.equal(report.replacement, undefined, "only against a deployed stack");
         assert.ok(report.monthlyCostUsd > 0);
         assert.ok(report.failures.some((f: { scenario: string }) => f.scenario === "provider linode"));
     });
@@ -67,32 +69,42 @@ describe("npm run plan", function () {
         assert.ok(json.extraCosts.some((c: { item: string; monthlyUsd: number }) => /Load Balancing/.test(c.item) && c.monthlyUsd === 5));
     });
 
-    it("--against the deployed stack file warns when a change takes most database members down at once", () => {
+    it("--against the deployed stack file says what each server goes through, and exits 3 when two members would go down", function () {
+        this.timeout(300000);
         const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
         const deployed = join(dir, "deployed.yaml");
         const prod = readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8");
         writeFileSync(deployed, prod);
-        // db-1 and db-2 (of three) are both resized, so both replaced, in one go.
+        // db-1 and db-2 (of three) are both resized in one go.
         const moved = join(dir, "Pulumi.prod.yaml");
         writeFileSync(moved, prod.replace("{ name: db-1, provider: hcloud, region: fsn1, size: cx23 }", "{ name: db-1, provider: hcloud, region: fsn1, size: cx33 }")
             .replace("{ name: db-2, provider: hcloud, region: nbg1, size: cx23 }", "{ name: db-2, provider: hcloud, region: nbg1, size: cx33 }"));
         assert.notEqual(readFileSync(moved, "utf8"), prod);
         const r = plan("--config", moved, "--against", deployed);
-        assert.equal(r.code, 0, r.err);
-        assert.match(r.out, /Warnings \(against the deployed stack file\)\n  - this change takes down 2 of 3 database members at once: db-1 \(hcloud\/fsn1\/cx23 -> hcloud\/fsn1\/cx33\)/);
-        const json = JSON.parse(plan("--config", moved, "--against", deployed, "--json").out);
-        assert.equal(json.replacementWarnings.length, 1);
-        // The same file: nothing to warn about; without --against there is no such section.
+        assert.equal(r.code, 3, r.err);
+        assert.match(r.out, /Servers, against the deployed stack \(.*deployed\.yaml\)\n  app-1 \(app\): unchanged\n/);
+        assert.match(r.out, /  db-1 \(db\): same server, powered off meanwhile: size cx23 -> cx33: powered off while resized\n/);
+        assert.match(r.out, /One pulumi up cannot apply this change/);
+        assert.match(r.err, /^The stack file cannot be applied in one pulumi up:\n  - this change takes 2 database members or etcd voters down in one pulumi up: db-1 \(size cx23 -> cx33: powered off while resized\), db-2/);
+        // The same file: nothing changes (without --against there is no such section: see --json above).
         const same = plan("--config", deployed, "--against", deployed, "--json");
-        assert.deepEqual(JSON.parse(same.out).replacementWarnings, []);
-        assert.equal(JSON.parse(plan("--json").out).replacementWarnings, undefined);
+        assert.equal(same.code, 0, same.err);
+        assert.ok(JSON.parse(same.out).replacement.changes.every((c: { kind: string }) => c.kind === "same"));
+        // One member to another Hetzner location: a new server, and allowed.
+        const one = join(dir, "one.yaml");
+        writeFileSync(one, prod.replace("{ name: db-2, provider: hcloud, region: nbg1, size: cx23 }", "{ name: db-2, provider: hcloud, region: hel1, size: cx23 }"));
+        const o = plan("--config", one, "--against", deployed);
+        assert.equal(o.code, 0, o.err);
+        assert.match(o.out, /db-2 \(db\): REPLACES the server: region nbg1 -> hel1: a new server\n/);
         // A witness added: every member's user-data names the new etcd voter, so every member
         // would be a new server at once, with no provider, region or size touched.
         const witnessed = join(dir, "witnessed.yaml");
         writeFileSync(witnessed, prod.replace("witness: []", "witness: [{ name: witness-1, provider: hcloud, region: hel1, size: cx23 }]"));
         const w = plan("--config", witnessed, "--against", deployed, "--json");
-        assert.equal(w.code, 0, w.err);
-        assert.match(JSON.parse(w.out).replacementWarnings.join("\n"), /takes down 3 of 3 database members at once: db-1 \(its user-data changes: a new server\)/);
+        assert.equal(w.code, 3, w.err);
+        assert.deepEqual(JSON.parse(w.out).replacement.changes.filter((c: { kind: string }) => c.kind !== "same").map((c: { name: string; kind: string }) => `${c.name} ${c.kind}`),
+            ["db-1 replace", "db-2 replace", "db-3 replace", "witness-1 new"]);
+        assert.match(JSON.parse(w.out).replacement.problems.join("\n"), /takes 3 database members or etcd voters down in one pulumi up: db-1 \(its user-data changes: a new server\)/);
         const missing = plan("--against", join(dir, "nope.yaml"));
         assert.equal(missing.code, 2);
         assert.match(missing.err, /cannot read .*nope\.yaml/);
@@ -100,5 +112,30 @@ describe("npm run plan", function () {
         const bad = plan("--against", join(dir, "bad.yaml"));
         assert.equal(bad.code, 2);
         assert.match(bad.err, /bad\.yaml: The stack config has 1 problem/);
+        assert.equal(plan("--against", deployed, "--deployed", deployed).code, 2);
     });
+
+    it("--deployed compares with the deployed stack's outputs (pulumi stack output --json), as deploy.yml does", async () => {
+        const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
+        const prod = readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8");
+        const empty = JSON.parse(plan("--json", "--deployed", join(ROOT, "test/fixtures/empty-outputs.json")).out);
+        assert.ok(empty.replacement.changes.every((c: { kind: string }) => c.kind === "new"), "an empty stack: a first deployment");
+        // The outputs a deployment of the shipped file leaves, as the program exports them.
+        const outputs = join(dir, "outputs.json");
+        writeFileSync(outputs, JSON.stringify({ serverFacts: (await evaluate()).outputs.serverFacts }));
+        const same = plan("--deployed", outputs);
+        assert.equal(same.code, 0, same.err);
+        assert.match(same.out, /One pulumi up may apply this change\./);
+        const moved = join(dir, "Pulumi.prod.yaml");
+        writeFileSync(moved, prod.replace("{ name: db-3, provider: linode, region: de-fra-2, size: g6-standard-1 }", "{ name: db-3, provider: linode, region: de-fra-2, size: g6-standard-2 }")
+            .replace("{ name: db-1, provider: hcloud, region: fsn1, size: cx23 }", "{ name: db-1, provider: hcloud, region: hel1, size: cx23 }"));
+        const two = plan("--config", moved, "--deployed", outputs);
+        assert.equal(two.code, 3);
+        assert.match(two.err, /in this order: db-3, db-1,/);
+        writeFileSync(join(dir, "junk.json"), "[1, 2]");
+        const junk = plan("--deployed", join(dir, "junk.json"));
+        assert.equal(junk.code, 2);
+        assert.match(junk.err, /junk\.json: not a JSON object of stack outputs \(expected the output of pulumi stack output --json\)/);
+    });
+
 });

@@ -149,7 +149,7 @@ describe("program (mock runtime)", function () {
 
     it("adding or removing a node changes no existing server's user-data, only the directory's DNS records", async () => {
         // A server's inputs, less the ids of other resources (the mock numbers them in order of creation).
-        const ids = new Set(["firewallIds", "placementGroupId", "sshKeys"]);
+        const ids = new Set(["firewallIds", "firewallId", "placementGroupId", "sshKeys"]);
         const serverInputs = (e: Evaluation) => new Map([...ofType(e, TYPES.linodeInstance), ...ofType(e, TYPES.hcloudServer)].map((r) => [r.name, JSON.stringify(Object.entries(r.inputs).filter(([k]) => !ids.has(k)))]));
         const recordsOf = (e: Evaluation) => new Map(ofType(e, TYPES.dnsRecord).map((r) => [`${r.inputs.name} ${r.inputs.type}`, String(r.inputs.content)]));
         const grown = prodNodes();

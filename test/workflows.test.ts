@@ -68,7 +68,7 @@ describe("workflows", () => {
 
     it("deploy previews pull requests with a PR comment and runs up on main behind the prod environment", () => {
         const d = workflow("deploy.yml");
-        const pulumiStep = (job: string) => (d.jobs[job].steps as { uses?: string; with?: Record<string, unknown> }[]).find((s) => s.uses === "pulumi/actions@v6");
+        const pulumiStep = (job: string) => (d.jobs[job].steps as { uses?: string; with?: Record<string, unknown> }[]).find((s) => s.uses === "pulumi/actions@v6" && s.with?.command !== undefined);
         assert.equal(pulumiStep("preview")?.with?.command, "preview");
         assert.equal(pulumiStep("preview")?.with?.["comment-on-pr"], true);
         assert.match(d.jobs.preview.if, /pull_request/);
@@ -76,6 +76,23 @@ describe("workflows", () => {
         assert.equal(pulumiStep("up")?.with?.["stack-name"], "prod");
         assert.equal(d.jobs.up.environment, "prod");
         assert.match(d.jobs.up.if, /refs\/heads\/main/);
+    });
+
+    it("deploy runs the replacement check against the deployed stack's outputs before pulumi preview and pulumi up, and stops on it", () => {
+        const d = workflow("deploy.yml");
+        for (const job of ["preview", "up"]) {
+            const steps = d.jobs[job].steps as { uses?: string; run?: string; with?: Record<string, unknown>; "continue-on-error"?: unknown }[];
+            const pulumi = steps.findIndex((s) => s.uses === "pulumi/actions@v6" && s.with?.command !== undefined);
+            const cli = steps.findIndex((s) => s.uses === "pulumi/actions@v6" && s.with?.command === undefined);
+            const check = steps.findIndex((s) => /npm run plan -- --stack prod --deployed (\S+)/.test(s.run ?? ""));
+            assert.ok(cli >= 0 && check > cli && pulumi > check, `${job}: install the CLI, check, then pulumi ${d.jobs[job].steps[pulumi]?.with?.command}`);
+            const run = steps[check].run as string;
+            const file = /--deployed (\S+)/.exec(run)?.[1] as string;
+            assert.match(run, new RegExp(`pulumi stack output --json --stack prod > ${file.replace(".", "\\.")}\n`));
+            // A refusal (exit 3) fails the step, and a failed step stops the job before pulumi runs.
+            assert.equal(steps[check]["continue-on-error"], undefined);
+            assert.ok(!/\|\|\s*true|; *exit 0/.test(run));
+        }
     });
 
     describe("the checker rejects a broken workflow", () => {

@@ -1,35 +1,83 @@
 // Hetzner Cloud: a Server booted from Debian 13 with the cloud-config as user data, a Firewall
-// per server, the admins' SSH keys registered once per stack, and a spread placement group per
-// role so two members of a role never share a physical host.
+// per server, the admins' SSH keys (found in the project, or uploaded once per stack), and a
+// spread placement group per role so two members of a role never share a physical host.
+// Members are guarded by Pulumi's `protect` rather than Hetzner's delete protection: the provider
+// refuses to delete a protected server, so a member's replacement would first need a run of its own.
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { ruleLabel } from "./firewall-sources";
 import { hcloudCatalog } from "./hcloud-catalog";
+import { HCLOUD_NAME, providerName } from "./names";
+import { serverSuffix } from "./server-id";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
 import { HCLOUD_USER_DATA_LIMIT, packUserData, unpackUserData } from "./user-data";
 
 const IMAGE = "debian-13";
 const SERVER = "hcloud:index/server:Server";
+export const GET_SSH_KEYS = "hcloud:index/getSshKeys:getSshKeys";
+/** The label on the SSH keys a stack uploads itself; its value is the stack's name prefix. */
+export const KEY_OWNER_LABEL = "vps-ha-owner";
 
-function init(ctx: ProviderContext) {
-    const keyIds = ctx.sshPublicKeys.map((key) => {
-        const id = createHash("sha256").update(key).digest("hex").slice(0, 8);
-        return new hcloud.SshKey(`${ctx.prefix}-hcloud-key-${id}`, { name: `${ctx.prefix}-${id}`, publicKey: key }, { parent: ctx.parent }).id;
-    });
+/** Hetzner's fingerprint of an OpenSSH public key: MD5 of the key blob, as colon-separated hex. */
+export function sshKeyFingerprint(publicKey: string): string {
+    const blob = Buffer.from(publicKey.trim().split(/\s+/)[1] ?? "", "base64");
+    return (createHash("md5").update(blob).digest("hex").match(/../g) as string[]).join(":");
+}
+
+export interface ProjectSshKey {
+    id: number;
+    fingerprint: string;
+    labels: Record<string, string>;
+}
+
+/**
+ * Which admin keys the project already has (Hetzner refuses a second key with the same
+ * fingerprint) and which this stack uploads. A key this stack uploaded itself stays its own
+ * resource, or the next run would see it as "already there" and delete it.
+ */
+export function sshKeyPlan(adminKeys: readonly string[], existing: readonly ProjectSshKey[], owner: string): { reuse: { key: string; id: number }[]; create: string[] } {
+    const reuse: { key: string; id: number }[] = [];
+    const create: string[] = [];
+    for (const key of adminKeys) {
+        const found = existing.find((k) => k.fingerprint === sshKeyFingerprint(key) && k.labels[KEY_OWNER_LABEL] !== owner);
+        if (found) reuse.push({ key, id: found.id });
+        else if (!create.some((k) => sshKeyFingerprint(k) === sshKeyFingerprint(key))) create.push(key);
+    }
+    return { reuse, create };
+}
+
+async function init(ctx: ProviderContext) {
+    // Keys given at creation keep Hetzner from setting (and mailing) a root password; the same keys
+    // also reach root through the cloud-config.
+    const existing = ctx.sshPublicKeys.length === 0 ? [] : (await hcloud.getSshKeys({}, { parent: ctx.parent })).sshKeys ?? [];
+    const keys = sshKeyPlan(ctx.sshPublicKeys, existing, ctx.prefix);
+    const keyIds: pulumi.Input<string>[] = [
+        ...keys.reuse.map((k) => String(k.id)),
+        ...keys.create.map((key) => {
+            const fp = sshKeyFingerprint(key).replace(/:/g, "").slice(0, 8);
+            return new hcloud.SshKey(`${ctx.prefix}-hcloud-key-${fp}`, {
+                name: providerName(`${ctx.prefix}-key-${fp}`, HCLOUD_NAME),
+                publicKey: key,
+                labels: { [KEY_OWNER_LABEL]: ctx.prefix },
+            }, { parent: ctx.parent }).id;
+        }),
+    ];
     const groups = new Map<string, hcloud.PlacementGroup>();
     const groupFor = (group: string) => {
         let g = groups.get(group);
         if (!g) {
-            g = new hcloud.PlacementGroup(`${ctx.prefix}-hcloud-${group}`, { name: `${ctx.prefix}-${group}`, type: "spread" }, { parent: ctx.parent });
+            g = new hcloud.PlacementGroup(`${ctx.prefix}-hcloud-${group}`, { name: providerName(`${ctx.prefix}-${group}`, HCLOUD_NAME), type: "spread" }, { parent: ctx.parent });
             groups.set(group, g);
         }
         return g;
     };
     return {
         createServer(spec: ServerSpec, parent: pulumi.Resource) {
+            const base = `${ctx.prefix}-${spec.name}`;
+            // Nothing in it forces a replacement: its name stays the same.
             const firewall = new hcloud.Firewall(`${spec.name}-firewall`, {
-                name: `${ctx.prefix}-${spec.name}`,
+                name: providerName(base, HCLOUD_NAME),
                 rules: spec.firewall.map((rule) => ({
                     description: ruleLabel(rule),
                     direction: "in",
@@ -39,8 +87,10 @@ function init(ctx: ProviderContext) {
                 })),
                 labels: spec.tags,
             }, { parent });
+            // Hetzner replaces a server for a new image, location or user data; names are unique per project.
+            const suffix = serverSuffix(spec.name, spec.userData, { image: IMAGE, location: spec.region }, parent);
             const server = new hcloud.Server(spec.name, {
-                name: `${ctx.prefix}-${spec.name}`,
+                name: suffix.apply((s) => providerName(base, HCLOUD_NAME, s)),
                 serverType: spec.size,
                 image: IMAGE,
                 location: spec.region,
@@ -54,7 +104,16 @@ function init(ctx: ProviderContext) {
                 firewallIds: [firewall.id.apply(Number)],
                 publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
                 labels: spec.tags,
-            }, { parent, additionalSecretOutputs: ["userData"] });
+            }, {
+                parent,
+                additionalSecretOutputs: ["userData"],
+                protect: spec.lifecycle.protect,
+                // Said either way on purpose: the bridge deletes first whenever a name is given, but a
+                // replacement here has a name of its own (the suffix), so only members need that.
+                deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace,
+                // Keys count at creation only; a key uploaded or removed elsewhere never replaces a server.
+                ignoreChanges: ["sshKeys"],
+            });
             return {
                 publicIpv4: server.ipv4Address,
                 publicIpv6: server.ipv6Address.apply((v) => v || undefined),

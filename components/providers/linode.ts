@@ -1,9 +1,12 @@
-// Linode: an Instance booted from Debian 13 with the cloud-config as Metadata user data, and a
-// Cloud Firewall that drops every inbound packet the plan does not allow.
+// Linode: an Instance booted from Debian 13 with the cloud-config as Metadata user data, behind a
+// Cloud Firewall (attached at creation) that drops every inbound packet the plan does not allow.
+// Linode has no delete protection on instances: members rely on Pulumi's `protect`.
 import * as linode from "@pulumi/linode";
 import * as pulumi from "@pulumi/pulumi";
 import { ruleLabel, splitSources } from "./firewall-sources";
 import { linodeCatalog } from "./linode-catalog";
+import { LINODE_FIREWALL_LABEL, LINODE_INSTANCE_LABEL, providerName } from "./names";
+import { serverSuffix } from "./server-id";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
 import { packUserData, unpackUserData } from "./user-data";
 
@@ -13,18 +16,12 @@ const INSTANCE = "linode:index/instance:Instance";
 function init(ctx: ProviderContext) {
     return {
         createServer(spec: ServerSpec, parent: pulumi.Resource) {
-            const instance = new linode.Instance(spec.name, {
-                label: `${ctx.prefix}-${spec.name}`.slice(0, 64),
-                region: spec.region,
-                type: spec.size,
-                image: IMAGE,
-                authorizedKeys: spec.sshPublicKeys,
-                metadatas: [{ userData: pulumi.output(spec.userData).apply(packUserData) }],
-                tags: Object.entries(spec.tags).map(([k, v]) => `${k}:${v}`),
-                privateIp: false,
-            }, { parent, additionalSecretOutputs: ["metadatas"] });
-            new linode.Firewall(`${spec.name}-firewall`, {
-                label: `${ctx.prefix}-${spec.name}`.slice(0, 32),
+            const base = `${ctx.prefix}-${spec.name}`;
+            // Created first and given to the instance at creation (`firewallId`), so the server is
+            // never up without it (an account's default firewall or a boot race cannot come first).
+            // Nothing in it forces a replacement, so its label stays the same.
+            const firewall = new linode.Firewall(`${spec.name}-firewall`, {
+                label: providerName(base, LINODE_FIREWALL_LABEL),
                 inboundPolicy: "DROP",
                 outboundPolicy: "ACCEPT",
                 inbounds: spec.firewall.map((rule) => {
@@ -38,8 +35,21 @@ function init(ctx: ProviderContext) {
                         ipv6s: sources.ipv6,
                     };
                 }),
-                linodes: [instance.id.apply(Number)],
             }, { parent });
+            // Linode replaces an instance for a new image, user data or set of keys (a region is a
+            // migration, in place); labels are unique per account, so a replacement needs its own.
+            const suffix = serverSuffix(spec.name, spec.userData, { image: IMAGE, keys: spec.sshPublicKeys.join("\n") }, parent);
+            const instance = new linode.Instance(spec.name, {
+                label: suffix.apply((s) => providerName(base, LINODE_INSTANCE_LABEL, s)),
+                region: spec.region,
+                type: spec.size,
+                image: IMAGE,
+                authorizedKeys: spec.sshPublicKeys,
+                metadatas: [{ userData: pulumi.output(spec.userData).apply(packUserData) }],
+                firewallId: firewall.id.apply(Number),
+                tags: Object.entries(spec.tags).map(([k, v]) => `${k}:${v}`),
+                privateIp: false,
+            }, { parent, additionalSecretOutputs: ["metadatas"], protect: spec.lifecycle.protect, deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace });
             return {
                 publicIpv4: instance.ipAddress,
                 publicIpv6: instance.ipv6.apply((v) => (v ? v.split("/")[0] : undefined)),

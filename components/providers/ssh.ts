@@ -27,18 +27,28 @@ export function bootstrapScript(instanceId: string): string {
     ].join("\n");
 }
 
+/**
+ * cloud-init's instance id for a host: a new one (a new user-data) makes cloud-init run every
+ * stage again, as a new server would. Letters, digits and '-' only, since it lands in meta-data.
+ */
+export function hostInstanceId(node: string, userData: string): string {
+    return `vps-ha-${node}-${createHash("sha256").update(userData).digest("hex").slice(0, 12)}`;
+}
+
 function init(_ctx: ProviderContext) {
     return {
         createServer(spec: ServerSpec, parent: pulumi.Resource) {
             if (!spec.host) throw new pulumi.RunError(`node ${spec.name}: a host you bring needs an address`);
             const host = spec.host;
-            const instanceId = pulumi.output(spec.userData).apply((u) => `vps-ha-${spec.name}-${createHash("sha256").update(u).digest("hex").slice(0, 12)}`);
+            const instanceId = pulumi.output(spec.userData).apply((u) => hostInstanceId(spec.name, u));
             new command.remote.Command(`${spec.name}${BOOTSTRAP_SUFFIX}`, {
                 connection: { host: host.address, user: host.user, privateKey: host.privateKey },
                 create: instanceId.apply((id) => `sudo sh -c '${bootstrapScript(id).replace(/'/g, "'\\''")}'`),
                 stdin: spec.userData,
                 triggers: [instanceId],
-            }, { parent, additionalSecretOutputs: ["stdin"] });
+            // A host is never deleted (the command has no delete step); protect keeps a member's host
+            // from being set up again (a replacement of the command) by a run not meant to.
+            }, { parent, additionalSecretOutputs: ["stdin"], protect: spec.lifecycle.protect });
             return { publicIpv4: pulumi.output(host.address), publicIpv6: pulumi.output(undefined) };
         },
     };

@@ -33,6 +33,11 @@ export interface ProviderCatalog {
     token?: { configKey: string; envVar: string };
     pricesAsOf: string;
     pricesSource: string;
+    /**
+     * What a new region does to a server: "migrate" (the same server and disk, powered off while it
+     * moves) or "replace" (a new server, empty disk). Absent: a region is only a label (own hosts).
+     */
+    regionChange?: "migrate" | "replace";
 }
 
 /** A provider-agnostic inbound rule on a node's public interface. Everything else is dropped. */
@@ -58,6 +63,20 @@ export interface ServerSpec {
     /** Provider-specific extras for bring-your-own hosts (address, user). */
     host?: { address: string; user: string; privateKey: pulumi.Input<string> };
     tags: Record<string, string>;
+    /** How the server may be replaced or deleted (see components/replacement.ts). */
+    lifecycle: ServerLifecycle;
+}
+
+/** Resource options for a node's server, decided by the program from the deployed stack. */
+export interface ServerLifecycle {
+    /** Pulumi `protect`: no `pulumi up` or `pulumi destroy` may replace or delete the server. */
+    protect: boolean;
+    /**
+     * Delete the old server before creating its replacement. Database members and the witness:
+     * their identity (etcd member name, Patroni name, mesh address and WireGuard key) must never
+     * run twice. Other nodes are replaced create-before-delete, under a new name.
+     */
+    deleteBeforeReplace: boolean;
 }
 
 export interface ServerOutputs {
@@ -81,7 +100,8 @@ export interface ProviderContext {
 
 export interface ProviderAdapter {
     catalog: ProviderCatalog;
-    init(ctx: ProviderContext): ServerFactory;
+    /** May look things up first (Hetzner: the project's SSH keys), hence a promise. */
+    init(ctx: ProviderContext): ServerFactory | Promise<ServerFactory>;
     mocks: ProviderMocks;
 }
 

@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { adapters } from "../../components/providers";
+import { GET_SSH_KEYS } from "../../components/providers/hcloud";
 import { BOOTSTRAP_SUFFIX } from "../../components/providers/ssh";
 import { DIGEST_ENV } from "../../components/desired-state";
 import { nextGeneration } from "../../components/desired-state-records";
@@ -21,6 +22,14 @@ export interface RecordedResource {
     /** Top-level input names Pulumi held as secrets. */
     secretInputs: string[];
     outputs: Record<string, unknown>;
+    /** The resource options the program gave it that decide replacement and deletion. */
+    options: RecordedOptions;
+}
+
+export interface RecordedOptions {
+    protect?: boolean;
+    deleteBeforeReplace?: boolean;
+    ignoreChanges?: string[];
 }
 
 export interface Evaluation {
@@ -43,6 +52,10 @@ export interface ProgramInput {
     env?: Record<string, string | undefined>;
     /** Told of every resource as it is registered (even when the program later fails). */
     onResource?: (r: RecordedResource) => void;
+    /** The outputs of the stack's last deployment, as the program reads them from itself; absent: never deployed. */
+    deployed?: Record<string, unknown>;
+    /** The SSH keys already in the Hetzner project (its getSshKeys lookup); absent: none. */
+    hcloudSshKeys?: { id: number; name: string; fingerprint: string; publicKey: string; labels: Record<string, string> }[];
 }
 
 /** Cloudflare's edge ranges as the mocked invoke returns them (a few of the published ones). */
@@ -126,11 +139,14 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
     const savedEnv = { ...process.env };
     try {
         const resources: RecordedResource[] = [];
+        const options = new Map<string, RecordedOptions>();
         const publicIpv4: Record<string, string> = {};
         let ids = 1000;
         await pulumi.runtime.setMocks(
             {
                 newResource(args) {
+                    // The root stack resource: the engine's, not the program's.
+                    if (args.type === "pulumi:pulumi:Stack") return { id: `${args.name}-stack`, state: {} };
                     const secretInputs: string[] = [];
                     const inputs = Object.fromEntries(
                         Object.entries(args.inputs as Record<string, unknown>).map(([k, v]) => [k, unwrap(v, () => secretInputs.includes(k) || secretInputs.push(k))]),
@@ -145,31 +161,54 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                     }
                     const digest = (inputs.environment as Record<string, string> | undefined)?.[DIGEST_ENV];
                     if (args.type === "command:local:Command" && digest !== undefined) outputs = { ...inputs, stdout: mockGeneration(input.stack, args.name, digest), stderr: "" };
+                    if (args.type === "random:index/randomId:RandomId") {
+                        // As a real RandomId: new bytes when the keepers change (a replacement), the same otherwise.
+                        const bytes = mockBytes(`${args.name}/${JSON.stringify(inputs.keepers ?? {})}`, Number(inputs.byteLength));
+                        outputs = { ...inputs, hex: bytes.toString("hex"), b64Std: bytes.toString("base64"), dec: BigInt(`0x${bytes.toString("hex")}`).toString() };
+                    }
+                    if (args.type === "pulumi:pulumi:StackReference") outputs = { name: inputs.name, outputs: input.deployed ?? {}, secretOutputNames: [] };
                     outputs = { ...outputs, ...mockTls(args.type, args.name, inputs) };
                     for (const adapter of Object.values(adapters)) {
                         const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[nodeNameOf(args.name)] ??= labAddress(nodeNameOf(args.name), new Set(Object.values(publicIpv4)))));
                         if (o) outputs = o;
                     }
-                    const recorded = { type: args.type, name: args.name, id: String(ids++), inputs, secretInputs, outputs };
+                    const recorded = { type: args.type, name: args.name, id: String(ids++), inputs, secretInputs, outputs, options: options.get(`${args.type}::${args.name}`) ?? {} };
                     resources.push(recorded);
                     input.onResource?.(recorded);
                     return { id: recorded.id, state: outputs };
                 },
                 call(args) {
                     if (args.token === "cloudflare:index/getIpRanges:getIpRanges") return { ...MOCK_CLOUDFLARE_RANGES, etag: "mock", jdcloudCidrs: [] };
+                    if (args.token === GET_SSH_KEYS) return { id: "mock", sshKeys: input.hcloudSshKeys ?? [] };
                     return {};
                 },
             },
             "vps-ha",
             input.stack,
             false,
+            "organization",
         );
         pulumi.runtime.setAllConfig(input.values, input.secretKeys);
         if (input.env) {
             for (const k of Object.keys(process.env)) if (!(k in input.env)) delete process.env[k];
             Object.assign(process.env, input.env);
         }
-        const stackOutputs = vpsHa();
+        // As the engine runs it: under a root stack resource, which lets a stack transformation see
+        // each resource's options as the program gave them (the mock monitor is not told of them).
+        let stackOutputs: unknown;
+        await pulumi.runtime.runInPulumiStack(async () => {
+            pulumi.runtime.registerStackTransformation(({ type, name, opts }) => {
+                const seen: RecordedOptions = {};
+                if (opts.protect !== undefined) seen.protect = opts.protect;
+                const custom = opts as pulumi.CustomResourceOptions;
+                if (custom.deleteBeforeReplace !== undefined) seen.deleteBeforeReplace = custom.deleteBeforeReplace;
+                if (opts.ignoreChanges !== undefined) seen.ignoreChanges = opts.ignoreChanges;
+                options.set(`${type}::${name}`, seen);
+                return undefined;
+            });
+            stackOutputs = await vpsHa();
+            return {};
+        });
         const secretOutputs: string[] = [];
         const outputs = (await resolveDeep(stackOutputs, "", secretOutputs)) as Record<string, unknown>;
         await settle(() => resources.length);

@@ -1,0 +1,169 @@
+// Replacing servers, with the program under the mock runtime: it reads its own last deployment
+// (a StackReference the mock answers), refuses a change that takes two members down before it
+// creates anything, protects members, and names servers so a replacement never collides.
+import { strict as assert } from "node:assert";
+import * as pulumi from "@pulumi/pulumi";
+import { memberUserDataDigest } from "../components/member-digest";
+import { buildPlan } from "../components/plan";
+import { parseStackConfig } from "../components/config";
+import { sshKeyFingerprint } from "../components/providers/hcloud";
+import { evaluateProgram, Evaluation, RecordedResource } from "../scripts/lib/mock-program";
+import { StackFile } from "../scripts/lib/stack-file";
+import { evaluate, ofType, TYPES } from "./helpers/program";
+import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
+
+const servers = (e: Evaluation) => [...ofType(e, TYPES.linodeInstance), ...ofType(e, TYPES.hcloudServer)];
+const server = (e: Evaluation, node: string) => servers(e).find((r) => r.name === node) as RecordedResource;
+const serverName = (r: RecordedResource) => String(r.type === TYPES.linodeInstance ? r.inputs.label : r.inputs.name);
+
+/** Evaluates `file` as the next pulumi up after a deployment whose outputs were `deployed`. */
+function after(deployed: Evaluation | undefined, file: StackFile, onResource?: (r: RecordedResource) => void): Promise<Evaluation> {
+    return evaluateProgram({ stack: "prod", values: file.values, secretKeys: file.secretKeys, env: {}, ...(deployed ? { deployed: deployed.outputs } : {}), onResource });
+}
+
+async function refusal(deployed: Evaluation, file: StackFile): Promise<{ message: string; created: string[] }> {
+    const created: string[] = [];
+    try {
+        await after(deployed, file, (r) => created.push(r.type));
+    } catch (e) {
+        assert.ok(pulumi.RunError.isInstance(e), `not a RunError (which ends a program with its message alone): ${(e as Error).stack}`);
+        return { message: (e as Error).message, created };
+    }
+    assert.fail("the change was not refused");
+}
+
+describe("replacement (mock runtime)", function () {
+    this.timeout(120000);
+    let prod: Evaluation;
+    before(async () => {
+        prod = await evaluate();
+    });
+
+    it("protects database members and replaces them delete-first; other servers create-before-delete under a new name", () => {
+        for (const r of servers(prod)) {
+            const member = r.name.startsWith("db-");
+            assert.equal(r.options.protect, member, `${r.name}: protect`);
+            assert.equal(r.options.deleteBeforeReplace, member, `${r.name}: deleteBeforeReplace`);
+        }
+        for (const r of ofType(prod, TYPES.hcloudServer)) assert.deepEqual(r.options.ignoreChanges, ["sshKeys"]);
+        // Firewalls and the rest are not protected: only the servers hold data.
+        for (const r of prod.resources.filter((x) => x.type.endsWith("irewall:Firewall"))) assert.equal(r.options.protect, undefined);
+    });
+
+    it("attaches each Linode firewall at the instance's creation, not afterwards", () => {
+        for (const instance of ofType(prod, TYPES.linodeInstance)) {
+            const firewall = ofType(prod, TYPES.linodeFirewall).find((r) => r.name === `${instance.name}-firewall`) as RecordedResource;
+            assert.equal(instance.inputs.firewallId, Number(firewall.id));
+            assert.equal(firewall.inputs.linodes, undefined);
+        }
+    });
+
+    it("exports the facts the next pulumi up compares against, each member's user-data digest known before its secrets", () => {
+        const facts = prod.outputs.serverFacts as { name: string; userDataDigest: string; protected: boolean }[];
+        assert.deepEqual(facts.map((f) => f.name), ["app-1", "app-2", "lb-1", "lb-2", "db-1", "db-2", "db-3"]);
+        assert.ok(!prod.secretOutputs.some((p) => p.startsWith("serverFacts")));
+        const plan = buildPlan(parseStackConfig(raw(prodStack()), "prod"));
+        for (const f of facts) {
+            assert.match(f.userDataDigest, /^[0-9a-f]{64}$/);
+            assert.equal(f.protected, f.name.startsWith("db-"));
+            if (f.name.startsWith("db-")) assert.equal(f.userDataDigest, memberUserDataDigest(plan, plan.nodes.find((n) => n.name === f.name) as never));
+        }
+    });
+
+    it("a member's digest changes exactly when its real user-data does", async () => {
+        const nodes = prodNodes();
+        nodes.db[0].size = "cx33"; // no user-data change
+        const edits: Record<string, unknown>[] = [
+            { database: { ...JSON.parse(prodStack().values["vps-ha:database"]), synchronous: "on" } },
+            { nodes },
+            { mesh: { cidr: "10.78.0.0/24" } },
+            { admin: { sshCidrs: ["203.0.113.0/24"], sshPublicKeys: JSON.parse(prodStack().values["vps-ha:admin"]).sshPublicKeys } },
+        ];
+        const digests = (e: Evaluation) => Object.fromEntries((e.outputs.serverFacts as { name: string; userDataDigest: string }[]).map((f) => [f.name, f.userDataDigest]));
+        for (const edit of edits) {
+            const e = await evaluate(withConfig(edit));
+            for (const member of ["db-1", "db-2", "db-3"]) {
+                assert.equal(digests(e)[member] !== digests(prod)[member], e.userData[member] !== prod.userData[member], `${JSON.stringify(edit).slice(0, 60)}: ${member}`);
+            }
+        }
+    });
+
+    it("gives a replaced server a new name and keeps every other name, on both providers", async () => {
+        // New admin keys: every server's user-data changes (all would be replaced), first deploy for the check.
+        const admin = { sshCidrs: [], sshPublicKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVlHl4Bm6x2n0dJ2eQ0k1Yk0mQk6Q3YwqgMZ8L3c9x0 dev@example.com"] };
+        const rekeyed = await evaluate(withConfig({ admin }));
+        const grown = prodNodes();
+        grown.app.push({ name: "app-3", provider: "hcloud", region: "nbg1", size: "cx23" });
+        const withApp3 = await evaluate(withConfig({ nodes: grown }));
+        for (const r of servers(prod)) {
+            assert.notEqual(serverName(server(rekeyed, r.name)), serverName(r), `${r.name}: a replacement must not reuse the name`);
+            assert.equal(serverName(server(withApp3, r.name)), serverName(r), `${r.name}: unchanged, same name`);
+            assert.match(serverName(r), new RegExp(`^vps-ha-prod-${r.name}-[0-9a-f]{8}$`));
+        }
+        for (const fw of prod.resources.filter((x) => x.type.endsWith("irewall:Firewall"))) {
+            const again = rekeyed.resources.find((x) => x.type === fw.type && x.name === fw.name) as RecordedResource;
+            assert.equal(again.inputs.label ?? again.inputs.name, fw.inputs.label ?? fw.inputs.name, "a firewall keeps its name");
+        }
+    });
+
+    it("first deploy passes; a change taking two members down is refused before anything is created", async () => {
+        const nodes = prodNodes();
+        nodes.db[0].size = "cx33";
+        nodes.db[1].size = "cx33";
+        const { message, created } = await refusal(prod, withConfig({ nodes }));
+        assert.match(message, /cannot be applied in one pulumi up:\n  - this change takes 2 database members or etcd voters down in one pulumi up: db-1 \(size cx23 -> cx33: powered off while resized\), db-2 \(size cx23 -> cx33/);
+        assert.match(message, /in this order: db-1, db-2/);
+        assert.deepEqual(created, ["pulumi:pulumi:StackReference"], "nothing but the read of the deployed stack");
+        // Also when the deployed stack predates serverFacts (only its nodes output to go by).
+        const old = await refusal({ ...prod, outputs: { nodes: prod.outputs.nodes } }, withConfig({ nodes }));
+        assert.match(old.message, /takes 2 database members/);
+    });
+
+    it("a change of every member's user-data (a witness added) is refused", async () => {
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
+        const { message } = await refusal(prod, withConfig({ nodes }));
+        assert.match(message, /takes 3 database members or etcd voters down in one pulumi up: db-1 \(its user-data changes: a new server\)/);
+        assert.match(message, /Adding or removing a member rewrites every member's user-data/);
+    });
+
+    it("one member replaced in a run: that member alone is unprotected for it, then protected again", async () => {
+        const nodes = prodNodes();
+        nodes.db[1].region = "hel1"; // Hetzner: a new server
+        const moved = await after(prod, withConfig({ nodes }));
+        assert.equal(server(moved, "db-2").options.protect, false);
+        assert.equal(server(moved, "db-1").options.protect, true);
+        assert.equal(server(moved, "db-3").options.protect, true);
+        const next = await after(moved, withConfig({ nodes }));
+        assert.equal(server(next, "db-2").options.protect, true);
+    });
+
+    it("retiring a member: refused while protected, done after a run with retire: true", async () => {
+        // db-2 to Linode: the old Hetzner server is another resource, deleted at the end of the run.
+        const moved = prodNodes();
+        moved.db[1] = { name: "db-2", provider: "linode", region: "de-fra-2", size: "g6-standard-1" };
+        const { message, created } = await refusal(prod, withConfig({ nodes: moved }));
+        assert.match(message, /db-2 moves from hcloud\/nbg1\/cx23 to linode\/de-fra-2\/g6-standard-1: a new server, but its old server is protected/);
+        assert.deepEqual(created, ["pulumi:pulumi:StackReference"]);
+        const retiring = prodNodes();
+        retiring.db[1].retire = true;
+        const unprotected = await after(prod, withConfig({ nodes: retiring }));
+        assert.equal(server(unprotected, "db-2").options.protect, false);
+        assert.equal(unprotected.userData["db-2"], prod.userData["db-2"], "retire changes nothing on the server");
+        const done = await after(unprotected, withConfig({ nodes: moved }));
+        assert.equal(ofType(done, TYPES.linodeInstance).find((r) => r.name === "db-2")?.options.protect, true, "the new server is protected");
+    });
+
+    it("Hetzner: reuses an admin key the project has, and uploads one it lacks", async () => {
+        const key = JSON.parse(prodStack().values["vps-ha:admin"]).sshPublicKeys[0] as string;
+        const sshKeyType = "hcloud:index/sshKey:SshKey";
+        assert.equal(ofType(prod, sshKeyType).length, 1);
+        assert.equal((ofType(prod, sshKeyType)[0].inputs.labels as Record<string, string>)["vps-ha-owner"], "vps-ha-prod");
+        const existing = await evaluateProgram({
+            stack: "prod", values: prodStack().values, secretKeys: prodStack().secretKeys, env: {},
+            hcloudSshKeys: [{ id: 4242, name: "laptop", fingerprint: sshKeyFingerprint(key), publicKey: key, labels: {} }],
+        });
+        assert.equal(ofType(existing, sshKeyType).length, 0);
+        for (const r of ofType(existing, TYPES.hcloudServer)) assert.deepEqual(r.inputs.sshKeys, ["4242"]);
+    });
+});

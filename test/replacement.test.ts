@@ -1,0 +1,91 @@
+// The comparison of a stack file with the deployed stack: what each server goes through, and
+// the rule that one pulumi up takes one database member or etcd voter down at most.
+import { strict as assert } from "node:assert";
+import { compareServers, describeChange, factsFromOutputs, replacementProblems, ServerFacts, serverLifecycle } from "../components/replacement";
+
+const f = (name: string, role: string, provider: string, region: string, size: string | undefined, extra: Partial<ServerFacts> = {}): ServerFacts => ({
+    name, role, provider, region, ...(size ? { size } : {}), protected: role === "db" || role === "witness", userDataDigest: `u-${name}`, ...extra,
+});
+const deployed: ServerFacts[] = [
+    f("app-1", "app", "linode", "de-fra-2", "g6-nanode-1"),
+    f("lb-1", "haproxy", "linode", "de-fra-2", "g6-nanode-1"),
+    f("db-1", "db", "hcloud", "fsn1", "cx23"),
+    f("db-2", "db", "hcloud", "nbg1", "cx23"),
+    f("db-3", "db", "linode", "de-fra-2", "g6-standard-1"),
+];
+const edit = (changes: Record<string, Partial<ServerFacts> | null>): ServerFacts[] =>
+    deployed.filter((d) => changes[d.name] !== null).map((d) => ({ ...d, ...(changes[d.name] ?? {}) }));
+const kinds = (after: ServerFacts[], before: ServerFacts[] | undefined = deployed) => Object.fromEntries(compareServers(before, after).map((c) => [c.name, c.kind]));
+
+describe("replacement: the stack file against the deployed stack", () => {
+    it("first deploy: every server is new, nothing to refuse", () => {
+        const changes = compareServers(undefined, deployed);
+        assert.ok(changes.every((c) => c.kind === "new"));
+        assert.deepEqual(replacementProblems(changes, undefined), []);
+    });
+
+    it("says per node what the change does to its server, by provider", () => {
+        assert.deepEqual(kinds(edit({
+            "app-1": { region: "gb-lon" }, // Linode migrates
+            "lb-1": { size: "g6-standard-1" }, // resized in place
+            "db-1": { region: "hel1" }, // Hetzner: a new server
+        })), { "app-1": "restart", "lb-1": "restart", "db-1": "replace", "db-2": "same", "db-3": "same" });
+        assert.deepEqual(kinds(edit({ "db-3": { provider: "hcloud", region: "fsn1", size: "cx23" }, "app-1": { userDataDigest: "u-new" } })), { "app-1": "replace", "lb-1": "same", "db-1": "same", "db-2": "same", "db-3": "replace" });
+        const own = [f("w", "witness", "ssh", "home", undefined, { host: "198.51.100.7" })];
+        assert.equal(kinds([{ ...own[0], host: "198.51.100.8" }], own).w, "replace");
+        assert.equal(kinds([{ ...own[0], region: "office" }], own).w, "same", "an own host's region is a label");
+        // A digest unknown on either side (an older deployment) is no change.
+        assert.equal(kinds(edit({ "db-1": { userDataDigest: undefined } }))["db-1"], "same");
+        assert.deepEqual(compareServers(deployed, edit({ "db-2": null })).find((c) => c.name === "db-2")?.kind, "remove");
+        assert.equal(describeChange(compareServers(deployed, edit({ "db-1": { region: "hel1" } }))[2]), "db-1 (db): REPLACES the server: region fsn1 -> hel1: a new server");
+    });
+
+    it("allows one member down, refuses two, and names them with the order to apply them in", () => {
+        const one = compareServers(deployed, edit({ "db-1": { size: "cx33" }, "app-1": { userDataDigest: "x" }, "lb-1": { userDataDigest: "y" } }));
+        assert.deepEqual(replacementProblems(one, deployed), [], "app and HAProxy nodes do not count");
+        const two = compareServers(deployed, edit({ "db-1": { userDataDigest: "new" }, "db-2": { size: "cx33" } }));
+        const [problem, ...rest] = replacementProblems(two, deployed);
+        assert.equal(rest.length, 0);
+        assert.match(problem, /takes 2 database members or etcd voters down in one pulumi up: db-1 \(its user-data changes: a new server\), db-2 \(size cx23 -> cx33: powered off while resized\)/);
+        // A resize (disk kept) goes before a replacement (empty disk).
+        assert.match(problem, /one member per pulumi up, in this order: db-2, db-1,/);
+        assert.match(problem, /Nothing was changed\.$/);
+        // The witness votes too.
+        const withWitness = [...deployed, f("w", "witness", "hcloud", "hel1", "cx23")];
+        assert.equal(replacementProblems(compareServers(withWitness, [...edit({ "db-3": { size: "g6-standard-2" } }), { ...withWitness[5], region: "fsn1" }]), withWitness).length, 1);
+    });
+
+    it("refuses to delete a protected member (removed, or moved to another provider) until a run with retire: true", () => {
+        const removed = edit({ "db-3": null });
+        assert.match(replacementProblems(compareServers(deployed, removed), deployed).join("\n"), /db-3 is no longer in the stack file, but its server is protected\. To retire it: put it back, set retire: true on it and pulumi up/);
+        const moved = edit({ "db-3": { provider: "hcloud", region: "fsn1", size: "cx23" } });
+        assert.match(replacementProblems(compareServers(deployed, moved), deployed).join("\n"), /db-3 moves from linode\/de-fra-2\/g6-standard-1 to hcloud\/fsn1\/cx23: a new server, but its old server is protected\. Move it in two runs/);
+        // After the run with retire: true, the deployed facts say it is unprotected: both go.
+        const retired = deployed.map((d) => (d.name === "db-3" ? { ...d, protected: false } : d));
+        assert.deepEqual(replacementProblems(compareServers(retired, removed), retired), []);
+        assert.deepEqual(replacementProblems(compareServers(retired, moved), retired), []);
+        // A move within the provider needs no retire: this run lifts the protection itself.
+        assert.deepEqual(replacementProblems(compareServers(deployed, edit({ "db-1": { region: "hel1" } })), deployed), []);
+    });
+
+    it("protects members, except the one this run replaces or one being retired; replaces members delete-first", () => {
+        const [same, replaced] = [{ name: "db-1", role: "db", member: true, kind: "same" as const, reasons: [] }, { name: "db-1", role: "db", member: true, kind: "replace" as const, reasons: ["x"] }];
+        assert.deepEqual(serverLifecycle("db", false, same), { protect: true, deleteBeforeReplace: true });
+        assert.deepEqual(serverLifecycle("witness", false, undefined), { protect: true, deleteBeforeReplace: true });
+        assert.deepEqual(serverLifecycle("db", false, replaced), { protect: false, deleteBeforeReplace: true });
+        assert.deepEqual(serverLifecycle("db", true, same), { protect: false, deleteBeforeReplace: true });
+        assert.deepEqual(serverLifecycle("db", false, { ...replaced, providerMove: true }), { protect: true, deleteBeforeReplace: true }, "a new resource elsewhere");
+        assert.deepEqual(serverLifecycle("app", false, same), { protect: false, deleteBeforeReplace: false });
+        assert.deepEqual(serverLifecycle("haproxy", false, replaced), { protect: false, deleteBeforeReplace: false });
+    });
+
+    it("reads the deployed facts from stack outputs, and the nodes of a deployment older than them", () => {
+        assert.equal(factsFromOutputs(undefined), undefined);
+        assert.equal(factsFromOutputs({}), undefined);
+        assert.deepEqual(factsFromOutputs({ serverFacts: deployed }), deployed);
+        const old = factsFromOutputs({ nodes: [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", publicIpv4: "203.0.113.1" }, { name: "w", role: "witness", provider: "ssh", region: "home", publicIpv4: "198.51.100.7" }] });
+        assert.deepEqual(old, [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", protected: false }, { name: "w", role: "witness", provider: "ssh", region: "home", protected: false, host: "198.51.100.7" }]);
+        assert.throws(() => factsFromOutputs({ serverFacts: [{ name: "db-1" }] }), /serverFacts output is not a list of server facts/);
+        assert.throws(() => factsFromOutputs({ nodes: "x" }), /nodes output is not a list of nodes/);
+    });
+});
