@@ -42,14 +42,17 @@ export interface PlanReport {
     failures: FailureRow[];
     /** With --against: what applying this file over the deployed one would risk. */
     replacementWarnings?: string[];
+    /** Secrets the stack file does not hold yet: each must be set (or in the environment) before `pulumi up`. */
+    secretsToSet: { path: string; message: string }[];
 }
 
 export async function planReport(source: string, stack: string, against?: string): Promise<PlanReport> {
     const file = readStackFile(source);
+    const secretsToSet = planOf(file, stack, source).config.missingSecrets;
     const deployedFile = against === undefined ? undefined : readStackFile(against);
     const deployed = deployedFile && planOf(deployedFile, stack, against as string);
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
-    const report = toReport(evaluation, stack, source);
+    const report = { ...toReport(evaluation, stack, source), secretsToSet };
     if (deployedFile && deployed) {
         // Both evaluated in this process, so their generated keys and certificates are the same:
         // what differs in a node's user-data is what the change does to it.
@@ -63,14 +66,14 @@ export async function planReport(source: string, stack: string, against?: string
 /** The pure plan of a stack file; a config mistake names the file it is in. */
 function planOf(file: StackFile, stack: string, source: string): StackPlan {
     try {
-        return buildPlan(parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, stack));
+        return buildPlan(parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {}, offline: true }, stack));
     } catch (e) {
         if (e instanceof ConfigError) throw new StackFileError(`${source}: ${e.message}`);
         throw e;
     }
 }
 
-function toReport(e: Evaluation, stack: string, source: string): PlanReport {
+function toReport(e: Evaluation, stack: string, source: string): Omit<PlanReport, "secretsToSet"> {
     const out = e.outputs as { nodes: PlanNode[]; failures: FailureRow[]; extraCosts: PlanReport["extraCosts"]; monthlyCostUsd: number };
     const resources: Record<string, number> = {};
     for (const r of e.resources) resources[r.type] = (resources[r.type] ?? 0) + 1;
@@ -113,6 +116,10 @@ export function formatReport(r: PlanReport): string {
     const yes = (b: boolean) => (b ? "up" : "DOWN");
     for (const f of r.failures) {
         lines.push(`  ${pad(f.scenario, 29)}${pad(yes(f.webUp), 6)}${pad(f.dbPrimary ? "yes" : "NO", 12)}${pad(f.dbWrites ? "yes" : "NO", 11)}${f.note}`);
+    }
+    if (r.secretsToSet.length) {
+        lines.push("", "Secrets to set before pulumi up (the plan runs without them)");
+        for (const s of r.secretsToSet) lines.push(`  - ${s.path}: ${s.message}`);
     }
     if (r.replacementWarnings) {
         lines.push("", r.replacementWarnings.length ? "Warnings (against the deployed stack file)" : "Against the deployed stack file: no warnings");

@@ -3,9 +3,11 @@
 // which of them Pulumi marks secret. The offline plan, the lab and the program tests all read
 // the stack through this one function.
 import * as pulumi from "@pulumi/pulumi";
+import * as settings from "@pulumi/pulumi/runtime/settings";
 import { createHash } from "node:crypto";
 import { adapters } from "../../components/providers";
 import { BOOTSTRAP_SUFFIX } from "../../components/providers/ssh";
+import { OFFLINE_ENV } from "../../components/config";
 import { vpsHa } from "../../components/stack";
 import { mockTls } from "./mock-tls";
 
@@ -31,6 +33,23 @@ export interface Evaluation {
     userData: Record<string, string>;
     /** The public IPv4 the mock gave each server, by node name. */
     publicIpv4: Record<string, string>;
+    /** Resource options the engine would act on, by resource name (only those set). */
+    options: Record<string, RecordedOptions>;
+}
+
+export interface RecordedOptions {
+    ignoreChanges?: string[];
+    /** The names of the resources this one waits for (explicit dependsOn). */
+    dependsOn?: string[];
+    protect?: boolean;
+}
+
+/** The registration request as the mock monitor receives it (the parts read here). */
+interface RegisterRequest {
+    getName(): string;
+    getIgnorechangesList(): string[];
+    getDependenciesList(): string[];
+    getProtect(): boolean | undefined;
 }
 
 export interface ProgramInput {
@@ -142,11 +161,25 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
             input.stack,
             false,
         );
+        // The mock monitor hands newResource no options; read them from the request itself.
+        const options: Record<string, RecordedOptions> = {};
+        const monitor = settings.getMonitor() as unknown as { registerResource(req: RegisterRequest, cb: unknown): unknown };
+        const register = monitor.registerResource.bind(monitor);
+        monitor.registerResource = (req: RegisterRequest, cb: unknown) => {
+            const o: RecordedOptions = {};
+            if (req.getIgnorechangesList().length) o.ignoreChanges = req.getIgnorechangesList();
+            if (req.getDependenciesList().length) o.dependsOn = req.getDependenciesList().map((urn) => urn.slice(urn.lastIndexOf("::") + 2));
+            if (req.getProtect()) o.protect = true;
+            if (Object.keys(o).length) options[req.getName()] = o;
+            return register(req, cb);
+        };
         pulumi.runtime.setAllConfig(input.values, input.secretKeys);
         if (input.env) {
             for (const k of Object.keys(process.env)) if (!(k in input.env)) delete process.env[k];
             Object.assign(process.env, input.env);
         }
+        // Offline: a secret the stack file leaves out is listed, not refused (see RawConfig.offline).
+        process.env[OFFLINE_ENV] = "1";
         const stackOutputs = vpsHa();
         const secretOutputs: string[] = [];
         const outputs = (await resolveDeep(stackOutputs, "", secretOutputs)) as Record<string, unknown>;
@@ -159,7 +192,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                 if (u !== undefined) userData[nodeNameOf(r.name)] = u;
             }
         }
-        return { resources, outputs, secretOutputs, userData, publicIpv4 };
+        return { resources, outputs, secretOutputs, userData, publicIpv4, options };
     } finally {
         process.env = savedEnv;
         evaluating = false;
