@@ -52,6 +52,7 @@ export function formatIssues(issues: ConfigIssue[]): string {
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits Cloudflare shows for it");
 const image = z.string().regex(/^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/, "must name a tag or digest, e.g. ghcr.io/acme/app:1.4.2");
+const HOST_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 const hostName = z.string().regex(/^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a host name such as app.example.com (lower case)");
 /** No control character, '%' or '$': systemd would expand the last two in ExecStart, and a newline ends the line. */
 const commandWord = z.string().min(1, "must not be empty").regex(/^[^\u0000-\u001f\u007f%$]*$/, "must not contain a newline or other control character, '%' or '$' (systemd expands % and $ in a unit's command line); pass values through app.env instead");
@@ -189,8 +190,9 @@ const shapes = {
             region: z.string().regex(/^[a-z0-9-]+$/, "must be a region name such as auto or eu-central-1").optional(),
             /** Key prefix inside the bucket; default /<stack>, so stacks can share a bucket. */
             path: z.string().regex(/^\/[A-Za-z0-9._\/-]*$/, "must be an absolute path such as /prod").optional(),
-            accessKeyId: z.string().min(1).optional(),
-            secretAccessKey: z.string().min(1).optional(),
+            // Both land in pgBackRest's config file: one printable word each.
+            accessKeyId: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable ASCII characters, no spaces or newlines").optional(),
+            secretAccessKey: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable ASCII characters, no spaces or newlines").optional(),
             /** Where the program's R2 bucket should live (a hint R2 honours when it creates the bucket); R2 only. */
             location: z.enum(R2_LOCATIONS).optional(),
             /** false only for a test endpoint with a self-signed certificate (the lab's). */
@@ -272,9 +274,14 @@ function decode(text: string): unknown {
     return text;
 }
 
+/** Values kept as secrets, whose content an error message must not repeat. */
+const SECRET_PATHS = [/\.backups\.(accessKeyId|secretAccessKey)$/, /\.alerts\.(webhookUrl|webhookSecret)$/, /^vps-ha:app\.env\./];
+
 function zodIssue(key: string, issue: z.core.$ZodIssue): ConfigIssue {
     const path = key + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
-    const got = "input" in issue && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : "";
+    // A secret's bad value is not echoed: the message ends up in terminals and CI logs.
+    const secret = SECRET_PATHS.some((p) => p.test(path));
+    const got = "input" in issue && issue.input !== undefined ? (secret ? " (the value is not shown: it is a secret)" : ` (got ${JSON.stringify(issue.input)})`) : "";
     if (issue.code === "invalid_type" && issue.input === undefined) return { path, message: `is required: ${issue.message}` };
     if (issue.code === "unrecognized_keys") return { path, message: `has unknown key(s) ${issue.keys.join(", ")}; allowed: ${allowedKeysAt(key, issue.path)}` };
     // A bad record key (an env variable name): report the key's own problem at the key's path.
@@ -337,6 +344,16 @@ function checkNodes(config: StackConfig): ConfigIssue[] {
             }
         } else {
             if (!node.host) issues.push({ path: at("host"), message: `is required for provider "${node.provider}": the host's public IPv4 address or DNS name` });
+            else if (isIP(node.host) === 0 && !HOST_NAME.test(node.host)) {
+                issues.push({ path: at("host"), message: `"${node.host}" is neither an IP address nor a DNS name; allowed: e.g. 203.0.113.7 or witness.example.net` });
+            }
+            if (node.user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(node.user)) {
+                issues.push({ path: at("user"), message: `"${node.user}" is not a login name; allowed: 1-32 of a-z, 0-9, '_' and '-', starting with a letter or '_'` });
+            }
+            // A host you bring names its own place; it becomes part of the node's failure domain.
+            if (!/^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]?$/.test(node.region)) {
+                issues.push({ path: at("region"), message: `"${node.region}" is not a usable place name; allowed: 1-32 of a-z, 0-9 and '-', e.g. home-office` });
+            }
             if (node.size !== undefined) issues.push({ path: at("size"), message: `does not apply to provider "${node.provider}" (a host you bring has the size it has)` });
         }
     }
@@ -374,7 +391,7 @@ function checkRoleCounts(config: StackConfig): ConfigIssue[] {
 function checkNetwork(config: StackConfig): ConfigIssue[] {
     const issues: ConfigIssue[] = [];
     config.admin.sshCidrs.forEach((c, i) => {
-        if (!parseCidr(c)) issues.push({ path: `${PROJECT}:admin.sshCidrs[${i}]`, message: `"${c}" is not a CIDR; allowed: an IPv4 or IPv6 network such as 203.0.113.7/32 or 2001:db8::/48` });
+        if (!parseCidr(c) || /\s/.test(c)) issues.push({ path: `${PROJECT}:admin.sshCidrs[${i}]`, message: `"${c}" is not a CIDR; allowed: an IPv4 or IPv6 network such as 203.0.113.7/32 or 2001:db8::/48` });
     });
     if (config.admin.sshCidrs.length > 0 && config.admin.sshPublicKeys.length === 0) {
         issues.push({ path: `${PROJECT}:admin.sshPublicKeys`, message: "is empty while admin.sshCidrs opens SSH; add at least one public key (password logins are disabled)" });
@@ -383,7 +400,7 @@ function checkNetwork(config: StackConfig): ConfigIssue[] {
         issues.push({ path: `${PROJECT}:admin.sshCidrs`, message: "is empty, but hosts you bring (provider ssh) are set up over SSH: add the address Pulumi runs from" });
     }
     const mesh = parseCidr(config.mesh.cidr);
-    if (!mesh || mesh.version !== 4 || !isPrivate4(config.mesh.cidr)) {
+    if (!mesh || /\s/.test(config.mesh.cidr) || mesh.version !== 4 || !isPrivate4(config.mesh.cidr)) {
         issues.push({ path: `${PROJECT}:mesh.cidr`, message: `"${config.mesh.cidr}" must be a private IPv4 network (10/8, 172.16/12 or 192.168/16), e.g. 10.77.0.0/24` });
         return issues;
     }

@@ -320,6 +320,23 @@ describe("stack config validation: what a first deployment meets", () => {
         assert.match(onlyIssue(file, "vps-ha:database.backups.bucket"), /^is required with backups.endpoint/);
     });
 
+    it("keeps what reaches nftables, SSH and pgBackRest's config to one clean word", () => {
+        assert.equal(onlyIssue(withConfig({ admin: { sshCidrs: ["203.0.113.7/32\nflush ruleset"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] } }), "vps-ha:admin.sshCidrs[0]"),
+            `"203.0.113.7/32\nflush ruleset" is not a CIDR; allowed: an IPv4 or IPv6 network such as 203.0.113.7/32 or 2001:db8::/48`);
+        assert.match(onlyIssue(withConfig({ admin: { sshCidrs: [" 203.0.113.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] } }), "vps-ha:admin.sshCidrs[0]"), /is not a CIDR/);
+        assert.match(onlyIssue(withConfig({ mesh: { cidr: "10.77.0.0/24\n" } }), "vps-ha:mesh.cidr"), /must be a private IPv4 network/);
+        assert.equal(onlyIssue(withConfig({ database: { backups: { ...backups(), secretAccessKey: "abc\nrepo1-path=/" } } }), "vps-ha:database.backups.secretAccessKey"),
+            "must be 1-256 printable ASCII characters, no spaces or newlines (the value is not shown: it is a secret)");
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "ssh", region: "Home Office", host: "203.0.113.9; rm -rf /", user: "root\nx" }];
+        const own = { nodes, admin: { sshCidrs: ["198.51.100.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] }, sshPrivateKey: "k" };
+        const file = withConfig(own);
+        file.secretKeys.push("vps-ha:sshPrivateKey");
+        assert.equal(onlyIssue(file, "vps-ha:nodes.witness[0].host"), `"203.0.113.9; rm -rf /" is neither an IP address nor a DNS name; allowed: e.g. 203.0.113.7 or witness.example.net`);
+        assert.match(onlyIssue(file, "vps-ha:nodes.witness[0].user"), /^"root\nx" is not a login name; allowed: 1-32 of a-z/);
+        assert.match(onlyIssue(file, "vps-ha:nodes.witness[0].region"), /^"Home Office" is not a usable place name; allowed: 1-32 of a-z, 0-9 and '-'/);
+    });
+
     it("says which secret to set, and how, when the shipped stack file has none yet", () => {
         const issues = issuesOf(shippedProdStack());
         assert.deepEqual(issues.map((i) => i.path).sort(), ["cloudflare:apiToken", "hcloud:token", "linode:token", "vps-ha:database.backups.accessKeyId", "vps-ha:database.backups.secretAccessKey"]);
