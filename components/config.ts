@@ -5,7 +5,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { catalogs, isCloudProvider, isOwnHost, providerNames } from "./providers/catalogs";
-import { cidrHostCount, inNetwork, ipInCidr, parseCidr } from "./net";
+import { cidrHostCount, inNetwork, intToIpv4, ipInCidr, ipv4ToInt, parseCidr } from "./net";
 import { imagePort, RELEASE_PORT_SPAN } from "./release";
 
 export const PROJECT = "vps-ha";
@@ -17,7 +17,17 @@ export interface RawConfig {
     values: Readonly<Record<string, string>>;
     secretKeys: ReadonlySet<string>;
     env: Readonly<Record<string, string | undefined>>;
+    /**
+     * An offline evaluation (the plan, the lab, tests): a secret the stack file leaves out may be
+     * set later, so it is listed in `missingSecrets` and stood in by OFFLINE_SECRET, not refused.
+     */
+    offline?: boolean;
 }
+
+/** What an offline evaluation reads for a secret it cannot see (also a stack file's `secure:` value). */
+export const OFFLINE_SECRET = "[secret]";
+/** Set by the offline evaluation (scripts/lib/mock-program.ts) while the program runs under mocks. */
+export const OFFLINE_ENV = "VPS_HA_OFFLINE_EVALUATION";
 
 export interface ConfigIssue {
     /** Full path, e.g. `vps-ha:nodes.db[1].region`. */
@@ -42,7 +52,17 @@ export function formatIssues(issues: ConfigIssue[]): string {
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be 2-32 characters of a-z, 0-9 and '-', starting with a letter");
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/, "must be the 32 hex digits Cloudflare shows for it");
 const image = z.string().regex(/^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/, "must name a tag or digest, e.g. ghcr.io/acme/app:1.4.2");
-const hostName = z.string().regex(/^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a host name such as app.example.com");
+const HOST_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+const hostName = z.string().regex(/^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a host name such as app.example.com (lower case)");
+/** No control character, '%' or '$': systemd would expand the last two in ExecStart, and a newline ends the line. */
+const commandWord = z.string().min(1, "must not be empty").regex(/^[^\u0000-\u001f\u007f%$]*$/, "must not contain a newline or other control character, '%' or '$' (systemd expands % and $ in a unit's command line); pass values through app.env instead");
+/** An HTTP path with an optional query, in characters that are inert in HAProxy's config and in a double-quoted shell word. */
+const httpPath = z.string().regex(/^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~=&-]*)?$/, "must be a path such as /healthz: '/' then letters, digits and . _ ~ / - (optionally ?key=value&...); no spaces, quotes, '$', '`', '\\' or '#'");
+
+/** Pulumi stack names become DNS labels (<node>.<stack>.nodes.<domain>) and parts of resource names. */
+export const STACK_NAME = /^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$/;
+/** X.509's upper bound on a common name (ub-common-name, RFC 5280): the origin certificate's CN is the app's hostname. */
+export const MAX_COMMON_NAME = 64;
 
 /** R2's location hints: Asia-Pacific, Eastern/Western Europe, Eastern/Western North America, Oceania. */
 export const R2_LOCATIONS = ["apac", "eeur", "weur", "enam", "wnam", "oc"] as const;
@@ -81,10 +101,17 @@ const shapes = {
         loadBalancer: z.boolean().default(true),
         /** The plan the zone is on: it sets the shortest health-check interval, and budget mode's health checks need Pro. */
         zonePlan: z.enum(ZONE_PLANS).default("free"),
-        /** Default app.<domain>. */
+        /** Default app.<domain> for the stack prod, app-<stack>.<domain> for any other; at most one level under the zone. */
         hostname: hostName.optional(),
-        /** The release candidate's hostname; default candidate.<domain>. */
+        /** The release candidate's hostname; default candidate.<domain> (prod) or candidate-<stack>.<domain>. */
         candidateHostname: hostName.optional(),
+        /**
+         * true: the program also sets the zone-wide TLS settings (SSL Full (strict), Always Use
+         * HTTPS, TLS 1.2 minimum). They apply to every hostname of the zone and outlive `destroy`,
+         * so at most one stack per zone should; false (default): the zone's SSL mode must already
+         * be Full (strict) (npm run preflight checks it) and TLS 1.2 is set per hostname.
+         */
+        zoneSettings: z.boolean().default(false),
         /** off: ordered failover to the second HAProxy node, back when the first is healthy again; random: both share the traffic. */
         // A YAML 1.1 reader takes an unquoted `off` for false; it means the steering policy "off".
         steering: z.preprocess((v) => (v === false ? "off" : v), z.enum(["off", "random"])).default("off"),
@@ -93,13 +120,19 @@ const shapes = {
             retries: z.number().int().min(0).max(5).default(2),
             timeout: z.number().int().min(1).max(10).default(5),
             /** Default /healthz; HAProxy answers it itself (200 while an app node is up). */
-            path: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, "must be a path such as /healthz").default("/healthz"),
+            path: httpPath.default("/healthz"),
         }).default({ interval: 60, retries: 2, timeout: 5, path: "/healthz" }),
         hstsMaxAgeSeconds: z.number().int().min(0).max(31536000, "must be at most 31536000 (12 months), the longest Cloudflare accepts").default(31536000),
         alerts: z.strictObject({
             enabled: z.boolean().default(true),
             email: z.email("must be an email address").optional(),
-            webhookUrl: z.string().regex(/^https:\/\/[^\s]+$/, "must be an https:// URL").optional(),
+            /** Slack-style URLs carry a token: the whole cloudflare key must then be a secret. */
+            webhookUrl: z.string().regex(/^https:\/\/[^\s"'<>\\`]+$/, "must be an https:// URL without spaces or quotes").optional(),
+            /**
+             * Sent in the cf-webhook-auth header; set it (a secret) when the receiver checks it, so the
+             * receiver knows it before Cloudflare sends its test at creation. Default: generated.
+             */
+            webhookSecret: z.string().regex(/^[\x21-\x7e]{16,128}$/, "must be 16-128 printable ASCII characters without spaces").optional(),
         }).optional(),
     }),
     admin: z.strictObject({
@@ -128,7 +161,7 @@ const shapes = {
         }).optional(),
         /** Each image listens on its own port in port .. port+999 (see components/release.ts). */
         port: z.number().int().min(1).max(65535 - (RELEASE_PORT_SPAN - 1), `must leave room for the ${RELEASE_PORT_SPAN} ports releases use (at most ${65535 - (RELEASE_PORT_SPAN - 1)})`).default(8080),
-        healthPath: z.string().regex(/^\/\S*$/, "must start with '/'").default("/healthz"),
+        healthPath: httpPath.default("/healthz"),
         /** The app's environment; every value is kept as a secret (the env file is). */
         env: z.record(
             z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name (letters, digits, '_', not starting with a digit)")
@@ -136,9 +169,9 @@ const shapes = {
             z.string().regex(/^[^\n\r\0]*$/, "must be one line (no newline or NUL)"),
         ).default({}),
         /** Overrides the image's command for the web process. */
-        command: z.array(z.string().min(1)).min(1).optional(),
+        command: z.array(commandWord).min(1).optional(),
         /** A background worker on every app node: the same image, this command, no HTTP. */
-        worker: z.strictObject({ command: z.array(z.string().min(1)).min(1) }).optional(),
+        worker: z.strictObject({ command: z.array(commandWord).min(1) }).optional(),
     }),
     database: z.strictObject({
         synchronous: z.enum(["quorum", "on", "off"]).default("quorum"),
@@ -148,15 +181,20 @@ const shapes = {
          */
         synchronousStrict: z.boolean().default(true),
         backups: z.strictObject({
-            bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')"),
+            /** Default (R2 only): vps-ha-<stack>-backups, so stacks sharing an account never share a bucket. */
+            bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')").optional(),
             /** S3 endpoint; default: the Cloudflare account's R2 endpoint. */
-            endpoint: z.string().regex(/^https:\/\/[a-z0-9.-]+(:\d{1,5})?\/?$/i, "must be an https:// URL of an S3-compatible endpoint, e.g. https://s3.eu-central-1.amazonaws.com").optional(),
+            endpoint: z.string()
+                .regex(/^https:\/\/[a-z0-9.-]+(:\d{1,5})?\/?$/i, "must be an https:// URL of an S3-compatible endpoint, e.g. https://s3.eu-central-1.amazonaws.com")
+                .refine((u) => { const port = /:(\d+)\/?$/.exec(u)?.[1]; return port === undefined || (Number(port) >= 1 && Number(port) <= 65535); }, "has a port outside 1-65535")
+                .optional(),
             /** S3 region; R2 takes "auto". */
             region: z.string().regex(/^[a-z0-9-]+$/, "must be a region name such as auto or eu-central-1").optional(),
             /** Key prefix inside the bucket; default /<stack>, so stacks can share a bucket. */
             path: z.string().regex(/^\/[A-Za-z0-9._\/-]*$/, "must be an absolute path such as /prod").optional(),
-            accessKeyId: z.string().min(1).optional(),
-            secretAccessKey: z.string().min(1).optional(),
+            // Both land in pgBackRest's config file: one printable word each.
+            accessKeyId: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable ASCII characters, no spaces or newlines").optional(),
+            secretAccessKey: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1-256 printable ASCII characters, no spaces or newlines").optional(),
             /** Where the program's R2 bucket should live (a hint R2 honours when it creates the bucket); R2 only. */
             location: z.enum(R2_LOCATIONS).optional(),
             /** false only for a test endpoint with a self-signed certificate (the lab's). */
@@ -166,12 +204,18 @@ const shapes = {
 } as const;
 
 type Shapes = typeof shapes;
+
+/** Every vps-ha key, and which of them a stack must set (the others have defaults or are optional). */
+export const CONFIG_KEYS = Object.keys(shapes) as (keyof Shapes)[];
+export const REQUIRED_CONFIG_KEYS = CONFIG_KEYS.filter((k) => !shapes[k].safeParse(undefined).success);
 type Parsed = { [K in keyof Shapes]: z.output<Shapes[K]> };
 
 export interface StackConfig extends Parsed {
     stack: string;
     /** Keys that must be supplied as Pulumi secrets, and whether the program found them. */
     secretKeys: string[];
+    /** Offline only: the secrets the stack file still lacks, each with how to set it. */
+    missingSecrets: ConfigIssue[];
 }
 
 /** Config keys that must be secret when set (and where they may come from instead). */
@@ -183,6 +227,13 @@ export function parseStackConfig(raw: RawConfig, stack: string): StackConfig {
     const issues: ConfigIssue[] = [];
     const ns = `${PROJECT}:`;
     const parsed: Partial<Record<keyof Shapes, unknown>> = {};
+    if (!STACK_NAME.test(stack)) {
+        issues.push({
+            path: "stack",
+            message: `"${stack}" cannot be used as a stack name: it becomes a DNS label (<node>.<stack>.nodes.<domain>) and part of resource names; ` +
+                `allowed: 1-20 of a-z, 0-9 and '-', starting with a letter and not ending with '-' (pulumi stack rename ${suggestStack(stack)})`,
+        });
+    }
 
     for (const key of Object.keys(raw.values)) {
         if (!key.startsWith(ns)) continue;
@@ -201,10 +252,15 @@ export function parseStackConfig(raw: RawConfig, stack: string): StackConfig {
     }
     if (issues.length > 0) throw new ConfigError(issues);
 
-    const config = { ...(parsed as Parsed), stack, secretKeys: [] as string[] };
+    const config = { ...(parsed as Parsed), stack, secretKeys: [] as string[], missingSecrets: [] as ConfigIssue[] };
     issues.push(...checkNodes(config), ...checkNetwork(config), ...checkFrontDoor(config), ...checkRelease(config), ...checkSecrets(config, raw));
     if (issues.length > 0) throw new ConfigError(issues);
     return config;
+}
+
+function suggestStack(stack: string): string {
+    const s = stack.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^[^a-z]+/, "").slice(0, 20).replace(/-+$/, "");
+    return s || "prod";
 }
 
 /** Pulumi hands structured values over as JSON text; plain strings stay strings. */
@@ -220,9 +276,14 @@ function decode(text: string): unknown {
     return text;
 }
 
+/** Values kept as secrets, whose content an error message must not repeat. */
+const SECRET_PATHS = [/\.backups\.(accessKeyId|secretAccessKey)$/, /\.alerts\.(webhookUrl|webhookSecret)$/, /^vps-ha:app\.env\./];
+
 function zodIssue(key: string, issue: z.core.$ZodIssue): ConfigIssue {
     const path = key + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
-    const got = "input" in issue && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : "";
+    // A secret's bad value is not echoed: the message ends up in terminals and CI logs.
+    const secret = SECRET_PATHS.some((p) => p.test(path));
+    const got = "input" in issue && issue.input !== undefined ? (secret ? " (the value is not shown: it is a secret)" : ` (got ${JSON.stringify(issue.input)})`) : "";
     if (issue.code === "invalid_type" && issue.input === undefined) return { path, message: `is required: ${issue.message}` };
     if (issue.code === "unrecognized_keys") return { path, message: `has unknown key(s) ${issue.keys.join(", ")}; allowed: ${allowedKeysAt(key, issue.path)}` };
     // A bad record key (an env variable name): report the key's own problem at the key's path.
@@ -285,6 +346,16 @@ function checkNodes(config: StackConfig): ConfigIssue[] {
             }
         } else {
             if (!node.host) issues.push({ path: at("host"), message: `is required for provider "${node.provider}": the host's public IPv4 address or DNS name` });
+            else if (isIP(node.host) === 0 && !HOST_NAME.test(node.host)) {
+                issues.push({ path: at("host"), message: `"${node.host}" is neither an IP address nor a DNS name; allowed: e.g. 203.0.113.7 or witness.example.net` });
+            }
+            if (node.user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(node.user)) {
+                issues.push({ path: at("user"), message: `"${node.user}" is not a login name; allowed: 1-32 of a-z, 0-9, '_' and '-', starting with a letter or '_'` });
+            }
+            // A host you bring names its own place; it becomes part of the node's failure domain.
+            if (!/^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]?$/.test(node.region)) {
+                issues.push({ path: at("region"), message: `"${node.region}" is not a usable place name; allowed: 1-32 of a-z, 0-9 and '-', e.g. home-office` });
+            }
             if (node.size !== undefined) issues.push({ path: at("size"), message: `does not apply to provider "${node.provider}" (a host you bring has the size it has)` });
         }
     }
@@ -322,7 +393,7 @@ function checkRoleCounts(config: StackConfig): ConfigIssue[] {
 function checkNetwork(config: StackConfig): ConfigIssue[] {
     const issues: ConfigIssue[] = [];
     config.admin.sshCidrs.forEach((c, i) => {
-        if (!parseCidr(c)) issues.push({ path: `${PROJECT}:admin.sshCidrs[${i}]`, message: `"${c}" is not a CIDR; allowed: an IPv4 or IPv6 network such as 203.0.113.7/32 or 2001:db8::/48` });
+        if (!parseCidr(c) || /\s/.test(c)) issues.push({ path: `${PROJECT}:admin.sshCidrs[${i}]`, message: `"${c}" is not a CIDR; allowed: an IPv4 or IPv6 network such as 203.0.113.7/32 or 2001:db8::/48` });
     });
     if (config.admin.sshCidrs.length > 0 && config.admin.sshPublicKeys.length === 0) {
         issues.push({ path: `${PROJECT}:admin.sshPublicKeys`, message: "is empty while admin.sshCidrs opens SSH; add at least one public key (password logins are disabled)" });
@@ -331,8 +402,13 @@ function checkNetwork(config: StackConfig): ConfigIssue[] {
         issues.push({ path: `${PROJECT}:admin.sshCidrs`, message: "is empty, but hosts you bring (provider ssh) are set up over SSH: add the address Pulumi runs from" });
     }
     const mesh = parseCidr(config.mesh.cidr);
-    if (!mesh || mesh.version !== 4 || !isPrivate4(config.mesh.cidr)) {
+    if (!mesh || /\s/.test(config.mesh.cidr) || mesh.version !== 4 || !isPrivate4(config.mesh.cidr)) {
         issues.push({ path: `${PROJECT}:mesh.cidr`, message: `"${config.mesh.cidr}" must be a private IPv4 network (10/8, 172.16/12 or 192.168/16), e.g. 10.77.0.0/24` });
+        return issues;
+    }
+    const network = networkAddress(mesh.address, mesh.prefix);
+    if (network !== mesh.address) {
+        issues.push({ path: `${PROJECT}:mesh.cidr`, message: `"${config.mesh.cidr}" has host bits set; a network starts at its first address: ${network}/${mesh.prefix}` });
         return issues;
     }
     const count = allNodes(config).length;
@@ -348,6 +424,11 @@ function checkNetwork(config: StackConfig): ConfigIssue[] {
         }
     }
     return issues;
+}
+
+function networkAddress(address: string, prefix: number): string {
+    const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+    return intToIpv4((ipv4ToInt(address) & mask) >>> 0);
 }
 
 function isPrivate4(cidr: string): boolean {
@@ -393,22 +474,52 @@ function checkRelease(config: StackConfig): ConfigIssue[] {
 
 // ---- the Cloudflare front door ---------------------------------------------------------------
 
-/** The app's and the release candidate's hostnames, defaults applied. */
-export function frontDoorHostnames(config: Pick<StackConfig, "cloudflare" | "domain">): { app: string; candidate: string } {
-    return { app: config.cloudflare.hostname ?? `app.${config.domain}`, candidate: config.cloudflare.candidateHostname ?? `candidate.${config.domain}` };
+/**
+ * The app's and the release candidate's hostnames, defaults applied. Only the stack prod takes
+ * app.<domain> and candidate.<domain>; any other stack's carry its name (app-staging.<domain>), so
+ * two stacks in one zone never claim the same hostname. One level under the zone, where
+ * Cloudflare's Universal SSL certificate reaches.
+ */
+export function frontDoorHostnames(config: Pick<StackConfig, "cloudflare" | "domain" | "stack">): { app: string; candidate: string } {
+    const suffix = config.stack === "prod" ? "" : `-${config.stack}`;
+    return {
+        app: config.cloudflare.hostname ?? `app${suffix}.${config.domain}`,
+        candidate: config.cloudflare.candidateHostname ?? `candidate${suffix}.${config.domain}`,
+    };
 }
+
+/** The longest node name allowed, as it appears in <node>.<stack>.nodes.<domain>. */
+const NODE_RECORD_SPARE = ".nodes.".length + 32 + 1 + 20;
 
 function checkFrontDoor(config: StackConfig): ConfigIssue[] {
     const issues: ConfigIssue[] = [];
     const cf = config.cloudflare;
     const at = (field: string) => `${PROJECT}:cloudflare.${field}`;
     const names = frontDoorHostnames(config);
+    // A default hostname is the domain's doing: report it there, saying where it came from.
+    const where = (field: "hostname" | "candidateHostname") => (cf[field] === undefined ? `${PROJECT}:domain` : at(field));
+    const from = (field: "hostname" | "candidateHostname") => (cf[field] === undefined ? ` (the default cloudflare.${field})` : "");
     for (const [field, host] of [["hostname", names.app], ["candidateHostname", names.candidate]] as const) {
         if (host !== config.domain && !host.endsWith(`.${config.domain}`)) {
-            issues.push({ path: at(field), message: `"${host}" is outside the zone ${config.domain}; allowed: ${config.domain} or a name under it, e.g. app.${config.domain}` });
+            issues.push({ path: where(field), message: `"${host}" is outside the zone ${config.domain}; allowed: ${config.domain} or a name one level under it, e.g. app.${config.domain}` });
         } else if (host.endsWith(`.nodes.${config.domain}`)) {
-            issues.push({ path: at(field), message: `"${host}" is inside nodes.${config.domain}, where the nodes' DNS-only records live; pick a name outside it` });
+            issues.push({ path: where(field), message: `"${host}" is inside nodes.${config.domain}, where the nodes' DNS-only records live; pick a name outside it` });
+        } else if (host !== config.domain && host.slice(0, -config.domain.length - 1).includes(".")) {
+            issues.push({
+                path: where(field),
+                message: `"${host}" is two or more levels under the zone ${config.domain}; Cloudflare's Universal SSL certificate covers ${config.domain} and *.${config.domain} only, ` +
+                    `so visitors would get a certificate error; allowed: ${config.domain} or one level under it, e.g. ${host.split(".")[0]}.${config.domain}`,
+            });
         }
+    }
+    if (names.app.length > MAX_COMMON_NAME) {
+        issues.push({
+            path: where("hostname"),
+            message: `"${names.app}"${from("hostname")} is ${names.app.length} characters; it is the origin certificate's common name, which takes at most ${MAX_COMMON_NAME} (X.509); use a shorter hostname or domain`,
+        });
+    }
+    if (config.domain.length + NODE_RECORD_SPARE > 253) {
+        issues.push({ path: `${PROJECT}:domain`, message: `"${config.domain}" is ${config.domain.length} characters; node records (<node>.<stack>.nodes.<domain>) need it to be at most ${253 - NODE_RECORD_SPARE}` });
     }
     if (names.app === names.candidate) issues.push({ path: at("candidateHostname"), message: `is the same as the app's hostname ${names.app}; the release candidate needs a name of its own` });
     const min = MIN_CHECK_INTERVAL[cf.zonePlan];
@@ -422,6 +533,9 @@ function checkFrontDoor(config: StackConfig): ConfigIssue[] {
     }
     if (cf.alerts?.enabled && !cf.alerts.email && !cf.alerts.webhookUrl) {
         issues.push({ path: at("alerts"), message: "are enabled but have no target; set email, webhookUrl or both (or enabled: false)" });
+    }
+    if (cf.alerts?.webhookSecret !== undefined && cf.alerts.webhookUrl === undefined) {
+        issues.push({ path: at("alerts.webhookSecret"), message: "is set without alerts.webhookUrl; it is sent to a webhook only" });
     }
     if (!cf.loadBalancer) issues.push(...checkBudgetMode(config));
     return issues;
@@ -463,7 +577,7 @@ export function backupTarget(config: Pick<StackConfig, "database" | "cloudflare"
     if (!b) return undefined;
     const url = new URL(b.endpoint ?? r2Endpoint(config.cloudflare.accountId));
     return {
-        bucket: b.bucket,
+        bucket: backupBucketName(config) as string,
         endpointHost: url.hostname,
         endpointPort: url.port ? Number(url.port) : 443,
         // R2 takes "auto"; other S3 services need theirs, and most accept us-east-1 by default.
@@ -473,6 +587,13 @@ export function backupTarget(config: Pick<StackConfig, "database" | "cloudflare"
         secretAccessKey: b.secretAccessKey ?? "",
         verifyTls: b.verifyTls,
     };
+}
+
+/** The bucket backups go to: the configured one, or (R2) vps-ha-<stack>-backups. */
+export function backupBucketName(config: Pick<StackConfig, "database" | "stack">): string | undefined {
+    const b = config.database.backups;
+    if (!b) return undefined;
+    return b.bucket ?? `${PROJECT}-${config.stack}-backups`;
 }
 
 export function r2Endpoint(accountId: string): string {
@@ -488,12 +609,25 @@ function checkBackups(config: StackConfig, raw: RawConfig): ConfigIssue[] {
     if (!b) return [];
     const key = `${PROJECT}:database`;
     const issues: ConfigIssue[] = [];
+    if (b.endpoint !== undefined && b.bucket === undefined) {
+        issues.push({ path: `${key}.backups.bucket`, message: `is required with backups.endpoint (${b.endpoint}): the bucket there; only the R2 bucket the program creates has a default name` });
+    }
+    const bucket = backupBucketName(config);
     for (const field of ["accessKeyId", "secretAccessKey"] as const) {
         const path = `${key}.backups.${field}`;
         const how = `pulumi config set --path --secret '${path}' <value>`;
         if (b[field] === undefined) {
-            const where = b.endpoint ? `the S3 endpoint ${b.endpoint}` : `Cloudflare R2 (${r2Endpoint(config.cloudflare.accountId)}; an R2 API token's S3 credentials)`;
-            issues.push({ path, message: `is missing: backups to bucket "${b.bucket}" need the ${field === "accessKeyId" ? "access key id" : "secret access key"} for ${where}; set it with ${how}` });
+            // A token limited to one bucket cannot be made before the bucket exists, and the
+            // program creates the bucket: the first run needs a token for the account's buckets.
+            const where = b.endpoint
+                ? `the S3 endpoint ${b.endpoint}`
+                : `Cloudflare R2 (${r2Endpoint(config.cloudflare.accountId)}): create an R2 API token with Object Read & Write for all buckets of the account ` +
+                    `(a token for one bucket cannot exist before the program creates "${bucket}") and use its S3 credentials`;
+            const message = `is missing: backups to bucket "${bucket}" need the ${field === "accessKeyId" ? "access key id" : "secret access key"} for ${where}; set it with ${how}`;
+            if (raw.offline) {
+                config.missingSecrets.push({ path, message });
+                b[field] = OFFLINE_SECRET;
+            } else issues.push({ path, message });
         } else if (!raw.secretKeys.has(key)) {
             issues.push({ path, message: `is stored as plain text; it must be a secret: ${how}` });
         }
@@ -501,12 +635,23 @@ function checkBackups(config: StackConfig, raw: RawConfig): ConfigIssue[] {
     if (b.location !== undefined && b.endpoint !== undefined) {
         issues.push({ path: `${key}.backups.location`, message: `is a Cloudflare R2 location hint, but backups go to ${b.endpoint}; drop it, or drop endpoint to use the R2 bucket the program creates` });
     }
-    if (b.accessKeyId !== undefined && b.secretAccessKey !== undefined && raw.secretKeys.has(key)) config.secretKeys.push(key);
+    if (b.accessKeyId !== undefined && b.secretAccessKey !== undefined && (raw.secretKeys.has(key) || raw.offline)) config.secretKeys.push(key);
     return issues;
 }
 
+/** A webhook URL (it may carry a token) and a webhook secret live in vps-ha:cloudflare: it must then be a secret. */
+function checkAlertSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
+    const alerts = config.cloudflare.alerts;
+    const key = `${PROJECT}:cloudflare`;
+    if (raw.secretKeys.has(key)) return [];
+    return (["webhookUrl", "webhookSecret"] as const).filter((f) => alerts?.[f] !== undefined).map((f) => ({
+        path: `${key}.alerts.${f}`,
+        message: `is stored as plain text; it must be a secret: pulumi config set --path --secret '${key}.alerts.${f}' <value>`,
+    }));
+}
+
 function checkSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
-    const issues: ConfigIssue[] = [...checkBackups(config, raw)];
+    const issues: ConfigIssue[] = [...checkBackups(config, raw), ...checkAlertSecrets(config, raw)];
     const needed = [...secretConfig];
     for (const p of new Set(allNodes(config).map((n) => n.node.provider))) {
         const token = catalogs[p]?.token;
@@ -521,7 +666,9 @@ function checkSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
             issues.push({ path: s.configKey, message: `is stored as plain text; it must be a secret: pulumi config set --secret ${s.configKey} <value>` });
         } else if (!set && !(s.envVar && raw.env[s.envVar])) {
             const alt = s.envVar ? ` (or set the ${s.envVar} environment variable)` : "";
-            issues.push({ path: s.configKey, message: `is missing: ${s.what}; set it with pulumi config set --secret ${s.configKey} <value>${alt}` });
+            const issue = { path: s.configKey, message: `is missing: ${s.what}; set it with pulumi config set --secret ${s.configKey} <value>${alt}` };
+            if (raw.offline) config.missingSecrets.push(issue);
+            else issues.push(issue);
         }
         if (set) config.secretKeys.push(s.configKey);
     }

@@ -19,7 +19,7 @@ export interface HealthCheckSpec {
     host: string;
 }
 
-export function healthCheckSpec(config: Pick<StackConfig, "cloudflare" | "domain">): HealthCheckSpec {
+export function healthCheckSpec(config: Pick<StackConfig, "cloudflare" | "domain" | "stack">): HealthCheckSpec {
     const m = config.cloudflare.monitor;
     return {
         type: "https",
@@ -40,12 +40,14 @@ export interface ZoneSettingSpec {
 }
 
 /**
- * TLS for the whole zone: Full (strict) makes Cloudflare verify the origin's certificate (the
- * Origin CA one), plain HTTP is redirected, TLS below 1.2 refused, and HSTS sent with the
- * configured max-age. The setting values are passed to Cloudflare's API as they are (they are
- * free-form in the provider), so they use the API's own field names.
+ * TLS for the whole zone, only with cloudflare.zoneSettings: true (they reach every hostname of
+ * the zone, so one stack per zone at most): Full (strict) makes Cloudflare verify the origin's
+ * certificate (the Origin CA one), plain HTTP is redirected, TLS below 1.2 refused, and HSTS sent
+ * with the configured max-age. The setting values are passed to Cloudflare's API as they are
+ * (they are free-form in the provider), so they use the API's own field names.
  */
 export function zoneSettings(config: Pick<StackConfig, "cloudflare">): ZoneSettingSpec[] {
+    if (!config.cloudflare.zoneSettings) return [];
     return [
         { settingId: "ssl", value: "strict" },
         { settingId: "always_use_https", value: "on" },
@@ -59,15 +61,20 @@ export function zoneSettings(config: Pick<StackConfig, "cloudflare">): ZoneSetti
     ];
 }
 
-/**
- * The names on the origin certificate: the zone and every name one level under it, plus the
- * app's or candidate's hostname if it sits deeper. A wildcard rather than the two hostnames, so
- * renaming one does not change the certificate, which would replace both HAProxy servers.
- */
-export function originHostnames(config: Pick<StackConfig, "cloudflare" | "domain">): string[] {
-    const covered = (h: string) => h === config.domain || h.split(".").slice(1).join(".") === config.domain;
+/** Per-hostname TLS settings (Cloudflare's hostname TLS settings), which touch no other name of the zone. */
+export function hostnameTlsSettings(config: Pick<StackConfig, "cloudflare" | "domain" | "stack">): { hostname: string; settingId: string; value: unknown }[] {
     const { app, candidate } = frontDoorHostnames(config);
-    return [...new Set([config.domain, `*.${config.domain}`, ...[app, candidate].filter((h) => !covered(h))])];
+    return [app, candidate].map((hostname) => ({ hostname, settingId: "min_tls_version", value: "1.2" }));
+}
+
+/**
+ * The names on the origin certificate: the zone and every name one level under it (validation
+ * keeps the hostnames there). A wildcard rather than the two hostnames, so renaming one does not
+ * change the certificate, which would replace both HAProxy servers. Fixed by the domain alone, so
+ * the certificate ignores the order the API reads them back in (see OriginCertificate).
+ */
+export function originHostnames(config: Pick<StackConfig, "domain">): string[] {
+    return [config.domain, `*.${config.domain}`];
 }
 
 /**

@@ -1,13 +1,14 @@
 // The Cloudflare front door: what visitors reach. The app's hostname and the release candidate's
 // go through Cloudflare's proxy to the HAProxy pair, either through a load balancer that checks
 // both HAProxy nodes and steers around a dead one (the Load Balancing add-on), or, in budget
-// mode, through proxied records for both nodes with health checks that only tell. The zone's TLS
-// settings and the alerts live here too. The nodes' own DNS-only records are NodeRecords'.
+// mode, through proxied records for both nodes with health checks that only tell. The hostnames'
+// TLS settings (and, when asked, the zone's) and the alerts live here too. The nodes' own DNS-only
+// records are NodeRecords'. Every name here carries the stack, so stacks can share a zone.
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { frontDoorHostnames } from "./config";
-import { checkRegionsFor, healthCheckSpec, zoneSettings } from "./front-door-spec";
+import { checkRegionsFor, healthCheckSpec, hostnameTlsSettings, zoneSettings } from "./front-door-spec";
 import { VpsNode } from "./node";
 import { PlannedNode, StackPlan } from "./plan";
 
@@ -36,6 +37,9 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
         for (const s of zoneSettings(plan.config)) {
             new cloudflare.ZoneSetting(`${name}-${s.settingId.replace(/_/g, "-")}`, { zoneId, settingId: s.settingId, value: s.value }, { parent: this });
         }
+        hostnameTlsSettings(plan.config).forEach((s, i) => {
+            new cloudflare.HostnameTlsSetting(`${name}-${i === 0 ? "app" : "candidate"}-${s.settingId.replace(/_/g, "-")}`, { zoneId, hostname: s.hostname, settingId: s.settingId, value: s.value }, { parent: this });
+        });
         const origins = args.origins.map((vps) => ({ vps, planned: plannedNode(plan, vps) }));
         const subject = plan.config.cloudflare.loadBalancer ? this.loadBalanced(name, plan, origins) : this.budget(name, plan, origins);
         const alerts = plan.config.cloudflare.alerts;
@@ -132,14 +136,25 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
         return { alertType: "health_check_status_notification", filters: { healthCheckIds: checks.map((c) => c.id) } };
     }
 
-    private alerts(name: string, plan: StackPlan, subject: AlertSubject, alerts: { email?: string; webhookUrl?: string }): pulumi.Output<string> | undefined {
+    private alerts(name: string, plan: StackPlan, subject: AlertSubject, alerts: { email?: string; webhookUrl?: string; webhookSecret?: string }): pulumi.Output<string> | undefined {
         const accountId = plan.config.cloudflare.accountId;
         let webhookSecret: pulumi.Output<string> | undefined;
         let webhook: cloudflare.NotificationPolicyWebhooks | undefined;
         if (alerts.webhookUrl) {
-            const secret = new random.RandomPassword(`${name}-webhook-secret`, { length: 32, special: false }, { parent: this });
-            webhookSecret = pulumi.secret(secret.result);
-            webhook = new cloudflare.NotificationPolicyWebhooks(`${name}-webhook`, { accountId, name: `${prefixOf(plan)}-alerts`, url: alerts.webhookUrl, secret: webhookSecret }, { parent: this });
+            // Cloudflare sends a test to the webhook when it is created: a receiver that checks
+            // cf-webhook-auth must know the secret by then, so the stack's own one is used when
+            // set; a generated one exists (dependsOn) before the webhook is asked for.
+            const generated = alerts.webhookSecret === undefined
+                ? new random.RandomPassword(`${name}-webhook-secret`, { length: 32, special: false }, { parent: this })
+                : undefined;
+            webhookSecret = pulumi.secret(generated ? generated.result : pulumi.output(alerts.webhookSecret as string));
+            webhook = new cloudflare.NotificationPolicyWebhooks(`${name}-webhook`, {
+                accountId,
+                name: `${prefixOf(plan)}-alerts`,
+                // Slack-style URLs carry a token: a secret in state too.
+                url: pulumi.secret(alerts.webhookUrl),
+                secret: webhookSecret,
+            }, { parent: this, ...(generated ? { dependsOn: [generated] } : {}) });
         }
         new cloudflare.NotificationPolicy(`${name}-health-alert`, {
             accountId,

@@ -39,7 +39,13 @@ export class OriginCertificate extends pulumi.ComponentResource {
             hostnames: originHostnames(config),
             requestType: "origin-ecc",
             requestedValidity: ORIGIN_CERT_VALIDITY_DAYS,
-        }, { parent: this });
+        }, {
+            parent: this,
+            // The provider (>= 5.9) reads hostnames back in the API's order and would replace the
+            // certificate on a refresh (cloudflare/terraform-provider-cloudflare#6239), and with it
+            // both HAProxy servers. The names are fixed by the domain (see originHostnames).
+            ignoreChanges: ["hostnames"],
+        });
         this.certificatePem = cert.certificate;
         this.pem = pulumi.secret(pulumi.all([cert.certificate, key.privateKeyPem]).apply(([c, k]) => `${c.trimEnd()}\n${k}`));
         this.registerOutputs({ certificatePem: this.certificatePem });

@@ -2,7 +2,7 @@
 // file holds as secrets. Read once, then validated by ./config.ts.
 import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
-import { RawConfig } from "./config";
+import { OFFLINE_ENV, RawConfig } from "./config";
 
 // Pulumi keeps the list of secret keys beside the config; `isConfigSecret` reads it but is
 // marked internal in the typings, so it is looked up by name.
@@ -11,5 +11,5 @@ const isConfigSecret = (runtimeConfig as unknown as { isConfigSecret?: (key: str
 export function readRawConfig(): RawConfig {
     const values = pulumi.runtime.allConfig();
     const secretKeys = new Set(Object.keys(values).filter((k) => isConfigSecret?.(k) ?? false));
-    return { values, secretKeys, env: process.env };
+    return { values, secretKeys, env: process.env, offline: process.env[OFFLINE_ENV] === "1" };
 }

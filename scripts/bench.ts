@@ -23,7 +23,7 @@ export function generatedStack(count: number): StackFile {
     // Names hash to mesh addresses; pin the rare collision as a user would.
     for (let attempt = 0; attempt < 100; attempt++) {
         try {
-            buildPlan(parseStackConfig({ values, secretKeys: new Set(base.secretKeys), env: {} }, "bench"));
+            buildPlan(parseStackConfig({ values, secretKeys: new Set(base.secretKeys), env: {}, offline: true }, "bench"));
             return { values, secretKeys: base.secretKeys };
         } catch (e) {
             if (!(e instanceof ConfigError)) throw e;

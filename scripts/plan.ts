@@ -12,7 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError, parseStackConfig } from "../components/config";
-import { buildPlan } from "../components/plan";
+import { buildPlan, StackPlan } from "../components/plan";
 import { catalogs } from "../components/providers/catalogs";
 import { compareServers, describeChange, factsFromOutputs, NodeChange, replacementProblems, ServerFacts } from "../components/replacement";
 import type { FailureRow } from "../components/failures";
@@ -46,6 +46,8 @@ export interface PlanReport {
     failures: FailureRow[];
     /** Against the deployed stack: what the change does to each server, and why one pulumi up may not apply it. */
     replacement?: { against: string; changes: NodeChange[]; problems: string[] };
+    /** Secrets the stack file does not hold yet: each must be set (or in the environment) before `pulumi up`. */
+    secretsToSet: { path: string; message: string }[];
 }
 
 /** What the plan is compared with: the stack file as deployed, or the deployed stack's outputs. */
@@ -53,6 +55,7 @@ export type Deployed = { stackFile: string } | { outputs: string };
 
 export async function planReport(source: string, stack: string, deployed?: Deployed): Promise<PlanReport> {
     const file = readStackFile(source);
+    const secretsToSet = checkConfig(file, stack, source).config.missingSecrets;
     let before: ServerFacts[] | undefined;
     if (deployed && "stackFile" in deployed) {
         const deployedFile = readStackFile(deployed.stackFile);
@@ -64,7 +67,7 @@ export async function planReport(source: string, stack: string, deployed?: Deplo
     if (deployed && "outputs" in deployed) before = readOutputs(deployed.outputs);
     // As a first deployment: the comparison below is the one the program makes before it creates anything.
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
-    const report = toReport(evaluation, stack, source);
+    const report: PlanReport = { ...toReport(evaluation, stack, source), secretsToSet };
     if (deployed) {
         const changes = compareServers(before, factsOf(evaluation));
         report.replacement = { against: "stackFile" in deployed ? deployed.stackFile : deployed.outputs, changes, problems: replacementProblems(changes, before) };
@@ -93,17 +96,17 @@ function readOutputs(path: string): ServerFacts[] | undefined {
     }
 }
 
-/** A config mistake in the deployed file names that file. */
-function checkConfig(file: StackFile, stack: string, source: string): void {
+/** The pure plan of a stack file; a config mistake names the file it is in. */
+function checkConfig(file: StackFile, stack: string, source: string): StackPlan {
     try {
-        buildPlan(parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, stack));
+        return buildPlan(parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {}, offline: true }, stack));
     } catch (e) {
         if (e instanceof ConfigError) throw new StackFileError(`${source}: ${e.message}`);
         throw e;
     }
 }
 
-function toReport(e: Evaluation, stack: string, source: string): PlanReport {
+function toReport(e: Evaluation, stack: string, source: string): Omit<PlanReport, "secretsToSet"> {
     const out = e.outputs as { nodes: PlanNode[]; failures: FailureRow[]; extraCosts: PlanReport["extraCosts"]; monthlyCostUsd: number };
     const resources: Record<string, number> = {};
     for (const r of e.resources) resources[r.type] = (resources[r.type] ?? 0) + 1;
@@ -146,6 +149,10 @@ export function formatReport(r: PlanReport): string {
     const yes = (b: boolean) => (b ? "up" : "DOWN");
     for (const f of r.failures) {
         lines.push(`  ${pad(f.scenario, 29)}${pad(yes(f.webUp), 6)}${pad(f.dbPrimary ? "yes" : "NO", 12)}${pad(f.dbWrites ? "yes" : "NO", 11)}${f.note}`);
+    }
+    if (r.secretsToSet.length) {
+        lines.push("", "Secrets to set before pulumi up (the plan runs without them)");
+        for (const s of r.secretsToSet) lines.push(`  - ${s.path}: ${s.message}`);
     }
     if (r.replacement) {
         lines.push("", `Servers, against the deployed stack (${r.replacement.against})`);

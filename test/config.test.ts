@@ -1,7 +1,10 @@
 import { strict as assert } from "node:assert";
-import { ConfigError, ConfigIssue, frontDoorHostnames, parseStackConfig } from "../components/config";
-import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
+import { backupBucketName, CONFIG_KEYS, ConfigError, ConfigIssue, frontDoorHostnames, OFFLINE_SECRET, parseStackConfig, REQUIRED_CONFIG_KEYS } from "../components/config";
+import { prodNodes, prodStack, raw, ROOT, shippedProdStack, withConfig } from "./helpers/stack";
 import { StackFile } from "../scripts/lib/stack-file";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
 
 function issuesOf(file: StackFile, env: Record<string, string> = {}): ConfigIssue[] {
     try {
@@ -129,7 +132,7 @@ describe("stack config validation", () => {
         expectIssue(issues, "vps-ha:colour", /not a vps-ha setting/);
         expectIssue(issues, "vps-ha:app.image", /tag or digest/, /"ghcr.io\/example\/app"/);
         expectIssue(issues, "vps-ha:app.port", /70000/);
-        expectIssue(issues, "vps-ha:app.healthPath", /must start with '\/'/);
+        expectIssue(issues, "vps-ha:app.healthPath", /must be a path such as \/healthz/, /"healthz"/);
     });
 
     it("rejects app variables vps-ha sets itself, bad variable names, multi-line values and empty commands", () => {
@@ -185,7 +188,7 @@ describe("stack config validation: the Cloudflare front door", () => {
         expectIssue(issuesOf(cloudflare({ hostname: "web.prod.nodes.example.com" })), "vps-ha:cloudflare.hostname", /node/);
         expectIssue(issuesOf(cloudflare({ candidateHostname: "app.example.com" })), "vps-ha:cloudflare.candidateHostname", /same as the app's hostname/);
         expectIssue(issuesOf(cloudflare({ hostname: "App Example" })), "vps-ha:cloudflare.hostname", /host name/);
-        assert.deepEqual(issuesOf(cloudflare({ hostname: "example.com", candidateHostname: "rc.eu.example.com" })), []);
+        assert.deepEqual(issuesOf(cloudflare({ hostname: "example.com", candidateHostname: "rc.example.com" })), []);
     });
 
     it("rejects a check interval below 10 s, or below the zone plan's minimum, and a timeout not below it", () => {
@@ -204,7 +207,8 @@ describe("stack config validation: the Cloudflare front door", () => {
         expectIssue(issuesOf(cloudflare({ alerts: { webhookUrl: "http://hooks.example.com/x" } })), "vps-ha:cloudflare.alerts.webhookUrl", /https:\/\//);
         expectIssue(issuesOf(cloudflare({ alerts: { email: "ops at example" } })), "vps-ha:cloudflare.alerts.email", /email address/);
         assert.deepEqual(issuesOf(cloudflare({ alerts: { enabled: false } })), []);
-        assert.deepEqual(issuesOf(cloudflare({ alerts: { webhookUrl: "https://hooks.example.com/x" } })), []);
+        const hook = cloudflare({ alerts: { webhookUrl: "https://hooks.example.com/x" } });
+        assert.deepEqual(issuesOf({ ...hook, secretKeys: [...hook.secretKeys, "vps-ha:cloudflare"] }), []);
     });
 
     it("refuses budget mode on the free plan (no health checks there), and an HSTS max-age Cloudflare does not take", () => {
@@ -226,5 +230,135 @@ describe("stack config validation: the Cloudflare front door", () => {
         assert.equal(parsed({ synchronous: "quorum" }).synchronousStrict, true);
         assert.equal(parsed({ synchronous: "quorum", synchronousStrict: false }).synchronousStrict, false);
         expectIssue(issuesOf(withConfig({ database: { synchronous: "quorum", synchronousStrict: "no" } })), "vps-ha:database.synchronousStrict", /expected boolean/, /"no"/);
+    });
+});
+
+/** The one issue at `path`, whole: these messages are what a user reads. */
+function onlyIssue(file: StackFile, path: string, stack = "prod"): string {
+    let issues: ConfigIssue[] = [];
+    try {
+        parseStackConfig(raw(file), stack);
+    } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        issues = e.issues;
+    }
+    const at = issues.filter((i) => i.path === path);
+    assert.equal(at.length, 1, `one issue at ${path}; got:\n${issues.map((i) => `${i.path}: ${i.message}`).join("\n")}`);
+    return at[0].message;
+}
+
+describe("stack config validation: what a first deployment meets", () => {
+    const cloudflare = (edits: Record<string, unknown>, base: StackFile = prodStack()) => withConfig({ cloudflare: { ...JSON.parse(base.values["vps-ha:cloudflare"]), ...edits } }, base);
+    const backups = () => JSON.parse(prodStack().values["vps-ha:database"]).backups;
+    const app = (edits: Record<string, unknown>) => withConfig({ app: { image: "ghcr.io/example/app:1.4.2", ...edits } });
+
+    it("refuses a stack name that cannot be a DNS label, and says what to rename it to", () => {
+        assert.equal(onlyIssue(prodStack(), "stack", "Prod"),
+            `"Prod" cannot be used as a stack name: it becomes a DNS label (<node>.<stack>.nodes.<domain>) and part of resource names; allowed: 1-20 of a-z, 0-9 and '-', starting with a letter and not ending with '-' (pulumi stack rename prod)`);
+        assert.match(onlyIssue(prodStack(), "stack", "prod_eu"), /^"prod_eu" cannot be used as a stack name: .*\(pulumi stack rename prod-eu\)$/);
+        assert.match(onlyIssue(prodStack(), "stack", "a-very-long-stack-name-indeed"), /1-20 of a-z/);
+        for (const ok of ["prod", "staging", "eu-2"]) assert.doesNotThrow(() => parseStackConfig(raw(prodStack()), ok), ok);
+    });
+
+    it("gives stacks other than prod hostnames of their own", () => {
+        const config = parseStackConfig(raw(prodStack()), "staging");
+        assert.deepEqual(frontDoorHostnames(config), { app: "app-staging.example.com", candidate: "candidate-staging.example.com" });
+        assert.deepEqual(frontDoorHostnames(parseStackConfig(raw(prodStack()), "prod")), { app: "app.example.com", candidate: "candidate.example.com" });
+    });
+
+    it("refuses a backup endpoint whose port does not exist", () => {
+        const file = withConfig({ database: { backups: { ...backups(), location: undefined, bucket: "b-1", endpoint: "https://s3.example.net:99999" } } });
+        assert.equal(onlyIssue(file, "vps-ha:database.backups.endpoint"), `has a port outside 1-65535 (got "https://s3.example.net:99999")`);
+    });
+
+    it("refuses an app hostname longer than a certificate's common name takes, naming the domain when it is the default", () => {
+        const domain = `${"a".repeat(56)}.com`; // app.<domain> is 64 characters: the most a CN takes
+        assert.doesNotThrow(() => parseStackConfig(raw(withConfig({ domain })), "prod"));
+        const longer = `${"a".repeat(57)}.com`;
+        assert.equal(onlyIssue(withConfig({ domain: longer }), "vps-ha:domain"),
+            `"app.${longer}" (the default cloudflare.hostname) is 65 characters; it is the origin certificate's common name, which takes at most 64 (X.509); use a shorter hostname or domain`);
+        assert.match(onlyIssue(cloudflare({ hostname: `${"w".repeat(53)}.example.com` }), "vps-ha:cloudflare.hostname"), /is 65 characters; it is the origin certificate's common name/);
+    });
+
+    it("refuses a mesh network with host bits set, naming the network meant", () => {
+        assert.equal(onlyIssue(withConfig({ mesh: { cidr: "10.77.0.5/24" } }), "vps-ha:mesh.cidr"), `"10.77.0.5/24" has host bits set; a network starts at its first address: 10.77.0.0/24`);
+    });
+
+    it("keeps shell and HAProxy syntax out of health-check paths", () => {
+        for (const bad of ["/health$(reboot)", "/h'ealth", '/h"x', "/a b", "/x`id`", "/x#y"]) {
+            assert.equal(onlyIssue(app({ healthPath: bad }), "vps-ha:app.healthPath"),
+                `must be a path such as /healthz: '/' then letters, digits and . _ ~ / - (optionally ?key=value&...); no spaces, quotes, '$', '\`', '\\' or '#' (got ${JSON.stringify(bad)})`);
+        }
+        assert.doesNotThrow(() => parseStackConfig(raw(app({ healthPath: "/api/health?full=1&x=y" })), "prod"));
+        assert.match(onlyIssue(cloudflare({ monitor: { path: "/$(id)" } }), "vps-ha:cloudflare.monitor.path"), /must be a path such as \/healthz/);
+    });
+
+    it("keeps newlines, '%' and '$' out of the app's and the worker's command (systemd would act on them)", () => {
+        const message = (got: string) => `must not contain a newline or other control character, '%' or '$' (systemd expands % and $ in a unit's command line); pass values through app.env instead (got ${JSON.stringify(got)})`;
+        assert.equal(onlyIssue(app({ command: ["bin/web", "--x\nExecStartPre=/bin/sh"] }), "vps-ha:app.command[1]"), message("--x\nExecStartPre=/bin/sh"));
+        assert.equal(onlyIssue(app({ command: ["bin/web", "100%"] }), "vps-ha:app.command[1]"), message("100%"));
+        assert.equal(onlyIssue(app({ worker: { command: ["sh", "-c", "echo $HOME"] } }), "vps-ha:app.worker.command[2]"), message("echo $HOME"));
+        assert.doesNotThrow(() => parseStackConfig(raw(app({ command: ["bin/web", "--name", "a \"quoted\" word"] })), "prod"));
+    });
+
+    it("refuses a hostname two levels under the zone: Universal SSL covers one", () => {
+        assert.equal(onlyIssue(cloudflare({ candidateHostname: "rc.eu.example.com" }), "vps-ha:cloudflare.candidateHostname"),
+            `"rc.eu.example.com" is two or more levels under the zone example.com; Cloudflare's Universal SSL certificate covers example.com and *.example.com only, so visitors would get a certificate error; allowed: example.com or one level under it, e.g. rc.example.com`);
+    });
+
+    it("wants a webhook URL (it may carry a token) and a webhook secret kept as secrets", () => {
+        const file = cloudflare({ alerts: { webhookUrl: "https://hooks.slack.com/services/T0/B0/x" } });
+        assert.equal(onlyIssue(file, "vps-ha:cloudflare.alerts.webhookUrl"), "is stored as plain text; it must be a secret: pulumi config set --path --secret 'vps-ha:cloudflare.alerts.webhookUrl' <value>");
+        assert.deepEqual(issuesOf({ ...file, secretKeys: [...file.secretKeys, "vps-ha:cloudflare"] }), []);
+        const lone = cloudflare({ alerts: { email: "ops@example.com", webhookSecret: "s".repeat(32) } });
+        assert.equal(onlyIssue({ ...lone, secretKeys: [...lone.secretKeys, "vps-ha:cloudflare"] }, "vps-ha:cloudflare.alerts.webhookSecret"), "is set without alerts.webhookUrl; it is sent to a webhook only");
+    });
+
+    it("names the R2 bucket after the stack unless set, and asks for a bucket with another endpoint", () => {
+        assert.equal(backupBucketName(parseStackConfig(raw(prodStack()), "staging")), "vps-ha-staging-backups");
+        const file = withConfig({ database: { backups: { ...backups(), location: undefined, endpoint: "https://s3.eu-central-1.amazonaws.com" } } });
+        assert.match(onlyIssue(file, "vps-ha:database.backups.bucket"), /^is required with backups.endpoint/);
+    });
+
+    it("keeps what reaches nftables, SSH and pgBackRest's config to one clean word", () => {
+        assert.equal(onlyIssue(withConfig({ admin: { sshCidrs: ["203.0.113.7/32\nflush ruleset"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] } }), "vps-ha:admin.sshCidrs[0]"),
+            `"203.0.113.7/32\nflush ruleset" is not a CIDR; allowed: an IPv4 or IPv6 network such as 203.0.113.7/32 or 2001:db8::/48`);
+        assert.match(onlyIssue(withConfig({ admin: { sshCidrs: [" 203.0.113.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] } }), "vps-ha:admin.sshCidrs[0]"), /is not a CIDR/);
+        assert.match(onlyIssue(withConfig({ mesh: { cidr: "10.77.0.0/24\n" } }), "vps-ha:mesh.cidr"), /must be a private IPv4 network/);
+        assert.equal(onlyIssue(withConfig({ database: { backups: { ...backups(), secretAccessKey: "abc\nrepo1-path=/" } } }), "vps-ha:database.backups.secretAccessKey"),
+            "must be 1-256 printable ASCII characters, no spaces or newlines (the value is not shown: it is a secret)");
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "ssh", region: "Home Office", host: "203.0.113.9; rm -rf /", user: "root\nx" }];
+        const own = { nodes, admin: { sshCidrs: ["198.51.100.7/32"], sshPublicKeys: ["ssh-ed25519 AAAAC3Nz ops"] }, sshPrivateKey: "k" };
+        const file = withConfig(own);
+        file.secretKeys.push("vps-ha:sshPrivateKey");
+        assert.equal(onlyIssue(file, "vps-ha:nodes.witness[0].host"), `"203.0.113.9; rm -rf /" is neither an IP address nor a DNS name; allowed: e.g. 203.0.113.7 or witness.example.net`);
+        assert.match(onlyIssue(file, "vps-ha:nodes.witness[0].user"), /^"root\nx" is not a login name; allowed: 1-32 of a-z/);
+        assert.match(onlyIssue(file, "vps-ha:nodes.witness[0].region"), /^"Home Office" is not a usable place name; allowed: 1-32 of a-z, 0-9 and '-'/);
+    });
+
+    it("says which secret to set, and how, when the shipped stack file has none yet", () => {
+        const issues = issuesOf(shippedProdStack());
+        assert.deepEqual(issues.map((i) => i.path).sort(), ["cloudflare:apiToken", "hcloud:token", "linode:token", "vps-ha:database.backups.accessKeyId", "vps-ha:database.backups.secretAccessKey"]);
+        expectIssue(issues, "vps-ha:database.backups.accessKeyId",
+            /Object Read & Write for all buckets of the account \(a token for one bucket cannot exist before the program creates "vps-ha-prod-backups"\)/,
+            /pulumi config set --path --secret 'vps-ha:database.backups.accessKeyId' <value>/);
+        // Offline (the plan, the lab) they are listed, not refused, and stood in for.
+        const config = parseStackConfig({ ...raw(shippedProdStack()), offline: true }, "prod");
+        assert.deepEqual(config.missingSecrets.map((i) => i.path).sort(), issues.map((i) => i.path).sort());
+        assert.equal(config.database.backups?.accessKeyId, OFFLINE_SECRET);
+        // With the tokens in the environment, only the bucket's keys are left to set.
+        const env = { LINODE_TOKEN: "x", HCLOUD_TOKEN: "y", CLOUDFLARE_API_TOKEN: "z" };
+        assert.deepEqual(issuesOf(shippedProdStack(), env).map((i) => i.path).sort(), ["vps-ha:database.backups.accessKeyId", "vps-ha:database.backups.secretAccessKey"]);
+    });
+});
+
+describe("Pulumi.yaml", () => {
+    it("declares exactly the keys a stack must set (the CLI demands every declared key without a default) and documents every other", () => {
+        const text = readFileSync(join(ROOT, "Pulumi.yaml"), "utf8");
+        const declared = Object.keys((parse(text) as { config: Record<string, unknown> }).config);
+        assert.deepEqual(declared.sort(), REQUIRED_CONFIG_KEYS.map((k) => `vps-ha:${k}`).sort());
+        assert.deepEqual([...REQUIRED_CONFIG_KEYS].sort(), ["app", "cloudflare", "domain", "nodes"]);
+        for (const key of [...CONFIG_KEYS, "sshPrivateKey"]) assert.match(text, new RegExp(`vps-ha:${key}\\b`), key);
     });
 });

@@ -12,6 +12,7 @@ import { Evaluation, RecordedResource } from "../scripts/lib/mock-program";
 import { mockOriginCa } from "../scripts/lib/mock-tls";
 import { evaluate, ofType } from "./helpers/program";
 import { prodStack, withConfig } from "./helpers/stack";
+import { StackFile } from "../scripts/lib/stack-file";
 
 const T = {
     monitor: "cloudflare:index/loadBalancerMonitor:LoadBalancerMonitor",
@@ -20,6 +21,7 @@ const T = {
     record: "cloudflare:index/dnsRecord:DnsRecord",
     check: "cloudflare:index/healthcheck:Healthcheck",
     setting: "cloudflare:index/zoneSetting:ZoneSetting",
+    hostnameTls: "cloudflare:index/hostnameTlsSetting:HostnameTlsSetting",
     originCert: "cloudflare:index/originCaCertificate:OriginCaCertificate",
     policy: "cloudflare:index/notificationPolicy:NotificationPolicy",
     webhook: "cloudflare:index/notificationPolicyWebhooks:NotificationPolicyWebhooks",
@@ -29,6 +31,8 @@ const T = {
 const PROD_CLOUDFLARE = () => JSON.parse(prodStack().values["vps-ha:cloudflare"]);
 const withCloudflare = (edits: Record<string, unknown>) => withConfig({ cloudflare: { ...PROD_CLOUDFLARE(), ...edits } });
 const BUDGET = { loadBalancer: false, zonePlan: "pro" };
+/** As after `pulumi config set --path --secret 'vps-ha:cloudflare.alerts.webhookUrl' ...`: the whole key is secret. */
+const secretCloudflare = (file: StackFile): StackFile => ({ ...file, secretKeys: [...file.secretKeys, "vps-ha:cloudflare"] });
 
 function one(e: Evaluation, type: string, pick: (r: RecordedResource) => boolean = () => true): RecordedResource {
     const found = ofType(e, type).filter(pick);
@@ -122,11 +126,16 @@ describe("Cloudflare front door (mock runtime)", function () {
             assert.deepEqual(one(e, T.monitor).inputs.header, { Host: ["www.example.com"] });
         });
 
-        it("alerts on pool and origin health changes to the email and the webhook, whose secret stays secret", async () => {
-            const e = await evaluate(withCloudflare({ alerts: { email: "ops@example.com", webhookUrl: "https://hooks.example.com/cf" } }));
+        it("alerts on pool and origin health changes to the email and the webhook, whose URL and secret stay secret", async () => {
+            const e = await evaluate(secretCloudflare(withCloudflare({ alerts: { email: "ops@example.com", webhookUrl: "https://hooks.example.com/cf" } })));
             const webhook = one(e, T.webhook);
             assert.equal(webhook.inputs.url, "https://hooks.example.com/cf");
+            assert.ok(webhook.secretInputs.includes("url"), "the webhook's URL (it may carry a token) must be a Pulumi secret");
             assert.ok(webhook.secretInputs.includes("secret"), "the webhook's secret must be a Pulumi secret");
+            // The generated secret exists before the webhook is created (Cloudflare tests it then).
+            const generated = one(e, "random:index/randomPassword:RandomPassword", (r) => r.name === "front-door-webhook-secret");
+            assert.ok(e.resources.indexOf(generated) < e.resources.indexOf(webhook));
+            assert.deepEqual(e.options[webhook.name]?.dependsOn, [generated.name]);
             assert.match(String(webhook.inputs.secret), /^[A-Za-z0-9]{32}$/);
             const policy = one(e, T.policy);
             assert.equal(policy.inputs.alertType, "load_balancing_health_alert");
@@ -143,6 +152,15 @@ describe("Cloudflare front door (mock runtime)", function () {
             assert.equal(ofType(email, T.webhook).length, 0);
             const off = await evaluate(withCloudflare({ alerts: { enabled: false, email: "ops@example.com" } }));
             assert.equal(ofType(off, T.policy).length, 0);
+        });
+
+        it("uses the stack's own webhook secret when set, so the receiver knows it before Cloudflare's test", async () => {
+            const own = "0123456789abcdefOWNSECRET";
+            const e = await evaluate(secretCloudflare(withCloudflare({ alerts: { webhookUrl: "https://hooks.example.com/cf", webhookSecret: own } })));
+            assert.equal(one(e, T.webhook).inputs.secret, own);
+            assert.ok(one(e, T.webhook).secretInputs.includes("secret"));
+            assert.equal(ofType(e, "random:index/randomPassword:RandomPassword").filter((r) => r.name === "front-door-webhook-secret").length, 0);
+            assert.equal(e.outputs.alertWebhookSecret, own);
         });
     });
 
@@ -179,8 +197,14 @@ describe("Cloudflare front door (mock runtime)", function () {
         });
     });
 
-    it("sets the zone to Full (strict), always HTTPS, TLS 1.2 and up, HSTS with the configured max-age, as HAProxy does", async () => {
-        const e = await evaluate(withCloudflare({ hstsMaxAgeSeconds: 86400 }));
+    it("touches no zone-wide setting unless asked; sets TLS 1.2 and up on its own two hostnames", () => {
+        assert.equal(ofType(prod, T.setting).length, 0);
+        const tls = ofType(prod, T.hostnameTls).map((s) => `${s.inputs.zoneId} ${s.inputs.hostname} ${s.inputs.settingId}=${s.inputs.value}`).sort();
+        assert.deepEqual(tls, [`${PROD_CLOUDFLARE().zoneId} app.example.com min_tls_version=1.2`, `${PROD_CLOUDFLARE().zoneId} candidate.example.com min_tls_version=1.2`]);
+    });
+
+    it("with zoneSettings: true, sets the zone to Full (strict), always HTTPS, TLS 1.2 and up, HSTS with the configured max-age, as HAProxy does", async () => {
+        const e = await evaluate(withCloudflare({ hstsMaxAgeSeconds: 86400, zoneSettings: true }));
         const settings = Object.fromEntries(ofType(e, T.setting).map((s) => [s.inputs.settingId, s.inputs.value]));
         assert.deepEqual(settings, {
             ssl: "strict",
@@ -224,16 +248,19 @@ describe("Cloudflare front door (mock runtime)", function () {
         assert.ok(!JSON.stringify(prod.outputs).includes(body));
     });
 
-    it("names a hostname two levels under the zone on the certificate", async () => {
-        const e = await evaluate(withCloudflare({ candidateHostname: "rc.eu.example.com" }));
-        assert.deepEqual(one(e, T.originCert).inputs.hostnames, ["example.com", "*.example.com", "rc.eu.example.com"]);
+    it("keeps the certificate when the hostnames change or the API reorders its names (no new HAProxy servers)", async () => {
+        const renamed = await evaluate(withCloudflare({ hostname: "www.example.com", candidateHostname: "next.example.com" }));
+        assert.deepEqual(one(renamed, T.originCert).inputs.hostnames, one(prod, T.originCert).inputs.hostnames);
+        // A refresh reads the names back in the API's order; the provider would replace the
+        // certificate for that alone (cloudflare/terraform-provider-cloudflare#6239).
+        assert.deepEqual(prod.options[one(prod, T.originCert).name]?.ignoreChanges, ["hostnames"]);
     });
 
     it("creates the backups' R2 bucket when no other endpoint is named", async () => {
         const bucket = one(prod, T.bucket);
         assert.deepEqual([bucket.inputs.name, bucket.inputs.location, bucket.inputs.accountId], ["vps-ha-prod-backups", "weur", PROD_CLOUDFLARE().accountId]);
         const backups = JSON.parse(prodStack().values["vps-ha:database"]).backups;
-        const elsewhere = await evaluate(withConfig({ database: { backups: { ...backups, location: undefined, endpoint: "https://s3.eu-central-1.amazonaws.com" } } }));
+        const elsewhere = await evaluate(withConfig({ database: { backups: { ...backups, location: undefined, bucket: "acme-backups", endpoint: "https://s3.eu-central-1.amazonaws.com" } } }));
         assert.equal(ofType(elsewhere, T.bucket).length, 0);
     });
 });

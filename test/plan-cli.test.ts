@@ -1,7 +1,7 @@
 // `npm run plan` as a user runs it: a real process, its output and its exit code.
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { evaluate } from "./helpers/program";
@@ -56,12 +56,51 @@ describe("npm run plan", function () {
         assert.equal(plan("--bogus").code, 2);
     });
 
+    it("exits 2 with the key, the bad value and what is allowed, never a stack trace, for each input a first deployment meets", () => {
+        const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
+        const prod = readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8");
+        const cases: [file: string, text: string, want: RegExp][] = [
+            ["Pulumi.Prod.yaml", prod, /^  - stack: "Prod" cannot be used as a stack name: .*\(pulumi stack rename prod\)$/m],
+            ["Pulumi.prod_eu.yaml", prod, /^  - stack: "prod_eu" cannot be used as a stack name: it becomes a DNS label/m],
+            ["Pulumi.prod.yaml", prod.replace("location: weur", "location: weur\n      endpoint: https://s3.example.net:99999\n      bucket: acme").replace(/location: weur/, "region: auto"),
+                /^  - vps-ha:database\.backups\.endpoint: has a port outside 1-65535 \(got "https:\/\/s3\.example\.net:99999"\)$/m],
+            ["Pulumi.prod.yaml", prod.replace("vps-ha:domain: example.com", `vps-ha:domain: ${"a".repeat(57)}.com`),
+                /^  - vps-ha:domain: "app\.a{57}\.com" \(the default cloudflare\.hostname\) is 65 characters; it is the origin certificate's common name, which takes at most 64/m],
+            ["Pulumi.prod.yaml", prod.replace("cidr: 10.77.0.0/24", "cidr: 10.77.0.5/24"), /^  - vps-ha:mesh\.cidr: "10\.77\.0\.5\/24" has host bits set; a network starts at its first address: 10\.77\.0\.0\/24$/m],
+            ["Pulumi.prod.yaml", prod.replace("healthPath: /healthz", "healthPath: '/healthz$(reboot)'"), /^  - vps-ha:app\.healthPath: must be a path such as \/healthz: .*\(got "\/healthz\$\(reboot\)"\)$/m],
+            ["Pulumi.prod.yaml", prod.replace("healthPath: /healthz", "healthPath: /healthz\n    command: [\"bin/web\", \"--rate=100%\"]"), /^  - vps-ha:app\.command\[1\]: must not contain a newline or other control character, '%' or '\$'/m],
+            ["Pulumi.prod.yaml", prod.replace("healthPath: /healthz", "healthPath: /healthz\n    command: [\"bin/web\", \"a\\nb\"]"), /^  - vps-ha:app\.command\[1\]: must not contain a newline .*\(got "a\\nb"\)$/m],
+            ["Pulumi.prod.yaml", prod.replace("    hstsMaxAgeSeconds", "    candidateHostname: rc.eu.example.com\n    hstsMaxAgeSeconds"),
+                /^  - vps-ha:cloudflare\.candidateHostname: "rc\.eu\.example\.com" is two or more levels under the zone example\.com; Cloudflare's Universal SSL certificate covers/m],
+        ];
+        cases.forEach(([name, text, want], i) => {
+            mkdirSync(join(dir, String(i)));
+            const file = join(dir, String(i), name);
+            writeFileSync(file, text);
+            if (name === "Pulumi.prod.yaml") assert.notEqual(text, prod, `case ${i} changes something`);
+            const r = plan("--config", file);
+            assert.equal(r.code, 2, `case ${i}: ${r.out}${r.err}`);
+            assert.match(r.err, want, `case ${i}`);
+            assert.doesNotMatch(r.err, /\n\s+at /, `case ${i}: no stack trace`);
+        });
+    });
+
+    it("lists the secrets still to set in the shipped stack file, and plans without them", () => {
+        const r = plan();
+        assert.equal(r.code, 0, r.err);
+        const section = r.out.slice(r.out.indexOf("Secrets to set before pulumi up"));
+        for (const key of ["linode:token", "hcloud:token", "cloudflare:apiToken", "vps-ha:database.backups.accessKeyId", "vps-ha:database.backups.secretAccessKey"]) {
+            assert.match(section, new RegExp(`^  - ${key.replace(/\./g, "\\.")}: is missing: `, "m"), key);
+        }
+        assert.doesNotMatch(readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8"), /secure:/, "no value the Pulumi CLI would try to decrypt");
+    });
+
     it("lists the Cloudflare front door's resources and their monthly cost", () => {
         const r = plan();
         assert.equal(r.code, 0, r.err);
         const section = r.out.slice(r.out.indexOf("Cloudflare (Load Balancing add-on)"), r.out.indexOf("Resources ("));
         for (const text of [/LoadBalancerMonitor +HTTPS GET \/healthz expects 200, every 60 s/, /LoadBalancer +app\.example\.com, proxied, steering off: vps-ha-prod-lb-1 > vps-ha-prod-lb-2/,
-            /LoadBalancer +candidate\.example\.com/, /OriginCaCertificate +example\.com, \*\.example\.com for 5475 days/, /ZoneSetting +ssl = "strict"/,
+            /LoadBalancer +candidate\.example\.com/, /OriginCaCertificate +example\.com, \*\.example\.com for 5475 days/, /HostnameTlsSetting +app\.example\.com min_tls_version = "1\.2"/,
             /R2Bucket +vps-ha-prod-backups \(weur\)/, /Cloudflare Load Balancing \(2 origins\) +5\.00/]) assert.match(section, text);
         const json = JSON.parse(plan("--json").out);
         assert.equal(json.cloudflare.mode, "load balancer");

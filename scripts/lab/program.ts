@@ -59,7 +59,7 @@ export async function labProgram(source: StackSource, edits: Record<string, unkn
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
     const pooledConnectionString = typeof e.outputs.pooledConnectionString === "string" ? e.outputs.pooledConnectionString : undefined;
     // The program accepted this file, so it parses; the lab needs a few of its values.
-    const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, source.stack);
+    const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {}, offline: true }, source.stack);
     const a = config.app;
     const release = appRelease(config);
     const app: LabApp = {

@@ -3,10 +3,12 @@
 // which of them Pulumi marks secret. The offline plan, the lab and the program tests all read
 // the stack through this one function.
 import * as pulumi from "@pulumi/pulumi";
+import * as settings from "@pulumi/pulumi/runtime/settings";
 import { createHash } from "node:crypto";
 import { adapters } from "../../components/providers";
 import { GET_SSH_KEYS } from "../../components/providers/hcloud";
 import { BOOTSTRAP_SUFFIX } from "../../components/providers/ssh";
+import { OFFLINE_ENV } from "../../components/config";
 import { DIGEST_ENV } from "../../components/desired-state";
 import { nextGeneration } from "../../components/desired-state-records";
 import { vpsHa } from "../../components/stack";
@@ -30,6 +32,8 @@ export interface RecordedOptions {
     protect?: boolean;
     deleteBeforeReplace?: boolean;
     ignoreChanges?: string[];
+    /** The names of the resources this one waits for (dependsOn, as the engine is told). */
+    dependsOn?: string[];
 }
 
 export interface Evaluation {
@@ -42,6 +46,15 @@ export interface Evaluation {
     userData: Record<string, string>;
     /** The public IPv4 the mock gave each server, by node name. */
     publicIpv4: Record<string, string>;
+    /** Resource options the engine would act on, by resource name (only those set). */
+    options: Record<string, RecordedOptions>;
+}
+
+/** The registration request as the mock monitor receives it (the parts read here). */
+interface RegisterRequest {
+    getType(): string;
+    getName(): string;
+    getDependenciesList(): string[];
 }
 
 export interface ProgramInput {
@@ -188,11 +201,23 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
             false,
             "organization",
         );
+        // The mock monitor hands newResource no options, and a transformation (below) sees the
+        // dependencies as objects: their names come from the registration request itself.
+        const monitor = settings.getMonitor() as unknown as { registerResource(req: RegisterRequest, cb: unknown): unknown };
+        const register = monitor.registerResource.bind(monitor);
+        monitor.registerResource = (req: RegisterRequest, cb: unknown) => {
+            const key = `${req.getType()}::${req.getName()}`;
+            const deps = req.getDependenciesList().map((urn) => urn.slice(urn.lastIndexOf("::") + 2));
+            if (deps.length) options.set(key, { ...options.get(key), dependsOn: deps });
+            return register(req, cb);
+        };
         pulumi.runtime.setAllConfig(input.values, input.secretKeys);
         if (input.env) {
             for (const k of Object.keys(process.env)) if (!(k in input.env)) delete process.env[k];
             Object.assign(process.env, input.env);
         }
+        // Offline: a secret the stack file leaves out is listed, not refused (see RawConfig.offline).
+        process.env[OFFLINE_ENV] = "1";
         // As the engine runs it: under a root stack resource, which lets a stack transformation see
         // each resource's options as the program gave them (the mock monitor is not told of them).
         let stackOutputs: unknown;
@@ -203,7 +228,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                 const custom = opts as pulumi.CustomResourceOptions;
                 if (custom.deleteBeforeReplace !== undefined) seen.deleteBeforeReplace = custom.deleteBeforeReplace;
                 if (opts.ignoreChanges !== undefined) seen.ignoreChanges = opts.ignoreChanges;
-                options.set(`${type}::${name}`, seen);
+                options.set(`${type}::${name}`, { ...options.get(`${type}::${name}`), ...seen });
                 return undefined;
             });
             stackOutputs = await vpsHa();
@@ -220,7 +245,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                 if (u !== undefined) userData[nodeNameOf(r.name)] = u;
             }
         }
-        return { resources, outputs, secretOutputs, userData, publicIpv4 };
+        return { resources, outputs, secretOutputs, userData, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])) };
     } finally {
         process.env = savedEnv;
         evaluating = false;

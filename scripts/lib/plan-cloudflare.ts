@@ -43,12 +43,15 @@ function describe(type: string, r: RecordedResource, nameOf: (id: unknown) => st
             return `${i.name} ${i.type} ${i.content}${i.proxied ? " (proxied)" : " (DNS only)"}`;
         case "ZoneSetting":
             return `${i.settingId} = ${JSON.stringify(i.value)}`;
+        case "HostnameTlsSetting":
+            return `${i.hostname} ${i.settingId} = ${JSON.stringify(i.value)}`;
         case "OriginCaCertificate":
             return `${(i.hostnames as string[]).join(", ")} for ${i.requestedValidity} days`;
         case "NotificationPolicy":
             return `${i.alertType} to ${Object.keys((i.mechanisms as object) ?? {}).join(" and ")}`;
         case "NotificationPolicyWebhooks":
-            return String(i.url);
+            // The URL may carry a token: the plan names the host only.
+            return `${i.name} to ${new URL(String(i.url)).host}`;
         case "R2Bucket":
             return `${i.name}${i.location ? ` (${i.location})` : ""}`;
         default:

@@ -1,12 +1,35 @@
 // Test stacks: the shipped prod stack file, as the program would receive it, with edits.
 import { join } from "node:path";
 import { RawConfig } from "../../components/config";
-import { readStackFile, StackFile } from "../../scripts/lib/stack-file";
+import { readStackFile, SECRET_PLACEHOLDER, StackFile } from "../../scripts/lib/stack-file";
 
 export const ROOT = join(__dirname, "..", "..");
 
 export function prodStack(): StackFile {
+    return withSecretsSet(shippedProdStack());
+}
+
+/** Pulumi.prod.yaml as shipped: no secret in it yet. */
+export function shippedProdStack(): StackFile {
     return readStackFile(join(ROOT, "Pulumi.prod.yaml"));
+}
+
+/** A stack file after the README's `pulumi config set --secret` steps: every secret set (values unread, as in a stack file). */
+export function withSecretsSet(file: StackFile): StackFile {
+    const values = { ...file.values };
+    const secretKeys = new Set(file.secretKeys);
+    for (const key of ["linode:token", "hcloud:token", "cloudflare:apiToken"]) {
+        values[key] ??= SECRET_PLACEHOLDER;
+        secretKeys.add(key);
+    }
+    const database = values["vps-ha:database"] && JSON.parse(values["vps-ha:database"]);
+    if (database?.backups) {
+        database.backups.accessKeyId ??= SECRET_PLACEHOLDER;
+        database.backups.secretAccessKey ??= SECRET_PLACEHOLDER;
+        values["vps-ha:database"] = JSON.stringify(database);
+        secretKeys.add("vps-ha:database");
+    }
+    return { values, secretKeys: [...secretKeys] };
 }
 
 /** The prod stack with `vps-ha:<key>` values replaced (objects are JSON-encoded as Pulumi does). */

@@ -39,7 +39,7 @@ interface Release {
 function stackRelease(): { release: Release; app: Record<string, unknown>; candidate: string } {
     const source = labStack()?.source ?? stackSource({});
     const file = readStackFile(source.file);
-    const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, source.stack);
+    const config = parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {}, offline: true }, source.stack);
     const active = appRelease(config).active;
     const repo = active.replace(/(@sha256:[0-9a-f]{64}|:[A-Za-z0-9._-]+)$/, "");
     const port = imagePort(config.app.port, active);
@@ -127,7 +127,7 @@ async function waitStopped(log: Log, image: string, basePort: number): Promise<v
 function basePort(): number {
     const source = labStack()?.source ?? stackSource({});
     const file = readStackFile(source.file);
-    return parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {} }, source.stack).app.port;
+    return parseStackConfig({ values: file.values, secretKeys: new Set(file.secretKeys), env: {}, offline: true }, source.stack).app.port;
 }
 
 /** The candidate beside the active image, on every app node, gated. */
