@@ -6,6 +6,7 @@ set -euo pipefail
 declare -A need=(
   [wg]=wireguard-tools [wireguard-go]=wireguard-go [cloud-init]=cloud-init
   [ip]=iproute2 [debootstrap]=debootstrap [openssl]=openssl [nsenter]=util-linux
+  [promtool]=prometheus [amtool]=prometheus-alertmanager
 )
 missing=()
 for cmd in "${!need[@]}"; do
