@@ -2,7 +2,7 @@
 // about, with the bounds below. Each alert has a unit test run by promtool (test/alert-rules/).
 // Metric names are those of Debian 13's exporters: node_exporter 1.9 (its systemd collector is on
 // in Debian's build), postgres_exporter 0.17 (its default pg_stat_replication and pg_stat_archiver
-// maps, and ../render/postgres-exporter.ts's query), Patroni 4.0 and etcd 3.5 /metrics, HAProxy 3.0's
+// maps, and ./postgres-exporter.ts's query), Patroni 4.0 and etcd 3.5 /metrics, HAProxy 3.0's
 // Prometheus service, and vps-ha's own signals (./signals.ts).
 import { stringify } from "yaml";
 import { HEARTBEAT_ALERT } from "./alertmanager";
