@@ -1,0 +1,113 @@
+// Monitoring, planned: which nodes run Prometheus and Alertmanager, what each of them scrapes on
+// which mesh port, and which ports the host firewall must open for it. Pure, from the plan.
+//
+// Both HAProxy nodes (one per provider) run Prometheus and Alertmanager. Each Prometheus scrapes
+// every node over the mesh and evaluates the same rules with the same labels, and sends to both
+// Alertmanagers; the two Alertmanagers gossip over the mesh and notify once. So losing either
+// node, or either provider, leaves one whole monitoring path, and nothing is told twice.
+import { Role } from "./config";
+import { DB_PORTS, HAPROXY_PORTS, PlannedNode, PortRule, StackPlan } from "./plan";
+import type { AlertmanagerSpec, AlertDelivery } from "./render/alertmanager";
+import type { AlertRulesSpec } from "./render/alert-rules";
+import type { PrometheusSpec, ScrapeJob } from "./render/prometheus";
+
+export const MONITORING_PORTS = {
+    nodeExporter: 9100,
+    postgresExporter: 9187,
+    /** etcd's --listen-metrics-urls: /metrics and /health without the client API (2379 stays db/witness only). */
+    etcdMetrics: 2381,
+    prometheus: 9090,
+    alertmanager: 9093,
+    alertmanagerCluster: 9094,
+} as const;
+
+/** Which roles run the monitoring. */
+export const MONITORING_ROLE: Role = "haproxy";
+
+/**
+ * Timing and retention. A 15 s scrape and evaluation interval puts a condition's first firing
+ * evaluation within 30 s of its start (plus its `for`). 15 days at 15 s for the prod stack's
+ * series is a few hundred MB; the size cap keeps the smallest disk safe if series grow.
+ */
+export const MONITORING_TIMING = { scrapeIntervalSeconds: 15, evaluationIntervalSeconds: 15, scrapeTimeoutSeconds: 10 } as const;
+export const PROMETHEUS_RETENTION = { time: "15d", size: "2GB" } as const;
+
+export function monitoringNodes(plan: StackPlan): PlannedNode[] {
+    return plan.nodes.filter((n) => n.role === MONITORING_ROLE);
+}
+
+/** The firewall rules monitoring adds, per role (components/plan.ts's portRules gains these). */
+export function monitoringPortRules(): Record<Role, PortRule[]> {
+    const fromMonitors = { kind: "mesh" as const, roles: [MONITORING_ROLE] };
+    const node: PortRule = { service: "node-exporter", protocol: "tcp", port: MONITORING_PORTS.nodeExporter, from: fromMonitors };
+    const etcd: PortRule = { service: "etcd-metrics", protocol: "tcp", port: MONITORING_PORTS.etcdMetrics, from: fromMonitors };
+    return {
+        app: [node],
+        haproxy: [
+            node,
+            { service: "prometheus", protocol: "tcp", port: MONITORING_PORTS.prometheus, from: fromMonitors },
+            { service: "alertmanager", protocol: "tcp", port: MONITORING_PORTS.alertmanager, from: fromMonitors },
+            // Alertmanager's gossip (memberlist) uses both TCP and UDP on one port.
+            { service: "alertmanager-cluster", protocol: "tcp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
+            { service: "alertmanager-cluster", protocol: "udp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
+        ],
+        db: [node, { service: "postgres-exporter", protocol: "tcp", port: MONITORING_PORTS.postgresExporter, from: fromMonitors }, etcd],
+        witness: [node, etcd],
+    };
+}
+
+/** Every scrape job: which nodes, which port and path. Patroni and HAProxy serve their own /metrics on ports already open to the HAProxy role. */
+export function scrapeJobs(plan: StackPlan): ScrapeJob[] {
+    const target = (n: PlannedNode) => ({ node: n.name, role: n.role, address: n.meshAddress });
+    const of = (pred: (n: PlannedNode) => boolean) => plan.nodes.filter(pred).map(target);
+    const monitors = monitoringNodes(plan);
+    return [
+        { name: "node", port: MONITORING_PORTS.nodeExporter, path: "/metrics", targets: of(() => true) },
+        { name: "postgres", port: MONITORING_PORTS.postgresExporter, path: "/metrics", targets: of((n) => n.role === "db") },
+        { name: "patroni", port: DB_PORTS.patroni, path: "/metrics", targets: of((n) => n.role === "db") },
+        // gRPC and etcd's debugging series are ~1000 per member and no rule reads them.
+        { name: "etcd", port: MONITORING_PORTS.etcdMetrics, path: "/metrics", targets: of((n) => n.etcdVoter), dropMetrics: "grpc_.*|etcd_debugging_.*" },
+        { name: "haproxy", port: HAPROXY_PORTS.stats, path: "/metrics", targets: of((n) => n.role === "haproxy") },
+        { name: "prometheus", port: MONITORING_PORTS.prometheus, path: "/metrics", targets: monitors.map(target) },
+        { name: "alertmanager", port: MONITORING_PORTS.alertmanager, path: "/metrics", targets: monitors.map(target) },
+    ].filter((j) => j.targets.length > 0);
+}
+
+export const PROMETHEUS_RULES_FILE = "/etc/prometheus/rules/vps-ha.yml";
+
+export function prometheusSpec(plan: StackPlan, node: PlannedNode, ruleFiles: string[] = [PROMETHEUS_RULES_FILE]): PrometheusSpec {
+    if (node.role !== MONITORING_ROLE) throw new Error(`${node.name} does not run Prometheus (the ${MONITORING_ROLE} nodes do)`);
+    return {
+        stack: plan.config.stack,
+        listenAddress: node.meshAddress,
+        port: MONITORING_PORTS.prometheus,
+        ...MONITORING_TIMING,
+        retention: PROMETHEUS_RETENTION,
+        jobs: scrapeJobs(plan),
+        alertmanagers: monitoringNodes(plan).map((n) => `${n.meshAddress}:${MONITORING_PORTS.alertmanager}`),
+        ruleFiles,
+    };
+}
+
+export function alertmanagerSpec(plan: StackPlan, node: PlannedNode, delivery: AlertDelivery): AlertmanagerSpec {
+    if (node.role !== MONITORING_ROLE) throw new Error(`${node.name} does not run Alertmanager (the ${MONITORING_ROLE} nodes do)`);
+    return {
+        stack: plan.config.stack,
+        listenAddress: node.meshAddress,
+        port: MONITORING_PORTS.alertmanager,
+        clusterPort: MONITORING_PORTS.alertmanagerCluster,
+        peers: monitoringNodes(plan).filter((n) => n.name !== node.name).map((n) => n.meshAddress),
+        delivery,
+    };
+}
+
+/** What the rules need to know of the stack: its stanza, which members, whether commits wait for standbys. */
+export function alertRulesSpec(plan: StackPlan): AlertRulesSpec {
+    const cfg = plan.config;
+    return {
+        stack: cfg.stack,
+        stanza: cfg.database.backups ? cfg.stack : undefined,
+        synchronous: cfg.database.synchronous !== "off",
+        hasDatabase: plan.nodes.some((n) => n.role === "db"),
+    };
+}
