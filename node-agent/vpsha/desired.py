@@ -14,9 +14,10 @@ beside the node's name: a head `_desired.<name>` signed with the stack's key, an
     reports in a status file: {generation, applied, lastError, staleSeconds, ...}. While DNS or
     the records cannot be read, the node keeps the state it applied and says how stale it is.
 
-usage: python3 -m vpsha.desired [--once] [--config FILE]
-exit (--once): 0 the published generation is applied; 2 keeping the last applied one (DNS down,
+Exit (--once): 0 the published generation is applied; 2 keeping the last applied one (DNS down,
 a record invalid or refused, an apply failed); 3 nothing verified yet.
+
+usage: python3 -m vpsha.desired [--once] [--config FILE]
 """
 
 import base64
