@@ -119,6 +119,11 @@ describe("etcd renderer", () => {
         assert.match(script, /write_state new\n/);
         // Data on disk wins: the script decides nothing then.
         assert.ok(script.indexOf('[ -d "$DATA_DIR/member" ]') < script.indexOf("member list"));
+        // Never "new" while another member holds data: asked on their peer ports, before deciding.
+        assert.match(script, /for peer in \$OTHERS; do\n\s+peer=\$\{peer%:\*\}:2380\n/);
+        const waits = script.indexOf('if python3 -c "$DECIDED" "$peer/version"');
+        assert.ok(waits > 0 && waits < script.indexOf("write_state new\n"), "the data check comes before a new cluster");
+        assert.match(script.slice(waits), /^[^\n]*\n\s+say "\$peer holds data: waiting"\n\s+exit 1/);
     });
 
     it("with a witness: etcd-only on the witness, and an odd number of voters", () => {
@@ -259,7 +264,7 @@ describe("Patroni renderer", () => {
         assert.deepEqual(withBackups.bootstrap.initdb, INITDB_OPTIONS);
         assert.equal(withBackups.bootstrap.post_bootstrap, "/usr/local/lib/vps-ha/db-post-bootstrap");
         assert.deepEqual(withBackups.postgresql.create_replica_methods, ["pgbackrest", "basebackup"]);
-        assert.deepEqual(withBackups.postgresql.pgbackrest, { command: "pgbackrest --stanza=prod --delta --type=standby restore", keep_data: true, no_params: true });
+        assert.deepEqual(withBackups.postgresql.pgbackrest, { command: "pgbackrest --stanza=prod --type=standby restore", no_params: true });
         assert.equal(withBackups.postgresql.pgbackrest.no_leader, undefined, "never a replica restored while there is no leader");
         const without = render("quorum");
         assert.equal(without.bootstrap.method, undefined);

@@ -1,16 +1,18 @@
 #!/usr/bin/python3
-"""vps-ha: Patroni's bootstrap: the newest backup if there is one, initdb if provably none.
+"""vps-ha: Patroni's bootstrap method.
 
-Run by Patroni on the member that creates the cluster (bootstrap.method), it asks the repository whether it holds a backup. A backup: restore the newest one, replay every archived
-WAL segment and promote at the end of the archive, so the new cluster has every commit that was
-archived. Provably none (no stanza, or a stanza with no backup): initdb with the options
-Patroni's own initdb would use. Anything else (the repository does not answer, or
-its answer is not understood): exit 1, so Patroni creates nothing and tries again later; an
-empty cluster beside a repository full of data is the one outcome never allowed.
+The newest backup if there is one, initdb if provably none. Run by Patroni on the member that
+creates the cluster (bootstrap.method), it asks the repository whether it holds a backup. A
+backup: restore the newest one, replay every archived WAL segment and promote at the end of the
+archive, so the new cluster has every commit that was archived. Provably none (no stanza, or a
+stanza with no backup): initdb with the options Patroni's own initdb would use. Anything else
+(the repository does not answer, or its answer is not understood): exit 1, so Patroni creates
+nothing and tries again later; an empty cluster beside a repository full of data is the one
+outcome never allowed.
 
 Patroni runs it with --scope, --datadir and the method's own keys (stanza, bin_dir, initdb).
 
-usage: db-restore --stanza=S --datadir=D --bin_dir=D --initdb=OPTIONS
+usage: db-restore --stanza= --datadir= --bin_dir= --initdb=
 """
 import json
 import os
@@ -25,11 +27,11 @@ REPLAY_TIMEOUT = 86400
 
 
 def log(msg):
-    print("vps-ha-db-restore: " + msg, flush=True)
+    print("db-restore: " + msg, flush=True)
 
 
 def run(*argv):
-    log("running " + " ".join(argv))
+    log(" ".join(argv))
     return sp.run(argv, timeout=REPLAY_TIMEOUT).returncode == 0
 
 
@@ -40,8 +42,8 @@ def newest_backup(stanza):
         info = [s for s in json.loads(r.stdout) if s["name"] == stanza][0]
         status = (r.returncode, info["status"]["code"], {repo["status"]["code"] for repo in info["repo"]}, len(info["backup"]))
     except (ValueError, LookupError, TypeError):
-        raise ValueError("pgbackrest info: %d %s" % (r.returncode, r.stderr + r.stdout))
-    log("repository: %s %s" % (status, info["status"]["message"]))
+        raise ValueError(r.stderr + r.stdout)
+    log("%s %s" % (status, info["status"]["message"]))
     # Codes: 0 ok, 1 missing stanza path, 2 no valid backups. Any other (3 missing stanza data,
     # 99 other, which an unreadable repository gives) proves nothing.
     if status[:3] == (0, 0, {0}) and status[3]:
@@ -54,16 +56,18 @@ def newest_backup(stanza):
 def replay_and_promote(bin_dir, data):
     """Runs the restored cluster, closed to clients, until it has replayed the archive and promoted itself (its log goes to Patroni's)."""
     pg_ctl = [bin_dir + "/pg_ctl", "-D", data]
-    # Its socket in its own directory, where nobody looks; no TCP at all.
-    run(*pg_ctl, "-o", "-c listen_addresses= -c synchronous_standby_names= -c unix_socket_directories=" + data, "-W", "start")
-    done, deadline = False, time.monotonic() + REPLAY_TIMEOUT
-    # PostgreSQL removes recovery.signal (pgBackRest's) when recovery ends and it promotes.
-    while not done and time.monotonic() < deadline and sp.run(pg_ctl + ["status"], stdout=sp.DEVNULL).returncode == 0:
+    # Its socket in its own directory, where nobody looks; no TCP at all. Nothing commits, so
+    # synchronous_standby_names (restored with the rest) holds nothing up.
+    run(*pg_ctl, "-o", "-c listen_addresses= -c unix_socket_directories=" + data, "-W", "start")
+    # PostgreSQL removes recovery.signal (pgBackRest's) when recovery ends, on the new timeline.
+    for _ in range(REPLAY_TIMEOUT // 2):
         time.sleep(2)
-        out = sp.run([bin_dir + "/pg_controldata", data], capture_output=True, text=True, env=dict(os.environ, LC_ALL="C")).stdout
-        done = "state: in production" in out and not os.path.exists(data + "/recovery.signal")
-    log("promoted at the end of the archive" if done else "recovery failed")
-    # A fast stop archives what is left (the new timeline's history file first) and checkpoints.
+        if not os.path.exists(data + "/recovery.signal") or sp.run(pg_ctl + ["status"], stdout=sp.DEVNULL).returncode:
+            break
+    done = not os.path.exists(data + "/recovery.signal")
+    log("promoted at the end of the archive: %s" % done)
+    # A fast stop archives what is left (the new timeline's history file first) and checkpoints;
+    # it fails if PostgreSQL is no longer running.
     return run(*pg_ctl, "-m", "fast", "-w", "-t", "600", "stop") and done
 
 
@@ -74,15 +78,15 @@ def bootstrap(stanza, data, bin_dir, initdb):
         if os.listdir(data):
             raise ValueError(data + " is not empty")
     except (ValueError, OSError, sp.TimeoutExpired) as e:
-        log("not now, Patroni tries again: %s" % e)
+        # Patroni tries again later.
+        log("not now: %s" % e)
         return False
     if backup is None:
         return run(bin_dir + "/initdb", "-D", data, *initdb.split())
     log("restoring backup " + backup["label"])
     if run("pgbackrest", "--stanza=" + stanza, "--pg1-path=" + data, "restore") and replay_and_promote(bin_dir, data):
         return True
-    # Nothing half-restored stays behind for a later start to take for a cluster.
-    run(bin_dir + "/pg_ctl", "-D", data, "-m", "immediate", "stop")
+    # Nothing half-restored stays behind for a later start to take for a cluster (PostgreSQL is stopped).
     run("find", data, "-mindepth", "1", "-delete")
     return False
 
@@ -90,4 +94,4 @@ def bootstrap(stanza, data, bin_dir, initdb):
 if __name__ == "__main__":
     # Patroni passes every setting as --key=value (--scope, --datadir, the method's own keys).
     opt = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
-    sys.exit(0 if bootstrap(opt["stanza"], opt["datadir"], opt["bin_dir"], opt["initdb"]) else 1)
+    sys.exit(not bootstrap(opt["stanza"], opt["datadir"], opt["bin_dir"], opt["initdb"]))

@@ -38,14 +38,13 @@ export function restoreBootstrap(stanza: string, binDir: string, initdbArgs: str
  * there is none, and pg_basebackup from a member follows). The standby then streams from the
  * primary from the backup's start: Patroni gives standbys no restore_command (patroni.ts), so this
  * relies on the primary still holding that WAL (wal_keep_size, hourly backups).
- * keep_data: a member re-made in place keeps its files, and the delta restore reuses what matches.
  * Not `no_leader`: a replica is only made while a leader exists (Patroni would otherwise restore
  * a lone standby from the repository while the cluster has no primary).
  */
 export function restoreReplicaMethods(stanza: string): Record<string, unknown> {
     return {
         create_replica_methods: [RESTORE_REPLICA_METHOD, "basebackup"],
-        [RESTORE_REPLICA_METHOD]: { command: `pgbackrest --stanza=${stanza} --delta --type=standby restore`, keep_data: true, no_params: true },
+        [RESTORE_REPLICA_METHOD]: { command: `pgbackrest --stanza=${stanza} --type=standby restore`, no_params: true },
     };
 }
 
