@@ -22,9 +22,10 @@ export function restoreBootstrap(stanza: string, binDir: string, initdbArgs: str
         method: RESTORE_BOOTSTRAP_METHOD,
         [RESTORE_BOOTSTRAP_METHOD]: {
             command: DB_RESTORE_TOOL,
-            // The tool leaves a cluster already promoted (or a fresh initdb): nothing to recover.
-            // Patroni's own recovery_conf would put a fresh initdb into recovery, and with it
-            // Patroni waits for the end of recovery only as long as pg_ctl_timeout (60 s).
+            // The tool itself replays the archive to the end and promotes, and hands Patroni a
+            // cluster in production (or a fresh initdb): Patroni waits for a starting PostgreSQL
+            // only pg_ctl_timeout (60 s) before it gives a bootstrap up. So Patroni writes no
+            // recovery settings of its own (they would put a fresh initdb into archive recovery).
             keep_existing_recovery_conf: true,
             stanza,
             bin_dir: binDir,
