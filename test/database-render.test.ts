@@ -252,8 +252,8 @@ describe("Patroni renderer", () => {
 
     it("with backups, bootstraps through the repository tool and clones replicas from the repository first; without, initdb and pg_basebackup as before", () => {
         const withBackups = render("quorum", "prod");
-        assert.equal(withBackups.bootstrap.method, "vps_ha_restore");
-        assert.deepEqual(withBackups.bootstrap.vps_ha_restore, {
+        assert.equal(withBackups.bootstrap.method, "restore");
+        assert.deepEqual(withBackups.bootstrap.restore, {
             command: DB_RESTORE_TOOL,
             keep_existing_recovery_conf: true,
             stanza: "prod",
@@ -268,7 +268,7 @@ describe("Patroni renderer", () => {
         assert.equal(withBackups.postgresql.pgbackrest.no_leader, undefined, "never a replica restored while there is no leader");
         const without = render("quorum");
         assert.equal(without.bootstrap.method, undefined);
-        assert.equal(without.bootstrap.vps_ha_restore, undefined);
+        assert.equal(without.bootstrap.restore, undefined);
         assert.deepEqual(without.postgresql.create_replica_methods, ["basebackup"]);
         assert.equal(without.postgresql.pgbackrest, undefined);
         assert.deepEqual(initdbArguments(["a", { b: "c" }], "su"), ["--a", "--b=c", "--username=su"]);

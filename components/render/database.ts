@@ -2,7 +2,6 @@
 // etcd member when it votes, and pgBackRest when backups are configured; a "witness" runs an
 // etcd member only. Debian's packages start their own PostgreSQL cluster and etcd on install;
 // both are stopped and disabled before ours start, so nothing else holds the ports or data.
-import { dirname } from "node:path";
 import { backupTarget } from "../config";
 import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
 import { synchronousNodeCount } from "../replication";
@@ -107,9 +106,6 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         ["sh", "-c", "if pg_lsclusters -h 2>/dev/null | grep -q '^17 main '; then pg_dropcluster --stop 17 main; fi"],
         ["systemctl", "disable", "--now", "postgresql.service"],
         ["systemctl", "disable", "--now", "patroni.service"],
-        // Its parent too: Patroni moves a data directory aside after a failed bootstrap and removes
-        // it before a re-clone, and pg_basebackup and pgBackRest make it again, all as postgres.
-        ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", dirname(PG_DATA_DIR)],
         ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", PG_DATA_DIR],
         ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", PG_SOCKET_DIR],
     ];

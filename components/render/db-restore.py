@@ -20,10 +20,9 @@ import subprocess as sp
 import sys
 import time
 
-# pgbackrest info on an unreachable bucket retries for minutes; past this it is no answer.
-INFO_TIMEOUT = 600
-# A restore and the replay of a day's WAL, with room to spare; past it the member gives up and Patroni starts over.
-REPLAY_TIMEOUT = 86400
+# A restore and the replay of a day's WAL, with room to spare; past it the member gives up and
+# Patroni starts over. pgbackrest info gets as long: on an unreachable bucket it retries for minutes.
+TIMEOUT = 86400
 
 
 def log(msg):
@@ -32,12 +31,12 @@ def log(msg):
 
 def run(*argv):
     log(" ".join(argv))
-    return sp.run(argv, timeout=REPLAY_TIMEOUT).returncode == 0
+    return sp.run(argv, timeout=TIMEOUT).returncode == 0
 
 
 def newest_backup(stanza):
     """The newest backup in the repository; None when it provably holds none; ValueError otherwise."""
-    r = sp.run(["pgbackrest", "--stanza=" + stanza, "--output=json", "info"], capture_output=True, text=True, timeout=INFO_TIMEOUT)
+    r = sp.run(["pgbackrest", "--stanza=" + stanza, "--output=json", "info"], capture_output=True, text=True, timeout=TIMEOUT)
     try:
         info = [s for s in json.loads(r.stdout) if s["name"] == stanza][0]
         status = (r.returncode, info["status"]["code"], {repo["status"]["code"] for repo in info["repo"]}, len(info["backup"]))
@@ -60,12 +59,12 @@ def replay_and_promote(bin_dir, data):
     # synchronous_standby_names (restored with the rest) holds nothing up.
     run(*pg_ctl, "-o", "-c listen_addresses= -c unix_socket_directories=" + data, "-W", "start")
     # PostgreSQL removes recovery.signal (pgBackRest's) when recovery ends, on the new timeline.
-    for _ in range(REPLAY_TIMEOUT // 2):
+    for _ in range(TIMEOUT // 2):
         time.sleep(2)
         if not os.path.exists(data + "/recovery.signal") or sp.run(pg_ctl + ["status"], stdout=sp.DEVNULL).returncode:
             break
     done = not os.path.exists(data + "/recovery.signal")
-    log("promoted at the end of the archive: %s" % done)
+    log("promoted: %s" % done)
     # A fast stop archives what is left (the new timeline's history file first) and checkpoints;
     # it fails if PostgreSQL is no longer running.
     return run(*pg_ctl, "-m", "fast", "-w", "-t", "600", "stop") and done

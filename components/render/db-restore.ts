@@ -8,7 +8,7 @@ import { shippedTool } from "./python-lib";
 
 export const DB_RESTORE_TOOL = "/usr/local/lib/vps-ha/db-restore";
 /** Patroni's name for the bootstrap method (bootstrap.method) and the replica method. */
-export const RESTORE_BOOTSTRAP_METHOD = "vps_ha_restore";
+export const RESTORE_BOOTSTRAP_METHOD = "restore";
 export const RESTORE_REPLICA_METHOD = "pgbackrest";
 
 /** Patroni's bootstrap.initdb list, as initdb's own arguments (Patroni's rule: a string is a flag, a one-key map an option). */
