@@ -172,8 +172,11 @@ describe("database configs, run by the real daemons @rootfs", function () {
 
     it("Patroni: bootstraps the cluster with replicas, the app database, mesh-only pg_hba and a guarded REST API", async () => {
         // The bucket is unreachable here: a short I/O timeout keeps archive-push (run by PostgreSQL)
-        // from retrying for minutes while it holds pgBackRest's archive lock.
-        for (const n of DB) patroni[n] = await startService(sb!, n, "vps-ha-patroni.service", { PGBACKREST_IO_TIMEOUT: "1" });
+        // from retrying for minutes while it holds pgBackRest's archive lock. The cluster's first
+        // member asks the repository before it bootstraps (db-restore.test.ts): Patroni's
+        // pgBackRest sees an empty one in a path instead, so it may initdb.
+        const emptyRepository = { PGBACKREST_REPO1_TYPE: "posix", PGBACKREST_REPO1_PATH: "/var/lib/vps-ha-no-repository" };
+        for (const n of DB) patroni[n] = await startService(sb!, n, "vps-ha-patroni.service", { PGBACKREST_IO_TIMEOUT: "1", ...emptyRepository });
         type Member = { name: string; role: string; state: string };
         // Quorum mode: once both replicas stream, Patroni names them in "ANY 1 (...)" (quorum_standby).
         const members = await waitFor("a leader and two streaming quorum standbys", 180_000, () => {

@@ -11,7 +11,8 @@ import { buildPlan, PlannedNode, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
 import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
-import { PATRONI_CONFIG, PATRONI_TIMING, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_TIMING, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { DB_RESTORE_TOOL, initdbArguments } from "../components/render/db-restore";
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
 import { StackFile } from "../scripts/lib/stack-file";
 import { prodNodes, raw, withConfig } from "./helpers/stack";
@@ -118,6 +119,11 @@ describe("etcd renderer", () => {
         assert.match(script, /write_state new\n/);
         // Data on disk wins: the script decides nothing then.
         assert.ok(script.indexOf('[ -d "$DATA_DIR/member" ]') < script.indexOf("member list"));
+        // Never "new" while another member holds data: asked on their peer ports, before deciding.
+        assert.match(script, /for peer in \$OTHERS; do\n\s+peer=\$\{peer%:\*\}:2380\n/);
+        const waits = script.indexOf('if python3 -c "$DECIDED" "$peer/version"');
+        assert.ok(waits > 0 && waits < script.indexOf("write_state new\n"), "the data check comes before a new cluster");
+        assert.match(script.slice(waits), /^[^\n]*\n\s+say "\$peer holds data: waiting"\n\s+exit 1/);
     });
 
     it("with a witness: etcd-only on the witness, and an odd number of voters", () => {
@@ -242,6 +248,41 @@ describe("Patroni renderer", () => {
         assert.equal(withBackups.postgresql.bin_dir, "/usr/lib/postgresql/17/bin");
         assert.equal(withBackups.scope, "prod");
         assert.equal(withBackups.namespace, "/vps-ha/");
+    });
+
+    it("with backups, bootstraps through the repository tool and clones replicas from the repository first; without, initdb and pg_basebackup as before", () => {
+        const withBackups = render("quorum", "prod");
+        assert.equal(withBackups.bootstrap.method, "restore");
+        assert.deepEqual(withBackups.bootstrap.restore, {
+            command: DB_RESTORE_TOOL,
+            keep_existing_recovery_conf: true,
+            stanza: "prod",
+            bin_dir: PG_BIN_DIR,
+            initdb: "--encoding=UTF8 --locale=C.UTF-8 --data-checksums --username=postgres",
+        });
+        // The tool's initdb and Patroni's own are made from one list.
+        assert.deepEqual(withBackups.bootstrap.initdb, INITDB_OPTIONS);
+        assert.equal(withBackups.bootstrap.post_bootstrap, "/usr/local/lib/vps-ha/db-post-bootstrap");
+        assert.deepEqual(withBackups.postgresql.create_replica_methods, ["pgbackrest", "basebackup"]);
+        assert.deepEqual(withBackups.postgresql.pgbackrest, { command: "pgbackrest --stanza=prod --type=standby restore", no_params: true });
+        assert.equal(withBackups.postgresql.pgbackrest.no_leader, undefined, "never a replica restored while there is no leader");
+        const without = render("quorum");
+        assert.equal(without.bootstrap.method, undefined);
+        assert.equal(without.bootstrap.restore, undefined);
+        assert.deepEqual(without.postgresql.create_replica_methods, ["basebackup"]);
+        assert.equal(without.postgresql.pgbackrest, undefined);
+        assert.deepEqual(initdbArguments(["a", { b: "c" }], "su"), ["--a", "--b=c", "--username=su"]);
+    });
+
+    it("ships the repository tool to every database member with backups, and not without", () => {
+        const plan = planOf();
+        const tool = fileAt(databaseParts(plan, node(plan, "db-1"), SECRETS), DB_RESTORE_TOOL);
+        assert.equal(tool.permissions, "0755");
+        assert.match(tool.content, /^#!\/usr\/bin\/python3\n/);
+        const db = JSON.parse(withConfig({}).values["vps-ha:database"]);
+        delete db.backups;
+        const none = planOf({ database: db });
+        assert.ok(!files(databaseParts(none, node(none, "db-1"), { ...SECRETS, backup: undefined })).some((f) => f.path === DB_RESTORE_TOOL));
     });
 
     it("creates the app role and database after bootstrap, idempotently", () => {

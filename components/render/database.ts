@@ -7,6 +7,7 @@ import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
 import { synchronousNodeCount } from "../replication";
 import { afterPromoteFiles } from "./after-promote";
 import { CloudConfigPart, FilePart } from "./cloud-config";
+import { dbRestoreFiles } from "./db-restore";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
@@ -117,6 +118,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
             asPostgres({ path: TLS_FILES.key, content: b.keyPem, permissions: "0600" }),
             { path: BACKUP_SCRIPT, content: renderBackupScript({ stanza, name: node.name, meshAddress: node.meshAddress }), permissions: "0755" },
             { path: RESTORE_SCRIPT, content: renderRestoreScript(stanza), permissions: "0755" },
+            ...dbRestoreFiles(),
             { path: unitPath(PGBACKREST_SERVER_UNIT), content: renderPgbackrestServerUnit() },
             ...backupJobs(),
         );

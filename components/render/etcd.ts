@@ -101,7 +101,15 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
 /**
  * Runs before every start of etcd (ExecStartPre) and decides how this member joins:
  * - data on disk: etcd knows its cluster; the initial-cluster settings are ignored.
- * - empty data dir, no other member answers: a fresh cluster; start "new" from the static list.
+ * - empty data dir, no cluster answers, and no other member holds data: start "new" from the
+ *   static list. etcd forms the cluster only when a majority of the list does the same, so a new
+ *   cluster (etcd's, and PostgreSQL's through Patroni) needs a majority of members with empty
+ *   disks; a member alone behind a partition waits without a leader.
+ * - empty data dir, no cluster answers, but another member holds data: wait (exit 1), never "new".
+ *   etcd serves clients only once it has had a leader, but its peer port answers /version at
+ *   once: "etcdcluster" is "not_decided" on a member that never had a leader (an empty disk), and
+ *   the cluster's version on one that holds data, whose cluster has lost its quorum or is out of
+ *   reach: a second cluster must never start beside it. (python3 is on every node: cloud-init's.)
  * - empty data dir, the cluster answers: this member was rebuilt (replaced, resized, moved).
  *   Its old identity, if it ever started, is removed through a surviving member and added back,
  *   and it starts "existing" with the membership the cluster has now. A member that is listed
@@ -118,6 +126,7 @@ PEER_URL=${peerUrl(spec.meshAddress)}
 DATA_DIR=${ETCD_DATA_DIR}
 STATE_FILE=${ETCD_CLUSTER_STATE_FILE}
 OTHERS="${others.join(" ")}"
+DECIDED='import sys,urllib.request as u;sys.exit(b"not_decided" in u.urlopen(sys.argv[1],timeout=3).read())'
 DIRECTORY_STATUS=${DIRECTORY_STATUS}
 
 say() { echo "etcd-join: $*"; }
@@ -156,7 +165,14 @@ done
 wait
 endpoint=$(cat "$answers"/* 2>/dev/null | head -n 1)
 if [ -z "$endpoint" ]; then
-  say "no other member answers: starting a new cluster from the static member list"
+  for peer in $OTHERS; do
+    peer=\${peer%:*}:${DB_PORTS.etcdPeer}
+    if python3 -c "$DECIDED" "$peer/version" 2> /dev/null; then
+      say "$peer holds data: waiting"
+      exit 1
+    fi
+  done
+  say "starting a new cluster from the static member list"
   write_state new
   exit 0
 fi

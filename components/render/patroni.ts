@@ -5,6 +5,7 @@
 import { stringify } from "yaml";
 import { DB_PORTS } from "../plan";
 import { afterPromoteHook, PG_CTL_WRAPPER } from "./after-promote";
+import { initdbArguments, restoreBootstrap, restoreReplicaMethods } from "./db-restore";
 import { MESH_UNIT } from "./mesh";
 import { SWITCHOVER_BEFORE_STOP } from "./switchover";
 import { renderUnit } from "./systemd";
@@ -17,6 +18,8 @@ export const PG_BIN_DIR = `/usr/lib/postgresql/${PG_MAJOR}/bin`;
 /** A socket directory of its own, outside /run/postgresql where Debian's clusters live. */
 export const PG_SOCKET_DIR = "/var/lib/postgresql/vps-ha-socket";
 export const POST_BOOTSTRAP_SCRIPT = "/usr/local/lib/vps-ha/db-post-bootstrap";
+/** Patroni's bootstrap.initdb: what a new, empty cluster is made with. */
+export const INITDB_OPTIONS: (string | Record<string, string>)[] = [{ encoding: "UTF8" }, { locale: "C.UTF-8" }, "data-checksums"];
 
 /** Users the cluster has; passwords come from the program's state. */
 export const DB_USERS = { superuser: "postgres", replication: "replicator", rewind: "rewinder", app: "app", restApi: "patroni" } as const;
@@ -167,7 +170,10 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
         etcd3: { hosts: spec.etcdHosts },
         bootstrap: {
             dcs: patroniDynamicConfig(spec.synchronous),
-            initdb: [{ encoding: "UTF8" }, { locale: "C.UTF-8" }, "data-checksums"],
+            // With backups on, a new cluster comes from the repository when it holds a backup;
+            // the restore tool runs initdb with these options only when it provably holds none.
+            ...(spec.pgbackrestStanza ? restoreBootstrap(spec.pgbackrestStanza, PG_BIN_DIR, initdbArguments(INITDB_OPTIONS, DB_USERS.superuser)) : {}),
+            initdb: INITDB_OPTIONS,
             post_bootstrap: POST_BOOTSTRAP_SCRIPT,
         },
         postgresql: {
@@ -207,7 +213,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             // PostgreSQL stops, rather than before Patroni's checks: clients wait less. Any other
             // stop finds no request and pauses nothing (vpsha/switchover.py).
             before_stop: SWITCHOVER_BEFORE_STOP,
-            create_replica_methods: ["basebackup"],
+            ...(spec.pgbackrestStanza ? restoreReplicaMethods(spec.pgbackrestStanza) : { create_replica_methods: ["basebackup"] }),
             basebackup: [{ checkpoint: "fast" }],
         },
         tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },

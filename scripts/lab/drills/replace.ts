@@ -134,10 +134,12 @@ export const dbMemberReplace: Drill = {
         const health = await etcdHealth(asker.name);
         check(health.ok, `etcd endpoint health: ${health.detail}`);
 
-        // Patroni found a leader and cloned from it (pg_basebackup), rather than starting anything of its own.
+        // Patroni found a leader and cloned from it, rather than starting anything of its own: from the
+        // backup repository when it holds a backup (a later round's), else with pg_basebackup.
         const leader = await currentPrimary();
         const cloned = unitLog(target, PATRONI_UNIT, "bootstrapped from leader");
-        check(cloned.some((l) => l.includes(`'${leader}'`)) && unitLog(target, PATRONI_UNIT, "replica has been created using basebackup").length > 0, `Patroni re-cloned ${target} from the leader ${leader ?? "(none)"} with pg_basebackup`);
+        const method = ["pgbackrest", "basebackup"].find((m) => unitLog(target, PATRONI_UNIT, `replica has been created using ${m}`).length > 0);
+        check(cloned.some((l) => l.includes(`'${leader}'`)) && method !== undefined, `Patroni re-cloned ${target} as a replica of the leader ${leader ?? "(none)"} (${method ?? "no replica method succeeded"})`);
         const status = await patroniJson<PatroniStatus>(node, "/patroni");
         check(status?.role === "replica" && status.replication_state === "streaming", `${target} is a streaming replica (${status?.role ?? "?"}, ${status?.replication_state ?? "not streaming"})`);
         if (sync.everyReplicaVotes) check(status?.quorum_standby === true, `${target} is in the synchronous quorum`);
