@@ -1,4 +1,4 @@
-// Never an empty cluster over real data (render/db-restore.py), run by the real daemons of Debian
+// Never an empty cluster over real data (node-agent/vpsha/db_restore.py), run by the real daemons of Debian
 // 13 (PostgreSQL 17, Patroni 4.0.7, etcd 3.5, pgBackRest 2.55) on a database member's rendered
 // files, in a vhtest-* namespace: a one-member cluster with an empty repository runs initdb and
 // its post_bootstrap; after a backup, more archived writes and the loss of every disk (data

@@ -1,10 +1,10 @@
 // Never an empty cluster over real data: with backups on, the member that creates the cluster
-// asks the pgBackRest repository first (db-restore.py beside this file) and restores the newest
+// asks the pgBackRest repository first (node-agent/vpsha/db_restore.py) and restores the newest
 // backup and every archived WAL segment when there is one; it runs initdb only when the
 // repository provably holds no backup, and creates nothing while the repository does not answer.
 // New replicas are restored from the repository too, when it has a backup.
 import { FilePart } from "./cloud-config";
-import { shippedTool } from "./python-lib";
+import { toolFiles } from "./python-lib";
 
 export const DB_RESTORE_TOOL = "/usr/local/lib/vps-ha/db-restore";
 /** Patroni's name for the bootstrap method (bootstrap.method) and the replica method. */
@@ -50,5 +50,5 @@ export function restoreReplicaMethods(stanza: string): Record<string, unknown> {
 }
 
 export function dbRestoreFiles(): FilePart[] {
-    return [{ path: DB_RESTORE_TOOL, content: shippedTool("db-restore.py"), permissions: "0755" }];
+    return toolFiles(DB_RESTORE_TOOL, "db_restore");
 }

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """vps-ha: Patroni's bootstrap method.
 
 The newest backup if there is one, initdb if provably none. Run by Patroni on the member that
@@ -36,12 +35,14 @@ def run(*argv):
 
 def newest_backup(stanza):
     """The newest backup in the repository; None when it provably holds none; ValueError otherwise."""
-    r = sp.run(["pgbackrest", "--stanza=" + stanza, "--output=json", "info"], capture_output=True, text=True, timeout=TIMEOUT)
+    argv = ["pgbackrest", "--stanza=" + stanza, "--output=json", "info"]
+    r = sp.run(argv, capture_output=True, text=True, timeout=TIMEOUT)
     try:
         info = [s for s in json.loads(r.stdout) if s["name"] == stanza][0]
-        status = (r.returncode, info["status"]["code"], {repo["status"]["code"] for repo in info["repo"]}, len(info["backup"]))
-    except (ValueError, LookupError, TypeError):
-        raise ValueError(r.stderr + r.stdout)
+        repos = {repo["status"]["code"] for repo in info["repo"]}
+        status = (r.returncode, info["status"]["code"], repos, len(info["backup"]))
+    except (ValueError, LookupError, TypeError) as e:
+        raise ValueError(r.stderr + r.stdout) from e
     log("%s %s" % (status, info["status"]["message"]))
     # Codes: 0 ok, 1 missing stanza path, 2 no valid backups. Any other (3 missing stanza data,
     # 99 other, which an unreadable repository gives) proves nothing.
@@ -53,7 +54,10 @@ def newest_backup(stanza):
 
 
 def replay_and_promote(bin_dir, data):
-    """Runs the restored cluster, closed to clients, until it has replayed the archive and promoted itself (its log goes to Patroni's)."""
+    """Runs the restored cluster, closed to clients, until it has replayed the archive and promoted.
+
+    Its log goes to Patroni's.
+    """
     pg_ctl = [bin_dir + "/pg_ctl", "-D", data]
     # Its socket in its own directory, where nobody looks; no TCP at all. Nothing commits, so
     # synchronous_standby_names (restored with the rest) holds nothing up.
@@ -90,7 +94,12 @@ def bootstrap(stanza, data, bin_dir, initdb):
     return False
 
 
-if __name__ == "__main__":
+def main(argv):
     # Patroni passes every setting as --key=value (--scope, --datadir, the method's own keys).
-    opt = dict(a[2:].split("=", 1) for a in sys.argv[1:] if "=" in a)
-    sys.exit(not bootstrap(opt["stanza"], opt["datadir"], opt["bin_dir"], opt["initdb"]))
+    opt = dict(a[2:].split("=", 1) for a in argv if "=" in a)
+    missing = [k for k in ("stanza", "datadir", "bin_dir", "initdb") if k not in opt]
+    if missing:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    return 0 if bootstrap(opt["stanza"], opt["datadir"], opt["bin_dir"], opt["initdb"]) else 1
+
