@@ -29,6 +29,7 @@ import { abandonBuild, ensureRootfs } from "./rootfs.js";
 import { emptyState, loadState, nodeState, saveState, updateState, NodeState } from "./state.js";
 import { RunResult } from "./exec.js";
 import { UnitStatus, unitStatuses } from "./services.js";
+import { ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn.js";
 
 export interface LabNodeSpec {
   name: string;
@@ -158,6 +159,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
       log(`lab: a previous lab was left up (${STATE_FILE}); taking it down first`);
       await down(log);
     }
+    if (nspawnEnabled()) await ensureNspawnHost();
     const rootfs = await ensureRootfs(packages, log);
     saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
     await ensureBridge();
@@ -214,8 +216,9 @@ async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise
   const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
   await mountNode(n, rootfs);
   copyHostsIntoNode(n, hostsFile);
-  await bootServices(n.name, log);
-  log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
+  // A node with its own systemd boots once its seed is in place (cloudinit.ts).
+  if (!nspawnEnabled()) await bootServices(n.name, log);
+  log(`[${n.name}] namespace, overlay${nspawnEnabled() ? "" : " and boot"} ready in ${elapsed(t)} (${n.publicIpv4})`);
 }
 
 /** Where a node keeps the lab's CA, relative to its root. */
@@ -294,9 +297,10 @@ export async function healNode(name: string): Promise<void> {
   updateState((s) => (s.nodes[name].isolated = false));
 }
 
-/** Units the node's systemctl stand-in knows, with state and PIDs. */
+/** Units the node's systemd (or its stand-in) knows, with state and PIDs. */
 export function nodeUnits(name: string): UnitStatus[] {
-  return unitStatuses(nodeState(name).paths.merged);
+  const n = nodeState(name);
+  return nspawnEnabled() ? systemdUnits(n) : unitStatuses(n.paths.merged);
 }
 
 /** Host path of the node's log directory (unit logs, spawned process logs). */
