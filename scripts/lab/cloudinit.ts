@@ -221,7 +221,8 @@ async function runCloudInitStages(n: NodeState): Promise<void> {
  * per node: importing cloud-init's schema costs about a second of CPU each time.
  */
 export async function checkSchemas(host: NodeState, docs: { name: string; userData: string }[]): Promise<void> {
-  const dir = "run/vps-ha-lab-schema";
+  // Not under /run or /tmp: a booting container mounts its own there.
+  const dir = "var/lib/vps-ha-lab-schema";
   mkdirSync(join(host.paths.merged, dir), { recursive: true, mode: 0o700 });
   for (const d of docs) writeFileSync(join(host.paths.merged, dir, `${d.name}.yaml`), d.userData, { mode: 0o600 });
   const r = await execInNode(host.name, ["python3", "-c", SCHEMA_CHECK, ...docs.map((d) => `/${dir}/${d.name}.yaml`)], { timeoutMs: 120_000, allowFail: true });

@@ -88,7 +88,9 @@ function nspawnArgs(n: NodeState): string[] {
     return [
         NSPAWN, "-D", n.paths.merged, "-M", n.name, "--register=no", "--keep-unit",
         `--network-namespace-path=/run/netns/${netnsName(n.name)}`,
-        "--bind=/dev/net/tun", `--bind=${n.paths.logs}:/var/log/lab`,
+        // The namespace is the node's own: its network is its to configure (wireguard-go's TUN
+        // device, wg, nft), which nspawn grants only with a private network of its making.
+        "--capability=CAP_NET_ADMIN", "--bind=/dev/net/tun", `--bind=${n.paths.logs}:/var/log/lab`,
         "--resolv-conf=off", "--timezone=off", "--link-journal=no",
     ];
 }
@@ -106,8 +108,14 @@ function supervisorEnv(n: NodeState, mode: "boot" | "once"): NodeJS.ProcessEnv {
 export function runBeforeBoot(n: NodeState, argv: string[], opts: { env: Record<string, string>; timeoutMs: number; input?: string; allowFail?: boolean }): Promise<RunResult> {
     const setenv = Object.entries(opts.env).map(([k, v]) => `--setenv=${k}=${v}`);
     const cmd = ["sh", "-c", SUPERVISOR, "sh", ...nspawnArgs(n), "--quiet", "--pipe", ...setenv, "--", ...argv];
-    return run(cmd, { timeoutMs: opts.timeoutMs, env: supervisorEnv(n, "once"), input: opts.input, allowFail: opts.allowFail });
+    // One at a time per node: two containers of one name would share nspawn's propagation directory.
+    const prev = beforeBoot.get(n.name) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(() => run(cmd, { timeoutMs: opts.timeoutMs, env: supervisorEnv(n, "once"), input: opts.input, allowFail: opts.allowFail }));
+    beforeBoot.set(n.name, next);
+    return next;
 }
+
+const beforeBoot = new Map<string, Promise<RunResult>>();
 
 /** Start the node's container (its supervisor, detached, PID in the state file); returns at once. */
 export function startContainer(n: NodeState): number {
