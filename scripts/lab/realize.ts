@@ -3,7 +3,7 @@
 // rootfs through its own overlay, configured by its real cloud-config.
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { applyCloudConfig, checkSchemas, packagesOf } from "./cloudinit.js";
+import { applyCloudConfig, checkSchemas, packagesOf, readCloudConfig } from "./cloudinit.js";
 import { down, stopProcesses } from "./cleanup.js";
 import { Log, elapsed, killActiveChildren, run } from "./exec.js";
 import { startLabDns } from "./dns.js";
@@ -30,6 +30,8 @@ import { emptyState, loadState, nodeState, saveState, updateState, NodeState } f
 import { RunResult } from "./exec.js";
 import { UnitStatus, unitStatuses } from "./services.js";
 import { ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn.js";
+import { disablePackageUnits, foreignPackages, parseDpkgStatus } from "./node-packages.js";
+import { LAB_EXTRAS } from "./rootfs.js";
 
 export interface LabNodeSpec {
   name: string;
@@ -216,9 +218,18 @@ async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise
   const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
   await mountNode(n, rootfs);
   copyHostsIntoNode(n, hostsFile);
+  if (nspawnEnabled()) keepOwnPackages(nodeState(n.name), spec, log);
   // A node with its own systemd boots once its seed is in place (cloudinit.ts).
   if (!nspawnEnabled()) await bootServices(n.name, log);
   log(`[${n.name}] namespace, overlay${nspawnEnabled() ? "" : " and boot"} ready in ${elapsed(t)} (${n.publicIpv4})`);
+}
+
+/** Units of packages the node's cloud-config does not bring are not enabled in it (node-packages.ts). */
+export function keepOwnPackages(n: NodeState, spec: LabNodeSpec, log: Log): void {
+  const installed = parseDpkgStatus(readFileSync(join(n.paths.merged, "var/lib/dpkg/status"), "utf8"));
+  const foreign = foreignPackages(installed, LAB_EXTRAS, readCloudConfig(spec.name, spec.userData).packages);
+  const units = disablePackageUnits(n.paths.merged, foreign);
+  if (units.length) log(`[${n.name}] not its packages, not enabled: ${units.join(" ")}`);
 }
 
 /** Where a node keeps the lab's CA, relative to its root. */
