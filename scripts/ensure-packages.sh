@@ -6,6 +6,7 @@ set -euo pipefail
 declare -A need=(
   [wg]=wireguard-tools [wireguard-go]=wireguard-go [cloud-init]=cloud-init
   [ip]=iproute2 [debootstrap]=debootstrap [openssl]=openssl [nsenter]=util-linux
+  [systemd-nspawn]=systemd-container
 )
 missing=()
 for cmd in "${!need[@]}"; do
