@@ -91,8 +91,9 @@ function nspawnArgs(n: NodeState): string[] {
         // The namespace is the node's own: its network is its to configure (wireguard-go's TUN
         // device, wg, nft), which nspawn grants only with a private network of its making.
         "--capability=CAP_NET_ADMIN", "--bind=/dev/net/tun", `--bind=${n.paths.logs}:/var/log/lab`,
-        // nspawn's seccomp filter refuses the kernel keyring, which runc joins for every container.
-        "--system-call-filter=@keyring",
+        // nspawn's seccomp filter refuses what runc does for every container: join the kernel
+        // keyring, and load its cgroup v2 device program (bpf).
+        "--system-call-filter=@keyring bpf",
         "--resolv-conf=off", "--timezone=off", "--link-journal=no",
     ];
 }
