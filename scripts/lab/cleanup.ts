@@ -108,7 +108,7 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
   }
   await removeStrayVeths();
   removeContainerCgroups();
-  removeLabCgroups();
+  await removeLabCgroups();
   await removeBridge();
   if (existsSync(NETNS_ETC)) {
     for (const n of nodes) rmSync(join(NETNS_ETC, n.netns), { recursive: true, force: true });

@@ -59,10 +59,14 @@ export function labCgroupDirs(): string[] {
     return out;
 }
 
-/** Empty lab cgroups go; a busy one stays (and shows up in leftovers). */
-export function removeLabCgroups(): void {
-    for (const dir of labCgroupDirs()) {
-        try { rmdirSync(dir); } catch { /* busy or already gone */ }
+/** Empty lab cgroups go; a busy one stays (and shows up in leftovers). nspawn may take a moment to exit after its supervisor. */
+export async function removeLabCgroups(): Promise<void> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+        for (const dir of labCgroupDirs()) {
+            try { rmdirSync(dir); } catch { /* busy or already gone */ }
+        }
+        if (labCgroupDirs().length === 0) return;
+        await sleep(100);
     }
 }
 
@@ -294,6 +298,25 @@ RestartSec=1
 WantedBy=sysinit.target
 `;
 
+/**
+ * nspawn mounts /proc/sys read-only but for a network it made itself; the node's namespace is its
+ * own, so its network sysctls are writable as on a server (kernel.* and the rest stay read-only).
+ */
+const NET_SYSCTL_UNIT = `[Unit]
+Description=vps-ha lab: the node's network sysctls are its own
+DefaultDependencies=no
+Before=sysinit.target systemd-sysctl.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mount --bind /proc/sys/net /proc/sys/net
+ExecStart=/bin/mount -o remount,bind,rw /proc/sys/net
+
+[Install]
+WantedBy=sysinit.target
+`;
+
 /** Files the node needs on its disk before its first boot. */
 export function prepareRootForBoot(n: NodeState): void {
     const m = n.paths.merged;
@@ -306,7 +329,10 @@ export function prepareRootForBoot(n: NodeState): void {
     mkdirSync(join(m, "usr/local/lib/vps-ha-lab"), { recursive: true });
     writeFileSync(join(m, "usr/local/lib/vps-ha-lab/journal-files.py"), JOURNAL_FILES_PY);
     writeFileSync(join(m, "etc/systemd/system/vps-ha-lab-journal-files.service"), JOURNAL_FILES_UNIT);
+    writeFileSync(join(m, "etc/systemd/system/vps-ha-lab-net-sysctl.service"), NET_SYSCTL_UNIT);
     mkdirSync(join(m, "etc/systemd/system/sysinit.target.wants"), { recursive: true });
-    const link = join(m, "etc/systemd/system/sysinit.target.wants/vps-ha-lab-journal-files.service");
-    if (!existsSync(link)) symlinkSync("/etc/systemd/system/vps-ha-lab-journal-files.service", link);
+    for (const unit of ["vps-ha-lab-journal-files.service", "vps-ha-lab-net-sysctl.service"]) {
+        const link = join(m, "etc/systemd/system/sysinit.target.wants", unit);
+        if (!existsSync(link)) symlinkSync(`/etc/systemd/system/${unit}`, link);
+    }
 }

@@ -29,7 +29,7 @@ import { abandonBuild, ensureRootfs } from "./rootfs.js";
 import { emptyState, loadState, nodeState, saveState, updateState, NodeState } from "./state.js";
 import { RunResult } from "./exec.js";
 import { UnitStatus, unitStatuses } from "./services.js";
-import { ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn.js";
+import { containerLeader, ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn.js";
 import { disablePackageUnits, foreignPackages, parseDpkgStatus } from "./node-packages.js";
 import { LAB_EXTRAS } from "./rootfs.js";
 
@@ -312,6 +312,15 @@ export async function healNode(name: string): Promise<void> {
 export function nodeUnits(name: string): UnitStatus[] {
   const n = nodeState(name);
   return nspawnEnabled() ? systemdUnits(n) : unitStatuses(n.paths.merged);
+}
+
+/**
+ * Host path of the node's root as its own processes see it: with its own systemd, through its
+ * PID 1 (its /run and /tmp are mounts of its own); otherwise the overlay.
+ */
+export function nodeRoot(n: NodeState): string {
+  const leader = nspawnEnabled() ? containerLeader(n) : undefined;
+  return leader ? `/proc/${leader}/root` : n.paths.merged;
 }
 
 /** Host path of the node's log directory (unit logs, spawned process logs). */
