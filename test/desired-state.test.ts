@@ -212,7 +212,7 @@ describe("DesiredState component (mock runtime)", () => {
     });
 });
 
-describe("desired-state reader, run for real (Debian 13's python3, the lab's DNS server)", function () {
+describe("desired-state reader, run for real (Debian 13's python3, the lab's DNS server) @rootfs", function () {
     this.timeout(600000);
     let rootfs = "";
     let dns: ChildProcess | undefined;

@@ -41,7 +41,7 @@ function nodesOf(e: Evaluation): { name: string; role: string; meshAddress: stri
     return e.outputs.nodes as { name: string; role: string; meshAddress: string }[];
 }
 
-describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the lab's DNS)", function () {
+describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the lab's DNS) @rootfs", function () {
     this.timeout(900000);
     let prod: Evaluation;
     let sb: Sandbox | undefined;

@@ -53,7 +53,7 @@ describe("HAProxy pair config", function () {
         assert.equal(filesOf(prod.userData["db-1"])[HAPROXY_CFG], undefined);
     });
 
-    it("every rendered haproxy.cfg passes haproxy -c (Debian 13, HAProxy 3.0)", async function () {
+    it("every rendered haproxy.cfg passes haproxy -c (Debian 13, HAProxy 3.0) @rootfs", async function () {
         requireTools(this, ["debootstrap", "unshare", "chroot"], true);
         const rootfs = await labRootfs(prod);
         for (const lb of ["lb-1", "lb-2"]) {

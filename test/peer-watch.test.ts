@@ -38,7 +38,7 @@ function directoryCache(e: Evaluation, names: string[]): string {
     return JSON.stringify({ index: [], members, release: null });
 }
 
-describe("peer watch, run for real (raw ICMP, nftables)", function () {
+describe("peer watch, run for real (raw ICMP, nftables) @rootfs", function () {
     this.timeout(300000);
     let sb: Sandbox | undefined;
     let cfg: PeerWatchConfig;

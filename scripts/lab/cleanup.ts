@@ -11,6 +11,7 @@ import { BRIDGE, NETNS_ETC, NETNS_PREFIX, NODES_DIR, STATE_DIR, hostVethName, no
 import { livePids } from "./node.js";
 import { isAlive, signalPids, cmdline, seen, SeenProcess, stillRunning } from "./procs.js";
 import { loadState, NodeState } from "./state.js";
+import { labCgroupDirs, removeLabCgroups } from "./nspawn.js";
 
 const CONTAINER_CGROUP = "libpod_parent";
 
@@ -107,6 +108,7 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
   }
   await removeStrayVeths();
   removeContainerCgroups();
+  await removeLabCgroups();
   await removeBridge();
   if (existsSync(NETNS_ETC)) {
     for (const n of nodes) rmSync(join(NETNS_ETC, n.netns), { recursive: true, force: true });
@@ -186,6 +188,6 @@ export async function leftovers(nodeNames: string[], recorded: SeenProcess[] = [
   for (const name of nodeNames) if (existsSync(join(NETNS_ETC, netnsName(name)))) out.push(`${NETNS_ETC}/${netnsName(name)}`);
   for (const p of recorded) if (stillRunning(p)) out.push(`process ${p.pid} (${cmdline(p.pid)})`);
   if (existsSync(STATE_DIR)) out.push(`state dir ${STATE_DIR}`);
-  for (const d of containerCgroupDirs()) out.push(`cgroup ${d}`);
+  for (const d of [...containerCgroupDirs(), ...labCgroupDirs()]) out.push(`cgroup ${d}`);
   return out;
 }

@@ -29,6 +29,7 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { Log, elapsed, describe } from "./exec.js";
 import { execInNode } from "./node.js";
+import { nspawnEnabled, startContainer, waitBooted } from "./nspawn.js";
 import { NodeState } from "./state.js";
 
 const LAB_CLOUD_CFG = `# vps-ha lab: modules that are safe and meaningful inside a node namespace + chroot
@@ -37,6 +38,19 @@ network: {config: disabled}
 cloud_init_modules: [bootcmd, write_files, set_hostname, update_hostname, update_etc_hosts, ca_certs, users_groups, ssh]
 cloud_config_modules: [set_passwords, timezone, runcmd]
 cloud_final_modules: [write_files_deferred, final_message]
+`;
+
+/**
+ * With real systemd (nspawn.ts) cloud-init boots with the node, with Debian's own module lists
+ * but for the modules that act on the host's disks and mounts, and apt-configure (the node is
+ * offline: its sources stay empty, so package_update and packages run apt with nothing to fetch).
+ */
+const LAB_CLOUD_CFG_BOOTED = `# vps-ha lab: Debian's module lists without what acts on the host's disks, mounts or apt sources
+datasource_list: [ NoCloud ]
+network: {config: disabled}
+cloud_init_modules: [seed_random, bootcmd, write_files, set_hostname, update_hostname, update_etc_hosts, ca_certs, rsyslog, users_groups, ssh]
+cloud_config_modules: [snap, ssh_import_id, keyboard, locale, set_passwords, grub_dpkg, apt_pipelining, ntp, timezone, disable_ec2_metadata, runcmd, byobu]
+cloud_final_modules: [package_update_upgrade_install, fan, landscape, lxd, write_files_deferred, puppet, chef, mcollective, salt_minion, reset_rmc, scripts_vendor, scripts_per_once, scripts_per_boot, scripts_per_instance, scripts_user, ssh_authkey_fingerprints, keys_to_console, install_hotplug, phone_home, final_message, power_state_change]
 `;
 
 /** Top-level keys handled by the real modules above (or harmless meta keys). */
@@ -129,7 +143,27 @@ function seed(n: NodeState, userData: string): void {
   mkdirSync(seedDir, { recursive: true });
   writeFileSync(join(seedDir, "meta-data"), `instance-id: vh-${n.name}\nlocal-hostname: ${n.name}\n`);
   writeFileSync(join(seedDir, "user-data"), userData, { mode: 0o600 });
-  writeFileSync(join(m, "etc/cloud/cloud.cfg.d/90-vps-ha-lab.cfg"), LAB_CLOUD_CFG);
+  writeFileSync(join(m, "etc/cloud/cloud.cfg.d/90-vps-ha-lab.cfg"), nspawnEnabled() ? LAB_CLOUD_CFG_BOOTED : LAB_CLOUD_CFG);
+}
+
+/**
+ * Real systemd: the node boots from its seed, and cloud-init runs every stage through its own
+ * units. A module that failed (a runcmd command, a package apt could not install) fails the node;
+ * recoverable problems (deprecated keys) are logged.
+ */
+async function bootWithCloudInit(n: NodeState, userData: string, log: Log, afterModules?: () => void): Promise<void> {
+  const started = Date.now();
+  seed(n, userData);
+  startContainer(n);
+  await waitBooted(n.name);
+  const r = await execInNode(n.name, ["cloud-init", "status", "--long"], { timeoutMs: 60_000, allowFail: true });
+  if (r.code === 1 || !/^status: done$/m.test(r.stdout)) {
+    const out = await execInNode(n.name, ["tail", "-n", "40", "/var/log/cloud-init-output.log"], { timeoutMs: 10_000, allowFail: true });
+    throw new Error(`[node ${n.name}] cloud-init failed (exit ${r.code}):\n${r.stdout.trim()}\n--- cloud-init-output.log ---\n${out.stdout.trimEnd()}\n${cloudInitProblems(n)}`);
+  }
+  if (r.code === 2) log(`[${n.name}] cloud-init: recoverable problems:\n${r.stdout.trim()}`);
+  afterModules?.();
+  log(`[${n.name}] booted, cloud-config applied in ${elapsed(started)}`);
 }
 
 /** The units that start cloud-init's stages, in boot order (each sends "start" to its stage's socket). */
@@ -187,7 +221,8 @@ async function runCloudInitStages(n: NodeState): Promise<void> {
  * per node: importing cloud-init's schema costs about a second of CPU each time.
  */
 export async function checkSchemas(host: NodeState, docs: { name: string; userData: string }[]): Promise<void> {
-  const dir = "run/vps-ha-lab-schema";
+  // Not under /run or /tmp: a booting container mounts its own there.
+  const dir = "var/lib/vps-ha-lab-schema";
   mkdirSync(join(host.paths.merged, dir), { recursive: true, mode: 0o700 });
   for (const d of docs) writeFileSync(join(host.paths.merged, dir, `${d.name}.yaml`), d.userData, { mode: 0o600 });
   const r = await execInNode(host.name, ["python3", "-c", SCHEMA_CHECK, ...docs.map((d) => `/${dir}/${d.name}.yaml`)], { timeoutMs: 120_000, allowFail: true });
@@ -217,6 +252,7 @@ export async function applyCloudConfig(n: NodeState, userData: string, log: Log,
   const started = Date.now();
   const summary = readCloudConfig(n.name, userData);
   for (const s of summary.skipped) log(`[${n.name}] cloud-config: not applied in the lab: ${s}`);
+  if (nspawnEnabled()) return bootWithCloudInit(n, userData, log, afterModules);
   seed(n, userData);
   await assertPackages(n, summary.packages);
   await runCloudInitStages(n);

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { Log, elapsed } from "./exec";
 import { execInNode } from "./realize";
 import { nodeState } from "./state";
+import { nspawnEnabled } from "./nspawn";
 
 export interface LabApp {
     /** Every image the release names (active first): each gets a stand-in. */
@@ -30,6 +31,18 @@ cgroups = "enabled"
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+`;
+
+/**
+ * With the node's own systemd as PID 1 (nspawn.ts), podman keeps its systemd cgroup manager;
+ * the container's cgroup v2 tree has no controllers on this hybrid host, so no pids limit can be
+ * set (runc fails writing pids.max otherwise). runc: the rootfs has no crun.
+ */
+const CONTAINERS_CONF_BOOTED = `# vps-ha lab: podman under the node's systemd, in a cgroup v2 tree without controllers
+[containers]
+pids_limit = 0
+[engine]
+runtime = "runc"
 `;
 
 const STORAGE_CONF = `# vps-ha lab: the node's root is already an overlay
@@ -93,7 +106,7 @@ export async function importStandIns(nodes: string[], app: Omit<LabApp, "images"
         const t = Date.now();
         const root = nodeState(name).paths.merged;
         mkdirSync(join(root, "etc/containers/containers.conf.d"), { recursive: true });
-        writeFileSync(join(root, "etc/containers/containers.conf.d/50-vps-ha-lab.conf"), CONTAINERS_CONF);
+        writeFileSync(join(root, "etc/containers/containers.conf.d/50-vps-ha-lab.conf"), nspawnEnabled() ? CONTAINERS_CONF_BOOTED : CONTAINERS_CONF);
         writeFileSync(join(root, "etc/containers/storage.conf"), STORAGE_CONF);
         for (const image of images) {
             await execInNode(name, ["sh", "-c", standInImageScript(app, image)], { timeoutMs: 120_000, env: { PODMAN_IGNORE_CGROUPSV1_WARNING: "1" } });

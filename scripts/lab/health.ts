@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DIRECTORY_STATUS } from "../../components/render/directory-agent";
-import { execInNode, labNodes, nodePids, nodeUnits, NodeState, UnitStatus } from "./realize";
+import { execInNode, labNodes, nodePids, nodeRoot, nodeUnits, NodeState, UnitStatus } from "./realize";
 import { etcdMembers } from "./etcd";
 import { ETCD_UNIT } from "../../components/render/etcd";
 import { PATRONI_UNIT } from "../../components/render/patroni";
@@ -81,7 +81,7 @@ async function replicationCheck(node: NodeState): Promise<Check> {
  * lab node, and applied it without a problem (peers, firewall sets, proxy servers).
  */
 export function directoryCheck(node: NodeState, all: NodeState[]): Check {
-    const file = join(node.paths.merged, DIRECTORY_STATUS);
+    const file = join(nodeRoot(node), DIRECTORY_STATUS);
     if (!existsSync(file)) return { name: "directory", ok: false, detail: "the agent has not finished a round" };
     let status: { members?: string[]; problems?: string[]; source?: string | null } = {};
     try {

@@ -9,6 +9,7 @@ import { BRIDGE_ADDRESS, NodePaths, netnsName } from "./paths.js";
 import { isAlive, pidsInNetns, pidsWithRootUnder } from "./procs.js";
 import { installShim, unitPids, SYSTEMCTL } from "./services.js";
 import { loadState, nodeState, updateState, NodeState } from "./state.js";
+import { containerLeader, enterArgv, nspawnEnabled, prepareRootForBoot, rebootContainer, runBeforeBoot } from "./nspawn.js";
 
 const NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -21,13 +22,22 @@ async function recordedMount(node: string, target: string, doMount: () => Promis
   if (!isMounted(target)) await doMount();
 }
 
-/** Overlay, /proc, /dev, /sys (as the node's namespace sees it), a fresh /run, the log bind, UTS. */
+/**
+ * Overlay, /proc, /dev, /sys (as the node's namespace sees it), a fresh /run, the log bind, UTS.
+ * A node that boots its own systemd (nspawn.ts) gets only the overlay: nspawn mounts the rest.
+ */
 export async function mountNode(n: NodeState, rootfs: string): Promise<void> {
   const p = n.paths;
   for (const d of [p.upper, p.work, p.merged, p.logs]) mkdirSync(d, { recursive: true });
   await recordedMount(n.name, p.merged, () =>
     mount(["-t", "overlay", "vh-overlay", "-o", `lowerdir=${rootfs},upperdir=${p.upper},workdir=${p.work}`, p.merged]),
   );
+  if (nspawnEnabled()) {
+    writeFileSync(join(p.merged, "etc/hostname"), `${n.name}\n`);
+    writeFileSync(join(p.merged, "etc/resolv.conf"), `# vps-ha lab: the lab's DNS server on the bridge\nnameserver ${BRIDGE_ADDRESS}\noptions timeout:1 attempts:2\n`);
+    prepareRootForBoot(n);
+    return;
+  }
   await recordedMount(n.name, join(p.merged, "proc"), () => mountProc(p.merged));
   await recordedMount(n.name, join(p.merged, "dev"), () => mountMinimalDev(p.merged));
   // sysfs shows the network devices of the namespace that mounts it: mount from inside.
@@ -110,8 +120,12 @@ function account(paths: NodePaths, user: string): Account {
 /** argv and environment that run `argv` inside the node (its namespaces + chroot). */
 function nodeCommand(n: NodeState, argv: string[], opts: { user?: string; env?: Record<string, string> }) {
   const acct = opts.user ? account(n.paths, opts.user) : { home: "/root" };
-  const prefix = ["nsenter", `--net=/run/netns/${n.netns}`, `--uts=${n.paths.uts}`, "--", "chroot", n.paths.merged];
   const drop = opts.user ? ["setpriv", "--reuid", opts.user, "--regid", opts.user, "--init-groups", "--"] : [];
+  // Real systemd: the booted container's namespaces; before its first boot, a container of its own.
+  const booted = nspawnEnabled() && containerLeader(n) !== undefined;
+  const prefix = !nspawnEnabled()
+    ? ["nsenter", `--net=/run/netns/${n.netns}`, `--uts=${n.paths.uts}`, "--", "chroot", n.paths.merged]
+    : booted ? enterArgv(n, []) : [];
   const env: NodeJS.ProcessEnv = {
     PATH: NODE_PATH,
     HOME: acct.home,
@@ -120,7 +134,7 @@ function nodeCommand(n: NodeState, argv: string[], opts: { user?: string; env?: 
     ...(opts.user ? { USER: opts.user, LOGNAME: opts.user } : { USER: "root", LOGNAME: "root" }),
     ...opts.env,
   };
-  return { argv: [...prefix, ...drop, ...argv], env };
+  return { argv: [...prefix, ...drop, ...argv], env, inner: [...drop, ...argv], beforeBoot: nspawnEnabled() && !booted };
 }
 
 /** Run a command inside a node and wait for it (bounded by timeoutMs). */
@@ -128,7 +142,10 @@ export function execInNode(name: string, argv: string[], opts: ExecOptions): Pro
   const n = nodeState(name);
   const c = nodeCommand(n, argv, opts);
   const ro: RunOptions = { timeoutMs: opts.timeoutMs, env: c.env, input: opts.input, allowFail: opts.allowFail };
-  return run(c.argv, ro).catch((err: Error) => {
+  const ran = c.beforeBoot
+    ? runBeforeBoot(n, c.inner, { env: c.env as Record<string, string>, timeoutMs: opts.timeoutMs, input: opts.input, allowFail: opts.allowFail })
+    : run(c.argv, ro);
+  return ran.catch((err: Error) => {
     throw new Error(`[node ${name}] ${err.message}`);
   });
 }
@@ -140,6 +157,7 @@ export function execInNode(name: string, argv: string[], opts: ExecOptions): Pro
 export function spawnInNode(name: string, argv: string[], opts: { user?: string; env?: Record<string, string>; logName: string }): number {
   const n = nodeState(name);
   const c = nodeCommand(n, argv, opts);
+  if (c.beforeBoot) throw new Error(`lab: node ${name} is not running; cannot start ${argv.join(" ")} in it`);
   const out = openSync(join(n.paths.logs, `${opts.logName}.log`), "a");
   try {
     const child = spawn(c.argv[0], c.argv.slice(1), { env: c.env, detached: true, stdio: ["ignore", out, out] });
@@ -177,6 +195,7 @@ export async function bootServices(name: string, log: Log): Promise<void> {
 
 /** After a node-kill: a fresh /run (as after a reboot), then boot again. */
 export async function rebootNode(name: string, log: Log): Promise<void> {
+  if (nspawnEnabled()) return rebootContainer(name, log);
   const n = nodeState(name);
   const runDir = join(n.paths.merged, "run");
   await run(["umount", runDir], { timeoutMs: 20_000 });

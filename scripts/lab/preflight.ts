@@ -13,6 +13,7 @@ const HOST_TOOLS: [string, string][] = [
   ["mknod", "coreutils"],
   ["wg", "wireguard-tools"], // the lab test generates WireGuard keys on the host
   ["openssl", "openssl"], // the lab CA behind the S3 endpoint that plays R2
+  ["systemd-nspawn", "systemd-container"], // each node's own systemd (nspawn.ts)
 ];
 
 export function hostPackages(): string[] {

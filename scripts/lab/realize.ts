@@ -3,7 +3,7 @@
 // rootfs through its own overlay, configured by its real cloud-config.
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { applyCloudConfig, checkSchemas, packagesOf } from "./cloudinit.js";
+import { applyCloudConfig, checkSchemas, packagesOf, readCloudConfig } from "./cloudinit.js";
 import { down, stopProcesses } from "./cleanup.js";
 import { Log, elapsed, killActiveChildren, run } from "./exec.js";
 import { startLabDns } from "./dns.js";
@@ -29,6 +29,9 @@ import { abandonBuild, ensureRootfs } from "./rootfs.js";
 import { emptyState, loadState, nodeState, saveState, updateState, NodeState } from "./state.js";
 import { RunResult } from "./exec.js";
 import { UnitStatus, unitStatuses } from "./services.js";
+import { containerLeader, ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn.js";
+import { disablePackageUnits, foreignPackages, parseDpkgStatus } from "./node-packages.js";
+import { LAB_EXTRAS } from "./rootfs.js";
 
 export interface LabNodeSpec {
   name: string;
@@ -158,6 +161,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
       log(`lab: a previous lab was left up (${STATE_FILE}); taking it down first`);
       await down(log);
     }
+    if (nspawnEnabled()) await ensureNspawnHost();
     const rootfs = await ensureRootfs(packages, log);
     saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
     await ensureBridge();
@@ -214,8 +218,18 @@ async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise
   const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
   await mountNode(n, rootfs);
   copyHostsIntoNode(n, hostsFile);
-  await bootServices(n.name, log);
-  log(`[${n.name}] namespace, overlay and boot ready in ${elapsed(t)} (${n.publicIpv4})`);
+  if (nspawnEnabled()) keepOwnPackages(nodeState(n.name), spec, log);
+  // A node with its own systemd boots once its seed is in place (cloudinit.ts).
+  if (!nspawnEnabled()) await bootServices(n.name, log);
+  log(`[${n.name}] namespace, overlay${nspawnEnabled() ? "" : " and boot"} ready in ${elapsed(t)} (${n.publicIpv4})`);
+}
+
+/** Units of packages the node's cloud-config does not bring are not enabled in it (node-packages.ts). */
+export function keepOwnPackages(n: NodeState, spec: LabNodeSpec, log: Log): void {
+  const installed = parseDpkgStatus(readFileSync(join(n.paths.merged, "var/lib/dpkg/status"), "utf8"));
+  const foreign = foreignPackages(installed, LAB_EXTRAS, readCloudConfig(spec.name, spec.userData).packages);
+  const units = disablePackageUnits(n.paths.merged, foreign);
+  if (units.length) log(`[${n.name}] not its packages, not enabled: ${units.join(" ")}`);
 }
 
 /** Where a node keeps the lab's CA, relative to its root. */
@@ -294,9 +308,19 @@ export async function healNode(name: string): Promise<void> {
   updateState((s) => (s.nodes[name].isolated = false));
 }
 
-/** Units the node's systemctl stand-in knows, with state and PIDs. */
+/** Units the node's systemd (or its stand-in) knows, with state and PIDs. */
 export function nodeUnits(name: string): UnitStatus[] {
-  return unitStatuses(nodeState(name).paths.merged);
+  const n = nodeState(name);
+  return nspawnEnabled() ? systemdUnits(n) : unitStatuses(n.paths.merged);
+}
+
+/**
+ * Host path of the node's root as its own processes see it: with its own systemd, through its
+ * PID 1 (its /run and /tmp are mounts of its own); otherwise the overlay.
+ */
+export function nodeRoot(n: NodeState): string {
+  const leader = nspawnEnabled() ? containerLeader(n) : undefined;
+  return leader ? `/proc/${leader}/root` : n.paths.merged;
 }
 
 /** Host path of the node's log directory (unit logs, spawned process logs). */

@@ -19,7 +19,8 @@ import { labStack } from "./stack";
 import { unmountUnder } from "./mounts";
 import { writeNetnsHosts } from "./net";
 import { bootServices, copyHostsIntoNode, ensureLabHosts, mountNode } from "./node";
-import { hostsFor, LAB_CA_FILE, labNodes, LabNodeSpec, trustCa } from "./realize";
+import { nspawnEnabled } from "./nspawn";
+import { hostsFor, keepOwnPackages, LAB_CA_FILE, labNodes, LabNodeSpec, trustCa } from "./realize";
 import { loadState, nodeState } from "./state";
 
 /** Where cloud-init's NoCloud seed holds the user-data a node booted with (relative to its root). */
@@ -66,7 +67,8 @@ export async function bootFreshNode(spec: LabNodeSpec, log: Log): Promise<void> 
     await mountNode(n, rootfs);
     n = nodeState(spec.name);
     copyHostsIntoNode(n, writeNetnsHosts(n.name, hostsFor(spec).text));
-    await bootServices(n.name, log);
+    if (nspawnEnabled()) keepOwnPackages(n, spec, log);
+    else await bootServices(n.name, log); // its own systemd boots with its seed
     if (ca) await trustCa([n], readFileSync(ca, "utf8"), log);
     const app = labStack()?.app;
     if (spec.role === "app" && app) await prepareAppNodes([spec.name], app, log);

@@ -17,6 +17,8 @@ export interface NodeState {
   mounts: string[];
   /** Processes the lab itself spawned in the node (group leaders). */
   pids: number[];
+  /** With real systemd (nspawn.ts): the process that runs the node's container and boots it again after a reboot. */
+  supervisor?: number;
   isolated: boolean;
 }
 
