@@ -10,11 +10,11 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { Log, run, RunResult, sleep } from "./exec.js";
-import { isMounted, mount } from "./mounts.js";
-import { netnsName } from "./paths.js";
-import { isAlive } from "./procs.js";
-import { nodeState, updateState, NodeState } from "./state.js";
+import { Log, run, RunResult, sleep } from "./exec";
+import { isMounted, mount } from "./mounts";
+import { netnsName } from "./paths";
+import { isAlive } from "./procs";
+import { nodeState, updateState, NodeState } from "./state";
 
 /** `VPSHA_LAB_INIT=nspawn` boots each node's own systemd; otherwise the chroot and stand-in. */
 export function nspawnEnabled(): boolean {

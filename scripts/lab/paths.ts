@@ -25,46 +25,46 @@ export const NETNS_ETC = "/etc/netns";
 const NODE_NAME = /^[a-z0-9][a-z0-9-]{0,30}$/;
 
 export function assertNodeName(name: string): void {
-  if (!NODE_NAME.test(name)) {
-    throw new Error(`lab: node name ${JSON.stringify(name)} must match ${NODE_NAME} (it names a namespace and files)`);
-  }
+    if (!NODE_NAME.test(name)) {
+        throw new Error(`lab: node name ${JSON.stringify(name)} must match ${NODE_NAME} (it names a namespace and files)`);
+    }
 }
 
 export function netnsName(node: string): string {
-  return `${NETNS_PREFIX}${node}`;
+    return `${NETNS_PREFIX}${node}`;
 }
 
 /** Host-side veth: interface names are limited to 15 bytes, node names are not, so hash. */
 export function hostVethName(node: string): string {
-  return `vhv${createHash("sha256").update(node).digest("hex").slice(0, 8)}`;
+    return `vhv${createHash("sha256").update(node).digest("hex").slice(0, 8)}`;
 }
 
 export interface NodePaths {
-  dir: string;
-  upper: string;
-  work: string;
-  merged: string;
-  logs: string;
-  /** Bind mount that keeps the node's UTS namespace (its own hostname) alive. */
-  uts: string;
+    dir: string;
+    upper: string;
+    work: string;
+    merged: string;
+    logs: string;
+    /** Bind mount that keeps the node's UTS namespace (its own hostname) alive. */
+    uts: string;
 }
 
 export function nodePaths(node: string): NodePaths {
-  const dir = join(NODES_DIR, node);
-  return {
-    dir,
-    upper: join(dir, "upper"),
-    work: join(dir, "work"),
-    merged: join(dir, "merged"),
-    logs: join(dir, "logs"),
-    uts: join(dir, "uts"),
-  };
+    const dir = join(NODES_DIR, node);
+    return {
+        dir,
+        upper: join(dir, "upper"),
+        work: join(dir, "work"),
+        merged: join(dir, "merged"),
+        logs: join(dir, "logs"),
+        uts: join(dir, "uts"),
+    };
 }
 
 /** Addresses handed to nodes must be inside 198.18.0.0/15 and not the bridge's own. */
 export function assertLabAddress(ip: string): void {
-  const m = /^198\.(18|19)\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
-  if (!m || Number(m[2]) > 255 || Number(m[3]) > 255 || ip === BRIDGE_ADDRESS) {
-    throw new Error(`lab: public address ${ip} is not a usable lab address (198.18.0.0/15, not ${BRIDGE_ADDRESS})`);
-  }
+    const m = /^198\.(18|19)\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
+    if (!m || Number(m[2]) > 255 || Number(m[3]) > 255 || ip === BRIDGE_ADDRESS) {
+        throw new Error(`lab: public address ${ip} is not a usable lab address (198.18.0.0/15, not ${BRIDGE_ADDRESS})`);
+    }
 }

@@ -3,44 +3,44 @@
 // rootfs through its own overlay, configured by its real cloud-config.
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { applyCloudConfig, checkSchemas, packagesOf, readCloudConfig } from "./cloudinit.js";
-import { down, stopProcesses } from "./cleanup.js";
-import { Log, elapsed, killActiveChildren, run } from "./exec.js";
-import { startLabDns } from "./dns.js";
-import { LabDnsRecord } from "./dns-zone.js";
-import { addNodeNetwork, ensureBridge, healLink, isolateLink, pinNeighbours, writeNetnsHosts } from "./net.js";
-import { acquireLock, lockOwner, releaseLock } from "./lock.js";
-import { isAlive } from "./procs.js";
+import { applyCloudConfig, checkSchemas, packagesOf, readCloudConfig } from "./cloudinit";
+import { down, stopProcesses } from "./cleanup";
+import { Log, elapsed, killActiveChildren, run } from "./exec";
+import { startLabDns } from "./dns";
+import { LabDnsRecord } from "./dns-zone";
+import { addNodeNetwork, ensureBridge, healLink, isolateLink, pinNeighbours, writeNetnsHosts } from "./net";
+import { acquireLock, lockOwner, releaseLock } from "./lock";
+import { isAlive } from "./procs";
 import {
-  bootServices,
-  copyHostsIntoNode,
-  ensureLabHosts,
-  execInNode as execInNodeImpl,
-  ExecOptions,
-  labHostsBlock,
-  mountNode,
-  nodePids as nodePidsImpl,
-  rebootNode as rebootNodeImpl,
-  spawnInNode as spawnInNodeImpl,
-} from "./node.js";
-import { BRIDGE, CACHE_DIR, LAB_LOCK, STATE_FILE, assertLabAddress, assertNodeName, hostVethName, netnsName, nodePaths } from "./paths.js";
-import { requireRoot } from "./preflight.js";
-import { abandonBuild, ensureRootfs } from "./rootfs.js";
-import { emptyState, loadState, nodeState, saveState, updateState, NodeState } from "./state.js";
-import { RunResult } from "./exec.js";
-import { UnitStatus, unitStatuses } from "./services.js";
-import { containerLeader, ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn.js";
-import { disablePackageUnits, foreignPackages, parseDpkgStatus } from "./node-packages.js";
-import { LAB_EXTRAS } from "./rootfs.js";
+    bootServices,
+    copyHostsIntoNode,
+    ensureLabHosts,
+    execInNode as execInNodeImpl,
+    ExecOptions,
+    labHostsBlock,
+    mountNode,
+    nodePids as nodePidsImpl,
+    rebootNode as rebootNodeImpl,
+    spawnInNode as spawnInNodeImpl,
+} from "./node";
+import { BRIDGE, CACHE_DIR, LAB_LOCK, STATE_FILE, assertLabAddress, assertNodeName, hostVethName, netnsName, nodePaths } from "./paths";
+import { requireRoot } from "./preflight";
+import { abandonBuild, ensureRootfs } from "./rootfs";
+import { emptyState, loadState, nodeState, saveState, updateState, NodeState } from "./state";
+import { RunResult } from "./exec";
+import { UnitStatus, unitStatuses } from "./services";
+import { containerLeader, ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn";
+import { disablePackageUnits, foreignPackages, parseDpkgStatus } from "./node-packages";
+import { LAB_EXTRAS } from "./rootfs";
 
 export interface LabNodeSpec {
-  name: string;
-  role: string;
-  provider: string;
-  publicIpv4: string;
-  meshAddress: string;
-  userData: string;
-  dnsNames: string[];
+    name: string;
+    role: string;
+    provider: string;
+    publicIpv4: string;
+    meshAddress: string;
+    userData: string;
+    dnsNames: string[];
 }
 
 export type { ExecOptions, NodeState, RunResult, UnitStatus };
@@ -48,33 +48,33 @@ export type { ExecOptions, NodeState, RunResult, UnitStatus };
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 function validate(nodes: LabNodeSpec[]): void {
-  if (nodes.length === 0) throw new Error("lab: no nodes to realize");
-  const seen = new Map<string, string>();
-  const claim = (key: string, owner: string) => {
-    const prev = seen.get(key);
-    if (prev && prev !== owner) throw new Error(`lab: ${key} is claimed by both ${prev} and ${owner}`);
-    seen.set(key, owner);
-  };
-  for (const n of nodes) {
-    assertNodeName(n.name);
-    assertLabAddress(n.publicIpv4);
-    claim(`node name ${n.name}`, n.name);
-    claim(`address ${n.publicIpv4}`, n.name);
-    for (const d of n.dnsNames) {
-      if (!DNS_NAME.test(d)) throw new Error(`lab: node ${n.name}: ${JSON.stringify(d)} is not a DNS name`);
-      claim(`DNS name ${d.toLowerCase()}`, n.name);
+    if (nodes.length === 0) throw new Error("lab: no nodes to realize");
+    const seen = new Map<string, string>();
+    const claim = (key: string, owner: string) => {
+        const prev = seen.get(key);
+        if (prev && prev !== owner) throw new Error(`lab: ${key} is claimed by both ${prev} and ${owner}`);
+        seen.set(key, owner);
+    };
+    for (const n of nodes) {
+        assertNodeName(n.name);
+        assertLabAddress(n.publicIpv4);
+        claim(`node name ${n.name}`, n.name);
+        claim(`address ${n.publicIpv4}`, n.name);
+        for (const d of n.dnsNames) {
+            if (!DNS_NAME.test(d)) throw new Error(`lab: node ${n.name}: ${JSON.stringify(d)} is not a DNS name`);
+            claim(`DNS name ${d.toLowerCase()}`, n.name);
+        }
     }
-  }
 }
 
 /** What the lab adds around the nodes: services on the bridge, the DNS they resolve, a CA the nodes trust. */
 export interface LabExtras {
-  /** What the nodes' resolver (the lab's DNS server on the bridge) answers; no server without it. */
-  dns?: LabDnsRecord[];
-  /** A CA certificate (PEM) every node trusts, as real nodes trust the public CAs. */
-  caCertPem?: string;
-  /** Runs once the bridge exists, before any cloud-config is applied (to start services). */
-  beforeApply?: () => Promise<void>;
+    /** What the nodes' resolver (the lab's DNS server on the bridge) answers; no server without it. */
+    dns?: LabDnsRecord[];
+    /** A CA certificate (PEM) every node trusts, as real nodes trust the public CAs. */
+    caCertPem?: string;
+    /** Runs once the bridge exists, before any cloud-config is applied (to start services). */
+    beforeApply?: () => Promise<void>;
 }
 
 /**
@@ -82,9 +82,9 @@ export interface LabExtras {
  * peers, the directory, R2) it resolves through the lab's DNS server, as a real node does.
  */
 export function hostsFor(node: LabNodeSpec): { text: string; block: string } {
-  const block = labHostsBlock([{ address: "127.0.1.1", names: [...node.dnsNames, node.name] }]);
-  const text = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters", "", block].join("\n");
-  return { text, block };
+    const block = labHostsBlock([{ address: "127.0.1.1", names: [...node.dnsNames, node.name] }]);
+    const text = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters", "", block].join("\n");
+    return { text, block };
 }
 
 // --- Ctrl-C / kill: take the lab down before exiting ------------------------------------
@@ -92,52 +92,52 @@ let signalLog: Log | undefined;
 let cleaning = false;
 
 function onSignal(sig: NodeJS.Signals): void {
-  const log = signalLog ?? ((m: string) => console.error(m));
-  if (cleaning) {
-    log(`${sig}: lab cleanup already running; waiting for it`);
-    return;
-  }
-  cleaning = true;
-  log(`${sig}: taking the lab down before exiting`);
-  killActiveChildren();
-  abandonBuild(log)
-    .then(() => down(log))
-    .then(
-      () => {
-        releaseLock(LAB_LOCK);
-        process.exit(sig === "SIGINT" ? 130 : 143);
-      },
-      (err: Error) => {
-        log(`lab cleanup after ${sig} failed: ${err.message}`);
-        process.exit(1);
-      },
-    );
+    const log = signalLog ?? ((m: string) => console.error(m));
+    if (cleaning) {
+        log(`${sig}: lab cleanup already running; waiting for it`);
+        return;
+    }
+    cleaning = true;
+    log(`${sig}: taking the lab down before exiting`);
+    killActiveChildren();
+    abandonBuild(log)
+        .then(() => down(log))
+        .then(
+            () => {
+                releaseLock(LAB_LOCK);
+                process.exit(sig === "SIGINT" ? 130 : 143);
+            },
+            (err: Error) => {
+                log(`lab cleanup after ${sig} failed: ${err.message}`);
+                process.exit(1);
+            },
+        );
 }
 
 function installSignalHandlers(log: Log): void {
-  signalLog = log;
-  if (process.listeners("SIGINT").includes(onSignal)) return;
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+    signalLog = log;
+    if (process.listeners("SIGINT").includes(onSignal)) return;
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
 }
 
 function removeSignalHandlers(): void {
-  process.off("SIGINT", onSignal);
-  process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
 }
 
 /** Last lines of every log of every node, to explain a failure before the lab goes away. */
 export function nodeLogTails(lines = 10): string {
-  const state = loadState();
-  const out: string[] = [];
-  for (const n of Object.values(state?.nodes ?? {})) {
-    if (!existsSync(n.paths.logs)) continue;
-    for (const f of readdirSync(n.paths.logs)) {
-      const text = readFileSync(join(n.paths.logs, f), "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-      if (text) out.push(`--- ${n.name}: ${f} ---\n${text}`);
+    const state = loadState();
+    const out: string[] = [];
+    for (const n of Object.values(state?.nodes ?? {})) {
+        if (!existsSync(n.paths.logs)) continue;
+        for (const f of readdirSync(n.paths.logs)) {
+            const text = readFileSync(join(n.paths.logs, f), "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+            if (text) out.push(`--- ${n.name}: ${f} ---\n${text}`);
+        }
     }
-  }
-  return out.join("\n");
+    return out.join("\n");
 }
 
 /**
@@ -146,90 +146,90 @@ export function nodeLogTails(lines = 10): string {
  * waits for its peers, like etcd, must not wait for a node the lab has not started yet).
  */
 export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabExtras = {}): Promise<{ lockWaitSeconds: number }> {
-  requireRoot();
-  validate(nodes);
-  const packages = packagesOf(nodes); // also rejects user-data the lab cannot apply
-  const started = Date.now();
-  // One lab per machine: another run's realize would otherwise tear this one down.
-  mkdirSync(CACHE_DIR, { recursive: true });
-  await acquireLock(LAB_LOCK, "lab", log, 30 * 60_000);
-  // Another run's lab is no part of this one's bring-up time.
-  const lockWaitSeconds = (Date.now() - started) / 1000;
-  installSignalHandlers(log);
-  try {
-    if (loadState() || nodes.some((n) => existsSync(`/run/netns/${netnsName(n.name)}`))) {
-      log(`lab: a previous lab was left up (${STATE_FILE}); taking it down first`);
-      await down(log);
+    requireRoot();
+    validate(nodes);
+    const packages = packagesOf(nodes); // also rejects user-data the lab cannot apply
+    const started = Date.now();
+    // One lab per machine: another run's realize would otherwise tear this one down.
+    mkdirSync(CACHE_DIR, { recursive: true });
+    await acquireLock(LAB_LOCK, "lab", log, 30 * 60_000);
+    // Another run's lab is no part of this one's bring-up time.
+    const lockWaitSeconds = (Date.now() - started) / 1000;
+    installSignalHandlers(log);
+    try {
+        if (loadState() || nodes.some((n) => existsSync(`/run/netns/${netnsName(n.name)}`))) {
+            log(`lab: a previous lab was left up (${STATE_FILE}); taking it down first`);
+            await down(log);
+        }
+        if (nspawnEnabled()) await ensureNspawnHost();
+        const rootfs = await ensureRootfs(packages, log);
+        saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
+        await ensureBridge();
+        if (extras.dns) await startLabDns(extras.dns, log);
+        // Namespaces, overlays and boots are independent per node: all at once.
+        await Promise.all(nodes.map((spec) => prepareNode(spec, rootfs, log)));
+        await pinNeighbours(nodes);
+        const states = nodes.map((spec) => nodeState(spec.name));
+        const pem = extras.caCertPem;
+        // Before any cloud-config runs, and independent of each other: the lab's CA trusted, the
+        // lab's services started, every user-data checked against cloud-init's schema.
+        await Promise.all([
+            pem ? trustCa(states, pem, log) : Promise.resolve(),
+            extras.beforeApply?.(),
+            checkSchemas(states[0], nodes).then(() => log(`lab: ${nodes.length} cloud-configs pass cloud-init's schema`)),
+        ]);
+        await Promise.all(
+            nodes.map((spec) => {
+                const n = nodeState(spec.name);
+                return applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hostsFor(spec).block));
+            }),
+        );
+        log(`lab: ${nodes.length} node(s) realized in ${((Date.now() - started) / 1000 - lockWaitSeconds).toFixed(1)} s`);
+        return { lockWaitSeconds };
+    } catch (err) {
+        const tails = nodeLogTails();
+        log(`lab: realize failed; taking the lab down\n${tails}`);
+        await down(log).catch((e: Error) => log(`lab: cleanup after failure also failed: ${e.message}`));
+        removeSignalHandlers();
+        releaseLock(LAB_LOCK);
+        throw err;
     }
-    if (nspawnEnabled()) await ensureNspawnHost();
-    const rootfs = await ensureRootfs(packages, log);
-    saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
-    await ensureBridge();
-    if (extras.dns) await startLabDns(extras.dns, log);
-    // Namespaces, overlays and boots are independent per node: all at once.
-    await Promise.all(nodes.map((spec) => prepareNode(spec, rootfs, log)));
-    await pinNeighbours(nodes);
-    const states = nodes.map((spec) => nodeState(spec.name));
-    const pem = extras.caCertPem;
-    // Before any cloud-config runs, and independent of each other: the lab's CA trusted, the
-    // lab's services started, every user-data checked against cloud-init's schema.
-    await Promise.all([
-      pem ? trustCa(states, pem, log) : Promise.resolve(),
-      extras.beforeApply?.(),
-      checkSchemas(states[0], nodes).then(() => log(`lab: ${nodes.length} cloud-configs pass cloud-init's schema`)),
-    ]);
-    await Promise.all(
-      nodes.map((spec) => {
-        const n = nodeState(spec.name);
-        return applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hostsFor(spec).block));
-      }),
-    );
-    log(`lab: ${nodes.length} node(s) realized in ${((Date.now() - started) / 1000 - lockWaitSeconds).toFixed(1)} s`);
-    return { lockWaitSeconds };
-  } catch (err) {
-    const tails = nodeLogTails();
-    log(`lab: realize failed; taking the lab down\n${tails}`);
-    await down(log).catch((e: Error) => log(`lab: cleanup after failure also failed: ${e.message}`));
-    removeSignalHandlers();
-    releaseLock(LAB_LOCK);
-    throw err;
-  }
 }
 
 /** A node's namespace on the bridge, its hosts file, its overlay mounted and its enabled units booted. */
 async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise<void> {
-  const t = Date.now();
-  const n: NodeState = {
-    name: spec.name,
-    role: spec.role,
-    provider: spec.provider,
-    netns: netnsName(spec.name),
-    hostVeth: hostVethName(spec.name),
-    publicIpv4: spec.publicIpv4,
-    meshAddress: spec.meshAddress,
-    dnsNames: spec.dnsNames,
-    paths: nodePaths(spec.name),
-    mounts: [],
-    pids: [],
-    isolated: false,
-  };
-  updateState((s) => (s.nodes[n.name] = n));
-  await addNodeNetwork(n.name, n.hostVeth, n.publicIpv4);
-  const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
-  await mountNode(n, rootfs);
-  copyHostsIntoNode(n, hostsFile);
-  if (nspawnEnabled()) keepOwnPackages(nodeState(n.name), spec, log);
-  // A node with its own systemd boots once its seed is in place (cloudinit.ts).
-  if (!nspawnEnabled()) await bootServices(n.name, log);
-  log(`[${n.name}] namespace, overlay${nspawnEnabled() ? "" : " and boot"} ready in ${elapsed(t)} (${n.publicIpv4})`);
+    const t = Date.now();
+    const n: NodeState = {
+        name: spec.name,
+        role: spec.role,
+        provider: spec.provider,
+        netns: netnsName(spec.name),
+        hostVeth: hostVethName(spec.name),
+        publicIpv4: spec.publicIpv4,
+        meshAddress: spec.meshAddress,
+        dnsNames: spec.dnsNames,
+        paths: nodePaths(spec.name),
+        mounts: [],
+        pids: [],
+        isolated: false,
+    };
+    updateState((s) => (s.nodes[n.name] = n));
+    await addNodeNetwork(n.name, n.hostVeth, n.publicIpv4);
+    const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
+    await mountNode(n, rootfs);
+    copyHostsIntoNode(n, hostsFile);
+    if (nspawnEnabled()) keepOwnPackages(nodeState(n.name), spec, log);
+    // A node with its own systemd boots once its seed is in place (cloudinit.ts).
+    if (!nspawnEnabled()) await bootServices(n.name, log);
+    log(`[${n.name}] namespace, overlay${nspawnEnabled() ? "" : " and boot"} ready in ${elapsed(t)} (${n.publicIpv4})`);
 }
 
 /** Units of packages the node's cloud-config does not bring are not enabled in it (node-packages.ts). */
 export function keepOwnPackages(n: NodeState, spec: LabNodeSpec, log: Log): void {
-  const installed = parseDpkgStatus(readFileSync(join(n.paths.merged, "var/lib/dpkg/status"), "utf8"));
-  const foreign = foreignPackages(installed, LAB_EXTRAS, readCloudConfig(spec.name, spec.userData).packages);
-  const units = disablePackageUnits(n.paths.merged, foreign);
-  if (units.length) log(`[${n.name}] not its packages, not enabled: ${units.join(" ")}`);
+    const installed = parseDpkgStatus(readFileSync(join(n.paths.merged, "var/lib/dpkg/status"), "utf8"));
+    const foreign = foreignPackages(installed, LAB_EXTRAS, readCloudConfig(spec.name, spec.userData).packages);
+    const units = disablePackageUnits(n.paths.merged, foreign);
+    if (units.length) log(`[${n.name}] not its packages, not enabled: ${units.join(" ")}`);
 }
 
 /** Where a node keeps the lab's CA, relative to its root. */
@@ -242,76 +242,76 @@ const CERTS_DIR = "etc/ssl/certs";
  * others (same rootfs, same certificate) get what it wrote there, from the first node's overlay.
  */
 export async function trustCa(nodes: NodeState[], pem: string, log: Log): Promise<void> {
-  const [first, ...rest] = nodes;
-  const place = (n: NodeState) => {
-    mkdirSync(join(n.paths.merged, dirname(LAB_CA_FILE)), { recursive: true });
-    writeFileSync(join(n.paths.merged, LAB_CA_FILE), pem);
-  };
-  place(first);
-  await execInNodeImpl(first.name, ["update-ca-certificates"], { timeoutMs: 60_000 });
-  await Promise.all(
-    rest.map(async (n) => {
-      place(n);
-      await run(["cp", "-a", `${join(first.paths.upper, CERTS_DIR)}/.`, join(n.paths.merged, CERTS_DIR)], { timeoutMs: 60_000 });
-    }),
-  );
-  log(`lab: ${nodes.length} node(s) trust the lab CA`);
+    const [first, ...rest] = nodes;
+    const place = (n: NodeState) => {
+        mkdirSync(join(n.paths.merged, dirname(LAB_CA_FILE)), { recursive: true });
+        writeFileSync(join(n.paths.merged, LAB_CA_FILE), pem);
+    };
+    place(first);
+    await execInNodeImpl(first.name, ["update-ca-certificates"], { timeoutMs: 60_000 });
+    await Promise.all(
+        rest.map(async (n) => {
+            place(n);
+            await run(["cp", "-a", `${join(first.paths.upper, CERTS_DIR)}/.`, join(n.paths.merged, CERTS_DIR)], { timeoutMs: 60_000 });
+        }),
+    );
+    log(`lab: ${nodes.length} node(s) trust the lab CA`);
 }
 
 /** Everything the lab created goes: processes, mounts, namespaces, veths, bridge, state. */
 export async function teardown(log: Log): Promise<void> {
-  requireRoot();
-  const owner = lockOwner(LAB_LOCK);
-  if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
-    throw new Error(`lab: the lab up now belongs to PID ${owner}; not tearing it down (scripts/lab/down.ts --force would)`);
-  }
-  try {
-    await down(log);
-  } finally {
-    removeSignalHandlers();
-  }
-  releaseLock(LAB_LOCK); // kept if down failed: the lab is still (partly) up
+    requireRoot();
+    const owner = lockOwner(LAB_LOCK);
+    if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
+        throw new Error(`lab: the lab up now belongs to PID ${owner}; not tearing it down (scripts/lab/down.ts --force would)`);
+    }
+    try {
+        await down(log);
+    } finally {
+        removeSignalHandlers();
+    }
+    releaseLock(LAB_LOCK); // kept if down failed: the lab is still (partly) up
 }
 
 export function execInNode(name: string, argv: string[], opts: ExecOptions): Promise<RunResult> {
-  return execInNodeImpl(name, argv, opts);
+    return execInNodeImpl(name, argv, opts);
 }
 
 export function spawnInNode(name: string, argv: string[], opts: { user?: string; env?: Record<string, string>; logName: string }): number {
-  return spawnInNodeImpl(name, argv, opts);
+    return spawnInNodeImpl(name, argv, opts);
 }
 
 export function nodePids(name: string): number[] {
-  return nodePidsImpl(name);
+    return nodePidsImpl(name);
 }
 
 /** Drill "node-kill": SIGKILL every process of the node at once (its disk, the overlay, stays). */
 export async function killNode(name: string, log: Log = () => undefined): Promise<void> {
-  await stopProcesses(nodeState(name), log, 0);
+    await stopProcesses(nodeState(name), log, 0);
 }
 
 /** Bring a killed node back as after a reboot: fresh /run, enabled units started. */
 export async function rebootNode(name: string, log: Log = () => undefined): Promise<void> {
-  await rebootNodeImpl(name, log);
+    await rebootNodeImpl(name, log);
 }
 
 /** Cut the node's network (silently drop all IP traffic both ways at its bridge port). */
 export async function isolateNode(name: string): Promise<void> {
-  const n = nodeState(name);
-  await isolateLink(n.hostVeth);
-  updateState((s) => (s.nodes[name].isolated = true));
+    const n = nodeState(name);
+    await isolateLink(n.hostVeth);
+    updateState((s) => (s.nodes[name].isolated = true));
 }
 
 export async function healNode(name: string): Promise<void> {
-  const n = nodeState(name);
-  await healLink(n.hostVeth);
-  updateState((s) => (s.nodes[name].isolated = false));
+    const n = nodeState(name);
+    await healLink(n.hostVeth);
+    updateState((s) => (s.nodes[name].isolated = false));
 }
 
 /** Units the node's systemd (or its stand-in) knows, with state and PIDs. */
 export function nodeUnits(name: string): UnitStatus[] {
-  const n = nodeState(name);
-  return nspawnEnabled() ? systemdUnits(n) : unitStatuses(n.paths.merged);
+    const n = nodeState(name);
+    return nspawnEnabled() ? systemdUnits(n) : unitStatuses(n.paths.merged);
 }
 
 /**
@@ -319,15 +319,15 @@ export function nodeUnits(name: string): UnitStatus[] {
  * PID 1 (its /run and /tmp are mounts of its own); otherwise the overlay.
  */
 export function nodeRoot(n: NodeState): string {
-  const leader = nspawnEnabled() ? containerLeader(n) : undefined;
-  return leader ? `/proc/${leader}/root` : n.paths.merged;
+    const leader = nspawnEnabled() ? containerLeader(n) : undefined;
+    return leader ? `/proc/${leader}/root` : n.paths.merged;
 }
 
 /** Host path of the node's log directory (unit logs, spawned process logs). */
 export function nodeLogDir(name: string): string {
-  return nodeState(name).paths.logs;
+    return nodeState(name).paths.logs;
 }
 
 export function labNodes(): NodeState[] {
-  return Object.values(loadState()?.nodes ?? {});
+    return Object.values(loadState()?.nodes ?? {});
 }
