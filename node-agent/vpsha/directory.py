@@ -353,12 +353,15 @@ def ensure_unit(a, unit, env_file, image, problems):
     steps = []
     if changed or not enabled:
         steps.append(["enable", unit])
+    # Starts and restarts are queued, not waited for: the agent also runs inside the mesh unit's
+    # own start (ExecStartPost), and an app unit ordered after the mesh would wait for that start
+    # to end: a deadlock until the command's timeout. The next round sees a unit that did not come up.
     if changed:
         # Starts it if it was stopped.
-        steps.append(["restart", unit])
+        steps.append(["--no-block", "restart", unit])
     elif run(a["systemctl"] + ["is-active", "--quiet", unit]).returncode != 0:
         # A unit someone stopped; Restart=always covers crashes.
-        steps.append(["start", unit])
+        steps.append(["--no-block", "start", unit])
     for step in steps:
         r = run(a["systemctl"] + step, timeout=APP_COMMAND_TIMEOUT)
         if r.returncode != 0:

@@ -16,9 +16,9 @@ import { netnsName } from "./paths";
 import { isAlive } from "./procs";
 import { nodeState, updateState, NodeState } from "./state";
 
-/** `VPSHA_LAB_INIT=nspawn` boots each node's own systemd; otherwise the chroot and stand-in. */
+/** Each node boots its own systemd; `VPSHA_LAB_INIT=chroot` keeps the older chroot and stand-in, until it goes. */
 export function nspawnEnabled(): boolean {
-    return process.env.VPSHA_LAB_INIT === "nspawn";
+    return process.env.VPSHA_LAB_INIT !== "chroot";
 }
 
 const NSPAWN = "/usr/bin/systemd-nspawn";
