@@ -12,6 +12,7 @@ import { parse } from "yaml";
 import { directoryIndexName, directoryRecordName, directoryReleaseName, indexParts, signIndexPart, signNodeRecord, signReleaseRecord } from "../components/directory-records";
 import { AFTER_PROMOTE_TOOL } from "../components/render/after-promote";
 import { FilePart, renderCloudConfig } from "../components/render/cloud-config";
+import { DB_RESTORE_TOOL } from "../components/render/db-restore";
 import { DIRECTORY_AGENT } from "../components/render/directory-agent";
 import { LEADER_AWAY_SCRIPT } from "../components/render/etcd-leader";
 import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
@@ -37,6 +38,8 @@ const TOOLS = [
     { command: AFTER_PROMOTE_TOOL, module: "after_promote", roles: ["db"], usage: [] },
     { command: PATRONI_DYNAMIC_TOOL, module: "patroni_config", roles: ["db"], usage: ["--bogus"] },
     { command: LEADER_AWAY_SCRIPT, module: "etcd_leader", roles: ["db"], usage: ["--patroni", "http://x", "--etcd", "http://y", "--every", "soon"] },
+    // Members with backups on (the prod stack's) bootstrap through the repository.
+    { command: DB_RESTORE_TOOL, module: "db_restore", roles: ["db"], usage: ["--scope=prod"] },
 ];
 
 type Files = { path: string; content: string; permissions: string }[];
