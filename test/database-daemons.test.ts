@@ -18,7 +18,7 @@ import { NO_CHANGE } from "../components/render/after-promote";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
 import { ETCD_JOIN_SCRIPT } from "../components/render/etcd";
 import { Sandbox } from "./helpers/sandbox";
-import { parseEnvFile, startService, Started } from "./helpers/units";
+import { parseEnvFile, startService, Started, waitFor } from "./helpers/units";
 import { requireTools } from "./helpers/tools";
 
 const DB = ["db-1", "db-2", "db-3"];
@@ -33,15 +33,6 @@ function tail(path: string, lines = 30): string {
     return existsSync(path) ? readFileSync(path, "utf8").split("\n").slice(-lines).join("\n") : "(no log)";
 }
 
-async function waitFor<T>(what: string, timeoutMs: number, check: () => T | undefined, why: () => string = () => ""): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const v = check();
-        if (v !== undefined && v !== false) return v;
-        if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s\n${why()}`);
-        await sleep(500);
-    }
-}
 
 /** The directory agent's status after a verified read. */
 const DIRECTORY_READ = JSON.stringify({ at: 0, source: "dns", members: ["db-1", "db-2", "db-3"], problems: [] });

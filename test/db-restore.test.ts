@@ -18,7 +18,7 @@ import { ETCD_JOIN_SCRIPT } from "../components/render/etcd";
 import { evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
-import { startService, Started } from "./helpers/units";
+import { startService, Started, waitFor } from "./helpers/units";
 import { requireTools } from "./helpers/tools";
 
 const NODE = "db-1";
@@ -28,15 +28,6 @@ const ETCD_DATA = "/var/lib/etcd/vps-ha";
 
 interface WriteFile { path: string; content: string; owner?: string; permissions?: string }
 
-async function waitFor<T>(what: string, timeoutMs: number, check: () => T | undefined | false, why: () => string = () => ""): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const v = check();
-        if (v !== undefined && v !== false) return v;
-        if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s\n${why()}`);
-        await sleep(500);
-    }
-}
 
 describe("a new cluster from the backup repository, never an empty one over real data (real daemons) @rootfs", function () {
     this.timeout(20 * 60_000); // a busy machine: the program's evaluation alone took minutes

@@ -84,3 +84,14 @@ function runPre(sb: Sandbox, node: string, unit: ServiceUnit, out: Result[]): Re
     }
     return undefined;
 }
+
+/** Polls `check` every half second until it gives a value, for at most `timeoutMs`; the error says what was awaited and `why()`. */
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => T | undefined | false, why: () => string = () => ""): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const v = check();
+        if (v !== undefined && v !== false) return v;
+        if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s\n${why()}`);
+        await sleep(500);
+    }
+}
