@@ -20,6 +20,7 @@ import { renderAlertmanagerConfig, renderAlertmanagerDefaults } from "../compone
 import { renderAlertRules } from "../components/render/alert-rules";
 import { prodStack, raw } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
+import { waitFor as waitUntil } from "./helpers/units";
 
 const RECEIVER = { address: "10.77.0.250", port: 9999 };
 
@@ -76,15 +77,9 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
     const received = (): { at: number; path: string; body: { status: string; alerts: { labels: Record<string, string>; status: string }[] } }[] =>
         existsSync(join(dir, "received.jsonl")) ? readFileSync(join(dir, "received.jsonl"), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
     const logs = () => daemons.map((d) => `--- ${d.name}\n${existsSync(join(dir, `${d.name}.log`)) ? readFileSync(join(dir, `${d.name}.log`), "utf8").split("\n").slice(-15).join("\n") : ""}`).join("\n");
-    async function waitFor<T>(what: string, seconds: number, check: () => T | undefined | false): Promise<T> {
-        const deadline = Date.now() + seconds * 1000;
-        for (;;) {
-            const v = check();
-            if (v !== undefined && v !== false) return v;
-            if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s\n${logs()}`);
-            await sleep(1000);
-        }
-    }
+    /** Seconds, and the daemons' logs when it fails. */
+    const waitFor = <T>(what: string, seconds: number, check: () => T | undefined | false, why: () => string = logs): Promise<T> =>
+        waitUntil(what, seconds * 1000, check, why);
     function start(name: string, argv: string[]): void {
         const out = openSync(join(dir, `${name}.log`), "a");
         // -p: the daemon joins the namespace's PID namespace and dies with it.
@@ -174,9 +169,7 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
             await waitFor(`every target up on ${n.name}`, 90, () => {
                 const r = get(`http://${n.meshAddress}:9090/api/v1/query?query=sum(up)`);
                 return r !== undefined && Number(JSON.parse(r).data.result[0]?.value[1]) === targets;
-            }).catch((e: Error) => {
-                throw new Error(`${e.message}\n${down()}`);
-            });
+            }, () => `${logs()}\n${down()}`);
         }
     });
 
