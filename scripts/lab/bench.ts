@@ -1,18 +1,18 @@
 // The lab's figures for `npm run bench -- --lab`: bring-up time from a cached root filesystem
-// to a healthy stack, and each drill's RTO and lost writes, as medians over repeated runs: on
-// the prod stack, and the drills it cannot run (a witness's) on the lab's witness stack.
+// to a healthy stack, its memory, and each drill's RTO and lost writes, as medians over repeated
+// runs: on the prod stack, and the drills it cannot run (a witness's) on the lab's witness stack.
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { median } from "../lib/stats";
 import { drills, whyNotApplicableHere } from "./drills";
 import { DrillResult } from "./drills/types";
 import { LAB_STACKS_DIR, labSpecs, stackSource } from "./program";
 import { teardown } from "./realize";
-import { median } from "../lib/stats";
 import { bringUp } from "./up";
 import { labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
 import { packagesOf } from "./cloudinit";
-import { execFile } from "node:child_process";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { execInNode, labNodes } from "./realize";
 import { labStack } from "./stack";
 import type { HttpBenchFigures } from "./load/http-bench";
@@ -68,12 +68,17 @@ async function haproxyCommand(node: string, commands: string[]): Promise<void> {
     for (const c of commands) await execInNode(node, ["python3", "-c", script, c], { timeoutMs: 10_000 });
 }
 
-export async function labBench(runs: number): Promise<[string, string][]> {
+export interface LabBenchOptions {
+    /** Bring-up time and memory alone: no proxy comparison, no drills, no witness stack. */
+    bringUpOnly?: boolean;
+}
+
+export async function labBench(runs: number, opts: LabBenchOptions = {}): Promise<[string, string][]> {
     const log = (m: string) => console.error(m);
     const source = stackSource({ stack: "prod" });
     const witness = stackSource({ config: join(LAB_STACKS_DIR, "witness.yaml") });
     // Each stack's root filesystem cached before timing starts.
-    for (const s of [source, witness]) await ensureRootfs(packagesOf(await labSpecs(s)), log);
+    for (const s of opts.bringUpOnly ? [source] : [source, witness]) await ensureRootfs(packagesOf(await labSpecs(s)), log);
     const bringUps: number[] = [];
     const memory: number[] = [];
     const proxies: ProxyFigures[] = [];
@@ -98,7 +103,10 @@ export async function labBench(runs: number): Promise<[string, string][]> {
     for (let i = 0; i < runs; i++) {
         try {
             bringUps.push((await bringUp(source, log)).seconds);
-            memory.push(labMemory().totalMiB);
+            const mem = labMemory();
+            log(`lab memory (PSS, MiB): ${mem.totalMiB} in all; ${Object.entries(mem.perNodeMiB).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+            memory.push(mem.totalMiB);
+            if (opts.bringUpOnly) continue;
             proxies.push(await proxyOverhead());
             await runDrills(i);
         } finally {
@@ -120,6 +128,7 @@ export async function labBench(runs: number): Promise<[string, string][]> {
         [`lab bring-up to healthy, prod stack, median of ${runs}`, `${median(bringUps).toFixed(1)} s`],
         [`lab memory right after bring-up (PSS of every process), median of ${runs}`, `${median(memory)} MiB`],
     ];
+    if (opts.bringUpOnly) return figures;
     const m = (f: (p: (typeof proxies)[number]) => number) => median(proxies.map(f));
     const fig = (p: HttpBenchFigures) => `${p.requestsPerSecond.toFixed(0)} req/s, p50 ${p.p50Ms.toFixed(1)} ms, p99 ${p.p99Ms.toFixed(1)} ms`;
     const med = (side: keyof ProxyFigures): HttpBenchFigures => ({ ...proxies[0][side], requestsPerSecond: m((p) => p[side].requestsPerSecond), p50Ms: m((p) => p[side].p50Ms), p99Ms: m((p) => p[side].p99Ms), failed: Math.max(...proxies.map((p) => p[side].failed)) });

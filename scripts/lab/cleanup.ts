@@ -13,8 +13,6 @@ import { isAlive, signalPids, cmdline, seen, SeenProcess, stillRunning } from ".
 import { loadState, NodeState } from "./state";
 import { labCgroupDirs, removeLabCgroups } from "./nspawn";
 
-const CONTAINER_CGROUP = "libpod_parent";
-
 /** Nodes the state file knows, plus node directories (and with `all`, vh-* namespaces). */
 function knownNodes(all: boolean): NodeState[] {
     const state = (() => {
@@ -107,7 +105,6 @@ async function downOnce(log: Log, opts: DownOptions): Promise<void> {
         await removeNodeNetwork(n.name, n.hostVeth);
     }
     await removeStrayVeths();
-    removeContainerCgroups();
     await removeLabCgroups();
     await removeBridge();
     if (existsSync(NETNS_ETC)) {
@@ -143,31 +140,6 @@ async function stopServices(services: { name: string; pid: number }[], log: Log)
     }
 }
 
-/**
- * Podman (cgroupfs manager) in app nodes makes its cgroups under `libpod_parent` in the host's
- * hierarchy (nodes see it through a slave bind) and leaves the empty directories behind. Only
- * the lab runs podman on this host; an empty cgroup directory goes with rmdir, a busy one stays.
- */
-export function removeContainerCgroups(): void {
-    for (const dir of containerCgroupDirs()) {
-        try { rmdirSync(dir); } catch { /* busy or already gone */ }
-    }
-}
-
-function containerCgroupDirs(): string[] {
-    const root = "/sys/fs/cgroup";
-    if (!existsSync(root)) return [];
-    const out: string[] = [];
-    const walk = (dir: string, depth: number) => {
-        if (depth > 4) return;
-        for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name), depth + 1);
-        out.push(dir); // children first: rmdir needs them gone
-    };
-    const parents = readdirSync(root).flatMap((c) => [join(root, c, CONTAINER_CGROUP), join(root, CONTAINER_CGROUP)]);
-    for (const p of new Set(parents)) if (existsSync(p)) walk(p, 0);
-    return out;
-}
-
 /** Host veth ends are named vhv<hash>; any left without a namespace go too. */
 async function removeStrayVeths(): Promise<void> {
     const r = await run(["ip", "-o", "link", "show", "type", "veth"], { timeoutMs: 20_000, allowFail: true });
@@ -188,6 +160,6 @@ export async function leftovers(nodeNames: string[], recorded: SeenProcess[] = [
     for (const name of nodeNames) if (existsSync(join(NETNS_ETC, netnsName(name)))) out.push(`${NETNS_ETC}/${netnsName(name)}`);
     for (const p of recorded) if (stillRunning(p)) out.push(`process ${p.pid} (${cmdline(p.pid)})`);
     if (existsSync(STATE_DIR)) out.push(`state dir ${STATE_DIR}`);
-    for (const d of [...containerCgroupDirs(), ...labCgroupDirs()]) out.push(`cgroup ${d}`);
+    for (const d of labCgroupDirs()) out.push(`cgroup ${d}`);
     return out;
 }

@@ -4,15 +4,15 @@
 // node's own static busybox. It serves the health path and `/` (naming the image, so a drill can
 // tell releases apart) on HOST:PORT, and provides whatever web or worker command the config names.
 //
-// Podman itself runs as on a real node but for three lab settings (containers.conf.d and
-// storage.conf): runc, since crun refuses this host's hybrid cgroups; the cgroupfs manager, since
-// no systemd is PID 1 here; and vfs storage, since overlay-on-overlay is not available.
+// Podman itself runs as on a real node, under the node's systemd, but for three lab settings
+// (containers.conf.d and storage.conf): runc, since the rootfs has no crun; no pids limit, since
+// the container's cgroup v2 tree on this hybrid host has no controllers; and vfs storage, since
+// overlay-on-overlay is not available.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Log, elapsed } from "./exec";
 import { execInNode } from "./realize";
 import { nodeState } from "./state";
-import { nspawnEnabled } from "./nspawn";
 
 export interface LabApp {
     /** Every image the release names (active first): each gets a stand-in. */
@@ -24,21 +24,12 @@ export interface LabApp {
     workerCommand?: string[];
 }
 
-const CONTAINERS_CONF = `# vps-ha lab: podman inside a chroot on a host with hybrid cgroups and no systemd as PID 1
-[containers]
-cgroups = "enabled"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-`;
-
 /**
  * With the node's own systemd as PID 1 (nspawn.ts), podman keeps its systemd cgroup manager;
  * the container's cgroup v2 tree has no controllers on this hybrid host, so no pids limit can be
  * set (runc fails writing pids.max otherwise). runc: the rootfs has no crun.
  */
-const CONTAINERS_CONF_BOOTED = `# vps-ha lab: podman under the node's systemd, in a cgroup v2 tree without controllers
+const CONTAINERS_CONF = `# vps-ha lab: podman under the node's systemd, in a cgroup v2 tree without controllers
 [containers]
 pids_limit = 0
 [engine]
@@ -106,7 +97,7 @@ export async function importStandIns(nodes: string[], app: Omit<LabApp, "images"
         const t = Date.now();
         const root = nodeState(name).paths.merged;
         mkdirSync(join(root, "etc/containers/containers.conf.d"), { recursive: true });
-        writeFileSync(join(root, "etc/containers/containers.conf.d/50-vps-ha-lab.conf"), nspawnEnabled() ? CONTAINERS_CONF_BOOTED : CONTAINERS_CONF);
+        writeFileSync(join(root, "etc/containers/containers.conf.d/50-vps-ha-lab.conf"), CONTAINERS_CONF);
         writeFileSync(join(root, "etc/containers/storage.conf"), STORAGE_CONF);
         for (const image of images) {
             await execInNode(name, ["sh", "-c", standInImageScript(app, image)], { timeoutMs: 120_000, env: { PODMAN_IGNORE_CGROUPSV1_WARNING: "1" } });

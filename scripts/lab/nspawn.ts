@@ -16,11 +16,6 @@ import { netnsName } from "./paths";
 import { isAlive } from "./procs";
 import { nodeState, updateState, NodeState } from "./state";
 
-/** Each node boots its own systemd; `VPSHA_LAB_INIT=chroot` keeps the older chroot and stand-in, until it goes. */
-export function nspawnEnabled(): boolean {
-    return process.env.VPSHA_LAB_INIT !== "chroot";
-}
-
 const NSPAWN = "/usr/bin/systemd-nspawn";
 const PROPAGATE_DIR = "/run/systemd/nspawn";
 const CGROUP_PARENT = "vps-ha-lab";

@@ -1,7 +1,9 @@
-// Finding the lab's processes. A node's processes are those in its network namespace or
-// chrooted into its root: that catches daemons that fork away from the PID the lab recorded
-// (wireguard-go daemonizes itself, for one). Nothing outside those two sets is ever signalled.
-import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+// Finding the lab's processes. A node's processes are those in its network namespace or its
+// cgroups: that catches daemons that fork away from the PID the lab recorded (wireguard-go
+// daemonizes itself, for one). A rootfs build's are those chrooted into it. Nothing outside
+// those sets is ever signalled.
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { join } from "node:path";
 
 /** Alive and not a zombie (a zombie holds its PID but runs nothing). */
 export function isAlive(pid: number): boolean {
@@ -34,7 +36,7 @@ function inode(path: string): string | undefined {
     }
 }
 
-/** PIDs whose root directory is `root` or below it (processes chrooted there). */
+/** PIDs whose root directory is `root` or below it (processes chrooted there: a rootfs build's). */
 export function pidsWithRootUnder(root: string): number[] {
     const prefix = root.endsWith("/") ? root : `${root}/`;
     return allPids().filter((pid) => {
@@ -52,6 +54,23 @@ export function pidsInNetns(netnsFile: string): number[] {
     const want = inode(netnsFile);
     if (!want) return [];
     return allPids().filter((pid) => inode(`/proc/${pid}/ns/net`) === want);
+}
+
+/** PIDs in the cgroup directories `dirs` and every cgroup below them (bounded depth). */
+export function pidsInCgroups(dirs: string[]): number[] {
+    const out = new Set<number>();
+    const walk = (dir: string, depth: number) => {
+        if (depth > 16 || !existsSync(dir)) return;
+        try {
+            for (const l of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n")) if (/^\d+$/.test(l)) out.add(Number(l));
+            for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name), depth + 1);
+        } catch {
+            // removed meanwhile
+        }
+    };
+    for (const d of dirs) walk(d, 0);
+    out.delete(process.pid);
+    return [...out];
 }
 
 export function signalPids(pids: number[], sig: NodeJS.Signals): void {

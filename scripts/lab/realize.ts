@@ -12,7 +12,6 @@ import { addNodeNetwork, ensureBridge, healLink, isolateLink, pinNeighbours, wri
 import { acquireLock, lockOwner, releaseLock } from "./lock";
 import { isAlive } from "./procs";
 import {
-    bootServices,
     copyHostsIntoNode,
     ensureLabHosts,
     execInNode as execInNodeImpl,
@@ -28,8 +27,7 @@ import { requireRoot } from "./preflight";
 import { abandonBuild, ensureRootfs } from "./rootfs";
 import { emptyState, loadState, nodeState, saveState, updateState, NodeState } from "./state";
 import { RunResult } from "./exec";
-import { UnitStatus, unitStatuses } from "./services";
-import { containerLeader, ensureNspawnHost, nspawnEnabled, systemdUnits } from "./nspawn";
+import { containerLeader, ensureNspawnHost, systemdUnits, SystemdUnit } from "./nspawn";
 import { disablePackageUnits, foreignPackages, parseDpkgStatus } from "./node-packages";
 import { LAB_EXTRAS } from "./rootfs";
 
@@ -43,7 +41,10 @@ export interface LabNodeSpec {
     dnsNames: string[];
 }
 
-export type { ExecOptions, NodeState, RunResult, UnitStatus };
+/** A unit as the node's systemd reports it. */
+export type UnitStatus = SystemdUnit;
+
+export type { ExecOptions, NodeState, RunResult };
 
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
@@ -161,7 +162,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
             log(`lab: a previous lab was left up (${STATE_FILE}); taking it down first`);
             await down(log);
         }
-        if (nspawnEnabled()) await ensureNspawnHost();
+        await ensureNspawnHost();
         const rootfs = await ensureRootfs(packages, log);
         saveState({ ...emptyState(), rootfs, bridge: BRIDGE });
         await ensureBridge();
@@ -196,7 +197,7 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
     }
 }
 
-/** A node's namespace on the bridge, its hosts file, its overlay mounted and its enabled units booted. */
+/** A node's namespace on the bridge, its hosts file, its overlay mounted (it boots once its seed is in place, cloudinit.ts). */
 async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise<void> {
     const t = Date.now();
     const n: NodeState = {
@@ -218,10 +219,8 @@ async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise
     const hostsFile = writeNetnsHosts(n.name, hostsFor(spec).text);
     await mountNode(n, rootfs);
     copyHostsIntoNode(n, hostsFile);
-    if (nspawnEnabled()) keepOwnPackages(nodeState(n.name), spec, log);
-    // A node with its own systemd boots once its seed is in place (cloudinit.ts).
-    if (!nspawnEnabled()) await bootServices(n.name, log);
-    log(`[${n.name}] namespace, overlay${nspawnEnabled() ? "" : " and boot"} ready in ${elapsed(t)} (${n.publicIpv4})`);
+    keepOwnPackages(nodeState(n.name), spec, log);
+    log(`[${n.name}] namespace and overlay ready in ${elapsed(t)} (${n.publicIpv4})`);
 }
 
 /** Units of packages the node's cloud-config does not bring are not enabled in it (node-packages.ts). */
@@ -290,7 +289,7 @@ export async function killNode(name: string, log: Log = () => undefined): Promis
     await stopProcesses(nodeState(name), log, 0);
 }
 
-/** Bring a killed node back as after a reboot: fresh /run, enabled units started. */
+/** A real reboot of the node's container (`systemctl reboot` in it), or a boot after a kill. */
 export async function rebootNode(name: string, log: Log = () => undefined): Promise<void> {
     await rebootNodeImpl(name, log);
 }
@@ -308,18 +307,17 @@ export async function healNode(name: string): Promise<void> {
     updateState((s) => (s.nodes[name].isolated = false));
 }
 
-/** Units the node's systemd (or its stand-in) knows, with state and PIDs. */
+/** Units the node's systemd knows, with state and PIDs; none while it is down. */
 export function nodeUnits(name: string): UnitStatus[] {
-    const n = nodeState(name);
-    return nspawnEnabled() ? systemdUnits(n) : unitStatuses(n.paths.merged);
+    return systemdUnits(nodeState(name));
 }
 
 /**
- * Host path of the node's root as its own processes see it: with its own systemd, through its
- * PID 1 (its /run and /tmp are mounts of its own); otherwise the overlay.
+ * Host path of the node's root as its own processes see it: through its PID 1 (its /run and
+ * /tmp are mounts of its own); the overlay while it is down.
  */
 export function nodeRoot(n: NodeState): string {
-    const leader = nspawnEnabled() ? containerLeader(n) : undefined;
+    const leader = containerLeader(n);
     return leader ? `/proc/${leader}/root` : n.paths.merged;
 }
 

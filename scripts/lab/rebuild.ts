@@ -18,8 +18,7 @@ import { elapsed, Log, run } from "./exec";
 import { labStack } from "./stack";
 import { unmountUnder } from "./mounts";
 import { writeNetnsHosts } from "./net";
-import { bootServices, copyHostsIntoNode, ensureLabHosts, mountNode } from "./node";
-import { nspawnEnabled } from "./nspawn";
+import { copyHostsIntoNode, ensureLabHosts, mountNode } from "./node";
 import { hostsFor, keepOwnPackages, LAB_CA_FILE, labNodes, LabNodeSpec, trustCa } from "./realize";
 import { loadState, nodeState } from "./state";
 
@@ -67,8 +66,7 @@ export async function bootFreshNode(spec: LabNodeSpec, log: Log): Promise<void> 
     await mountNode(n, rootfs);
     n = nodeState(spec.name);
     copyHostsIntoNode(n, writeNetnsHosts(n.name, hostsFor(spec).text));
-    if (nspawnEnabled()) keepOwnPackages(n, spec, log);
-    else await bootServices(n.name, log); // its own systemd boots with its seed
+    keepOwnPackages(n, spec, log); // its own systemd boots with its seed (applyCloudConfig)
     if (ca) await trustCa([n], readFileSync(ca, "utf8"), log);
     const app = labStack()?.app;
     if (spec.role === "app" && app) await prepareAppNodes([spec.name], app, log);

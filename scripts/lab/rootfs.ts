@@ -26,12 +26,12 @@ export const LAB_EXTRAS = [
     "nftables",
     "curl",
     "ca-certificates",
-    "python3", // runs the lab's systemctl stand-in
+    "python3", // runs the lab's journal-to-files unit and its probes in the nodes
     // Debian's cloud images ship these; cloud-init's ssh and users modules use them.
     "openssh-server",
     "sudo",
-    // Containers in a chroot: crun refuses this host's hybrid cgroups, runc does not (the nodes
-    // keep Debian's default runtime; only the lab's containers.conf names runc).
+    // Podman's runtime in the lab's app nodes (the lab's containers.conf names it; the nodes
+    // keep Debian's default otherwise).
     "runc",
     // The lab's stand-in app image is built from this one static binary.
     "busybox-static",
