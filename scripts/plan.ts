@@ -162,7 +162,8 @@ export function formatReport(r: PlanReport): string {
     return lines.join("\n");
 }
 
-async function main(argv: string[]): Promise<number> {
+/** The CLI: prints the plan (console.log) or the problem (console.error) and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
     let args;
     try {
         args = parseArgs(argv, { values: ["stack", "config", "against", "deployed"], flags: ["json"] });

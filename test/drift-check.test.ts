@@ -61,7 +61,7 @@ describe("drift check prerequisites", () => {
     });
 });
 
-describe("npm run drift", function () {
+describe("npm run drift, as a process @cli", function () {
     this.timeout(60000);
     let home: string;
     let nodeBin: string;

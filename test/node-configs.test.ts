@@ -26,7 +26,7 @@ describe("rendered node configs, checked by the real tools", function () {
         prod = await evaluate();
     });
 
-    it("every cloud-config passes cloud-init's schema", function () {
+    it("every cloud-config passes cloud-init's schema (its CLI, once per node) @cli", function () {
         requireTools(this, ["cloud-init"]);
         for (const [node, userData] of Object.entries(prod.userData)) {
             assert.ok(userData.startsWith("#cloud-config\n"), node);

@@ -3,8 +3,18 @@ import { evaluateProgram, Evaluation, RecordedResource } from "../../scripts/lib
 import { StackFile } from "../../scripts/lib/stack-file";
 import { prodStack } from "./stack";
 
-export async function evaluate(file: StackFile = prodStack(), stack = "prod"): Promise<Evaluation> {
-    return evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
+/** The shipped prod stack, evaluated once per test process: most test files start from it. */
+let prodEvaluation: Promise<Evaluation> | undefined;
+
+/**
+ * The program's evaluation of `file` (default: the shipped prod stack). Each caller gets its own
+ * copy of the prod stack's evaluation, so a test that changes what it got changes nobody else's.
+ */
+export async function evaluate(file?: StackFile, stack = "prod"): Promise<Evaluation> {
+    if (file || stack !== "prod") return evaluateProgram({ stack, values: (file ?? prodStack()).values, secretKeys: (file ?? prodStack()).secretKeys, env: {} });
+    prodEvaluation ??= evaluateProgram({ stack, values: prodStack().values, secretKeys: prodStack().secretKeys, env: {} });
+    prodEvaluation.catch(() => (prodEvaluation = undefined));
+    return structuredClone(await prodEvaluation);
 }
 
 export function ofType(e: Evaluation, type: string): RecordedResource[] {
