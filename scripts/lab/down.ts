@@ -1,12 +1,12 @@
 // `npx tsx scripts/lab/down.ts [--all] [--force]`: take down whatever lab is up, also after a
 // crash. --all also removes vh-* namespaces the lab has no record of; --force proceeds even
 // while the process that realized the lab is still alive.
+import { rmSync } from "node:fs";
 import { down } from "./cleanup";
 import { lockOwner, releaseLock } from "./lock";
 import { LAB_LOCK } from "./paths";
 import { requireRoot } from "./preflight";
 import { isAlive } from "./procs";
-import { rmSync } from "node:fs";
 
 const log = (m: string) => console.log(m);
 const args = process.argv.slice(2);

@@ -4,13 +4,12 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DIRECTORY_STATUS } from "../../components/render/directory-agent";
-import { execInNode, labNodes, nodePids, nodeRoot, nodeUnits, NodeState, UnitStatus } from "./realize";
-import { etcdMembers } from "./etcd";
 import { ETCD_UNIT } from "../../components/render/etcd";
 import { PATRONI_UNIT } from "../../components/render/patroni";
-import { elapsed, Log, sleep } from "./exec";
 import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
-
+import { execInNode, labNodes, nodePids, nodeRoot, nodeUnits, NodeState, UnitStatus } from "./realize";
+import { etcdMembers } from "./etcd";
+import { elapsed, Log, sleep } from "./exec";
 import type { LabApp } from "./containers";
 import { labStack } from "./stack";
 

@@ -1,14 +1,14 @@
 // Bringing the lab up: the program evaluated, its nodes realized, the stack outputs the lab's
 // clients need saved, then a bounded wait until every node is healthy. On failure the nodes'
 // last log lines are shown and everything is taken down again.
+import { join } from "node:path";
+import { mockOriginCa } from "../lib/mock-tls";
 import { Log } from "./exec";
 import { NodeHealth, waitHealthy } from "./health";
 import { LabStack, labStack, saveLabStack } from "./stack";
 import { startEdges } from "./edge";
-import { mockOriginCa } from "../lib/mock-tls";
 import { LabProgram, labProgram, StackSource } from "./program";
 import type { LabDnsRecord } from "./dns-zone";
-import { join } from "node:path";
 import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
 import { LabNodeSpec, nodeLogTails, realizeNodes, teardown } from "./realize";
 import { labTls, s3EndpointOf, startS3 } from "./s3";
