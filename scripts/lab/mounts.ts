@@ -1,6 +1,7 @@
-// Mounts inside a node's (or a build's) root. /dev is a small tmpfs with only the devices a
-// node needs rather than a bind of the host's /dev: a failed unmount followed by a recursive
-// delete can then never reach the host's device nodes.
+// The lab's mounts: a node's overlay (its kernel filesystems are nspawn's), and /proc and /dev in
+// a rootfs build's chroot. /dev is a small tmpfs with only the devices a build needs rather than a
+// bind of the host's /dev: a failed unmount followed by a recursive delete can then never reach
+// the host's device nodes.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { run, Log } from "./exec";
@@ -60,7 +61,7 @@ export async function unmountUnder(dir: string, log: Log): Promise<void> {
     if (still.length) throw new Error(`lab: could not unmount: ${still.map((m) => m.target).join(", ")}`);
 }
 
-/** Device nodes a node needs: name, major, minor. net/tun is for wireguard-go. */
+/** Device nodes a build needs: name, major, minor. */
 const DEVICES: [string, number, number][] = [
     ["null", 1, 3],
     ["zero", 1, 5],
