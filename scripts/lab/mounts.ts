@@ -61,7 +61,7 @@ export async function unmountUnder(dir: string, log: Log): Promise<void> {
     if (still.length) throw new Error(`lab: could not unmount: ${still.map((m) => m.target).join(", ")}`);
 }
 
-/** Device nodes a build needs: name, major, minor. */
+/** Device nodes a build's chroot gets: name, major, minor. */
 const DEVICES: [string, number, number][] = [
     ["null", 1, 3],
     ["zero", 1, 5],
