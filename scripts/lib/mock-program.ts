@@ -150,6 +150,11 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
     if (evaluating) throw new Error("evaluateProgram runs one program at a time");
     evaluating = true;
     const savedEnv = { ...process.env };
+    // Pulumi formats a stack trace for every promise and resource it makes, which nobody reads
+    // under mocks; through tsx's source maps that is a large share of an evaluation's time. An
+    // error's trace is formatted when first read: read after this, it is source-mapped again.
+    const sourceMaps = process.sourceMapsEnabled;
+    process.setSourceMapsEnabled(false);
     try {
         const resources: RecordedResource[] = [];
         const options = new Map<string, RecordedOptions>();
@@ -248,6 +253,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
         return { resources, outputs, secretOutputs, userData, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])) };
     } finally {
         process.env = savedEnv;
+        process.setSourceMapsEnabled(sourceMaps);
         evaluating = false;
     }
 }
