@@ -148,6 +148,11 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
         figures.push([`drill ${name}: RTO, median of ${rs.length}`, rtos.length === rs.length ? `${median(rtos).toFixed(1)} s (${each})` : `never recovered in ${rs.length - rtos.length} run(s)`]);
         figures.push([`drill ${name}: lost writes / failed requests (max)`, `${Math.max(...rs.map((r) => r.lostWrites))} / ${Math.max(...rs.map((r) => r.failedRequests))}`]);
         figures.push([`drill ${name}: passed (target RTO ${rs[0].rtoTargetSeconds} s, no loss, no split brain)`, `${rs.filter((r) => r.passed).length} of ${rs.length}`]);
+        // A drill's own figures (the writes a cluster's loss cost, say): each run's, and the median.
+        for (const key of [...new Set(rs.flatMap((r) => Object.keys(r.figures ?? {})))]) {
+            const values = rs.map((r) => r.figures?.[key]).filter((x): x is number => x !== undefined);
+            figures.push([`drill ${name}: ${key}, median of ${values.length}`, `${median(values)} (${values.join(", ")})`]);
+        }
     }
     return figures;
 }

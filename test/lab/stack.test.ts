@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseJsonLines } from "../../scripts/lab/load/json-lines";
-import { drills, whyNotApplicable } from "../../scripts/lab/drills";
+import { drills, memberDrills, whyNotApplicable } from "../../scripts/lab/drills";
 import { patroniJson, singleRunSlack } from "../../scripts/lab/drills/db";
 import { labHealth } from "../../scripts/lab/health";
 import { stackSource } from "../../scripts/lab/program";
@@ -61,7 +61,8 @@ describe("the prod stack in the lab @lab", function () {
         assert.match(log, /bringing the cluster's configuration in line with the stack file: .*"maximum_lag_on_failover": 1048576.*"wal_sender_timeout": null/);
     });
 
-    for (const drill of drills) {
+    // The drills on member changes run in their own lab (test/lab/members.test.ts).
+    for (const drill of drills.filter((d) => !memberDrills.includes(d))) {
         it(`drill ${drill.name}`, async function () {
             const notHere = whyNotApplicable(drill, "prod", labNodes().map((n) => n.role));
             if (notHere) {

@@ -1,6 +1,8 @@
 // Every drill the lab knows, by name.
 import { backupRestore } from "./backup";
+import { clusterLoss } from "./cluster-loss";
 import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss, providerLossMajority } from "./db";
+import { doubleChangeRefused, memberMove } from "./members";
 import { nodeIsolate, nodeKill } from "./node-faults";
 import { releaseRollback, releaseSwitch } from "./release";
 import { dbMemberReplace } from "./replace";
@@ -9,7 +11,13 @@ import { labNodes } from "../realize";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, backupRestore, releaseSwitch, releaseRollback];
+/**
+ * Changes to the database members, run last: the move leaves a member on another provider than
+ * the stack file says, and the cluster's loss leaves it restored from its backups.
+ */
+export const memberDrills: Drill[] = [doubleChangeRefused, memberMove, clusterLoss];
+
+export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, backupRestore, releaseSwitch, releaseRollback, ...memberDrills];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);

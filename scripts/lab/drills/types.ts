@@ -32,6 +32,8 @@ export interface DrillResult {
     /** Where every write and HTTP request the drill's clients made is logged (JSON lines). */
     logDir?: string;
     passed: boolean;
+    /** The drill's own figures beyond the common ones (npm run bench -- --lab gives each one's median). */
+    figures?: Record<string, number>;
     /**
      * Whether every check but the RTO target passed (no write lost, no split brain, the drill's
      * own checks), where the drill measures an RTO under load: a test allowing a single run some

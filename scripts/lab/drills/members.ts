@@ -1,0 +1,309 @@
+// Drills on changes to the database members in the stack file, each decided by the program itself
+// (evaluated against the lab's deployment, stack-change.ts) and applied to the lab only as far as
+// the program accepted it:
+// - double-change-refused: both of two members resized in one stack change; the program refuses
+//   before it creates anything, naming the members and the order, and the lab's servers are untouched.
+// - member-move: one member moved to the other provider, in the runs the program asks for (retire,
+//   then move); the old server goes and a new one boots with an empty disk, under writes through
+//   the poolers, while Patroni's view of the cluster is sampled: never fewer than two members
+//   leading or streaming, no pooled write failed, at most one switchover.
+import { statSync } from "node:fs";
+import { catalogs } from "../../../components/providers/catalogs";
+import { SWITCHOVER_TOOL } from "../../../components/render/switchover";
+import { etcdMembers } from "../etcd";
+import { sleep } from "../exec";
+import { containerLeader, nspawnEnabled } from "../nspawn";
+import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
+import { execInNode, labNodes, NodeState } from "../realize";
+import { updateState } from "../state";
+import { currentPrimary, patroniJson, standbyLossRtoTarget, SWITCHOVER_PAUSE_SECONDS, SWITCHOVER_SINGLE_RUN_SLACK, UNAFFECTED_RTO_SECONDS } from "./db";
+import { faultUnderLoad, pickNode } from "./harness";
+import { REBUILD_STREAMING_SECONDS } from "./replace";
+import { accepted, applyToProgram, labNodeLists, labSource, NodeEntry, NodeLists } from "./stack-change";
+import { Drill } from "./types";
+
+const dbNodes = (): NodeState[] => labNodes().filter((n) => n.role === "db");
+
+interface ClusterMember {
+    name: string;
+    role: string;
+    state: string;
+    timeline?: number;
+}
+
+/** Patroni's view of the cluster from the first of `askers` that answers (undefined: none did). */
+async function clusterView(askers: NodeState[]): Promise<{ asker: string; members: ClusterMember[] } | undefined> {
+    for (const n of askers) {
+        const c = await patroniJson<{ members?: ClusterMember[] }>(n, "/cluster");
+        if (c?.members) return { asker: n.name, members: c.members };
+    }
+    return undefined;
+}
+
+/** Members that lead (running) or stream from the leader: the ones holding the data right now. */
+function serving(members: ClusterMember[]): ClusterMember[] {
+    return members.filter((m) => (m.role === "leader" && m.state === "running") || m.state === "streaming");
+}
+
+/**
+ * Samples Patroni's view of the cluster about once a second (bounded by `maxSeconds`), asking the
+ * members other than `skip` (the one going away cannot speak for the others).
+ */
+class ClusterWatch {
+    readonly samples: { at: number; serving: string[]; leader?: string; asker?: string }[] = [];
+    private running = true;
+    private done: Promise<void> = Promise.resolve();
+
+    constructor(private readonly skip: string, private readonly maxSeconds: number) {}
+
+    start(): this {
+        const until = Date.now() + this.maxSeconds * 1000;
+        this.done = (async () => {
+            while (this.running && Date.now() < until) {
+                const t = Date.now();
+                const view = await clusterView(dbNodes().filter((n) => n.name !== this.skip && !n.isolated));
+                const leader = view?.members.find((m) => m.role === "leader")?.name;
+                this.samples.push({ at: t, serving: view ? serving(view.members).map((m) => m.name) : [], ...(leader ? { leader } : {}), ...(view ? { asker: view.asker } : {}) });
+                await sleep(Math.max(0, 1_000 - (Date.now() - t)));
+            }
+        })();
+        return this;
+    }
+
+    async stop(): Promise<void> {
+        this.running = false;
+        await this.done;
+    }
+
+    /** The fewest members leading or streaming in any sample, with when (s after `from`) and who. */
+    fewest(from: number): { count: number; atSeconds: number; who: string[] } {
+        const worst = this.samples.reduce((a, b) => (b.serving.length < a.serving.length ? b : a), this.samples[0]);
+        return { count: worst?.serving.length ?? 0, atSeconds: worst ? (worst.at - from) / 1000 : 0, who: worst?.serving ?? [] };
+    }
+
+    /** The leaders in turn. */
+    leaders(): string[] {
+        const out: string[] = [];
+        for (const s of this.samples) if (s.leader && out[out.length - 1] !== s.leader) out.push(s.leader);
+        return out;
+    }
+
+    /** The longest stretch with no answer from any member (s). */
+    longestSilence(): number {
+        let longest = 0;
+        let last = this.samples[0]?.at ?? 0;
+        for (const s of this.samples) {
+            if (s.asker === undefined) continue;
+            longest = Math.max(longest, (s.at - last) / 1000);
+            last = s.at;
+        }
+        return longest;
+    }
+}
+
+/** A server's identity in the lab: its disk (the overlay's upper directory) and its running systemd. */
+function serverIdentity(n: NodeState): string {
+    const disk = statSync(n.paths.upper);
+    return `disk ${disk.ino}/${disk.birthtimeMs}${nspawnEnabled() ? `, systemd ${containerLeader(n) ?? "down"}` : ""}`;
+}
+
+const replaceEntry = (lists: NodeLists, entry: NodeEntry): NodeLists => Object.fromEntries(Object.entries(lists).map(([role, list]) => [role, list.map((e) => (e.name === entry.name ? entry : e))]));
+
+/** Another size of the same provider offered in the entry's region (a resize: the server is powered off meanwhile). */
+function anotherSize(entry: NodeEntry): string {
+    const sizes = Object.entries(catalogs[entry.provider]?.sizes ?? {}).filter(([id, s]) => id !== entry.size && (!s.regions || s.regions.includes(entry.region)));
+    if (sizes.length === 0) throw new Error(`no other ${entry.provider} size in ${entry.region} to resize ${entry.name} to`);
+    return sizes[0][0];
+}
+
+export const doubleChangeRefused: Drill = {
+    name: "double-change-refused",
+    description: "resize two database members in one stack change: the program refuses before it creates anything, naming them and the order; no server of the lab is touched and no write fails",
+    run: async (ctx) => {
+        const source = labSource();
+        const lists = labNodeLists(source);
+        const first = ctx.target ?? lists.db[0]?.name;
+        const second = lists.db.find((e) => e.name !== first)?.name;
+        const a = lists.db.find((e) => e.name === first);
+        const b = lists.db.find((e) => e.name === second);
+        if (!a || !b) throw new Error(`double-change-refused resizes two database members of the stack file; it has ${lists.db.map((e) => e.name).join(", ") || "none"}${ctx.target ? ` (${ctx.target} is not one)` : ""}`);
+        const edited = replaceEntry(replaceEntry(lists, { ...a, size: anotherSize(a) }), { ...b, size: anotherSize(b) });
+        const deployed = accepted(await applyToProgram(source, undefined, undefined), "the lab's stack file").evaluation;
+
+        const notes: string[] = [];
+        let ok = true;
+        const check = (pass: boolean, note: string) => {
+            ok &&= pass;
+            notes.push(pass ? note : `FAILED: ${note}`);
+        };
+        const identities = new Map(labNodes().map((n) => [n.name, serverIdentity(n)]));
+        const etcdBefore = (await etcdMembers(dbNodes()[0].name))?.map((m) => m.id).sort();
+        const viewBefore = await clusterView(dbNodes());
+
+        const result = await faultUnderLoad(ctx, {
+            drill: "double-change-refused",
+            target: `${a.name}+${b.name}`,
+            lost: [],
+            fault: async () => {
+                const change = await applyToProgram(source, edited, deployed.outputs);
+                if (change.accepted) {
+                    // Never applied: it would take two members down at once, which is what the program must refuse.
+                    check(false, `the program refused the change (it accepted it: ${change.changes.filter((c) => c.kind !== "same").map((c) => `${c.name} ${c.kind}`).join(", ")}; not applied)`);
+                    return;
+                }
+                notes.push(`the program refused: ${change.message}`);
+                const order = /in this order: ([^.]*?), each after/.exec(change.message)?.[1]?.split(", ") ?? [];
+                check(change.message.includes(`${a.name} (size ${a.size} -> `) && change.message.includes(`${b.name} (size ${b.size} -> `), `the refusal names ${a.name} and ${b.name} with what changes`);
+                check(order.length === 2 && order.includes(a.name) && order.includes(b.name), `the refusal gives the order to apply them in (${order.join(", ") || "none"})`);
+                check(/Nothing was changed\./.test(change.message), "the refusal says nothing was changed");
+                check(change.registered.every((t) => t === "pulumi:pulumi:StackReference"), `the program registered nothing but the read of its deployment (${change.registered.join(", ") || "nothing"})`);
+            },
+            repair: async () => undefined,
+            rtoTargetSeconds: UNAFFECTED_RTO_SECONDS,
+            writes: { pooled: true, timeoutMs: 30_000 },
+            planned: { maxWritePauseSeconds: UNAFFECTED_RTO_SECONDS },
+        });
+
+        const touched = labNodes().filter((n) => serverIdentity(n) !== identities.get(n.name)).map((n) => n.name);
+        check(touched.length === 0, `no server of the lab was rebuilt or restarted${touched.length ? ` (${touched.join(", ")} were)` : ""}`);
+        const etcdAfter = (await etcdMembers(dbNodes()[0].name))?.map((m) => m.id).sort();
+        check(etcdBefore !== undefined && JSON.stringify(etcdAfter) === JSON.stringify(etcdBefore), `etcd has the same members (${etcdAfter?.join(", ") ?? "no answer"})`);
+        const viewAfter = await clusterView(dbNodes());
+        const leaderOf = (v: typeof viewBefore) => v?.members.find((m) => m.role === "leader");
+        check(viewAfter !== undefined && serving(viewAfter.members).length === dbNodes().length, `every member leads or streams (${viewAfter?.members.map((m) => `${m.name} ${m.role} ${m.state}`).join(", ") ?? "no answer"})`);
+        check(leaderOf(viewAfter)?.name === leaderOf(viewBefore)?.name && leaderOf(viewAfter)?.timeline === leaderOf(viewBefore)?.timeline, `the same leader on the same timeline (${leaderOf(viewBefore)?.name}/${leaderOf(viewBefore)?.timeline} -> ${leaderOf(viewAfter)?.name}/${leaderOf(viewAfter)?.timeline})`);
+        check(result.failedRequests === 0, `no write or request failed (${result.failedRequests} failed)`);
+        return { ...result, recoverySeconds: 0, checksPassed: (result.checksPassed ?? result.passed) && ok, passed: result.passed && ok, notes: [...result.notes, ...notes] };
+    },
+};
+
+/** A replica on the provider holding the most database members: moving it evens them out. */
+async function replicaToMove(): Promise<string | undefined> {
+    const primary = await currentPrimary();
+    const dbs = dbNodes();
+    const count = (p: string) => dbs.filter((n) => n.provider === p).length;
+    return dbs.filter((n) => n.name !== primary).sort((x, y) => count(y.provider) - count(x.provider))[0]?.name;
+}
+
+/** How long the drill watches Patroni's view at most: the writes' own bound in faultUnderLoad and more. */
+const WATCH_SECONDS = 600;
+/** From the new server's first boot until it streams (and votes, in quorum mode): the rebuild drill's bound and a minute. */
+const MOVE_WAIT_SECONDS = REBUILD_STREAMING_SECONDS + 60;
+
+export const memberMove: Drill = {
+    name: "member-move",
+    description: "move a database member (--node; default a replica) to the other provider as the program asks (retire, then move): a new server with an empty disk, under writes through the poolers; never fewer than two members leading or streaming, no failed write, at most one switchover",
+    run: async (ctx) => {
+        const source = labSource();
+        const lists = labNodeLists(source);
+        const target = await pickNode(ctx, replicaToMove, "replica");
+        const entry = lists.db.find((e) => e.name === target);
+        if (!entry) throw new Error(`member-move moves a database member; ${target} is not one in ${source.file}`);
+        const node = dbNodes().find((n) => n.name === target) as NodeState;
+        // The program compares with the stack file as deployed: the lab must still be that.
+        const here = node.provider;
+        if (here !== entry.provider) throw new Error(`the lab has ${target} on ${here}, ${source.file} on ${entry.provider}: it was moved already; bring the lab up again to move it from where the stack file has it`);
+        // Where it goes: beside a database member of another provider, else any node of one.
+        const there = lists.db.find((e) => e.provider !== here && e.provider !== "ssh") ?? Object.values(lists).flat().find((e) => e.provider !== here && e.provider !== "ssh");
+        if (!there) throw new Error(`the stack file names no provider but ${here}: nowhere to move ${target}`);
+        const size = catalogs[there.provider].sizes[entry.size ?? ""] ? entry.size : lists.db.find((e) => e.provider === there.provider)?.size ?? there.size;
+        const moved: NodeEntry = { name: entry.name, provider: there.provider, region: there.region, ...(size ? { size } : {}) };
+        const notes: string[] = [`moving ${target} from ${here}/${entry.region} to ${moved.provider}/${moved.region}${moved.size ? `/${moved.size}` : ""}`];
+        let ok = true;
+        const check = (pass: boolean, note: string) => {
+            ok &&= pass;
+            notes.push(pass ? note : `FAILED: ${note}`);
+        };
+
+        // The program decides the runs: the lab's deployment, the move in one run, else as its refusal says.
+        const deployed = accepted(await applyToProgram(source, undefined, undefined), "the lab's stack file").evaluation;
+        let last = deployed;
+        const atOnce = await applyToProgram(source, replaceEntry(lists, moved), deployed.outputs);
+        if (!atOnce.accepted) {
+            notes.push(`in one run the program refuses: ${atOnce.message}`);
+            check(/first set retire: true on it/.test(atOnce.message), "the refusal says how: retire first, then move");
+            const retire = accepted(await applyToProgram(source, replaceEntry(lists, { ...entry, retire: true }), deployed.outputs), `${target} with retire: true`);
+            const touched = retire.changes.filter((c) => c.kind !== "same");
+            check(touched.length === 0, `run 1 (retire: true on ${target}) changes no server${touched.length ? `: ${touched.map((c) => `${c.name} ${c.kind}`).join(", ")}` : ""}`);
+            const unprotected = (retire.evaluation.outputs.serverFacts as { name: string; protected: boolean }[]).find((f) => f.name === target);
+            check(unprotected?.protected === false, `run 1 lifts ${target}'s protection`);
+            last = retire.evaluation;
+        }
+        const move = atOnce.accepted && last === deployed ? atOnce : accepted(await applyToProgram(source, replaceEntry(lists, moved), last.outputs), `the move of ${target}`);
+        const changed = move.changes.filter((c) => c.kind !== "same");
+        check(changed.length === 1 && changed[0].name === target && changed[0].kind === "replace" && changed[0].providerMove === true, `the move replaces ${target}'s server and nothing else (${changed.map((c) => `${c.name}: ${c.kind} ${c.reasons.join("; ")}`).join(", ")})`);
+
+        // The new server's user-data: the program's. The lab's nodes hold what the program gave
+        // them at bring-up (its certificates are made once per process): when the move leaves the
+        // member's user-data as it was, that is the seed it booted with.
+        const spec = labNodeSpec(target);
+        let userData = move.evaluation.userData[target];
+        if (userData === last.userData[target]) userData = spec.userData;
+        else if (deployed.userData[target] !== spec.userData) {
+            throw new Error(`the move changes ${target}'s user-data and this process did not bring the lab up (the program's certificates differ from the lab's): run member-move where the lab was brought up (npm run lab with no command, the lab test, npm run bench -- --lab)`);
+        }
+        notes.push(`the new server's user-data is ${userData === spec.userData ? "the same as the old one's" : "the program's new one"}`);
+
+        const wasPrimary = (await currentPrimary()) === target;
+        const pauseTarget = wasPrimary ? SWITCHOVER_PAUSE_SECONDS + SWITCHOVER_SINGLE_RUN_SLACK : await standbyLossRtoTarget();
+        const watch = new ClusterWatch(target, WATCH_SECONDS);
+        let faultAt = 0;
+        let streamingSeconds: number | null = null;
+        let result;
+        try {
+            result = await faultUnderLoad(ctx, {
+                drill: "member-move",
+                target,
+                lost: [target],
+                fault: async () => {
+                    watch.start();
+                    await sleep(2_000);
+                    faultAt = Date.now();
+                    if (wasPrimary) {
+                        // The primary hands over through the poolers before its server goes.
+                        const r = await execInNode(target, [SWITCHOVER_TOOL], { timeoutMs: 120_000, allowFail: true });
+                        if (r.code !== 0) throw new Error(`${SWITCHOVER_TOOL} on ${target} failed (exit ${r.code}): ${(r.stdout + r.stderr).trim().slice(-500)}`);
+                    }
+                    // Members are replaced delete-before-create: the old server goes first.
+                    await discardNode(target, ctx.log);
+                },
+                repair: async () => {
+                    const t = Date.now();
+                    updateState((s) => {
+                        s.nodes[target].provider = moved.provider;
+                    });
+                    await bootFreshNode({ ...spec, provider: moved.provider, userData }, ctx.log);
+                    const deadline = t + MOVE_WAIT_SECONDS * 1000;
+                    let status: { role?: string; state?: string; replication_state?: string; quorum_standby?: boolean; sync_standby?: boolean } | undefined;
+                    const config = await patroniJson<{ synchronous_mode?: boolean | string }>(dbNodes().find((n) => n.name !== target) as NodeState, "/config");
+                    const votes = String(config?.synchronous_mode) === "quorum";
+                    while (Date.now() < deadline) {
+                        status = await patroniJson(node, "/patroni");
+                        const streams = status?.role === "replica" && status.replication_state === "streaming";
+                        if (streams && streamingSeconds === null) streamingSeconds = (Date.now() - t) / 1000;
+                        if (streams && (!votes || status?.quorum_standby || status?.sync_standby)) break;
+                        await sleep(500);
+                    }
+                    const total = (Date.now() - t) / 1000;
+                    check(streamingSeconds !== null && total <= MOVE_WAIT_SECONDS, `${target} streams on ${moved.provider}${votes ? " and votes in the quorum" : ""} ${total.toFixed(1)} s after its new server booted (streaming after ${streamingSeconds?.toFixed(1) ?? "never"} s; bound ${MOVE_WAIT_SECONDS} s); Patroni says ${JSON.stringify(status ?? "nothing")}`);
+                },
+                rtoTargetSeconds: pauseTarget,
+                writes: { pooled: true, timeoutMs: 30_000 },
+                planned: { maxWritePauseSeconds: pauseTarget },
+            });
+        } finally {
+            await watch.stop();
+        }
+        const fewest = watch.fewest(faultAt);
+        check(watch.samples.length > 0 && fewest.count >= 2, `at no moment fewer than two members leading or streaming: at least ${fewest.count} (${fewest.who.join(", ") || "none"}, ${fewest.atSeconds.toFixed(1)} s after the move began), in ${watch.samples.length} samples of Patroni's view`);
+        const silence = watch.longestSilence();
+        check(silence <= 10, `Patroni's view was asked at least every 10 s (longest gap ${silence.toFixed(1)} s)`);
+        const leaders = watch.leaders();
+        check(leaders.length <= 2, `at most one switchover (leaders in turn: ${leaders.join(" -> ") || "none seen"})`);
+        check(result.failedRequests === 0, `no pooled write or request failed (${result.failedRequests} failed)`);
+        const etcd = await etcdMembers(dbNodes().find((n) => n.name !== target)?.name as string);
+        check(etcd !== undefined && etcd.length === dbNodes().length + labNodes().filter((n) => n.role === "witness").length && etcd.every((m) => m.started), `etcd lists every member started (${etcd?.map((m) => m.name).join(", ") ?? "no answer"})`);
+        check(labNodes().find((n) => n.name === target)?.provider === moved.provider, `the lab has ${target} on ${moved.provider}`);
+        return { ...result, recoverySeconds: streamingSeconds, checksPassed: (result.checksPassed ?? result.passed) && ok, passed: result.passed && ok, notes: [...result.notes, ...notes] };
+    },
+};

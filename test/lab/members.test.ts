@@ -1,0 +1,60 @@
+// Changes to the database members in the lab, on the prod stack: a change that would take two
+// members down at once is refused with nothing touched; a member moves to the other provider under
+// writes through the poolers; every member's disk is lost at once and the cluster comes back by
+// itself from the backup repository. Each drill once here, three times in npm run bench -- --lab.
+import assert from "node:assert/strict";
+import { clusterLoss } from "../../scripts/lab/drills/cluster-loss";
+import { doubleChangeRefused, memberMove } from "../../scripts/lab/drills/members";
+import { stackSource } from "../../scripts/lab/program";
+import { labHealth } from "../../scripts/lab/health";
+import { labNodes } from "../../scripts/lab/realize";
+import { itTearsDownCleanly, labLog as log, labSuite } from "../helpers/lab";
+
+describe("database member changes in the lab @lab", function () {
+    this.timeout(40 * 60_000); // a first run builds the root filesystem; every wait inside is bounded
+    const run = labSuite();
+
+    it("brings up the prod stack, every node healthy", async function () {
+        await run.up(stackSource({ stack: "prod" }));
+        for (const h of await labHealth()) assert.ok(h.healthy, `${h.name}: ${JSON.stringify(h.checks.filter((c) => !c.ok))}`);
+        run.notePids();
+    });
+
+    it("drill double-change-refused: the program refuses two members down at once, naming them and the order; nothing in the lab changes", async function () {
+        const result = await doubleChangeRefused.run({ log });
+        run.results.push(result);
+        const why = JSON.stringify(result);
+        assert.ok(result.notes.some((n) => /^the program refused: .*in this order: db-\d, db-\d/s.test(n)), `no refusal with an order: ${why}`);
+        assert.equal(result.lostWrites, 0, why);
+        assert.equal(result.failedRequests, 0, why);
+        assert.ok(result.passed, why);
+    });
+
+    it("drill member-move: a member moves to the other provider with no failed pooled write and never fewer than two members serving", async function () {
+        const before = new Map(labNodes().map((n) => [n.name, n.provider]));
+        const result = await memberMove.run({ log });
+        run.results.push(result);
+        const why = JSON.stringify(result);
+        assert.notEqual(labNodes().find((n) => n.name === result.target)?.provider, before.get(result.target), `still on its provider: ${why}`);
+        assert.equal(result.lostWrites, 0, why);
+        assert.equal(result.failedRequests, 0, why);
+        assert.equal(result.splitBrain, false, why);
+        assert.ok(result.notes.some((n) => /^at no moment fewer than two members leading or streaming: at least [23] /.test(n)), why);
+        assert.ok(result.notes.some((n) => /^at most one switchover/.test(n)), why);
+        assert.ok(result.passed, why);
+        run.notePids();
+    });
+
+    it("drill cluster-loss: every member's disk lost at once; the cluster comes back from the repository with every archived write", async function () {
+        const result = await clusterLoss.run({ log });
+        run.results.push(result);
+        const why = JSON.stringify(result);
+        assert.notEqual(result.rtoSeconds, null, `writes never came back: ${why}`);
+        assert.equal(result.figures?.archivedLostWrites, 0, `archived writes lost: ${why}`);
+        assert.ok((result.figures?.oldestLostWriteAgeSeconds ?? Infinity) <= 65, `a write older than archive_timeout lost: ${why}`);
+        assert.ok(result.passed, why);
+        run.notePids();
+    });
+
+    itTearsDownCleanly(run);
+});
