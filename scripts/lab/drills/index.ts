@@ -2,6 +2,7 @@
 import { backupRestore } from "./backup";
 import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss, providerLossMajority } from "./db";
 import { nodeIsolate, nodeKill } from "./node-faults";
+import { switchoverInterrupted } from "./pooler";
 import { releaseRollback, releaseSwitch } from "./release";
 import { dbMemberReplace } from "./replace";
 import { labStack } from "../stack";
@@ -9,7 +10,7 @@ import { labNodes } from "../realize";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, backupRestore, releaseSwitch, releaseRollback];
+export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, releaseSwitch, releaseRollback];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);
