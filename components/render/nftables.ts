@@ -26,6 +26,12 @@ export function meshSetName(role: Role): string {
     return `mesh_${role}`;
 }
 
+/**
+ * The providers' metadata services (Hetzner's and Linode's IPv4 address, Linode's IPv6 one): they
+ * hand out the node's whole user-data, keys included, so only root (cloud-init) may ask them.
+ */
+export const METADATA_ADDRESSES = { ipv4: "169.254.169.254", ipv6: "fd00:a9fe:a9fe::1" } as const;
+
 /** Mesh peers that stopped answering (filled by render/peer-watch.ts): TCP to them is refused at once. */
 export const PEER_GONE_SET = "mesh_gone";
 
@@ -43,6 +49,9 @@ export function renderNftables(rules: HostFirewallRule[]): string {
         "  chain output {",
         "    type filter hook output priority filter; policy accept;",
         `    ip daddr @${PEER_GONE_SET} meta l4proto tcp reject with tcp reset comment "mesh peer not answering"`,
+        // Every local user but root, containers' mapped users included (their uids are not 0 here).
+        `    ip daddr ${METADATA_ADDRESSES.ipv4} meta skuid != 0 reject comment "metadata service: root only"`,
+        `    ip6 daddr ${METADATA_ADDRESSES.ipv6} meta skuid != 0 reject comment "metadata service: root only"`,
         "  }",
         "",
         "  chain input {",
