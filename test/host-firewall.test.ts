@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { METADATA_ADDRESSES, NFTABLES_FILE } from "../components/render/nftables";
+import { CONTAINER_MESH_PORTS, CONTAINER_UID_BASE, CONTAINER_UID_COUNT, METADATA_ADDRESSES, NFTABLES_FILE } from "../components/render/nftables";
+import { HAPROXY_PORTS } from "../components/plan";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
@@ -17,7 +18,7 @@ import { requireTools } from "./helpers/tools";
 type Files = { path: string; content: string; permissions?: string }[];
 const nftOf = (e: Evaluation, node: string) => (parse(e.userData[node]) as { write_files: Files }).write_files.find((f) => f.path === NFTABLES_FILE)?.content ?? "";
 
-describe("host firewall: the metadata service for root only", function () {
+describe("host firewall: the metadata service for root only, app containers kept off the mesh", function () {
     this.timeout(300000);
     let prod: Evaluation;
     before(async () => {
@@ -33,14 +34,33 @@ describe("host firewall: the metadata service for root only", function () {
         }
     });
 
+    it("every node's ruleset lets the app containers' uids open only the HAProxy nodes' database and pooler ports on the mesh", () => {
+        const owner = `meta skuid ${CONTAINER_UID_BASE}-${CONTAINER_UID_BASE + CONTAINER_UID_COUNT - 1} ct state new`;
+        assert.deepEqual(CONTAINER_MESH_PORTS, [HAPROXY_PORTS.dbPrimary, HAPROXY_PORTS.dbReplicas, HAPROXY_PORTS.pooler]);
+        for (const node of Object.keys(prod.userData)) {
+            const lines = nftOf(prod, node).split("\n").map((l) => l.trim());
+            const output = lines.slice(lines.indexOf("chain output {"), lines.indexOf("chain input {"));
+            const mine = output.filter((l) => l.startsWith(owner)).map((l) => l.slice(owner.length + 1).replace(/ comment .*$/, ""));
+            assert.deepEqual(mine, [
+                `oifname "wg0" ip daddr @mesh_haproxy tcp dport { 5000, 5001, 6432 } accept`,
+                `oifname "wg0" reject`,
+                `oifname "lo" meta l4proto { tcp, udp } th dport 53 accept`,
+                `oifname "lo" reject`,
+            ], node);
+        }
+    });
+
     describe("loaded by Debian 13's nft in a namespace @rootfs", function () {
         let sb: Sandbox | undefined;
         const dir = mkdtempSync(join(tmpdir(), "vps-ha-host-firewall-"));
         const NODE = "app-1";
+        // An HAProxy node's mesh address, and another node's, behind that wg0.
+        const LB = "10.77.0.201";
+        const DB = "10.77.0.202";
         const exec = (argv: string[], user?: string) => (sb as Sandbox).exec(NODE, argv, { timeoutMs: 30000, ...(user ? { user } : {}) });
         /** A TCP connect to the metadata address, as `user`: how it ended. */
-        const connect = (user?: string, prefix: string[] = []) => {
-            const script = `import socket\ns=socket.socket()\ns.settimeout(3)\ntry:\n  s.connect(("${METADATA_ADDRESSES.ipv4}",80)); print("connected")\nexcept Exception as e: print(type(e).__name__)`;
+        const connect = (user?: string, prefix: string[] = [], to = `"${METADATA_ADDRESSES.ipv4}",80`) => {
+            const script = `import socket\ns=socket.socket()\ns.settimeout(2)\ntry:\n  s.connect((${to})); print("connected")\nexcept Exception as e: print(type(e).__name__)`;
             const r = exec([...prefix, "python3", "-c", script], user);
             assert.equal(r.status, 0, r.stderr);
             return r.stdout.trim();
@@ -59,6 +79,18 @@ describe("host firewall: the metadata service for root only", function () {
             const ip = spawnSync("ip", ["-n", sb.netns(NODE), "addr", "add", `${METADATA_ADDRESSES.ipv4}/32`, "dev", "lo"], { encoding: "utf8" });
             assert.equal(ip.status, 0, ip.stderr);
             sb.start(NODE, ["python3", "-m", "http.server", "--bind", METADATA_ADDRESSES.ipv4, "80"], join(dir, "metadata.log"));
+            // A service of the node itself, and a resolver, on loopback.
+            sb.start(NODE, ["python3", "-m", "http.server", "--bind", "127.0.0.1", "8080"], join(dir, "own.log"));
+            sb.start(NODE, ["python3", "-m", "http.server", "--bind", "127.0.0.1", "53"], join(dir, "dns.log"));
+            // The mesh as a wg0 leading nowhere (one end of a veth pair) (what passes the firewall goes nowhere: a timeout; what it refuses, a refusal).
+            const netns = ["-n", sb.netns(NODE)];
+            for (const args of [["link", "add", "wg0", "type", "veth", "peer", "name", "wg0p"], ["link", "set", "wg0", "up"], ["link", "set", "wg0p", "up"], ["route", "add", "10.77.0.0/24", "dev", "wg0"],
+                // No neighbour lookup to fail: what leaves, leaves, and nothing answers.
+                ["neigh", "add", LB, "lladdr", "02:00:00:00:00:01", "dev", "wg0", "nud", "permanent"], ["neigh", "add", DB, "lladdr", "02:00:00:00:00:02", "dev", "wg0", "nud", "permanent"]]) {
+                const r = spawnSync("ip", [...netns, ...args], { encoding: "utf8" });
+                assert.equal(r.status, 0, `ip ${args.join(" ")}: ${r.stderr}`);
+            }
+            assert.equal(exec(["nft", "add", "element", "inet", "vps_ha", "mesh_haproxy", `{ ${LB} }`]).status, 0);
         });
 
         after(async () => {
@@ -78,6 +110,24 @@ describe("host firewall: the metadata service for root only", function () {
             for (const user of users) assert.equal(connect(user), "ConnectionRefusedError", user);
             // A uid no account has, as a container's mapped root would be.
             assert.equal(connect(undefined, ["setpriv", "--reuid=100000", "--regid=100000", "--clear-groups"]), "ConnectionRefusedError", "uid 100000");
+        });
+
+        it("lets an app container's uid reach HAProxy's database and pooler ports on the mesh, and nothing else of the mesh or the node", () => {
+            const container = ["setpriv", `--reuid=${CONTAINER_UID_BASE}`, `--regid=${CONTAINER_UID_BASE}`, "--clear-groups"];
+            const tries: [string, string, string][] = [
+                [`"${LB}",${HAPROXY_PORTS.pooler}`, "TimeoutError", "HAProxy node's pooler: let through"],
+                [`"${LB}",${HAPROXY_PORTS.dbPrimary}`, "TimeoutError", "HAProxy node's primary port: let through"],
+                [`"${LB}",${HAPROXY_PORTS.stats}`, "ConnectionRefusedError", "HAProxy node's stats"],
+                [`"${LB}",22`, "ConnectionRefusedError", "HAProxy node's SSH"],
+                [`"${DB}",5432`, "ConnectionRefusedError", "a database member's PostgreSQL"],
+                [`"${DB}",2379`, "ConnectionRefusedError", "a database member's etcd"],
+                [`"127.0.0.1",8080`, "ConnectionRefusedError", "the node's own service"],
+                [`"127.0.0.1",53`, "connected", "the node's resolver"],
+            ];
+            for (const [to, expected, what] of tries) assert.equal(connect(undefined, container, to), expected, `${what} (${to}) as the container's root`);
+            // Root on the node is not held back (its own service answers; the mesh goes nowhere here).
+            assert.equal(connect(undefined, [], `"127.0.0.1",8080`), "connected");
+            assert.equal(connect(undefined, [], `"${DB}",2379`), "TimeoutError");
         });
     });
 });

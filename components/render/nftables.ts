@@ -4,6 +4,7 @@
 // addresses live in one named set per role, filled at run time by the directory agent
 // (render/directory-agent.ts), so this file names no other node and never changes with the node set.
 import { Role, ROLES } from "../config";
+import { HAPROXY_PORTS } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
 import { MESH_INTERFACE } from "./wireguard";
 
@@ -32,8 +33,28 @@ export function meshSetName(role: Role): string {
  */
 export const METADATA_ADDRESSES = { ipv4: "169.254.169.254", ipv6: "fd00:a9fe:a9fe::1" } as const;
 
+/**
+ * The host uids (and gids) an app container's users map to (render/app.ts): its root is host uid
+ * CONTAINER_UID_BASE, never root on the host, and these rules know the container's traffic by
+ * its sockets' owner. No other process on any node runs with these uids.
+ */
+export const CONTAINER_UID_BASE = 200000;
+export const CONTAINER_UID_COUNT = 65536;
+/** What an app container may open on the mesh: the HAProxy nodes' database and pooler ports. */
+export const CONTAINER_MESH_PORTS = [HAPROXY_PORTS.dbPrimary, HAPROXY_PORTS.dbReplicas, HAPROXY_PORTS.pooler];
+
 /** Mesh peers that stopped answering (filled by render/peer-watch.ts): TCP to them is refused at once. */
 export const PEER_GONE_SET = "mesh_gone";
+
+function containerRules(): string[] {
+    const owner = `meta skuid ${CONTAINER_UID_BASE}-${CONTAINER_UID_BASE + CONTAINER_UID_COUNT - 1} ct state new`;
+    return [
+        `    ${owner} oifname "${MESH_INTERFACE}" ip daddr @${meshSetName("haproxy")} tcp dport { ${CONTAINER_MESH_PORTS.join(", ")} } accept comment "app containers: the database through HAProxy"`,
+        `    ${owner} oifname "${MESH_INTERFACE}" reject comment "app containers: nothing else of the mesh"`,
+        `    ${owner} oifname "lo" meta l4proto { tcp, udp } th dport 53 accept comment "app containers: the node's resolver"`,
+        `    ${owner} oifname "lo" reject comment "app containers: no service of the node itself"`,
+    ];
+}
 
 export function renderNftables(rules: HostFirewallRule[]): string {
     const lines = [
@@ -52,6 +73,9 @@ export function renderNftables(rules: HostFirewallRule[]): string {
         // Every local user but root, containers' mapped users included (their uids are not 0 here).
         `    ip daddr ${METADATA_ADDRESSES.ipv4} meta skuid != 0 reject comment "metadata service: root only"`,
         `    ip6 daddr ${METADATA_ADDRESSES.ipv6} meta skuid != 0 reject comment "metadata service: root only"`,
+        // An app container opens nothing of the mesh but the database through HAProxy, and of the
+        // node itself only the resolver; the internet stays open to it.
+        ...containerRules(),
         "  }",
         "",
         "  chain input {",
