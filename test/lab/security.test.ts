@@ -78,6 +78,26 @@ describe("the prod stack in the lab, from inside @lab", function () {
         assert.ok(Number(uid) >= APP_UID_BASE && Number(uid) < APP_UID_BASE + APP_UID_COUNT, `uid ${uid} on the node`);
     });
 
+    it("the app container's uids reach the HAProxy nodes' pooler and primary port, nothing else of the mesh", async function () {
+        const app = labNodes().find((n) => n.role === "app");
+        const lb = labNodes().find((n) => n.role === "haproxy");
+        const db = labNodes().find((n) => n.role === "db");
+        assert.ok(app && lb && db);
+        const tries: [string, number, boolean][] = [
+            [lb.meshAddress, HAPROXY_PORTS.pooler, true], [lb.meshAddress, HAPROXY_PORTS.dbPrimary, true],
+            [lb.meshAddress, HAPROXY_PORTS.stats, false], [db.meshAddress, 2379, false], [db.meshAddress, 5432, false], [db.meshAddress, 8008, false],
+        ];
+        for (const [host, port, open] of tries) {
+            const script = `import socket\ns=socket.socket()\ns.settimeout(3)\ntry:\n  s.connect(("${host}",${port})); print("connected")\nexcept Exception as e: print(type(e).__name__)`;
+            // As the node sees the container's root (the uid checked above), from the node.
+            const r = await execInNode(app.name, ["setpriv", `--reuid=${APP_UID_BASE}`, `--regid=${APP_UID_BASE}`, "--clear-groups", "python3", "-c", script], { timeoutMs: 10_000 });
+            const said = r.stdout.trim();
+            log(`uid ${APP_UID_BASE} on ${app.name} to ${host}:${port}: ${said}`);
+            if (open) assert.equal(said, "connected", `${host}:${port}`);
+            else assert.equal(said, "ConnectionRefusedError", `${host}:${port}`);
+        }
+    });
+
     it(`drill ${switchoverInterrupted.name}`, async function () {
         const result = await switchoverInterrupted.run({ log });
         run.results.push(result);
