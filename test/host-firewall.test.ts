@@ -7,8 +7,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { CONTAINER_MESH_PORTS, CONTAINER_UID_BASE, CONTAINER_UID_COUNT, METADATA_ADDRESSES, NFTABLES_FILE } from "../components/render/nftables";
-import { HAPROXY_PORTS } from "../components/plan";
+import { APP_SERVICE, CONTAINER_MESH_PORTS, CONTAINER_UID_BASE, CONTAINER_UID_COUNT, METADATA_ADDRESSES, NFTABLES_FILE } from "../components/render/nftables";
+import { buildPlan, HAPROXY_PORTS } from "../components/plan";
+import { parseStackConfig } from "../components/config";
+import { prodStack, raw } from "./helpers/stack";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
@@ -34,13 +36,19 @@ describe("host firewall: the metadata service for root only, app containers kept
         }
     });
 
-    it("every node's ruleset lets the app containers' uids open only the HAProxy nodes' database and pooler ports on the mesh", () => {
+    it("every app node's ruleset lets the app containers' uids open only the HAProxy nodes' database and pooler ports on the mesh", () => {
         const owner = `meta skuid ${CONTAINER_UID_BASE}-${CONTAINER_UID_BASE + CONTAINER_UID_COUNT - 1} ct state new`;
+        assert.ok(buildPlan(parseStackConfig(raw(prodStack()), "prod")).ports.app.some((r) => r.service === APP_SERVICE), "the plan's app rule is the one the firewall looks for");
         assert.deepEqual(CONTAINER_MESH_PORTS, [HAPROXY_PORTS.dbPrimary, HAPROXY_PORTS.dbReplicas, HAPROXY_PORTS.pooler]);
         for (const node of Object.keys(prod.userData)) {
             const lines = nftOf(prod, node).split("\n").map((l) => l.trim());
             const output = lines.slice(lines.indexOf("chain output {"), lines.indexOf("chain input {"));
             const mine = output.filter((l) => l.startsWith(owner)).map((l) => l.slice(owner.length + 1).replace(/ comment .*$/, ""));
+            // The node that admits the app's ports: the plan names that rule APP_SERVICE.
+            if (!node.startsWith("app-")) {
+                assert.deepEqual(mine, [], `${node} runs no app container`);
+                continue;
+            }
             assert.deepEqual(mine, [
                 `oifname "wg0" ip daddr @mesh_haproxy tcp dport { 5000, 5001, 6432 } accept`,
                 `oifname "wg0" reject`,

@@ -40,6 +40,8 @@ export const METADATA_ADDRESSES = { ipv4: "169.254.169.254", ipv6: "fd00:a9fe:a9
  */
 export const CONTAINER_UID_BASE = 200000;
 export const CONTAINER_UID_COUNT = 65536;
+/** The service of the app's ports in plan.ts (its inbound rule): the node it is on runs app containers. */
+export const APP_SERVICE = "app";
 /** What an app container may open on the mesh: the HAProxy nodes' database and pooler ports. */
 export const CONTAINER_MESH_PORTS = [HAPROXY_PORTS.dbPrimary, HAPROXY_PORTS.dbReplicas, HAPROXY_PORTS.pooler];
 
@@ -74,8 +76,9 @@ export function renderNftables(rules: HostFirewallRule[]): string {
         `    ip daddr ${METADATA_ADDRESSES.ipv4} meta skuid != 0 reject comment "metadata service: root only"`,
         `    ip6 daddr ${METADATA_ADDRESSES.ipv6} meta skuid != 0 reject comment "metadata service: root only"`,
         // An app container opens nothing of the mesh but the database through HAProxy, and of the
-        // node itself only the resolver; the internet stays open to it.
-        ...containerRules(),
+        // node itself only the resolver; the internet stays open to it. App nodes only (the node
+        // that admits the app's ports runs its containers).
+        ...(rules.some((r) => r.service === APP_SERVICE) ? containerRules() : []),
         "  }",
         "",
         "  chain input {",
