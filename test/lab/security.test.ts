@@ -3,6 +3,7 @@
 // the metadata address as a user other than root.
 import assert from "node:assert/strict";
 import { switchoverInterrupted } from "../../scripts/lab/drills/pooler";
+import { archiveOutage } from "../../scripts/lab/drills/archive";
 import { labHealth } from "../../scripts/lab/health";
 import { stackSource } from "../../scripts/lab/program";
 import { execInNode, labNodes } from "../../scripts/lab/realize";
@@ -98,8 +99,8 @@ describe("the prod stack in the lab, from inside @lab", function () {
         }
     });
 
-    it(`drill ${switchoverInterrupted.name}`, async function () {
-        const result = await switchoverInterrupted.run({ log });
+    for (const drill of [switchoverInterrupted, archiveOutage]) it(`drill ${drill.name}`, async function () {
+        const result = await drill.run({ log });
         run.results.push(result);
         const why = JSON.stringify(result);
         assert.equal(result.lostWrites, 0, `acknowledged writes lost: ${why}`);

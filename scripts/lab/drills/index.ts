@@ -1,4 +1,5 @@
 // Every drill the lab knows, by name.
+import { archiveOutage } from "./archive";
 import { backupRestore } from "./backup";
 import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss, providerLossMajority } from "./db";
 import { nodeIsolate, nodeKill } from "./node-faults";
@@ -10,7 +11,7 @@ import { labNodes } from "../realize";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, releaseSwitch, releaseRollback];
+export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);
