@@ -24,6 +24,7 @@ export function poolerConfig(meshAddress: string, secrets: PoolerSecrets): Pgbou
         meshAddress,
         port: HAPROXY_PORTS.pooler,
         primaryPort: HAPROXY_PORTS.dbPrimary,
+        statsPort: HAPROXY_PORTS.stats,
         database: APP_DATABASE,
         appUser: DB_USERS.app,
         appPassword: secrets.appPassword,

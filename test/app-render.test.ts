@@ -33,7 +33,7 @@ describe("app node part", () => {
         const part = appPart(base);
         const unit = unitOf(part, APP_UNIT_TEMPLATE);
         const cmd = execStart(unit);
-        assert.match(cmd, /^\/usr\/bin\/podman run --rm --replace --name vps-ha-app-%i --init --network host --env-file \/etc\/vps-ha\/app\/app.env --env PORT=%i --pull missing /);
+        assert.match(cmd, /^\/usr\/bin\/podman run --rm --replace --name vps-ha-app-%i --init --uidmap=0:200000:65536 --gidmap=0:200000:65536 --cap-drop=all --security-opt=no-new-privileges --read-only --network host --env-file \/etc\/vps-ha\/app\/app.env --env PORT=%i --pull missing /);
         assert.ok(cmd.endsWith(" ${IMAGE}"), cmd);
         assert.match(unit, /^EnvironmentFile=\/etc\/vps-ha\/app\/release-%i.env$/m);
         assert.match(unit, /^ExecStop=\/usr\/bin\/podman stop --ignore -t 10 vps-ha-app-%i$/m);

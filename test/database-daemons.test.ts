@@ -13,7 +13,8 @@ import { parse } from "yaml";
 import { ensureRootfs } from "../scripts/lab/rootfs";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
-import { PATRONI_TIMING } from "../components/render/patroni";
+import { MAX_SLOT_WAL_KEEP_GB, PATRONI_TIMING } from "../components/render/patroni";
+import { ARCHIVE_SPOOL_DIR } from "../components/render/pgbackrest";
 import { NO_CHANGE } from "../components/render/after-promote";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
 import { ETCD_JOIN_SCRIPT } from "../components/render/etcd";
@@ -196,6 +197,23 @@ describe("database configs, run by the real daemons @rootfs", function () {
         const local = psql(leader, url("127.0.0.1"), "SELECT 1");
         assert.notEqual(local.status, 0);
         assert.match(local.stderr, /no pg_hba\.conf entry/);
+        // The superuser over the network: from a member's mesh address only (here the replica's).
+        const superuser = (host: string) => `postgresql://postgres:${yml.postgresql.authentication.superuser.password}@${host}:5432/postgres`;
+        assert.equal(psql(replica, superuser(mesh[leader]), "SELECT current_user").stdout.trim(), "postgres", "a member reaches the superuser");
+        const fromLoopback = psql(leader, superuser("127.0.0.1"), "SELECT 1");
+        assert.match(fromLoopback.stderr, /no pg_hba\.conf entry for host "127\.0\.0\.1", user "postgres"/);
+        // A replica held back by its slot loses it past this, rather than fill the primary's disk.
+        const onSocket = (sql: string) => runIn(leader, ["psql", "-X", "-At", "-h", "/var/lib/postgresql/vps-ha-socket", "-c", sql], "postgres").stdout.trim();
+        assert.equal(onSocket("SHOW max_slot_wal_keep_size"), `${MAX_SLOT_WAL_KEEP_GB}GB`);
+        // Archiving into a repository that is not there fails, asynchronously, and says so where
+        // monitoring looks: PostgreSQL's archiver statistics and pgBackRest's spool.
+        onSocket("SELECT pg_switch_wal()");
+        const failed = await waitFor("a failed archive-push, counted and in the spool", 90_000, () => {
+            const count = Number(onSocket("SELECT failed_count FROM pg_stat_archiver"));
+            const errors = runIn(leader, ["sh", "-c", `ls ${ARCHIVE_SPOOL_DIR}/archive/${STANZA}/out/ | grep '\\.error$'`]).stdout.trim();
+            return count > 0 && errors ? `${count} failed; ${errors}` : undefined;
+        }, () => tail(patroni[leader].log, 20));
+        console.log(`      archiving into no repository: ${failed.replace(/\n/g, ", ")}`);
         for (const n of DB) {
             const ports = listeners(n).filter((l) => /:(5432|8008)$/.test(l)).sort();
             assert.deepEqual(ports, [`127.0.0.1:5432`, `${mesh[n]}:5432`, `${mesh[n]}:8008`].sort(), `${n} listens on the mesh (and loopback for PostgreSQL) only`);

@@ -149,8 +149,9 @@ describe("etcd renderer", () => {
 describe("Patroni renderer", () => {
     const plan = planOf();
     const db1 = node(plan, "db-1");
+    const MEMBERS = ["10.77.0.3", "10.77.0.2", db1.meshAddress];
     const render = (mode: "quorum" | "on" | "off", stanza?: string, sync: { nodeCount: number; strict: boolean } = { nodeCount: 1, strict: true }) =>
-        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", etcdHosts: ["10.77.0.1:2379"], synchronous: { mode, ...sync }, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
+        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", memberAddresses: MEMBERS, etcdHosts: ["10.77.0.1:2379"], synchronous: { mode, ...sync }, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
 
     it("uses timing Patroni 4 accepts as is, for the fastest failover it allows", () => {
         const dcs = render("quorum").bootstrap.dcs;
@@ -222,18 +223,32 @@ describe("Patroni renderer", () => {
         assert.deepEqual(c.restapi.authentication, { username: "patroni", password: "a" });
     });
 
-    it("pg_hba admits the mesh network only, with scram-sha-256, the postgres OS user and Patroni's replication over the socket", () => {
+    it("pg_hba: Patroni's roles from the members' mesh addresses only, the app role to its database, the postgres OS user over the socket", () => {
         const hba = render("quorum").postgresql.pg_hba as string[];
-        assert.deepEqual(hba, pgHba("10.77.0.0/24"));
-        for (const line of hba) {
+        assert.deepEqual(hba, pgHba("10.77.0.0/24", MEMBERS));
+        const members = [...MEMBERS].sort().map((a) => `${a}/32`);
+        const host = hba.filter((l) => l.startsWith("host ")).map((l) => l.split(/\s+/));
+        for (const f of host) assert.equal(f[4], "scram-sha-256", f.join(" "));
+        // database, users, address
+        const privileged = host.filter((f) => f[2] !== "app").map((f) => [f[1], f[2], f[3]]);
+        assert.deepEqual(privileged, members.map((m) => ["all,replication", "postgres,replicator,rewinder", m]));
+        assert.deepEqual(host.filter((f) => f[2] === "app").map((f) => [f[1], f[3]]), [["app", "10.77.0.0/24"]], "the app role: its database, from the mesh (the firewall admits HAProxy nodes and members)");
+        for (const line of hba.filter((l) => l.startsWith("local "))) {
             const f = line.split(/\s+/);
             // Over the socket: the postgres OS user (peer), and the replication user with a password
             // (Patroni reads a rejoining member's timeline that way).
-            if (f[0] === "local") assert.ok(["postgres peer", "replicator scram-sha-256"].includes(`${f[2]} ${f[3]}`) && (f[2] === "postgres" || f[1] === "replication"), line);
-            else assert.deepEqual([f[0], f[3], f[4]], ["host", "10.77.0.0/24", "scram-sha-256"], line);
+            assert.ok(["postgres peer", "replicator scram-sha-256"].includes(`${f[2]} ${f[3]}`) && (f[2] === "postgres" || f[1] === "replication"), line);
         }
-        assert.ok(hba.some((l) => l.startsWith("host replication replicator ")));
-        assert.ok(!hba.some((l) => /trust|md5|password|0\.0\.0\.0|all\s+all\s+all/.test(l)));
+        assert.ok(!hba.some((l) => /trust|md5|password|0\.0\.0\.0|\ball\s+all\b/.test(l)));
+        assert.throws(() => pgHba("10.77.0.0/24", []), /no database member/);
+    });
+
+    it("gives every member the same pg_hba naming every member's mesh address", () => {
+        const dbs = plan.nodes.filter((n) => n.role === "db");
+        const hbas = dbs.map((n) => parse(fileAt(databaseParts(plan, n, SECRETS), PATRONI_CONFIG).content).postgresql.pg_hba as string[]);
+        for (const hba of hbas) assert.deepEqual(hba, hbas[0]);
+        for (const n of dbs) assert.ok(hbas[0].includes(`host all,replication postgres,replicator,rewinder ${n.meshAddress}/32 scram-sha-256`), n.name);
+        for (const n of plan.nodes.filter((x) => x.role !== "db")) assert.ok(!hbas[0].some((l) => l.includes(`${n.meshAddress}/`)), `${n.name} (${n.role}) is named nowhere`);
     });
 
     it("sets WAL for replicas and pg_rewind, and archives through pgBackRest only with backups", () => {

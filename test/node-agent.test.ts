@@ -19,6 +19,7 @@ import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { PEER_WATCH } from "../components/render/peer-watch";
 import { moduleClosure, moduleImports, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL } from "../components/render/switchover";
+import { POOLER_GUARD_TOOL } from "../components/render/pgbouncer";
 import { HCLOUD_USER_DATA_LIMIT, packUserData } from "../components/providers/user-data";
 import { LAB_STACKS_DIR } from "../scripts/lab/program";
 import { Evaluation } from "../scripts/lib/mock-program";
@@ -35,6 +36,7 @@ const TOOLS = [
     { command: DIRECTORY_AGENT, module: "directory", roles: ["app", "haproxy", "db", "witness"], usage: undefined },
     { command: PEER_WATCH, module: "peer_watch", roles: ["app", "haproxy", "db", "witness"], usage: ["--bogus"] },
     { command: SWITCHOVER_TOOL, module: "switchover", roles: ["db"], usage: ["--bogus"] },
+    { command: POOLER_GUARD_TOOL, module: "pooler_guard", roles: ["haproxy"], usage: ["--bogus"] },
     { command: AFTER_PROMOTE_TOOL, module: "after_promote", roles: ["db"], usage: [] },
     { command: PATRONI_DYNAMIC_TOOL, module: "patroni_config", roles: ["db"], usage: ["--bogus"] },
     { command: LEADER_AWAY_SCRIPT, module: "etcd_leader", roles: ["db"], usage: ["--patroni", "http://x", "--etcd", "http://y", "--every", "soon"] },

@@ -1,8 +1,8 @@
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
 import { HAPROXY_PORTS } from "../components/plan";
-import { PGBOUNCER_INI, PGBOUNCER_USERLIST, POOLER_ADMIN_USER, renderUserlist } from "../components/render/pgbouncer";
-import { SWITCHOVER_CONFIG, SWITCHOVER_TOOL } from "../components/render/switchover";
+import { PGBOUNCER_INI, PGBOUNCER_USERLIST, POOLER_ADMIN_USER, POOLER_GUARD_CONFIG, POOLER_GUARD_TOOL, POOLER_GUARD_UNIT, POOLER_QUERY_WAIT_SECONDS, renderUserlist } from "../components/render/pgbouncer";
+import { POOLER_MAX_PAUSE_SECONDS, SWITCHOVER_CONFIG, SWITCHOVER_TOOL } from "../components/render/switchover";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
 
@@ -45,6 +45,25 @@ describe("poolers and planned switchovers (mock runtime)", function () {
             assert.equal(c.poolerPort, HAPROXY_PORTS.pooler);
             assert.ok(!JSON.stringify(c).includes("10.77.0.47"), "it finds the poolers in the directory, not in its user-data");
         }
+    });
+
+    it("guards each pooler on its own node: a pause nobody holds is resumed, and none lasts past the bound", () => {
+        // Past the bound a paused client would have failed anyway; below it, it gets through.
+        assert.ok(POOLER_MAX_PAUSE_SECONDS < POOLER_QUERY_WAIT_SECONDS, `${POOLER_MAX_PAUSE_SECONDS} s < query_wait_timeout ${POOLER_QUERY_WAIT_SECONDS} s`);
+        for (const lb of ["lb-1", "lb-2"]) {
+            assert.equal(fileOf(prod, lb, POOLER_GUARD_TOOL)?.permissions, "0755");
+            const conf = fileOf(prod, lb, POOLER_GUARD_CONFIG);
+            assert.equal(conf?.permissions, "0600");
+            assert.equal(conf?.owner, "postgres:postgres");
+            const c = JSON.parse(conf?.content ?? "{}");
+            assert.deepEqual([c.host, c.port, c.adminUser, c.adminPassword, c.maxPauseSeconds], ["127.0.0.1", HAPROXY_PORTS.pooler, POOLER_ADMIN_USER, passwords.poolerAdmin, POOLER_MAX_PAUSE_SECONDS]);
+            const unit = fileOf(prod, lb, `/etc/systemd/system/${POOLER_GUARD_UNIT}`)?.content ?? "";
+            assert.match(unit, /^User=postgres$/m);
+            assert.match(unit, /^Restart=always$/m);
+            const runcmd = (parse(prod.userData[lb]) as { runcmd: string[][] }).runcmd.map((c) => c.join(" "));
+            assert.ok(runcmd.some((c) => c.startsWith("systemctl enable") && c.includes(POOLER_GUARD_UNIT)), runcmd.join("\n"));
+        }
+        for (const db of ["db-1", "db-2", "db-3"]) assert.equal(fileOf(prod, db, POOLER_GUARD_TOOL), undefined, `${db} runs no pooler guard`);
     });
 
     it("exports the pooled URL as a secret, through both HAProxy nodes, and hands it to the apps", () => {

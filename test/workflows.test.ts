@@ -66,33 +66,64 @@ describe("workflows", () => {
         assert.match(text, /\[ "\$code" -le 1 \]/, "exit 2 fails the job");
     });
 
-    it("deploy previews pull requests with a PR comment and runs up on main behind the prod environment", () => {
+    it("deploy plans pull requests offline and runs up on main behind the prod environment", () => {
         const d = workflow("deploy.yml");
-        const pulumiStep = (job: string) => (d.jobs[job].steps as { uses?: string; with?: Record<string, unknown> }[]).find((s) => s.uses === "pulumi/actions@v6" && s.with?.command !== undefined);
-        assert.equal(pulumiStep("preview")?.with?.command, "preview");
-        assert.equal(pulumiStep("preview")?.with?.["comment-on-pr"], true);
-        assert.match(d.jobs.preview.if, /pull_request/);
-        assert.equal(pulumiStep("up")?.with?.command, "up");
-        assert.equal(pulumiStep("up")?.with?.["stack-name"], "prod");
+        const steps = (job: string) => d.jobs[job].steps as { uses?: string; run?: string; with?: Record<string, unknown>; env?: Record<string, string> }[];
+        assert.match(d.jobs.plan.if, /pull_request/);
+        assert.ok(steps("plan").some((s) => /^npm run plan -- --stack prod$/.test(s.run ?? "")), "the offline plan");
+        assert.ok(!steps("plan").some((s) => s.uses?.startsWith("pulumi/")), "no Pulumi on a pull request");
+        const up = steps("up").find((s) => s.uses === "pulumi/actions@v6" && s.with?.command !== undefined);
+        assert.equal(up?.with?.command, "up");
+        assert.equal(up?.with?.["stack-name"], "prod");
         assert.equal(d.jobs.up.environment, "prod");
-        assert.match(d.jobs.up.if, /refs\/heads\/main/);
+        assert.match(d.jobs.up.if, /^github\.event_name == 'push' && github\.ref == 'refs\/heads\/main'$/);
     });
 
-    it("deploy runs the replacement check against the deployed stack's outputs before pulumi preview and pulumi up, and stops on it", () => {
+    it("deploy hands its tokens to the approved up job's Pulumi steps only, never to a pull request's code", () => {
         const d = workflow("deploy.yml");
-        for (const job of ["preview", "up"]) {
-            const steps = d.jobs[job].steps as { uses?: string; run?: string; with?: Record<string, unknown>; "continue-on-error"?: unknown }[];
-            const pulumi = steps.findIndex((s) => s.uses === "pulumi/actions@v6" && s.with?.command !== undefined);
-            const cli = steps.findIndex((s) => s.uses === "pulumi/actions@v6" && s.with?.command === undefined);
-            const check = steps.findIndex((s) => /npm run plan -- --stack prod --deployed (\S+)/.test(s.run ?? ""));
-            assert.ok(cli >= 0 && check > cli && pulumi > check, `${job}: install the CLI, check, then pulumi ${d.jobs[job].steps[pulumi]?.with?.command}`);
-            const run = steps[check].run as string;
-            const file = /--deployed (\S+)/.exec(run)?.[1] as string;
-            assert.match(run, new RegExp(`pulumi stack output --json --stack prod > ${file.replace(".", "\\.")}\n`));
-            // A refusal (exit 3) fails the step, and a failed step stops the job before pulumi runs.
-            assert.equal(steps[check]["continue-on-error"], undefined);
-            assert.ok(!/\|\|\s*true|; *exit 0/.test(run));
+        const text = readFileSync(join(DIR, "deploy.yml"), "utf8");
+        assert.equal(d.env, undefined, "no workflow-wide env");
+        assert.deepEqual(d.permissions, { contents: "read" });
+        assert.ok(!("pull_request_target" in d.on), "pull_request_target would run with secrets");
+        const secretsIn = (x: unknown) => [...JSON.stringify(x ?? null).matchAll(/secrets\.(\w+)/g)].map((m) => m[1]);
+        for (const [name, job] of Object.entries(d.jobs as Record<string, Record<string, unknown>>)) {
+            const steps = job.steps as Record<string, unknown>[];
+            assert.deepEqual(secretsIn(job.env), [], `${name}: no job-wide secrets`);
+            if (name !== "up") {
+                assert.deepEqual(secretsIn(job), [], `${name} runs without any secret`);
+                continue;
+            }
+            assert.equal(job.environment, "prod", "the job with tokens waits for the prod environment's approval");
+            for (const step of steps) {
+                const used = secretsIn(step);
+                const callsPulumi = step.uses === "pulumi/actions@v6" && (step.with as Record<string, unknown> | undefined)?.command !== undefined || /\bpulumi stack output\b/.test(String(step.run ?? ""));
+                if (!callsPulumi) assert.deepEqual(used, [], `step ${JSON.stringify(step.name ?? step.uses ?? step.run)} gets no secret (npm ci runs dependencies' scripts)`);
+                else assert.ok(used.includes("PULUMI_ACCESS_TOKEN"), JSON.stringify(step));
+            }
         }
+        // Every mention of a secret is inside the up job.
+        const upStart = text.indexOf("\n  up:\n");
+        assert.ok(upStart > 0);
+        assert.ok(!text.slice(0, upStart).includes("secrets."), "no secret before the up job");
+        for (const job of Object.values(d.jobs as Record<string, { steps: { uses?: string; with?: Record<string, unknown> }[] }>)) {
+            const checkout = job.steps.find((s) => s.uses?.startsWith("actions/checkout@"));
+            assert.equal(checkout?.with?.["persist-credentials"], false, "the checkout leaves no token in .git/config");
+        }
+    });
+
+    it("deploy runs the replacement check against the deployed stack's outputs before pulumi up, and stops on it", () => {
+        const d = workflow("deploy.yml");
+        const steps = d.jobs.up.steps as { uses?: string; run?: string; with?: Record<string, unknown>; "continue-on-error"?: unknown }[];
+        const pulumi = steps.findIndex((s) => s.uses === "pulumi/actions@v6" && s.with?.command !== undefined);
+        const cli = steps.findIndex((s) => s.uses === "pulumi/actions@v6" && s.with?.command === undefined);
+        const check = steps.findIndex((s) => /npm run plan -- --stack prod --deployed (\S+)/.test(s.run ?? ""));
+        assert.ok(cli >= 0 && check > cli && pulumi > check, "install the CLI, check, then pulumi up");
+        const run = steps[check].run as string;
+        const file = /--deployed (\S+)/.exec(run)?.[1] as string;
+        assert.match(run, new RegExp(`pulumi stack output --json --stack prod > ${file.replace(".", "\\.")}\n`));
+        // A refusal (exit 3) fails the step, and a failed step stops the job before pulumi runs.
+        assert.equal(steps[check]["continue-on-error"], undefined);
+        assert.ok(!/\|\|\s*true|; *exit 0/.test(run));
     });
 
     describe("the checker rejects a broken workflow", () => {

@@ -13,15 +13,28 @@ const COMMAND = "command:remote:Command";
 export const BOOTSTRAP_SUFFIX = "-bootstrap";
 const SEED = "/var/lib/cloud/seed/nocloud";
 
+/**
+ * Writes the cloud-config on stdin to the seed, readable by root alone (it holds the node's keys
+ * and passwords): a directory of mode 0700, the file written under umask 077 (a file left by an
+ * earlier bootstrap is removed first, so its mode does not carry over). cloud-init itself then
+ * runs with the usual umask: the files it writes carry their own modes.
+ */
+export function seedScript(instanceId: string, seed = SEED): string {
+    return [
+        `install -d -m 0700 ${seed}`,
+        `rm -f ${seed}/user-data`,
+        `(umask 077 && cat > ${seed}/user-data)`,
+        `printf 'instance-id: %s\\n' '${instanceId}' > ${seed}/meta-data`,
+    ].join("\n");
+}
+
 /** Reads the cloud-config on stdin, seeds cloud-init with it and runs every stage once. */
 export function bootstrapScript(instanceId: string): string {
     return [
         "set -eu",
         "export DEBIAN_FRONTEND=noninteractive",
         "command -v cloud-init >/dev/null || (apt-get update -q && apt-get install -y -q cloud-init)",
-        `mkdir -p ${SEED}`,
-        `cat > ${SEED}/user-data`,
-        `printf 'instance-id: %s\\n' '${instanceId}' > ${SEED}/meta-data`,
+        seedScript(instanceId),
         "cloud-init clean --logs",
         "cloud-init init --local && cloud-init init && cloud-init modules --mode=config && cloud-init modules --mode=final",
     ].join("\n");

@@ -7,9 +7,13 @@
 // (systemd restarts it, stops it and sees it die; there is no dockerd whose restart takes every
 // container with it), and Debian 13 ships it in main. Host networking: the app binds the mesh
 // address it is given (HOST, PORT) and the host firewall admits its port from the HAProxy nodes
-// only, so no NAT or bridge sits between HAProxy and the app.
+// only, so no NAT or bridge sits between HAProxy and the app; the container's own user namespace
+// (APP_UID_BASE) makes its root an ordinary uid on the node, which the host firewall's
+// owner-matching output rules see (render/nftables.ts): no metadata service, and of the mesh only
+// the HAProxy nodes' database and pooler ports.
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { DIRECTORY_CONFIG_DIR } from "./directory-agent";
+import { CONTAINER_UID_BASE, CONTAINER_UID_COUNT } from "./nftables";
 import { renderUnit } from "./systemd";
 
 export const APP_DIR = "/etc/vps-ha/app";
@@ -19,6 +23,9 @@ export const APP_UNIT_TEMPLATE = "vps-ha-app@.service";
 export const WORKER_UNIT = "vps-ha-worker.service";
 /** IMAGE=<the active image>, written by the directory agent. */
 export const WORKER_ENV_FILE = `${APP_DIR}/worker.env`;
+/** The host uids an app container's users map to; the host firewall knows its traffic by them. */
+export const APP_UID_BASE = CONTAINER_UID_BASE;
+export const APP_UID_COUNT = CONTAINER_UID_COUNT;
 /** Seconds a container gets between SIGTERM and SIGKILL when it is stopped. */
 const STOP_TIMEOUT_SECONDS = 10;
 
@@ -75,6 +82,11 @@ function containerUnit(description: string, container: string, imageEnvFile: str
         // A tiny init as PID 1 passes SIGTERM on and reaps zombies: many images run a process
         // as PID 1 that ignores SIGTERM, which turns every stop into a 10 s wait and a SIGKILL.
         "--init",
+        // Contained: its own user namespace (root inside is an unprivileged uid here), no
+        // capability, no gaining one through setuid files, and an image it cannot change (podman
+        // mounts fresh tmpfs on /tmp, /var/tmp and /run). Host networking stays (see above).
+        `--uidmap=0:${APP_UID_BASE}:${APP_UID_COUNT}`, `--gidmap=0:${APP_UID_BASE}:${APP_UID_COUNT}`,
+        "--cap-drop=all", "--security-opt=no-new-privileges", "--read-only",
         "--network", "host", "--env-file", APP_ENV_FILE, ...extraEnv.flatMap((e) => ["--env", e]), "--pull", "missing",
         "--stop-timeout", String(STOP_TIMEOUT_SECONDS), "--log-driver", "passthrough",
     ].map(quoteArg);

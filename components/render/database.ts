@@ -74,6 +74,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         name: node.name,
         meshAddress: node.meshAddress,
         meshCidr: plan.config.mesh.cidr,
+        memberAddresses: plan.nodes.filter((n) => n.role === "db").map((n) => n.meshAddress),
         etcdHosts: etcdClientHosts(etcdVoterPeers(plan)),
         synchronous,
         ...(stanza ? { pgbackrestStanza: stanza } : {}),

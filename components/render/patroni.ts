@@ -74,6 +74,8 @@ export interface PatroniSpec {
     name: string;
     meshAddress: string;
     meshCidr: string;
+    /** Every database member's mesh address (this one's too): the only sources of Patroni's own roles. */
+    memberAddresses: string[];
     /** etcd client endpoints (host:port) of every voter. */
     etcdHosts: string[];
     synchronous: SynchronousSpec;
@@ -82,16 +84,24 @@ export interface PatroniSpec {
     passwords: { superuser: string; replication: string; rewind: string; restApi: string };
 }
 
-/** Who may connect: the postgres OS user over the socket, everyone else over the mesh with a password. */
-export function pgHba(meshCidr: string): string[] {
+/**
+ * Who may connect: the postgres OS user over the socket; the superuser, replication and rewind
+ * roles from the database members' mesh addresses only (Patroni's own connections between
+ * members: clone, stream, rewind), so nobody reaches them through HAProxy; the app role to its
+ * database from the mesh, where the host firewall admits PostgreSQL's port from the HAProxy nodes
+ * and the members alone (plan.ts).
+ */
+export function pgHba(meshCidr: string, memberAddresses: string[]): string[] {
+    if (memberAddresses.length === 0) throw new Error("pg_hba: no database member's mesh address given");
+    const members = [...new Set(memberAddresses)].sort();
     return [
         "local all postgres peer",
         "local replication postgres peer",
         // Patroni's own replication connection to its local server (to read the timeline when a
         // former primary rejoins) goes over the socket: see use_unix_socket_repl.
         `local replication ${DB_USERS.replication} scram-sha-256`,
-        `host replication ${DB_USERS.replication} ${meshCidr} scram-sha-256`,
-        `host all all ${meshCidr} scram-sha-256`,
+        ...members.map((a) => `host all,replication ${DB_USERS.superuser},${DB_USERS.replication},${DB_USERS.rewind} ${a}/32 scram-sha-256`),
+        `host ${APP_DATABASE} ${DB_USERS.app} ${meshCidr} scram-sha-256`,
     ];
 }
 
@@ -141,6 +151,14 @@ export function absentDynamicKeys(sync: SynchronousSpec): string[][] {
     const has = (path: string[]) => path.reduce<unknown>((at, key) => (at && typeof at === "object" ? (at as Record<string, unknown>)[key] : undefined), desired) !== undefined;
     return OPTIONAL_DYNAMIC_KEYS.filter((path) => !has(path));
 }
+
+/**
+ * The most WAL one replication slot may hold: a replica gone longer than that loses its slot and
+ * is cloned again, rather than filling the primary's disk. With ARCHIVE_QUEUE_MAX_GIB (the same
+ * segments) and max_wal_size, pg_wal stays under about 9 GB: a quarter of the smallest prod
+ * database disk (Hetzner's cx23, 40 GB), some ten hours of steady writes.
+ */
+export const MAX_SLOT_WAL_KEEP_GB = 8;
 
 export function archiveCommand(stanza: string): string {
     return `pgbackrest --stanza=${stanza} archive-push %p`;
@@ -203,12 +221,13 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
                 // the new primary's first commit waits for one of them to follow it, and at 5 s
                 // that wait was up to 5 s longer (measured: a switchover's write pause of 9 s).
                 wal_retrieve_retry_interval: `${WAL_RETRIEVE_RETRY_SECONDS}s`,
+                max_slot_wal_keep_size: `${MAX_SLOT_WAL_KEEP_GB}GB`,
                 ...archive,
             },
             // No restore_command for replicas: a standby tries it before streaming, and while the
             // bucket is slow or unreachable it would keep replicas from starting. Replication slots
             // keep the WAL a replica needs on the primary; a replica too far gone is re-cloned.
-            pg_hba: pgHba(spec.meshCidr),
+            pg_hba: pgHba(spec.meshCidr, spec.memberAddresses),
             // A planned switchover run on this node pauses the poolers here, just before
             // PostgreSQL stops, rather than before Patroni's checks: clients wait less. Any other
             // stop finds no request and pauses nothing (vpsha/switchover.py).

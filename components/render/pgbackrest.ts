@@ -39,6 +39,18 @@ export const BACKUP_SCHEDULE = {
     incr: "*-*-* 00..02,04..23:30:00",
 } as const;
 
+/**
+ * WAL waiting to be archived, at most (pgBackRest's asynchronous queue): past it, archive-push
+ * drops segments and says so (a gap in point-in-time recovery) rather than let pg_wal fill the
+ * disk. Sized with MAX_SLOT_WAL_KEEP_GB (render/patroni.ts) for the smallest prod disk.
+ */
+export const ARCHIVE_QUEUE_MAX_GIB = 8;
+/**
+ * Where asynchronous archiving keeps its queue state (pgBackRest's default spool-path, left unset
+ * to spare user-data bytes): `archive/<stanza>/out/*.error` there is a failed push.
+ */
+export const ARCHIVE_SPOOL_DIR = "/var/spool/pgbackrest";
+
 export interface PgbackrestPeer {
     name: string;
     meshAddress: string;
@@ -81,6 +93,9 @@ export function renderPgbackrestConf(spec: PgbackrestSpec): string {
         "compress-type=zst",
         "process-max=2",
         "start-fast=y",
+        // Asynchronous, bounded: a slow or unreachable bucket never holds a commit nor fills the disk.
+        "archive-async=y",
+        `archive-push-queue-max=${ARCHIVE_QUEUE_MAX_GIB}GiB`,
         "log-level-console=info",
         "log-level-file=detail",
         // The TLS server other members reach for backups from a standby.

@@ -5,6 +5,9 @@
 // clients see a short wait and no error. Transaction pooling: session state (SET, advisory
 // locks, LISTEN) does not survive between transactions; prepared statements do (pgbouncer 1.21+).
 import { CloudConfigPart, FilePart } from "./cloud-config";
+import { DB_PRIMARY_LISTEN } from "./haproxy";
+import { toolFiles } from "./python-lib";
+import { POOLER_MAX_PAUSE_SECONDS, POOLER_ORPHAN_GRACE_SECONDS } from "./switchover";
 import { renderUnit } from "./systemd";
 
 export const PGBOUNCER_INI = "/etc/pgbouncer/pgbouncer.ini";
@@ -12,6 +15,11 @@ export const PGBOUNCER_USERLIST = "/etc/pgbouncer/userlist.txt";
 export const PGBOUNCER_UNIT = "pgbouncer.service";
 /** The admin console's user: PAUSE, RECONNECT and RESUME during a switchover, nothing else. */
 export const POOLER_ADMIN_USER = "vps_ha_pooler";
+/** A client waits this long for a server connection (a paused pool included) before an error. */
+export const POOLER_QUERY_WAIT_SECONDS = 60;
+export const POOLER_GUARD_TOOL = "/usr/local/sbin/vps-ha-pooler-guard";
+export const POOLER_GUARD_CONFIG = "/etc/vps-ha/pooler-guard.json";
+export const POOLER_GUARD_UNIT = "vps-ha-pooler-guard.service";
 
 export interface PgbouncerConfig {
     /** This HAProxy node's mesh address: clients and the switchover tool connect here. */
@@ -19,6 +27,8 @@ export interface PgbouncerConfig {
     port: number;
     /** Where server connections go: this node's HAProxy primary port (on its mesh address, where HAProxy binds it). */
     primaryPort: number;
+    /** HAProxy's stats port on the mesh address: the pooler guard asks it whether the primary port has a server. */
+    statsPort: number;
     database: string;
     appUser: string;
     appPassword: string;
@@ -50,7 +60,7 @@ default_pool_size = 20
 ; During a failover HAProxy has no primary for a while: try again every second, not every 15 s.
 server_login_retry = 1
 ; A client waits this long for a server connection (a paused pool included) before an error.
-query_wait_timeout = 60
+query_wait_timeout = ${POOLER_QUERY_WAIT_SECONDS}
 ; libpq and JDBC send these; the pooler need not understand them.
 ignore_startup_parameters = extra_float_digits,options
 log_connections = 0
@@ -67,8 +77,37 @@ export function pgbouncerPart(c: PgbouncerConfig): CloudConfigPart {
         { path: `/etc/systemd/system/${PGBOUNCER_UNIT}.d/vps-ha.conf`, content: renderUnit({ Unit: { After: "wg-quick@wg0.service haproxy.service" }, Service: { Restart: "always", RestartSec: "1s" } }) },
     ];
     return {
-        packages: ["pgbouncer"],
-        files,
-        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", PGBOUNCER_UNIT], ["systemctl", "restart", PGBOUNCER_UNIT]],
+        packages: ["pgbouncer", "python3-psycopg2"],
+        files: [...files, ...poolerGuardFiles(c)],
+        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", PGBOUNCER_UNIT, POOLER_GUARD_UNIT], ["systemctl", "restart", PGBOUNCER_UNIT, POOLER_GUARD_UNIT]],
     };
+}
+
+/**
+ * The pooler guard (vpsha/pooler_guard.py): on the node itself, it resumes a pause the switchover
+ * tool no longer holds (killed, out of memory) and any pause older than POOLER_MAX_PAUSE_SECONDS.
+ */
+export function poolerGuardFiles(c: Pick<PgbouncerConfig, "meshAddress" | "port" | "statsPort" | "adminPassword">): FilePart[] {
+    const config = {
+        haproxyStats: c.meshAddress,
+        haproxyStatsPort: c.statsPort,
+        haproxyPrimaryListen: DB_PRIMARY_LISTEN,
+        host: "127.0.0.1",
+        port: c.port,
+        adminUser: POOLER_ADMIN_USER,
+        adminPassword: c.adminPassword,
+        maxPauseSeconds: POOLER_MAX_PAUSE_SECONDS,
+        graceSeconds: POOLER_ORPHAN_GRACE_SECONDS,
+        everySeconds: 0.5,
+    };
+    const unit = renderUnit({
+        Unit: { Description: "vps-ha pooler guard: no pgbouncer pause outlives its switchover", After: PGBOUNCER_UNIT },
+        Service: { ExecStart: POOLER_GUARD_TOOL, User: "postgres", Restart: "always", RestartSec: "1s", NoNewPrivileges: "yes", ProtectSystem: "strict", ProtectHome: "yes", PrivateTmp: "yes" },
+        Install: { WantedBy: "multi-user.target" },
+    });
+    return [
+        ...toolFiles(POOLER_GUARD_TOOL, "pooler_guard"),
+        { path: POOLER_GUARD_CONFIG, content: JSON.stringify(config, null, 1) + "\n", permissions: "0600", owner: "postgres:postgres", defer: true },
+        { path: `/etc/systemd/system/${POOLER_GUARD_UNIT}`, content: unit },
+    ];
 }

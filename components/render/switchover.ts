@@ -11,6 +11,19 @@ export const SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json";
 /** Patroni's before_stop hook: pauses the poolers when a switchover run on this node asked for it. */
 export const SWITCHOVER_BEFORE_STOP = `${SWITCHOVER_TOOL} --before-stop`;
 
+/** PAUSE waits this long for in-flight transactions before the switchover is called off. */
+export const SWITCHOVER_PAUSE_TIMEOUT_SECONDS = 15;
+/** Patroni's switchover and HAProxy's routing to the new primary, at most. */
+export const SWITCHOVER_SWITCH_TIMEOUT_SECONDS = 30;
+/**
+ * No pooler stays paused longer (its guard resumes it, render/pgbouncer.ts): the longest pause a
+ * live tool makes, plus the resume. Below pgbouncer's query_wait_timeout, so a client held by a
+ * stuck pause still gets through.
+ */
+export const POOLER_MAX_PAUSE_SECONDS = SWITCHOVER_PAUSE_TIMEOUT_SECONDS + SWITCHOVER_SWITCH_TIMEOUT_SECONDS + 10;
+/** A pause whose switchover tool's sessions are gone (killed, out of memory) is resumed after this. */
+export const POOLER_ORPHAN_GRACE_SECONDS = 2;
+
 export interface SwitchoverConfig {
     /** This member's Patroni REST API. */
     patroniUrl: string;
@@ -30,7 +43,7 @@ export interface SwitchoverConfig {
 }
 
 export function switchoverFiles(c: SwitchoverConfig): FilePart[] {
-    const config = { directoryCache: DIRECTORY_CACHE, pauseTimeoutSeconds: 15, switchTimeoutSeconds: 30, ...c };
+    const config = { directoryCache: DIRECTORY_CACHE, pauseTimeoutSeconds: SWITCHOVER_PAUSE_TIMEOUT_SECONDS, switchTimeoutSeconds: SWITCHOVER_SWITCH_TIMEOUT_SECONDS, ...c };
     return [
         ...toolFiles(SWITCHOVER_TOOL, "switchover"),
         { path: SWITCHOVER_CONFIG, content: JSON.stringify(config, null, 1) + "\n", permissions: "0600" },

@@ -98,3 +98,4 @@ def test_write_json_is_private_and_read_json_forgives(tmp_path):
 def test_a_bad_argument_prints_the_usage_line(capsys):
     assert switchover.main(["--bogus"]) == 2
     assert capsys.readouterr().err.startswith("usage: vps-ha-switchover ")
+

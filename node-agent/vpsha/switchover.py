@@ -5,7 +5,10 @@ root. It pauses the pgbouncer on every HAProxy node (in-flight transactions fini
 wait), asks Patroni to switch over, waits until each HAProxy node routes writes to the new
 primary, makes the poolers drop their server connections to the old one, and resumes them.
 Clients of the pooled URL see a pause of a few seconds and no error. If anything fails before
-the switch, the poolers are resumed and nothing changed.
+the switch, the poolers are resumed and nothing changed. The tool holds an admin session on each
+pooler from before the pause until after the resume; the pooler guard on each HAProxy node
+(vpsha/pooler_guard.py) resumes a pause nobody holds, so a SIGKILL or the OOM killer leaves no
+pooler paused.
 
 Run on the primary's own node, the pause starts later: Patroni checks the members and
 checkpoints first, with clients still writing, and the poolers are paused by Patroni's
@@ -36,6 +39,8 @@ from vpsha.rest import request
 CONFIG = "/etc/vps-ha/switchover.json"
 # request.json (the tool's ask) -> claimed.json (the hook took it) -> paused.json (the hook's answer)
 HANDOFF = "/run/vps-ha/switchover"
+# The pooler guard (vpsha/pooler_guard.py) knows this tool's admin sessions by this name.
+TOOL_NAME = "vps-ha-switchover"
 
 
 def log(msg):
@@ -55,7 +60,8 @@ def poolers(cfg):
 def session(cfg, host):
     """An admin console session on the pgbouncer at `host` (psycopg2: Patroni's own driver)."""
     conn = psycopg2.connect(host=host, port=cfg["poolerPort"], user=cfg["poolerAdminUser"],
-                            password=cfg["poolerAdminPassword"], dbname="pgbouncer", connect_timeout=3)
+                            password=cfg["poolerAdminPassword"], dbname="pgbouncer", connect_timeout=3,
+                            application_name=TOOL_NAME)
     # The admin console knows no transactions
     conn.autocommit = True
     return conn
@@ -286,6 +292,7 @@ def main(argv):
         except psycopg2.Error as e:
             log("cannot reach the pooler on %s: %s; nothing changed" % (name, str(e).strip()))
             return 1
+    # Held by these sessions: if they go (this tool killed), each node's guard resumes its pooler.
     started = time.monotonic()
     db = cfg["database"]
     paused = {}

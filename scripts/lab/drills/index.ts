@@ -1,9 +1,11 @@
 // Every drill the lab knows, by name.
+import { archiveOutage } from "./archive";
 import { backupRestore } from "./backup";
 import { clusterLoss } from "./cluster-loss";
 import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss, providerLossMajority } from "./db";
 import { doubleChangeRefused, memberMove } from "./members";
 import { nodeIsolate, nodeKill } from "./node-faults";
+import { switchoverInterrupted } from "./pooler";
 import { releaseRollback, releaseSwitch } from "./release";
 import { dbMemberReplace } from "./replace";
 import { labStack } from "../stack";
@@ -17,7 +19,7 @@ import { appNodeKill, haproxyKill } from "./web";
  */
 export const memberDrills: Drill[] = [doubleChangeRefused, memberMove, clusterLoss];
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, backupRestore, releaseSwitch, releaseRollback, ...memberDrills];
+export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...memberDrills];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);
