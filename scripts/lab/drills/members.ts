@@ -12,7 +12,7 @@ import { catalogs } from "../../../components/providers/catalogs";
 import { SWITCHOVER_TOOL } from "../../../components/render/switchover";
 import { etcdMembers } from "../etcd";
 import { sleep } from "../exec";
-import { containerLeader, nspawnEnabled } from "../nspawn";
+import { containerLeader } from "../nspawn";
 import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
 import { execInNode, labNodes, NodeState } from "../realize";
 import { updateState } from "../state";
@@ -104,7 +104,7 @@ class ClusterWatch {
 /** A server's identity in the lab: its disk (the overlay's upper directory) and its running systemd. */
 function serverIdentity(n: NodeState): string {
     const disk = statSync(n.paths.upper);
-    return `disk ${disk.ino}/${disk.birthtimeMs}${nspawnEnabled() ? `, systemd ${containerLeader(n) ?? "down"}` : ""}`;
+    return `disk ${disk.ino}/${disk.birthtimeMs}, systemd ${containerLeader(n) ?? "down"}`;
 }
 
 const replaceEntry = (lists: NodeLists, entry: NodeEntry): NodeLists => Object.fromEntries(Object.entries(lists).map(([role, list]) => [role, list.map((e) => (e.name === entry.name ? entry : e))]));
