@@ -34,8 +34,8 @@ const DELIVERY: AlertDelivery = {
     email: { to: "ops@example.com", from: "vps-ha@example.com", smarthost: "smtp.example.com:587", username: "vps-ha", password: true },
 };
 
-function tool(cmd: string, args: string[], cwd?: string): string {
-    const r = cwd ? run("sh", ["-c", `cd '${cwd}' && exec "$@"`, "sh", cmd, ...args]) : run(cmd, args);
+function tool(cmd: string, args: string[], cwd?: string, timeoutMs?: number): string {
+    const r = cwd ? run("sh", ["-c", `cd '${cwd}' && exec "$@"`, "sh", cmd, ...args], undefined, timeoutMs) : run(cmd, args, undefined, timeoutMs);
     assert.equal(r.status, 0, `${cmd} ${args.join(" ")} failed (exit ${r.status}):\n${r.stdout}${r.stderr}`);
     return r.stdout + r.stderr;
 }
@@ -149,11 +149,12 @@ describe("monitoring: Prometheus, Alertmanager and the alert rules", function ()
             }
         });
 
-        it("promtool test rules: every alert fires on its series, with its labels and annotations, and stays calm on the others", () => {
+        it("promtool test rules: every alert fires on its series, with its labels and annotations, and stays calm on the others", function () {
+            this.timeout(300000);
             writeFileSync(join(dir, RULES_NAME), rulesText);
             const files = readdirSync(FIXTURES).filter((f) => f.endsWith(".yml"));
             for (const f of files) copyFileSync(join(FIXTURES, f), join(dir, f));
-            const out = tool("promtool", ["test", "rules", ...files], dir);
+            const out = tool("promtool", ["test", "rules", ...files], dir, 240000);
             assert.equal((out.match(/SUCCESS/g) ?? []).length, files.length, out);
         });
 

@@ -16,8 +16,9 @@ export function requireTools(ctx: Mocha.Context, tools: string[], alsoRoot = fal
     ctx.skip();
 }
 
-export function run(cmd: string, args: string[], input?: string): { status: number; stdout: string; stderr: string } {
-    const r = spawnSync(cmd, args, { input, encoding: "utf8", timeout: 30000 });
+/** `timeoutMs`: the bound on the tool's run; a whole suite of promtool's rule tests needs more than one file's check. */
+export function run(cmd: string, args: string[], input?: string, timeoutMs = 30000): { status: number; stdout: string; stderr: string } {
+    const r = spawnSync(cmd, args, { input, encoding: "utf8", timeout: timeoutMs });
     return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
 }
 
