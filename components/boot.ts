@@ -10,6 +10,7 @@ import { adminSshPart } from "./render/admin-ssh";
 import { CloudConfigPart, NodeBoot } from "./render/cloud-config";
 import { desiredAgentConfig, desiredAgentFiles, desiredAgentPart } from "./render/desired-agent";
 import { desiredContentOf } from "./render/desired-content";
+import { moduleFiles } from "./render/python-lib";
 import { DIRECTORY_ONCE, DIRECTORY_UNIT, directoryAgentConfig, directoryAgentPart } from "./render/directory-agent";
 import { meshPart } from "./render/mesh";
 import { HostFirewallRule, hostFirewallPart } from "./render/nftables";
@@ -61,8 +62,9 @@ export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKe
         meshPort: plan.config.mesh.port,
     });
     return [
-        // The agent's own code again: a newer one reaches a live node this way.
-        { files: desiredAgentFiles() },
+        // The agent's own code again (a newer one reaches a live node this way), and the rollout
+        // gate it loads for a later generation.
+        { files: [...desiredAgentFiles(), ...moduleFiles("rollout")] },
         adminSshPart({ publicKeys: plan.config.admin.sshPublicKeys, enabled: plan.config.admin.sshCidrs.length > 0 }),
         {
             ...hostFirewallPart(hostFirewallRules(plan, node)),

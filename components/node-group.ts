@@ -4,8 +4,9 @@
 // DatabaseCluster) are groups.
 import * as pulumi from "@pulumi/pulumi";
 import { nodeBootstrap, nodeDesired } from "./boot";
-import { chunksFor } from "./desired-state-records";
-import { DesiredState } from "./desired-state";
+import { chunksFor, withSharedRefs } from "./desired-state-records";
+import { DesiredState, SharedDesiredState } from "./desired-state";
+import { isPackageFile } from "./render/python-lib";
 import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
 import { VpsNode } from "./node";
@@ -18,6 +19,8 @@ export interface NodeGroupArgs {
     mesh: Mesh;
     /** Its public key goes into every node's boot; the node set itself never does. */
     directory: MeshDirectory;
+    /** The stack's shared desired-state document (the node agent's package), published before any node's document names it. */
+    shared: SharedDesiredState;
     /** The server factory of each provider, by provider name. */
     servers: Record<string, ServerFactory>;
     sshPrivateKey?: pulumi.Output<string>;
@@ -50,7 +53,9 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
                 .apply(([mesh, directoryKey]) => renderCloudConfig(nodeBootstrap(plan, node, mesh, directoryKey)));
             const vps = new VpsNode(node.name, { plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this });
             this.nodes.push(vps);
-            const content = pulumi.all([args.directory.publicKey, pulumi.output(parts(node))]).apply(([directoryKey, roleParts]) => nodeDesired(plan, node, directoryKey, roleParts as CloudConfigPart[]));
+            // The package's modules come from the shared document, by reference.
+            const desired = (directoryKey: string, roleParts: CloudConfigPart[]) => withSharedRefs(nodeDesired(plan, node, directoryKey, roleParts), isPackageFile);
+            const content = pulumi.all([args.directory.publicKey, pulumi.output(parts(node))]).apply(([directoryKey, roleParts]) => desired(directoryKey, roleParts as CloudConfigPart[]));
             new DesiredState(`${node.name}-desired`, {
                 stack: plan.config.stack,
                 node: node.name,
@@ -59,8 +64,8 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
                 wireguardKey: args.mesh.publicKeys[node.name],
                 signingKey: args.directory.signingKey,
                 content,
-                chunks: chunksFor(plan.config.stack, node.name, nodeDesired(plan, node, keyStandIn, planned(node)), DESIRED_SPARE_BYTES),
-            }, { parent: this, dependsOn: [vps] });
+                chunks: chunksFor(plan.config.stack, node.name, desired(keyStandIn, planned(node)), DESIRED_SPARE_BYTES),
+            }, { parent: this, dependsOn: [vps, args.shared] });
         }
     }
 }

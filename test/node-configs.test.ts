@@ -28,7 +28,7 @@ describe("rendered node configs, checked by the real tools", function () {
 
     it("every cloud-config passes cloud-init's schema", function () {
         requireTools(this, ["cloud-init"]);
-        for (const [node, userData] of Object.entries(prod.config)) {
+        for (const [node, userData] of Object.entries(prod.userData)) {
             assert.ok(userData.startsWith("#cloud-config\n"), node);
             const file = join(dir, `${node}.yaml`);
             writeFileSync(file, userData);

@@ -195,3 +195,41 @@ def test_a_document_with_the_new_fields_is_checked(cfg):
     for bad, why in bads:
         with pytest.raises(desired.Bad, match=why):
             desired.parse_document(c, 5, gzip.compress(json.dumps({**base, **bad}).encode()))
+
+
+def shared_records(key, stack, generation, files, chunk=200):
+    """A shared document's records as the program cuts them (components/desired-state-records.ts)."""
+    import base64
+    import hashlib
+    packed = gzip.compress(json.dumps({"v": 1, "stack": stack, "generation": generation, "files": files}).encode())
+    data = base64.b64encode(packed).decode()
+    parts = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    digest = hashlib.sha256(packed).hexdigest()
+    sig = base64.b64encode(key.sign(("vhs1\n%s\n%d\n%d\n%s" % (stack, generation, len(parts), digest)).encode()))
+    head = "v=vhs1 gen=%d chunks=%d digest=%s sig=%s" % (generation, len(parts), digest, sig.decode())
+    return head, ["v=vhs1 gen=%d part=%d/%d data=%s" % (generation, k, len(parts), p) for k, p in enumerate(parts, 1)]
+
+
+def test_shared_files_are_taken_by_path_and_sha256_from_the_signed_shared_document():
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.generate()
+    lib = file("/usr/local/lib/vps-ha/python/vpsha/records.py", "print(1)\n", owner="root:root")
+    head, chunks = shared_records(key, "prod", 7, [lib])
+    cfg = {"stack": "prod", "node": "db-1", "dnsName": "db-1.prod.nodes.example.com"}
+    assert desired.shared_head_name(cfg) == "_desired-shared.prod.nodes.example.com"
+    files = desired.verify_shared(cfg, key.public_key(), head, chunks)
+    ref = {"path": lib["path"], "sha256": hashlib.sha256(lib["content"].encode()).hexdigest()}
+    doc = desired.resolve_shared({"files": [file("/etc/a", "1")], "shared": [ref]}, files)
+    assert [f["path"] for f in doc["files"]] == ["/etc/a", lib["path"]]
+    with pytest.raises(desired.Bad, match="does not hold"):
+        desired.resolve_shared({"files": [], "shared": [{**ref, "sha256": "0" * 64}]}, files)
+    with pytest.raises(desired.Bad, match="bad signature on the shared head"):
+        desired.verify_shared({**cfg, "stack": "staging"}, key.public_key(), head, chunks)
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(desired.Bad, match="bad signature"):
+        desired.verify_shared(cfg, other.public_key(), head, chunks)
+    _, newer = shared_records(key, "prod", 8, [{**lib, "content": "print(2)\n"}])
+    with pytest.raises(desired.Bad, match="another generation"):
+        desired.verify_shared(cfg, key.public_key(), head, newer)

@@ -24,6 +24,7 @@ import base64
 import grp
 import gzip
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -42,8 +43,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from vpsha import rollout
 
 VERSION = "vhd1"
 DOCUMENT_VERSION = 1
@@ -64,6 +63,15 @@ MODE = re.compile(r"^0[0-7]{3}$")
 OWNER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$")
 UNIT = re.compile(r"^[A-Za-z0-9@_.*-]{1,200}\.(service|socket|timer|target|path)$")
 PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHARED_HEAD = re.compile(
+    r"^v=vhs1 gen=(?P<gen>[1-9][0-9]{0,15}) chunks=(?P<chunks>[1-9][0-9]{0,2})"
+    r" digest=(?P<digest>[0-9a-f]{64}) sig=(?P<sig>[A-Za-z0-9+/]{86}==)$"
+)
+SHARED_CHUNK = re.compile(
+    r"^v=vhs1 gen=(?P<gen>[1-9][0-9]{0,15}) part=(?P<k>[1-9][0-9]{0,2})/(?P<n>[1-9][0-9]{0,2})"
+    r" data=(?P<data>[A-Za-z0-9+/=]*)$"
+)
 HEAD = re.compile(
     r"^v=vhd1 node=(?P<node>[a-z0-9-]+) gen=(?P<gen>[1-9][0-9]{0,15}) chunks=(?P<chunks>[1-9][0-9]{0,2})"
     r" digest=(?P<digest>[0-9a-f]{64}) sig=(?P<sig>[A-Za-z0-9+/]{86}==)$"
@@ -193,8 +201,8 @@ def open_sealed(cfg, private_key, generation, sealed):
         raise Bad("the document does not open with this node's key (sealed to another node?)") from None
 
 
-def parse_document(cfg, generation, packed):
-    """The document, checked field by field; raises Bad naming the first thing wrong."""
+def parse_document(cfg, generation, packed, shared=False):
+    """The document (`shared`: the stack's shared one), checked field by field; raises Bad naming what is wrong."""
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(packed)) as z:
             raw = z.read(MAX_DOCUMENT_BYTES + 1)
@@ -205,11 +213,16 @@ def parse_document(cfg, generation, packed):
         raise Bad("the document is not gzip-compressed JSON: %s" % err) from None
     if not isinstance(doc, dict):
         raise Bad("the document is not an object")
-    want = {"v": DOCUMENT_VERSION, "stack": cfg["stack"], "node": cfg["node"], "generation": generation}
+    want = {"v": DOCUMENT_VERSION, "stack": cfg["stack"], "generation": generation}
+    if not shared:
+        want["node"] = cfg["node"]
+    elif set(doc) != {"v", "stack", "generation", "files"}:
+        raise Bad("the shared document holds other fields than v, stack, generation, files")
     for k, v in want.items():
         if doc.get(k) != v:
             raise Bad("the document's %s is %r, expected %r" % (k, doc.get(k), v))
-    extra = set(doc) - {"v", "stack", "node", "generation", "files", "restarts", "packages", "setup", "rollout"}
+    extra = set(doc) - {"v", "stack", "node", "generation", "files", "restarts", "packages", "setup", "rollout",
+                        "shared"}
     if extra:
         raise Bad("unknown fields %s" % ", ".join(sorted(extra)))
     files = doc.get("files")
@@ -229,6 +242,14 @@ def parse_document(cfg, generation, packed):
             raise Bad("files[%d].owner %r is not user:group" % (i, f["owner"]))
         if not isinstance(f["content"], str):
             raise Bad("files[%d].content is not text" % i)
+    shared = doc.get("shared", [])
+    if not isinstance(shared, list):
+        raise Bad("shared is not a list")
+    for i, r in enumerate(shared):
+        if (not isinstance(r, dict) or set(r) != {"path", "sha256"} or not isinstance(r["path"], str)
+                or not PATH.match(r["path"]) or r["path"] in seen or not SHA256.match(str(r["sha256"]))):
+            raise Bad("shared[%d] is not {path, sha256} of a path not already the node's" % i)
+        seen.add(r["path"])
     restarts = doc.get("restarts", [])
     if not isinstance(restarts, list):
         raise Bad("restarts is not a list")
@@ -247,7 +268,7 @@ def parse_document(cfg, generation, packed):
         raise Bad("setup is not a list of commands (lists of strings)")
     if "rollout" in doc and not isinstance(doc["rollout"], dict):
         raise Bad("rollout is not an object")
-    return {**doc, "restarts": restarts, "packages": packages, "setup": setup}
+    return {**doc, "restarts": restarts, "packages": packages, "setup": setup, "shared": shared}
 
 
 def verify_records(cfg, key, private_key, head_text, chunk_texts):
@@ -255,6 +276,74 @@ def verify_records(cfg, key, private_key, head_text, chunk_texts):
     head, sealed = assemble(cfg, key, head_text, chunk_texts)
     generation = head["generation"]
     return generation, parse_document(cfg, generation, open_sealed(cfg, private_key, generation, sealed))
+
+
+# ---------------------------------------------------------------- the shared document
+
+def shared_domain(cfg):
+    """Where the stack's shared document is: the nodes' domain (this node's DNS name less its own label)."""
+    return cfg.get("sharedDomain") or cfg["dnsName"].split(".", 1)[1]
+
+
+def shared_head_name(cfg):
+    return "_desired-shared.%s" % shared_domain(cfg)
+
+
+def shared_chunk_name(cfg, k):
+    return "_desired-shared-%d.%s" % (k, shared_domain(cfg))
+
+
+def verify_shared(cfg, key, head_text, chunk_texts):
+    """The shared document's files {path: file}, verified; raises Bad naming what is wrong."""
+    m = SHARED_HEAD.match(head_text or "")
+    if not m:
+        raise Bad("malformed shared head %r" % (head_text or "")[:120])
+    generation, n = int(m["gen"]), int(m["chunks"])
+    payload = "vhs1\n%s\n%d\n%d\n%s" % (cfg["stack"], generation, n, m["digest"])
+    try:
+        key.verify(base64.b64decode(m["sig"], validate=True), payload.encode())
+    except (InvalidSignature, ValueError):
+        raise Bad("bad signature on the shared head (not signed with this stack's key)") from None
+    if len(chunk_texts) != n:
+        raise Bad("%d shared chunks found, the head names %d" % (len(chunk_texts), n))
+    data = []
+    for k, text in enumerate(chunk_texts, 1):
+        c = SHARED_CHUNK.match(text or "")
+        if not c or int(c["gen"]) != generation or (int(c["k"]), int(c["n"])) != (k, n):
+            raise Bad("shared chunk %d is malformed or of another generation (an update under way)" % k)
+        data.append(c["data"])
+    try:
+        packed = base64.b64decode("".join(data), validate=True)
+    except ValueError:
+        raise Bad("the shared chunks do not join to base64") from None
+    if hashlib.sha256(packed).hexdigest() != m["digest"]:
+        raise Bad("the shared chunks do not match the head's digest (an update under way, or tampered)")
+    doc = parse_document({**cfg, "node": None}, generation, packed, shared=True)
+    return {f["path"]: f for f in doc["files"]}
+
+
+def resolve_shared(doc, shared_files):
+    """The document with the shared files it names added to its own, each as its sha256 says; raises Bad."""
+    files = list(doc["files"])
+    for r in doc.get("shared", []):
+        f = shared_files.get(r["path"])
+        if f is None or hashlib.sha256(f["content"].encode()).hexdigest() != r["sha256"]:
+            raise Bad("the shared document does not hold %s as this node's document expects (an update under way?)"
+                      % r["path"])
+        files.append(f)
+    return {**doc, "files": sorted(files, key=lambda f: f["path"])}
+
+
+def fetch_document(cfg, key, private_key, fetch):
+    """This node's published document, verified, opened and with its shared files: (generation, doc, texts)."""
+    head_text, chunk_texts = read_records(cfg, fetch)
+    generation, doc = verify_records(cfg, key, private_key, head_text, chunk_texts)
+    texts = {"head": head_text, "chunks": chunk_texts}
+    if doc.get("shared"):
+        sh_head, sh_chunks = read_shared(cfg, fetch)
+        doc = resolve_shared(doc, verify_shared(cfg, key, sh_head, sh_chunks))
+        texts.update(sharedHead=sh_head, sharedChunks=sh_chunks)
+    return generation, doc, texts
 
 
 # ---------------------------------------------------------------- DNS
@@ -294,6 +383,24 @@ def read_records(cfg, fetch):
         found = fetch(chunk_name(cfg, k))
         if len(found) != 1:
             raise Bad("%s holds %d TXT records, expected 1" % (chunk_name(cfg, k), len(found)))
+        chunks.append(found[0])
+    return heads[0], chunks
+
+
+def read_shared(cfg, fetch):
+    """The shared head text and its chunk texts from DNS; raises Bad or Unavailable."""
+    heads = fetch(shared_head_name(cfg))
+    if len(heads) != 1:
+        raise Bad("%s holds %d TXT records, expected 1" % (shared_head_name(cfg), len(heads)))
+    m = SHARED_HEAD.match(heads[0])
+    n = int(m["chunks"]) if m else 0
+    if not 1 <= n <= MAX_CHUNKS:
+        raise Bad("malformed head at %s" % shared_head_name(cfg))
+    chunks = []
+    for k in range(1, n + 1):
+        found = fetch(shared_chunk_name(cfg, k))
+        if len(found) != 1:
+            raise Bad("%s holds %d TXT records, expected 1" % (shared_chunk_name(cfg, k), len(found)))
         chunks.append(found[0])
     return heads[0], chunks
 
@@ -529,7 +636,13 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         set_pending([])
 
     if "rollout" in doc and (files or restarts):
-        ok = rollout.apply_gated(doc["rollout"], cfg["node"], apply, rollback, status)
+        # Imported here: the gate comes with the desired state, the bootstrap holds this module alone.
+        try:
+            gate = importlib.import_module("vpsha.rollout")
+        except ImportError as err:
+            problems.append("the rollout gate cannot be loaded: %s" % err)
+            return [], False
+        ok = gate.apply_gated(doc["rollout"], cfg["node"], apply, rollback, status)
     else:
         apply()
         ok = True
@@ -546,6 +659,8 @@ def load_applied(cfg, key, private_key):
         generation, doc = verify_records(cfg, key, private_key, state["head"], state["chunks"])
         if generation != state["generation"]:
             raise Bad("its generation field disagrees with its records")
+        if doc.get("shared"):
+            doc = resolve_shared(doc, verify_shared(cfg, key, state["sharedHead"], state["sharedChunks"]))
         return {**state, "doc": doc}
     except FileNotFoundError:
         return None
@@ -566,8 +681,7 @@ def one_round(cfg, key, private_key, fetch, now=None):
               "applied": False, "lastError": None, "staleSeconds": None, "changed": []}
     code = EXIT_STALE
     try:
-        head_text, chunk_texts = read_records(cfg, fetch)
-        generation, doc = verify_records(cfg, key, private_key, head_text, chunk_texts)
+        generation, doc, texts = fetch_document(cfg, key, private_key, fetch)
         status["published"] = generation
         if applied and generation < applied["generation"]:
             raise Bad("generation %d in DNS is older than the applied %d: refused"
@@ -584,7 +698,7 @@ def one_round(cfg, key, private_key, fetch, now=None):
             raise Held("generation %d is held back by the rollout gate" % generation)
         if os.path.exists(pending_path(cfg)):
             os.unlink(pending_path(cfg))
-        save_applied(cfg, {"generation": generation, "head": head_text, "chunks": chunk_texts, "checkedAt": now})
+        save_applied(cfg, {"generation": generation, **texts, "checkedAt": now})
         status.update(generation=generation, applied=True, staleSeconds=0)
         code = EXIT_APPLIED
     except (Bad, Unavailable, Held) as err:
@@ -626,7 +740,7 @@ def load_config(path):
 def own_code():
     """The modules this process runs, as (path, mtime, size): a document may upgrade them."""
     out = []
-    for m in (sys.modules[__name__], rollout):
+    for m in (sys.modules[__name__], sys.modules.get("vpsha.rollout")):
         try:
             st = os.stat(m.__file__)
             out.append((m.__file__, st.st_mtime_ns, st.st_size))

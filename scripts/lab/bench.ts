@@ -9,11 +9,10 @@ import { median } from "../lib/stats";
 import { bringUp } from "./up";
 import { labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
-import { packagesOf } from "./cloudinit";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { execInNode, labNodes } from "./realize";
+import { execInNode, labNodes, labPackagesOf } from "./realize";
 import { labStack } from "./stack";
 import type { HttpBenchFigures } from "./load/http-bench";
 
@@ -73,7 +72,7 @@ export async function labBench(runs: number): Promise<[string, string][]> {
     const source = stackSource({ stack: "prod" });
     const witness = stackSource({ config: join(LAB_STACKS_DIR, "witness.yaml") });
     // Each stack's root filesystem cached before timing starts.
-    for (const s of [source, witness]) await ensureRootfs(packagesOf(await labSpecs(s)), log);
+    for (const s of [source, witness]) await ensureRootfs(labPackagesOf(await labSpecs(s)), log);
     const bringUps: number[] = [];
     const memory: number[] = [];
     const proxies: ProxyFigures[] = [];

@@ -33,10 +33,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 import base64
 from vpsha import desired
 out = {}
-for n in json.load(sys.stdin):
+req = json.load(sys.stdin)
+records = req["records"]
+for n in req["nodes"]:
     key = Ed25519PublicKey.from_public_bytes(base64.b64decode(n["cfg"]["publicKey"]))
     own = X25519PrivateKey.from_private_bytes(base64.b64decode(n["privateKey"]))
-    out[n["cfg"]["node"]] = desired.verify_records(n["cfg"], key, own, n["head"], n["chunks"])[1]
+    doc = desired.fetch_document(n["cfg"], key, own, lambda name: [records[name]] if name in records else [])[1]
+    out[n["cfg"]["node"]] = doc
 json.dump(out, sys.stdout)
 `;
 
@@ -49,15 +52,12 @@ export function openDesired(userData: Record<string, string>, records: Map<strin
         const wg = files.find((f) => f.path === `${WIREGUARD_DIR}/${MESH_INTERFACE}.conf`);
         if (!cfgFile || !wg) continue;
         const cfg = JSON.parse(cfgFile.content) as { node: string; dnsName: string };
-        const head = records.get(`_desired.${cfg.dnsName}`);
-        if (head === undefined) continue;
-        const n = Number(/ chunks=(\d+)/.exec(head)?.[1] ?? 0);
-        const chunks = Array.from({ length: n }, (_, i) => records.get(`_desired-${i + 1}.${cfg.dnsName}`) ?? "");
+        if (!records.has(`_desired.${cfg.dnsName}`)) continue;
         const privateKey = /^PrivateKey\s*=\s*(\S+)$/m.exec(wg.content)?.[1];
-        nodes.push({ cfg, privateKey, head, chunks, name });
+        nodes.push({ cfg, privateKey, name });
     }
     if (nodes.length === 0) return {};
-    const r = spawnSync("/usr/bin/python3", ["-c", OPEN], { input: JSON.stringify(nodes), encoding: "utf8", env: { ...process.env, PYTHONPATH: NODE_AGENT }, maxBuffer: 64 * 1024 * 1024 });
+    const r = spawnSync("/usr/bin/python3", ["-c", OPEN], { input: JSON.stringify({ nodes, records: Object.fromEntries(records) }), encoding: "utf8", env: { ...process.env, PYTHONPATH: NODE_AGENT }, maxBuffer: 64 * 1024 * 1024 });
     if (r.status !== 0) throw new Error(`opening the desired-state documents failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as Record<string, DesiredDocument>;
 }
