@@ -233,3 +233,9 @@ def test_shared_files_are_taken_by_path_and_sha256_from_the_signed_shared_docume
     _, newer = shared_records(key, "prod", 8, [{**lib, "content": "print(2)\n"}])
     with pytest.raises(desired.Bad, match="another generation"):
         desired.verify_shared(cfg, key.public_key(), head, newer)
+
+
+def test_own_code_lists_this_module_before_the_gate_is_loaded(monkeypatch):
+    import sys
+    monkeypatch.delitem(sys.modules, "vpsha.rollout", raising=False)
+    assert [p for p, _, _ in desired.own_code()] == [desired.__file__]

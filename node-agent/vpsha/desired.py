@@ -741,6 +741,8 @@ def own_code():
     """The modules this process runs, as (path, mtime, size): a document may upgrade them."""
     out = []
     for m in (sys.modules[__name__], sys.modules.get("vpsha.rollout")):
+        if m is None:  # the gate is loaded only once a later generation needs it
+            continue
         try:
             st = os.stat(m.__file__)
             out.append((m.__file__, st.st_mtime_ns, st.st_size))
