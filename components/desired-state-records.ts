@@ -42,16 +42,48 @@ export interface DesiredFile {
     content: string;
 }
 
-/** Restart `unit` once the files are written, when any of `paths` changed. */
+/** Restart (or reload) `unit` once the files are written, when any of `paths` changed. */
 export interface DesiredRestart {
     unit: string;
     paths: string[];
+    /** Reload instead of restart (the daemon rereads its files and keeps its connections). */
+    reload?: boolean;
+}
+
+export interface DesiredRollout {
+    /** The rollout group: "db" (members and witness), "haproxy" or "app". */
+    group: string;
+    /** The same for every node of the group in one published change (an HMAC over the group's contents without `rollout`). */
+    id: string;
+    /** Every node of the group, this one included, in rollout order, with the mesh address its status is read at. */
+    order: { name: string; meshAddress: string }[];
+    /** TCP port on the mesh where each node serves its status JSON. */
+    statusPort: number;
+    /** Commands that must all exit 0 for this node to count as healthy after a change. */
+    health: string[][];
+    healthTimeoutSeconds: number;
+    /** Restarting one of these units on the Patroni primary hands it over first (the planned switchover). */
+    handoverUnits: string[];
 }
 
 /** What a node must hold, before the stack, node and generation are attached. */
 export interface DesiredContent {
     files: DesiredFile[];
+    /** In the order they run; a unit file's change runs `systemctl daemon-reload` first. */
     restarts?: DesiredRestart[];
+    /** Debian packages the node needs: installed when missing, before the files their users own are written. */
+    packages?: string[];
+    /** Run in order once, after the files of the node's first applied document; never on a later generation. */
+    setup?: string[][];
+    /** Passed untouched to the node's rollout gate (vpsha.rollout) for a generation after the first. */
+    rollout?: DesiredRollout;
+    /** Files the node takes from the stack's shared document (sharedDocument), each by path and the sha256 of its content. */
+    shared?: SharedRef[];
+}
+
+export interface SharedRef {
+    path: string;
+    sha256: string;
 }
 
 export interface DesiredDocument extends DesiredContent {
@@ -83,7 +115,9 @@ const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const PATH = /^(\/[A-Za-z0-9._@+-]+)+$/;
 const MODE = /^0[0-7]{3}$/;
 const OWNER = /^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$/;
-const UNIT = /^[A-Za-z0-9@_.-]{1,200}\.(service|socket|timer|target|path)$/;
+// An instance may be a glob ("vps-ha-app@*.service": every running instance of the template).
+const UNIT = /^[A-Za-z0-9@_.*-]{1,200}\.(service|socket|timer|target|path)$/;
+const PACKAGE = /^[a-z0-9][a-z0-9+.-]{0,99}$/;
 const KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/; // 32 bytes in base64
 
 function fail(node: string, path: string, value: unknown, allowed: string): never {
@@ -103,14 +137,56 @@ export function canonicalContent(node: string, c: DesiredContent): DesiredConten
         return { path: f.path, mode: f.mode, owner: f.owner, content: f.content };
     }).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     files.forEach((f, i) => i > 0 && files[i - 1].path === f.path && fail(node, "files", f.path, "each path may appear once"));
-    const paths = new Set(files.map((f) => f.path));
+    const shared = (c.shared ?? []).map((r, i) => {
+        if (typeof r.path !== "string" || !PATH.test(r.path)) fail(node, `shared[${i}].path`, r.path, "expected an absolute path");
+        if (typeof r.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(r.sha256)) fail(node, `shared[${i}].sha256`, r.sha256, "expected a sha256 in hex");
+        if (files.some((f) => f.path === r.path)) fail(node, `shared[${i}].path`, r.path, "a path is either the node's own or shared, once");
+        return { path: r.path, sha256: r.sha256 };
+    }).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const paths = new Set([...files.map((f) => f.path), ...shared.map((r) => r.path)]);
     const restarts = (c.restarts ?? []).map((r, i) => {
         if (typeof r.unit !== "string" || !UNIT.test(r.unit)) fail(node, `restarts[${i}].unit`, r.unit, "expected a systemd unit name like haproxy.service");
         if (!Array.isArray(r.paths) || r.paths.length === 0) fail(node, `restarts[${i}].paths`, r.paths, "expected a non-empty list of the document's file paths");
-        r.paths.forEach((p, j) => paths.has(p) || fail(node, `restarts[${i}].paths[${j}]`, p, "expected one of the document's file paths"));
-        return { unit: r.unit, paths: [...r.paths].sort() };
+        r.paths.forEach((p, j) => paths.has(p) || fail(node, `restarts[${i}].paths[${j}]`, p, "expected one of the document's file paths (its own or shared)"));
+        if (r.reload !== undefined && typeof r.reload !== "boolean") fail(node, `restarts[${i}].reload`, r.reload, "expected true or false");
+        return { unit: r.unit, paths: [...r.paths].sort(), ...(r.reload ? { reload: true } : {}) };
     });
-    return restarts.length ? { files, restarts } : { files };
+    const packages = [...new Set(c.packages ?? [])].sort();
+    packages.forEach((p, i) => typeof p === "string" && PACKAGE.test(p) || fail(node, `packages[${i}]`, p, "expected a Debian package name"));
+    const setup = (c.setup ?? []).map((cmd, i) => {
+        if (!Array.isArray(cmd) || cmd.length === 0 || cmd.some((a) => typeof a !== "string")) fail(node, `setup[${i}]`, cmd, "expected a non-empty argv (a list of strings)");
+        return [...cmd];
+    });
+    return {
+        files,
+        ...(restarts.length ? { restarts } : {}),
+        ...(packages.length ? { packages } : {}),
+        ...(setup.length ? { setup } : {}),
+        ...(c.rollout !== undefined ? { rollout: canonicalRollout(node, c.rollout) } : {}),
+        ...(shared.length ? { shared } : {}),
+    };
+}
+
+/** The rollout spec in a fixed key order; its meaning is the rollout gate's, only its shape is checked here. */
+function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
+    const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === "string");
+    if (typeof r !== "object" || r === null) fail(node, "rollout", r, "expected an object");
+    if (typeof r.group !== "string" || !r.group) fail(node, "rollout.group", r.group, "expected a group name");
+    if (typeof r.id !== "string" || !r.id) fail(node, "rollout.id", r.id, "expected the change's id");
+    if (!Array.isArray(r.order) || r.order.some((o) => typeof o?.name !== "string" || typeof o?.meshAddress !== "string")) fail(node, "rollout.order", r.order, "expected a list of {name, meshAddress}");
+    if (!Number.isInteger(r.statusPort) || r.statusPort < 1 || r.statusPort > 65535) fail(node, "rollout.statusPort", r.statusPort, "expected a TCP port");
+    if (!Array.isArray(r.health) || !r.health.every(strings)) fail(node, "rollout.health", r.health, "expected a list of argv lists");
+    if (typeof r.healthTimeoutSeconds !== "number" || !(r.healthTimeoutSeconds > 0)) fail(node, "rollout.healthTimeoutSeconds", r.healthTimeoutSeconds, "expected a positive number of seconds");
+    if (!strings(r.handoverUnits)) fail(node, "rollout.handoverUnits", r.handoverUnits, "expected a list of unit names");
+    return {
+        group: r.group,
+        id: r.id,
+        order: r.order.map((o) => ({ name: o.name, meshAddress: o.meshAddress })),
+        statusPort: r.statusPort,
+        health: r.health.map((h) => [...h]),
+        healthTimeoutSeconds: r.healthTimeoutSeconds,
+        handoverUnits: [...r.handoverUnits],
+    };
 }
 
 function document(stack: string, node: string, generation: number, c: DesiredContent): DesiredDocument {
@@ -235,4 +311,84 @@ export function buildDesiredRecords(b: BuildInput): DesiredRecords {
     const payload = `${header(b.stack, b.node, b.generation)}\n${b.chunks}\n${digest}`;
     const sig = sign(null, Buffer.from(payload), createPrivateKey(b.signingKeyPem)).toString("base64");
     return { head: `v=${DESIRED_VERSION} node=${b.node} gen=${b.generation} chunks=${b.chunks} digest=${digest} sig=${sig}`, chunks };
+}
+
+// ---------------------------------------------------------------- the shared document
+//
+// Files that are the same on every node and hold no secret (the node agent's Python package) are
+// published once for the stack rather than in every node's sealed document, where they would
+// take most of each node's records. Signed, not sealed:
+//   head  at _desired-shared.<nodes domain>:    v=vhs1 gen=<generation> chunks=<n> digest=<sha256 hex of the gzip bytes> sig=<Ed25519>
+//   chunk at _desired-shared-<k>.<nodes domain>: v=vhs1 gen=<generation> part=<k>/<n> data=<base64>
+// The signature covers "vhs1\n<stack>\n<generation>\n<n>\n<digest>". A node's document names each
+// shared file it takes by path and sha256, so a node applies a shared file only in the version
+// its own document was made with (a document and a shared generation published together match).
+
+export const SHARED_VERSION = "vhs1";
+
+export interface SharedDocument {
+    v: typeof DOCUMENT_VERSION;
+    stack: string;
+    generation: number;
+    files: DesiredFile[];
+}
+
+export function sharedHeadName(nodesDomain: string): string {
+    return `_desired-shared.${nodesDomain}`;
+}
+
+export function sharedChunkName(nodesDomain: string, k: number): string {
+    return `_desired-shared-${k}.${nodesDomain}`;
+}
+
+function sharedChunkPrefix(generation: number | string, k: number | string, n: number | string): string {
+    return `v=${SHARED_VERSION} gen=${generation} part=${k}/${n} data=`;
+}
+
+/** The sha256 (hex) a node's document names a shared file by. */
+export function sharedRefOf(f: DesiredFile): SharedRef {
+    return { path: f.path, sha256: createHash("sha256").update(f.content).digest("hex") };
+}
+
+/**
+ * A node's content with the files `isShared` picks replaced by references to the shared
+ * document (which must hold them as they are: the caller builds it from the same renderers).
+ */
+export function withSharedRefs(c: DesiredContent, isShared: (path: string) => boolean): DesiredContent {
+    return { ...c, files: c.files.filter((f) => !isShared(f.path)), shared: [...(c.shared ?? []), ...c.files.filter((f) => isShared(f.path)).map(sharedRefOf)] };
+}
+
+function sharedGzip(doc: SharedDocument): Buffer {
+    return gzipSync(Buffer.from(JSON.stringify(doc)), { level: 9 });
+}
+
+function sharedDocument(stack: string, generation: number, files: DesiredFile[]): SharedDocument {
+    return { v: DOCUMENT_VERSION, stack, generation, files: canonicalContent("shared", { files }).files };
+}
+
+/** Chunk records the shared document takes (it holds no secret: exact, less the generation's digits). */
+export function sharedChunksFor(stack: string, files: DesiredFile[]): number {
+    const n = Math.max(1, Math.ceil(Math.ceil(sharedGzip(sharedDocument(stack, 10 ** 15, files)).length / 3) * 4 / CHUNK_DATA_CHARS));
+    if (n > MAX_CHUNKS) fail("shared", "files", `${n} chunks`, `the shared document may take at most ${MAX_CHUNKS} chunk records`);
+    return n;
+}
+
+/** A digest of the shared files (what its generation follows). */
+export function sharedDigest(stack: string, files: DesiredFile[]): string {
+    return createHash("sha256").update(JSON.stringify(sharedDocument(stack, 1, files))).digest("hex");
+}
+
+/** The head and chunk texts of the shared document. */
+export function buildSharedRecords(b: { stack: string; generation: number; files: DesiredFile[]; signingKeyPem: string; chunks: number }): DesiredRecords {
+    if (!NAME.test(b.stack)) fail("shared", "stack", b.stack, "expected a lower-case DNS label");
+    if (!Number.isSafeInteger(b.generation) || b.generation < 1 || String(b.generation).length > GENERATION_DIGITS) fail("shared", "generation", b.generation, "expected a positive integer of at most 16 digits");
+    const packed = sharedGzip(sharedDocument(b.stack, b.generation, b.files));
+    const data = packed.toString("base64");
+    const need = Math.ceil(data.length / CHUNK_DATA_CHARS);
+    if (need > b.chunks) fail("shared", "chunks", b.chunks, `the shared document needs ${need} chunk records`);
+    const digest = createHash("sha256").update(packed).digest("hex");
+    const chunks = Array.from({ length: b.chunks }, (_, i) => sharedChunkPrefix(b.generation, i + 1, b.chunks) + data.slice(i * CHUNK_DATA_CHARS, (i + 1) * CHUNK_DATA_CHARS));
+    const payload = `${SHARED_VERSION}\n${b.stack}\n${b.generation}\n${b.chunks}\n${digest}`;
+    const sig = sign(null, Buffer.from(payload), createPrivateKey(b.signingKeyPem)).toString("base64");
+    return { head: `v=${SHARED_VERSION} gen=${b.generation} chunks=${b.chunks} digest=${digest} sig=${sig}`, chunks };
 }

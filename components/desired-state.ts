@@ -7,7 +7,10 @@ import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { txtContent } from "./directory-records";
-import { buildDesiredRecords, contentDigest, DesiredContent, desiredChunkName, desiredHeadName, GENERATION_COMMAND, parseGeneration } from "./desired-state-records";
+import {
+    buildDesiredRecords, buildSharedRecords, contentDigest, DesiredContent, desiredChunkName, desiredHeadName, DesiredFile, GENERATION_COMMAND, parseGeneration,
+    sharedChunkName, sharedDigest, sharedHeadName,
+} from "./desired-state-records";
 import { NODE_RECORD_TTL } from "./node-records";
 
 /** The generation command's environment variable holding the content digest (mocks read it too). */
@@ -65,6 +68,41 @@ export class DesiredState extends pulumi.ComponentResource {
         const chunks = Array.from({ length: args.chunks }, (_, i) => txt(`${name}-chunk-${i + 1}`, desiredChunkName(args.dnsName, i + 1), plain.apply((r) => r.chunks[i])));
         // The head last: a node that sees a new head finds its chunks (a DNS cache may still lag; the reader waits then).
         txt(`${name}-head`, desiredHeadName(args.dnsName), plain.apply((r) => r.head), chunks);
+        this.registerOutputs({ generation: this.generation });
+    }
+}
+
+export interface SharedDesiredStateArgs {
+    stack: string;
+    /** The records are `_desired-shared.<nodesDomain>` and `_desired-shared-<k>.<nodesDomain>`. */
+    nodesDomain: string;
+    zoneId: pulumi.Input<string>;
+    /** Ed25519 private key, PEM (secret): the mesh directory's. */
+    signingKey: pulumi.Input<string>;
+    /** Files every node may take, none secret. */
+    files: DesiredFile[];
+    chunks: number;
+}
+
+/** The stack's shared document (desired-state-records.ts): signed, not sealed, read by every node. */
+export class SharedDesiredState extends pulumi.ComponentResource {
+    readonly generation: pulumi.Output<number>;
+
+    constructor(name: string, args: SharedDesiredStateArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vps-ha:index:SharedDesiredState", name, {}, opts);
+        const generation = new command.local.Command(`${name}-generation`, {
+            create: GENERATION_COMMAND,
+            update: GENERATION_COMMAND,
+            environment: { [DIGEST_ENV]: sharedDigest(args.stack, args.files) },
+            addPreviousOutputInEnv: true,
+        }, { parent: this });
+        this.generation = generation.stdout.apply((out) => parseGeneration("shared", out));
+        const records = pulumi.unsecret(pulumi.all([args.signingKey, this.generation]).apply(([pem, g]) =>
+            buildSharedRecords({ stack: args.stack, generation: g, files: args.files, signingKeyPem: pem, chunks: args.chunks })));
+        const txt = (resourceName: string, recordName: string, value: pulumi.Output<string>, dependsOn: pulumi.Resource[] = []) =>
+            new cloudflare.DnsRecord(resourceName, { zoneId: args.zoneId, name: recordName, type: "TXT", content: value.apply(txtContent), ttl: NODE_RECORD_TTL, proxied: false }, { parent: this, dependsOn });
+        const chunks = Array.from({ length: args.chunks }, (_, i) => txt(`${name}-chunk-${i + 1}`, sharedChunkName(args.nodesDomain, i + 1), records.apply((r) => r.chunks[i])));
+        txt(`${name}-head`, sharedHeadName(args.nodesDomain), records.apply((r) => r.head), chunks);
         this.registerOutputs({ generation: this.generation });
     }
 }

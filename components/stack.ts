@@ -10,12 +10,15 @@ import { CloudflareFrontDoor } from "./front-door";
 import { HaproxyPair } from "./haproxy";
 import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
+import { SharedDesiredState } from "./desired-state";
+import { sharedChunksFor } from "./desired-state-records";
+import { packageFiles } from "./render/python-lib";
 import { NodeGroupArgs } from "./node-group";
 import { NodeRecords } from "./node-records";
 import { OriginCertificate } from "./origin-certificate";
 import { FailureRow } from "./failures";
 import { memberUserDataDigest } from "./member-digest";
-import { buildPlan, PlannedNode, StackPlan } from "./plan";
+import { buildPlan, nodesDomain, PlannedNode, StackPlan } from "./plan";
 import { adapters, ServerFactory, ServerLifecycle } from "./providers";
 import { compareServers, factsFromOutputs, isMember, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
 import { readRawConfig } from "./runtime-config";
@@ -118,7 +121,16 @@ export async function vpsHa(): Promise<StackOutputs> {
 
     const mesh = new Mesh("mesh", { plan });
     const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys });
-    const groupArgs: NodeGroupArgs = { plan, mesh, directory, servers, sshPrivateKey, lifecycles };
+    const sharedFiles = packageFiles().map((f) => ({ path: f.path, mode: f.permissions ?? "0644", owner: f.owner ?? "root:root", content: f.content }));
+    const sharedDesired = new SharedDesiredState("desired-shared", {
+        stack: plan.config.stack,
+        nodesDomain: nodesDomain(plan.config),
+        zoneId: plan.config.cloudflare.zoneId,
+        signingKey: directory.signingKey,
+        files: sharedFiles,
+        chunks: sharedChunksFor(plan.config.stack, sharedFiles),
+    });
+    const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
     const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, pooler: database.poolerSecrets });

@@ -231,6 +231,14 @@ describe("stack config validation: the Cloudflare front door", () => {
         assert.equal(parsed({ synchronous: "quorum", synchronousStrict: false }).synchronousStrict, false);
         expectIssue(issuesOf(withConfig({ database: { synchronous: "quorum", synchronousStrict: "no" } })), "vps-ha:database.synchronousStrict", /expected boolean/, /"no"/);
     });
+
+    it("takes database.secretsVersion as a whole number from 1, 1 unless set", () => {
+        const parsed = (database?: Record<string, unknown>) => parseStackConfig(raw(withConfig(database ? { database } : { database: undefined })), "prod").database;
+        assert.equal(parsed().secretsVersion, 1);
+        assert.equal(parsed({ synchronous: "quorum", secretsVersion: 3 }).secretsVersion, 3);
+        expectIssue(issuesOf(withConfig({ database: { secretsVersion: 0 } })), "vps-ha:database.secretsVersion", /must be 1 or more/, /0/);
+        expectIssue(issuesOf(withConfig({ database: { secretsVersion: 1.5 } })), "vps-ha:database.secretsVersion", /whole number/, /1.5/);
+    });
 });
 
 /** The one issue at `path`, whole: these messages are what a user reads. */

@@ -19,12 +19,12 @@ describe("the lab's witness stack", function () {
         const witness = specs.find((s) => s.role === "witness");
         assert.ok(witness);
         assert.deepEqual([witness.provider, witness.publicIpv4], ["ssh", "198.19.200.10"]);
-        assert.match(witness.userData, /vps-ha-etcd\.service/);
-        assert.doesNotMatch(witness.userData, /vps-ha-patroni|postgresql-17/);
+        assert.match(String(witness.config), /vps-ha-etcd\.service/);
+        assert.doesNotMatch(String(witness.config), /vps-ha-patroni|postgresql-17/);
         // Every commit reaches db-3 (linode): k = 2, and the lone survivor goes on writing.
         const db3 = specs.find((s) => s.name === "db-3");
-        assert.match(String(db3?.userData), /synchronous_node_count: 2/);
-        assert.match(String(db3?.userData), /synchronous_mode_strict: false/);
+        assert.match(String(db3?.config), /synchronous_node_count: 2/);
+        assert.match(String(db3?.config), /synchronous_mode_strict: false/);
     });
 
     it("refuses a host you bring whose address is outside the lab's network", async () => {

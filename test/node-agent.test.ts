@@ -3,6 +3,7 @@
 // and the launchers run by the lab's Debian 13 python3 over the shipped modules. Also keeps
 // node-agent/tests/fixtures/records.json, which pytest verifies with vpsha.records, equal to what
 // the program's own signer makes.
+import { DESIRED_AGENT } from "../components/render/desired-agent";
 import { strict as assert } from "node:assert";
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -34,6 +35,7 @@ const FIXTURE = join(PACKAGE_SOURCE, "..", "tests", "fixtures", "records.json");
 /** Every tool: its command and module, and whether it prints its usage line (exit 2) on a bad argument. */
 const TOOLS = [
     { command: DIRECTORY_AGENT, module: "directory", roles: ["app", "haproxy", "db", "witness"], usage: undefined },
+    { command: DESIRED_AGENT, module: "desired", roles: ["app", "haproxy", "db", "witness"], usage: undefined },
     { command: PEER_WATCH, module: "peer_watch", roles: ["app", "haproxy", "db", "witness"], usage: ["--bogus"] },
     { command: SWITCHOVER_TOOL, module: "switchover", roles: ["db"], usage: ["--bogus"] },
     { command: POOLER_GUARD_TOOL, module: "pooler_guard", roles: ["haproxy"], usage: ["--bogus"] },
@@ -45,7 +47,7 @@ const TOOLS = [
 ];
 
 type Files = { path: string; content: string; permissions: string }[];
-const filesOf = (e: Evaluation, node: string) => (parse(e.userData[node]) as { write_files: Files }).write_files;
+const filesOf = (e: Evaluation, node: string) => (parse(e.config[node]) as { write_files: Files }).write_files;
 
 /**
  * Records signed by components/directory-records.ts with a fixed test key (Ed25519 signatures
@@ -116,7 +118,8 @@ describe("the node agent's package as nodes get it", function () {
             const tools = TOOLS.filter((t) => t.roles.includes(node.role));
             for (const t of tools) assert.equal(files.find((f) => f.path === t.command)?.content, renderLauncher(t.module), `${node.name}: ${t.command}`);
             for (const t of TOOLS.filter((x) => !x.roles.includes(node.role))) assert.equal(files.find((f) => f.path === t.command), undefined, `${node.name} has no ${t.command}`);
-            const needed = new Set(["__init__", ...tools.flatMap((t) => moduleClosure(t.module))]);
+            // The rollout gate too: the desired-state agent loads it for a later generation.
+            const needed = new Set(["__init__", "rollout", ...tools.flatMap((t) => moduleClosure(t.module))]);
             assert.deepEqual([...modules].sort(), [...needed].sort(), `${node.name} (${node.role})`);
         }
         assert.ok(!filesOf(prod, "app-1").some((f) => f.path.endsWith("/switchover.py")), "app nodes have no switchover");

@@ -45,7 +45,9 @@ describe("replacement (mock runtime)", function () {
             assert.equal(r.options.protect, member, `${r.name}: protect`);
             assert.equal(r.options.deleteBeforeReplace, member, `${r.name}: deleteBeforeReplace`);
         }
+        // The provider's SSH keys count at creation only (admin keys are desired state).
         for (const r of ofType(prod, TYPES.hcloudServer)) assert.deepEqual(r.options.ignoreChanges, ["sshKeys"]);
+        for (const r of ofType(prod, TYPES.linodeInstance)) assert.deepEqual(r.options.ignoreChanges, ["authorizedKeys"]);
         // Firewalls and the rest are not protected: only the servers hold data.
         for (const r of prod.resources.filter((x) => x.type.endsWith("irewall:Firewall"))) assert.equal(r.options.protect, undefined);
     });
@@ -89,9 +91,8 @@ describe("replacement (mock runtime)", function () {
     });
 
     it("gives a replaced server a new name and keeps every other name, on both providers", async () => {
-        // New admin keys: every server's user-data changes (all would be replaced), first deploy for the check.
-        const admin = { sshCidrs: [], sshPublicKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVlHl4Bm6x2n0dJ2eQ0k1Yk0mQk6Q3YwqgMZ8L3c9x0 dev@example.com"] };
-        const rekeyed = await evaluate(withConfig({ admin }));
+        // Another mesh port: every server's bootstrap changes (all would be replaced), first deploy for the check.
+        const rekeyed = await evaluate(withConfig({ mesh: { cidr: "10.77.0.0/24", port: 51821 } }));
         const grown = prodNodes();
         grown.app.push({ name: "app-3", provider: "hcloud", region: "nbg1", size: "cx23" });
         const withApp3 = await evaluate(withConfig({ nodes: grown }));
@@ -119,12 +120,9 @@ describe("replacement (mock runtime)", function () {
         assert.match(old.message, /takes 2 database members/);
     });
 
-    it("a change of every member's user-data (a witness added) is refused", async () => {
-        const nodes = prodNodes();
-        nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
-        const { message } = await refusal(prod, withConfig({ nodes }));
+    it("a change of every member's user-data (another mesh port) is refused", async () => {
+        const { message } = await refusal(prod, withConfig({ mesh: { cidr: "10.77.0.0/24", port: 51821 } }));
         assert.match(message, /takes 3 database members or etcd voters down in one pulumi up: db-1 \(its user-data changes: a new server\)/);
-        assert.match(message, /Adding or removing a member rewrites every member's user-data/);
     });
 
     it("one member replaced in a run: that member alone is unprotected for it, then protected again", async () => {

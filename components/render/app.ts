@@ -12,7 +12,7 @@
 // owner-matching output rules see (render/nftables.ts): no metadata service, and of the mesh only
 // the HAProxy nodes' database and pooler ports.
 import { CloudConfigPart, FilePart } from "./cloud-config";
-import { DIRECTORY_CONFIG_DIR } from "./directory-agent";
+import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT } from "./directory-agent";
 import { CONTAINER_UID_BASE, CONTAINER_UID_COUNT } from "./nftables";
 import { renderUnit } from "./systemd";
 
@@ -165,5 +165,11 @@ export function appPart(c: AppNodeConfig): CloudConfigPart {
         files,
         // Nothing starts here: the directory agent starts the images the release record names.
         commands: [["systemctl", "daemon-reload"]],
+        restarts: [
+            // Every running instance of the template (the agent's release ports).
+            { unit: "vps-ha-app@*.service", paths: [APP_ENV_FILE, `/etc/systemd/system/${APP_UNIT_TEMPLATE}`] },
+            ...(c.workerCommand ? [{ unit: WORKER_UNIT, paths: [APP_ENV_FILE, `/etc/systemd/system/${WORKER_UNIT}`] }] : []),
+            { unit: DIRECTORY_UNIT, paths: [`${DIRECTORY_CONFIG_DIR}/app.json`] },
+        ],
     };
 }

@@ -76,10 +76,17 @@ export function pgbouncerPart(c: PgbouncerConfig): CloudConfigPart {
         // and come back whatever ends the process.
         { path: `/etc/systemd/system/${PGBOUNCER_UNIT}.d/vps-ha.conf`, content: renderUnit({ Unit: { After: "wg-quick@wg0.service haproxy.service" }, Service: { Restart: "always", RestartSec: "1s" } }) },
     ];
+    const guard = poolerGuardFiles(c);
     return {
         packages: ["pgbouncer", "python3-psycopg2"],
-        files: [...files, ...poolerGuardFiles(c)],
+        files: [...files, ...guard],
         commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", PGBOUNCER_UNIT, POOLER_GUARD_UNIT], ["systemctl", "restart", PGBOUNCER_UNIT, POOLER_GUARD_UNIT]],
+        // A reload rereads both files and keeps the clients' connections.
+        restarts: [
+            { unit: PGBOUNCER_UNIT, paths: [PGBOUNCER_INI, PGBOUNCER_USERLIST], reload: true },
+            { unit: PGBOUNCER_UNIT, paths: [files[2].path] },
+            { unit: POOLER_GUARD_UNIT, paths: guard.map((f) => f.path) },
+        ],
     };
 }
 

@@ -2,7 +2,7 @@
 // module per tool and the modules they share, with its own unit tests). A node gets the modules
 // its tools use, through shippedPython, under PYTHON_LIB; each command it runs is a launcher
 // that calls one module's main.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FilePart } from "./cloud-config";
 
@@ -126,4 +126,20 @@ export function toolFiles(command: string, name: string): FilePart[] {
         { path: command, content: renderLauncher(name), permissions: "0755" },
         ...["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedPython(moduleSource(m)), permissions: "0644" })),
     ];
+}
+
+/** A module and those it imports, as nodes get them (for a module no launcher runs, such as the rollout gate). */
+export function moduleFiles(name: string): FilePart[] {
+    return ["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedPython(moduleSource(m)), permissions: "0644" }));
+}
+
+/** Every module of the package as nodes get them: what the stack's shared desired-state document holds. */
+export function packageFiles(): FilePart[] {
+    const modules = readdirSync(PACKAGE_SOURCE).filter((f) => /^[a-z_]+\.py$/.test(f)).map((f) => f.slice(0, -3)).sort();
+    return modules.map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedPython(moduleSource(m)), permissions: "0644" }));
+}
+
+/** Whether a node's file is one of the package's modules (taken from the shared document). */
+export function isPackageFile(path: string): boolean {
+    return path.startsWith(`${PACKAGE_DIR}/`);
 }

@@ -8,12 +8,10 @@ import { median } from "../lib/stats";
 import { drills, whyNotApplicableHere } from "./drills";
 import { DrillResult } from "./drills/types";
 import { LAB_STACKS_DIR, labSpecs, stackSource } from "./program";
-import { teardown } from "./realize";
 import { bringUp } from "./up";
 import { labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
-import { packagesOf } from "./cloudinit";
-import { execInNode, labNodes } from "./realize";
+import { execInNode, labNodes, labPackagesOf, teardown } from "./realize";
 import { labStack } from "./stack";
 import type { HttpBenchFigures } from "./load/http-bench";
 
@@ -78,7 +76,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
     const source = stackSource({ stack: "prod" });
     const witness = stackSource({ config: join(LAB_STACKS_DIR, "witness.yaml") });
     // Each stack's root filesystem cached before timing starts.
-    for (const s of opts.bringUpOnly ? [source] : [source, witness]) await ensureRootfs(packagesOf(await labSpecs(s)), log);
+    for (const s of opts.bringUpOnly ? [source] : [source, witness]) await ensureRootfs(labPackagesOf(await labSpecs(s)), log);
     const bringUps: number[] = [];
     const memory: number[] = [];
     const proxies: ProxyFigures[] = [];

@@ -97,7 +97,7 @@ function specsOf(e: Evaluation): LabNodeSpec[] {
         if (own && !isLabAddress(publicIpv4)) {
             throw new Error(`lab: node ${n.name} is a host you bring (provider ${n.provider}) at ${publicIpv4}; in a lab stack its host must be a lab address in 198.18.0.0/15 past 198.18.0.255`);
         }
-        return { name: n.name, role: n.role, provider: n.provider, publicIpv4, meshAddress: n.meshAddress, userData, dnsNames: [n.dnsName] };
+        return { name: n.name, role: n.role, provider: n.provider, publicIpv4, meshAddress: n.meshAddress, userData, dnsNames: [n.dnsName], ...(e.config[n.name] ? { config: e.config[n.name] } : {}) };
     });
 }
 

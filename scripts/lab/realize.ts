@@ -39,6 +39,8 @@ export interface LabNodeSpec {
     meshAddress: string;
     userData: string;
     dnsNames: string[];
+    /** Everything the node ends up holding, its desired state included (cloud-config form; mock-program's `config`); its user-data when absent. */
+    config?: string;
 }
 
 /** A unit as the node's systemd reports it. */
@@ -149,7 +151,9 @@ export function nodeLogTails(lines = 10): string {
 export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabExtras = {}): Promise<{ lockWaitSeconds: number }> {
     requireRoot();
     validate(nodes);
-    const packages = packagesOf(nodes); // also rejects user-data the lab cannot apply
+    packagesOf(nodes); // rejects user-data the lab cannot apply
+    // The rootfs holds what the nodes' desired state installs too (the nodes are offline).
+    const packages = labPackagesOf(nodes);
     const started = Date.now();
     // One lab per machine: another run's realize would otherwise tear this one down.
     mkdirSync(CACHE_DIR, { recursive: true });
@@ -224,9 +228,14 @@ async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise
 }
 
 /** Units of packages the node's cloud-config does not bring are not enabled in it (node-packages.ts). */
+/** Every package any node gets, from its user-data or its desired state. */
+export function labPackagesOf(nodes: LabNodeSpec[]): string[] {
+    return packagesOf(nodes.map((n) => ({ name: n.name, userData: n.config ?? n.userData })));
+}
+
 export function keepOwnPackages(n: NodeState, spec: LabNodeSpec, log: Log): void {
     const installed = parseDpkgStatus(readFileSync(join(n.paths.merged, "var/lib/dpkg/status"), "utf8"));
-    const foreign = foreignPackages(installed, LAB_EXTRAS, readCloudConfig(spec.name, spec.userData).packages);
+    const foreign = foreignPackages(installed, LAB_EXTRAS, readCloudConfig(spec.name, spec.config ?? spec.userData).packages);
     const units = disablePackageUnits(n.paths.merged, foreign);
     if (units.length) log(`[${n.name}] not its packages, not enabled: ${units.join(" ")}`);
 }

@@ -22,7 +22,7 @@ export interface S3Endpoint {
 /** The endpoint and bucket in the database nodes' pgbackrest.conf, if backups are on. */
 export function s3EndpointOf(specs: LabNodeSpec[]): S3Endpoint | undefined {
     for (const s of specs) {
-        const files = (parse(s.userData).write_files ?? []) as { path: string; content: string }[];
+        const files = (parse(s.config ?? s.userData).write_files ?? []) as { path: string; content: string }[];
         const conf = files.find((f) => f.path === PGBACKREST_CONF)?.content;
         if (!conf) continue;
         const get = (k: string) => new RegExp(`^${k}=(.*)$`, "m").exec(conf)?.[1];

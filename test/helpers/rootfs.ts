@@ -10,7 +10,8 @@ import { Evaluation } from "../../scripts/lib/mock-program";
 import { run } from "./tools";
 
 export async function labRootfs(e: Evaluation): Promise<string> {
-    const nodes = Object.entries(e.userData).map(([name, userData]) => ({ name, userData }));
+    // What the nodes end up holding: their desired state brings most packages.
+    const nodes = Object.entries(e.config).map(([name, userData]) => ({ name, userData }));
     return ensureRootfs(packagesOf(nodes), (m) => console.log(`      ${m}`));
 }
 

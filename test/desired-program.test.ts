@@ -1,0 +1,119 @@
+// A live stack changed without replacing its servers, with the program under the mock runtime:
+// every database node's user-data is a small bootstrap (within 12 KiB as the providers pack it)
+// that stays byte for byte the same through each routine change, the change reaches the node as
+// its desired state instead, and the replacement check the program and `npm run plan` share
+// finds no member replaced.
+import { strict as assert } from "node:assert";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { describeInPlace, inPlaceChange } from "../components/in-place";
+import { compareServers, ServerFacts } from "../components/replacement";
+import { packUserData } from "../components/providers/user-data";
+import { ADMIN_KEYS_DIR } from "../components/render/admin-ssh";
+import { PATRONI_CONFIG } from "../components/render/patroni";
+import { Evaluation } from "../scripts/lib/mock-program";
+import { formatReport, planReport } from "../scripts/plan";
+import { StackFile } from "../scripts/lib/stack-file";
+import { evaluate } from "./helpers/program";
+import { prodNodes, prodStack, withConfig } from "./helpers/stack";
+
+const BOOTSTRAP_LIMIT = 12 * 1024;
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVlHl4Bm6x2n0dJ2eQ0k1Yk0mQk6Q3YwqgMZ8L3c9x0 dev@example.com";
+const database = () => JSON.parse(prodStack().values["vps-ha:database"]);
+const admin = () => JSON.parse(prodStack().values["vps-ha:admin"]);
+
+/** Each routine change of a live stack, as a stack file edit. */
+function changes(): [string, Record<string, unknown>][] {
+    const withWitness = prodNodes();
+    withWitness.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
+    const five = prodNodes();
+    five.db.push({ name: "db-4", provider: "hcloud", region: "fsn1", size: "cx23" }, { name: "db-5", provider: "linode", region: "de-fra-2", size: "g6-standard-1" });
+    return [
+        ["an admin SSH key added", { admin: { ...admin(), sshPublicKeys: [...admin().sshPublicKeys, KEY] } }],
+        ["SSH opened to an admin range", { admin: { ...admin(), sshCidrs: ["203.0.113.0/24"] } }],
+        ["every generated database secret rotated", { database: { ...database(), secretsVersion: 2 } }],
+        ["the R2 keys and bucket changed", { database: { ...database(), backups: { ...database().backups, bucket: "other-bucket", accessKeyId: "AKIDNEW", secretAccessKey: "SECRETNEW" } } }],
+        ["a witness added", { nodes: withWitness }],
+        ["grown from 3 to 5 members", { nodes: five }],
+        ["a new app release", { app: { ...JSON.parse(prodStack().values["vps-ha:app"]), image: "ghcr.io/example/app:1.5.0" } }],
+    ];
+}
+
+/** A stack file value as YAML holds it: objects and numbers parsed, plain strings as they are. */
+function parseValue(v: string): unknown {
+    try {
+        return JSON.parse(v);
+    } catch {
+        return v;
+    }
+}
+
+const facts = (e: Evaluation) => e.outputs.serverFacts as ServerFacts[];
+const members = ["db-1", "db-2", "db-3"];
+
+describe("desired state: routine changes keep every server (mock runtime)", function () {
+    this.timeout(600000);
+    let prod: Evaluation;
+    before(async () => {
+        prod = await evaluate();
+    });
+
+    it(`packs every node's bootstrap within ${BOOTSTRAP_LIMIT} bytes, with no role's files or secrets in it`, () => {
+        for (const [node, userData] of Object.entries(prod.userData)) {
+            assert.ok(packUserData(userData).length <= BOOTSTRAP_LIMIT, `${node}: ${packUserData(userData).length} bytes packed`);
+            assert.ok(!userData.includes(PATRONI_CONFIG) && !userData.includes("ssh_authorized_keys"), `${node}: role files or admin keys in its bootstrap`);
+        }
+        for (const m of members) assert.ok(prod.desired[m].files.some((f) => f.path === PATRONI_CONFIG), `${m}: Patroni's config comes as desired state`);
+    });
+
+    for (const [what, edit] of changes()) {
+        it(`${what}: every member's user-data the same, no member replaced, the change in its desired state`, async () => {
+            const e = await evaluate(withConfig(edit));
+            for (const m of members) {
+                assert.equal(e.userData[m], prod.userData[m], `${m}'s user-data changed`);
+                assert.ok(packUserData(e.userData[m]).length <= BOOTSTRAP_LIMIT);
+            }
+            const replaced = compareServers(facts(prod), facts(e)).filter((c) => c.member && c.kind !== "same" && c.kind !== "new");
+            assert.deepEqual(replaced, [], "members replaced or restarted");
+            // The change itself is published: in some node's desired state (the release, in its own signed record).
+            const records = (x: Evaluation) => new Map(x.resources.filter((r) => r.type === "cloudflare:index/dnsRecord:DnsRecord").map((r) => [String(r.inputs.name), String(r.inputs.content)]));
+            const [r0, r1] = [records(prod), records(e)];
+            assert.ok([...r1].some(([name, content]) => r0.get(name) !== content), "no DNS record changed");
+        });
+    }
+
+    it("npm run plan -- --against: an admin key added is applied in place on every node, a password rotation restarts Patroni after a handover", async () => {
+        const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
+        const write = (name: string, f: StackFile) => {
+            const path = join(dir, name);
+            const secrets = new Set(f.secretKeys);
+            const config = Object.fromEntries(Object.entries(f.values).filter(([k]) => !secrets.has(k)).map(([k, v]) => [k, parseValue(v)]));
+            writeFileSync(path, stringify({ config }));
+            return path;
+        };
+        try {
+            const deployed = write("Pulumi.prod.yaml", prodStack());
+            const keyed = write("keyed.yaml", withConfig({ admin: { ...admin(), sshPublicKeys: [...admin().sshPublicKeys, KEY] } }));
+            const text = formatReport(await planReport(keyed, "prod", { stackFile: deployed }));
+            for (const m of members) assert.match(text, new RegExp(`${m} \\(db\\): same server; applied in place \\(1 file\\); no daemon restarts`));
+            assert.doesNotMatch(text, /REPLACES/);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+        // The secrets are secret config (not in a stack file's plain text): the plan's own comparison, on the evaluations.
+        const rotated = await evaluate(withConfig({ database: { ...database(), secretsVersion: 2 } }));
+        for (const m of members) {
+            assert.match(describeInPlace(inPlaceChange(prod.desired[m], rotated.desired[m])), /^applied in place .*restarts [^;]*vps-ha-patroni.service.*hands over the primary first if it leads$/, m);
+        }
+        assert.match(describeInPlace(inPlaceChange(prod.desired["lb-1"], rotated.desired["lb-1"])), /reloads pgbouncer.service/);
+        assert.equal(describeInPlace(inPlaceChange(prod.desired["app-1"], rotated.desired["app-1"])), "applied in place (1 file); restarts vps-ha-app@*.service");
+    });
+
+    it("an admin key reaches the nodes' admin key file, not their user-data", async () => {
+        const e = await evaluate(withConfig({ admin: { ...admin(), sshPublicKeys: [KEY] } }));
+        const keys = e.desired["db-1"].files.find((f) => f.path === `${ADMIN_KEYS_DIR}/root`);
+        assert.equal(keys?.content, `${KEY}\n`);
+    });
+});
