@@ -160,8 +160,8 @@ def test_the_rollout_gate_gets_the_spec_and_can_roll_back(cfg, monkeypatch):
     second = {**first, "files": [file("/etc/a.conf", "a2"), file("/etc/new.conf", "n")], "rollout": spec}
     seen = {}
 
-    def gated(s, node, apply, rollback, status):
-        seen.update(spec=s, node=node)
+    def gated(s, node, apply, rollback, status, units=None, env=None):
+        seen.update(spec=s, node=node, units=units)
         apply()
         assert read(cfg, "/etc/a.conf") == "a2"
         rollback()
@@ -172,16 +172,10 @@ def test_the_rollout_gate_gets_the_spec_and_can_roll_back(cfg, monkeypatch):
     before = len(calls(cfg))
     status = {}
     _, ok = desired.apply_update(cfg, 2, second, first, [], status)
-    assert not ok and seen == {"spec": spec, "node": "db-1"} and status["rollout"] == {"state": "halted"}
+    assert not ok and seen == {"spec": spec, "node": "db-1", "units": ["a.service"]} and status["rollout"] == {"state": "halted"}
     assert read(cfg, "/etc/a.conf") == "a" and not os.path.exists(cfg["root"] + "/etc/new.conf")
     assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart a.service"]
     assert desired.pending_restarts(cfg, 2) == []
-
-
-def test_the_minimal_gate_applies_at_once(cfg):
-    done = []
-    assert rollout.apply_gated({}, "db-1", lambda: done.append(1), lambda: done.append(2), {}) is True
-    assert done == [1]
 
 
 def test_a_document_with_the_new_fields_is_checked(cfg):

@@ -492,6 +492,11 @@ def pending_restarts(cfg, generation):
         return []
 
 
+def rollout_env(cfg):
+    """The rollout gate's state beside this agent's (the status server reads rollout.STATE)."""
+    return rollout.Env(state=os.path.join(cfg["stateDir"], "rollout.json"))
+
+
 def apply_update(cfg, generation, doc, previous, problems, status):
     """
     A later document: packages, then the changed files and their units' restarts, through the
@@ -527,7 +532,9 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         set_pending([])
 
     if "rollout" in doc and (files or restarts):
-        ok = rollout.apply_gated(doc["rollout"], cfg["node"], apply, rollback, status)
+        # Only a restart can stop PostgreSQL on the primary (a reload keeps it): the handover's cue.
+        ok = rollout.apply_gated(doc["rollout"], cfg["node"], apply, rollback, status,
+                                 units=[r["unit"] for r in restarts if not r.get("reload")], env=rollout_env(cfg))
     else:
         apply()
         ok = True
@@ -582,6 +589,11 @@ def one_round(cfg, key, private_key, fetch, now=None):
             raise Held("generation %d is held back by the rollout gate" % generation)
         if os.path.exists(pending_path(cfg)):
             os.unlink(pending_path(cfg))
+        fresh = not applied or generation > applied["generation"]
+        if fresh and "rollout" in doc and status.get("rolloutId") != doc["rollout"].get("id"):
+            # Applied without the gate (a first document, or nothing of this node's changed): this
+            # node is still done with the group's change, and the nodes after it must see so.
+            rollout.record_applied(doc["rollout"], cfg["node"], status, env=rollout_env(cfg))
         save_applied(cfg, {"generation": generation, "head": head_text, "chunks": chunk_texts, "checkedAt": now})
         status.update(generation=generation, applied=True, staleSeconds=0)
         code = EXIT_APPLIED

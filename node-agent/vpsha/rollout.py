@@ -33,7 +33,8 @@ import time
 
 from vpsha.rest import request
 
-STATE = "/var/lib/vps-ha/rollout.json"
+# desired.py keeps it in its state directory (components/render/desired-agent.ts: DESIRED_STATE_DIR).
+STATE = "/var/lib/vps-ha/desired/rollout.json"
 SWITCHOVER = ["/usr/local/sbin/vps-ha-switchover"]
 SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json"
 ETCD = "http://127.0.0.1:2379"
