@@ -531,9 +531,16 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         restart_units(cfg, restarts, set(saved), problems)
         set_pending([])
 
+    def apply_checked():
+        # For the gate, a file not written or a unit that did not restart is a failed change (it rolls back).
+        before = len(problems)
+        apply()
+        if len(problems) > before:
+            raise RuntimeError("; ".join(problems[before:]))
+
     if "rollout" in doc and (files or restarts):
         # Only a restart can stop PostgreSQL on the primary (a reload keeps it): the handover's cue.
-        ok = rollout.apply_gated(doc["rollout"], cfg["node"], apply, rollback, status,
+        ok = rollout.apply_gated(doc["rollout"], cfg["node"], apply_checked, rollback, status,
                                  units=[r["unit"] for r in restarts if not r.get("reload")], env=rollout_env(cfg))
     else:
         apply()
