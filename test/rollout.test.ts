@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -9,7 +9,7 @@ import { DesiredContent } from "../components/desired-state-records";
 import { buildPlan, ROLLOUT_STATUS_PORT, StackPlan } from "../components/plan";
 import { hostFirewallRules } from "../components/boot";
 import { PYTHON_LIB } from "../components/render/python-lib";
-import { ROLLOUT_STATUS_SERVICE, ROLLOUT_STATUS_SOCKET, ROLLOUT_TOOL, rolloutStatusPart, rolloutStatusUnits } from "../components/render/rollout-status";
+import { ROLLOUT_STATE, ROLLOUT_STATUS_SERVICE, ROLLOUT_STATUS_SOCKET, ROLLOUT_TOOL, rolloutStatusPart, rolloutStatusUnits } from "../components/render/rollout-status";
 import { HANDOVER_UNITS, rolloutSpecs, withRollouts } from "../components/rollout";
 import { prodNodes, raw, withConfig } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
@@ -110,6 +110,11 @@ describe("rollout", () => {
         const paths = part.files!.map((f) => f.path);
         assert.ok(paths.includes(ROLLOUT_TOOL) && paths.includes(`${PYTHON_LIB}/vpsha/rollout.py`) && paths.includes(`${PYTHON_LIB}/vpsha/rest.py`));
         assert.ok(paths.includes(`/etc/systemd/system/${ROLLOUT_STATUS_SOCKET}`) && paths.includes(`/etc/systemd/system/${ROLLOUT_STATUS_SERVICE}`));
+    });
+
+    it("names the rollout state where the node agent keeps it", () => {
+        const source = readFileSync(join(__dirname, "..", "node-agent", "vpsha", "rollout.py"), "utf8");
+        assert.match(source, new RegExp(`^STATE = "${ROLLOUT_STATE}"$`, "m"));
     });
 
     it("@daemons the status server answers over a real socket with the shipped code (systemd-socket-activate --inetd)", async function () {

@@ -7,6 +7,8 @@ import { toolFiles } from "./python-lib";
 import { renderUnit } from "./systemd";
 
 export const ROLLOUT_TOOL = "/usr/local/sbin/vps-ha-rollout";
+/** The node's rollout state (vpsha/rollout.py STATE: in the desired-state agent's state directory). */
+export const ROLLOUT_STATE = "/var/lib/vps-ha/desired/rollout.json";
 export const ROLLOUT_STATUS_SOCKET = "vps-ha-rollout-status.socket";
 /** The per-connection service template the socket starts. */
 export const ROLLOUT_STATUS_SERVICE = "vps-ha-rollout-status@.service";
