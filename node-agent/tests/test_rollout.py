@@ -308,6 +308,17 @@ def test_the_lock_admits_one_member_at_a_time(tmp_path, etcd):
 
 
 @pytest.mark.daemons
+def test_a_member_without_its_own_etcd_takes_the_lock_through_another(tmp_path, etcd):
+    env = env_for(tmp_path, etcd="http://127.0.0.1:1", lock_wait=1)
+    lock = Lock(env, "db-3", 30, ["http://127.0.0.1:1", etcd])
+    assert lock.acquire() and lock.holder() == "db-3"
+    lock.release()
+    assert Lock(env, "x", 30, [etcd]).holder() is None
+    with pytest.raises(OSError, match="no etcd member answered"):
+        Lock(env, "db-3", 30).acquire()
+
+
+@pytest.mark.daemons
 def test_a_lock_whose_holder_died_lapses_with_its_lease(tmp_path, etcd):
     env = env_for(tmp_path, etcd=etcd, lock_wait=6)
     dead = Lock(env, "db-1", 2)

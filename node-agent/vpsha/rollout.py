@@ -37,7 +37,8 @@ from vpsha.rest import request
 STATE = "/var/lib/vps-ha/desired/rollout.json"
 SWITCHOVER = ["/usr/local/sbin/vps-ha-switchover"]
 SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json"
-ETCD = "http://127.0.0.1:2379"
+ETCD_PORT = 2379
+ETCD = "http://127.0.0.1:%d" % ETCD_PORT
 LOCK_KEY = "/vps-ha/rollout/db"
 PRIMARY_ROLES = ("primary", "master", "standby_leader")
 # The status JSON is small; a peer that sends more is not one of ours.
@@ -167,21 +168,36 @@ def _b64(s):
     return base64.b64encode(s.encode()).decode()
 
 
-def etcd_call(env, path, body):
-    code, text = request(env.etcd.rstrip("/") + path, "POST", body, timeout=5)
-    if code != 200:
-        raise OSError("etcd %s: %s %s" % (path, code, text[:200]))
-    return json.loads(text)
+def etcd_call(env, path, body, endpoints=None):
+    """POST to the first of `endpoints` (default: the local member) that answers; any member of the cluster will do."""
+    errors = []
+    for url in endpoints or [env.etcd]:
+        code, text = request(url.rstrip("/") + path, "POST", body, timeout=5)
+        if code is None:
+            errors.append("%s: %s" % (url, text))
+            continue
+        if code != 200:
+            raise OSError("etcd %s at %s: %s %s" % (path, url, code, text[:200]))
+        return json.loads(text)
+    raise OSError("no etcd member answered (%s)" % "; ".join(errors))
 
 
 class Lock:
-    """An etcd key held under a lease: taken only when nobody holds it; it lapses with the lease if we die."""
+    """
+    An etcd key held under a lease: taken only when nobody holds it; it lapses with the lease if we
+    die. `endpoints`: where to ask, the local member first (a member that is no etcd voter has none
+    and asks the others).
+    """
 
-    def __init__(self, env, node, ttl):
+    def __init__(self, env, node, ttl, endpoints=None):
         self.env, self.node, self.ttl, self.lease = env, node, int(ttl), None
+        self.endpoints = endpoints or [env.etcd]
+
+    def call(self, path, body):
+        return etcd_call(self.env, path, body, self.endpoints)
 
     def holder(self):
-        got = etcd_call(self.env, "/v3/kv/range", {"key": _b64(LOCK_KEY)})
+        got = self.call("/v3/kv/range", {"key": _b64(LOCK_KEY)})
         kvs = got.get("kvs") or []
         return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
@@ -189,9 +205,9 @@ class Lock:
         """True once held; False when another node held it for all of lock_wait (its name in self.held_by)."""
         self.held_by = None
         deadline = self.env.monotonic() + self.env.lock_wait
-        self.lease = etcd_call(self.env, "/v3/lease/grant", {"TTL": self.ttl})["ID"]
+        self.lease = self.call("/v3/lease/grant", {"TTL": self.ttl})["ID"]
         while True:
-            got = etcd_call(self.env, "/v3/kv/txn", {
+            got = self.call("/v3/kv/txn", {
                 "compare": [{"key": _b64(LOCK_KEY), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}],
                 "success": [{"requestPut": {"key": _b64(LOCK_KEY), "value": _b64(self.node), "lease": self.lease}}],
                 "failure": [{"requestRange": {"key": _b64(LOCK_KEY)}}],
@@ -202,7 +218,7 @@ class Lock:
             self.held_by = base64.b64decode(kvs[0]["value"]).decode() if kvs else None
             if self.held_by == self.node:
                 # Ours from a round that died before releasing: take it over under the new lease.
-                etcd_call(self.env, "/v3/kv/deleterange", {"key": _b64(LOCK_KEY)})
+                self.call("/v3/kv/deleterange", {"key": _b64(LOCK_KEY)})
                 continue
             if self.env.monotonic() >= deadline:
                 self.release()
@@ -210,13 +226,21 @@ class Lock:
             self.env.sleep(self.env.poll)
 
     def release(self):
-        if self.lease is not None:
+        if self.lease is None:
+            return
+        # The change may have just restarted the local etcd: try again for a while before leaving it to lapse.
+        deadline = self.env.monotonic() + self.env.lock_wait
+        while True:
             try:
                 # Revoking the lease deletes the key it holds.
-                etcd_call(self.env, "/v3/lease/revoke", {"ID": self.lease})
+                self.call("/v3/lease/revoke", {"ID": self.lease})
+                break
             except (OSError, ValueError) as err:
-                log("releasing the rollout lock: %s (it lapses in %d s)" % (err, self.ttl))
-            self.lease = None
+                if self.env.monotonic() >= deadline:
+                    log("releasing the rollout lock: %s (it lapses in %d s)" % (err, self.ttl))
+                    break
+                self.env.sleep(self.env.poll)
+        self.lease = None
 
 
 # ---------------------------------------------------------------- health
@@ -300,7 +324,8 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
 
     lock = None
     if group == "db":
-        lock = Lock(env, node, spec["healthTimeoutSeconds"] + env.handover_timeout + 120)
+        members = ["http://%s:%d" % (o["meshAddress"], ETCD_PORT) for o in spec["order"] if o["name"] != node]
+        lock = Lock(env, node, spec["healthTimeoutSeconds"] + env.handover_timeout + 120, [env.etcd] + members)
         try:
             if not lock.acquire():
                 save_state(env, {**base, "rolloutState": "waiting", "waitingOn": lock.held_by, "waitingSince": since,
