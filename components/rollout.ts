@@ -51,7 +51,10 @@ export function healthCommands(plan: StackPlan, node: PlannedNode): string[][] {
 
 export interface RolloutArgs {
     plan: StackPlan;
-    /** Every planned node's content, without `rollout` (one is ignored if present). */
+    /**
+     * The nodes' contents, without `rollout` (one is ignored if present): every node of each group
+     * given, or none of it (a role component passes its own group's).
+     */
     contents: Record<string, DesiredContent>;
     /** Keys the group ids (secret, at least 32 bytes, kept in Pulumi state). */
     key: Buffer;
@@ -65,15 +68,19 @@ function groupId(key: Buffer, members: PlannedNode[], contents: Record<string, D
     return createHmac("sha256", key).update(JSON.stringify(body)).digest("hex");
 }
 
-/** Each node's rollout spec; throws naming a node whose content is missing or a key that is too short. */
+/** Each given node's rollout spec; throws naming a group's node whose content is missing, an unplanned node, or a key that is too short. */
 export function rolloutSpecs(a: RolloutArgs): Record<string, DesiredRollout> {
     if (a.key.length < 32) throw new Error(`rollout key: ${a.key.length} bytes; expected at least 32 (a secret in Pulumi state)`);
-    const missing = a.plan.nodes.filter((n) => a.contents[n.name] === undefined).map((n) => n.name);
-    if (missing.length) throw new Error(`rollout: no desired content for ${missing.join(", ")}; expected one for every planned node`);
+    const unplanned = Object.keys(a.contents).filter((name) => !a.plan.nodes.some((n) => n.name === name));
+    if (unplanned.length) throw new Error(`rollout: ${unplanned.join(", ")} is not a planned node`);
     const out: Record<string, DesiredRollout> = {};
     for (const group of ["db", "haproxy", "app"] as RolloutGroup[]) {
         const members = a.plan.nodes.filter((n) => rolloutGroup(n.role) === group).sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-        if (members.length === 0) continue;
+        const given = members.filter((n) => a.contents[n.name] !== undefined);
+        if (given.length === 0) continue;
+        // The id covers the whole group: a member left out would not move it.
+        const missing = members.filter((n) => a.contents[n.name] === undefined).map((n) => n.name);
+        if (missing.length) throw new Error(`rollout: no desired content for ${missing.join(", ")}; the ${group} group's id needs every member's (${members.map((n) => n.name).join(", ")})`);
         const id = groupId(a.key, members, a.contents);
         const order = members.map((n) => ({ name: n.name, meshAddress: n.meshAddress }));
         for (const n of members) {

@@ -84,7 +84,11 @@ describe("rollout", () => {
     it("says what is wrong with its input", () => {
         const c = contents(plan);
         delete c[plan.nodes[0].name];
-        assert.throws(() => rolloutSpecs({ plan, contents: c, key: KEY }), new RegExp(`no desired content for ${plan.nodes[0].name}`));
+        assert.throws(() => rolloutSpecs({ plan, contents: c, key: KEY }), new RegExp(`no desired content for ${plan.nodes[0].name}; the ${plan.nodes[0].role} group's id needs every member's`));
+        assert.throws(() => rolloutSpecs({ plan, contents: { ...contents(plan), ghost: { files: [] } }, key: KEY }), /rollout: ghost is not a planned node/);
+        // A role component passes its own group only.
+        const lbs = Object.fromEntries(Object.entries(contents(plan)).filter(([name]) => plan.nodes.find((n) => n.name === name)?.role === "haproxy"));
+        assert.deepEqual(Object.keys(rolloutSpecs({ plan, contents: lbs, key: KEY })).sort(), Object.keys(lbs).sort());
         assert.throws(() => rolloutSpecs({ plan, contents: contents(plan), key: Buffer.alloc(8) }), /rollout key: 8 bytes; expected at least 32/);
         const bad = contents(plan);
         bad[plan.nodes[0].name].files[0].mode = "777";
