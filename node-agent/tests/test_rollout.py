@@ -363,3 +363,114 @@ def test_a_failed_handover_halts_before_anything_changes(tmp_path, peers, patron
     spec = spec_for(peers["b"].port, group="db", handover=["patroni.service"])
     assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is False
     assert calls.log == [] and status["rolloutState"] == "halted" and "no candidate" in status["haltedReason"]
+
+
+# ---------------------------------------------------------------- a group of three, each with its own agent
+
+class Node:
+    """One node: its own state file, its status server (the real serve_status per connection), its gate rounds."""
+
+    def __init__(self, name, address, port, tmp_path, etcd, switchover_config):
+        self.name = name
+        self.env = Env(state=str(tmp_path / ("%s.json" % name)), etcd=etcd, switchover_config=switchover_config,
+                       peer_timeout=1, poll=0.1, lock_wait=0.5)
+        env = self.env
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                out = io.StringIO()
+                rollout.serve_status(env, out)
+                self.wfile.write(out.getvalue().encode())
+
+        self.server = socketserver.ThreadingTCPServer((address, port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.daemons
+def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_path, patroni, etcd):
+    (tmp_path / "none.json").write_text("{}")
+    a = Node("a", "127.0.0.1", 0, tmp_path, etcd, str(tmp_path / "switchover.json"))  # the primary (FakePatroni)
+    nodes = [a] + [Node(n, addr, a.port, tmp_path, etcd, str(tmp_path / "none.json"))
+                   for n, addr in (("b", "127.0.0.2"), ("c", "127.0.0.3"))]
+    spec = spec_for(a.port, group="db", rid="upgrade", handover=["patroni.service"])
+    addresses = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    spec["order"] = [{"name": n.name, "meshAddress": addr} for n, addr in zip(nodes, addresses, strict=True)]
+    marker = tmp_path / "handed-over"
+    a.env.switchover = ["sh", "-c", "touch %s" % marker]
+    lock = threading.Lock()
+    active, events, errors = [], [], []
+
+    def change(name):
+        def apply():
+            with lock:
+                active.append(name)
+                if len(active) > 1:
+                    errors.append("%s changed while %s did" % (name, active[0]))
+                events.append((name, marker.exists()))
+            time.sleep(0.3)
+            with lock:
+                active.remove(name)
+        return apply
+
+    def agent(node):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if apply_gated(spec, node.name, change(node.name), lambda: None, {}, units=["patroni.service"],
+                           env=node.env):
+                return
+            time.sleep(0.2)
+        errors.append("%s never applied" % node.name)
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in reversed(nodes)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+    finally:
+        for n in nodes:
+            n.close()
+    assert errors == []
+    # b and c first (by name), the primary a last, handed over before its change and only then.
+    assert events == [("b", False), ("c", False), ("a", True)]
+
+
+def test_the_first_node_failing_halts_the_group_and_a_fixed_state_completes_it(tmp_path):
+    (tmp_path / "none.json").write_text("{}")
+    nodes = [Node("a", "127.0.0.1", 0, tmp_path, "http://127.0.0.1:1", str(tmp_path / "none.json"))]
+    nodes += [Node(n, addr, nodes[0].port, tmp_path, "http://127.0.0.1:1", str(tmp_path / "none.json"))
+              for n, addr in (("b", "127.0.0.2"), ("c", "127.0.0.3"))]
+    order = [{"name": n, "meshAddress": addr}
+             for n, addr in (("a", "127.0.0.1"), ("b", "127.0.0.2"), ("c", "127.0.0.3"))]
+    log = []
+
+    def spec(node, rid, broken):
+        health = [["sh", "-c", "echo haproxy did not start >&2; exit 1"]] if broken and node.name == "a" else [["true"]]
+        return {**spec_for(nodes[0].port, rid=rid, health=health, timeout=1), "order": order}
+
+    def rounds(rid, broken, count):
+        statuses = {n.name: {} for n in nodes}
+        for _ in range(count):
+            for n in nodes:
+                apply_gated(spec(n, rid, broken), n.name, lambda n=n: log.append(("apply", n.name, rid)),
+                            lambda n=n: log.append(("rollback", n.name, rid)), statuses[n.name], env=n.env)
+        return statuses
+
+    try:
+        statuses = rounds("bad", True, 3)
+        assert log == [("apply", "a", "bad"), ("rollback", "a", "bad")]
+        assert statuses["a"]["rolloutState"] == "halted" and "haproxy did not start" in statuses["a"]["haltedReason"]
+        for other in ("b", "c"):
+            assert statuses[other]["rolloutState"] == "halted" and statuses[other]["haltedBy"] == "a"
+        log.clear()
+        statuses = rounds("fixed", False, 3)
+        assert log == [("apply", "a", "fixed"), ("apply", "b", "fixed"), ("apply", "c", "fixed")]
+        assert all(s["rolloutState"] == "healthy" for s in statuses.values())
+    finally:
+        for n in nodes:
+            n.close()
