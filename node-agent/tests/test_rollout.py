@@ -474,3 +474,18 @@ def test_the_first_node_failing_halts_the_group_and_a_fixed_state_completes_it(t
     finally:
         for n in nodes:
             n.close()
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"id": ""}, "id is ''"),
+    ({"order": [{"name": "x", "meshAddress": "127.0.0.9"}]}, "does not name this node a"),
+    ({"statusPort": 0}, "statusPort is 0"),
+    ({"health": [[]]}, "health is not a list of commands"),
+    ({"healthTimeoutSeconds": -1}, "healthTimeoutSeconds is -1"),
+    ({"order": None}, "missing or malformed"),
+])
+def test_a_malformed_spec_changes_nothing_and_says_why(tmp_path, change, why):
+    calls, status = Calls(), {}
+    spec = {**spec_for(1), **change}
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env_for(tmp_path)) is False
+    assert calls.log == [] and status["rolloutState"] == "halted" and why in status["haltedReason"]

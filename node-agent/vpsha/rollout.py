@@ -271,6 +271,29 @@ def run_health(env, commands, timeout):
 
 # ---------------------------------------------------------------- the gate
 
+def spec_problem(spec, node):
+    """What is wrong with a rollout spec (the program makes them; a hand-made one may not fit), or None."""
+    try:
+        if not isinstance(spec.get("id"), str) or not spec["id"]:
+            return "id is %r; expected the change's id" % spec.get("id")
+        names = [o["name"] for o in spec["order"]]
+        if node not in names:
+            return "order %r does not name this node %s" % (names, node)
+        if any(not isinstance(o["meshAddress"], str) for o in spec["order"]):
+            return "order has an entry without a mesh address"
+        if not isinstance(spec["statusPort"], int) or not 0 < spec["statusPort"] < 65536:
+            return "statusPort is %r; expected a TCP port" % spec["statusPort"]
+        if not all(isinstance(c, list) and c and all(isinstance(a, str) for a in c) for c in spec["health"]):
+            return "health is not a list of commands (lists of strings)"
+        if not isinstance(spec["healthTimeoutSeconds"], (int, float)) or spec["healthTimeoutSeconds"] <= 0:
+            return "healthTimeoutSeconds is %r; expected a positive number" % spec["healthTimeoutSeconds"]
+        if not isinstance(spec.get("handoverUnits", []), list):
+            return "handoverUnits is not a list"
+    except (KeyError, TypeError, AttributeError) as err:
+        return "missing or malformed %s" % err
+    return None
+
+
 def record_applied(spec, node, status, env=None):
     """A document with this rollout applied without a change to gate (a first one, or nothing changed)."""
     env = env or Env()
@@ -285,6 +308,12 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
     the units apply() restarts (None: any may), for the handover decision.
     """
     env = env or Env()
+    problem = spec_problem(spec, node)
+    if problem:
+        save_state(env, {"rolloutId": spec.get("id") if isinstance(spec, dict) else None, "node": node,
+                         "rolloutState": "halted", "haltedReason": "the rollout spec: %s" % problem}, status)
+        log("the rollout spec: %s; keeping the old state" % problem)
+        return False
     rid = spec["id"]
     group = spec.get("group")
     old = load_state(env)
