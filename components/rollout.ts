@@ -11,6 +11,7 @@ import { createHmac } from "node:crypto";
 import { Role } from "./config";
 import { canonicalContent, DesiredContent, DesiredRollout } from "./desired-state-records";
 import { DB_PORTS, HAPROXY_PORTS, PlannedNode, ROLLOUT_STATUS_PORT, StackPlan } from "./plan";
+import { releaseEnvFile } from "./render/app";
 import { PATRONI_UNIT } from "./render/patroni";
 import { ROLLOUT_TOOL } from "./render/rollout-status";
 
@@ -45,7 +46,8 @@ export function healthCommands(plan: StackPlan, node: PlannedNode): string[][] {
         case "haproxy":
             return [tool("tcp", node.meshAddress, String(HAPROXY_PORTS.dbPrimary)), tool("tcp", node.meshAddress, String(HAPROXY_PORTS.pooler))];
         case "app":
-            return [tool("app", node.meshAddress, plan.config.app.healthPath)];
+            // Each web instance the directory agent runs has its env file: each must answer.
+            return [tool("app", node.meshAddress, plan.config.app.healthPath, releaseEnvFile("*"))];
     }
 }
 

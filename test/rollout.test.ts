@@ -78,7 +78,7 @@ describe("rollout", () => {
         const db = witnessed.nodes.find((n) => n.role === "db")!;
         assert.deepEqual(specs[db.name].health[0], [ROLLOUT_TOOL, "health", "patroni", `http://${db.meshAddress}:8008`]);
         const app = witnessed.nodes.find((n) => n.role === "app")!;
-        assert.deepEqual(specs[app.name].health[0], [ROLLOUT_TOOL, "health", "app", app.meshAddress, "/healthz"]);
+        assert.deepEqual(specs[app.name].health[0], [ROLLOUT_TOOL, "health", "app", app.meshAddress, "/healthz", "/etc/vps-ha/app/release-*.env"]);
     });
 
     it("says what is wrong with its input", () => {

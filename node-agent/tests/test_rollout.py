@@ -489,3 +489,29 @@ def test_a_malformed_spec_changes_nothing_and_says_why(tmp_path, change, why):
     spec = {**spec_for(1), **change}
     assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env_for(tmp_path)) is False
     assert calls.log == [] and status["rolloutState"] == "halted" and why in status["haltedReason"]
+
+
+def test_app_health_asks_every_web_instance_the_directory_agent_runs(tmp_path):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/healthz" else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        (tmp_path / ("release-%d.env" % port)).write_text("IMAGE=x\n")
+        pattern = str(tmp_path / "release-*.env")
+        assert rollout.health("app", ["127.0.0.1", "/healthz", pattern]) == 0
+        assert "503" in rollout.health("app", ["127.0.0.1", "/other", pattern])
+        # An instance that should run and does not answer: not healthy.
+        (tmp_path / "release-1.env").write_text("IMAGE=y\n")
+        assert "port 1" in rollout.health("app", ["127.0.0.1", "/healthz", pattern])
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -21,11 +21,13 @@ This node's rollout state lives in STATE (kept across reboots); the status serve
 unit, this module with --serve-status) answers each connection on the mesh with it as JSON, and
 the live Patroni role.
 
-usage: vps-ha-rollout --serve-status | health (patroni URL | etcd URL | tcp HOST PORT | app HOST PATH)
+usage: vps-ha-rollout --serve-status | health (patroni URL | etcd URL | tcp HOST PORT | app HOST PATH [GLOB])
 """
 import base64
+import glob
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,6 +39,8 @@ from vpsha.rest import request
 STATE = "/var/lib/vps-ha/desired/rollout.json"
 SWITCHOVER = ["/usr/local/sbin/vps-ha-switchover"]
 SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json"
+# The directory agent's env file per web instance (components/render/app.ts releaseEnvFile).
+APP_RELEASES = "/etc/vps-ha/app/release-*.env"
 ETCD_PORT = 2379
 ETCD = "http://127.0.0.1:%d" % ETCD_PORT
 LOCK_KEY = "/vps-ha/rollout/db"
@@ -432,15 +436,14 @@ def health(kind, args):
             return 0
         except OSError as err:
             return "%s:%s: %s" % (args[0], args[1], err)
-    if kind == "app" and len(args) == 2:
-        # Every running web instance (one per live image, vps-ha-app@<port>.service) answers its health path.
-        out = subprocess.run(["systemctl", "list-units", "--state=active", "--plain", "--no-legend",
-                              "vps-ha-app@*.service"], capture_output=True, text=True, timeout=10).stdout
-        ports = [line.split()[0][len("vps-ha-app@"):-len(".service")] for line in out.splitlines() if line.strip()]
+    if kind == "app" and len(args) in (2, 3):
+        # Every web instance the directory agent runs (one per live image: its release-<port>.env) answers.
+        ports = sorted(int(m.group(1)) for m in (re.fullmatch(r".*release-([0-9]+)\.env", p)
+                                                 for p in glob.glob(args[2] if len(args) == 3 else APP_RELEASES)) if m)
         for port in ports:
-            code, body = request("http://%s:%s%s" % (args[0], port, args[1]), timeout=5)
+            code, body = request("http://%s:%d%s" % (args[0], port, args[1]), timeout=5)
             if code is None or not 200 <= code < 300:
-                return "app on port %s: %s %s" % (port, code, body[:200])
+                return "app on port %d: %s %s" % (port, code, body[:200])
         return 0
     return None
 
