@@ -189,6 +189,11 @@ const shapes = {
          * commits until one returns (no commit is ever held by one copy); false: it goes on alone.
          */
         synchronousStrict: z.boolean().default(true),
+        /**
+         * Raise by one to rotate every generated database secret at once: the PostgreSQL users'
+         * passwords, the poolers' admin and the REST API's, and the backup cipher's passphrase.
+         */
+        secretsVersion: z.number().int("must be a whole number").min(1, "must be 1 or more").default(1),
         backups: z.strictObject({
             /** Default (R2 only): vps-ha-<stack>-backups, so stacks sharing an account never share a bucket. */
             bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')").optional(),
@@ -209,7 +214,7 @@ const shapes = {
             /** false only for a test endpoint with a self-signed certificate (the lab's). */
             verifyTls: z.boolean().default(true),
         }).optional(),
-    }).default({ synchronous: "quorum", synchronousStrict: true }),
+    }).default({ synchronous: "quorum", synchronousStrict: true, secretsVersion: 1 }),
     /**
      * Lab drills only (scripts/lab/drills/rollout.ts): what the program changes in the desired
      * state it publishes, so a drill rehearses a change through the real path. Never in a real stack.

@@ -117,7 +117,7 @@ def test_a_later_document_restarts_exactly_the_units_whose_files_changed(cfg):
     written, ok = desired.apply_update(cfg, 2, second, first, problems, {})
     assert ok and problems == [] and written == ["/etc/b.conf", "/etc/c.conf"]
     # Setup never runs again; b reloads, c restarts, a is untouched.
-    assert calls(cfg)[before:] == ["systemctl reload b.service", "systemctl restart c.service"]
+    assert calls(cfg)[before:] == ["systemctl try-reload-or-restart b.service", "systemctl restart c.service"]
     assert read(cfg, "/etc/b.conf") == "b2"
 
 

@@ -341,7 +341,8 @@ def install_packages(cfg, packages, problems):
         return True
     apt = cfg.get("aptGet", ["apt-get"])
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    opts = ["-q", "-y", "-o", "Dpkg::Options::=--force-confold", "-o", "Dpkg::Options::=--force-confdef"]
+    opts = ["-q", "-y", "-o", "Dpkg::Options::=--force-confold", "-o", "Dpkg::Options::=--force-confdef",
+            "-o", "DPkg::Lock::Timeout=600"]
     log("desired: installing %s" % " ".join(missing))
     what = "installing " + " ".join(missing)
     return (run(cfg, apt + ["-q", "update"], problems, "apt-get update", APT_TIMEOUT, env)
@@ -435,9 +436,10 @@ def restart_units(cfg, restarts, changed, problems, on_done=None):
         run(cfg, systemctl + ["daemon-reload"], problems, "systemctl daemon-reload")
     failed = []
     for r in restarts:
-        verb = "reload" if r.get("reload") else "restart"
-        if run(cfg, systemctl + [verb, r["unit"]], problems, "%sing %s" % (verb.rstrip("e"), r["unit"])):
-            log("desired: %sed %s" % (verb.rstrip("e"), r["unit"]))
+        # A reload of a unit that is not running (sshd switched off) is nothing to do, not a failure.
+        verb, what = ("try-reload-or-restart", "reload") if r.get("reload") else ("restart", "restart")
+        if run(cfg, systemctl + [verb, r["unit"]], problems, "%sing %s" % (what.rstrip("e"), r["unit"])):
+            log("desired: %sed %s" % (what.rstrip("e"), r["unit"]))
             if on_done:
                 on_done(r["unit"])
         else:
@@ -640,9 +642,22 @@ def load_config(path):
     return cfg, key
 
 
+def own_code():
+    """The modules this process runs, as (path, mtime, size): a document may upgrade them."""
+    out = []
+    for m in (sys.modules[__name__], rollout):
+        try:
+            st = os.stat(m.__file__)
+            out.append((m.__file__, st.st_mtime_ns, st.st_size))
+        except (OSError, TypeError):
+            pass
+    return out
+
+
 def main(argv):
     once = "--once" in argv
     cfg, key = load_config(argv[argv.index("--config") + 1] if "--config" in argv else DEFAULT_CONFIG)
+    started = own_code()
     while True:
         try:
             code, _ = one_round(cfg, key, wireguard_private_key(cfg["wireguardConfig"]), dns_fetch(cfg))
@@ -650,6 +665,10 @@ def main(argv):
             log("desired: round failed: %s" % err)
             code = EXIT_STALE
         if once:
+            return code
+        if own_code() != started:
+            # A document replaced this agent's code: its unit starts the new one (Restart=always).
+            log("desired: my code changed; exiting to be started again")
             return code
         time.sleep(cfg.get("everySeconds", 30))
 
