@@ -173,8 +173,11 @@ describe("program (mock runtime)", function () {
             // What does change: the index, the newcomer's records, the leaver's records gone.
             const r0 = recordsOf(before);
             const r1 = recordsOf(after);
-            // The newcomer's and the leaver's desired-state records come and go with them; no other node's change.
-            const ownDesired = (k: string) => [...added, ...removed].some((n) => new RegExp(`^_desired(-\\d+)?\\.${n}\\.`).test(k));
+            // The newcomer's and the leaver's desired-state records come and go with them; their rollout
+            // group's (the app nodes') carry the group's new order and id; no other node's change.
+            const appNodes = (e: Evaluation) => (e.outputs.nodes as { name: string; role: string }[]).filter((n) => n.role === "app").map((n) => n.name);
+            const group = [...new Set([...appNodes(before), ...appNodes(after)])];
+            const ownDesired = (k: string) => group.some((n) => new RegExp(`^_desired(-\\d+)?\\.${n}\\.`).test(k));
             const changed = [...new Set([...r0.keys(), ...r1.keys()])].filter((k) => r0.get(k) !== r1.get(k) && !ownDesired(k)).sort();
             const expected = [
                 `${directoryIndexName("prod.nodes.example.com")} TXT`,

@@ -53,15 +53,18 @@ export function rolloutStatusUnits(s: RolloutStatusSpec): { socket: string; serv
 
 export function rolloutStatusPart(s: RolloutStatusSpec): CloudConfigPart {
     const units = rolloutStatusUnits(s);
+    const socket = `/etc/systemd/system/${ROLLOUT_STATUS_SOCKET}`;
     return {
         files: [
             ...toolFiles(ROLLOUT_TOOL, "rollout"),
-            { path: `/etc/systemd/system/${ROLLOUT_STATUS_SOCKET}`, content: units.socket },
+            { path: socket, content: units.socket },
+            // Each connection starts the template afresh: a change to it or the tool needs no restart.
             { path: `/etc/systemd/system/${ROLLOUT_STATUS_SERVICE}`, content: units.service },
         ],
         commands: [
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", ROLLOUT_STATUS_SOCKET],
         ],
+        restarts: [{ unit: ROLLOUT_STATUS_SOCKET, paths: [socket] }],
     };
 }
