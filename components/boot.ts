@@ -4,7 +4,7 @@
 // desired state. Pure, so the program, the lab and the tests build the same documents. Nothing
 // here depends on which other nodes exist.
 import { directoryIndexName, directoryReleaseName } from "./directory-records";
-import { nodesDomain, PlannedNode, PortRule, StackPlan } from "./plan";
+import { nodesDomain, PlannedNode, PortRule, ROLLOUT_STATUS_PORT, StackPlan } from "./plan";
 import { DesiredContent } from "./desired-state-records";
 import { adminSshPart } from "./render/admin-ssh";
 import { CloudConfigPart, NodeBoot } from "./render/cloud-config";
@@ -15,6 +15,7 @@ import { DIRECTORY_ONCE, DIRECTORY_UNIT, directoryAgentConfig, directoryAgentPar
 import { meshPart } from "./render/mesh";
 import { HostFirewallRule, hostFirewallPart } from "./render/nftables";
 import { PEER_WATCH_UNIT, peerWatchConfig, peerWatchPart } from "./render/peer-watch";
+import { rolloutStatusPart } from "./render/rollout-status";
 import { MeshInterface } from "./render/wireguard";
 
 export function hostFirewallRules(plan: StackPlan, node: PlannedNode): HostFirewallRule[] {
@@ -73,6 +74,8 @@ export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKe
         },
         directoryAgentPart(agent),
         peerWatchPart(peerWatchConfig(node.name)),
+        // The group's other nodes read this node's rollout state here (components/rollout.ts).
+        rolloutStatusPart({ meshAddress: node.meshAddress, port: ROLLOUT_STATUS_PORT }),
         ...roleParts,
     ];
 }

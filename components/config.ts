@@ -92,6 +92,15 @@ const nodeShape = z.strictObject({
 });
 export type NodeConfig = z.infer<typeof nodeShape>;
 
+/** The daemons a drill may keep from starting, and the roles that run each. */
+export const DRILL_FAIL_UNIT_ROLES = {
+    "vps-ha-patroni.service": ["db"],
+    "vps-ha-etcd.service": ["db", "witness"],
+    "haproxy.service": ["haproxy"],
+    "pgbouncer.service": ["haproxy"],
+} as const satisfies Record<string, readonly Role[]>;
+const DRILL_FAIL_UNITS = Object.keys(DRILL_FAIL_UNIT_ROLES) as [keyof typeof DRILL_FAIL_UNIT_ROLES, ...(keyof typeof DRILL_FAIL_UNIT_ROLES)[]];
+
 const shapes = {
     domain: z.string().regex(/^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a DNS zone name such as example.com"),
     cloudflare: z.strictObject({
@@ -206,6 +215,19 @@ const shapes = {
             verifyTls: z.boolean().default(true),
         }).optional(),
     }).default({ synchronous: "quorum", synchronousStrict: true, secretsVersion: 1 }),
+    /**
+     * Lab drills only (scripts/lab/drills/rollout.ts): what the program changes in the desired
+     * state it publishes, so a drill rehearses a change through the real path. Never in a real stack.
+     */
+    drill: z.strictObject({
+        /** Stamped into every file published to every node: every file and tool differs, so every daemon restarts (an upgrade's shape). */
+        revision: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "must be 1-32 characters of a-z, 0-9 and '-'").optional(),
+        /** A drop-in that keeps this node's daemon from starting: its rollout must halt there. */
+        failStart: z.strictObject({
+            node: name,
+            unit: z.enum(DRILL_FAIL_UNITS),
+        }).optional(),
+    }).optional(),
 } as const;
 
 type Shapes = typeof shapes;
@@ -258,7 +280,7 @@ export function parseStackConfig(raw: RawConfig, stack: string): StackConfig {
     if (issues.length > 0) throw new ConfigError(issues);
 
     const config = { ...(parsed as Parsed), stack, secretKeys: [] as string[], missingSecrets: [] as ConfigIssue[] };
-    issues.push(...checkNodes(config), ...checkNetwork(config), ...checkFrontDoor(config), ...checkRelease(config), ...checkSecrets(config, raw));
+    issues.push(...checkNodes(config), ...checkNetwork(config), ...checkFrontDoor(config), ...checkRelease(config), ...checkSecrets(config, raw), ...checkDrill(config));
     if (issues.length > 0) throw new ConfigError(issues);
     return config;
 }
@@ -393,6 +415,16 @@ function checkRoleCounts(config: StackConfig): ConfigIssue[] {
         }
     });
     return issues;
+}
+
+function checkDrill(config: StackConfig): ConfigIssue[] {
+    const fail = config.drill?.failStart;
+    if (!fail) return [];
+    const node = allNodes(config).find((e) => e.node.name === fail.node);
+    const roles: readonly Role[] = DRILL_FAIL_UNIT_ROLES[fail.unit];
+    if (!node) return [{ path: `${PROJECT}:drill.failStart.node`, message: `"${fail.node}" is not a node of this stack; allowed: ${allNodes(config).map((e) => e.node.name).join(", ")}` }];
+    if (!roles.includes(node.role)) return [{ path: `${PROJECT}:drill.failStart.unit`, message: `${node.node.name} is a ${node.role} node and runs no ${fail.unit}; that unit runs on ${roles.join(" and ")} nodes` }];
+    return [];
 }
 
 function checkNetwork(config: StackConfig): ConfigIssue[] {

@@ -3,15 +3,18 @@
 // role adds), published beside its name. The role components (AppTier, HaproxyPair,
 // DatabaseCluster) are groups.
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import { nodeBootstrap, nodeDesired } from "./boot";
 import { chunksFor, withSharedRefs } from "./desired-state-records";
 import { DesiredState, SharedDesiredState } from "./desired-state";
+import { applyDrillKnobs } from "./drill-knobs";
 import { isPackageFile } from "./render/python-lib";
 import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
 import { VpsNode } from "./node";
 import { PlannedNode, StackPlan } from "./plan";
 import { ServerFactory, ServerLifecycle } from "./providers";
+import { rolloutGroup, withRollouts } from "./rollout";
 import { CloudConfigPart, renderCloudConfig } from "./render/cloud-config";
 
 export interface NodeGroupArgs {
@@ -45,17 +48,26 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
      */
     protected addNodes(args: NodeGroupArgs, members: PlannedNode[], parts: (node: PlannedNode) => pulumi.Input<CloudConfigPart[]>, planned: (node: PlannedNode) => CloudConfigPart[]): void {
         const { plan } = args;
+        if (members.length === 0) return;
         // The key's real value is not known yet, only its size (32 bytes).
         const keyStandIn = Buffer.alloc(32, 7).toString("base64");
+        // One component holds one rollout group (components/rollout.ts): its members' contents,
+        // with the lab drills' knobs (none in a real stack) and the group's rollout spec.
+        // The package's modules come from the shared document, by reference.
+        const desired = (node: PlannedNode, directoryKey: string, roleParts: CloudConfigPart[]) => withSharedRefs(nodeDesired(plan, node, directoryKey, roleParts), isPackageFile);
+        const rolloutKey = pulumi.secret(new random.RandomBytes(`${rolloutGroup(members[0].role)}-rollout-key`, { length: 32 }, { parent: this }).base64);
+        const roleContents = members.map((node) => pulumi.all([args.directory.publicKey, pulumi.output(parts(node))]).apply(([directoryKey, roleParts]) => desired(node, directoryKey, roleParts as CloudConfigPart[])));
+        const published = pulumi.all([rolloutKey, pulumi.all(roleContents)]).apply(([key, contents]) =>
+            withRollouts({ plan, contents: applyDrillKnobs(plan.config, Object.fromEntries(members.map((n, i) => [n.name, contents[i]]))).contents, key: Buffer.from(key, "base64") }));
+        const plannedContents = applyDrillKnobs(plan.config, Object.fromEntries(members.map((n) => [n.name, desired(n, keyStandIn, planned(n))]))).contents;
+        const sized = withRollouts({ plan, contents: plannedContents, key: Buffer.alloc(32, 7) });
         for (const node of members) {
             const userData = pulumi
                 .all([args.mesh.interfaceFor(node), args.directory.publicKey])
                 .apply(([mesh, directoryKey]) => renderCloudConfig(nodeBootstrap(plan, node, mesh, directoryKey)));
             const vps = new VpsNode(node.name, { plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this });
             this.nodes.push(vps);
-            // The package's modules come from the shared document, by reference.
-            const desired = (directoryKey: string, roleParts: CloudConfigPart[]) => withSharedRefs(nodeDesired(plan, node, directoryKey, roleParts), isPackageFile);
-            const content = pulumi.all([args.directory.publicKey, pulumi.output(parts(node))]).apply(([directoryKey, roleParts]) => desired(directoryKey, roleParts as CloudConfigPart[]));
+            const content = published.apply((c) => c[node.name]);
             new DesiredState(`${node.name}-desired`, {
                 stack: plan.config.stack,
                 node: node.name,
@@ -64,7 +76,7 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
                 wireguardKey: args.mesh.publicKeys[node.name],
                 signingKey: args.directory.signingKey,
                 content,
-                chunks: chunksFor(plan.config.stack, node.name, desired(keyStandIn, planned(node)), DESIRED_SPARE_BYTES),
+                chunks: chunksFor(plan.config.stack, node.name, sized[node.name], DESIRED_SPARE_BYTES),
             }, { parent: this, dependsOn: [vps, args.shared] });
         }
     }

@@ -51,6 +51,13 @@ export interface StackPlan {
 
 export const DB_PORTS = { postgres: 5432, patroni: 8008, etcdClient: 2379, etcdPeer: 2380, pgbackrest: 8432 } as const;
 export const HAPROXY_PORTS = { http: 80, https: 443, dbPrimary: 5000, dbReplicas: 5001, stats: 8404, pooler: 6432 } as const;
+/** Every node's rollout status server (components/rollout.ts): its group's nodes read it on the mesh. */
+export const ROLLOUT_STATUS_PORT = 2382;
+
+/** The roles whose nodes roll out together with `role`'s (the database members with the witness). */
+export function rolloutPeerRoles(role: Role): Role[] {
+    return role === "db" || role === "witness" ? ["db", "witness"] : [role];
+}
 
 /** `<stack>.nodes.<domain>`: where the nodes' records (and the mesh directory) live. */
 export function nodesDomain(config: Pick<StackConfig, "domain" | "stack">): string {
@@ -114,6 +121,8 @@ export function etcdVoters(config: StackConfig): Set<string> {
 export function portRules(config: StackConfig): Record<Role, PortRule[]> {
     const wireguard: PortRule = { service: "wireguard", protocol: "udp", port: config.mesh.port, from: { kind: "internet" } };
     const ssh: PortRule[] = config.admin.sshCidrs.length > 0 ? [{ service: "ssh", protocol: "tcp", port: 22, from: { kind: "admin", cidrs: config.admin.sshCidrs } }] : [];
+    // A rollout's next node reads the status of the nodes before it: the same group only.
+    const rolloutStatus = (role: Role): PortRule => ({ service: "rollout-status", protocol: "tcp", port: ROLLOUT_STATUS_PORT, from: { kind: "mesh", roles: rolloutPeerRoles(role) } });
     const common = [wireguard, ...ssh];
     const etcd: PortRule[] = [
         { service: "etcd-client", protocol: "tcp", port: DB_PORTS.etcdClient, from: { kind: "mesh", roles: ["db", "witness"] } },
@@ -121,9 +130,10 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
     ];
     return {
         // Every image of a release listens on its own port in this range (components/release.ts).
-        app: [...common, { service: "app", protocol: "tcp", port: config.app.port, portEnd: config.app.port + RELEASE_PORT_SPAN - 1, from: { kind: "mesh", roles: ["haproxy"] } }],
+        app: [...common, rolloutStatus("app"), { service: "app", protocol: "tcp", port: config.app.port, portEnd: config.app.port + RELEASE_PORT_SPAN - 1, from: { kind: "mesh", roles: ["haproxy"] } }],
         haproxy: [
             ...common,
+            rolloutStatus("haproxy"),
             { service: "http", protocol: "tcp", port: HAPROXY_PORTS.http, from: { kind: "cloudflare" } },
             { service: "https", protocol: "tcp", port: HAPROXY_PORTS.https, from: { kind: "cloudflare" } },
             { service: "db-primary", protocol: "tcp", port: HAPROXY_PORTS.dbPrimary, from: { kind: "mesh", roles: ["app"] } },
@@ -135,13 +145,14 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
         ],
         db: [
             ...common,
+            rolloutStatus("db"),
             { service: "postgres", protocol: "tcp", port: DB_PORTS.postgres, from: { kind: "mesh", roles: ["db", "haproxy"] } },
             { service: "patroni", protocol: "tcp", port: DB_PORTS.patroni, from: { kind: "mesh", roles: ["db", "haproxy"] } },
             // pgBackRest's TLS server: a replica taking a backup reaches the primary through it.
             ...(config.database.backups ? [{ service: "pgbackrest", protocol: "tcp" as const, port: DB_PORTS.pgbackrest, from: { kind: "mesh" as const, roles: ["db" as Role] } }] : []),
             ...etcd,
         ],
-        witness: [...common, ...etcd],
+        witness: [...common, rolloutStatus("witness"), ...etcd],
     };
 }
 

@@ -174,13 +174,17 @@ describe("program (mock runtime)", function () {
             const r0 = recordsOf(before);
             const r1 = recordsOf(after);
             // Desired-state records carry a generation that the mock, as Pulumi's state would, carries
-            // from one evaluation to the next: compared by what the nodes read from them. No kept
-            // node's document changes; the newcomer's and the leaver's come and go with them.
+            // from one evaluation to the next: compared by what the nodes read from them. The
+            // newcomer's and the leaver's come and go with them; their rollout group's (the app
+            // nodes') carry the group's new order and id; no kept node's files change.
+            const appNodes = (e: Evaluation) => (e.outputs.nodes as { name: string; role: string }[]).filter((n) => n.role === "app").map((n) => n.name);
+            const group = new Set([...appNodes(before), ...appNodes(after)]);
             for (const n of Object.keys(after.desired)) {
                 if (!before.desired[n]) continue;
-                const { generation: _g1, ...was } = before.desired[n];
-                const { generation: _g2, ...now } = after.desired[n];
+                const { generation: _g1, rollout: r1, ...was } = before.desired[n];
+                const { generation: _g2, rollout: r2, ...now } = after.desired[n];
                 assert.deepEqual(now, was, `${n}'s desired state changed`);
+                if (!group.has(n)) assert.deepEqual(r2, r1, `${n}'s rollout changed`);
             }
             assert.deepEqual(Object.keys(after.desired).filter((n) => !before.desired[n]), [...added]);
             const changed = [...new Set([...r0.keys(), ...r1.keys()])].filter((k) => r0.get(k) !== r1.get(k) && !k.startsWith("_desired")).sort();

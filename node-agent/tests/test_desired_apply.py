@@ -160,8 +160,8 @@ def test_the_rollout_gate_gets_the_spec_and_can_roll_back(cfg, monkeypatch):
     second = {**first, "files": [file("/etc/a.conf", "a2"), file("/etc/new.conf", "n")], "rollout": spec}
     seen = {}
 
-    def gated(s, node, apply, rollback, status):
-        seen.update(spec=s, node=node)
+    def gated(s, node, apply, rollback, status, units=None, env=None):
+        seen.update(spec=s, node=node, units=units)
         apply()
         assert read(cfg, "/etc/a.conf") == "a2"
         rollback()
@@ -172,16 +172,11 @@ def test_the_rollout_gate_gets_the_spec_and_can_roll_back(cfg, monkeypatch):
     before = len(calls(cfg))
     status = {}
     _, ok = desired.apply_update(cfg, 2, second, first, [], status)
-    assert not ok and seen == {"spec": spec, "node": "db-1"} and status["rollout"] == {"state": "halted"}
+    assert not ok and seen == {"spec": spec, "node": "db-1", "units": ["a.service"]}
+    assert status["rollout"] == {"state": "halted"}
     assert read(cfg, "/etc/a.conf") == "a" and not os.path.exists(cfg["root"] + "/etc/new.conf")
     assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart a.service"]
     assert desired.pending_restarts(cfg, 2) == []
-
-
-def test_the_minimal_gate_applies_at_once(cfg):
-    done = []
-    assert rollout.apply_gated({}, "db-1", lambda: done.append(1), lambda: done.append(2), {}) is True
-    assert done == [1]
 
 
 def test_a_document_with_the_new_fields_is_checked(cfg):
@@ -239,3 +234,28 @@ def test_own_code_lists_this_module_before_the_gate_is_loaded(monkeypatch):
     import sys
     monkeypatch.delitem(sys.modules, "vpsha.rollout", raising=False)
     assert [p for p, _, _ in desired.own_code()] == [desired.__file__]
+
+
+def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tmp_path):
+    # systemctl fails to restart a.service while its file says "bad" (a daemon the change broke).
+    failing = tmp_path / "systemctl-failing"
+    failing.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n[ "$1" = restart ] && grep -qx bad %s/etc/a.conf'
+                       ' && exit 1\nexit 0\n' % (cfg["log"], cfg["root"]))
+    failing.chmod(0o755)
+    cfg = {**cfg, "systemctl": [str(failing)]}
+    spec = {"group": "haproxy", "id": "bad", "order": [{"name": "db-1", "meshAddress": "127.0.0.1"}], "statusPort": 1,
+            "health": [["true"]], "healthTimeoutSeconds": 1, "handoverUnits": []}
+    first = doc(cfg, [file("/etc/a.conf", "good")], restarts=[{"unit": "a.service", "paths": ["/etc/a.conf"]}])
+    desired.apply_first(cfg, first, [])
+    problems, status = [], {}
+    _, ok = desired.apply_update(cfg, 2, {**first, "files": [file("/etc/a.conf", "bad")], "rollout": spec},
+                                 first, problems, status)
+    assert not ok and status["rolloutState"] == "halted" and "a.service" in status["haltedReason"]
+    assert read(cfg, "/etc/a.conf") == "good"
+    assert calls(cfg)[-2:] == ["systemctl restart a.service", "systemctl restart a.service"]
+    state = json.load(open(os.path.join(cfg["stateDir"], "rollout.json")))
+    assert state["rolloutId"] == "bad" and state["rolloutState"] == "halted"
+    # A fixed state (a new id) goes through.
+    fixed = {**first, "files": [file("/etc/a.conf", "fixed")], "rollout": {**spec, "id": "fixed"}}
+    _, ok = desired.apply_update(cfg, 3, fixed, first, [], status)
+    assert ok and status["rolloutState"] == "healthy" and read(cfg, "/etc/a.conf") == "fixed"

@@ -601,6 +601,11 @@ def pending_restarts(cfg, generation):
         return []
 
 
+def rollout_env(gate, cfg):
+    """The rollout gate's state beside this agent's (the status server reads rollout.STATE)."""
+    return gate.Env(state=os.path.join(cfg["stateDir"], "rollout.json"))
+
+
 def apply_update(cfg, generation, doc, previous, problems, status):
     """
     A later document: packages, then the changed files and their units' restarts, through the
@@ -635,6 +640,13 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         restart_units(cfg, restarts, set(saved), problems)
         set_pending([])
 
+    def apply_checked():
+        # For the gate, a file not written or a unit that did not restart is a failed change (it rolls back).
+        before = len(problems)
+        apply()
+        if len(problems) > before:
+            raise RuntimeError("; ".join(problems[before:]))
+
     if "rollout" in doc and (files or restarts):
         # Imported here: the gate comes with the desired state, the bootstrap holds this module alone.
         try:
@@ -642,7 +654,9 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         except ImportError as err:
             problems.append("the rollout gate cannot be loaded: %s" % err)
             return [], False
-        ok = gate.apply_gated(doc["rollout"], cfg["node"], apply, rollback, status)
+        # Only a restart can stop PostgreSQL on the primary (a reload keeps it): the handover's cue.
+        ok = gate.apply_gated(doc["rollout"], cfg["node"], apply_checked, rollback, status,
+                              units=[r["unit"] for r in restarts if not r.get("reload")], env=rollout_env(gate, cfg))
     else:
         apply()
         ok = True
@@ -698,6 +712,12 @@ def one_round(cfg, key, private_key, fetch, now=None):
             raise Held("generation %d is held back by the rollout gate" % generation)
         if os.path.exists(pending_path(cfg)):
             os.unlink(pending_path(cfg))
+        fresh = not applied or generation > applied["generation"]
+        if fresh and "rollout" in doc and status.get("rolloutId") != doc["rollout"].get("id"):
+            # Applied without the gate (a first document, or nothing of this node's changed): this
+            # node is still done with the group's change, and the nodes after it must see so.
+            gate = importlib.import_module("vpsha.rollout")
+            gate.record_applied(doc["rollout"], cfg["node"], status, env=rollout_env(gate, cfg))
         save_applied(cfg, {"generation": generation, **texts, "checkedAt": now})
         status.update(generation=generation, applied=True, staleSeconds=0)
         code = EXIT_APPLIED

@@ -37,6 +37,8 @@ export interface FaultSpec {
     planned?: { maxWritePauseSeconds: number };
     /** A release switch: what visitors are served must move from one first line to another, nothing else. */
     expectServed?: { from: string; to: string };
+    /** How long the write and HTTP load may run (default: long enough for a failover and its repair); a rollout of every node needs more. */
+    loadSeconds?: number;
 }
 
 /** A machine that stood still this long during an outage gets a note (and that much more time). */
@@ -56,7 +58,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
     const notes: string[] = [];
     await waitHealthy(ctx.log, 90_000);
     await edgesSettled(ctx);
-    const loadSeconds = (CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30;
+    const loadSeconds = spec.loadSeconds ?? (CALM_MS + WRITES_TIMEOUT_MS + RECOVER_TIMEOUT_MS) / 1000 + 30;
     const writes = canWrite() ? await WriteLoad.start(loadSeconds, spec.lost, undefined, spec.writes) : undefined;
     if (!writes) notes.push("no database in this stack: mesh probes only");
     const logDir = drillLogDir(spec.drill);

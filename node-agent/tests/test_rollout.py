@@ -1,0 +1,517 @@
+# The rollout gate: peers are real status servers on loopback addresses (each answers a
+# connection with its JSON, as the socket unit does on the mesh); Patroni's REST is a local HTTP
+# server; the database group's lock runs against a real etcd (marked daemons: installed with
+# apt-get when missing, started on loopback, stopped by its PID).
+import http.server
+import io
+import json
+import os
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from vpsha import rollout
+from vpsha.rollout import Env, Lock, apply_gated, effective_order, turn
+
+
+class StatusServer:
+    """A peer's status server: each connection gets `self.status` as JSON, then EOF."""
+
+    def __init__(self, address, port=0):
+        self.status = {}
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                self.request.sendall(json.dumps(outer.status).encode())
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer((address, port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def peers():
+    """Fake peers b and c at 127.0.0.2 and 127.0.0.3 on one port (node a is this node, 127.0.0.1)."""
+    b = StatusServer("127.0.0.2")
+    c = StatusServer("127.0.0.3", b.port)
+    yield {"b": b, "c": c}
+    b.close()
+    c.close()
+
+
+def spec_for(port, group="haproxy", rid="id-2", health=None, timeout=3, handover=()):
+    return {
+        "group": group, "id": rid, "statusPort": port,
+        "order": [{"name": "a", "meshAddress": "127.0.0.1"}, {"name": "b", "meshAddress": "127.0.0.2"},
+                  {"name": "c", "meshAddress": "127.0.0.3"}],
+        "health": health if health is not None else [["true"]],
+        "healthTimeoutSeconds": timeout, "handoverUnits": list(handover),
+    }
+
+
+def env_for(tmp_path, **kw):
+    kw.setdefault("switchover_config", str(tmp_path / "no-switchover.json"))
+    return Env(state=str(tmp_path / "rollout.json"), peer_timeout=1, poll=0.1, **kw)
+
+
+class Calls:
+    def __init__(self, fail=False):
+        self.log, self.fail = [], fail
+
+    def apply(self):
+        self.log.append("apply")
+        if self.fail:
+            raise RuntimeError("the unit did not start")
+
+    def rollback(self):
+        self.log.append("rollback")
+
+
+def healthy(rid="id-2", role=None):
+    return {"rolloutId": rid, "rolloutState": "healthy", "patroniRole": role}
+
+
+def test_first_node_applies_waits_for_health_and_reports_it(tmp_path, peers):
+    env, calls, status = env_for(tmp_path), Calls(), {}
+    marker = tmp_path / "up"
+    spec = spec_for(peers["b"].port, health=[[sys.executable, "-c", "import os,sys; sys.exit(not os.path.exists(%r))"
+                                              % str(marker)]])
+    threading.Timer(0.5, marker.touch).start()
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is True
+    assert calls.log == ["apply"]
+    assert status["rolloutId"] == "id-2" and status["rolloutState"] == "healthy"
+    state = json.loads((tmp_path / "rollout.json").read_text())
+    assert state["rolloutState"] == "healthy" and os.stat(tmp_path / "rollout.json").st_mode & 0o777 == 0o644
+    # Asked again (desired.py crashed before recording it): healthy, nothing applied twice.
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, {}, env=env) is True
+    assert calls.log == ["apply"]
+
+
+def test_a_node_waits_until_every_node_before_it_is_healthy_with_this_id(tmp_path, peers):
+    env, calls, status = env_for(tmp_path), Calls(), {}
+    spec = spec_for(peers["b"].port)
+    # a runs the previous id: c waits on a, which does not answer at all (no server at 127.0.0.1)
+    assert apply_gated(spec, "c", calls.apply, calls.rollback, status, env=env) is False
+    assert calls.log == [] and status["rolloutState"] == "waiting" and status["waitingOn"] == "a"
+    # b applies next: it waits on a too; once a reports this id healthy, b's turn.
+    a = StatusServer("127.0.0.1", peers["b"].port)
+    try:
+        a.status = healthy("id-1")
+        assert apply_gated(spec, "b", calls.apply, calls.rollback, status, env=env) is False
+        assert status["waitingOn"] == "a"
+        a.status = healthy()
+        assert apply_gated(spec, "b", calls.apply, calls.rollback, status, env=env) is True
+        assert calls.log == ["apply"]
+    finally:
+        a.close()
+
+
+def test_a_node_applying_elsewhere_holds_everyone(tmp_path, peers):
+    env, calls, status = env_for(tmp_path), Calls(), {}
+    peers["c"].status = {"rolloutId": "id-2", "rolloutState": "applying"}
+    assert apply_gated(spec_for(peers["b"].port), "a", calls.apply, calls.rollback, status, env=env) is False
+    assert calls.log == [] and status["waitingOn"] == "c"
+
+
+def test_unhealthy_after_the_change_rolls_back_halts_and_stays_halted_until_a_new_id(tmp_path, peers):
+    env, calls, status = env_for(tmp_path), Calls(), {}
+    spec = spec_for(peers["b"].port, health=[["sh", "-c", "echo haproxy is down >&2; exit 1"]], timeout=1)
+    started = time.monotonic()
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is False
+    assert time.monotonic() - started < 5, "the health wait is bounded by healthTimeoutSeconds"
+    assert calls.log == ["apply", "rollback"]
+    assert status["rolloutState"] == "halted" and "haproxy is down" in status["haltedReason"]
+    # The same id again: halted, nothing applied.
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is False
+    assert calls.log == ["apply", "rollback"]
+    # A fixed state is a new id: it applies.
+    fixed = spec_for(peers["b"].port, rid="id-3")
+    assert apply_gated(fixed, "a", calls.apply, calls.rollback, status, env=env) is True
+    assert calls.log == ["apply", "rollback", "apply"] and status["rolloutState"] == "healthy"
+
+
+def test_apply_raising_rolls_back_and_halts(tmp_path, peers):
+    env, calls, status = env_for(tmp_path), Calls(fail=True), {}
+    assert apply_gated(spec_for(peers["b"].port), "a", calls.apply, calls.rollback, status, env=env) is False
+    assert calls.log == ["apply", "rollback"] and "the unit did not start" in status["haltedReason"]
+
+
+def test_a_peer_that_halted_this_id_stops_the_group_and_is_named(tmp_path, peers):
+    env, calls, status = env_for(tmp_path), Calls(), {}
+    peers["b"].status = {"rolloutId": "id-2", "rolloutState": "halted", "haltedReason": "haproxy did not start"}
+    assert apply_gated(spec_for(peers["b"].port), "c", calls.apply, calls.rollback, status, env=env) is False
+    assert calls.log == []
+    assert status["rolloutState"] == "halted" and status["haltedBy"] == "b"
+    assert "haproxy did not start" in status["haltedReason"]
+    # b halted an older id: no longer in the way (c waits on a, which is not up).
+    peers["b"].status = {"rolloutId": "id-1", "rolloutState": "halted"}
+    assert apply_gated(spec_for(peers["b"].port), "c", calls.apply, calls.rollback, status, env=env) is False
+    assert status["rolloutState"] == "waiting" and status["waitingOn"] == "a"
+
+
+def test_waiting_is_bounded(tmp_path, peers):
+    clock = [1000.0]
+    env, calls, status = env_for(tmp_path, max_wait=60, now=lambda: clock[0]), Calls(), {}
+    spec = spec_for(peers["b"].port)
+    assert apply_gated(spec, "c", calls.apply, calls.rollback, status, env=env) is False
+    clock[0] += 61
+    assert apply_gated(spec, "c", calls.apply, calls.rollback, status, env=env) is False
+    assert status["rolloutState"] == "halted" and "waited more than 60 s on a" in status["haltedReason"]
+    assert calls.log == []
+
+
+def test_the_patroni_primary_goes_last():
+    spec = {"group": "db", "id": "x", "order": [{"name": n, "meshAddress": ""} for n in ("a", "b", "c", "w")]}
+    st = {"a": healthy("x", "primary"), "b": healthy("x", "replica"),
+          "c": {"rolloutId": "old", "patroniRole": "replica"}, "w": {"rolloutId": "old"}}
+    assert effective_order(spec, st) == ["b", "c", "w", "a"]
+    assert turn(spec, "c", st) == (None, None)
+    assert turn(spec, "a", st) == ("c", "not yet healthy")
+    # Outside the database group the order is the spec's.
+    assert effective_order({**spec, "group": "haproxy"}, st) == ["a", "b", "c", "w"]
+
+
+def test_record_applied_marks_the_id_healthy(tmp_path):
+    env, status = env_for(tmp_path), {}
+    rollout.record_applied({"group": "app", "id": "id-9"}, "a", status, env=env)
+    assert status["rolloutId"] == "id-9" and status["rolloutState"] == "healthy"
+
+
+# ---------------------------------------------------------------- Patroni: role, health and handover
+
+class FakePatroni:
+    """Patroni's GET /patroni, as a local HTTP server answering with `self.body`."""
+
+    def __init__(self):
+        self.body = {"state": "running", "role": "primary"}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                data = json.dumps(outer.body).encode()
+                self.send_response(200 if self.path == "/patroni" else 404)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def patroni(tmp_path):
+    p = FakePatroni()
+    (tmp_path / "switchover.json").write_text(json.dumps({"patroniUrl": p.url}))
+    yield p
+    p.close()
+
+
+def test_patroni_health_needs_running_and_streaming_on_a_replica(patroni):
+    assert rollout.health("patroni", [patroni.url]) == 0
+    patroni.body = {"state": "running", "role": "replica"}
+    assert rollout.health("patroni", [patroni.url]) != 0
+    patroni.body = {"state": "running", "role": "replica", "replication_state": "streaming"}
+    assert rollout.health("patroni", [patroni.url]) == 0
+    patroni.body = {"state": "starting", "role": "replica"}
+    assert rollout.health("patroni", [patroni.url]) != 0
+    assert rollout.health("patroni", ["http://127.0.0.1:1"]) != 0
+
+
+def test_health_command_line(patroni, capsys):
+    assert rollout.main(["health", "patroni", patroni.url]) == 0
+    assert rollout.main(["health", "tcp", "127.0.0.1", "1"]) == 1
+    assert rollout.main(["health", "nonsense"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("usage: vps-ha-rollout ")
+
+
+def test_status_server_answers_the_state_and_the_live_role(tmp_path, patroni):
+    env = env_for(tmp_path, switchover_config=str(tmp_path / "switchover.json"))
+    rollout.save_state(env, {"rolloutId": "id-2", "rolloutState": "waiting"})
+    out = io.StringIO()
+    rollout.serve_status(env, out)
+    got = json.loads(out.getvalue())
+    assert got["rolloutId"] == "id-2" and got["patroniRole"] == "primary"
+
+
+# ---------------------------------------------------------------- etcd: the database group's lock
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    """A real etcd on loopback (Debian's etcd-server, installed when missing); stopped by its PID."""
+    if not shutil.which("etcd"):
+        if os.geteuid() != 0:
+            pytest.fail("etcd is not installed: apt-get install etcd-server")
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "etcd-server"], check=True,
+                       capture_output=True, timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    data = tmp_path_factory.mktemp("etcd")
+    ports = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    client, peer = ("http://127.0.0.1:%d" % p for p in ports)
+    proc = subprocess.Popen(["etcd", "--name", "t", "--data-dir", str(data / "d"), "--listen-client-urls", client,
+                             "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                             "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer],
+                            stdout=open(data / "log", "w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(client + "/health", timeout=2) as r:
+                    if b'"true"' in r.read():
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "etcd not healthy in 30 s: " + (data / "log").read_text()[-500:]
+            time.sleep(0.2)
+        yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.daemons
+def test_the_lock_admits_one_member_at_a_time(tmp_path, etcd):
+    env = env_for(tmp_path, etcd=etcd, lock_wait=1)
+    first, second = Lock(env, "db-1", 30), Lock(env, "db-2", 30)
+    assert first.acquire() and first.holder() == "db-1"
+    started = time.monotonic()
+    assert not second.acquire() and second.held_by == "db-1"
+    assert time.monotonic() - started < 4, "waiting for the lock is bounded"
+    first.release()
+    assert first.holder() is None
+    assert second.acquire() and second.holder() == "db-2"
+    second.release()
+
+
+@pytest.mark.daemons
+def test_a_member_without_its_own_etcd_takes_the_lock_through_another(tmp_path, etcd):
+    env = env_for(tmp_path, etcd="http://127.0.0.1:1", lock_wait=1)
+    lock = Lock(env, "db-3", 30, ["http://127.0.0.1:1", etcd])
+    assert lock.acquire() and lock.holder() == "db-3"
+    lock.release()
+    assert Lock(env, "x", 30, [etcd]).holder() is None
+    with pytest.raises(OSError, match="no etcd member answered"):
+        Lock(env, "db-3", 30).acquire()
+
+
+@pytest.mark.daemons
+def test_a_lock_whose_holder_died_lapses_with_its_lease(tmp_path, etcd):
+    env = env_for(tmp_path, etcd=etcd, lock_wait=6)
+    dead = Lock(env, "db-1", 2)
+    assert dead.acquire()
+    dead.lease = None  # it never releases
+    after = Lock(env, "db-2", 30)
+    assert after.acquire()
+    after.release()
+
+
+@pytest.mark.daemons
+def test_db_group_hands_over_on_the_primary_under_the_lock(tmp_path, peers, patroni, etcd):
+    marker = tmp_path / "handed-over"
+    env = env_for(tmp_path, etcd=etcd, switchover_config=str(tmp_path / "switchover.json"),
+                  switchover=["sh", "-c", "touch %s" % marker], lock_wait=1)
+    calls, status = Calls(), {}
+    spec = spec_for(peers["b"].port, group="db", handover=["patroni.service"])
+    peers["b"].status, peers["c"].status = healthy(role="replica"), healthy(role="replica")
+    # Only a reload of pgbouncer: no handover needed.
+    assert apply_gated({**spec, "id": "r"}, "a", calls.apply, calls.rollback, status, units=[], env=env) is False
+    peers["b"].status, peers["c"].status = healthy("r", "replica"), healthy("r", "replica")
+    assert apply_gated({**spec, "id": "r"}, "a", calls.apply, calls.rollback, status, units=[], env=env) is True
+    assert not marker.exists()
+    # a is the primary, so last: every other member is healthy with this id; patroni restarts here.
+    peers["b"].status, peers["c"].status = healthy(role="replica"), healthy(role="replica")
+    held = Lock(env, "b", 30)
+    assert held.acquire()
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, units=["patroni.service"], env=env) is False
+    assert status["waitingOn"] == "b" and not marker.exists()
+    held.release()
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, units=["patroni.service"], env=env) is True
+    assert marker.exists() and calls.log == ["apply", "apply"]
+    assert Lock(env, "x", 30).holder() is None, "the lock is released after the change"
+
+
+@pytest.mark.daemons
+def test_a_failed_handover_halts_before_anything_changes(tmp_path, peers, patroni, etcd):
+    env = env_for(tmp_path, etcd=etcd, switchover_config=str(tmp_path / "switchover.json"),
+                  switchover=["sh", "-c", "echo no candidate >&2; exit 1"])
+    calls, status = Calls(), {}
+    peers["b"].status, peers["c"].status = healthy(role="replica"), healthy(role="replica")
+    spec = spec_for(peers["b"].port, group="db", handover=["patroni.service"])
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is False
+    assert calls.log == [] and status["rolloutState"] == "halted" and "no candidate" in status["haltedReason"]
+
+
+# ---------------------------------------------------------------- a group of three, each with its own agent
+
+class Node:
+    """One node: its own state file, its status server (the real serve_status per connection), its gate rounds."""
+
+    def __init__(self, name, address, port, tmp_path, etcd, switchover_config):
+        self.name = name
+        self.env = Env(state=str(tmp_path / ("%s.json" % name)), etcd=etcd, switchover_config=switchover_config,
+                       peer_timeout=1, poll=0.1, lock_wait=0.5)
+        env = self.env
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                out = io.StringIO()
+                rollout.serve_status(env, out)
+                self.wfile.write(out.getvalue().encode())
+
+        self.server = socketserver.ThreadingTCPServer((address, port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.daemons
+def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_path, patroni, etcd):
+    (tmp_path / "none.json").write_text("{}")
+    a = Node("a", "127.0.0.1", 0, tmp_path, etcd, str(tmp_path / "switchover.json"))  # the primary (FakePatroni)
+    nodes = [a] + [Node(n, addr, a.port, tmp_path, etcd, str(tmp_path / "none.json"))
+                   for n, addr in (("b", "127.0.0.2"), ("c", "127.0.0.3"))]
+    spec = spec_for(a.port, group="db", rid="upgrade", handover=["patroni.service"])
+    addresses = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    spec["order"] = [{"name": n.name, "meshAddress": addr} for n, addr in zip(nodes, addresses, strict=True)]
+    marker = tmp_path / "handed-over"
+    a.env.switchover = ["sh", "-c", "touch %s" % marker]
+    lock = threading.Lock()
+    active, events, errors = [], [], []
+
+    def change(name):
+        def apply():
+            with lock:
+                active.append(name)
+                if len(active) > 1:
+                    errors.append("%s changed while %s did" % (name, active[0]))
+                events.append((name, marker.exists()))
+            time.sleep(0.3)
+            with lock:
+                active.remove(name)
+        return apply
+
+    def agent(node):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if apply_gated(spec, node.name, change(node.name), lambda: None, {}, units=["patroni.service"],
+                           env=node.env):
+                return
+            time.sleep(0.2)
+        errors.append("%s never applied" % node.name)
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in reversed(nodes)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+    finally:
+        for n in nodes:
+            n.close()
+    assert errors == []
+    # b and c first (by name), the primary a last, handed over before its change and only then.
+    assert events == [("b", False), ("c", False), ("a", True)]
+
+
+def test_the_first_node_failing_halts_the_group_and_a_fixed_state_completes_it(tmp_path):
+    (tmp_path / "none.json").write_text("{}")
+    nodes = [Node("a", "127.0.0.1", 0, tmp_path, "http://127.0.0.1:1", str(tmp_path / "none.json"))]
+    nodes += [Node(n, addr, nodes[0].port, tmp_path, "http://127.0.0.1:1", str(tmp_path / "none.json"))
+              for n, addr in (("b", "127.0.0.2"), ("c", "127.0.0.3"))]
+    order = [{"name": n, "meshAddress": addr}
+             for n, addr in (("a", "127.0.0.1"), ("b", "127.0.0.2"), ("c", "127.0.0.3"))]
+    log = []
+
+    def spec(node, rid, broken):
+        health = [["sh", "-c", "echo haproxy did not start >&2; exit 1"]] if broken and node.name == "a" else [["true"]]
+        return {**spec_for(nodes[0].port, rid=rid, health=health, timeout=1), "order": order}
+
+    def rounds(rid, broken, count):
+        statuses = {n.name: {} for n in nodes}
+        for _ in range(count):
+            for n in nodes:
+                apply_gated(spec(n, rid, broken), n.name, lambda n=n: log.append(("apply", n.name, rid)),
+                            lambda n=n: log.append(("rollback", n.name, rid)), statuses[n.name], env=n.env)
+        return statuses
+
+    try:
+        statuses = rounds("bad", True, 3)
+        assert log == [("apply", "a", "bad"), ("rollback", "a", "bad")]
+        assert statuses["a"]["rolloutState"] == "halted" and "haproxy did not start" in statuses["a"]["haltedReason"]
+        for other in ("b", "c"):
+            assert statuses[other]["rolloutState"] == "halted" and statuses[other]["haltedBy"] == "a"
+        log.clear()
+        statuses = rounds("fixed", False, 3)
+        assert log == [("apply", "a", "fixed"), ("apply", "b", "fixed"), ("apply", "c", "fixed")]
+        assert all(s["rolloutState"] == "healthy" for s in statuses.values())
+    finally:
+        for n in nodes:
+            n.close()
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"id": ""}, "id is ''"),
+    ({"order": [{"name": "x", "meshAddress": "127.0.0.9"}]}, "does not name this node a"),
+    ({"statusPort": 0}, "statusPort is 0"),
+    ({"health": [[]]}, "health is not a list of commands"),
+    ({"healthTimeoutSeconds": -1}, "healthTimeoutSeconds is -1"),
+    ({"order": None}, "missing or malformed"),
+])
+def test_a_malformed_spec_changes_nothing_and_says_why(tmp_path, change, why):
+    calls, status = Calls(), {}
+    spec = {**spec_for(1), **change}
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env_for(tmp_path)) is False
+    assert calls.log == [] and status["rolloutState"] == "halted" and why in status["haltedReason"]
+
+
+def test_app_health_asks_every_web_instance_the_directory_agent_runs(tmp_path):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/healthz" else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        (tmp_path / ("release-%d.env" % port)).write_text("IMAGE=x\n")
+        pattern = str(tmp_path / "release-*.env")
+        assert rollout.health("app", ["127.0.0.1", "/healthz", pattern]) == 0
+        assert "503" in rollout.health("app", ["127.0.0.1", "/other", pattern])
+        # An instance that should run and does not answer: not healthy.
+        (tmp_path / "release-1.env").write_text("IMAGE=y\n")
+        assert "port 1" in rollout.health("app", ["127.0.0.1", "/healthz", pattern])
+    finally:
+        server.shutdown()
+        server.server_close()
