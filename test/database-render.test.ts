@@ -338,8 +338,9 @@ describe("pgBackRest renderer", () => {
 
     it("backs up only on the replica chosen by name, from the standby; restores to a time into a given dir", () => {
         const script = renderBackupScript({ stanza: "prod", name: "db-2", meshAddress: "10.77.0.9" });
+        assert.match(script, /curl -fsS --max-time 5 http:\/\/10\.77\.0\.9:8008\/cluster/);
         assert.match(script, /curl -s -o \/dev\/null -w '%\{http_code\}' --max-time 5 http:\/\/10\.77\.0\.9:8008\/replica/);
-        assert.match(script, /\[ "\$code" != 200 \]/);
+        assert.match(script, /\[ "\$code" = 200 \] \|\| fail/);
         assert.match(script, /\[ "\$chosen" != "db-2" \]/);
         assert.match(script, /--backup-standby=y backup/);
         const restore = renderRestoreScript("prod");
