@@ -5,24 +5,13 @@
 // every node over the mesh and evaluates the same rules with the same labels, and sends to both
 // Alertmanagers; the two Alertmanagers gossip over the mesh and notify once. So losing either
 // node, or either provider, leaves one whole monitoring path, and nothing is told twice.
-import { Role } from "./config";
-import { DB_PORTS, HAPROXY_PORTS, PlannedNode, PortRule, StackPlan } from "./plan";
+import { DB_PORTS, HAPROXY_PORTS, MONITORING_PORTS, MONITORING_ROLE, PlannedNode, StackPlan } from "./plan";
 import type { AlertmanagerSpec, AlertDelivery } from "./render/alertmanager";
 import type { AlertRulesSpec } from "./render/alert-rules";
 import type { PrometheusSpec, ScrapeJob } from "./render/prometheus";
 
-export const MONITORING_PORTS = {
-    nodeExporter: 9100,
-    postgresExporter: 9187,
-    /** etcd's --listen-metrics-urls: /metrics and /health without the client API (2379 stays db/witness only). */
-    etcdMetrics: 2381,
-    prometheus: 9090,
-    alertmanager: 9093,
-    alertmanagerCluster: 9094,
-} as const;
-
-/** Which roles run the monitoring. */
-export const MONITORING_ROLE: Role = "haproxy";
+// The ports and their firewall rules live in the plan (every role's rules are the plan's); re-exported here.
+export { MONITORING_PORTS, MONITORING_ROLE, monitoringPortRules } from "./plan";
 
 /**
  * Timing and retention. A 15 s scrape and evaluation interval puts a condition's first firing
@@ -34,26 +23,6 @@ export const PROMETHEUS_RETENTION = { time: "15d", size: "2GB" } as const;
 
 export function monitoringNodes(plan: StackPlan): PlannedNode[] {
     return plan.nodes.filter((n) => n.role === MONITORING_ROLE);
-}
-
-/** The firewall rules monitoring adds, per role (components/plan.ts's portRules gains these). */
-export function monitoringPortRules(): Record<Role, PortRule[]> {
-    const fromMonitors = { kind: "mesh" as const, roles: [MONITORING_ROLE] };
-    const node: PortRule = { service: "node-exporter", protocol: "tcp", port: MONITORING_PORTS.nodeExporter, from: fromMonitors };
-    const etcd: PortRule = { service: "etcd-metrics", protocol: "tcp", port: MONITORING_PORTS.etcdMetrics, from: fromMonitors };
-    return {
-        app: [node],
-        haproxy: [
-            node,
-            { service: "prometheus", protocol: "tcp", port: MONITORING_PORTS.prometheus, from: fromMonitors },
-            { service: "alertmanager", protocol: "tcp", port: MONITORING_PORTS.alertmanager, from: fromMonitors },
-            // Alertmanager's gossip (memberlist) uses both TCP and UDP on one port.
-            { service: "alertmanager-cluster", protocol: "tcp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
-            { service: "alertmanager-cluster", protocol: "udp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
-        ],
-        db: [node, { service: "postgres-exporter", protocol: "tcp", port: MONITORING_PORTS.postgresExporter, from: fromMonitors }, etcd],
-        witness: [node, etcd],
-    };
 }
 
 /** Every scrape job: which nodes, which port and path. Patroni and HAProxy serve their own /metrics on ports already open to the HAProxy role. */

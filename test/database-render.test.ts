@@ -222,18 +222,22 @@ describe("Patroni renderer", () => {
         assert.deepEqual(c.restapi.authentication, { username: "patroni", password: "a" });
     });
 
-    it("pg_hba admits the mesh network only, with scram-sha-256, the postgres OS user and Patroni's replication over the socket", () => {
+    it("pg_hba admits the mesh network only, with scram-sha-256, the postgres OS user, the exporter's role and Patroni's replication over the socket", () => {
         const hba = render("quorum").postgresql.pg_hba as string[];
         assert.deepEqual(hba, pgHba("10.77.0.0/24"));
         for (const line of hba) {
             const f = line.split(/\s+/);
-            // Over the socket: the postgres OS user (peer), and the replication user with a password
-            // (Patroni reads a rejoining member's timeline that way).
+            // Over the socket: the postgres OS user (peer), postgres_exporter's OS user as its
+            // pg_monitor role (peer, mapped), and the replication user with a password (Patroni
+            // reads a rejoining member's timeline that way).
+            if (line === "local postgres vps_ha_monitor peer map=monitor") continue;
             if (f[0] === "local") assert.ok(["postgres peer", "replicator scram-sha-256"].includes(`${f[2]} ${f[3]}`) && (f[2] === "postgres" || f[1] === "replication"), line);
             else assert.deepEqual([f[0], f[3], f[4]], ["host", "10.77.0.0/24", "scram-sha-256"], line);
         }
         assert.ok(hba.some((l) => l.startsWith("host replication replicator ")));
         assert.ok(!hba.some((l) => /trust|md5|password|0\.0\.0\.0|all\s+all\s+all/.test(l)));
+        // The map lets the OS user prometheus in as vps_ha_monitor and nothing else.
+        assert.deepEqual(render("quorum").postgresql.pg_ident, ["monitor prometheus vps_ha_monitor"]);
     });
 
     it("sets WAL for replicas and pg_rewind, and archives through pgBackRest only with backups", () => {
