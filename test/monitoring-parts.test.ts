@@ -12,7 +12,7 @@ import { buildPlan, MONITORING_PORTS, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { ALERTMANAGER_CONFIG, ALERTMANAGER_SMTP_PASSWORD_FILE } from "../components/render/alertmanager";
 import { PROMETHEUS_RULES_FILE } from "../components/monitoring";
-import { alertDelivery, BACKUP_SIGNALS_UNIT, DESIRED_STATUS, monitoringParts, SIGNAL_TABLE, SIGNALS_CONFIG, SIGNALS_UNIT } from "../components/render/monitoring";
+import { alertDelivery, BACKUP_SIGNALS_UNIT, DESIRED_STATUS, monitoringParts, RESTORE_CHECK_CONFIG, SIGNAL_TABLE, SIGNALS_CONFIG, SIGNALS_UNIT } from "../components/render/monitoring";
 import { PROMETHEUS_CONFIG } from "../components/render/prometheus";
 import { renderSignalTable } from "../components/render/signals";
 import { POSTGRES_EXPORTER_DEFAULTS } from "../components/render/postgres-exporter";
@@ -77,7 +77,20 @@ describe("monitoring on the nodes: every node's parts and ports", function () {
             assert.deepEqual(Object.keys(cfg.certificates).sort(), ["pgbackrest", "pgbackrest-ca"]);
             assert.match(fileAt(parts, `/etc/systemd/system/${BACKUP_SIGNALS_UNIT}.timer`)!.content, /^OnUnitActiveSec=10min$/m);
             assert.ok(cmds(parts).includes("systemctl enable --now vps-ha-monitor-role.timer"));
+            // The daily restore check, on whichever healthy replica's turn it is (Patroni's view on this member).
+            const check = JSON.parse(fileAt(parts, RESTORE_CHECK_CONFIG)!.content);
+            assert.deepEqual([check.stanza, check.node, check.patroniUrl], ["prod", node.name, `http://${node.meshAddress}:8008`]);
+            assert.match(fileAt(parts, "/etc/systemd/system/vps-ha-restore-check.timer")!.content, /^OnCalendar=\*-\*-\* 05:00:00$/m);
+            assert.ok(fileAt(parts, "/usr/local/lib/vps-ha/python/vpsha/restore_check.py"));
         }
+        // Without backups, neither the backup collector nor the restore check.
+        const database = JSON.parse(withConfig({}).values["vps-ha:database"]);
+        delete database.backups;
+        const bare = planOf(withConfig({ database }));
+        const member = monitoringParts(bare, bare.nodes.find((n) => n.role === "db")!);
+        assert.equal(fileAt(member, RESTORE_CHECK_CONFIG), undefined);
+        assert.equal(fileAt(member, `/etc/systemd/system/${BACKUP_SIGNALS_UNIT}.timer`), undefined);
+        assert.equal(JSON.parse(fileAt(member, SIGNALS_CONFIG)!.content).stanza, undefined);
         // Patroni lets the exporter's OS user in as that role only, over the socket.
         assert.ok(pgHba("10.77.0.0/24").includes("local postgres vps_ha_monitor peer map=monitor"));
         const db = plan.nodes.find((n) => n.role === "db")!;

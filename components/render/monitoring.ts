@@ -7,14 +7,14 @@
 // etcd.ts, haproxy.ts). Debian 13's packages throughout.
 import { backupTarget, OFFLINE_SECRET, StackConfig } from "../config";
 import { alertmanagerSpec, alertRulesSpec, monitoringNodes, PROMETHEUS_RULES_FILE, prometheusSpec } from "../monitoring";
-import { HAPROXY_PORTS, MONITORING_PORTS, MONITORING_ROLE, PlannedNode, StackPlan } from "../plan";
+import { DB_PORTS, HAPROXY_PORTS, MONITORING_PORTS, MONITORING_ROLE, PlannedNode, StackPlan } from "../plan";
 import { ALERTMANAGER_CONFIG, ALERTMANAGER_DEFAULTS, ALERTMANAGER_SMTP_PASSWORD_FILE, ALERTMANAGER_UNIT, AlertDelivery, renderAlertmanagerConfig, renderAlertmanagerDefaults } from "./alertmanager";
 import { renderAlertRules } from "./alert-rules";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { DIRECTORY_STATUS } from "./directory-agent";
 import { ORIGIN_PEM } from "./haproxy";
 import { NODE_EXPORTER_DEFAULTS, NODE_EXPORTER_UNIT, renderNodeExporterDefaults } from "./node-exporter";
-import { APP_DATABASE, PG_SOCKET_DIR } from "./patroni";
+import { APP_DATABASE, PG_BIN_DIR, PG_SOCKET_DIR } from "./patroni";
 import { TLS_FILES } from "./pgbackrest";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
 import { MONITOR_DB_USER, POSTGRES_EXPORTER_DEFAULTS, POSTGRES_EXPORTER_QUERIES, POSTGRES_EXPORTER_UNIT, renderPostgresExporterDefaults, renderPostgresExporterQueries } from "./postgres-exporter";
@@ -35,6 +35,13 @@ export const SIGNAL_INTERVALS = { node: "1min", backup: "10min" } as const;
 /** Creates postgres_exporter's role on the primary (replicas get it by replication); until it exists. */
 export const MONITOR_ROLE_UNIT = "vps-ha-monitor-role";
 export const MONITOR_ROLE_SCRIPT = "/usr/local/lib/vps-ha/monitor-role";
+
+/** The daily restore check (vpsha.restore_check) on the member whose turn it is. */
+export const RESTORE_CHECK_TOOL = "/usr/local/sbin/vps-ha-restore-check";
+export const RESTORE_CHECK_CONFIG = "/etc/vps-ha/restore-check.json";
+export const RESTORE_CHECK_UNIT = "vps-ha-restore-check";
+/** After the night's full or differential backup (03:00) has had two hours. */
+export const RESTORE_CHECK_SCHEDULE = "*-*-* 05:00:00";
 
 export const MONITORING_PACKAGES = {
     node: ["prometheus-node-exporter", "python3-cryptography"],
@@ -110,6 +117,47 @@ q() { psql -h ${PG_SOCKET_DIR} -d postgres -XtAc "$1"; }
 [ "$(q 'SELECT pg_is_in_recovery()')" = f ] || exit 0
 q "SELECT 'CREATE ROLE ${MONITOR_DB_USER} LOGIN IN ROLE pg_monitor' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${MONITOR_DB_USER}')" | psql -h ${PG_SOCKET_DIR} -d postgres -Xq
 `;
+}
+
+/** The restore check's config: the stanza, where to restore, and whose turn it is (Patroni's view). */
+export function restoreCheckConfig(spec: { stanza: string; node: string; meshAddress?: string }): Record<string, unknown> {
+    return {
+        stanza: spec.stanza,
+        node: spec.node,
+        ...(spec.meshAddress ? { patroniUrl: `http://${spec.meshAddress}:${DB_PORTS.patroni}` } : {}),
+        user: "postgres",
+        pgBin: PG_BIN_DIR,
+        scratch: "/var/lib/postgresql/vps-ha-restore-check",
+        // Its own port, no network listener: the copy never meets a client or the cluster.
+        port: 5499,
+        database: APP_DATABASE,
+        signalTable: SIGNAL_TABLE,
+    };
+}
+
+/** The restore check's launcher and modules, as a node gets them. */
+export function restoreCheckFiles(): FilePart[] {
+    return toolFiles(RESTORE_CHECK_TOOL, "restore_check");
+}
+
+function restoreCheckPart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
+    const cfg = restoreCheckConfig({ stanza: plan.config.stack, node: node.name, meshAddress: node.meshAddress });
+    return {
+        files: [
+            ...restoreCheckFiles(),
+            { path: RESTORE_CHECK_CONFIG, content: JSON.stringify(cfg, null, 1) + "\n" },
+            {
+                path: unitPath(`${RESTORE_CHECK_UNIT}.service`),
+                // Root: it writes node_exporter's directory; PostgreSQL and pgBackRest run as postgres.
+                content: renderUnit({ Unit: { Description: "vps-ha restore check: the newest backup restored, started and checked" }, Service: { Type: "oneshot", ExecStart: `${RESTORE_CHECK_TOOL} --config ${RESTORE_CHECK_CONFIG}` } }),
+            },
+            {
+                path: unitPath(`${RESTORE_CHECK_UNIT}.timer`),
+                content: renderUnit({ Unit: { Description: "vps-ha restore check, daily" }, Timer: { OnCalendar: RESTORE_CHECK_SCHEDULE, Persistent: "true" }, Install: { WantedBy: "timers.target" } }),
+            },
+        ],
+        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", `${RESTORE_CHECK_UNIT}.timer`]],
+    };
 }
 
 function nodePart(plan: StackPlan, node: PlannedNode, secrets: MonitoringSecrets): CloudConfigPart {
@@ -196,6 +244,7 @@ function monitorPart(plan: StackPlan, node: PlannedNode, delivery: AlertDelivery
 export function monitoringParts(plan: StackPlan, node: PlannedNode, secrets: MonitoringSecrets = {}): CloudConfigPart[] {
     const parts = [nodePart(plan, node, secrets)];
     if (node.role === "db") parts.push(databasePart(node));
+    if (node.role === "db" && backupTarget(plan.config)) parts.push(restoreCheckPart(plan, node));
     if (node.role === MONITORING_ROLE && monitoringNodes(plan).some((n) => n.name === node.name)) {
         parts.push(monitorPart(plan, node, alertDelivery(plan.config), plan.config.alerts?.email?.password));
     }
