@@ -185,6 +185,11 @@ const shapes = {
          * commits until one returns (no commit is ever held by one copy); false: it goes on alone.
          */
         synchronousStrict: z.boolean().default(true),
+        /**
+         * Raise by one to rotate every generated database secret at once: the PostgreSQL users'
+         * passwords, the poolers' admin and the REST API's, and the backup cipher's passphrase.
+         */
+        secretsVersion: z.number().int("must be a whole number").min(1, "must be 1 or more").default(1),
         backups: z.strictObject({
             /** Default (R2 only): vps-ha-<stack>-backups, so stacks sharing an account never share a bucket. */
             bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')").optional(),
@@ -205,7 +210,7 @@ const shapes = {
             /** false only for a test endpoint with a self-signed certificate (the lab's). */
             verifyTls: z.boolean().default(true),
         }).optional(),
-    }).default({ synchronous: "quorum", synchronousStrict: true }),
+    }).default({ synchronous: "quorum", synchronousStrict: true, secretsVersion: 1 }),
     /**
      * Where the stack's own monitoring (Prometheus and Alertmanager on both HAProxy nodes) sends
      * alerts, and the outside dead-man's switch it pings. Absent: no alerts are sent. The URLs

@@ -7,6 +7,7 @@ import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { backupTarget } from "./config";
 import { NodeGroup, NodeGroupArgs } from "./node-group";
+import { placeholderPem, placeholderSecret } from "./placeholders";
 import { HAPROXY_PORTS, PlannedNode, StackPlan } from "./plan";
 import { databaseParts, DatabaseSecrets } from "./render/database";
 import { APP_DATABASE, DB_USERS } from "./render/patroni";
@@ -17,6 +18,7 @@ const CERT_RENEWAL_HOURS = 24 * 30;
 
 const PASSWORDS = ["superuser", "replication", "rewind", "app", "restApi", "backupCipher", "poolerAdmin"] as const;
 type PasswordName = (typeof PASSWORDS)[number];
+const PASSWORD_LENGTH = 32;
 
 /** libpq URLs naming both HAProxy nodes, so losing one never cuts the application off. */
 export function connectionStrings(plan: StackPlan, appPassword: string): { readWrite: string; readOnly: string; pooled: string } {
@@ -32,6 +34,22 @@ export function connectionStrings(plan: StackPlan, appPassword: string): { readW
 export interface PoolerSecrets {
     appPassword: string;
     adminPassword: string;
+}
+
+/** Stand-ins of the secrets' size (see placeholders.ts). */
+export function placeholderSecrets(plan: StackPlan, node: PlannedNode): DatabaseSecrets {
+    const pw = (p: PasswordName) => placeholderSecret(`${node.name}/${p}`, PASSWORD_LENGTH);
+    return {
+        superuserPassword: pw("superuser"),
+        replicationPassword: pw("replication"),
+        rewindPassword: pw("rewind"),
+        appPassword: pw("app"),
+        restApiPassword: pw("restApi"),
+        poolerAdminPassword: pw("poolerAdmin"),
+        ...(backupTarget(plan.config) && node.role === "db"
+            ? { backup: { cipherPassphrase: pw("backupCipher"), caCertPem: placeholderPem(`${node.name}/ca`, "CERTIFICATE", 800), certPem: placeholderPem(`${node.name}/cert`, "CERTIFICATE", 900), keyPem: placeholderPem(`${node.name}/key`, "PRIVATE KEY", 300) } }
+            : {}),
+    };
 }
 
 export class DatabaseCluster extends NodeGroup {
@@ -50,7 +68,10 @@ export class DatabaseCluster extends NodeGroup {
         const passwords = {} as Record<PasswordName, pulumi.Output<string>>;
         for (const p of PASSWORDS) {
             // Alphanumeric: they go into YAML, SQL, URLs and pgBackRest's config unquoted; 32 of 62 symbols is ~190 bits.
-            const pw = new random.RandomPassword(`${name}-${p}`, { length: 32, special: false }, { parent: this });
+            // A new secretsVersion replaces every one (keepers), and so rotates them all in one change;
+            // not the backup cipher's: the repository stays encrypted with the passphrase it was made with.
+            const keepers = p === "backupCipher" ? undefined : { secretsVersion: String(plan.config.database.secretsVersion) };
+            const pw = new random.RandomPassword(`${name}-${p}`, { length: PASSWORD_LENGTH, special: false, ...(keepers ? { keepers } : {}) }, { parent: this });
             passwords[p] = pulumi.secret(pw.result);
         }
         const members = plan.nodes.filter((n) => n.role === "db" || n.role === "witness");
@@ -65,7 +86,7 @@ export class DatabaseCluster extends NodeGroup {
                 poolerAdminPassword: pw.poolerAdmin,
                 ...(nodeTls ? { backup: { cipherPassphrase: pw.backupCipher, ...nodeTls } } : {}),
             }));
-        this.addNodes(args, members, (node) => secretsFor(node).apply((s) => databaseParts(plan, node, s)));
+        this.addNodes(args, members, (node) => secretsFor(node).apply((s) => databaseParts(plan, node, s)), (node) => databaseParts(plan, node, placeholderSecrets(plan, node)));
 
         const urls = passwords.app.apply((pw) => connectionStrings(plan, pw));
         this.connectionString = pulumi.secret(urls.apply((u) => u.readWrite));

@@ -42,16 +42,41 @@ export interface DesiredFile {
     content: string;
 }
 
-/** Restart `unit` once the files are written, when any of `paths` changed. */
+/** Restart (or reload) `unit` once the files are written, when any of `paths` changed. */
 export interface DesiredRestart {
     unit: string;
     paths: string[];
+    /** Reload instead of restart (the daemon rereads its files and keeps its connections). */
+    reload?: boolean;
+}
+
+export interface DesiredRollout {
+    /** The rollout group: "db" (members and witness), "haproxy" or "app". */
+    group: string;
+    /** The same for every node of the group in one published change (an HMAC over the group's contents without `rollout`). */
+    id: string;
+    /** Every node of the group, this one included, in rollout order, with the mesh address its status is read at. */
+    order: { name: string; meshAddress: string }[];
+    /** TCP port on the mesh where each node serves its status JSON. */
+    statusPort: number;
+    /** Commands that must all exit 0 for this node to count as healthy after a change. */
+    health: string[][];
+    healthTimeoutSeconds: number;
+    /** Restarting one of these units on the Patroni primary hands it over first (the planned switchover). */
+    handoverUnits: string[];
 }
 
 /** What a node must hold, before the stack, node and generation are attached. */
 export interface DesiredContent {
     files: DesiredFile[];
+    /** In the order they run; a unit file's change runs `systemctl daemon-reload` first. */
     restarts?: DesiredRestart[];
+    /** Debian packages the node needs: installed when missing, before the files their users own are written. */
+    packages?: string[];
+    /** Run in order once, after the files of the node's first applied document; never on a later generation. */
+    setup?: string[][];
+    /** Passed untouched to the node's rollout gate (vpsha.rollout) for a generation after the first. */
+    rollout?: DesiredRollout;
 }
 
 export interface DesiredDocument extends DesiredContent {
@@ -83,7 +108,9 @@ const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const PATH = /^(\/[A-Za-z0-9._@+-]+)+$/;
 const MODE = /^0[0-7]{3}$/;
 const OWNER = /^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$/;
-const UNIT = /^[A-Za-z0-9@_.-]{1,200}\.(service|socket|timer|target|path)$/;
+// An instance may be a glob ("vps-ha-app@*.service": every running instance of the template).
+const UNIT = /^[A-Za-z0-9@_.*-]{1,200}\.(service|socket|timer|target|path)$/;
+const PACKAGE = /^[a-z0-9][a-z0-9+.-]{0,99}$/;
 const KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/; // 32 bytes in base64
 
 function fail(node: string, path: string, value: unknown, allowed: string): never {
@@ -108,9 +135,44 @@ export function canonicalContent(node: string, c: DesiredContent): DesiredConten
         if (typeof r.unit !== "string" || !UNIT.test(r.unit)) fail(node, `restarts[${i}].unit`, r.unit, "expected a systemd unit name like haproxy.service");
         if (!Array.isArray(r.paths) || r.paths.length === 0) fail(node, `restarts[${i}].paths`, r.paths, "expected a non-empty list of the document's file paths");
         r.paths.forEach((p, j) => paths.has(p) || fail(node, `restarts[${i}].paths[${j}]`, p, "expected one of the document's file paths"));
-        return { unit: r.unit, paths: [...r.paths].sort() };
+        if (r.reload !== undefined && typeof r.reload !== "boolean") fail(node, `restarts[${i}].reload`, r.reload, "expected true or false");
+        return { unit: r.unit, paths: [...r.paths].sort(), ...(r.reload ? { reload: true } : {}) };
     });
-    return restarts.length ? { files, restarts } : { files };
+    const packages = [...new Set(c.packages ?? [])].sort();
+    packages.forEach((p, i) => typeof p === "string" && PACKAGE.test(p) || fail(node, `packages[${i}]`, p, "expected a Debian package name"));
+    const setup = (c.setup ?? []).map((cmd, i) => {
+        if (!Array.isArray(cmd) || cmd.length === 0 || cmd.some((a) => typeof a !== "string")) fail(node, `setup[${i}]`, cmd, "expected a non-empty argv (a list of strings)");
+        return [...cmd];
+    });
+    return {
+        files,
+        ...(restarts.length ? { restarts } : {}),
+        ...(packages.length ? { packages } : {}),
+        ...(setup.length ? { setup } : {}),
+        ...(c.rollout !== undefined ? { rollout: canonicalRollout(node, c.rollout) } : {}),
+    };
+}
+
+/** The rollout spec in a fixed key order; its meaning is the rollout gate's, only its shape is checked here. */
+function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
+    const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === "string");
+    if (typeof r !== "object" || r === null) fail(node, "rollout", r, "expected an object");
+    if (typeof r.group !== "string" || !r.group) fail(node, "rollout.group", r.group, "expected a group name");
+    if (typeof r.id !== "string" || !r.id) fail(node, "rollout.id", r.id, "expected the change's id");
+    if (!Array.isArray(r.order) || r.order.some((o) => typeof o?.name !== "string" || typeof o?.meshAddress !== "string")) fail(node, "rollout.order", r.order, "expected a list of {name, meshAddress}");
+    if (!Number.isInteger(r.statusPort) || r.statusPort < 1 || r.statusPort > 65535) fail(node, "rollout.statusPort", r.statusPort, "expected a TCP port");
+    if (!Array.isArray(r.health) || !r.health.every(strings)) fail(node, "rollout.health", r.health, "expected a list of argv lists");
+    if (typeof r.healthTimeoutSeconds !== "number" || !(r.healthTimeoutSeconds > 0)) fail(node, "rollout.healthTimeoutSeconds", r.healthTimeoutSeconds, "expected a positive number of seconds");
+    if (!strings(r.handoverUnits)) fail(node, "rollout.handoverUnits", r.handoverUnits, "expected a list of unit names");
+    return {
+        group: r.group,
+        id: r.id,
+        order: r.order.map((o) => ({ name: o.name, meshAddress: o.meshAddress })),
+        statusPort: r.statusPort,
+        health: r.health.map((h) => [...h]),
+        healthTimeoutSeconds: r.healthTimeoutSeconds,
+        handoverUnits: [...r.handoverUnits],
+    };
 }
 
 function document(stack: string, node: string, generation: number, c: DesiredContent): DesiredDocument {

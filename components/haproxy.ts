@@ -2,6 +2,7 @@
 // nodes and routes database clients to the current Patroni primary, over the mesh.
 import * as pulumi from "@pulumi/pulumi";
 import { frontDoorHostnames } from "./config";
+import { placeholderPem, placeholderSecret } from "./placeholders";
 import { NodeGroup, NodeGroupArgs } from "./node-group";
 import { DB_PORTS, HAPROXY_PORTS, StackPlan } from "./plan";
 import { PoolerSecrets } from "./database";
@@ -53,7 +54,11 @@ export class HaproxyPair extends NodeGroup {
         const { plan } = args;
         const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler]));
         this.addNodes(args, plan.nodes.filter((n) => n.role === "haproxy"), (node) =>
-            inputs.apply(([pem, pooler]) => [haproxyPart(haproxyConfig(plan, node.meshAddress), pem), pgbouncerPart(poolerConfig(node.meshAddress, pooler))]));
+            inputs.apply(([pem, pooler]) => [haproxyPart(haproxyConfig(plan, node.meshAddress), pem), pgbouncerPart(poolerConfig(node.meshAddress, pooler))]),
+        (node) => [
+            haproxyPart(haproxyConfig(plan, node.meshAddress), placeholderPem("origin/cert", "CERTIFICATE", 1500) + placeholderPem("origin/key", "PRIVATE KEY", 300)),
+            pgbouncerPart(poolerConfig(node.meshAddress, { appPassword: placeholderSecret("app", 32), adminPassword: placeholderSecret("poolerAdmin", 32) })),
+        ]);
         this.registerOutputs({});
     }
 }

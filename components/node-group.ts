@@ -1,7 +1,11 @@
-// The nodes of one role, each booted with the shared base (mesh, host firewall, SSH policy) plus
-// what the role adds. The role components (AppTier, HaproxyPair, DatabaseCluster) are groups.
+// The nodes of one role: each booted from a small bootstrap (identity, mesh interface, the
+// desired-state agent) and given the rest as its desired state (the shared base plus what the
+// role adds), published beside its name. The role components (AppTier, HaproxyPair,
+// DatabaseCluster) are groups.
 import * as pulumi from "@pulumi/pulumi";
-import { nodeBoot } from "./boot";
+import { nodeBootstrap, nodeDesired } from "./boot";
+import { chunksFor } from "./desired-state-records";
+import { DesiredState } from "./desired-state";
 import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
 import { VpsNode } from "./node";
@@ -21,6 +25,9 @@ export interface NodeGroupArgs {
     lifecycles: Readonly<Record<string, ServerLifecycle>>;
 }
 
+/** Room in a node's records for what the real secrets compress to beyond their stand-ins. */
+const DESIRED_SPARE_BYTES = 512;
+
 export abstract class NodeGroup extends pulumi.ComponentResource {
     readonly nodes: VpsNode[] = [];
 
@@ -28,13 +35,32 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
         super(type, name, {}, opts);
     }
 
-    /** Creates a VpsNode per planned node; `parts` says what the role adds to a node's boot. */
-    protected addNodes(args: NodeGroupArgs, members: PlannedNode[], parts: (node: PlannedNode) => pulumi.Input<CloudConfigPart[]>): void {
+    /**
+     * Creates a VpsNode and its DesiredState per planned node. `parts` says what the role adds
+     * (with its secrets); `planned` the same with stand-ins of the secrets' size
+     * (placeholders.ts), which sizes the document's records before any secret resolves.
+     */
+    protected addNodes(args: NodeGroupArgs, members: PlannedNode[], parts: (node: PlannedNode) => pulumi.Input<CloudConfigPart[]>, planned: (node: PlannedNode) => CloudConfigPart[]): void {
+        const { plan } = args;
+        // The key's real value is not known yet, only its size (32 bytes).
+        const keyStandIn = Buffer.alloc(32, 7).toString("base64");
         for (const node of members) {
             const userData = pulumi
-                .all([args.mesh.interfaceFor(node), args.directory.publicKey, pulumi.output(parts(node))])
-                .apply(([mesh, directoryKey, roleParts]) => renderCloudConfig(nodeBoot(args.plan, node, mesh, directoryKey, roleParts as CloudConfigPart[])));
-            this.nodes.push(new VpsNode(node.name, { plan: args.plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this }));
+                .all([args.mesh.interfaceFor(node), args.directory.publicKey])
+                .apply(([mesh, directoryKey]) => renderCloudConfig(nodeBootstrap(plan, node, mesh, directoryKey)));
+            const vps = new VpsNode(node.name, { plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this });
+            this.nodes.push(vps);
+            const content = pulumi.all([args.directory.publicKey, pulumi.output(parts(node))]).apply(([directoryKey, roleParts]) => nodeDesired(plan, node, directoryKey, roleParts as CloudConfigPart[]));
+            new DesiredState(`${node.name}-desired`, {
+                stack: plan.config.stack,
+                node: node.name,
+                dnsName: node.dnsName,
+                zoneId: plan.config.cloudflare.zoneId,
+                wireguardKey: args.mesh.publicKeys[node.name],
+                signingKey: args.directory.signingKey,
+                content,
+                chunks: chunksFor(plan.config.stack, node.name, nodeDesired(plan, node, keyStandIn, planned(node)), DESIRED_SPARE_BYTES),
+            }, { parent: this, dependsOn: [vps] });
         }
     }
 }

@@ -39,6 +39,8 @@ export interface NodeChange {
     reasons: string[];
     /** Only for a replacement: the server moves to another provider (the old one is another resource). */
     providerMove?: boolean;
+    /** For a server kept: what its desired state's change does on it (components/in-place.ts), when known. */
+    inPlace?: string;
 }
 
 export function isMember(role: string): boolean {
@@ -106,9 +108,6 @@ export function replacementProblems(changes: readonly NodeChange[], before: read
             `this change takes ${down.length} database members or etcd voters down in one pulumi up: ${down.map((c) => `${c.name} (${c.reasons.join("; ")})`).join(", ")}. ` +
                 `A majority down together loses the quorum and may lose acknowledged writes, so one pulumi up takes one down at most: ` +
                 `apply the change one member per pulumi up, in this order: ${order.map((c) => c.name).join(", ")}, each after the last has rejoined (patronictl list shows it streaming). ` +
-                (changes.some((c) => c.member && (c.kind === "new" || c.kind === "remove")) && down.filter((c) => c.kind === "replace").length > 1
-                    ? "Adding or removing a member rewrites every member's user-data, so the member set cannot change in one pulumi up. "
-                    : "") +
                 "Nothing was changed.",
         );
     }
@@ -176,5 +175,8 @@ export function describeChange(c: NodeChange): string {
         replace: "REPLACES the server",
         remove: "DELETES the server",
     };
-    return `${c.name} (${c.role}): ${what[c.kind]}${c.reasons.length > 0 && c.kind !== "remove" ? `: ${c.reasons.join("; ")}` : ""}`;
+    const kept = c.kind === "same" || c.kind === "restart";
+    const inPlace = kept && c.inPlace !== undefined && c.inPlace !== "unchanged" ? `; ${c.inPlace}` : "";
+    const head = c.kind === "same" && inPlace ? "same server" : what[c.kind];
+    return `${c.name} (${c.role}): ${head}${c.reasons.length > 0 && c.kind !== "remove" ? `: ${c.reasons.join("; ")}` : ""}${inPlace}`;
 }

@@ -14,6 +14,7 @@ import { resolve } from "node:path";
 import { ConfigError, parseStackConfig } from "../components/config";
 import { buildPlan, StackPlan } from "../components/plan";
 import { catalogs } from "../components/providers/catalogs";
+import { describeInPlace, inPlaceChange } from "../components/in-place";
 import { compareServers, describeChange, factsFromOutputs, NodeChange, replacementProblems, ServerFacts } from "../components/replacement";
 import type { FailureRow } from "../components/failures";
 import { cloudflareSummary, CloudflareSummary, formatCloudflare } from "./lib/plan-cloudflare";
@@ -57,19 +58,27 @@ export async function planReport(source: string, stack: string, deployed?: Deplo
     const file = readStackFile(source);
     const secretsToSet = checkConfig(file, stack, source).config.missingSecrets;
     let before: ServerFacts[] | undefined;
+    let beforeDesired: Evaluation["desired"] | undefined;
     if (deployed && "stackFile" in deployed) {
         const deployedFile = readStackFile(deployed.stackFile);
         checkConfig(deployedFile, stack, deployed.stackFile);
         // Evaluated in this process as the current file is, so their generated keys are the same:
         // what differs in a node's user-data is what the change does to it.
-        before = factsOf(await evaluateProgram({ stack, values: deployedFile.values, secretKeys: deployedFile.secretKeys, env: {} }));
+        const was = await evaluateProgram({ stack, values: deployedFile.values, secretKeys: deployedFile.secretKeys, env: {} });
+        before = factsOf(was);
+        beforeDesired = was.desired;
     }
     if (deployed && "outputs" in deployed) before = readOutputs(deployed.outputs);
     // As a first deployment: the comparison below is the one the program makes before it creates anything.
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const report: PlanReport = { ...toReport(evaluation, stack, source), secretsToSet };
     if (deployed) {
-        const changes = compareServers(before, factsOf(evaluation));
+        // A kept server's desired state is compared file by file (known when the deployed side is a stack file).
+        const changes = compareServers(before, factsOf(evaluation)).map((c) => {
+            const was = beforeDesired?.[c.name];
+            const now = evaluation.desired[c.name];
+            return was && now && (c.kind === "same" || c.kind === "restart") ? { ...c, inPlace: describeInPlace(inPlaceChange(was, now)) } : c;
+        });
         report.replacement = { against: "stackFile" in deployed ? deployed.stackFile : deployed.outputs, changes, problems: replacementProblems(changes, before) };
     }
     return report;

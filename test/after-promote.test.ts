@@ -71,7 +71,7 @@ describe("a promotion without idle seconds, run for real (PostgreSQL 17, the pg_
         const rootfs = await labRootfs(prod);
         const address = (prod.outputs.nodes as { name: string; meshAddress: string }[]).find((n) => n.name === NODE)?.meshAddress as string;
         sb = await Sandbox.open(`vhtest-ap${process.pid}`, rootfs, [{ name: NODE, address }]);
-        const files = parse(prod.userData[NODE]).write_files as { path: string; content: string; permissions?: string; owner?: string }[];
+        const files = parse(prod.config[NODE]).write_files as { path: string; content: string; permissions?: string; owner?: string }[];
         for (const f of files) sb.write(NODE, f.path, f.content, f.permissions ?? "0644", f.owner ?? "root:root");
         const yml = parse(files.find((f) => f.path === PATRONI_CONFIG)?.content as string, { version: "1.1" });
         restAuth = "Basic " + Buffer.from(`${yml.restapi.authentication.username}:${yml.restapi.authentication.password}`).toString("base64");

@@ -11,7 +11,7 @@ interface CloudConfig {
     runcmd: string[][];
 }
 
-const cloudConfig = (e: Evaluation, node: string) => parse(e.userData[node]) as CloudConfig;
+const cloudConfig = (e: Evaluation, node: string) => parse(e.config[node]) as CloudConfig;
 const fileOf = (e: Evaluation, node: string, path: string) => cloudConfig(e, node).write_files.find((f) => f.path === path);
 
 describe("app tier (mock runtime)", function () {

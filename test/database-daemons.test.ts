@@ -52,7 +52,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
     before(async function () {
         requireTools(this, ["ip", "unshare", "nsenter", "chroot", "mount", "ss"], true);
         prod = await evaluate();
-        const packages = [...new Set(Object.values(prod.userData).flatMap((u) => parse(u).packages as string[]))].sort();
+        const packages = [...new Set(Object.values(prod.config).flatMap((u) => parse(u).packages as string[]))].sort();
         let rootfs: string;
         try {
             // The union of every node's packages: the very root filesystem the lab builds and caches.
@@ -70,7 +70,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
         sb = await Sandbox.open(`vh-dbcheck-${process.pid}`, rootfs, DB.map((name) => ({ name, address: mesh[name] })));
         // Each node gets its cloud-config's files and non-service commands; services are started below.
         for (const n of DB) {
-            const doc = parse(prod.userData[n]) as { write_files: WriteFile[]; runcmd: string[][] };
+            const doc = parse(prod.config[n]) as { write_files: WriteFile[]; runcmd: string[][] };
             for (const f of doc.write_files) sb.write(n, f.path, f.content, f.permissions ?? "0644", f.owner ?? "root:root");
             // What the directory agent writes once it has put the other nodes on the mesh (here the
             // sandbox's flat network needs none); etcd's join script waits for it.

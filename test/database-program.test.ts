@@ -45,7 +45,7 @@ describe("program: the database tier (mock runtime)", function () {
         const passwords = Object.fromEntries(ofType(prod, RANDOM_PASSWORD).map((r) => [r.name.replace(/^database-/, ""), String(r.outputs.result)]));
         for (const name of ["superuser", "replication", "rewind", "app", "restApi", "backupCipher", "poolerAdmin"]) assert.match(passwords[name] ?? "", /^[A-Za-z0-9]{32}$/, name);
         for (const db of plan.nodes.filter((n) => n.role === "db")) {
-            const userData = prod.userData[db.name];
+            const userData = prod.config[db.name];
             const expected = databaseParts(plan, db, {
                 superuserPassword: passwords.superuser,
                 replicationPassword: passwords.replication,
@@ -59,21 +59,22 @@ describe("program: the database tier (mock runtime)", function () {
                 assert.equal(fileIn(userData, path).content, expected.find((f) => f.path === path)?.content, `${db.name}: ${path}`);
             }
             const patroni = fileIn(userData, PATRONI_CONFIG);
-            assert.deepEqual([patroni.owner, patroni.permissions, patroni.defer], ["postgres:postgres", "0600", true]);
+            // Written once its owner exists: the desired-state agent writes such files after the packages.
+            assert.deepEqual([patroni.owner, patroni.permissions], ["postgres:postgres", "0600"]);
             assert.equal(parse(patroni.content).name, db.name);
             assert.ok(parse(userData).packages.includes("patroni"));
         }
         for (const other of plan.nodes.filter((n) => n.role !== "db" && n.role !== "witness")) {
-            assert.ok(!prod.userData[other.name].includes(PATRONI_CONFIG), `${other.name} runs no database`);
+            assert.ok(!prod.config[other.name].includes(PATRONI_CONFIG), `${other.name} runs no database`);
         }
     });
 
     it("gives each member a certificate for pgBackRest's TLS, signed by one CA, naming its mesh address", () => {
-        const ca = fileIn(prod.userData["db-1"], "/etc/pgbackrest/tls/ca.crt").content;
+        const ca = fileIn(prod.config["db-1"], "/etc/pgbackrest/tls/ca.crt").content;
         for (const db of ["db-1", "db-2", "db-3"]) {
-            assert.equal(fileIn(prod.userData[db], "/etc/pgbackrest/tls/ca.crt").content, ca);
-            assert.match(fileIn(prod.userData[db], "/etc/pgbackrest/tls/node.crt").content, /^-----BEGIN CERTIFICATE-----\n/);
-            const key = fileIn(prod.userData[db], "/etc/pgbackrest/tls/node.key");
+            assert.equal(fileIn(prod.config[db], "/etc/pgbackrest/tls/ca.crt").content, ca);
+            assert.match(fileIn(prod.config[db], "/etc/pgbackrest/tls/node.crt").content, /^-----BEGIN CERTIFICATE-----\n/);
+            const key = fileIn(prod.config[db], "/etc/pgbackrest/tls/node.key");
             assert.deepEqual([key.owner, key.permissions], ["postgres:postgres", "0600"]);
             assert.match(key.content, /^-----BEGIN (EC )?PRIVATE KEY-----\n/);
         }
@@ -82,9 +83,9 @@ describe("program: the database tier (mock runtime)", function () {
     it("keeps every generated password, the backup credentials and keys secret, in inputs and outputs", () => {
         const passwords = ofType(prod, RANDOM_PASSWORD);
         assert.equal(passwords.length, 7);
-        const keys = ["db-1", "db-2", "db-3"].map((n) => fileIn(prod.userData[n], "/etc/pgbackrest/tls/node.key").content.split("\n")[1]);
+        const keys = ["db-1", "db-2", "db-3"].map((n) => fileIn(prod.config[n], "/etc/pgbackrest/tls/node.key").content.split("\n")[1]);
         const secrets = [...passwords.map((p) => String(p.outputs.result)), S3.accessKeyId, S3.secretAccessKey, ...keys];
-        for (const s of secrets) assert.ok(Object.values(prod.userData).some((u) => u.includes(s)), "each secret does reach a node");
+        for (const s of secrets) assert.ok(Object.values(prod.config).some((u) => u.includes(s)), "each secret does reach a node");
         for (const { name, text } of openInputs(prod)) {
             for (const s of secrets) assert.ok(!text.includes(s), `${name} carries a secret in a non-secret input`);
         }
@@ -106,6 +107,6 @@ describe("program: the database tier (mock runtime)", function () {
 
     it("renders the same secrets and files on every evaluation", async () => {
         const again = await evaluate(file);
-        for (const db of ["db-1", "db-2", "db-3"]) assert.equal(again.userData[db], prod.userData[db], db);
+        for (const db of ["db-1", "db-2", "db-3"]) assert.equal(again.config[db], prod.config[db], db);
     });
 });

@@ -89,7 +89,7 @@ describe("a new cluster from the backup repository, never an empty one over real
         const rootfs = await labRootfs(prod);
         mesh = (prod.outputs.nodes as { name: string; meshAddress: string }[]).find((n) => n.name === NODE)?.meshAddress as string;
         sb = await Sandbox.open(`vhtest-rs${process.pid}`, rootfs, [{ name: NODE, address: mesh }]);
-        const doc = parse(prod.userData[NODE]) as { write_files: WriteFile[]; runcmd: string[][] };
+        const doc = parse(prod.config[NODE]) as { write_files: WriteFile[]; runcmd: string[][] };
         for (const f of doc.write_files) sb.write(NODE, f.path, f.content, f.permissions ?? "0644", f.owner ?? "root:root");
         for (const cmd of doc.runcmd.filter((c) => c[0] !== "systemctl")) ok(cmd);
         // One member: its own etcd only, and commits that do not wait for standbys it does not have.

@@ -96,7 +96,7 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         dns = spawn("ip", ["netns", "exec", sb.netns(NODE), cmd, ...args], { stdio: "ignore" });
         await waitServed(zone, generation, 15000);
         // The node's own files, as its cloud-config writes them; HAProxy is run here without systemd.
-        for (const f of filesOf(prod.userData[NODE])) sb.write(NODE, f.path, f.content, f.permissions);
+        for (const f of filesOf(prod.config[NODE])) sb.write(NODE, f.path, f.content, f.permissions);
         const extra = JSON.parse(exec(["cat", "/etc/vps-ha/directory.d/haproxy.json"])) as { haproxy: Record<string, unknown> };
         extra.haproxy.isActive = ["test", "-e", "/run/haproxy.pid"];
         extra.haproxy.reload = ["sh", "-c", "kill -USR2 $(cat /run/haproxy.pid)"];

@@ -9,7 +9,7 @@ describe("etcd leader kept off the PostgreSQL primary", function () {
 
     it("runs on every database node that votes in etcd, and nowhere else", async () => {
         const e = await evaluate();
-        for (const [node, userData] of Object.entries(e.userData)) {
+        for (const [node, userData] of Object.entries(e.config)) {
             const doc = parse(userData) as { write_files: { path: string; content: string }[]; runcmd: string[][] };
             const unit = doc.write_files.find((f) => f.path === `/etc/systemd/system/${LEADER_AWAY_UNIT}`)?.content;
             const has = doc.write_files.some((f) => f.path === LEADER_AWAY_SCRIPT);

@@ -77,7 +77,7 @@ describe("Cloudflare front door (mock runtime)", function () {
             );
             assert.equal(m.accountId, PROD_CLOUDFLARE().accountId);
             // HAProxy answers that very path itself.
-            for (const lb of ["lb-1", "lb-2"]) assert.match(filesOf(e.userData[lb])[HAPROXY_CFG], /\n\s+monitor-uri \/ready\n/);
+            for (const lb of ["lb-1", "lb-2"]) assert.match(filesOf(e.config[lb])[HAPROXY_CFG], /\n\s+monitor-uri \/ready\n/);
             const d = one(prod, T.monitor).inputs;
             assert.deepEqual([d.path, d.interval, d.retries, d.timeout], ["/healthz", 60, 2, 5]);
         });
@@ -213,7 +213,7 @@ describe("Cloudflare front door (mock runtime)", function () {
             security_header: { strict_transport_security: { enabled: true, max_age: 86400, include_subdomains: true, nosniff: true, preload: false } },
         });
         for (const s of ofType(e, T.setting)) assert.equal(s.inputs.zoneId, PROD_CLOUDFLARE().zoneId);
-        for (const lb of ["lb-1", "lb-2"]) assert.match(filesOf(e.userData[lb])[HAPROXY_CFG], /Strict-Transport-Security "max-age=86400; includeSubDomains"/);
+        for (const lb of ["lb-1", "lb-2"]) assert.match(filesOf(e.config[lb])[HAPROXY_CFG], /Strict-Transport-Security "max-age=86400; includeSubDomains"/);
     });
 
     it("gives the HAProxy nodes an Origin CA certificate for the zone, for the program's own key, valid 15 years", () => {
@@ -221,8 +221,8 @@ describe("Cloudflare front door (mock runtime)", function () {
         assert.deepEqual(cert.inputs.hostnames, ["example.com", "*.example.com"]);
         assert.equal(cert.inputs.requestType, "origin-ecc");
         assert.equal(cert.inputs.requestedValidity, 5475);
-        const pem = filesOf(prod.userData["lb-1"])[ORIGIN_PEM];
-        assert.equal(filesOf(prod.userData["lb-2"])[ORIGIN_PEM], pem);
+        const pem = filesOf(prod.config["lb-1"])[ORIGIN_PEM];
+        assert.equal(filesOf(prod.config["lb-2"])[ORIGIN_PEM], pem);
         const certPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/.exec(pem)?.[0] as string;
         const keyPem = /-----BEGIN (EC )?PRIVATE KEY-----[\s\S]+?-----END (EC )?PRIVATE KEY-----\n/.exec(pem)?.[0] as string;
         assert.ok(certPem && keyPem, "the PEM holds a certificate and its key");
@@ -238,7 +238,7 @@ describe("Cloudflare front door (mock runtime)", function () {
     });
 
     it("keeps the origin key out of every non-secret input and every output", () => {
-        const keyPem = /-----BEGIN (EC )?PRIVATE KEY-----[\s\S]+?-----END (EC )?PRIVATE KEY-----/.exec(filesOf(prod.userData["lb-1"])[ORIGIN_PEM])?.[0] as string;
+        const keyPem = /-----BEGIN (EC )?PRIVATE KEY-----[\s\S]+?-----END (EC )?PRIVATE KEY-----/.exec(filesOf(prod.config["lb-1"])[ORIGIN_PEM])?.[0] as string;
         const body = keyPem.split("\n")[1];
         assert.ok(body.length > 20);
         for (const r of prod.resources) {

@@ -22,7 +22,7 @@ describe("HAProxy pair config", function () {
 
     it("routes 5000 to the Patroni primary and 5001 to replicas on the mesh address only", () => {
         for (const lb of ["lb-1", "lb-2"]) {
-            const cfg = filesOf(prod.userData[lb])[HAPROXY_CFG];
+            const cfg = filesOf(prod.config[lb])[HAPROXY_CFG];
             const mesh = (prod.outputs.nodes as { name: string; meshAddress: string }[]).find((n) => n.name === lb)?.meshAddress;
             assert.match(cfg, new RegExp(`bind ${mesh}:5000\\n`));
             assert.match(cfg, new RegExp(`bind ${mesh}:5001\\n`));
@@ -32,7 +32,7 @@ describe("HAProxy pair config", function () {
             // No node is named: the directory agent keeps the server lines between these markers.
             assert.doesNotMatch(cfg, /^\s*server /m);
             for (const n of ["app-1", "app-2", "db-1", "db-2", "db-3"]) assert.ok(!cfg.includes(n), `${lb}'s haproxy.cfg names ${n}`);
-            const agent = (JSON.parse(filesOf(prod.userData[lb])["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
+            const agent = (JSON.parse(filesOf(prod.config[lb])["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
             assert.deepEqual(agent.blocks.map((b) => [b.id, b.role, b.line.trim(), b.release]), [
                 ["app", "app", "server {name}-{port} {address}:{port} check", "active"],
                 ["app-candidate", "app", "server {name}-{port} {address}:{port} check", "candidate"],
@@ -50,14 +50,14 @@ describe("HAProxy pair config", function () {
             assert.match(cfg, new RegExp(`server-state-file ${SERVER_STATE_FILE}`));
             assert.match(cfg, /load-server-state-from-file global/);
         }
-        assert.equal(filesOf(prod.userData["db-1"])[HAPROXY_CFG], undefined);
+        assert.equal(filesOf(prod.config["db-1"])[HAPROXY_CFG], undefined);
     });
 
     it("every rendered haproxy.cfg passes haproxy -c (Debian 13, HAProxy 3.0) @rootfs", async function () {
         requireTools(this, ["debootstrap", "unshare", "chroot"], true);
         const rootfs = await labRootfs(prod);
         for (const lb of ["lb-1", "lb-2"]) {
-            const files = filesOf(prod.userData[lb]);
+            const files = filesOf(prod.config[lb]);
             // As booted (no servers yet), and with servers between the markers as the agent writes them.
             const agent = (JSON.parse(files["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
             let filled = files[HAPROXY_CFG];
@@ -80,10 +80,10 @@ describe("HAProxy pair config", function () {
         const version = runInRootfs(rootfs, {}, ["haproxy", "-v"]);
         assert.match(version.stdout, /HAProxy version 3\.0\./);
         // And the check does catch a broken file.
-        const broken = runInRootfs(rootfs, { [HAPROXY_CFG]: filesOf(prod.userData["lb-1"])[HAPROXY_CFG].replace("balance roundrobin", "balance sideways") }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
+        const broken = runInRootfs(rootfs, { [HAPROXY_CFG]: filesOf(prod.config["lb-1"])[HAPROXY_CFG].replace("balance roundrobin", "balance sideways") }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
         assert.notEqual(broken.status, 0);
         // It loads the origin certificate too: the Origin CA certificate with a key that is not its own is refused.
-        const files = filesOf(prod.userData["lb-1"]);
+        const files = filesOf(prod.config["lb-1"]);
         const otherKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "sec1" }).toString();
         const wrongPem = files[ORIGIN_PEM].replace(/-----BEGIN EC PRIVATE KEY-----[\s\S]+-----END EC PRIVATE KEY-----\n/, otherKey);
         assert.notEqual(wrongPem, files[ORIGIN_PEM]);

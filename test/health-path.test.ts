@@ -37,7 +37,7 @@ describe("a health path with a query, where it lands", function () {
         requireTools(this, ["debootstrap", "unshare", "chroot"], true);
         const prod = prodStack();
         const e = await evaluate(withConfig({ app: { ...JSON.parse(prod.values["vps-ha:app"]), healthPath: PATH_WITH_QUERY } }));
-        const files = Object.fromEntries((parse(e.userData["lb-1"]).write_files as { path: string; content: string }[]).map((f) => [f.path, f.content]));
+        const files = Object.fromEntries((parse(e.config["lb-1"]).write_files as { path: string; content: string }[]).map((f) => [f.path, f.content]));
         assert.ok(files[HAPROXY_CFG].includes(`option httpchk GET ${PATH_WITH_QUERY}\n`));
         const rootfs = await labRootfs(e);
         const r = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], [ORIGIN_PEM]: files[ORIGIN_PEM] }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);

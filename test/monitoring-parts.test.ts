@@ -148,11 +148,10 @@ describe("monitoring on the nodes: every node's parts and ports", function () {
             assert.deepEqual(rules.map((r) => r.port).sort(), want, node.name);
             for (const r of rules) assert.deepEqual(r.from, { meshRoles: ["haproxy"] }, `${node.name} ${r.service}`);
         }
-        // The program's own user-data carries them (the host firewall), and no provider firewall opens them.
+        // What the program gives each node (its desired state holds the host firewall), and no provider firewall opens them.
         const e = await evaluate(withAlerts());
         for (const node of plan.nodes) {
-            const userData = e.userData[node.name];
-            assert.match(userData, /ip saddr @mesh_haproxy tcp dport 9100 accept comment "node-exporter"/, node.name);
+            assert.match(e.config[node.name], /ip saddr @mesh_haproxy tcp dport 9100 accept comment "node-exporter"/, node.name);
         }
         const publicPorts = JSON.stringify(e.resources.filter((r) => /firewall/i.test(r.type)).map((r) => r.inputs));
         for (const port of Object.values(MONITORING_PORTS)) assert.ok(!new RegExp(`"${port}"|:${port}\\b|"port":${port}\\b`).test(publicPorts), `port ${port} on a provider firewall`);

@@ -43,7 +43,7 @@ const TOOLS = [
 ];
 
 type Files = { path: string; content: string; permissions: string }[];
-const filesOf = (e: Evaluation, node: string) => (parse(e.userData[node]) as { write_files: Files }).write_files;
+const filesOf = (e: Evaluation, node: string) => (parse(e.config[node]) as { write_files: Files }).write_files;
 
 /**
  * Records signed by components/directory-records.ts with a fixed test key (Ed25519 signatures
@@ -123,7 +123,7 @@ describe("the node agent's package as nodes get it", function () {
     it("keeps every node's packed user data under Hetzner's 32 KiB, on the prod stack and the lab's witness stack", async () => {
         const witness = await evaluate(readStackFile(join(LAB_STACKS_DIR, "witness.yaml")));
         for (const e of [prod, witness]) {
-            for (const [node, userData] of Object.entries(e.userData)) {
+            for (const [node, userData] of Object.entries(e.config)) {
                 const packed = packUserData(userData).length;
                 assert.ok(packed < HCLOUD_USER_DATA_LIMIT, `${node}: ${packed} bytes packed`);
             }

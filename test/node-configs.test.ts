@@ -28,7 +28,7 @@ describe("rendered node configs, checked by the real tools", function () {
 
     it("every cloud-config passes cloud-init's schema", function () {
         requireTools(this, ["cloud-init"]);
-        for (const [node, userData] of Object.entries(prod.userData)) {
+        for (const [node, userData] of Object.entries(prod.config)) {
             assert.ok(userData.startsWith("#cloud-config\n"), node);
             const file = join(dir, `${node}.yaml`);
             writeFileSync(file, userData);
@@ -41,7 +41,7 @@ describe("rendered node configs, checked by the real tools", function () {
     it("cloud-init's schema check does fail on a broken document", function () {
         requireTools(this, ["cloud-init"]);
         const file = join(dir, "broken.yaml");
-        writeFileSync(file, prod.userData["db-1"].replace("ssh_pwauth: false", "ssh_pwauth: [not, a, bool]"));
+        writeFileSync(file, prod.config["db-1"].replace("ssh_pwauth: false", "ssh_pwauth: [not, a, bool]"));
         assert.notEqual(run("cloud-init", ["schema", "--config-file", file]).status, 0);
     });
 
@@ -60,11 +60,11 @@ describe("rendered node configs, checked by the real tools", function () {
             for (let i = 0; i < 50 && run("ip", ["netns", "exec", ns, "wg", "show", IFACE]).status !== 0; i++) await sleep(100);
             assert.equal(run("ip", ["netns", "exec", ns, "wg", "show", IFACE]).status, 0, `wireguard-go did not bring up ${IFACE} within 5 s`);
             const publicKeys = new Map<string, string>();
-            for (const [node, userData] of Object.entries(prod.userData)) {
+            for (const [node, userData] of Object.entries(prod.config)) {
                 const conf = fileIn(userData, "/etc/wireguard/wg0.conf");
                 publicKeys.set(node, run("wg", ["pubkey"], /PrivateKey = (\S+)/.exec(conf)?.[1] + "\n").stdout.trim());
             }
-            for (const [node, userData] of Object.entries(prod.userData)) {
+            for (const [node, userData] of Object.entries(prod.config)) {
                 const conf = fileIn(userData, "/etc/wireguard/wg0.conf");
                 const path = join(dir, `${node}-wg0.conf`);
                 writeFileSync(path, conf, { mode: 0o600 });

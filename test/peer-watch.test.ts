@@ -91,7 +91,7 @@ describe("peer watch, run for real (raw ICMP, nftables) @rootfs", function () {
         peerAddress = address(PEER);
         watcherAddress = address(WATCHER);
         sb = await Sandbox.open(`vhtest-pw${process.pid}`, rootfs, [{ name: WATCHER, address: watcherAddress }, { name: PEER, address: peerAddress }]);
-        for (const f of filesOf(prod.userData[WATCHER])) sb.write(WATCHER, f.path, f.content, f.permissions);
+        for (const f of filesOf(prod.config[WATCHER])) sb.write(WATCHER, f.path, f.content, f.permissions);
         cfg = JSON.parse(exec(WATCHER, ["cat", PEER_WATCH_CONFIG])) as PeerWatchConfig;
         sb.write(WATCHER, DIRECTORY_CACHE, directoryCache(prod, [WATCHER, PEER]));
         exec(WATCHER, ["nft", "-f", NFTABLES_FILE]);

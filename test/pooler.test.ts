@@ -7,7 +7,7 @@ import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
 
 type Files = { path: string; content: string; permissions: string; owner: string }[];
-const filesOf = (e: Evaluation, node: string) => (parse(e.userData[node]) as { write_files: Files }).write_files;
+const filesOf = (e: Evaluation, node: string) => (parse(e.config[node]) as { write_files: Files }).write_files;
 const fileOf = (e: Evaluation, node: string, path: string) => filesOf(e, node).find((f) => f.path === path);
 
 describe("poolers and planned switchovers (mock runtime)", function () {

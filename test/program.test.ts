@@ -6,6 +6,7 @@ import { evaluateProgram, Evaluation, MOCK_CLOUDFLARE_RANGES, RecordedResource }
 import { evaluate, ofType, TYPES } from "./helpers/program";
 import { prodNodes, prodStack, withConfig } from "./helpers/stack";
 import { wireguardPublicKey } from "../components/keys";
+import { SSH_POLICY_UNIT } from "../components/render/admin-ssh";
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 const CLOUDFLARE = [...MOCK_CLOUDFLARE_RANGES.ipv4Cidrs, ...MOCK_CLOUDFLARE_RANGES.ipv6Cidrs];
@@ -67,9 +68,11 @@ describe("program (mock runtime)", function () {
             const ssh = firewallRules(e, node).filter((r) => r.port === "22");
             assert.deepEqual(ssh, [{ service: "ssh", port: "22", protocol: "tcp", sources: ["203.0.113.0/24", "2001:db8::/48"] }]);
         }
-        // And sshd stays on; without admin ranges every node turns it off at boot.
-        assert.ok(!parse(e.userData["db-1"]).runcmd.some((c: string[]) => c.includes("ssh.service")));
-        assert.ok(parse(prod.userData["db-1"]).runcmd.some((c: string[]) => c.join(" ") === "systemctl disable --now ssh.service"));
+        // And sshd stays on; without admin ranges every node turns it off (its desired state's SSH policy).
+        const policy = (x: Evaluation) => x.desired["db-1"].files.find((f) => f.path === `/etc/systemd/system/${SSH_POLICY_UNIT}`)?.content ?? "";
+        assert.match(policy(e), /ExecStart=systemctl enable --now --no-block ssh.service/);
+        assert.match(policy(prod), /ExecStart=systemctl disable --now --no-block ssh.service/);
+        assert.equal(e.userData["db-1"], prod.userData["db-1"], "the bootstrap is the same either way");
     });
 
     it("keeps every key and the user-data secret", () => {
@@ -132,7 +135,7 @@ describe("program (mock runtime)", function () {
             const wg0 = /PrivateKey = (\S+)/.exec(prod.userData[n.name])?.[1] as string;
             assert.deepEqual({ name: parsed.name, role: parsed.role, mesh: parsed.meshAddress, dns: parsed.dnsName, wg: parsed.wireguardKey }, { name: n.name, role: n.role, mesh: n.meshAddress, dns: n.dnsName, wg: wireguardPublicKey(wg0) });
         }
-        assert.equal(txt.length, nodes.length + 2, "a record per node, the index, the release");
+        assert.equal(txt.filter((r) => !String(r.inputs.name).startsWith("_desired")).length, nodes.length + 2, "a record per node, the index, the release");
     });
 
     it("exports every node's name, provider, region, public IPs and mesh address", () => {
@@ -170,7 +173,9 @@ describe("program (mock runtime)", function () {
             // What does change: the index, the newcomer's records, the leaver's records gone.
             const r0 = recordsOf(before);
             const r1 = recordsOf(after);
-            const changed = [...new Set([...r0.keys(), ...r1.keys()])].filter((k) => r0.get(k) !== r1.get(k)).sort();
+            // The newcomer's and the leaver's desired-state records come and go with them; no other node's change.
+            const ownDesired = (k: string) => [...added, ...removed].some((n) => new RegExp(`^_desired(-\\d+)?\\.${n}\\.`).test(k));
+            const changed = [...new Set([...r0.keys(), ...r1.keys()])].filter((k) => r0.get(k) !== r1.get(k) && !ownDesired(k)).sort();
             const expected = [
                 `${directoryIndexName("prod.nodes.example.com")} TXT`,
                 ...[...added, ...removed].flatMap((n) => [`_mesh.${n}.prod.nodes.example.com TXT`, `${n}.prod.nodes.example.com A`, `${n}.prod.nodes.example.com AAAA`]),

@@ -103,7 +103,7 @@ describe("releases", function () {
             return gates[0];
         };
         const releaseOf = (e: Evaluation) => {
-            const key = /"publicKey": "([^"]+)"/.exec(e.userData["lb-1"])?.[1] as string;
+            const key = /"publicKey": "([^"]+)"/.exec(e.config["lb-1"])?.[1] as string;
             const record = ofType(e, TYPES.dnsRecord).find((r) => r.inputs.name === RELEASE);
             assert.ok(record);
             assert.equal(record.inputs.ttl, 60);
@@ -128,13 +128,13 @@ describe("releases", function () {
             for (let i = 1; i < steps.length; i++) {
                 const [before, after] = [steps[i - 1], steps[i]];
                 for (const [name, inputs] of serverInputs(after)) assert.ok(inputs === serverInputs(before).get(name), `step ${i}: ${name}'s server inputs changed`);
-                for (const name of Object.keys(after.userData)) assert.ok(after.userData[name] === before.userData[name], `step ${i}: ${name}'s user-data changed`);
+                for (const name of Object.keys(after.config)) assert.ok(after.config[name] === before.config[name], `step ${i}: ${name}'s user-data changed`);
                 const r0 = recordsOf(before);
                 const r1 = recordsOf(after);
                 assert.deepEqual([...r1.keys()].filter((k) => r0.get(k) !== r1.get(k)), [`${RELEASE} TXT`], `step ${i}: only the release record changes`);
                 assert.notDeepEqual(gateOf(after).inputs.triggers, gateOf(before).inputs.triggers, `step ${i}: the gate runs again`);
             }
-            for (const image of [A, B]) for (const u of Object.values(prod.userData)) assert.ok(!u.includes(image), "no user-data names an image");
+            for (const image of [A, B]) for (const u of Object.values(prod.config)) assert.ok(!u.includes(image), "no user-data names an image");
         });
 
         it("gates on both hostnames with a candidate, on the app's alone without", async () => {

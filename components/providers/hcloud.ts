@@ -111,7 +111,8 @@ async function init(ctx: ProviderContext) {
                 // Said either way on purpose: the bridge deletes first whenever a name is given, but a
                 // replacement here has a name of its own (the suffix), so only members need that.
                 deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace,
-                // Keys count at creation only; a key uploaded or removed elsewhere never replaces a server.
+                // Keys count at creation only (the day-1 rescue path): a key changed in the stack file or
+                // elsewhere never replaces a server; the admins' keys of the day come as desired state.
                 ignoreChanges: ["sshKeys"],
             });
             return {

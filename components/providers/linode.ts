@@ -36,9 +36,9 @@ function init(ctx: ProviderContext) {
                     };
                 }),
             }, { parent });
-            // Linode replaces an instance for a new image, user data or set of keys (a region is a
-            // migration, in place); labels are unique per account, so a replacement needs its own.
-            const suffix = serverSuffix(spec.name, spec.userData, { image: IMAGE, keys: spec.sshPublicKeys.join("\n") }, parent);
+            // Linode replaces an instance for a new image or user data (a region is a migration, in
+            // place); labels are unique per account, so a replacement needs its own.
+            const suffix = serverSuffix(spec.name, spec.userData, { image: IMAGE }, parent);
             const instance = new linode.Instance(spec.name, {
                 label: suffix.apply((s) => providerName(base, LINODE_INSTANCE_LABEL, s)),
                 region: spec.region,
@@ -49,7 +49,15 @@ function init(ctx: ProviderContext) {
                 firewallId: firewall.id.apply(Number),
                 tags: Object.entries(spec.tags).map(([k, v]) => `${k}:${v}`),
                 privateIp: false,
-            }, { parent, additionalSecretOutputs: ["metadatas"], protect: spec.lifecycle.protect, deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace });
+            }, {
+                parent,
+                additionalSecretOutputs: ["metadatas"],
+                protect: spec.lifecycle.protect,
+                deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace,
+                // A new set of keys would replace the instance: the day-1 keys stay as the rescue path,
+                // and the admins' keys of the day reach the node as its desired state.
+                ignoreChanges: ["authorizedKeys"],
+            });
             return {
                 publicIpv4: instance.ipAddress,
                 publicIpv6: instance.ipv6.apply((v) => (v ? v.split("/")[0] : undefined)),

@@ -9,7 +9,7 @@
 // address it is given (HOST, PORT) and the host firewall admits its port from the HAProxy nodes
 // only, so no NAT or bridge sits between HAProxy and the app.
 import { CloudConfigPart, FilePart } from "./cloud-config";
-import { DIRECTORY_CONFIG_DIR } from "./directory-agent";
+import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT } from "./directory-agent";
 import { renderUnit } from "./systemd";
 
 export const APP_DIR = "/etc/vps-ha/app";
@@ -153,5 +153,11 @@ export function appPart(c: AppNodeConfig): CloudConfigPart {
         files,
         // Nothing starts here: the directory agent starts the images the release record names.
         commands: [["systemctl", "daemon-reload"]],
+        restarts: [
+            // Every running instance of the template (the agent's release ports).
+            { unit: "vps-ha-app@*.service", paths: [APP_ENV_FILE, `/etc/systemd/system/${APP_UNIT_TEMPLATE}`] },
+            ...(c.workerCommand ? [{ unit: WORKER_UNIT, paths: [APP_ENV_FILE, `/etc/systemd/system/${WORKER_UNIT}`] }] : []),
+            { unit: DIRECTORY_UNIT, paths: [`${DIRECTORY_CONFIG_DIR}/app.json`] },
+        ],
     };
 }

@@ -13,11 +13,25 @@ export interface FilePart {
     defer?: boolean;
 }
 
-/** What one concern adds to a node's boot. Commands run in order, after every file is written. */
+/** A unit to restart (or reload) on a live node when files of its part change. */
+export interface PartRestart {
+    unit: string;
+    /** The part's files that matter to it; every file of the part when absent. */
+    paths?: string[];
+    /** Reload instead of restart. */
+    reload?: boolean;
+}
+
+/**
+ * What one concern adds to a node. Commands run in order, once, after every file is written
+ * (a node's first boot or first desired state); `restarts` say what a later change of its
+ * files restarts, in order.
+ */
 export interface CloudConfigPart {
     packages?: string[];
     files?: FilePart[];
     commands?: string[][];
+    restarts?: PartRestart[];
 }
 
 export interface NodeBoot {

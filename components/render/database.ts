@@ -6,7 +6,7 @@ import { backupTarget } from "../config";
 import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
 import { synchronousNodeCount } from "../replication";
 import { afterPromoteFiles } from "./after-promote";
-import { CloudConfigPart, FilePart } from "./cloud-config";
+import { CloudConfigPart, FilePart, PartRestart } from "./cloud-config";
 import { dbRestoreFiles } from "./db-restore";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
@@ -60,6 +60,7 @@ function etcdPart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", ETCD_UNIT],
         ],
+        restarts: [{ unit: ETCD_UNIT }],
     };
 }
 
@@ -108,6 +109,11 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", PG_SOCKET_DIR],
     ];
     const units = [PATRONI_UNIT];
+    const restarts: PartRestart[] = [
+        // Restarting Patroni restarts PostgreSQL under it: on the primary, after a handover (the rollout gate's).
+        { unit: PATRONI_UNIT, paths: [PATRONI_CONFIG, unitPath(PATRONI_UNIT)] },
+        { unit: PATRONI_DYNAMIC_UNIT, paths: patroniDynamicFiles(node.meshAddress, synchronous).map((f) => f.path) },
+    ];
     if (target && secrets.backup && stanza) {
         const b = secrets.backup;
         const peers = plan.nodes.filter((n) => n.role === "db" && n.name !== node.name).map((n) => ({ name: n.name, meshAddress: n.meshAddress }));
@@ -125,9 +131,13 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         // Debian's own pgBackRest server unit reads the same config; ours is the one that runs.
         commands.push(["systemctl", "disable", "--now", "pgbackrest.service"]);
         units.push(PGBACKREST_SERVER_UNIT, ...BACKUP_TIMERS);
+        restarts.push(
+            { unit: PGBACKREST_SERVER_UNIT, paths: [PGBACKREST_CONF, TLS_FILES.ca, TLS_FILES.cert, TLS_FILES.key, unitPath(PGBACKREST_SERVER_UNIT)] },
+            ...BACKUP_TIMERS.map((t) => ({ unit: t, paths: [unitPath(t), unitPath(t.replace(/\.timer$/, ".service"))] })),
+        );
     }
     commands.push(["systemctl", "daemon-reload"], ...units.map((u) => ["systemctl", "enable", "--now", u]), ["systemctl", "enable", "--now", "--no-block", PATRONI_DYNAMIC_UNIT]);
-    return { packages: POSTGRES_PACKAGES, files, commands };
+    return { packages: POSTGRES_PACKAGES, files, commands, restarts };
 }
 
 /** The database tier's parts for `node`: role "db" or "witness"; nothing for other roles. */

@@ -123,6 +123,7 @@ export function directoryAgentPart(cfg: DirectoryAgentConfig): CloudConfigPart {
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", DIRECTORY_UNIT],
         ],
+        restarts: [{ unit: DIRECTORY_UNIT }],
     };
 }
 

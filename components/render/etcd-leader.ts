@@ -34,5 +34,6 @@ export function leaderAwayPart(meshAddress: string): CloudConfigPart {
             },
         ],
         commands: [["systemctl", "enable", "--now", LEADER_AWAY_UNIT]],
+        restarts: [{ unit: LEADER_AWAY_UNIT }],
     };
 }

@@ -4,7 +4,7 @@
 // not rendered here: the directory agent keeps them between the markers below, from the signed
 // directory in DNS, so this file never changes when app or database nodes come and go.
 import { CloudConfigPart } from "./cloud-config";
-import { DIRECTORY_CONFIG_DIR, DirectoryHaproxy, HaproxyServerBlock, ReleaseLinesBlock } from "./directory-agent";
+import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT, DirectoryHaproxy, HaproxyServerBlock, ReleaseLinesBlock } from "./directory-agent";
 import { renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
@@ -224,6 +224,11 @@ export function haproxyPart(c: HaproxyConfig, originPem: string): CloudConfigPar
             ["systemctl", "daemon-reload"], // the drop-in above
             ["systemctl", "enable", "haproxy.service"],
             ["systemctl", "restart", "haproxy.service"],
+        ],
+        restarts: [
+            // The directory agent puts the server lines back into a new haproxy.cfg, then reloads HAProxy.
+            { unit: DIRECTORY_UNIT, paths: [HAPROXY_CFG, `${DIRECTORY_CONFIG_DIR}/haproxy.json`] },
+            { unit: "haproxy.service", paths: [ORIGIN_PEM], reload: true },
         ],
     };
 }

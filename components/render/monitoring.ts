@@ -11,6 +11,7 @@ import { DB_PORTS, HAPROXY_PORTS, MONITORING_PORTS, MONITORING_ROLE, PlannedNode
 import { ALERTMANAGER_CONFIG, ALERTMANAGER_DEFAULTS, ALERTMANAGER_SMTP_PASSWORD_FILE, ALERTMANAGER_UNIT, AlertDelivery, renderAlertmanagerConfig, renderAlertmanagerDefaults } from "./alertmanager";
 import { renderAlertRules } from "./alert-rules";
 import { CloudConfigPart, FilePart } from "./cloud-config";
+import { DESIRED_STATUS } from "./desired-agent";
 import { DIRECTORY_STATUS } from "./directory-agent";
 import { ORIGIN_PEM } from "./haproxy";
 import { NODE_EXPORTER_DEFAULTS, NODE_EXPORTER_UNIT, renderNodeExporterDefaults } from "./node-exporter";
@@ -26,8 +27,8 @@ import { renderUnit } from "./systemd";
 export const SIGNALS_TOOL = "/usr/local/sbin/vps-ha-signals";
 export const SIGNALS_CONFIG = "/etc/vps-ha/signals.json";
 export const SIGNAL_TABLE = "/etc/vps-ha/signal-table.json";
-/** vpsha.desired's status file (its config's `status`). */
-export const DESIRED_STATUS = "/run/vps-ha/desired-status.json";
+/** vpsha.desired's status file (its config's `status`): the desired-state collector reads it. */
+export { DESIRED_STATUS };
 /** Every minute: the node's own state; every 10 minutes: the repository (each run lists the bucket). */
 export const SIGNALS_UNIT = "vps-ha-signals";
 export const BACKUP_SIGNALS_UNIT = "vps-ha-signals-backup";
@@ -157,6 +158,7 @@ function restoreCheckPart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
             },
         ],
         commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", `${RESTORE_CHECK_UNIT}.timer`]],
+        restarts: [{ unit: `${RESTORE_CHECK_UNIT}.timer`, paths: [unitPath(`${RESTORE_CHECK_UNIT}.timer`)] }],
     };
 }
 
@@ -180,6 +182,12 @@ function nodePart(plan: StackPlan, node: PlannedNode, secrets: MonitoringSecrets
             ["systemctl", "restart", NODE_EXPORTER_UNIT],
             ["systemctl", "enable", "--now", `${SIGNALS_UNIT}.timer`],
             ...(backup ? [["systemctl", "enable", "--now", `${BACKUP_SIGNALS_UNIT}.timer`]] : []),
+        ],
+        // The collectors' service files and code are read at each run; only flags and timers need a restart.
+        restarts: [
+            { unit: NODE_EXPORTER_UNIT, paths: [NODE_EXPORTER_DEFAULTS] },
+            { unit: `${SIGNALS_UNIT}.timer`, paths: [unitPath(`${SIGNALS_UNIT}.timer`)] },
+            ...(backup ? [{ unit: `${BACKUP_SIGNALS_UNIT}.timer`, paths: [unitPath(`${BACKUP_SIGNALS_UNIT}.timer`)] }] : []),
         ],
     };
 }
@@ -206,6 +214,10 @@ function databasePart(node: PlannedNode): CloudConfigPart {
             ["systemctl", "restart", POSTGRES_EXPORTER_UNIT],
             ["systemctl", "enable", "--now", `${MONITOR_ROLE_UNIT}.timer`],
         ],
+        restarts: [
+            { unit: POSTGRES_EXPORTER_UNIT, paths: [POSTGRES_EXPORTER_DEFAULTS, POSTGRES_EXPORTER_QUERIES] },
+            { unit: `${MONITOR_ROLE_UNIT}.timer`, paths: [unitPath(`${MONITOR_ROLE_UNIT}.timer`)] },
+        ],
     };
 }
 
@@ -228,9 +240,21 @@ function monitorPart(plan: StackPlan, node: PlannedNode, delivery: AlertDelivery
         );
         units.push(ALERTMANAGER_UNIT);
     }
+    const restarts = [
+        // Both reread their configuration on SIGHUP (Debian's units' reload): no gap in scraping or in the cluster.
+        { unit: PROMETHEUS_UNIT, paths: [PROMETHEUS_CONFIG, PROMETHEUS_RULES_FILE], reload: true },
+        { unit: PROMETHEUS_UNIT, paths: [PROMETHEUS_DEFAULTS] },
+        ...(delivery
+            ? [
+                  { unit: ALERTMANAGER_UNIT, paths: [ALERTMANAGER_CONFIG, ...(smtpPassword !== undefined ? [ALERTMANAGER_SMTP_PASSWORD_FILE] : [])], reload: true },
+                  { unit: ALERTMANAGER_UNIT, paths: [ALERTMANAGER_DEFAULTS] },
+              ]
+            : []),
+    ];
     return {
         packages: [...MONITORING_PACKAGES.monitor],
         files,
+        restarts,
         commands: [
             ["systemctl", "daemon-reload"],
             ...units.flatMap((u) => [["systemctl", "enable", u], ["systemctl", "restart", u]]),

@@ -58,5 +58,6 @@ export function peerWatchPart(cfg: PeerWatchConfig): CloudConfigPart {
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", PEER_WATCH_UNIT],
         ],
+        restarts: [{ unit: PEER_WATCH_UNIT }],
     };
 }

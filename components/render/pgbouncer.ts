@@ -70,5 +70,7 @@ export function pgbouncerPart(c: PgbouncerConfig): CloudConfigPart {
         packages: ["pgbouncer"],
         files,
         commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", PGBOUNCER_UNIT], ["systemctl", "restart", PGBOUNCER_UNIT]],
+        // A reload rereads both files and keeps the clients' connections.
+        restarts: [{ unit: PGBOUNCER_UNIT, paths: [PGBOUNCER_INI, PGBOUNCER_USERLIST], reload: true }, { unit: PGBOUNCER_UNIT, paths: [files[2].path] }],
     };
 }

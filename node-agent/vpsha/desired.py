@@ -43,6 +43,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from vpsha import rollout
+
 VERSION = "vhd1"
 DOCUMENT_VERSION = 1
 SEAL_INFO = b"vps-ha desired-state seal v1"
@@ -51,13 +53,17 @@ DEFAULT_CONFIG = "/etc/vps-ha/desired.json"
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 MAX_CHUNKS = 48
 COMMAND_TIMEOUT = 120
+# apt over a slow mirror, and one setup command (a package's first start) may take long; still bounded.
+APT_TIMEOUT = 1800
+SETUP_TIMEOUT = 600
 EXIT_APPLIED, EXIT_STALE, EXIT_NOTHING = 0, 2, 3
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PATH = re.compile(r"^(/[A-Za-z0-9._@+-]+)+$")
 MODE = re.compile(r"^0[0-7]{3}$")
 OWNER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$")
-UNIT = re.compile(r"^[A-Za-z0-9@_.-]{1,200}\.(service|socket|timer|target|path)$")
+UNIT = re.compile(r"^[A-Za-z0-9@_.*-]{1,200}\.(service|socket|timer|target|path)$")
+PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}$")
 HEAD = re.compile(
     r"^v=vhd1 node=(?P<node>[a-z0-9-]+) gen=(?P<gen>[1-9][0-9]{0,15}) chunks=(?P<chunks>[1-9][0-9]{0,2})"
     r" digest=(?P<digest>[0-9a-f]{64}) sig=(?P<sig>[A-Za-z0-9+/]{86}==)$"
@@ -74,6 +80,10 @@ class Bad(Exception):
 
 class Unavailable(Exception):
     """DNS could not be asked."""
+
+
+class Held(Exception):
+    """The rollout gate keeps the new generation back for now (another node's turn, or halted)."""
 
 
 def log(msg):
@@ -199,7 +209,7 @@ def parse_document(cfg, generation, packed):
     for k, v in want.items():
         if doc.get(k) != v:
             raise Bad("the document's %s is %r, expected %r" % (k, doc.get(k), v))
-    extra = set(doc) - {"v", "stack", "node", "generation", "files", "restarts"}
+    extra = set(doc) - {"v", "stack", "node", "generation", "files", "restarts", "packages", "setup", "rollout"}
     if extra:
         raise Bad("unknown fields %s" % ", ".join(sorted(extra)))
     files = doc.get("files")
@@ -223,11 +233,21 @@ def parse_document(cfg, generation, packed):
     if not isinstance(restarts, list):
         raise Bad("restarts is not a list")
     for i, r in enumerate(restarts):
-        if not isinstance(r, dict) or set(r) != {"unit", "paths"} or not UNIT.match(str(r["unit"])):
-            raise Bad("restarts[%d] is not {unit, paths} with a unit name" % i)
+        if (not isinstance(r, dict) or not {"unit", "paths"} <= set(r) <= {"unit", "paths", "reload"}
+                or not UNIT.match(str(r["unit"])) or r.get("reload", False) not in (True, False)):
+            raise Bad("restarts[%d] is not {unit, paths, reload?} with a unit name" % i)
         if not isinstance(r["paths"], list) or not r["paths"] or any(p not in seen for p in r["paths"]):
             raise Bad("restarts[%d].paths are not the document's files" % i)
-    return {**doc, "restarts": restarts}
+    packages = doc.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and PACKAGE.match(p) for p in packages):
+        raise Bad("packages is not a list of Debian package names")
+    setup = doc.get("setup", [])
+    if not isinstance(setup, list) or not all(
+            isinstance(c, list) and c and all(isinstance(a, str) for a in c) for c in setup):
+        raise Bad("setup is not a list of commands (lists of strings)")
+    if "rollout" in doc and not isinstance(doc["rollout"], dict):
+        raise Bad("rollout is not an object")
+    return {**doc, "restarts": restarts, "packages": packages, "setup": setup}
 
 
 def verify_records(cfg, key, private_key, head_text, chunk_texts):
@@ -288,60 +308,245 @@ def ids(owner):
         raise Bad("no such user or group %s" % owner) from None
 
 
-def apply_document(cfg, doc, problems, pending=()):
+def run(cfg, argv, problems, what, timeout=COMMAND_TIMEOUT, env=None):
+    """Runs argv, bounded; True when it exited 0, else the problem is added naming `what`."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    except (OSError, subprocess.SubprocessError) as err:
+        problems.append("%s: %s" % (what, err))
+        return False
+    if done.returncode != 0:
+        problems.append("%s: %s" % (what, (done.stdout + done.stderr).strip()[-300:] or "exit %d" % done.returncode))
+        return False
+    return True
+
+
+def missing_packages(cfg, packages):
+    """The packages dpkg does not have installed."""
+    if not packages:
+        return []
+    argv = cfg.get("dpkgQuery", ["dpkg-query"]) + ["-W", "-f=${Package} ${db:Status-Status}\n"] + list(packages)
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    installed = {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
+    return [p for p in packages if p not in installed]
+
+
+def install_packages(cfg, packages, problems):
+    """Installs the missing ones as cloud-init would (our files kept over a package's); False on failure."""
+    missing = missing_packages(cfg, packages)
+    if not missing:
+        return True
+    apt = cfg.get("aptGet", ["apt-get"])
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    opts = ["-q", "-y", "-o", "Dpkg::Options::=--force-confold", "-o", "Dpkg::Options::=--force-confdef",
+            "-o", "DPkg::Lock::Timeout=600"]
+    log("desired: installing %s" % " ".join(missing))
+    what = "installing " + " ".join(missing)
+    return (run(cfg, apt + ["-q", "update"], problems, "apt-get update", APT_TIMEOUT, env)
+            and run(cfg, apt + opts + ["install"] + missing, problems, what, APT_TIMEOUT, env))
+
+
+def on_disk(path):
+    """(bytes, mode, uid, gid) of a file, or None when there is none."""
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as h:
+            return h.read(), st.st_mode & 0o7777, st.st_uid, st.st_gid
+    except FileNotFoundError:
+        return None
+
+
+def to_write(cfg, doc, previous):
     """
-    Writes each file that differs (content, mode, owner); restarts the units whose files changed,
-    and the `pending` ones (a restart that failed in an earlier round of this generation).
-    Returns (changed paths, units whose restart failed).
+    The document's files that must be written. With an earlier document applied, only those whose
+    entry changed since (or that are gone from disk): a file an agent edits after we write it
+    (HAProxy's server lines) is not taken back while the program's text for it is the same.
     """
     root = cfg.get("root", "")
-    changed = []
+    before = {f["path"]: f for f in previous["files"]} if previous else {}
+    out = []
     for f in doc["files"]:
+        if previous and before.get(f["path"]) == f and os.path.exists(root + f["path"]):
+            continue
+        out.append(f)
+    return out
+
+
+def write_files(cfg, files, problems, saved, owners_known=None):
+    """
+    Writes those of `files` that differ from disk; `saved` gets each one's earlier state (for a
+    rollback). `owners_known`: a list that gets the files whose owner does not exist yet instead
+    (written after the packages that create it). Returns the paths written.
+    """
+    root = cfg.get("root", "")
+    written = []
+    for f in files:
         path = root + f["path"]
         mode = int(f["mode"], 8)
         try:
-            uid, gid = ids(f["owner"])
             try:
-                st = os.stat(path)
-                with open(path, "rb") as h:
-                    same = h.read() == f["content"].encode()
-                same = same and (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (mode, uid, gid)
-            except FileNotFoundError:
-                same = False
-            if not same:
-                write_atomically(path, f["content"], mode, uid, gid)
-                changed.append(f["path"])
-                log("desired: wrote %s" % f["path"])
+                uid, gid = ids(f["owner"])
+            except Bad:
+                if owners_known is None:
+                    raise
+                owners_known.append(f)
+                continue
+            old = on_disk(path)
+            if old == (f["content"].encode(), mode, uid, gid):
+                continue
+            saved.setdefault(f["path"], old)
+            write_atomically(path, f["content"], mode, uid, gid)
+            written.append(f["path"])
+            log("desired: wrote %s" % f["path"])
         except (OSError, Bad) as err:
             problems.append("writing %s: %s" % (f["path"], err))
+    return written
+
+
+def restore_files(cfg, saved, problems):
+    """Puts back what `write_files` replaced (and removes what it created)."""
+    root = cfg.get("root", "")
+    for p, old in saved.items():
+        try:
+            if old is None:
+                os.unlink(root + p)
+            else:
+                write_atomically(root + p, old[0], old[1], old[2], old[3])
+            log("desired: restored %s" % p)
+        except OSError as err:
+            problems.append("restoring %s: %s" % (p, err))
+
+
+def is_unit_file(path):
+    return path.startswith("/etc/systemd/") or path.startswith("/lib/systemd/") or path.startswith("/usr/lib/systemd/")
+
+
+def units_for(doc, changed, pending=()):
+    """The document's restarts whose files changed, or that are still pending, in document order."""
+    return [r for r in doc["restarts"] if any(p in changed for p in r["paths"]) or r["unit"] in pending]
+
+
+def restart_units(cfg, restarts, changed, problems, on_done=None):
+    """daemon-reload when a unit file changed, then each restart (or reload) in order; the units that failed."""
+    systemctl = cfg.get("systemctl", ["systemctl"])
+    if any(is_unit_file(p) for p in changed):
+        run(cfg, systemctl + ["daemon-reload"], problems, "systemctl daemon-reload")
     failed = []
-    for r in doc["restarts"]:
-        if any(p in changed for p in r["paths"]) or r["unit"] in pending:
-            argv = cfg.get("systemctl", ["systemctl"]) + ["restart", r["unit"]]
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
-                if done.returncode != 0:
-                    problems.append("restarting %s: %s" % (r["unit"], (done.stdout + done.stderr).strip()[-300:]))
-                    failed.append(r["unit"])
-                else:
-                    log("desired: restarted %s" % r["unit"])
-            except (OSError, subprocess.SubprocessError) as err:
-                problems.append("restarting %s: %s" % (r["unit"], err))
-                failed.append(r["unit"])
-    return changed, failed
+    for r in restarts:
+        # A reload of a unit that is not running (sshd switched off) is nothing to do, not a failure.
+        verb, what = ("try-reload-or-restart", "reload") if r.get("reload") else ("restart", "restart")
+        if run(cfg, systemctl + [verb, r["unit"]], problems, "%sing %s" % (what.rstrip("e"), r["unit"])):
+            log("desired: %sed %s" % (what.rstrip("e"), r["unit"]))
+            if on_done:
+                on_done(r["unit"])
+        else:
+            failed.append(r["unit"])
+    return failed
+
+
+def run_setup(cfg, doc, problems):
+    """The first document's setup commands, in order, each once: progress survives a failed round."""
+    setup = doc.get("setup", [])
+    digest = hashlib.sha256(json.dumps(setup).encode()).hexdigest()
+    path = os.path.join(cfg["stateDir"], "setup.json")
+    try:
+        with open(path) as f:
+            progress = json.load(f)
+        done = progress["done"] if progress["digest"] == digest else 0
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        done = 0
+    for i in range(done, len(setup)):
+        if not run(cfg, setup[i], problems, "setup %s" % " ".join(setup[i]), SETUP_TIMEOUT):
+            return False
+        write_atomically(path, json.dumps({"digest": digest, "done": i + 1}), 0o600)
+    return True
+
+
+def apply_first(cfg, doc, problems):
+    """A node's first document: files, packages, the files their users own, then setup. The paths written."""
+    saved, later = {}, []
+    written = write_files(cfg, doc["files"], problems, saved, later)
+    if problems or not install_packages(cfg, doc.get("packages", []), problems):
+        return written
+    written += write_files(cfg, later, problems, saved)
+    if problems:
+        return written
+    if any(is_unit_file(p) for p in written):
+        run(cfg, cfg.get("systemctl", ["systemctl"]) + ["daemon-reload"], problems, "systemctl daemon-reload")
+    run_setup(cfg, doc, problems)
+    return written
+
+
+def pending_path(cfg):
+    return os.path.join(cfg["stateDir"], "pending.json")
+
+
+def pending_restarts(cfg, generation):
+    """Units not yet restarted for `generation` (their files are already written)."""
+    try:
+        with open(pending_path(cfg)) as f:
+            pending = json.load(f)
+        return pending["units"] if pending["generation"] == generation else []
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return []
+
+
+def apply_update(cfg, generation, doc, previous, problems, status):
+    """
+    A later document: packages, then the changed files and their units' restarts, through the
+    rollout gate when the document has one. Returns (paths written, True when applied).
+    """
+    if not install_packages(cfg, doc.get("packages", []), problems):
+        return [], False
+    files = to_write(cfg, doc, previous)
+    changed = {f["path"] for f in files}
+    pending = pending_restarts(cfg, generation)
+    restarts = units_for(doc, changed, pending)
+    saved, written = {}, []
+
+    def set_pending(units):
+        if units:
+            write_atomically(pending_path(cfg), json.dumps({"generation": generation, "units": units}), 0o600)
+        elif os.path.exists(pending_path(cfg)):
+            os.unlink(pending_path(cfg))
+
+    def apply():
+        written.extend(write_files(cfg, files, problems, saved))
+        left = [r["unit"] for r in restarts]
+        set_pending(left)
+
+        def done(unit):
+            left.remove(unit)
+            set_pending(left)
+        restart_units(cfg, restarts, changed, problems, done)
+
+    def rollback():
+        restore_files(cfg, saved, problems)
+        restart_units(cfg, restarts, set(saved), problems)
+        set_pending([])
+
+    if "rollout" in doc and (files or restarts):
+        ok = rollout.apply_gated(doc["rollout"], cfg["node"], apply, rollback, status)
+    else:
+        apply()
+        ok = True
+    return written, ok
 
 
 # ---------------------------------------------------------------- rounds
 
 def load_applied(cfg, key, private_key):
-    """The applied state {generation, head, chunks, checkedAt}, verified again; None when there is none valid."""
+    """The applied state {generation, head, chunks, checkedAt, doc}, verified again; None when there is none valid."""
     try:
         with open(os.path.join(cfg["stateDir"], "applied.json")) as f:
             state = json.load(f)
-        generation, _ = verify_records(cfg, key, private_key, state["head"], state["chunks"])
+        generation, doc = verify_records(cfg, key, private_key, state["head"], state["chunks"])
         if generation != state["generation"]:
             raise Bad("its generation field disagrees with its records")
-        return state
+        return {**state, "doc": doc}
     except FileNotFoundError:
         return None
     except (Bad, ValueError, KeyError, TypeError) as err:
@@ -351,16 +556,6 @@ def load_applied(cfg, key, private_key):
 
 def save_applied(cfg, state):
     write_atomically(os.path.join(cfg["stateDir"], "applied.json"), json.dumps(state, indent=1), 0o600)
-
-
-def pending_restarts(cfg, generation):
-    """Units whose restart failed in an earlier round of `generation` (their files are already written)."""
-    try:
-        with open(os.path.join(cfg["stateDir"], "pending.json")) as f:
-            pending = json.load(f)
-        return pending["units"] if pending["generation"] == generation else []
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return []
 
 
 def one_round(cfg, key, private_key, fetch, now=None):
@@ -378,20 +573,21 @@ def one_round(cfg, key, private_key, fetch, now=None):
             raise Bad("generation %d in DNS is older than the applied %d: refused"
                       % (generation, applied["generation"]))
         problems = []
-        if not applied or generation > applied["generation"]:
-            status["changed"], failed = apply_document(cfg, doc, problems, pending_restarts(cfg, generation))
-            pending = os.path.join(cfg["stateDir"], "pending.json")
-            if failed:
-                write_atomically(pending, json.dumps({"generation": generation, "units": failed}), 0o600)
-            elif os.path.exists(pending):
-                os.unlink(pending)
+        ok = True
+        if not applied:
+            status["changed"] = apply_first(cfg, doc, problems)
+        elif generation > applied["generation"]:
+            status["changed"], ok = apply_update(cfg, generation, doc, applied["doc"], problems, status)
         if problems:
             raise Bad("; ".join(problems))
-        applied = {"generation": generation, "head": head_text, "chunks": chunk_texts, "checkedAt": now}
-        save_applied(cfg, applied)
+        if not ok:
+            raise Held("generation %d is held back by the rollout gate" % generation)
+        if os.path.exists(pending_path(cfg)):
+            os.unlink(pending_path(cfg))
+        save_applied(cfg, {"generation": generation, "head": head_text, "chunks": chunk_texts, "checkedAt": now})
         status.update(generation=generation, applied=True, staleSeconds=0)
         code = EXIT_APPLIED
-    except (Bad, Unavailable) as err:
+    except (Bad, Unavailable, Held) as err:
         status["lastError"] = str(err)
         if applied:
             status["staleSeconds"] = round(now - applied.get("checkedAt", now), 1)
@@ -399,7 +595,7 @@ def one_round(cfg, key, private_key, fetch, now=None):
                 % (err, applied["generation"], status["staleSeconds"]))
         else:
             code = EXIT_NOTHING
-            log("desired: %s; nothing verified yet, changing nothing" % err)
+            log("desired: %s; nothing applied yet" % err)
     write_atomically(cfg["status"], json.dumps(status, indent=1))
     return code, status
 
@@ -427,9 +623,22 @@ def load_config(path):
     return cfg, key
 
 
+def own_code():
+    """The modules this process runs, as (path, mtime, size): a document may upgrade them."""
+    out = []
+    for m in (sys.modules[__name__], rollout):
+        try:
+            st = os.stat(m.__file__)
+            out.append((m.__file__, st.st_mtime_ns, st.st_size))
+        except (OSError, TypeError):
+            pass
+    return out
+
+
 def main(argv):
     once = "--once" in argv
     cfg, key = load_config(argv[argv.index("--config") + 1] if "--config" in argv else DEFAULT_CONFIG)
+    started = own_code()
     while True:
         try:
             code, _ = one_round(cfg, key, wireguard_private_key(cfg["wireguardConfig"]), dns_fetch(cfg))
@@ -437,6 +646,10 @@ def main(argv):
             log("desired: round failed: %s" % err)
             code = EXIT_STALE
         if once:
+            return code
+        if own_code() != started:
+            # A document replaced this agent's code: its unit starts the new one (Restart=always).
+            log("desired: my code changed; exiting to be started again")
             return code
         time.sleep(cfg.get("everySeconds", 30))
 

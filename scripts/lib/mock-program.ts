@@ -10,6 +10,9 @@ import { GET_SSH_KEYS } from "../../components/providers/hcloud";
 import { BOOTSTRAP_SUFFIX } from "../../components/providers/ssh";
 import { OFFLINE_ENV } from "../../components/config";
 import { DIGEST_ENV } from "../../components/desired-state";
+import { DesiredDocument } from "../../components/desired-state-records";
+import { txtStrings } from "../../components/directory-records";
+import { openDesired, wholeNode } from "./desired-open";
 import { nextGeneration } from "../../components/desired-state-records";
 import { vpsHa } from "../../components/stack";
 import { mockTls } from "./mock-tls";
@@ -42,8 +45,12 @@ export interface Evaluation {
     outputs: Record<string, unknown>;
     /** Dotted paths of stack outputs that are secret. */
     secretOutputs: string[];
-    /** The cloud-config each server received, by the server resource's name (= node name). */
+    /** The cloud-config each server received (its bootstrap), by the server resource's name (= node name). */
     userData: Record<string, string>;
+    /** Each node's desired-state document as the node's reader opens it from the published records. */
+    desired: Record<string, DesiredDocument>;
+    /** Everything each node ends up holding (bootstrap and document) in cloud-config form (desired-open.ts wholeNode). */
+    config: Record<string, string>;
     /** The public IPv4 the mock gave each server, by node name. */
     publicIpv4: Record<string, string>;
     /** Resource options the engine would act on, by resource name (only those set). */
@@ -144,6 +151,11 @@ export function mockGeneration(stack: string, name: string, digest: string): str
     return String(generation);
 }
 
+/** A TXT record's text, its quoted strings joined (as a resolver hands it over). */
+function txtText(content: string): string {
+    return txtStrings(content).join("");
+}
+
 let evaluating = false;
 
 export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> {
@@ -166,7 +178,10 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                     );
                     let outputs: Record<string, unknown> = { ...inputs };
                     if (args.type === "random:index/randomPassword:RandomPassword") {
-                        outputs = { ...inputs, result: mockPassword(args.name, Number(inputs.length)) };
+                        // As a real one: a new password when its keepers change (the first secretsVersion keeps the name's).
+                        const keepers = JSON.stringify(inputs.keepers ?? {});
+                        const seed = keepers === "{}" || keepers === '{"secretsVersion":"1"}' ? args.name : `${args.name}/${keepers}`;
+                        outputs = { ...inputs, result: mockPassword(seed, Number(inputs.length)) };
                     }
                     if (args.type === "random:index/randomBytes:RandomBytes") {
                         const bytes = mockBytes(args.name, Number(inputs.length));
@@ -245,7 +260,13 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                 if (u !== undefined) userData[nodeNameOf(r.name)] = u;
             }
         }
-        return { resources, outputs, secretOutputs, userData, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])) };
+        const records = new Map<string, string>();
+        for (const r of resources) {
+            if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && r.inputs.type === "TXT") records.set(String(r.inputs.name), txtText(String(r.inputs.content)));
+        }
+        const desired = openDesired(userData, records);
+        const config = Object.fromEntries(Object.entries(userData).map(([n, u]) => [n, wholeNode(u, desired[n])]));
+        return { resources, outputs, secretOutputs, userData, desired, config, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])) };
     } finally {
         process.env = savedEnv;
         evaluating = false;
