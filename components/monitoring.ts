@@ -8,6 +8,8 @@
 import { DB_PORTS, HAPROXY_PORTS, MONITORING_PORTS, MONITORING_ROLE, PlannedNode, StackPlan } from "./plan";
 import type { AlertmanagerSpec, AlertDelivery } from "./render/alertmanager";
 import type { AlertRulesSpec } from "./render/alert-rules";
+import { Role, ROLES } from "./config";
+import { PROMETHEUS_TARGETS_DIR } from "./render/prometheus";
 import type { PrometheusSpec, ScrapeJob } from "./render/prometheus";
 
 // The ports and their firewall rules live in the plan (every role's rules are the plan's); re-exported here.
@@ -25,21 +27,31 @@ export function monitoringNodes(plan: StackPlan): PlannedNode[] {
     return plan.nodes.filter((n) => n.role === MONITORING_ROLE);
 }
 
+/** What the directory agent needs to keep the file_sd jobs' targets (its directory.d file on a monitoring node). */
+export function prometheusDirectory(plan: StackPlan): { dir: string; jobs: { name: string; port: number; roles: string[] }[] } {
+    return { dir: PROMETHEUS_TARGETS_DIR, jobs: scrapeJobs(plan).filter((j) => j.fileSd).map((j) => ({ name: j.name, port: j.port, roles: j.fileSd!.roles })) };
+}
+
 /** Every scrape job: which nodes, which port and path. Patroni and HAProxy serve their own /metrics on ports already open to the HAProxy role. */
 export function scrapeJobs(plan: StackPlan): ScrapeJob[] {
     const target = (n: PlannedNode) => ({ node: n.name, role: n.role, address: n.meshAddress });
     const of = (pred: (n: PlannedNode) => boolean) => plan.nodes.filter(pred).map(target);
     const monitors = monitoringNodes(plan);
-    return [
-        { name: "node", port: MONITORING_PORTS.nodeExporter, path: "/metrics", targets: of(() => true) },
-        { name: "postgres", port: MONITORING_PORTS.postgresExporter, path: "/metrics", targets: of((n) => n.role === "db") },
-        { name: "patroni", port: DB_PORTS.patroni, path: "/metrics", targets: of((n) => n.role === "db") },
+    // Every node's exporter and the members' daemons follow the directory (a node joining or
+    // leaving changes no monitoring node's files); etcd's voters and the monitoring nodes change
+    // only with the members or the HAProxy pair, whose changes rewrite their configs anyway.
+    const dynamic = (name: string, roles: Role[]) => ({ fileSd: { path: `${PROMETHEUS_TARGETS_DIR}/${name}.json`, roles } });
+    const jobs: ScrapeJob[] = [
+        { name: "node", port: MONITORING_PORTS.nodeExporter, path: "/metrics", targets: of(() => true), ...dynamic("node", [...ROLES]) },
+        { name: "postgres", port: MONITORING_PORTS.postgresExporter, path: "/metrics", targets: of((n) => n.role === "db"), ...dynamic("postgres", ["db"]) },
+        { name: "patroni", port: DB_PORTS.patroni, path: "/metrics", targets: of((n) => n.role === "db"), ...dynamic("patroni", ["db"]) },
         // gRPC and etcd's debugging series are ~1000 per member and no rule reads them.
         { name: "etcd", port: MONITORING_PORTS.etcdMetrics, path: "/metrics", targets: of((n) => n.etcdVoter), dropMetrics: "grpc_.*|etcd_debugging_.*" },
-        { name: "haproxy", port: HAPROXY_PORTS.stats, path: "/metrics", targets: of((n) => n.role === "haproxy") },
+        { name: "haproxy", port: HAPROXY_PORTS.stats, path: "/metrics", targets: of((n) => n.role === "haproxy"), ...dynamic("haproxy", ["haproxy"]) },
         { name: "prometheus", port: MONITORING_PORTS.prometheus, path: "/metrics", targets: monitors.map(target) },
         { name: "alertmanager", port: MONITORING_PORTS.alertmanager, path: "/metrics", targets: monitors.map(target) },
-    ].filter((j) => j.targets.length > 0);
+    ];
+    return jobs.filter((j) => j.targets.length > 0 || j.fileSd);
 }
 
 export const PROMETHEUS_RULES_FILE = "/etc/prometheus/rules/vps-ha.yml";

@@ -17,8 +17,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseStackConfig } from "../components/config";
 import { buildPlan } from "../components/plan";
-import { alertmanagerSpec, alertRulesSpec, monitoringNodes, prometheusSpec, scrapeJobs } from "../components/monitoring";
-import { renderPrometheusConfig, renderPrometheusDefaults } from "../components/render/prometheus";
+import { alertmanagerSpec, alertRulesSpec, monitoringNodes, prometheusDirectory, prometheusSpec, scrapeJobs } from "../components/monitoring";
+import { PROMETHEUS_TARGETS_DIR, renderPrometheusConfig, renderPrometheusDefaults } from "../components/render/prometheus";
 import { renderAlertmanagerConfig, renderAlertmanagerDefaults } from "../components/render/alertmanager";
 import { renderAlertRules } from "../components/render/alert-rules";
 import { FilePart } from "../components/render/cloud-config";
@@ -175,9 +175,18 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
         const rules = join(dir, "vps-ha.rules.yml");
         writeFileSync(rules, renderAlertRules(alertRulesSpec(plan)));
         const base = `http://${RECEIVER.address}:${RECEIVER.port}`;
+        // The scrape targets as the monitoring nodes' directory agent writes them (vpsha.directory), from the plan's members.
+        const targets = join(dir, "targets");
+        const members = Object.fromEntries(plan.nodes.map((n) => [n.name, { name: n.name, role: n.role, mesh: n.meshAddress }]));
+        writeFileSync(join(dir, "directory-prometheus.json"), JSON.stringify({ prometheus: { ...prometheusDirectory(plan), dir: targets } }));
+        writeFileSync(join(dir, "members.json"), JSON.stringify(members));
+        mkdirSync(targets);
+        const converge = spawnSync("/usr/bin/python3", ["-c", "import json, sys\nfrom vpsha import directory\ndirectory.converge_prometheus(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), [])",
+            join(dir, "directory-prometheus.json"), join(dir, "members.json")], { encoding: "utf8", env: { ...process.env, PYTHONPATH: join(__dirname, "..", "node-agent") } });
+        assert.equal(converge.status, 0, converge.stderr);
         for (const n of monitors) {
             const p = prometheusSpec(plan, n, [rules]);
-            writeFileSync(join(dir, `prometheus-${n.name}.yml`), renderPrometheusConfig(p));
+            writeFileSync(join(dir, `prometheus-${n.name}.yml`), renderPrometheusConfig(p).split(`${PROMETHEUS_TARGETS_DIR}/`).join(`${targets}/`));
             const pArgs = argsOf(renderPrometheusDefaults(p)).map((a) => (a.startsWith("--config.file=") ? `--config.file=${join(dir, `prometheus-${n.name}.yml`)}` : a));
             start(`prometheus-${n.name}`, ["prometheus", ...pArgs, `--storage.tsdb.path=${join(dir, `tsdb-${n.name}`)}`]);
             const a = alertmanagerSpec(plan, n, { webhookUrl: `${base}/user`, heartbeatUrl: `${base}/heartbeat` });

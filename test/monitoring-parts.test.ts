@@ -12,7 +12,7 @@ import { buildPlan, MONITORING_PORTS, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { ALERTMANAGER_CONFIG, ALERTMANAGER_SMTP_PASSWORD_FILE } from "../components/render/alertmanager";
 import { PROMETHEUS_RULES_FILE } from "../components/monitoring";
-import { alertDelivery, BACKUP_SIGNALS_UNIT, DESIRED_STATUS, monitoringParts, RESTORE_CHECK_CONFIG, SIGNAL_TABLE, SIGNALS_CONFIG, SIGNALS_UNIT } from "../components/render/monitoring";
+import { alertDelivery, BACKUP_SIGNALS_UNIT, DESIRED_STATUS, monitoringParts, PROMETHEUS_DIRECTORY, RESTORE_CHECK_CONFIG, SIGNAL_TABLE, SIGNALS_CONFIG, SIGNALS_UNIT } from "../components/render/monitoring";
 import { PROMETHEUS_CONFIG } from "../components/render/prometheus";
 import { renderSignalTable } from "../components/render/signals";
 import { POSTGRES_EXPORTER_DEFAULTS } from "../components/render/postgres-exporter";
@@ -109,6 +109,11 @@ describe("monitoring on the nodes: every node's parts and ports", function () {
         }
         const lb = partsOf("lb-1");
         assert.ok(cmds(lb).includes("systemctl restart prometheus-alertmanager.service"));
+        // Every node's targets come from the directory (its agent writes them), so no node joining or leaving changes these files.
+        const sd = JSON.parse(fileAt(lb, PROMETHEUS_DIRECTORY)!.content).prometheus;
+        assert.deepEqual(sd.jobs.map((j: { name: string }) => j.name), ["node", "postgres", "patroni", "haproxy"]);
+        assert.match(fileAt(lb, PROMETHEUS_CONFIG)!.content, /job_name: node\n\s+metrics_path: \/metrics\n\s+file_sd_configs:\n\s+- files:\n\s+- \/etc\/prometheus\/targets\/node\.json/);
+        assert.ok(!fileAt(lb, PROMETHEUS_CONFIG)!.content.includes(plan.nodes.find((n) => n.name === "app-1")!.meshAddress), "no app node's address in Prometheus' files");
         assert.match(fileAt(lb, "/etc/default/prometheus-alertmanager")!.content, /--cluster\.peer=[\d.]+:9094/);
     });
 

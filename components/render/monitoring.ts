@@ -6,13 +6,13 @@
 // pooler's signal. Patroni's, etcd's and HAProxy's own /metrics are their renderers' (patroni.ts,
 // etcd.ts, haproxy.ts). Debian 13's packages throughout.
 import { backupTarget, OFFLINE_SECRET, StackConfig } from "../config";
-import { alertmanagerSpec, alertRulesSpec, monitoringNodes, PROMETHEUS_RULES_FILE, prometheusSpec } from "../monitoring";
+import { alertmanagerSpec, alertRulesSpec, monitoringNodes, prometheusDirectory, PROMETHEUS_RULES_FILE, prometheusSpec } from "../monitoring";
 import { DB_PORTS, HAPROXY_PORTS, MONITORING_PORTS, MONITORING_ROLE, PlannedNode, StackPlan } from "../plan";
 import { ALERTMANAGER_CONFIG, ALERTMANAGER_DEFAULTS, ALERTMANAGER_SMTP_PASSWORD_FILE, ALERTMANAGER_UNIT, AlertDelivery, renderAlertmanagerConfig, renderAlertmanagerDefaults } from "./alertmanager";
 import { renderAlertRules } from "./alert-rules";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { DESIRED_STATUS } from "./desired-agent";
-import { DIRECTORY_STATUS } from "./directory-agent";
+import { DIRECTORY_CONFIG_DIR, DIRECTORY_STATUS, DIRECTORY_UNIT } from "./directory-agent";
 import { ORIGIN_PEM } from "./haproxy";
 import { NODE_EXPORTER_DEFAULTS, NODE_EXPORTER_UNIT, renderNodeExporterDefaults } from "./node-exporter";
 import { APP_DATABASE, PG_BIN_DIR, PG_SOCKET_DIR } from "./patroni";
@@ -24,6 +24,8 @@ import { toolFiles } from "./python-lib";
 import { renderSignalTable } from "./signals";
 import { renderUnit } from "./systemd";
 
+/** The directory agent's settings for Prometheus' targets (monitoring nodes). */
+export const PROMETHEUS_DIRECTORY = `${DIRECTORY_CONFIG_DIR}/prometheus.json`;
 export const SIGNALS_TOOL = "/usr/local/sbin/vps-ha-signals";
 export const SIGNALS_CONFIG = "/etc/vps-ha/signals.json";
 export const SIGNAL_TABLE = "/etc/vps-ha/signal-table.json";
@@ -228,6 +230,8 @@ function monitorPart(plan: StackPlan, node: PlannedNode, delivery: AlertDelivery
         { path: PROMETHEUS_CONFIG, content: renderPrometheusConfig(prometheus), defer: true },
         { path: PROMETHEUS_DEFAULTS, content: renderPrometheusDefaults(prometheus), defer: true },
         { path: PROMETHEUS_RULES_FILE, content: renderAlertRules(alertRulesSpec(plan)), defer: true },
+        // The directory agent keeps the scrape targets of every node from the signed directory.
+        { path: PROMETHEUS_DIRECTORY, content: JSON.stringify({ prometheus: prometheusDirectory(plan) }, null, 1) + "\n" },
     ];
     const units = [PROMETHEUS_UNIT];
     if (delivery) {
@@ -244,6 +248,7 @@ function monitorPart(plan: StackPlan, node: PlannedNode, delivery: AlertDelivery
         // Both reread their configuration on SIGHUP (Debian's units' reload): no gap in scraping or in the cluster.
         { unit: PROMETHEUS_UNIT, paths: [PROMETHEUS_CONFIG, PROMETHEUS_RULES_FILE], reload: true },
         { unit: PROMETHEUS_UNIT, paths: [PROMETHEUS_DEFAULTS] },
+        { unit: DIRECTORY_UNIT, paths: [PROMETHEUS_DIRECTORY] },
         ...(delivery
             ? [
                   { unit: ALERTMANAGER_UNIT, paths: [ALERTMANAGER_CONFIG, ...(smtpPassword !== undefined ? [ALERTMANAGER_SMTP_PASSWORD_FILE] : [])], reload: true },
