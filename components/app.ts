@@ -1,5 +1,6 @@
 // The app tier: stateless app nodes on both providers, each running the user's container image
 // (and its optional worker) with the database's connection string in its environment.
+import { monitoringParts } from "./render/monitoring";
 import * as pulumi from "@pulumi/pulumi";
 import { connectionStrings } from "./database";
 import { NodeGroup, NodeGroupArgs } from "./node-group";
@@ -32,10 +33,10 @@ export class AppTier extends NodeGroup {
         // The env file holds the database password and the app's own secrets: the whole
         // cloud-config that carries it is a secret.
         const urls = pulumi.secret(pulumi.all([args.databaseUrl, args.pooledDatabaseUrl]));
-        this.addNodes(args, args.plan.nodes.filter((n) => n.role === "app"), (node) => urls.apply(([u, pooled]) => [appPart(appNodeConfig(args.plan, node, u, pooled))]),
+        this.addNodes(args, args.plan.nodes.filter((n) => n.role === "app"), (node) => urls.apply(([u, pooled]) => [appPart(appNodeConfig(args.plan, node, u, pooled)), ...monitoringParts(args.plan, node)]),
             (node) => {
                 const u = connectionStrings(args.plan, placeholderSecret("app", 32));
-                return [appPart(appNodeConfig(args.plan, node, u.readWrite, u.pooled))];
+                return [appPart(appNodeConfig(args.plan, node, u.readWrite, u.pooled)), ...monitoringParts(args.plan, node)];
             });
         this.registerOutputs({});
     }

@@ -59,6 +59,11 @@ const commandWord = z.string().min(1, "must not be empty").regex(/^[^\u0000-\u00
 /** An HTTP path with an optional query, in characters that are inert in HAProxy's config and in a double-quoted shell word. */
 const httpPath = z.string().regex(/^\/[A-Za-z0-9._~\/-]*(\?[A-Za-z0-9._~=&-]*)?$/, "must be a path such as /healthz: '/' then letters, digits and . _ ~ / - (optionally ?key=value&...); no spaces, quotes, '$', '`', '\\' or '#'");
 
+/** A URL a daemon calls with a token in it: https only, no user info, nothing a config line could misread. */
+const httpsUrl = z.string().regex(/^https:\/\/[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:\d{1,5})?(\/[^\s"'<>\\`]*)?$/, "must be an https:// URL (host, optional port and path) without spaces, quotes or user info");
+/** The same, or an offline evaluation's stand-in for a secret it cannot read (refused when not offline, in checkMonitoringAlerts). */
+const secretUrl = z.union([httpsUrl, z.literal(OFFLINE_SECRET)], { error: "must be an https:// URL (host, optional port and path) without spaces, quotes or user info" });
+
 /** Pulumi stack names become DNS labels (<node>.<stack>.nodes.<domain>) and parts of resource names. */
 export const STACK_NAME = /^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$/;
 /** X.509's upper bound on a common name (ub-common-name, RFC 5280): the origin certificate's CN is the app's hostname. */
@@ -228,6 +233,27 @@ const shapes = {
             unit: z.enum(DRILL_FAIL_UNITS),
         }).optional(),
     }).optional(),
+    /**
+     * Where the stack's own monitoring (Prometheus and Alertmanager on both HAProxy nodes) sends
+     * alerts, and the outside dead-man's switch it pings. Absent: no alerts are sent. The URLs
+     * carry tokens and the SMTP password is one: any of them makes the whole key a secret.
+     */
+    alerts: z.strictObject({
+        /** Pinged every minute while the monitoring runs (any service that alerts on missing pings). */
+        heartbeatUrl: secretUrl.optional(),
+        /** Alertmanager's JSON, firing and resolved, POSTed here. */
+        webhookUrl: secretUrl.optional(),
+        email: z.strictObject({
+            to: z.email("must be an email address"),
+            from: z.email("must be an email address"),
+            /** host:port of the SMTP server; STARTTLS is required. */
+            smarthost: z.string()
+                .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:\d{1,5}$/, "must be host:port of an SMTP server such as smtp.example.com:587")
+                .refine((h) => { const port = Number(h.split(":")[1]); return port >= 1 && port <= 65535; }, "has a port outside 1-65535"),
+            username: z.string().regex(/^[^\s"'\\]{1,200}$/, "must be 1-200 characters without spaces, quotes or backslashes").optional(),
+            password: z.string().regex(/^[^\n\r\0]{1,200}$/, "must be 1-200 characters on one line").optional(),
+        }).optional(),
+    }).optional(),
 } as const;
 
 type Shapes = typeof shapes;
@@ -304,7 +330,7 @@ function decode(text: string): unknown {
 }
 
 /** Values kept as secrets, whose content an error message must not repeat. */
-const SECRET_PATHS = [/\.backups\.(accessKeyId|secretAccessKey)$/, /\.alerts\.(webhookUrl|webhookSecret)$/, /^vps-ha:app\.env\./];
+const SECRET_PATHS = [/\.backups\.(accessKeyId|secretAccessKey)$/, /\.alerts\.(webhookUrl|webhookSecret)$/, /^vps-ha:alerts\.(heartbeatUrl|webhookUrl|email\.password)$/, /^vps-ha:app\.env\./];
 
 function zodIssue(key: string, issue: z.core.$ZodIssue): ConfigIssue {
     const path = key + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
@@ -687,8 +713,34 @@ function checkAlertSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
     }));
 }
 
+/**
+ * vps-ha:alerts: somewhere to send alerts, a password only with its user name, and the URLs
+ * (which carry tokens) and the SMTP password kept secret, as the whole key.
+ */
+function checkMonitoringAlerts(config: StackConfig, raw: RawConfig): ConfigIssue[] {
+    const a = config.alerts;
+    if (!a) return [];
+    const key = `${PROJECT}:alerts`;
+    const issues: ConfigIssue[] = [];
+    if (!a.webhookUrl && !a.email) {
+        issues.push({ path: key, message: "has no target: set webhookUrl, email or both (heartbeatUrl alone tells nobody of an alert), or drop the key to send no alerts" });
+    }
+    for (const f of ["heartbeatUrl", "webhookUrl"] as const) {
+        if (a[f] === OFFLINE_SECRET && !raw.offline) issues.push({ path: `${key}.${f}`, message: "must be an https:// URL (host, optional port and path) without spaces, quotes or user info" });
+    }
+    if (a.email?.password !== undefined && a.email.username === undefined) {
+        issues.push({ path: `${key}.email.username`, message: "is required with email.password: the SMTP server's user name" });
+    }
+    const secrets = [a.heartbeatUrl && "heartbeatUrl", a.webhookUrl && "webhookUrl", a.email?.password !== undefined && "email.password"].filter((f): f is string => !!f);
+    if (secrets.length > 0 && !raw.secretKeys.has(key)) {
+        issues.push(...secrets.map((f) => ({ path: `${key}.${f}`, message: `is stored as plain text; it must be a secret: pulumi config set --path --secret '${key}.${f}' <value>` })));
+    }
+    if (secrets.length > 0 && raw.secretKeys.has(key)) config.secretKeys.push(key);
+    return issues;
+}
+
 function checkSecrets(config: StackConfig, raw: RawConfig): ConfigIssue[] {
-    const issues: ConfigIssue[] = [...checkBackups(config, raw), ...checkAlertSecrets(config, raw)];
+    const issues: ConfigIssue[] = [...checkBackups(config, raw), ...checkAlertSecrets(config, raw), ...checkMonitoringAlerts(config, raw)];
     const needed = [...secretConfig];
     for (const p of new Set(allNodes(config).map((n) => n.node.provider))) {
         const token = catalogs[p]?.token;

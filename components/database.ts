@@ -2,6 +2,7 @@
 // witness votes without PostgreSQL), and pgBackRest when backups are configured. Every password,
 // the backup cipher and the members' TLS keys are generated here and kept as secrets in state;
 // they reach the nodes only inside their (secret) user-data.
+import { monitoringParts } from "./render/monitoring";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
@@ -86,7 +87,8 @@ export class DatabaseCluster extends NodeGroup {
                 poolerAdminPassword: pw.poolerAdmin,
                 ...(nodeTls ? { backup: { cipherPassphrase: pw.backupCipher, ...nodeTls } } : {}),
             }));
-        this.addNodes(args, members, (node) => secretsFor(node).apply((s) => databaseParts(plan, node, s)), (node) => databaseParts(plan, node, placeholderSecrets(plan, node)));
+        this.addNodes(args, members, (node) => secretsFor(node).apply((s) => [...databaseParts(plan, node, s), ...monitoringParts(plan, node)]),
+            (node) => [...databaseParts(plan, node, placeholderSecrets(plan, node)), ...monitoringParts(plan, node)]);
 
         const urls = passwords.app.apply((pw) => connectionStrings(plan, pw));
         this.connectionString = pulumi.secret(urls.apply((u) => u.readWrite));

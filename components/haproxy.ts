@@ -1,5 +1,6 @@
 // The HAProxy pair: one proxy node per provider, both active. Each balances HTTP to the app
 // nodes and routes database clients to the current Patroni primary, over the mesh.
+import { monitoringParts } from "./render/monitoring";
 import * as pulumi from "@pulumi/pulumi";
 import { frontDoorHostnames } from "./config";
 import { placeholderPem, placeholderSecret } from "./placeholders";
@@ -55,10 +56,15 @@ export class HaproxyPair extends NodeGroup {
         const { plan } = args;
         const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler]));
         this.addNodes(args, plan.nodes.filter((n) => n.role === "haproxy"), (node) =>
-            inputs.apply(([pem, pooler]) => [haproxyPart(haproxyConfig(plan, node.meshAddress), pem), pgbouncerPart(poolerConfig(node.meshAddress, pooler))]),
+            inputs.apply(([pem, pooler]) => [
+                haproxyPart(haproxyConfig(plan, node.meshAddress), pem),
+                pgbouncerPart(poolerConfig(node.meshAddress, pooler)),
+                ...monitoringParts(plan, node, { poolerAdminPassword: pooler.adminPassword }),
+            ]),
         (node) => [
             haproxyPart(haproxyConfig(plan, node.meshAddress), placeholderPem("origin/cert", "CERTIFICATE", 1500) + placeholderPem("origin/key", "PRIVATE KEY", 300)),
             pgbouncerPart(poolerConfig(node.meshAddress, { appPassword: placeholderSecret("app", 32), adminPassword: placeholderSecret("poolerAdmin", 32) })),
+            ...monitoringParts(plan, node, { poolerAdminPassword: placeholderSecret("poolerAdmin", 32) }),
         ]);
         this.registerOutputs({});
     }

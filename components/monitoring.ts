@@ -5,24 +5,15 @@
 // every node over the mesh and evaluates the same rules with the same labels, and sends to both
 // Alertmanagers; the two Alertmanagers gossip over the mesh and notify once. So losing either
 // node, or either provider, leaves one whole monitoring path, and nothing is told twice.
-import { Role } from "./config";
-import { DB_PORTS, HAPROXY_PORTS, PlannedNode, PortRule, StackPlan } from "./plan";
+import { DB_PORTS, HAPROXY_PORTS, MONITORING_PORTS, MONITORING_ROLE, PlannedNode, StackPlan } from "./plan";
 import type { AlertmanagerSpec, AlertDelivery } from "./render/alertmanager";
 import type { AlertRulesSpec } from "./render/alert-rules";
+import { Role, ROLES } from "./config";
+import { PROMETHEUS_TARGETS_DIR } from "./render/prometheus";
 import type { PrometheusSpec, ScrapeJob } from "./render/prometheus";
 
-export const MONITORING_PORTS = {
-    nodeExporter: 9100,
-    postgresExporter: 9187,
-    /** etcd's --listen-metrics-urls: /metrics and /health without the client API (2379 stays db/witness only). */
-    etcdMetrics: 2381,
-    prometheus: 9090,
-    alertmanager: 9093,
-    alertmanagerCluster: 9094,
-} as const;
-
-/** Which roles run the monitoring. */
-export const MONITORING_ROLE: Role = "haproxy";
+// The ports and their firewall rules live in the plan (every role's rules are the plan's); re-exported here.
+export { MONITORING_PORTS, MONITORING_ROLE, monitoringPortRules } from "./plan";
 
 /**
  * Timing and retention. A 15 s scrape and evaluation interval puts a condition's first firing
@@ -36,24 +27,9 @@ export function monitoringNodes(plan: StackPlan): PlannedNode[] {
     return plan.nodes.filter((n) => n.role === MONITORING_ROLE);
 }
 
-/** The firewall rules monitoring adds, per role (components/plan.ts's portRules gains these). */
-export function monitoringPortRules(): Record<Role, PortRule[]> {
-    const fromMonitors = { kind: "mesh" as const, roles: [MONITORING_ROLE] };
-    const node: PortRule = { service: "node-exporter", protocol: "tcp", port: MONITORING_PORTS.nodeExporter, from: fromMonitors };
-    const etcd: PortRule = { service: "etcd-metrics", protocol: "tcp", port: MONITORING_PORTS.etcdMetrics, from: fromMonitors };
-    return {
-        app: [node],
-        haproxy: [
-            node,
-            { service: "prometheus", protocol: "tcp", port: MONITORING_PORTS.prometheus, from: fromMonitors },
-            { service: "alertmanager", protocol: "tcp", port: MONITORING_PORTS.alertmanager, from: fromMonitors },
-            // Alertmanager's gossip (memberlist) uses both TCP and UDP on one port.
-            { service: "alertmanager-cluster", protocol: "tcp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
-            { service: "alertmanager-cluster", protocol: "udp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
-        ],
-        db: [node, { service: "postgres-exporter", protocol: "tcp", port: MONITORING_PORTS.postgresExporter, from: fromMonitors }, etcd],
-        witness: [node, etcd],
-    };
+/** What the directory agent needs to keep the file_sd jobs' targets (its directory.d file on a monitoring node). */
+export function prometheusDirectory(plan: StackPlan): { dir: string; jobs: { name: string; port: number; roles: string[] }[] } {
+    return { dir: PROMETHEUS_TARGETS_DIR, jobs: scrapeJobs(plan).filter((j) => j.fileSd).map((j) => ({ name: j.name, port: j.port, roles: j.fileSd!.roles })) };
 }
 
 /** Every scrape job: which nodes, which port and path. Patroni and HAProxy serve their own /metrics on ports already open to the HAProxy role. */
@@ -61,16 +37,21 @@ export function scrapeJobs(plan: StackPlan): ScrapeJob[] {
     const target = (n: PlannedNode) => ({ node: n.name, role: n.role, address: n.meshAddress });
     const of = (pred: (n: PlannedNode) => boolean) => plan.nodes.filter(pred).map(target);
     const monitors = monitoringNodes(plan);
-    return [
-        { name: "node", port: MONITORING_PORTS.nodeExporter, path: "/metrics", targets: of(() => true) },
-        { name: "postgres", port: MONITORING_PORTS.postgresExporter, path: "/metrics", targets: of((n) => n.role === "db") },
-        { name: "patroni", port: DB_PORTS.patroni, path: "/metrics", targets: of((n) => n.role === "db") },
+    // Every node's exporter and the members' daemons follow the directory (a node joining or
+    // leaving changes no monitoring node's files); etcd's voters and the monitoring nodes change
+    // only with the members or the HAProxy pair, whose changes rewrite their configs anyway.
+    const dynamic = (name: string, roles: Role[]) => ({ fileSd: { path: `${PROMETHEUS_TARGETS_DIR}/${name}.json`, roles } });
+    const jobs: ScrapeJob[] = [
+        { name: "node", port: MONITORING_PORTS.nodeExporter, path: "/metrics", targets: of(() => true), ...dynamic("node", [...ROLES]) },
+        { name: "postgres", port: MONITORING_PORTS.postgresExporter, path: "/metrics", targets: of((n) => n.role === "db"), ...dynamic("postgres", ["db"]) },
+        { name: "patroni", port: DB_PORTS.patroni, path: "/metrics", targets: of((n) => n.role === "db"), ...dynamic("patroni", ["db"]) },
         // gRPC and etcd's debugging series are ~1000 per member and no rule reads them.
         { name: "etcd", port: MONITORING_PORTS.etcdMetrics, path: "/metrics", targets: of((n) => n.etcdVoter), dropMetrics: "grpc_.*|etcd_debugging_.*" },
-        { name: "haproxy", port: HAPROXY_PORTS.stats, path: "/metrics", targets: of((n) => n.role === "haproxy") },
+        { name: "haproxy", port: HAPROXY_PORTS.stats, path: "/metrics", targets: of((n) => n.role === "haproxy"), ...dynamic("haproxy", ["haproxy"]) },
         { name: "prometheus", port: MONITORING_PORTS.prometheus, path: "/metrics", targets: monitors.map(target) },
         { name: "alertmanager", port: MONITORING_PORTS.alertmanager, path: "/metrics", targets: monitors.map(target) },
-    ].filter((j) => j.targets.length > 0);
+    ];
+    return jobs.filter((j) => j.targets.length > 0 || j.fileSd);
 }
 
 export const PROMETHEUS_RULES_FILE = "/etc/prometheus/rules/vps-ha.yml";

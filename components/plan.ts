@@ -59,6 +59,40 @@ export function rolloutPeerRoles(role: Role): Role[] {
     return role === "db" || role === "witness" ? ["db", "witness"] : [role];
 }
 
+/** The monitoring's ports (components/monitoring.ts): exporters on every node, Prometheus and Alertmanager on the monitoring nodes. */
+export const MONITORING_PORTS = {
+    nodeExporter: 9100,
+    postgresExporter: 9187,
+    /** etcd's --listen-metrics-urls: /metrics and /health without the client API (2379 stays db/witness only). */
+    etcdMetrics: 2381,
+    prometheus: 9090,
+    alertmanager: 9093,
+    alertmanagerCluster: 9094,
+} as const;
+
+/** Which role runs the monitoring (Prometheus and Alertmanager), and so may scrape every node. */
+export const MONITORING_ROLE: Role = "haproxy";
+
+/** The firewall rules monitoring adds to each role's (portRules below): mesh only, from the monitoring role. */
+export function monitoringPortRules(): Record<Role, PortRule[]> {
+    const fromMonitors = { kind: "mesh" as const, roles: [MONITORING_ROLE] };
+    const node: PortRule = { service: "node-exporter", protocol: "tcp", port: MONITORING_PORTS.nodeExporter, from: fromMonitors };
+    const etcd: PortRule = { service: "etcd-metrics", protocol: "tcp", port: MONITORING_PORTS.etcdMetrics, from: fromMonitors };
+    return {
+        app: [node],
+        haproxy: [
+            node,
+            { service: "prometheus", protocol: "tcp", port: MONITORING_PORTS.prometheus, from: fromMonitors },
+            { service: "alertmanager", protocol: "tcp", port: MONITORING_PORTS.alertmanager, from: fromMonitors },
+            // Alertmanager's gossip (memberlist) uses both TCP and UDP on one port.
+            { service: "alertmanager-cluster", protocol: "tcp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
+            { service: "alertmanager-cluster", protocol: "udp", port: MONITORING_PORTS.alertmanagerCluster, from: fromMonitors },
+        ],
+        db: [node, { service: "postgres-exporter", protocol: "tcp", port: MONITORING_PORTS.postgresExporter, from: fromMonitors }, etcd],
+        witness: [node, etcd],
+    };
+}
+
 /** `<stack>.nodes.<domain>`: where the nodes' records (and the mesh directory) live. */
 export function nodesDomain(config: Pick<StackConfig, "domain" | "stack">): string {
     return `${config.stack}.nodes.${config.domain}`;
@@ -128,7 +162,8 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
         { service: "etcd-client", protocol: "tcp", port: DB_PORTS.etcdClient, from: { kind: "mesh", roles: ["db", "witness"] } },
         { service: "etcd-peer", protocol: "tcp", port: DB_PORTS.etcdPeer, from: { kind: "mesh", roles: ["db", "witness"] } },
     ];
-    return {
+    const monitoring = monitoringPortRules();
+    const rules: Record<Role, PortRule[]> = {
         // Every image of a release listens on its own port in this range (components/release.ts).
         app: [...common, rolloutStatus("app"), { service: "app", protocol: "tcp", port: config.app.port, portEnd: config.app.port + RELEASE_PORT_SPAN - 1, from: { kind: "mesh", roles: ["haproxy"] } }],
         haproxy: [
@@ -154,6 +189,8 @@ export function portRules(config: StackConfig): Record<Role, PortRule[]> {
         ],
         witness: [...common, rolloutStatus("witness"), ...etcd],
     };
+    for (const role of Object.keys(rules) as Role[]) rules[role].push(...monitoring[role]);
+    return rules;
 }
 
 export function buildPlan(config: StackConfig): StackPlan {

@@ -7,7 +7,8 @@ set -euo pipefail
 declare -A need=(
   [wg]=wireguard-tools [wireguard-go]=wireguard-go [cloud-init]=cloud-init
   [ip]=iproute2 [debootstrap]=debootstrap [openssl]=openssl [nsenter]=util-linux [ssh-keygen]=openssh-client
-  [promtool]=prometheus [amtool]=prometheus-alertmanager [systemd-nspawn]=systemd-container
+  [promtool]=prometheus [amtool]=prometheus-alertmanager [prometheus-node-exporter]=prometheus-node-exporter
+  [systemd-nspawn]=systemd-container
 )
 [ "${1:-}" = --python ] && need=()
 # Python module -> the Debian package that provides it to Debian's python3 (/usr/bin/python3:

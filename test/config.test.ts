@@ -361,6 +361,66 @@ describe("stack config validation: what a first deployment meets", () => {
     });
 });
 
+describe("stack config validation: where the stack's own monitoring sends alerts (vps-ha:alerts)", () => {
+    const HOOK = "https://hooks.example.com/services/T0/B0/token";
+    const PING = "https://hc-ping.example.com/0f4c8a6e-1d2b";
+    const EMAIL = { to: "ops@example.com", from: "vps-ha@example.com", smarthost: "smtp.example.com:587", username: "vps-ha", password: "pw" };
+    const alerts = (value: unknown, secret = true): StackFile => {
+        const file = withConfig({ alerts: value });
+        return secret ? { ...file, secretKeys: [...file.secretKeys, "vps-ha:alerts"] } : file;
+    };
+
+    it("is optional: absent, no alerts are sent", () => {
+        assert.equal(parseStackConfig(raw(prodStack()), "prod").alerts, undefined);
+    });
+
+    it("takes a heartbeat, a webhook and an email, kept as a secret", () => {
+        const config = parseStackConfig(raw(alerts({ heartbeatUrl: PING, webhookUrl: HOOK, email: EMAIL })), "prod");
+        assert.deepEqual(config.alerts, { heartbeatUrl: PING, webhookUrl: HOOK, email: EMAIL });
+        assert.ok(config.secretKeys.includes("vps-ha:alerts"));
+        // An email with no password and no URL holds no secret: plain text is fine.
+        assert.deepEqual(issuesOf(alerts({ email: { to: "ops@example.com", from: "vps-ha@example.com", smarthost: "smtp.example.com:25" } }, false)), []);
+    });
+
+    it("wants the URLs (they carry tokens) and the SMTP password as secrets, naming the command", () => {
+        const issues = issuesOf(alerts({ heartbeatUrl: PING, webhookUrl: HOOK, email: EMAIL }, false));
+        assert.deepEqual(issues.map((i) => i.path).sort(), ["vps-ha:alerts.email.password", "vps-ha:alerts.heartbeatUrl", "vps-ha:alerts.webhookUrl"]);
+        expectIssue(issues, "vps-ha:alerts.webhookUrl", /^is stored as plain text; it must be a secret: pulumi config set --path --secret 'vps-ha:alerts.webhookUrl' <value>$/);
+    });
+
+    it("takes https URLs only, and never echoes one back", () => {
+        for (const url of ["http://hooks.example.com/x", "https://user:pw@hooks.example.com/x", "https://hooks.example.com/a b", "https://hooks.example.com/x\"\nurl: y", "ftp://x.example.com", "hooks.example.com"]) {
+            const issues = issuesOf(alerts({ webhookUrl: url, heartbeatUrl: url }));
+            for (const f of ["webhookUrl", "heartbeatUrl"]) {
+                expectIssue(issues, `vps-ha:alerts.${f}`, /must be an https:\/\/ URL/, /the value is not shown: it is a secret/);
+                assert.ok(!issues.some((i) => i.message.includes(url)), `${url} echoed`);
+            }
+        }
+        // The offline stand-in for a secret is not a URL outside an offline evaluation.
+        expectIssue(issuesOf(alerts({ webhookUrl: OFFLINE_SECRET })), "vps-ha:alerts.webhookUrl", /must be an https:\/\/ URL/);
+        const offline = parseStackConfig({ ...raw(alerts({ webhookUrl: OFFLINE_SECRET })), offline: true }, "prod");
+        assert.equal(offline.alerts?.webhookUrl, OFFLINE_SECRET);
+    });
+
+    it("asks for somewhere to send alerts: a heartbeat alone tells nobody", () => {
+        assert.equal(onlyIssue(alerts({ heartbeatUrl: PING }), "vps-ha:alerts"),
+            "has no target: set webhookUrl, email or both (heartbeatUrl alone tells nobody of an alert), or drop the key to send no alerts");
+        expectIssue(issuesOf(alerts({})), "vps-ha:alerts", /has no target/);
+    });
+
+    it("checks the email's addresses, SMTP host:port, and wants a user name with a password", () => {
+        const issues = issuesOf(alerts({ email: { to: "ops at example", from: "x@", smarthost: "smtp.example.com", username: "a b" } }));
+        expectIssue(issues, "vps-ha:alerts.email.to", /must be an email address/, /"ops at example"/);
+        expectIssue(issues, "vps-ha:alerts.email.from", /must be an email address/);
+        expectIssue(issues, "vps-ha:alerts.email.smarthost", /must be host:port of an SMTP server such as smtp.example.com:587/);
+        expectIssue(issues, "vps-ha:alerts.email.username", /without spaces/);
+        expectIssue(issuesOf(alerts({ email: { ...EMAIL, smarthost: "smtp.example.com:70000" } })), "vps-ha:alerts.email.smarthost", /port outside 1-65535/);
+        assert.equal(onlyIssue(alerts({ email: { ...EMAIL, username: undefined } }), "vps-ha:alerts.email.username"), "is required with email.password: the SMTP server's user name");
+        expectIssue(issuesOf(alerts({ email: { ...EMAIL, password: "a\nb" } })), "vps-ha:alerts.email.password", /one line/, /not shown/);
+        expectIssue(issuesOf(alerts({ webhookUrl: HOOK, pagerduty: "x" })), "vps-ha:alerts", /unknown key\(s\) pagerduty; allowed: heartbeatUrl, webhookUrl, email/);
+    });
+});
+
 describe("Pulumi.yaml", () => {
     it("declares exactly the keys a stack must set (the CLI demands every declared key without a default) and documents every other", () => {
         const text = readFileSync(join(ROOT, "Pulumi.yaml"), "utf8");

@@ -99,6 +99,10 @@ describe("database configs, run by the real daemons @rootfs", function () {
         for (const n of DB) {
             const etcdPorts = listeners(n).filter((l) => /:(2379|2380)$/.test(l)).sort();
             assert.deepEqual(etcdPorts, [`127.0.0.1:2379`, `${mesh[n]}:2379`, `${mesh[n]}:2380`].sort(), `${n} listens on the mesh and loopback only`);
+            // The monitoring's own port: /metrics apart from the client API, on the mesh only.
+            assert.deepEqual(listeners(n).filter((l) => l.endsWith(":2381")), [`${mesh[n]}:2381`], `${n}'s metrics listener`);
+            const metrics = spawnSync("ip", ["netns", "exec", sb!.netns(n), "curl", "-sf", "--max-time", "5", `http://${mesh[n]}:2381/metrics`], { encoding: "utf8" });
+            assert.match(metrics.stdout, /^etcd_server_has_leader 1$/m, `${n}'s /metrics`);
         }
     });
 

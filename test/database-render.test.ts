@@ -235,8 +235,10 @@ describe("Patroni renderer", () => {
         assert.deepEqual(host.filter((f) => f[2] === "app").map((f) => [f[1], f[3]]), [["app", "10.77.0.0/24"]], "the app role: its database, from the mesh (the firewall admits HAProxy nodes and members)");
         for (const line of hba.filter((l) => l.startsWith("local "))) {
             const f = line.split(/\s+/);
-            // Over the socket: the postgres OS user (peer), and the replication user with a password
-            // (Patroni reads a rejoining member's timeline that way).
+            // Over the socket: the postgres OS user (peer), postgres_exporter's OS user as its
+            // pg_monitor role (peer, mapped), and the replication user with a password (Patroni
+            // reads a rejoining member's timeline that way).
+            if (line === "local postgres vps_ha_monitor peer map=monitor") continue;
             assert.ok(["postgres peer", "replicator scram-sha-256"].includes(`${f[2]} ${f[3]}`) && (f[2] === "postgres" || f[1] === "replication"), line);
         }
         assert.ok(!hba.some((l) => /trust|md5|password|0\.0\.0\.0|\ball\s+all\b/.test(l)));
@@ -249,6 +251,8 @@ describe("Patroni renderer", () => {
         for (const hba of hbas) assert.deepEqual(hba, hbas[0]);
         for (const n of dbs) assert.ok(hbas[0].includes(`host all,replication postgres,replicator,rewinder ${n.meshAddress}/32 scram-sha-256`), n.name);
         for (const n of plan.nodes.filter((x) => x.role !== "db")) assert.ok(!hbas[0].some((l) => l.includes(`${n.meshAddress}/`)), `${n.name} (${n.role}) is named nowhere`);
+        // The map lets the OS user prometheus in as vps_ha_monitor and nothing else.
+        assert.deepEqual(render("quorum").postgresql.pg_ident, ["monitor prometheus vps_ha_monitor"]);
     });
 
     it("sets WAL for replicas and pg_rewind, and archives through pgBackRest only with backups", () => {
@@ -353,8 +357,9 @@ describe("pgBackRest renderer", () => {
 
     it("backs up only on the replica chosen by name, from the standby; restores to a time into a given dir", () => {
         const script = renderBackupScript({ stanza: "prod", name: "db-2", meshAddress: "10.77.0.9" });
+        assert.match(script, /curl -fsS --max-time 5 http:\/\/10\.77\.0\.9:8008\/cluster/);
         assert.match(script, /curl -s -o \/dev\/null -w '%\{http_code\}' --max-time 5 http:\/\/10\.77\.0\.9:8008\/replica/);
-        assert.match(script, /\[ "\$code" != 200 \]/);
+        assert.match(script, /\[ "\$code" = 200 \] \|\| fail/);
         assert.match(script, /\[ "\$chosen" != "db-2" \]/);
         assert.match(script, /--backup-standby=y backup/);
         const restore = renderRestoreScript("prod");

@@ -5,24 +5,34 @@
 // what Alertmanager delivers. Checked: both Prometheus servers load the rules and reach both
 // Alertmanagers; the two Alertmanagers form one cluster; the Watchdog heartbeat reaches its URL
 // about once a minute, not once per server; an alert sent to both Alertmanagers (as both Prometheus
-// servers do) reaches the user once, and its resolution once. Reports the memory each daemon uses.
+// servers do) reaches the user once, and its resolution once. One database member (db-1) runs what
+// its parts give it instead of a stand-in: the real node_exporter with its rendered flags, reading
+// the signals its shipped vpsha.signals writes from its own config (a pgBackRest certificate that
+// expires in 20 days: its alert must reach the user). Reports the memory each daemon uses.
 import { strict as assert } from "node:assert";
 import { ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseStackConfig } from "../components/config";
 import { buildPlan } from "../components/plan";
-import { alertmanagerSpec, alertRulesSpec, monitoringNodes, prometheusSpec, scrapeJobs } from "../components/monitoring";
-import { renderPrometheusConfig, renderPrometheusDefaults } from "../components/render/prometheus";
+import { alertmanagerSpec, alertRulesSpec, monitoringNodes, prometheusDirectory, prometheusSpec, scrapeJobs } from "../components/monitoring";
+import { PROMETHEUS_TARGETS_DIR, renderPrometheusConfig, renderPrometheusDefaults } from "../components/render/prometheus";
 import { renderAlertmanagerConfig, renderAlertmanagerDefaults } from "../components/render/alertmanager";
 import { renderAlertRules } from "../components/render/alert-rules";
+import { FilePart } from "../components/render/cloud-config";
+import { monitoringParts, SIGNALS_CONFIG, SIGNALS_TOOL } from "../components/render/monitoring";
+import { NODE_EXPORTER_DEFAULTS } from "../components/render/node-exporter";
+import { PYTHON_LIB } from "../components/render/python-lib";
+import { renderSignalTable, TEXTFILE_DIR } from "../components/render/signals";
 import { prodStack, raw } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
 import { waitFor as waitUntil } from "./helpers/units";
 
 const RECEIVER = { address: "10.77.0.250", port: 9999 };
+/** The member that runs its real node_exporter and signal collectors. */
+const REAL_NODE = "db-1";
 
 /** The stand-in exporters and the receiver, run by this same Node inside the namespace. */
 const HELPER = `
@@ -96,8 +106,49 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
         return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
     };
 
+    /**
+     * REAL_NODE's monitoring parts, laid out under the test's directory: the shipped Python, the
+     * signal table and config (paths moved there), its status files and certificates; then its
+     * signal collectors run once and its node_exporter starts with the rendered flags.
+     */
+    function startRealNode(): void {
+        const node = plan.nodes.find((n) => n.name === REAL_NODE)!;
+        const files = monitoringParts(plan, node).flatMap((p) => p.files ?? []);
+        const at = (path: string): FilePart => files.find((f) => f.path === path)!;
+        const root = join(dir, "node");
+        const textfile = join(root, "textfile");
+        for (const f of files.filter((x) => x.path.startsWith(`${PYTHON_LIB}/`))) {
+            mkdirSync(join(root, "python", "vpsha"), { recursive: true });
+            writeFileSync(join(root, "python", f.path.slice(PYTHON_LIB.length)), f.content);
+        }
+        const cfg = JSON.parse(at(SIGNALS_CONFIG).content);
+        const table = JSON.parse(renderSignalTable());
+        table.textfileDir = textfile;
+        writeFileSync(join(root, "table.json"), JSON.stringify(table));
+        const now = Date.now() / 1000;
+        writeFileSync(join(root, "desired-status.json"), JSON.stringify({ at: now, generation: 1796200000123, published: 1796200000123, applied: true, lastError: null, staleSeconds: 0, changed: [] }));
+        writeFileSync(join(root, "directory-status.json"), JSON.stringify({ at: now, source: "dns", members: [], release: null, problems: [] }));
+        const cert = (name: string, days: number) => {
+            const r = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", String(days), "-subj", `/CN=${name}`, "-keyout", join(root, `${name}.key`), "-out", join(root, `${name}.crt`)], { encoding: "utf8" });
+            assert.equal(r.status, 0, r.stderr);
+            return join(root, `${name}.crt`);
+        };
+        // The node's own certificate expires within the alert's 30 days; its CA does not.
+        const certificates = { "pgbackrest-ca": cert("ca", 3650), pgbackrest: cert(REAL_NODE, 20) };
+        assert.deepEqual(Object.keys(cfg.certificates).sort(), Object.keys(certificates).sort());
+        writeFileSync(join(root, "signals.json"), JSON.stringify({ ...cfg, signalTable: join(root, "table.json"), desiredStatus: join(root, "desired-status.json"), directoryStatus: join(root, "directory-status.json"), certificates }));
+        // The collectors the every-minute unit runs, as its ExecStart names them.
+        const exec = /^ExecStart=(\S+) --config \S+ (.+)$/m.exec(at("/etc/systemd/system/vps-ha-signals.service").content)!;
+        assert.equal(exec[1], SIGNALS_TOOL);
+        const r = spawnSync("/usr/bin/python3", ["-m", "vpsha.signals", "--config", join(root, "signals.json"), ...exec[2].split(" ")], { encoding: "utf8", env: { ...process.env, PYTHONPATH: join(root, "python") } });
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        const args = argsOf(at(NODE_EXPORTER_DEFAULTS).content).map((a) => (a === `--collector.textfile.directory=${TEXTFILE_DIR}` ? `--collector.textfile.directory=${textfile}` : a));
+        assert.ok(args.includes(`--collector.textfile.directory=${textfile}`), args.join(" "));
+        start(`node-exporter-${REAL_NODE}`, ["prometheus-node-exporter", ...args]);
+    }
+
     before(async function () {
-        requireTools(this, ["prometheus", "prometheus-alertmanager", "unshare", "nsenter", "ip", "curl"], true);
+        requireTools(this, ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "openssl", "unshare", "nsenter", "ip", "curl"], true);
         dir = mkdtempSync(join(tmpdir(), "vps-ha-monitoring-daemons-"));
         holder = spawn("unshare", ["--net", "--pid", "--fork", "--mount-proc", "--kill-child", "sleep", "900"], { stdio: "ignore" });
         inner = await waitFor("the namespace's first process", 10, () => {
@@ -110,7 +161,7 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
         assert.equal(inNs(["ip", "link", "set", "lo", "up"]).status, 0);
         for (const a of [...plan.nodes.map((n) => n.meshAddress), RECEIVER.address]) assert.equal(inNs(["ip", "addr", "add", `${a}/32`, "dev", "lo"]).status, 0);
 
-        const scrape = scrapeJobs(plan).filter((j) => j.name !== "prometheus" && j.name !== "alertmanager").flatMap((j) => j.targets.map((t) => {
+        const scrape = scrapeJobs(plan).filter((j) => j.name !== "prometheus" && j.name !== "alertmanager").flatMap((j) => j.targets.filter((t) => !(j.name === "node" && t.node === REAL_NODE)).map((t) => {
             const file = join(dir, `metrics-${j.name}-${t.node}.txt`);
             writeFileSync(file, payload(j.name, t.node));
             return { address: t.address, port: j.port, file };
@@ -119,12 +170,23 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
         writeFileSync(join(dir, "helper.js"), HELPER);
         start("helper", [process.execPath, join(dir, "helper.js"), join(dir, "targets.json"), join(dir, "received.jsonl")]);
 
+        startRealNode();
+
         const rules = join(dir, "vps-ha.rules.yml");
         writeFileSync(rules, renderAlertRules(alertRulesSpec(plan)));
         const base = `http://${RECEIVER.address}:${RECEIVER.port}`;
+        // The scrape targets as the monitoring nodes' directory agent writes them (vpsha.directory), from the plan's members.
+        const targets = join(dir, "targets");
+        const members = Object.fromEntries(plan.nodes.map((n) => [n.name, { name: n.name, role: n.role, mesh: n.meshAddress }]));
+        writeFileSync(join(dir, "directory-prometheus.json"), JSON.stringify({ prometheus: { ...prometheusDirectory(plan), dir: targets } }));
+        writeFileSync(join(dir, "members.json"), JSON.stringify(members));
+        mkdirSync(targets);
+        const converge = spawnSync("/usr/bin/python3", ["-c", "import json, sys\nfrom vpsha import directory\ndirectory.converge_prometheus(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), [])",
+            join(dir, "directory-prometheus.json"), join(dir, "members.json")], { encoding: "utf8", env: { ...process.env, PYTHONPATH: join(__dirname, "..", "node-agent") } });
+        assert.equal(converge.status, 0, converge.stderr);
         for (const n of monitors) {
             const p = prometheusSpec(plan, n, [rules]);
-            writeFileSync(join(dir, `prometheus-${n.name}.yml`), renderPrometheusConfig(p));
+            writeFileSync(join(dir, `prometheus-${n.name}.yml`), renderPrometheusConfig(p).split(`${PROMETHEUS_TARGETS_DIR}/`).join(`${targets}/`));
             const pArgs = argsOf(renderPrometheusDefaults(p)).map((a) => (a.startsWith("--config.file=") ? `--config.file=${join(dir, `prometheus-${n.name}.yml`)}` : a));
             start(`prometheus-${n.name}`, ["prometheus", ...pArgs, `--storage.tsdb.path=${join(dir, `tsdb-${n.name}`)}`]);
             const a = alertmanagerSpec(plan, n, { webhookUrl: `${base}/user`, heartbeatUrl: `${base}/heartbeat` });
@@ -190,6 +252,21 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
         await waitFor("the resolved message", 150, () => userMessages("resolved").length > 0);
         await sleep(25000);
         assert.equal(userMessages("resolved").length, 1, "one resolved message");
+    });
+
+    it(`${REAL_NODE}'s own signals, by its real node_exporter, reach both Prometheus servers, and its certificate's alert the user`, async () => {
+        for (const n of monitors) {
+            await waitFor(`${REAL_NODE}'s desired-state generation on ${n.name}`, 90, () => {
+                const r = get(`http://${n.meshAddress}:9090/api/v1/query?query=${encodeURIComponent(`vpsha_desired_state_generation{instance="${REAL_NODE}"}`)}`);
+                return r !== undefined && JSON.parse(r).data.result[0]?.value[1] === "1796200000123";
+            });
+            const r = JSON.parse(get(`http://${n.meshAddress}:9090/api/v1/query?query=${encodeURIComponent(`node_textfile_scrape_error{instance="${REAL_NODE}"}`)}`)!);
+            assert.equal(r.data.result[0]?.value[1], "0", "node_exporter read every signal file");
+        }
+        const expiring = () => received().filter((m) => m.path === "/user" && m.body.status === "firing").flatMap((m) => m.body.alerts)
+            .filter((a) => a.labels.alertname === "CertificateExpiringSoon" && a.labels.instance === REAL_NODE);
+        await waitFor("CertificateExpiringSoon for the node's certificate", 180, () => expiring().length > 0);
+        assert.deepEqual([...new Set(expiring().map((a) => a.labels.certificate))], ["pgbackrest"], "the CA's ten years raise nothing");
     });
 
     it("sends the heartbeat about once a minute, not once per Alertmanager, and reports the daemons' memory", async () => {

@@ -104,7 +104,7 @@ describe("monitoring: Prometheus, Alertmanager and the alert rules", function ()
             assert.match(am, new RegExp(`--cluster.listen-address=${lb.meshAddress.replace(/\./g, "\\.")}:9094 `));
             const pg = renderPostgresExporterDefaults({ listenAddress: "10.77.0.177", port: 9187, socketDir: "/var/lib/postgresql/vps-ha-socket" });
             assert.match(pg, /--web.listen-address=10\.77\.0\.177:9187 /);
-            assert.match(renderNodeExporterDefaults({ listenAddress: "10.77.0.206", port: MONITORING_PORTS.nodeExporter }), /^ARGS="--web.listen-address=10\.77\.0\.206:9100"$/m);
+            assert.match(renderNodeExporterDefaults({ listenAddress: "10.77.0.206", port: MONITORING_PORTS.nodeExporter }), /^ARGS="--web.listen-address=10\.77\.0\.206:9100 --collector.systemd --collector.textfile.directory=\/var\/lib\/prometheus\/node-exporter"$/m);
             assert.throws(() => renderNodeExporterDefaults({ listenAddress: "0.0.0.0; x", port: 9100 }), /node-exporter: listenAddress "0.0.0.0; x" is not an IPv4 address/);
         });
     });

@@ -2,7 +2,7 @@
 // the node's mesh address (peers, clients) and on loopback (local tools); never on 0.0.0.0.
 // The members are static, from the plan; a member rebuilt with an empty disk heals itself
 // (see renderEtcdJoinScript).
-import { DB_PORTS, PlannedNode, StackPlan } from "../plan";
+import { DB_PORTS, MONITORING_PORTS, PlannedNode, StackPlan } from "../plan";
 import { maxRttMs } from "../latency";
 import { MESH_UNIT } from "./mesh";
 import { DIRECTORY_STATUS } from "./directory-agent";
@@ -81,6 +81,8 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
         `ETCD_INITIAL_ADVERTISE_PEER_URLS=${peerUrl(spec.meshAddress)}`,
         `ETCD_LISTEN_CLIENT_URLS=${clientUrl(spec.meshAddress)},${clientUrl("127.0.0.1")}`,
         `ETCD_ADVERTISE_CLIENT_URLS=${clientUrl(spec.meshAddress)}`,
+        "# /metrics and /health for the monitoring nodes, apart from the client API.",
+        `ETCD_LISTEN_METRICS_URLS=http://${spec.meshAddress}:${MONITORING_PORTS.etcdMetrics}`,
         "# How a fresh cluster starts; the join script overrides both for a member that rejoins.",
         `ETCD_INITIAL_CLUSTER=${initialCluster(spec)}`,
         "ETCD_INITIAL_CLUSTER_STATE=new",

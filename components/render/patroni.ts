@@ -2,6 +2,7 @@
 // as its store. Everything listens on the node's mesh address (PostgreSQL also on loopback),
 // pg_hba admits the mesh network only, and the REST API asks for a password on every method
 // that changes something. The yaml library writes the file, so values are always quoted right.
+import { MONITOR_DB_USER } from "./postgres-exporter";
 import { stringify } from "yaml";
 import { DB_PORTS } from "../plan";
 import { afterPromoteHook, PG_CTL_WRAPPER } from "./after-promote";
@@ -84,6 +85,9 @@ export interface PatroniSpec {
     passwords: { superuser: string; replication: string; rewind: string; restApi: string };
 }
 
+/** pg_ident's map from the exporter's OS user to its database role. */
+export const MONITOR_IDENT_MAP = "monitor";
+
 /**
  * Who may connect: the postgres OS user over the socket; the superuser, replication and rewind
  * roles from the database members' mesh addresses only (Patroni's own connections between
@@ -97,6 +101,8 @@ export function pgHba(meshCidr: string, memberAddresses: string[]): string[] {
     return [
         "local all postgres peer",
         "local replication postgres peer",
+        // postgres_exporter (OS user prometheus) as its pg_monitor role, through pg_ident's map.
+        `local postgres ${MONITOR_DB_USER} peer map=${MONITOR_IDENT_MAP}`,
         // Patroni's own replication connection to its local server (to read the timeline when a
         // former primary rejoins) goes over the socket: see use_unix_socket_repl.
         `local replication ${DB_USERS.replication} scram-sha-256`,
@@ -228,6 +234,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             // bucket is slow or unreachable it would keep replicas from starting. Replication slots
             // keep the WAL a replica needs on the primary; a replica too far gone is re-cloned.
             pg_hba: pgHba(spec.meshCidr, spec.memberAddresses),
+            pg_ident: [`${MONITOR_IDENT_MAP} prometheus ${MONITOR_DB_USER}`],
             // A planned switchover run on this node pauses the poolers here, just before
             // PostgreSQL stops, rather than before Patroni's checks: clients wait less. Any other
             // stop finds no request and pauses nothing (vpsha/switchover.py).

@@ -121,9 +121,10 @@ export function renderPgbackrestConf(spec: PgbackrestSpec): string {
 
 /**
  * The scheduled backup job (argument: full, diff or incr). Every member's timers fire, and
- * only one backs up: the node must be a healthy replica (Patroni's GET /replica answers 200)
- * and the first such replica by name in Patroni's view of the cluster. So backups never load
- * the primary, and two replicas never write one backup set at once.
+ * only one backs up: the first healthy replica by name in Patroni's view of the cluster, once its
+ * own GET /replica answers 200. So backups never load the primary, and two replicas never write
+ * one backup set at once. When no member would take it (no healthy replica, or the chosen one
+ * unhealthy, or the view unreadable), the job fails: a failed unit, which the alerts report.
  */
 export function renderBackupScript(spec: Pick<PgbackrestSpec, "stanza" | "name" | "meshAddress">): string {
     const api = `http://${spec.meshAddress}:${DB_PORTS.patroni}`;
@@ -132,21 +133,21 @@ export function renderBackupScript(spec: Pick<PgbackrestSpec, "stanza" | "name" 
 set -eu
 type=\${1:?usage: $0 full|diff|incr}
 case "$type" in full|diff|incr) ;; *) echo "usage: $0 full|diff|incr" >&2; exit 2 ;; esac
+fail() { echo "backup: $*; no backup is taken" >&2; exit 1; }
 
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${api}/replica || true)
-if [ "$code" != 200 ]; then
-  echo "backup: ${spec.name} is not a healthy replica (GET /replica: $code); a replica takes the backup"
-  exit 0
-fi
-chosen=$(curl -s --max-time 5 ${api}/cluster | python3 -c '
+view=$(curl -fsS --max-time 5 ${api}/cluster) || fail "Patroni's cluster view is unreadable on ${spec.name}"
+chosen=$(printf %s "$view" | python3 -c '
 import json, sys
 members = json.load(sys.stdin).get("members", [])
 ready = [m["name"] for m in members if m.get("role") in ("replica", "sync_standby", "quorum_standby") and m.get("state") in ("streaming", "running")]
-print(min(ready) if ready else "")')
+print(min(ready) if ready else "")') || fail "Patroni's cluster view is not JSON"
+[ -n "$chosen" ] || fail "the cluster has no healthy replica"
 if [ "$chosen" != "${spec.name}" ]; then
-  echo "backup: replica \${chosen:-none} takes this backup, not ${spec.name}"
+  echo "backup: replica $chosen takes this backup, not ${spec.name}"
   exit 0
 fi
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${api}/replica || true)
+[ "$code" = 200 ] || fail "${spec.name}, the replica chosen, is not healthy (GET /replica: $code)"
 # Idempotent: creates the stanza the first time (the cluster's bootstrap may not have managed).
 pgbackrest --stanza=${spec.stanza} stanza-create
 exec pgbackrest --stanza=${spec.stanza} --type="$type" --backup-standby=y backup

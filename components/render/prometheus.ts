@@ -6,6 +6,8 @@ import { stringify } from "yaml";
 export const PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml";
 export const PROMETHEUS_DEFAULTS = "/etc/default/prometheus";
 export const PROMETHEUS_UNIT = "prometheus.service";
+/** The file_sd target files the directory agent writes, one per job. */
+export const PROMETHEUS_TARGETS_DIR = "/etc/prometheus/targets";
 
 export interface ScrapeTarget {
     /** The node's name: the `instance` label. */
@@ -23,6 +25,12 @@ export interface ScrapeJob {
     targets: ScrapeTarget[];
     /** Metric names (a regex over the whole name) dropped at scrape: series nothing reads. */
     dropMetrics?: string;
+    /**
+     * Targets from a file the directory agent keeps (the members of these roles, from the signed
+     * directory), so a node joining or leaving changes no monitoring node's configuration;
+     * `targets` is then the plan's view of the same.
+     */
+    fileSd?: { path: string; roles: string[] };
 }
 
 export interface PrometheusSpec {
@@ -74,8 +82,10 @@ export function renderPrometheusConfig(spec: PrometheusSpec): string {
         scrape_configs: spec.jobs.map((j) => ({
             job_name: j.name,
             metrics_path: j.path,
-            // One static group per node: its labels name the node, not its address.
-            static_configs: j.targets.map((t) => ({ targets: [`${t.address}:${j.port}`], labels: { instance: t.node, role: t.role } })),
+            // One group per node: its labels name the node, not its address.
+            ...(j.fileSd
+                ? { file_sd_configs: [{ files: [j.fileSd.path] }] }
+                : { static_configs: j.targets.map((t) => ({ targets: [`${t.address}:${j.port}`], labels: { instance: t.node, role: t.role } })) }),
             ...(j.dropMetrics ? { metric_relabel_configs: [{ source_labels: ["__name__"], regex: j.dropMetrics, action: "drop" }] } : {}),
         })),
     };

@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 
 import pytest
@@ -216,3 +217,23 @@ def test_app_stops_an_image_that_left_the_release_only_after_the_grace(tmp_path,
 
 def test_app_starts_nothing_without_a_verified_release(tmp_path):
     assert App(tmp_path).converge(None) == []
+
+
+def test_prometheus_targets_follow_the_directory(tmp_path):
+    members = {n: {"name": n, "role": r, "mesh": m} for n, r, m in
+               [("db-1", "db", "10.77.0.5"), ("app-2", "app", "10.77.0.9"), ("app-1", "app", "10.77.0.7")]}
+    cfg = {"prometheus": {"dir": str(tmp_path), "jobs": [{"name": "node", "port": 9100, "roles": ["app", "db"]},
+                                                         {"name": "postgres", "port": 9187, "roles": ["db"]}]}}
+    directory.converge_prometheus(cfg, members, [])
+    node = json.loads((tmp_path / "node.json").read_text())
+    assert node == [{"labels": {"instance": "app-1", "role": "app"}, "targets": ["10.77.0.7:9100"]},
+                    {"labels": {"instance": "app-2", "role": "app"}, "targets": ["10.77.0.9:9100"]},
+                    {"labels": {"instance": "db-1", "role": "db"}, "targets": ["10.77.0.5:9100"]}]
+    assert json.loads((tmp_path / "postgres.json").read_text()) == [
+        {"labels": {"instance": "db-1", "role": "db"}, "targets": ["10.77.0.5:9187"]}]
+    # A node gone: its target goes; an unchanged set is not rewritten.
+    before = os.stat(tmp_path / "postgres.json").st_mtime_ns
+    del members["app-2"]
+    directory.converge_prometheus(cfg, members, [])
+    assert [g["labels"]["instance"] for g in json.loads((tmp_path / "node.json").read_text())] == ["app-1", "db-1"]
+    assert os.stat(tmp_path / "postgres.json").st_mtime_ns == before

@@ -280,6 +280,27 @@ def save_server_state(h):
     write_atomically(h["stateFile"], b"".join(chunks).decode())
 
 
+def prometheus_targets(members, job):
+    """Prometheus' file_sd groups for `job` ({name, port, roles}): each member of those roles, named and by role."""
+    return [{"targets": ["%s:%d" % (m["mesh"], job["port"])], "labels": {"instance": m["name"], "role": m["role"]}}
+            for m in sorted(members.values(), key=lambda m: m["name"]) if m["role"] in job["roles"]]
+
+
+def converge_prometheus(cfg, members, problems):
+    """Prometheus' scrape targets follow the directory: it rereads a changed file by itself."""
+    p = cfg["prometheus"]
+    for job in p["jobs"]:
+        path = os.path.join(p["dir"], "%s.json" % job["name"])
+        text = json.dumps(prometheus_targets(members, job), indent=1, sort_keys=True) + "\n"
+        try:
+            with open(path) as f:
+                if f.read() == text:
+                    continue
+        except FileNotFoundError:
+            pass
+        write_atomically(path, text)
+
+
 def converge_haproxy(cfg, members, release, problems):
     """`release` None: none verified yet; the release's lines stay as they are (never emptied for want of a record)."""
     h = cfg["haproxy"]
@@ -445,6 +466,7 @@ def one_round(cfg, key):
     for step in (lambda: converge_wireguard(cfg, members, resolver if source == "dns" else None, problems),
                  lambda: converge_nftables(cfg, members, problems),
                  lambda: cfg.get("haproxy") and converge_haproxy(cfg, members, release, problems),
+                 lambda: cfg.get("prometheus") and converge_prometheus(cfg, members, problems),
                  lambda: cfg.get("app") and converge_app(cfg, release, problems)):
         try:
             step()

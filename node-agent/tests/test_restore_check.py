@@ -1,0 +1,57 @@
+# vpsha.restore_check's decisions: whose turn it is in Patroni's view, and what a run reports
+# (the restore itself runs for real in test/restore-check.test.ts).
+import json
+import os
+
+import pytest
+
+from vpsha import restore_check
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def member(name, role, state):
+    return {"name": name, "role": role, "state": state}
+
+
+def test_the_last_healthy_replica_by_name_runs_it_and_none_when_there_is_none():
+    cluster = {"members": [member("db-1", "leader", "running"), member("db-2", "sync_standby", "streaming"),
+                           member("db-3", "replica", "streaming")]}
+    assert restore_check.chosen(cluster) == "db-3"
+    cluster["members"][2]["state"] = "starting"
+    assert restore_check.chosen(cluster) == "db-2"
+    assert restore_check.chosen({"members": [member("db-1", "leader", "running")]}) is None
+
+
+@pytest.fixture
+def table(tmp_path):
+    with open(os.path.join(FIXTURES, "signals-table.json")) as f:
+        t = json.load(f)
+    t["textfileDir"] = str(tmp_path)
+    return t
+
+
+def values(table):
+    with open(os.path.join(table["textfileDir"], "vpsha-restore-check.prom")) as f:
+        return {line.split()[0]: float(line.split()[1]) for line in f if not line.startswith("#") and line.strip()}
+
+
+def test_a_failed_run_keeps_the_last_passing_time_and_a_first_failure_has_none(table):
+    restore_check.report(table, "prod", False, 100)
+    assert values(table) == {'vpsha_restore_check_last_run_timestamp_seconds{stanza="prod"}': 100,
+                             'vpsha_restore_check_success{stanza="prod"}': 0}
+    restore_check.report(table, "prod", True, 200)
+    restore_check.report(table, "prod", False, 300)
+    assert values(table) == {'vpsha_restore_check_last_run_timestamp_seconds{stanza="prod"}': 300,
+                             'vpsha_restore_check_success{stanza="prod"}': 0,
+                             'vpsha_restore_check_last_success_timestamp_seconds{stanza="prod"}': 200}
+
+
+def test_no_healthy_replica_fails_the_run(tmp_path, table, monkeypatch):
+    monkeypatch.setattr(restore_check, "my_turn", lambda cfg: (_ for _ in ()).throw(restore_check.Failed("no replica")))
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    cfg = {"stanza": "prod", "node": "db-1", "patroniUrl": "http://127.0.0.1:1", "pgBin": "/x", "scratch": "/x/s",
+           "port": 5499, "database": "app", "signalTable": str(tmp_path / "t.json")}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    assert restore_check.main(["--config", str(tmp_path / "c.json")]) == 1
+    assert restore_check.main(["--nope"]) == 2
