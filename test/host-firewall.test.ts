@@ -18,7 +18,7 @@ import { Sandbox } from "./helpers/sandbox";
 import { requireTools } from "./helpers/tools";
 
 type Files = { path: string; content: string; permissions?: string }[];
-const nftOf = (e: Evaluation, node: string) => (parse(e.userData[node]) as { write_files: Files }).write_files.find((f) => f.path === NFTABLES_FILE)?.content ?? "";
+const nftOf = (e: Evaluation, node: string) => (parse(e.config[node]) as { write_files: Files }).write_files.find((f) => f.path === NFTABLES_FILE)?.content ?? "";
 
 describe("host firewall: the metadata service for root only, app containers kept off the mesh", function () {
     this.timeout(300000);
@@ -28,7 +28,7 @@ describe("host firewall: the metadata service for root only, app containers kept
     });
 
     it("every node's ruleset rejects the metadata addresses for any socket not owned by root", () => {
-        for (const node of Object.keys(prod.userData)) {
+        for (const node of Object.keys(prod.config)) {
             const lines = nftOf(prod, node).split("\n").map((l) => l.trim());
             const output = lines.slice(lines.indexOf("chain output {"), lines.indexOf("chain input {"));
             assert.ok(output.includes(`ip daddr ${METADATA_ADDRESSES.ipv4} meta skuid != 0 reject comment "metadata service: root only"`), `${node}: ${output.join(" | ")}`);
@@ -40,7 +40,7 @@ describe("host firewall: the metadata service for root only, app containers kept
         const owner = `meta skuid ${CONTAINER_UID_BASE}-${CONTAINER_UID_BASE + CONTAINER_UID_COUNT - 1} ct state new`;
         assert.ok(buildPlan(parseStackConfig(raw(prodStack()), "prod")).ports.app.some((r) => r.service === APP_SERVICE), "the plan's app rule is the one the firewall looks for");
         assert.deepEqual(CONTAINER_MESH_PORTS, [HAPROXY_PORTS.dbPrimary, HAPROXY_PORTS.dbReplicas, HAPROXY_PORTS.pooler]);
-        for (const node of Object.keys(prod.userData)) {
+        for (const node of Object.keys(prod.config)) {
             const lines = nftOf(prod, node).split("\n").map((l) => l.trim());
             const output = lines.slice(lines.indexOf("chain output {"), lines.indexOf("chain input {"));
             const mine = output.filter((l) => l.startsWith(owner)).map((l) => l.slice(owner.length + 1).replace(/ comment .*$/, ""));

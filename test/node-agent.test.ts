@@ -21,6 +21,7 @@ import { PEER_WATCH } from "../components/render/peer-watch";
 import { moduleClosure, moduleImports, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
 import { SWITCHOVER_TOOL } from "../components/render/switchover";
 import { POOLER_GUARD_TOOL } from "../components/render/pgbouncer";
+import { RESTORE_CHECK_TOOL, SIGNALS_TOOL } from "../components/render/monitoring";
 import { HCLOUD_USER_DATA_LIMIT, packUserData } from "../components/providers/user-data";
 import { LAB_STACKS_DIR } from "../scripts/lab/program";
 import { Evaluation } from "../scripts/lib/mock-program";
@@ -44,6 +45,9 @@ const TOOLS = [
     { command: LEADER_AWAY_SCRIPT, module: "etcd_leader", roles: ["db"], usage: ["--patroni", "http://x", "--etcd", "http://y", "--every", "soon"] },
     // Members with backups on (the prod stack's) bootstrap through the repository.
     { command: DB_RESTORE_TOOL, module: "db_restore", roles: ["db"], usage: ["--scope=prod"] },
+    // The monitoring's own signals everywhere; the restore check on members (backups on).
+    { command: SIGNALS_TOOL, module: "signals", roles: ["app", "haproxy", "db", "witness"], usage: undefined },
+    { command: RESTORE_CHECK_TOOL, module: "restore_check", roles: ["db"], usage: undefined },
 ];
 
 type Files = { path: string; content: string; permissions: string }[];
@@ -119,7 +123,7 @@ describe("the node agent's package as nodes get it", function () {
             for (const t of tools) assert.equal(files.find((f) => f.path === t.command)?.content, renderLauncher(t.module), `${node.name}: ${t.command}`);
             for (const t of TOOLS.filter((x) => !x.roles.includes(node.role))) assert.equal(files.find((f) => f.path === t.command), undefined, `${node.name} has no ${t.command}`);
             // The rollout gate too: the desired-state agent loads it for a later generation.
-            const needed = new Set(["__init__", "rollout", ...tools.flatMap((t) => moduleClosure(t.module))]);
+            const needed = new Set(["__init__", ...moduleClosure("rollout"), ...tools.flatMap((t) => moduleClosure(t.module))]);
             assert.deepEqual([...modules].sort(), [...needed].sort(), `${node.name} (${node.role})`);
         }
         assert.ok(!filesOf(prod, "app-1").some((f) => f.path.endsWith("/switchover.py")), "app nodes have no switchover");

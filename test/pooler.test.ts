@@ -60,7 +60,7 @@ describe("poolers and planned switchovers (mock runtime)", function () {
             const unit = fileOf(prod, lb, `/etc/systemd/system/${POOLER_GUARD_UNIT}`)?.content ?? "";
             assert.match(unit, /^User=postgres$/m);
             assert.match(unit, /^Restart=always$/m);
-            const runcmd = (parse(prod.userData[lb]) as { runcmd: string[][] }).runcmd.map((c) => c.join(" "));
+            const runcmd = (parse(prod.config[lb]) as { runcmd: string[][] }).runcmd.map((c) => c.join(" "));
             assert.ok(runcmd.some((c) => c.startsWith("systemctl enable") && c.includes(POOLER_GUARD_UNIT)), runcmd.join("\n"));
         }
         for (const db of ["db-1", "db-2", "db-3"]) assert.equal(fileOf(prod, db, POOLER_GUARD_TOOL), undefined, `${db} runs no pooler guard`);
