@@ -132,13 +132,7 @@ def report(table, stanza, passed, now):
 
 
 def load_config(path):
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-        with open(cfg["signalTable"]) as f:
-            table = json.load(f)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit("%s: %s" % (path, e)) from None
+    cfg, table = signals.read_config(path)
     for k in ("stanza", "pgBin", "scratch", "database"):
         if not isinstance(cfg.get(k), str) or not cfg[k]:
             raise SystemExit("%s: %s is %r; expected a name or an absolute path" % (path, k, cfg.get(k)))

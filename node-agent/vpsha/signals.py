@@ -321,14 +321,19 @@ REQUIRED = {"backup": "stanza", "desired": "desiredStatus", "directory": "direct
             "certificates": "certificates"}
 
 
-def load_config(path):
+def read_config(path):
+    """A tool's JSON config and the signal table it names; exits naming the file when either is unreadable."""
     try:
         with open(path) as f:
             cfg = json.load(f)
         with open(cfg["signalTable"]) as f:
-            table = json.load(f)
+            return cfg, json.load(f)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit("%s: %s" % (path, e)) from None
+
+
+def load_config(path):
+    cfg, table = read_config(path)
     if not isinstance(table.get("signals"), dict) or not isinstance(table.get("textfileDir"), str):
         raise SystemExit("%s: expected {textfileDir, signals}" % cfg["signalTable"])
     return cfg, table

@@ -18,7 +18,7 @@ import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
 import { execInNode, labNodes, nodeLogDir } from "../realize";
 import { copyNodeLogs, drillLogDir, markNodeLogs } from "./logs";
 import { currentPrimary } from "./db";
-import { Drill, DrillResult } from "./types";
+import { Drill, DrillResult, drillChecks } from "./types";
 
 /**
  * Writes accepted again within this long of the loss: every server booted and configured again
@@ -89,12 +89,8 @@ export const clusterLoss: Drill = {
     name: "cluster-loss",
     description: "lose every database member's disk at once after acknowledged writes: the cluster comes back by itself from the backup repository with every archived write, and takes writes again",
     run: async (ctx): Promise<DrillResult> => {
-        const notes: string[] = [];
-        let ok = true;
-        const check = (pass: boolean, note: string) => {
-            ok &&= pass;
-            notes.push(pass ? note : `FAILED: ${note}`);
-        };
+        const checks = drillChecks();
+        const { notes, check } = checks;
         await waitHealthy(ctx.log, 90_000);
         const members = labNodes().filter((n) => n.role === "db");
         if (members.length === 0) throw new Error("cluster-loss needs database members");
@@ -201,7 +197,7 @@ export const clusterLoss: Drill = {
             drill: "cluster-loss", target: members.map((n) => n.name).join("+"), logDir, rtoSeconds, rtoTargetSeconds: CLUSTER_LOSS_RTO_SECONDS, recoverySeconds,
             lostWrites: lost.length, failedRequests: a.failed, failedHttpRequests: null, splitBrain: a.splitBrain,
             figures: { unarchivedLostWrites: lost.length, oldestLostWriteAgeSeconds: Math.round(oldestAge * 10) / 10, archivedLostWrites: lostArchived.length },
-            checksPassed: ok, passed: ok, notes,
+            checksPassed: checks.ok, passed: checks.ok, notes,
         };
     },
 };

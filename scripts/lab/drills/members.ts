@@ -20,7 +20,7 @@ import { currentPrimary, patroniJson, standbyLossRtoTarget, SWITCHOVER_PAUSE_SEC
 import { faultUnderLoad, pickNode } from "./harness";
 import { REBUILD_STREAMING_SECONDS } from "./replace";
 import { accepted, applyToProgram, labNodeLists, labSource, NodeEntry, NodeLists } from "./stack-change";
-import { Drill } from "./types";
+import { Drill, drillChecks } from "./types";
 
 const dbNodes = (): NodeState[] => labNodes().filter((n) => n.role === "db");
 
@@ -130,12 +130,8 @@ export const doubleChangeRefused: Drill = {
         const edited = replaceEntry(replaceEntry(lists, { ...a, size: anotherSize(a) }), { ...b, size: anotherSize(b) });
         const deployed = accepted(await applyToProgram(source, undefined, undefined), "the lab's stack file").evaluation;
 
-        const notes: string[] = [];
-        let ok = true;
-        const check = (pass: boolean, note: string) => {
-            ok &&= pass;
-            notes.push(pass ? note : `FAILED: ${note}`);
-        };
+        const checks = drillChecks();
+        const { notes, check } = checks;
         const identities = new Map(labNodes().map((n) => [n.name, serverIdentity(n)]));
         const etcdBefore = (await etcdMembers(dbNodes()[0].name))?.map((m) => m.id).sort();
         const viewBefore = await clusterView(dbNodes());
@@ -173,7 +169,7 @@ export const doubleChangeRefused: Drill = {
         check(viewAfter !== undefined && serving(viewAfter.members).length === dbNodes().length, `every member leads or streams (${viewAfter?.members.map((m) => `${m.name} ${m.role} ${m.state}`).join(", ") ?? "no answer"})`);
         check(leaderOf(viewAfter)?.name === leaderOf(viewBefore)?.name && leaderOf(viewAfter)?.timeline === leaderOf(viewBefore)?.timeline, `the same leader on the same timeline (${leaderOf(viewBefore)?.name}/${leaderOf(viewBefore)?.timeline} -> ${leaderOf(viewAfter)?.name}/${leaderOf(viewAfter)?.timeline})`);
         check(result.failedRequests === 0, `no write or request failed (${result.failedRequests} failed)`);
-        return { ...result, recoverySeconds: 0, checksPassed: (result.checksPassed ?? result.passed) && ok, passed: result.passed && ok, notes: [...result.notes, ...notes] };
+        return { ...result, recoverySeconds: 0, checksPassed: (result.checksPassed ?? result.passed) && checks.ok, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
     },
 };
 
@@ -208,12 +204,8 @@ export const memberMove: Drill = {
         if (!there) throw new Error(`the stack file names no provider but ${here}: nowhere to move ${target}`);
         const size = catalogs[there.provider].sizes[entry.size ?? ""] ? entry.size : lists.db.find((e) => e.provider === there.provider)?.size ?? there.size;
         const moved: NodeEntry = { name: entry.name, provider: there.provider, region: there.region, ...(size ? { size } : {}) };
-        const notes: string[] = [`moving ${target} from ${here}/${entry.region} to ${moved.provider}/${moved.region}${moved.size ? `/${moved.size}` : ""}`];
-        let ok = true;
-        const check = (pass: boolean, note: string) => {
-            ok &&= pass;
-            notes.push(pass ? note : `FAILED: ${note}`);
-        };
+        const checks = drillChecks([`moving ${target} from ${here}/${entry.region} to ${moved.provider}/${moved.region}${moved.size ? `/${moved.size}` : ""}`]);
+        const { notes, check } = checks;
 
         // The program decides the runs: the lab's deployment, the move in one run, else as its refusal says.
         const deployed = accepted(await applyToProgram(source, undefined, undefined), "the lab's stack file").evaluation;
@@ -304,6 +296,6 @@ export const memberMove: Drill = {
         const etcd = await etcdMembers(dbNodes().find((n) => n.name !== target)?.name as string);
         check(etcd !== undefined && etcd.length === dbNodes().length + labNodes().filter((n) => n.role === "witness").length && etcd.every((m) => m.started), `etcd lists every member started (${etcd?.map((m) => m.name).join(", ") ?? "no answer"})`);
         check(labNodes().find((n) => n.name === target)?.provider === moved.provider, `the lab has ${target} on ${moved.provider}`);
-        return { ...result, recoverySeconds: streamingSeconds, checksPassed: (result.checksPassed ?? result.passed) && ok, passed: result.passed && ok, notes: [...result.notes, ...notes] };
+        return { ...result, recoverySeconds: streamingSeconds, checksPassed: (result.checksPassed ?? result.passed) && checks.ok, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
     },
 };

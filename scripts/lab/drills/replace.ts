@@ -14,7 +14,7 @@ import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
 import { execInNode, labNodes, nodeLogDir, NodeState } from "../realize";
 import { aReplica, currentPrimary, patroniJson, PRIMARY_RTO_SECONDS, UNAFFECTED_RTO_SECONDS } from "./db";
 import { faultUnderLoad, pickNode } from "./harness";
-import { Drill } from "./types";
+import { Drill, drillChecks } from "./types";
 
 /**
  * From the new server's first boot to a streaming replica in the synchronous set: the lab applies
@@ -81,12 +81,8 @@ export const dbMemberReplace: Drill = {
         if (!old) throw new Error(`etcd does not list ${target}: ${JSON.stringify(before)}`);
         const sync = await syncModeOf(asker);
         const wasPrimary = (await currentPrimary()) === target;
-        const notes: string[] = [`${target} was ${wasPrimary ? "the primary" : "a replica"}, etcd member ${old.id}; synchronous mode ${sync.mode}`];
-        let ok = true;
-        const check = (pass: boolean, note: string) => {
-            ok &&= pass;
-            notes.push(pass ? note : `FAILED: ${note}`);
-        };
+        const checks = drillChecks([`${target} was ${wasPrimary ? "the primary" : "a replica"}, etcd member ${old.id}; synchronous mode ${sync.mode}`]);
+        const { notes, check } = checks;
         let streamingSeconds: number | null = null;
 
         const result = await faultUnderLoad(ctx, {
@@ -147,6 +143,6 @@ export const dbMemberReplace: Drill = {
 
         // A replica's loss and return must not fail one write or request; a primary's is a failover.
         if (!wasPrimary) check(result.failedRequests === 0, `no write or request failed while a replica was rebuilt (${result.failedRequests} failed)`);
-        return { ...result, recoverySeconds: streamingSeconds, passed: result.passed && ok, notes: [...result.notes, ...notes] };
+        return { ...result, recoverySeconds: streamingSeconds, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
     },
 };

@@ -19,7 +19,7 @@ import { labStack } from "../stack";
 import { labDnsRecords } from "../up";
 import { currentPrimary, patroniJson, SWITCHOVER_PAUSE_SECONDS, SWITCHOVER_SINGLE_RUN_SLACK } from "./db";
 import { faultUnderLoad } from "./harness";
-import { Drill, DrillResult } from "./types";
+import { Drill, DrillResult, drillChecks } from "./types";
 
 /**
  * Every group rolls in parallel, each node in turn: an agent round (15 s) to see the change, then
@@ -125,12 +125,8 @@ export const upgradeInPlace: Drill = {
     name: "upgrade-in-place",
     description: `publish a desired state in which every file and tool differs (vps-ha:drill.revision): every daemon restarts, one node of a group at a time, under writes through the poolers and HTTP; nothing fails, at most one switchover, writes pause <= ${SWITCHOVER_PAUSE_SECONDS} s, no node rebuilt`,
     run: async (ctx) => {
-        const notes: string[] = [];
-        let ok = true;
-        const check = (pass: boolean, note: string) => {
-            ok &&= pass;
-            notes.push(pass ? note : `FAILED: ${note}`);
-        };
+        const checks = drillChecks();
+        const { notes, check } = checks;
         const before = await states();
         const boots = await bootMarks();
         const history = await timelines();
@@ -160,7 +156,7 @@ export const upgradeInPlace: Drill = {
         const published = await states();
         await publish(ctx.log, undefined);
         await waitRolledOut(ctx.log, published, ROLLOUT_BOUND_SECONDS);
-        return { ...result, passed: result.passed && ok && took !== undefined, notes: [...result.notes, ...notes] };
+        return { ...result, passed: result.passed && checks.ok && took !== undefined, notes: [...result.notes, ...notes] };
     },
 };
 
@@ -168,12 +164,8 @@ export const badChangeHalts: Drill = {
     name: "bad-change-halts",
     description: "publish a desired state that keeps the first database member's Patroni from starting (vps-ha:drill.failStart): the rollout halts there and rolls it back, the other members keep their old state and name it, writes and HTTP go on; a fixed state then completes the rollout",
     run: async (ctx) => {
-        const notes: string[] = [];
-        let ok = true;
-        const check = (pass: boolean, note: string) => {
-            ok &&= pass;
-            notes.push(pass ? note : `FAILED: ${note}`);
-        };
+        const checks = drillChecks();
+        const { notes, check } = checks;
         const first = await firstMember();
         const before = await states();
         const dbGroup = labNodes().filter((n) => groupOf(n) === "db");
@@ -214,7 +206,7 @@ export const badChangeHalts: Drill = {
         await publish(ctx.log, undefined);
         await waitRolledOut(ctx.log, published, ROLLOUT_BOUND_SECONDS);
         check(true, "the stack file's own state rolled out again after the drill");
-        return { ...result, passed: result.passed && ok, notes: [...result.notes, ...notes] };
+        return { ...result, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
     },
 };
 

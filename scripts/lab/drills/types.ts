@@ -69,3 +69,24 @@ export interface EdgeResult {
     /** Seconds until this edge's monitor marked each lost HAProxy node down (null: it never did, the node was back first). */
     markedDown: Record<string, number | null>;
 }
+
+/** A drill's own checks beside the harness's: its notes in order, a failed one marked, and whether all passed. */
+export interface DrillChecks {
+    readonly notes: string[];
+    readonly ok: boolean;
+    check(pass: boolean, note: string): void;
+}
+
+export function drillChecks(notes: string[] = []): DrillChecks {
+    let ok = true;
+    return {
+        notes,
+        get ok() {
+            return ok;
+        },
+        check(pass: boolean, note: string) {
+            ok &&= pass;
+            notes.push(pass ? note : `FAILED: ${note}`);
+        },
+    };
+}
