@@ -193,7 +193,7 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         // The gate `pulumi up` runs (the program's own command) passes against this HAProxy.
         const gateFor = async (release: Record<string, unknown>) => {
             const e = await evaluate(withConfig({ app: { release: { ...release, gateTimeoutSeconds: 10 } } }));
-            const script = String(e.resources.find((r) => r.type === "command:local:Command")?.inputs.create);
+            const script = String(e.resources.find((r) => r.type === "command:local:Command" && r.name === "release-gate")?.inputs.create);
             const curl = "-k --resolve app.example.com:443:127.0.0.1 --resolve candidate.example.com:443:127.0.0.1";
             return (sb as Sandbox).exec(NODE, ["env", `VPS_HA_GATE_CURL_ARGS=${curl}`, "sh", "-c", script], { timeoutMs: 60000 });
         };

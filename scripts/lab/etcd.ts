@@ -18,8 +18,10 @@ const ctl = (node: string, args: string[]) =>
     execInNode(node, ["etcdctl", `--endpoints=http://127.0.0.1:${DB_PORTS.etcdClient}`, "--dial-timeout=2s", "--command-timeout=3s", ...args], { timeoutMs: 10_000, allowFail: true });
 
 /** Nodes whose etcd unit is running. */
-export function etcdNodes(): NodeState[] {
-    return labNodes().filter((n) => !n.isolated && nodeUnits(n.name).some((u) => u.unit === ETCD_UNIT && u.state === "active"));
+export async function etcdNodes(): Promise<NodeState[]> {
+    const nodes = labNodes().filter((n) => !n.isolated);
+    const units = await Promise.all(nodes.map((n) => nodeUnits(n.name)));
+    return nodes.filter((_, i) => units[i].some((u) => u.unit === ETCD_UNIT && u.state === "active"));
 }
 
 /**
@@ -42,7 +44,7 @@ export async function etcdMembers(node: string): Promise<EtcdMember[] | undefine
  * version, DB size, is leader, ...
  */
 export async function etcdLeader(): Promise<string | undefined> {
-    for (const n of etcdNodes()) {
+    for (const n of await etcdNodes()) {
         // Members that do not answer are reported on stderr (and make the exit code 1); the
         // others' lines still say who leads.
         const r = await ctl(n.name, ["endpoint", "status", "--cluster", "-w", "simple"]);

@@ -48,8 +48,9 @@ export async function unreachablePeers(node: NodeState, peers: NodeState[]): Pro
     if (peers.length === 0) return [];
     // One reply within 2 s, asking every half second: wireguard-go runs in user space, and on a
     // machine whose hypervisor takes the CPU for a moment a single ping with a 1 s limit failed
-    // although the tunnel was fine. A peer really cut off fails every try.
-    const script = `for a in ${peers.map((p) => p.meshAddress).join(" ")}; do (ping -c1 -i0.5 -w2 -q "$a" >/dev/null 2>&1 || echo "$a") & done; wait`;
+    // although the tunnel was fine. A peer really cut off fails every try. Numeric (-n): an ICMP
+    // error would otherwise send ping to reverse DNS, past any bound here while DNS is not up yet.
+    const script = `for a in ${peers.map((p) => p.meshAddress).join(" ")}; do (ping -n -c1 -i0.5 -w2 -q "$a" >/dev/null 2>&1 || echo "$a") & done; wait`;
     const r = await execInNode(node.name, ["sh", "-c", script], { timeoutMs: 10_000, allowFail: true });
     const down = new Set(r.stdout.split("\n").map((l) => l.trim()).filter(Boolean));
     return peers.filter((p) => down.has(p.meshAddress)).map((p) => p.name);
@@ -57,16 +58,16 @@ export async function unreachablePeers(node: NodeState, peers: NodeState[]): Pro
 
 /** The HTTP status `url` answers, asked from inside `node` (2 s limit); "no answer" otherwise. */
 export async function httpStatus(node: NodeState, url: string): Promise<string> {
-    const r = await execInNode(node.name, ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url], { timeoutMs: 5_000, allowFail: true });
-    return r.stdout.trim() || "no answer";
+    const r = await execInNode(node.name, ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", url], { timeoutMs: 5_000, allowFail: true }).catch(() => undefined);
+    return r?.stdout.trim() || "no answer";
 }
 
 /** A database member is in service when it leads, or replicates from the leader right now. */
 async function replicationCheck(node: NodeState): Promise<Check> {
-    const r = await execInNode(node.name, ["curl", "-s", "-m", "2", `http://${node.meshAddress}:8008/patroni`], { timeoutMs: 5_000, allowFail: true });
+    const r = await execInNode(node.name, ["curl", "-s", "-m", "2", `http://${node.meshAddress}:8008/patroni`], { timeoutMs: 5_000, allowFail: true }).catch(() => undefined);
     let status: { role?: string; state?: string; replication_state?: string } = {};
     try {
-        status = JSON.parse(r.stdout) as typeof status;
+        status = JSON.parse(r?.stdout ?? "") as typeof status;
     } catch {
         return { name: "replication", ok: false, detail: "no answer from Patroni" };
     }
@@ -131,15 +132,20 @@ async function etcdMemberCheck(node: NodeState): Promise<Check> {
 }
 
 export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes()): Promise<NodeHealth> {
-    const units = nodeUnits(node.name).filter((u) => u.unit.endsWith(".service"));
+    const units = (await nodeUnits(node.name)).filter((u) => u.unit.endsWith(".service"));
     const checks: Check[] = [];
     for (const u of units) {
         const ok = u.state === "active";
         if (!ok) checks.push({ name: u.unit, ok, detail: `${u.state}${u.result ? ` (${u.result})` : ""}` });
     }
     const peers = all.filter((p) => p.name !== node.name && !p.isolated);
-    const unreachable = node.isolated ? [] : await unreachablePeers(node, peers);
-    checks.push({ name: "mesh", ok: unreachable.length === 0, detail: unreachable.length ? `cannot reach ${unreachable.join(", ")}` : `reaches ${peers.length} peer(s)` });
+    // A probe that outlives its bound (a node busy converging) is a failed check this round, not the end of the wait.
+    const unreachable = node.isolated ? [] : await unreachablePeers(node, peers).catch((e: Error) => e);
+    checks.push(
+        unreachable instanceof Error
+            ? { name: "mesh", ok: false, detail: `no answer from the ping probe: ${unreachable.message.split("\n")[0]}` }
+            : { name: "mesh", ok: unreachable.length === 0, detail: unreachable.length ? `cannot reach ${unreachable.join(", ")}` : `reaches ${peers.length} peer(s)` },
+    );
     checks.push(directoryCheck(node, all));
     if (units.some((u) => /patroni/.test(u.unit) && u.state === "active")) checks.push(await replicationCheck(node));
     if (!node.isolated && units.some((u) => u.unit === ETCD_UNIT && u.state === "active")) checks.push(await etcdMemberCheck(node));

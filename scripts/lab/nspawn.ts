@@ -8,7 +8,7 @@
 // Each node's nspawn runs in its own cgroup (vps-ha-lab/<node>): nspawn puts the container in
 // "payload" beside itself, and two nodes in one cgroup would share a tree.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Log, run, RunResult, sleep } from "./exec";
 import { isMounted, mount } from "./mounts";
@@ -180,8 +180,8 @@ export async function waitBooted(name: string, previousLeader?: number, timeoutM
         const n = nodeState(name);
         const leader = containerLeader(n);
         if (leader && leader !== previousLeader) {
-            const r = spawnSync("nsenter", [`--target=${leader}`, "--all", "--", "systemctl", "is-system-running"], { encoding: "utf8", timeout: 10_000, env: { PATH: NODE_PATH } });
-            state = (r.stdout ?? "").trim() || `exit ${r.status}`;
+            const r = await run(["nsenter", `--target=${leader}`, "--all", "--", "systemctl", "is-system-running"], { timeoutMs: 10_000, allowFail: true, env: { PATH: NODE_PATH } }).catch(() => undefined);
+            state = r ? r.stdout.trim() || `exit ${r.code}` : "no answer within 10 s";
             if (state === "running" || state === "degraded") return leader;
         } else if (!n.supervisor || !isAlive(n.supervisor)) {
             throw new Error(`[node ${name}] its container exited while booting (see ${join(n.paths.logs, "console.log")})`);
@@ -229,16 +229,17 @@ export function parseSystemctlShow(text: string): SystemdUnit[] {
     });
 }
 
-/** The unit states as the node's own systemd reports them (`systemctl show`); none while it is down. */
-export function systemdUnits(n: NodeState): SystemdUnit[] {
+/**
+ * The unit states as the node's own systemd reports them (`systemctl show`); none while it is down.
+ * Asynchronous: a busy node can take seconds to answer, and a synchronous wait would hold every
+ * other probe's timer in the lab's process.
+ */
+export async function systemdUnits(n: NodeState): Promise<SystemdUnit[]> {
     const leader = containerLeader(n);
     if (!leader) return [];
-    const r = spawnSync(
-        "nsenter",
-        [`--target=${leader}`, "--all", "--", "systemctl", "show", `--property=${SHOW_PROPERTIES}`, "*.service", "*.socket", "*.timer", "*.path"],
-        { encoding: "utf8", timeout: 10_000, env: { PATH: NODE_PATH } },
-    );
-    return r.status === 0 ? parseSystemctlShow(r.stdout) : [];
+    const argv = ["nsenter", `--target=${leader}`, "--all", "--", "systemctl", "show", `--property=${SHOW_PROPERTIES}`, "*.service", "*.socket", "*.timer", "*.path"];
+    const r = await run(argv, { timeoutMs: 20_000, allowFail: true, env: { PATH: NODE_PATH } }).catch(() => undefined);
+    return r?.code === 0 ? parseSystemctlShow(r.stdout) : [];
 }
 
 /** A real reboot when the container runs (systemctl reboot; the supervisor boots it again), a start when it is down. */

@@ -227,11 +227,12 @@ async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise
     log(`[${n.name}] namespace and overlay ready in ${elapsed(t)} (${n.publicIpv4})`);
 }
 
-/** Units of packages the node's cloud-config does not bring are not enabled in it (node-packages.ts). */
 /** Every package any node gets, from its user-data or its desired state. */
 export function labPackagesOf(nodes: LabNodeSpec[]): string[] {
     return packagesOf(nodes.map((n) => ({ name: n.name, userData: n.config ?? n.userData })));
 }
+
+/** Units of packages the node's cloud-config does not bring are not enabled in it (node-packages.ts). */
 
 export function keepOwnPackages(n: NodeState, spec: LabNodeSpec, log: Log): void {
     const installed = parseDpkgStatus(readFileSync(join(n.paths.merged, "var/lib/dpkg/status"), "utf8"));
@@ -317,7 +318,7 @@ export async function healNode(name: string): Promise<void> {
 }
 
 /** Units the node's systemd knows, with state and PIDs; none while it is down. */
-export function nodeUnits(name: string): UnitStatus[] {
+export function nodeUnits(name: string): Promise<UnitStatus[]> {
     return systemdUnits(nodeState(name));
 }
 

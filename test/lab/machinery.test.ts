@@ -46,7 +46,7 @@ function wgKeys(): { priv: string; pub: string } {
  */
 async function prodPackages(): Promise<string[]> {
     const e = await evaluate();
-    return packagesOf(Object.entries(e.userData).map(([name, userData]) => ({ name, userData })));
+    return packagesOf(Object.entries(e.config).map(([name, userData]) => ({ name, userData })));
 }
 
 interface Peer {
@@ -145,7 +145,7 @@ describe("lab machinery: namespaces, overlays, cloud-init, WireGuard @lab", func
         for (const p of [a, b]) assert.ok(existsSync(`/run/netns/vh-${p.name}`), `namespace vh-${p.name} exists`);
         const who = await execInNode(a.name, ["id", "-un"], { user: "postgres", timeoutMs: 10_000 });
         assert.equal(who.stdout.trim(), "postgres", "execInNode runs as the requested user");
-        const units = nodeUnits(a.name).map((u) => `${u.unit}=${u.state}`);
+        const units = (await nodeUnits(a.name)).map((u) => `${u.unit}=${u.state}`);
         assert.ok(units.includes("wg-quick@wg0.service=active"), `wg-quick@wg0 active on ${a.name}: ${units.join(", ")}`);
     });
 

@@ -32,14 +32,16 @@ describe("a stack with a witness in the lab @lab", function () {
         const witness = labNodes().find((n) => n.role === "witness");
         assert.ok(witness);
         // Asked of a database member's etcd: the witness is a started voter, not a learner.
-        const db = labNodes().find((n) => n.role === "db" && nodeUnits(n.name).some((u) => u.unit === ETCD_UNIT));
+        const dbs = labNodes().filter((n) => n.role === "db");
+        const voting = await Promise.all(dbs.map(async (n) => (await nodeUnits(n.name)).some((u) => u.unit === ETCD_UNIT)));
+        const db = dbs.find((_, i) => voting[i]);
         assert.ok(db, "no database member runs etcd");
         const members = await etcdMembers(db.name);
         assert.ok(members, `no etcd member list from ${db.name}`);
         const w = members.find((m) => m.name === witness.name);
         assert.deepEqual(w && { started: w.started, learner: w.learner }, { started: true, learner: false }, JSON.stringify(members));
         assert.equal(members.filter((m) => m.started && !m.learner).length % 2, 1, "an odd number of voters");
-        const units = nodeUnits(witness.name).map((u) => u.unit);
+        const units = (await nodeUnits(witness.name)).map((u) => u.unit);
         assert.ok(units.includes(ETCD_UNIT), units.join(", "));
         assert.ok(!units.includes(PATRONI_UNIT), units.join(", "));
         const processes = processNames(witness);

@@ -193,7 +193,7 @@ function membersByProvider(): [string, NodeState[]][] {
     return [...by.entries()].sort((a, b) => b[1].length - a[1].length);
 }
 
-const votes = (n: NodeState) => nodeUnits(n.name).some((u) => u.unit === ETCD_UNIT);
+const votes = async (n: NodeState) => (await nodeUnits(n.name)).some((u) => u.unit === ETCD_UNIT);
 
 /** Bounded wait for `what`; true once `check` holds. */
 async function waitUntil(limitMs: number, check: () => Promise<boolean>): Promise<boolean> {
@@ -251,10 +251,11 @@ async function waitForFullSynchronousSet(primary: string, limitMs: number): Prom
 export async function primaryOntoMajority(ctx: DrillContext): Promise<{ majority: string; members: NodeState[]; voter: NodeState; note: string }> {
     const [[majority, members], ...rest] = membersByProvider();
     if (rest.length === 0) throw new Error(`every database member is on ${majority}: no other provider to take over`);
-    const voter = members.find(votes) ?? members[0];
+    const voting = await Promise.all(members.map(votes));
+    const voter = members.find((_, i) => voting[i]) ?? members[0];
     const primary = await currentPrimary();
     if (primary !== voter.name) await switchOverTo(ctx, voter.name);
-    const note = `primary put on ${voter.name} (${majority}, ${votes(voter) ? "an etcd voter" : "no etcd voter there"})${primary === voter.name ? " already" : `, switched over from ${primary ?? "nobody"}`}`;
+    const note = `primary put on ${voter.name} (${majority}, ${voting[members.indexOf(voter)] ? "an etcd voter" : "no etcd voter there"})${primary === voter.name ? " already" : `, switched over from ${primary ?? "nobody"}`}`;
     return { majority, members, voter, note };
 }
 

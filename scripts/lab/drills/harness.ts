@@ -74,7 +74,7 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
         await sleep(2_000);
         // Where etcd leads matters to a failover: a new etcd leader renews every lease, the
         // Patroni leader key's too.
-        if (etcdNodes().length) notes.push(`etcd leader at the fault: ${(await etcdLeader()) ?? "none answered"}`);
+        if ((await etcdNodes()).length) notes.push(`etcd leader at the fault: ${(await etcdLeader()) ?? "none answered"}`);
         const faultAt = Date.now();
         const hostWatch = new HostStallWatch(WRITES_TIMEOUT_MS / 1000 + CALM_MS / 1000);
         ctx.log(`${spec.drill}: fault on ${spec.target}`);
