@@ -14,6 +14,8 @@ const OUTAGE_SECONDS = 30;
 const CATCH_UP_SECONDS = 90;
 /** A table of the drill's own in each member's nftables: dropped whole at the repair. */
 const OUTAGE_TABLE = "lab_archive_outage";
+/** The backup the drill starts during the outage, as its timer would. */
+const BACKUP_UNIT = "vps-ha-backup-incr.service";
 
 interface Archiver {
     archived: number;
@@ -45,6 +47,7 @@ export const archiveOutage: Drill = {
         const address = resolved.stdout.trim().split(/\s+/)[0];
         let before: Archiver | undefined;
         let during: Archiver | undefined;
+        const retried: { node: string; unit: string; ok: boolean }[] = [];
         return faultUnderLoad(ctx, {
             drill: "archive-outage",
             target: primary,
@@ -53,6 +56,7 @@ export const archiveOutage: Drill = {
                 before = await archiver(primary);
                 const rules = `table inet ${OUTAGE_TABLE} {\n chain output {\n  type filter hook output priority -10; policy accept;\n  ip daddr ${address} tcp dport ${port} reject with tcp reset\n }\n}\n`;
                 for (const m of members) await execInNode(m.name, ["nft", "-f", "-"], { timeoutMs: 10_000, input: rules });
+                for (const m of members) await execInNode(m.name, ["systemctl", "start", "--no-block", BACKUP_UNIT], { timeoutMs: 10_000 });
                 ctx.log(`archive-outage: ${host} (${address}:${port}) unreachable from every member for ${OUTAGE_SECONDS} s`);
             },
             whileBroken: async () => {
@@ -73,6 +77,20 @@ export const archiveOutage: Drill = {
             },
             repair: async () => {
                 for (const m of members) await execInNode(m.name, ["nft", "delete", "table", "inet", OUTAGE_TABLE], { timeoutMs: 10_000, allowFail: true });
+                // The backup started during the outage (or one whose timer fired then) fails, loudly,
+                // as it should; once it has ended it is taken again, and must now succeed.
+                for (const m of members) {
+                    for (let i = 0; i < 60; i++) {
+                        const state = await execInNode(m.name, ["systemctl", "is-active", BACKUP_UNIT], { timeoutMs: 10_000, allowFail: true });
+                        if (!["activating", "deactivating", "active"].includes(state.stdout.trim())) break;
+                        await sleep(2_000);
+                    }
+                    const failed = await execInNode(m.name, ["systemctl", "list-units", "--failed", "--plain", "--no-legend", "vps-ha-backup-*.service"], { timeoutMs: 10_000, allowFail: true });
+                    for (const unit of failed.stdout.split("\n").map((l) => l.trim().split(/\s+/)[0]).filter((u) => u)) {
+                        const r = await execInNode(m.name, ["systemctl", "start", unit], { timeoutMs: 300_000, allowFail: true });
+                        retried.push({ node: m.name, unit, ok: r.code === 0 });
+                    }
+                }
             },
             afterRepair: async () => {
                 const target = during?.current ?? "";
@@ -86,7 +104,8 @@ export const archiveOutage: Drill = {
                 }
                 const caught = now !== undefined && now.lastArchived.slice(0, 24) >= target;
                 const note = `after the store's return: last archived ${now?.lastArchived ?? "?"} (${caught ? `at or past ${target} after ${((Date.now() - started) / 1000).toFixed(1)} s` : `not yet at ${target} after ${CATCH_UP_SECONDS} s`}), ${now ? now.archived - (before?.archived ?? 0) : "?"} segments archived since the fault, pg_wal ${now ? (now.walBytes / 2 ** 20).toFixed(0) : "?"} MiB`;
-                return { ok: caught, notes: [note] };
+                const backups = [retried.length === 0 ? "the backup started during the outage did not fail" : `backups that failed during the outage, taken again after it: ${retried.map((b) => `${b.node} ${b.unit} ${b.ok ? "succeeded" : "FAILED again"}`).join(", ")}`];
+                return { ok: caught && retried.every((b) => b.ok), notes: [note, ...backups] };
             },
             rtoTargetSeconds: UNAFFECTED_RTO_SECONDS,
             writes: { pooled: true, timeoutMs: 30_000 },
