@@ -148,6 +148,8 @@ describe("HAProxy pair config", function () {
             // A visitor who used plain HTTP is sent to HTTPS, same host, path and query, though Cloudflare reached us over TLS.
             assert.deepEqual(ask("https", "app.example.com", "/page?x=1&y=2", visitorHttp), { status: 301, location: "https://app.example.com/page?x=1&y=2", hsts: "" });
             assert.deepEqual(ask("https", "candidate.example.com", "/page", visitorHttp), { status: 301, location: "https://candidate.example.com/page", hsts: "" });
+            assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{ "scheme": "http" }' }).status, 301, "spaces in the JSON");
+            assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{ "scheme" : "https" }' }).hsts, HSTS, "spaces in the JSON");
             // ... and so over port 80 too (a zone on Flexible SSL).
             assert.deepEqual(ask("http", "app.example.com", "/page", visitorHttp), { status: 301, location: "https://app.example.com/page", hsts: "" });
             // CF-Visitor decides; X-Forwarded-Proto alone is read only when CF-Visitor is absent.

@@ -91,8 +91,8 @@ function appBackend(name: string, c: HaproxyConfig): string {
 export function visitorScheme(c: Pick<HaproxyConfig, "hstsMaxAgeSeconds" | "hstsIncludeSubdomains" | "monitorPath">): string {
     const hsts = `max-age=${c.hstsMaxAgeSeconds}${c.hstsIncludeSubdomains ? "; includeSubDomains" : ""}`;
     return `    acl cf_visitor req.hdr(cf-visitor) -m found
-    acl visitor_http req.hdr(cf-visitor) -m sub '"scheme":"http"'
-    acl visitor_https req.hdr(cf-visitor) -m sub '"scheme":"https"'
+    acl visitor_http req.hdr(cf-visitor) -m reg '"scheme"\\s*:\\s*"http"'
+    acl visitor_https req.hdr(cf-visitor) -m reg '"scheme"\\s*:\\s*"https"'
     acl forwarded_http req.hdr(x-forwarded-proto) -i http
     acl forwarded_https req.hdr(x-forwarded-proto) -i https
     acl monitor_path path ${c.monitorPath}
