@@ -42,8 +42,9 @@ export function haproxyConfig(plan: StackPlan, meshAddress: string): HaproxyConf
         patroniPort: DB_PORTS.patroni,
         ports: HAPROXY_PORTS,
         maxReplicaLagBytes: MAX_REPLICA_LAG_BYTES,
-        // The same HSTS as the Cloudflare zone sends, so a response is the same whichever adds it.
+        // The same HSTS as the zone sends when the stack owns the zone's settings; per hostname otherwise.
         hstsMaxAgeSeconds: plan.config.cloudflare.hstsMaxAgeSeconds,
+        hstsIncludeSubdomains: plan.config.cloudflare.zoneSettings,
         // Cloudflare's health check asks HAProxy itself, on the path the front door checks.
         monitorPath: plan.config.cloudflare.monitor.path,
         candidateHostname: frontDoorHostnames(plan.config).candidate,

@@ -201,6 +201,12 @@ describe("Cloudflare front door (mock runtime)", function () {
         assert.equal(ofType(prod, T.setting).length, 0);
         const tls = ofType(prod, T.hostnameTls).map((s) => `${s.inputs.zoneId} ${s.inputs.hostname} ${s.inputs.settingId}=${s.inputs.value}`).sort();
         assert.deepEqual(tls, [`${PROD_CLOUDFLARE().zoneId} app.example.com min_tls_version=1.2`, `${PROD_CLOUDFLARE().zoneId} candidate.example.com min_tls_version=1.2`]);
+        // HSTS comes from HAProxy, per hostname: no includeSubDomains, which would reach the zone's other names.
+        for (const lb of ["lb-1", "lb-2"]) {
+            const cfg = filesOf(prod.userData[lb])[HAPROXY_CFG];
+            assert.match(cfg, /Strict-Transport-Security "max-age=31536000" if \{ var\(txn\.visitor_https\) -m bool \}\n/);
+            assert.doesNotMatch(cfg, /includeSubDomains/);
+        }
     });
 
     it("with zoneSettings: true, sets the zone to Full (strict), always HTTPS, TLS 1.2 and up, HSTS with the configured max-age, as HAProxy does", async () => {

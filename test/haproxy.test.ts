@@ -1,16 +1,34 @@
 // The HAProxy pair's rendered config and origin certificate, checked by Debian 13's own HAProxy 3.0.
 import { strict as assert } from "node:assert";
 import { generateKeyPairSync } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parse } from "yaml";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { HAPROXY_CFG, ORIGIN_PEM, SERVER_STATE_FILE } from "../components/render/haproxy";
 import { DirectoryHaproxy } from "../components/render/directory-agent";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
+import { Sandbox } from "./helpers/sandbox";
 import { requireTools } from "./helpers/tools";
 
 function filesOf(userData: string): Record<string, string> {
     return Object.fromEntries((parse(userData).write_files as { path: string; content: string }[]).map((f) => [f.path, f.content]));
+}
+
+/** haproxy.cfg with two app servers per colour (at `address`) between the agent's markers, as the directory agent writes them. */
+function withServers(files: Record<string, string>, address = (i: number) => `10.77.0.${i + 10}`): string {
+    const agent = (JSON.parse(files["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
+    let filled = files[HAPROXY_CFG];
+    for (const b of agent.blocks) {
+        const port = b.release === "candidate" ? "8140" : "8921";
+        const lines = [1, 2].map((i) => b.line.replace("{name}", `${b.role}-${i}`).replace("{address}", address(i)).replaceAll("{port}", port));
+        filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${lines.join("\n")}\n`);
+    }
+    for (const b of agent.releaseBlocks) {
+        filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${b.lines.map((l) => l.replace("{aport}", "8921").replace("{cport}", "8140")).join("\n")}\n`);
+    }
+    return filled;
 }
 
 describe("HAProxy pair config", function () {
@@ -59,16 +77,7 @@ describe("HAProxy pair config", function () {
         for (const lb of ["lb-1", "lb-2"]) {
             const files = filesOf(prod.config[lb]);
             // As booted (no servers yet), and with servers between the markers as the agent writes them.
-            const agent = (JSON.parse(files["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
-            let filled = files[HAPROXY_CFG];
-            for (const b of agent.blocks) {
-                const port = b.release === "candidate" ? "8140" : "8921";
-                const lines = [1, 2].map((i) => b.line.replace("{name}", `${b.role}-${i}`).replace("{address}", `10.77.0.${i + 10}`).replaceAll("{port}", port));
-                filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${lines.join("\n")}\n`);
-            }
-            for (const b of agent.releaseBlocks) {
-                filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${b.lines.map((l) => l.replace("{aport}", "8921").replace("{cport}", "8140")).join("\n")}\n`);
-            }
+            const filled = withServers(files);
             assert.match(filled, /server app-1-8921 10\.77\.0\.11:8921 check\n/);
             assert.match(filled, /lf-string "%\[nbsrv\(app-candidate\)\] 8140" if \{ path \/vps-ha\/ready \} candidate_host\n/);
             for (const cfg of [files[HAPROXY_CFG], filled]) {
@@ -90,4 +99,75 @@ describe("HAProxy pair config", function () {
         const mismatched = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], [ORIGIN_PEM]: wrongPem }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
         assert.notEqual(mismatched.status, 0, mismatched.stdout + mismatched.stderr);
     });
+
+    it("redirects on the visitor's scheme as Cloudflare reports it, sends HSTS on HTTPS answers only, never redirects the monitor path (real HAProxy, curl) @rootfs", async function () {
+        requireTools(this, ["debootstrap", "unshare", "chroot", "nsenter", "ip"], true);
+        const rootfs = await labRootfs(prod);
+        const lb = "lb-1";
+        const files = filesOf(prod.userData[lb]);
+        const mesh = (prod.outputs.nodes as { name: string; meshAddress: string }[]).find((n) => n.name === lb)?.meshAddress as string;
+        const sb = await Sandbox.open(`vhtest-https${process.pid}`, rootfs, [{ name: lb, address: mesh }]);
+        try {
+            const exec = (argv: string[]) => {
+                const r = sb.exec(lb, argv, { timeoutMs: 20000 });
+                assert.equal(r.status, 0, `${argv.join(" ")}: ${r.stdout}${r.stderr}`);
+                return r.stdout;
+            };
+            // The app: a static server on this node's mesh address, at the active image's port (8921).
+            sb.write(lb, "/srv/app/page", "the app's page\n");
+            sb.write(lb, "/srv/app/healthz", "ok\n");
+            sb.start(lb, ["python3", "-m", "http.server", "8921", "--bind", mesh, "--directory", "/srv/app"], join(sb.dir, "app.log"));
+            sb.write(lb, HAPROXY_CFG, withServers(files, () => mesh));
+            sb.write(lb, ORIGIN_PEM, files[ORIGIN_PEM], "0600");
+            exec(["mkdir", "-p", "/run/haproxy", "/var/lib/haproxy"]);
+            const check = sb.exec(lb, ["haproxy", "-c", "-f", HAPROXY_CFG]);
+            assert.equal(check.status, 0, check.stdout + check.stderr);
+            sb.start(lb, ["haproxy", "-W", "-f", HAPROXY_CFG, "-p", "/run/haproxy.pid"], join(sb.dir, "haproxy.log"));
+
+            /** One request the way Cloudflare's edge makes it: to this origin, with the visitor's hostname (SNI and Host). */
+            const ask = (scheme: "http" | "https", host: string, path: string, headers: Record<string, string>) => {
+                const port = scheme === "https" ? 443 : 80;
+                const argv = ["curl", "-sk", "--max-time", "5", "-o", "/dev/null", "--resolve", `${host}:${port}:${mesh}`,
+                    "-w", "%{http_code}\\n%header{location}\\n%header{strict-transport-security}",
+                    ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]), `${scheme}://${host}${path}`];
+                const [status, location, hsts] = exec(argv).split("\n");
+                return { status: Number(status), location, hsts };
+            };
+            // Bounded wait for HAProxy to take connections with an app server up.
+            let ready = false;
+            for (let i = 0; i < 50 && !ready; i++) {
+                ready = sb.exec(lb, ["curl", "-sk", "--max-time", "1", "-o", "/dev/null", "-f", "--resolve", `app.example.com:443:${mesh}`, "https://app.example.com/page"]).status === 0;
+                if (!ready) await new Promise((r) => setTimeout(r, 100));
+            }
+            const log = join(sb.dir, "haproxy.log");
+            assert.ok(ready, `HAProxy did not serve within 5 s: ${existsSync(log) ? readFileSync(log, "utf8") : "no log"}`);
+
+            const HSTS = "max-age=31536000";
+            const visitorHttp = { "CF-Visitor": '{"scheme":"http"}', "X-Forwarded-Proto": "http" };
+            const visitorHttps = { "CF-Visitor": '{"scheme":"https"}', "X-Forwarded-Proto": "https" };
+            // A visitor who used plain HTTP is sent to HTTPS, same host, path and query, though Cloudflare reached us over TLS.
+            assert.deepEqual(ask("https", "app.example.com", "/page?x=1&y=2", visitorHttp), { status: 301, location: "https://app.example.com/page?x=1&y=2", hsts: "" });
+            assert.deepEqual(ask("https", "candidate.example.com", "/page", visitorHttp), { status: 301, location: "https://candidate.example.com/page", hsts: "" });
+            assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{ "scheme": "http" }' }).status, 301, "spaces in the JSON");
+            assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{ "scheme" : "https" }' }).hsts, HSTS, "spaces in the JSON");
+            // ... and so over port 80 too (a zone on Flexible SSL).
+            assert.deepEqual(ask("http", "app.example.com", "/page", visitorHttp), { status: 301, location: "https://app.example.com/page", hsts: "" });
+            // CF-Visitor decides; X-Forwarded-Proto alone is read only when CF-Visitor is absent.
+            assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{"scheme":"https"}', "X-Forwarded-Proto": "http" }).status, 200);
+            assert.deepEqual(ask("https", "app.example.com", "/page", { "X-Forwarded-Proto": "http" }), { status: 301, location: "https://app.example.com/page", hsts: "" });
+            // A visitor on HTTPS is served, with HSTS (no includeSubDomains: the stack does not own the zone).
+            assert.deepEqual(ask("https", "app.example.com", "/page", visitorHttps), { status: 200, location: "", hsts: HSTS });
+            assert.deepEqual(ask("https", "app.example.com", "/page", { "X-Forwarded-Proto": "https" }), { status: 200, location: "", hsts: HSTS });
+            // The monitor path answers 200 whatever scheme the check says it used, and is not redirected.
+            for (const scheme of ["http", "https"] as const) {
+                for (const headers of [visitorHttp, visitorHttps]) assert.equal(ask(scheme, "app.example.com", "/healthz", headers).status, 200, `${scheme} ${JSON.stringify(headers)}`);
+            }
+            // A request with no Cloudflare header (the mesh, the release gate's own checks) is answered as it is, without HSTS.
+            assert.deepEqual(ask("https", "app.example.com", "/page", {}), { status: 200, location: "", hsts: "" });
+            assert.deepEqual(ask("http", "app.example.com", "/page", {}), { status: 200, location: "", hsts: "" });
+        } finally {
+            await sb.close();
+        }
+    });
 });
+

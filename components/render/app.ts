@@ -14,7 +14,7 @@
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT } from "./directory-agent";
 import { CONTAINER_UID_BASE, CONTAINER_UID_COUNT } from "./nftables";
-import { renderUnit } from "./systemd";
+import { execWord, renderUnit } from "./systemd";
 
 export const APP_DIR = "/etc/vps-ha/app";
 export const APP_ENV_FILE = `${APP_DIR}/app.env`;
@@ -67,11 +67,6 @@ export function appEnvironment(c: AppNodeConfig): Record<string, string> {
     return { ...c.env, DATABASE_URL: c.databaseUrl, ...(c.pooledDatabaseUrl ? { DATABASE_POOLED_URL: c.pooledDatabaseUrl } : {}), HOST: c.meshAddress };
 }
 
-/** systemd splits ExecStart on spaces and honours double quotes; quote what needs it. */
-function quoteArg(a: string): string {
-    return /^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `"${a.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
-}
-
 /**
  * The image is not in the unit: the unit reads IMAGE from `imageEnvFile`, which the directory
  * agent writes from the signed release record. So a release changes no server's user-data.
@@ -89,9 +84,9 @@ function containerUnit(description: string, container: string, imageEnvFile: str
         "--cap-drop=all", "--security-opt=no-new-privileges", "--read-only",
         "--network", "host", "--env-file", APP_ENV_FILE, ...extraEnv.flatMap((e) => ["--env", e]), "--pull", "missing",
         "--stop-timeout", String(STOP_TIMEOUT_SECONDS), "--log-driver", "passthrough",
-    ].map(quoteArg);
-    // \${IMAGE} as a word of its own: systemd substitutes it as exactly one argument.
-    const execStart = [...run, "${IMAGE}", ...(command ?? []).map(quoteArg)].join(" ");
+    ]; // bare words of ours: %i is the instance's port
+    // \${IMAGE} as a word of its own: systemd substitutes it as exactly one argument. The user's words are quoted for systemd.
+    const execStart = [...run, "${IMAGE}", ...(command ?? []).map(execWord)].join(" ");
     return renderUnit({
         Unit: {
             Description: description,

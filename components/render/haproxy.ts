@@ -24,7 +24,10 @@ export interface HaproxyConfig {
     ports: { http: number; https: number; dbPrimary: number; dbReplicas: number; stats: number };
     /** A replica further behind than this is not offered on the replicas port. */
     maxReplicaLagBytes: number;
+    /** Strict-Transport-Security's max-age on answers to visitors who used HTTPS. */
     hstsMaxAgeSeconds: number;
+    /** Adds includeSubDomains: only when the stack owns the zone's TLS settings (cloudflare.zoneSettings). */
+    hstsIncludeSubdomains: boolean;
     /** HAProxy answers this path itself: 200 while at least one app node is up, 503 otherwise. */
     monitorPath: string;
     /** Requests for this hostname go to the release candidate's backend. */
@@ -76,6 +79,28 @@ function appBackend(name: string, c: HaproxyConfig): string {
     timeout server 15s`;
 }
 
+/**
+ * HTTP to HTTPS and HSTS on the scheme the visitor used. Cloudflare reaches this origin over
+ * HTTPS whatever the visitor used, so ssl_fc says nothing about the visitor; Cloudflare says it in
+ * CF-Visitor (and X-Forwarded-Proto), which it overwrites on every request. Only Cloudflare's
+ * ranges reach ports 80 and 443 (host and provider firewalls), so the headers are Cloudflare's.
+ * A request with neither header (the mesh) is answered as it is. The monitor path is never
+ * redirected: Cloudflare's health checks must see 200 or 503 whichever scheme they say
+ * (monitor-uri answers before these rules in HAProxy 3.0; the acl keeps that explicit).
+ */
+export function visitorScheme(c: Pick<HaproxyConfig, "hstsMaxAgeSeconds" | "hstsIncludeSubdomains" | "monitorPath">): string {
+    const hsts = `max-age=${c.hstsMaxAgeSeconds}${c.hstsIncludeSubdomains ? "; includeSubDomains" : ""}`;
+    return `    acl cf_visitor req.hdr(cf-visitor) -m found
+    acl visitor_http req.hdr(cf-visitor) -m reg '"scheme"\\s*:\\s*"http"'
+    acl visitor_https req.hdr(cf-visitor) -m reg '"scheme"\\s*:\\s*"https"'
+    acl forwarded_http req.hdr(x-forwarded-proto) -i http
+    acl forwarded_https req.hdr(x-forwarded-proto) -i https
+    acl monitor_path path ${c.monitorPath}
+    http-request redirect scheme https code 301 if !monitor_path visitor_http || !monitor_path !cf_visitor forwarded_http
+    http-request set-var(txn.visitor_https) bool(true) if visitor_https || !cf_visitor forwarded_https
+    http-response set-header Strict-Transport-Security "${hsts}" if { var(txn.visitor_https) -m bool }`;
+}
+
 export function renderHaproxyConfig(c: HaproxyConfig): string {
     const servers = Object.fromEntries([...serverBlocks(c), ...releaseBlocks()].map((b) => [b.id, `${b.begin}\n${b.end}`]));
     return `# vps-ha: rendered by the program; changes here are replaced on the next deploy.
@@ -108,8 +133,7 @@ frontend web
     # With no app node to send to, refuse the connection rather than answer 503: Cloudflare's
     # load balancer then retries the request on the other HAProxy node at once.
     tcp-request connection reject if { nbsrv(app) lt 1 }
-    http-request redirect scheme https code 301 unless { ssl_fc }
-    http-response set-header Strict-Transport-Security "max-age=${c.hstsMaxAgeSeconds}; includeSubDomains"
+${visitorScheme(c)}
     # The release candidate: the same app nodes, the candidate image's port (see components/release.ts).
     acl candidate_host req.hdr(host),field(1,:) -i ${c.candidateHostname}
     # The release gate asks this on either hostname (empty until the agent has read a release).

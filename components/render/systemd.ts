@@ -19,3 +19,15 @@ export function renderUnit(sections: Record<string, Section>): string {
     }
     return out.join("\n");
 }
+
+/**
+ * One word of an Exec*= command line, written so that systemd's parser (systemd.service(5),
+ * "Command lines") yields exactly this word: bare when it holds only characters systemd takes
+ * literally, else in double quotes with `\\` and `"` escaped (inside quotes systemd removes the
+ * quotes, undoes C escapes and keeps spaces and `;`). `%` (specifiers), `$` (variables) and
+ * control characters are refused: config validation keeps them out of every command.
+ */
+export function execWord(word: string): string {
+    if (/[\u0000-\u001f\u007f%$]/.test(word)) throw new Error(`${JSON.stringify(word)}: a unit's command word cannot hold '%', '$' or a control character`);
+    return /^[A-Za-z0-9_@+=:,./-]+$/.test(word) ? word : `"${word.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}

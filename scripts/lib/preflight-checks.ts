@@ -101,16 +101,7 @@ export async function cloudflareChecks(config: Config, token: string, fetch: Fet
     const dns = await get(fetch, `${API.cloudflare}/zones/${cf.zoneId}/dns_records?per_page=5&name.endswith=${encodeURIComponent(frontDoorHostnames(config).app)}`, token);
     f("dns", ok(dns) ? "ok" : "problem", ok(dns) ? "the token reads the zone's DNS records (DNS Edit is needed to write them)" : `cannot read DNS records (${cfErrors(dns)}); the token needs Zone - DNS - Edit`);
 
-    if (cf.loadBalancer) {
-        const pools = await get(fetch, `${API.cloudflare}/accounts/${cf.accountId}/load_balancers/pools`, token);
-        f("load balancing", ok(pools) ? "ok" : "problem", ok(pools)
-            ? "the token reads the account's load balancer pools"
-            : `cannot list load balancer pools (${cfErrors(pools)}); the token needs Account - Load Balancing: Monitors And Pools - Edit, and the account the Load Balancing add-on`);
-        const subs = await get(fetch, `${API.cloudflare}/accounts/${cf.accountId}/subscriptions`, token);
-        const text = JSON.stringify((subs.body as { result?: unknown })?.result ?? "").toLowerCase();
-        if (ok(subs) && /load.?balanc/.test(text)) f("load balancing add-on", "ok", "the account has a Load Balancing subscription");
-        else f("load balancing add-on", "note", `could not confirm the Load Balancing add-on (${ok(subs) ? "no subscription names it" : cfErrors(subs)}); buy it under Traffic > Load Balancing before pulumi up`);
-    }
+    if (cf.loadBalancer) out.push(...(await loadBalancingChecks(cf, token, fetch)));
 
     if (config.database.backups && !config.database.backups.endpoint) {
         const r2 = await get(fetch, `${API.cloudflare}/accounts/${cf.accountId}/r2/buckets`, token);
@@ -125,6 +116,69 @@ export async function cloudflareChecks(config: Config, token: string, fetch: Fet
             f("r2", "problem", `an R2 bucket named ${bucket} already exists; the program creates it: pick another database.backups.bucket, or import it (pulumi import)`);
         } else f("r2", "ok", `R2 is enabled; ${bucket} is free to create`);
     }
+    return out;
+}
+
+/** Cloudflare's own answer when the token may not make the call: HTTP 403, or 10000 / 9109 in its error list. */
+function cfForbidden(a: Answer): boolean {
+    const codes = ((a.body as { errors?: { code: number }[] } | undefined)?.errors ?? []).map((e) => e.code);
+    return a.status === 403 || codes.includes(10000) || codes.includes(9109);
+}
+
+/** Cloudflare's answer when the account or zone has no Load Balancing: code 1002, "load balancing not enabled for zone" or the pools' "Access Failed". */
+function cfNoLoadBalancing(a: Answer): boolean {
+    const errors = (a.body as { errors?: { code: number; message?: string }[] } | undefined)?.errors ?? [];
+    return errors.some((e) => e.code === 1002 && /load balancing not enabled|access failed/i.test(e.message ?? ""));
+}
+
+/** Subscription states in force (Cloudflare's list: Trial, Provisioned, Paid, AwaitingPayment, Cancelled, Failed, Expired). */
+const SUBSCRIPTION_IN_FORCE = ["Trial", "Provisioned", "Paid"];
+
+interface Subscription {
+    state?: string;
+    rate_plan?: { id?: string; public_name?: string };
+}
+
+/**
+ * The Load Balancing add-on, told apart from the token's permissions. Cloudflare answers the
+ * reads (pools, the zone's load balancers) without the add-on and refuses only the writes, with
+ * 1002: so a read says whether the token may, and 1002 on a read is taken as the add-on missing
+ * too; whether the add-on is there is read from the account's subscriptions, by rate plan and
+ * state (Billing Read), and only a token that cannot read them leaves it unconfirmed.
+ */
+export async function loadBalancingChecks(cf: Config["cloudflare"], token: string, fetch: FetchLike): Promise<Finding[]> {
+    const out: Finding[] = [];
+    const f = (check: string, status: Finding["status"], detail: string) => out.push({ provider: "cloudflare", check, status, detail });
+    let missing: string | undefined;
+    const reads = [
+        ["pools", `/accounts/${cf.accountId}/load_balancers/pools`, "the account's load balancer pools", "Account - Load Balancing: Monitors And Pools - Edit"],
+        ["load balancers", `/zones/${cf.zoneId}/load_balancers`, "the zone's load balancers", "Zone - Load Balancers - Edit"],
+    ] as const;
+    for (const [what, path, whose, permission] of reads) {
+        const a = await get(fetch, `${API.cloudflare}${path}`, token);
+        const check = `load balancing ${what}`;
+        if (ok(a)) f(check, "ok", `the token reads ${whose}`);
+        else if (cfNoLoadBalancing(a)) {
+            f(check, "ok", `the token reads ${whose}`);
+            missing ??= `Cloudflare answers "${cfErrors(a)}" for ${whose}`;
+        } else if (cfForbidden(a)) f(check, "problem", `the token may not read ${whose} (${cfErrors(a)}); give it ${permission}`);
+        else f(check, "problem", `cannot read ${whose} (${cfErrors(a)})`);
+    }
+    const buy = "buy it (Traffic > Load Balancing, or the account's Billing > Subscriptions) before pulumi up, or set cloudflare.loadBalancer: false (budget mode)";
+    if (missing) {
+        f("load balancing add-on", "problem", `the account has no Load Balancing add-on: ${missing}; ${buy}`);
+        return out;
+    }
+    const subs = await get(fetch, `${API.cloudflare}/accounts/${cf.accountId}/subscriptions`, token);
+    if (!ok(subs)) {
+        f("load balancing add-on", "note", `could not read the account's subscriptions (${cfErrors(subs)}), so the Load Balancing add-on is unconfirmed; give the token Account - Billing - Read to check it`);
+        return out;
+    }
+    const lb = ((subs.body as { result?: Subscription[] })?.result ?? []).filter((x) => /^load_balancing/.test(x.rate_plan?.id ?? "") || x.rate_plan?.public_name === "Load Balancing");
+    const inForce = lb.find((x) => SUBSCRIPTION_IN_FORCE.includes(x.state ?? ""));
+    if (inForce) f("load balancing add-on", "ok", `the account has a Load Balancing subscription (${inForce.rate_plan?.id}, ${inForce.state})`);
+    else if (lb.length) f("load balancing add-on", "problem", `the account's Load Balancing subscription is ${lb.map((x) => x.state).join(", ")}, not in force; ${buy}`);
+    else f("load balancing add-on", "problem", `the account has no Load Balancing subscription; ${buy}`);
     return out;
 }
 
