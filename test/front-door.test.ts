@@ -203,7 +203,7 @@ describe("Cloudflare front door (mock runtime)", function () {
         assert.deepEqual(tls, [`${PROD_CLOUDFLARE().zoneId} app.example.com min_tls_version=1.2`, `${PROD_CLOUDFLARE().zoneId} candidate.example.com min_tls_version=1.2`]);
         // HSTS comes from HAProxy, per hostname: no includeSubDomains, which would reach the zone's other names.
         for (const lb of ["lb-1", "lb-2"]) {
-            const cfg = filesOf(prod.userData[lb])[HAPROXY_CFG];
+            const cfg = filesOf(prod.config[lb])[HAPROXY_CFG];
             assert.match(cfg, /Strict-Transport-Security "max-age=31536000" if \{ var\(txn\.visitor_https\) -m bool \}\n/);
             assert.doesNotMatch(cfg, /includeSubDomains/);
         }

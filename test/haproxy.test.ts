@@ -104,7 +104,7 @@ describe("HAProxy pair config", function () {
         requireTools(this, ["debootstrap", "unshare", "chroot", "nsenter", "ip"], true);
         const rootfs = await labRootfs(prod);
         const lb = "lb-1";
-        const files = filesOf(prod.userData[lb]);
+        const files = filesOf(prod.config[lb]);
         const mesh = (prod.outputs.nodes as { name: string; meshAddress: string }[]).find((n) => n.name === lb)?.meshAddress as string;
         const sb = await Sandbox.open(`vhtest-https${process.pid}`, rootfs, [{ name: lb, address: mesh }]);
         try {
