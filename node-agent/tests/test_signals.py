@@ -247,11 +247,25 @@ def test_files_are_written_whole_and_a_signal_gone_empties_its_file(tmp_path, ta
 def test_one_collector_failing_leaves_the_others_and_its_own_last_file(tmp_path, table):
     status = tmp_path / "desired-status.json"
     status.write_text(json.dumps({"at": 5.0, "generation": 3, "applied": True, "staleSeconds": 0}))
-    cfg = config(tmp_path, table, desiredStatus=str(status), directoryStatus=str(tmp_path / "missing.json"))
+    broken = tmp_path / "directory-status.json"
+    broken.write_text("{not json")
+    cfg = config(tmp_path, table, desiredStatus=str(status), directoryStatus=str(broken))
     problems = signals.run(cfg, table, ["directory", "desired", "pooler"])
-    assert problems == ["directory: the directory agent has no status yet (%s)" % (tmp_path / "missing.json"),
-                        "pooler: this node's config has no pooler"]
+    assert len(problems) == 2
+    assert problems[0].startswith("directory: the directory agent status %s unreadable: " % broken)
+    assert problems[1] == "pooler: this node's config has no pooler"
     assert "vpsha_desired_state_generation 3" in prom(table, "vpsha-desired-state.prom")
+
+
+def test_a_status_not_written_yet_is_no_signal_and_no_failure(tmp_path, table):
+    # A booting node: the agents have not finished their first round when the timer first fires.
+    status = tmp_path / "desired-status.json"
+    cfg = config(tmp_path, table, desiredStatus=str(status))
+    status.write_text(json.dumps({"at": 5.0, "generation": 3, "applied": True, "staleSeconds": 0}))
+    assert signals.run(cfg, table, ["desired"]) == []
+    status.unlink()
+    assert signals.run(cfg, table, ["desired"]) == []
+    assert prom(table, "vpsha-desired-state.prom") == "\n"
 
 
 def test_main_exits_1_naming_each_failure_and_2_on_usage(tmp_path, table):

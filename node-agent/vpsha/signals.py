@@ -42,6 +42,10 @@ class Bad(Exception):
     """A collector's input is missing or not what it should be; the message says which."""
 
 
+class NotYet(Bad):
+    """The agent a collector reads has not written its first status (a node still booting): no signal, no failure."""
+
+
 def render(table, samples):
     """Prometheus text (0.0.4) for `samples` [(signal key, {label: value}, value)]: HELP and TYPE once per metric."""
     signals = table["signals"]
@@ -181,7 +185,7 @@ def read_json(path, what):
         with open(path) as f:
             return json.load(f)
     except FileNotFoundError:
-        raise Bad("%s has no status yet (%s)" % (what, path)) from None
+        raise NotYet("%s has no status yet (%s)" % (what, path)) from None
     except (OSError, ValueError) as e:
         raise Bad("%s status %s unreadable: %s" % (what, path, e)) from None
 
@@ -347,7 +351,12 @@ def run(cfg, table, names):
             problems.append("%s: this node's config has no %s" % (name, REQUIRED[name]))
             continue
         try:
-            samples = collect(cfg, table, name)
+            try:
+                samples = collect(cfg, table, name)
+            except NotYet as e:
+                # Written empty: the rules see no sample (the staleness alerts cover a status that never comes).
+                print("signals: %s: %s" % (name, e), file=sys.stderr)
+                samples = []
             by_file = files_of(table, samples)
             # A file whose signals are gone now is written empty, so no stale value stays.
             for file in sorted({table["signals"][k]["file"] for k in WRITES[name]} | set(by_file)):
