@@ -10,6 +10,7 @@ import { CloudflareFrontDoor } from "./front-door";
 import { HaproxyPair } from "./haproxy";
 import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
+import { directoryRemoval } from "./directory-removal";
 import { SharedDesiredState } from "./desired-state";
 import { sharedChunksFor } from "./desired-state-records";
 import { packageFiles } from "./render/python-lib";
@@ -98,8 +99,7 @@ function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean, userDataDige
  * the change would take more than one member down or delete a protected one; otherwise decides
  * each server's protection for this run.
  */
-async function serverLifecycles(plan: StackPlan, prefix: string): Promise<Record<string, ServerLifecycle>> {
-    const deployed = await deployedFacts(prefix);
+function serverLifecycles(plan: StackPlan, deployed: ServerFacts[] | undefined): Record<string, ServerLifecycle> {
     const changes = compareServers(deployed, plannedFacts(plan));
     const problems = replacementProblems(changes, deployed);
     if (problems.length > 0) throw new pulumi.RunError(`The stack file cannot be applied in one pulumi up:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
@@ -110,7 +110,8 @@ async function serverLifecycles(plan: StackPlan, prefix: string): Promise<Record
 export async function vpsHa(): Promise<StackOutputs> {
     const plan = loadPlan();
     const prefix = `${pulumi.getProject()}-${plan.config.stack}`;
-    const lifecycles = await serverLifecycles(plan, prefix);
+    const deployed = await deployedFacts(prefix);
+    const lifecycles = serverLifecycles(plan, deployed);
     const shared = new pulumi.ComponentResource("vps-ha:index:Providers", prefix);
     const servers: Record<string, ServerFactory> = {};
     for (const provider of new Set(plan.nodes.map((n) => n.provider))) {
@@ -120,7 +121,8 @@ export async function vpsHa(): Promise<StackOutputs> {
     const sshPrivateKey = plan.nodes.some((n) => n.host) ? config.requireSecret("sshPrivateKey") : undefined;
 
     const mesh = new Mesh("mesh", { plan });
-    const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys });
+    const removal = directoryRemoval(deployed, plan.nodes.map((n) => n.name), plan.config.directory.allowLargeRemoval);
+    const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys, deliberateRemoval: removal.deliberate });
     const sharedFiles = packageFiles().map((f) => ({ path: f.path, mode: f.permissions ?? "0644", owner: f.owner ?? "root:root", content: f.content }));
     const sharedDesired = new SharedDesiredState("desired-shared", {
         stack: plan.config.stack,
