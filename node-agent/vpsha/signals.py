@@ -13,7 +13,8 @@ Collectors (each writes its own file; one failing leaves the others' files and i
   desired       the desired-state generation applied and the last successful check, from
                 vpsha.desired's status file
   directory     the last round that read the mesh directory from DNS, from the directory
-                agent's status file (a round that fell back to its cache keeps the time before)
+                agent's status file (a round that fell back to its cache keeps the time before),
+                the index generation applied, and whether the newest index in DNS is refused
   pooler        whether pgbouncer holds the app's database paused (SHOW DATABASES on its
                 admin console)
   certificates  each named certificate's notAfter
