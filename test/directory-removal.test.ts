@@ -2,8 +2,8 @@
 // only when the stack file itself removes nodes, compared with the last deployment's outputs, or
 // when the stack's directory.allowLargeRemoval says so; with the generation rising on each change.
 import { strict as assert } from "node:assert";
-import { directoryIndexName, parseRecord, txtStrings } from "../components/directory-records";
-import { directoryRemoval } from "../components/directory-removal";
+import { directoryIndexName, memberSetDigest, parseRecord, txtStrings } from "../components/directory-records";
+import { directoryRemoval, publishedIndexFromOutput } from "../components/directory-removal";
 import { ServerFacts } from "../components/replacement";
 import { evaluateProgram, Evaluation } from "../scripts/lib/mock-program";
 import { StackFile } from "../scripts/lib/stack-file";
@@ -21,6 +21,20 @@ describe("the directory's removal mark", () => {
         assert.deepEqual(directoryRemoval(deployed, ["db-1"], false), { deliberate: true, removed: ["app-1", "app-2"] });
         assert.deepEqual(directoryRemoval(deployed, ["app-1", "app-2", "db-1"], true), { deliberate: true, removed: [] });
         assert.deepEqual(directoryRemoval(undefined, [], true), { deliberate: true, removed: [] });
+    });
+
+    it("stays deliberate while the member set is the one it was put on, and only then", () => {
+        const deployed = [fact("app-1", "app"), fact("db-1", "db")];
+        const names = ["app-1", "db-1"];
+        assert.equal(directoryRemoval(deployed, names, false, { set: memberSetDigest(names), deliberate: true }).deliberate, true);
+        assert.equal(directoryRemoval(deployed, names, false, { set: memberSetDigest(names), deliberate: false }).deliberate, false);
+        // Another member set (a node added, or one dropped by anything but the stack file): bounded again.
+        assert.equal(directoryRemoval(deployed, [...names, "app-2"], false, { set: memberSetDigest(names), deliberate: true }).deliberate, false);
+        assert.deepEqual(publishedIndexFromOutput({ set: memberSetDigest(names), deliberate: true }), { set: memberSetDigest(names), deliberate: true });
+        assert.equal(publishedIndexFromOutput(undefined), undefined);
+        for (const bad of [{ set: "x", deliberate: true }, { set: memberSetDigest(names) }, "deliberate", 1]) {
+            assert.throws(() => publishedIndexFromOutput(bad), /directoryIndex output is not \{ set, deliberate \}/);
+        }
     });
 
     describe("in the program (mock runtime)", function () {
@@ -56,16 +70,24 @@ describe("the directory's removal mark", () => {
             const three = indexOf(shrunk);
             assert.ok(three.generation > two.generation && three.deliberate);
             assert.deepEqual([...three.members].sort(), [...one.members].sort());
-            // The run after: nothing removed any more, bounded again, and again newer (its content changed).
-            const settled = indexOf(await run(prodStack(), shrunk));
-            assert.ok(settled.generation > three.generation && !settled.deliberate);
+            // The run after: nothing removed any more, but the same member set keeps its mark: the same index,
+            // so a node that was away during the removal still applies it.
+            const settled = await run(prodStack(), shrunk);
+            assert.deepEqual(indexOf(settled), three);
+            // A node added later: bounded again, at a newer generation.
+            const added = indexOf(await run(withConfig({ nodes }), settled));
+            assert.ok(added.generation > three.generation && !added.deliberate);
         });
 
         it("marks it deliberate when directory.allowLargeRemoval is true, with nothing removed", async () => {
             const first = await run(prodStack());
-            const allowed = indexOf(await run(withConfig({ directory: { allowLargeRemoval: true } }), first));
+            const allowedRun = await run(withConfig({ directory: { allowLargeRemoval: true } }), first);
+            const allowed = indexOf(allowedRun);
             assert.equal(allowed.deliberate, true);
             assert.ok(allowed.generation > indexOf(first).generation);
+            assert.deepEqual(allowedRun.outputs.directoryIndex, { set: allowed.set, deliberate: true });
+            // The key removed again, the member set the same: the mark (and the index) stay.
+            assert.deepEqual(indexOf(await run(prodStack(), allowedRun)), allowed);
         });
     });
 });
