@@ -220,6 +220,15 @@ const shapes = {
             verifyTls: z.boolean().default(true),
         }).optional(),
     }).default({ synchronous: "quorum", synchronousStrict: true, secretsVersion: 1 }),
+    /** The mesh directory's publication (components/mesh-directory.ts). */
+    directory: z.strictObject({
+        /**
+         * Nodes refuse a directory that drops more than a third of a role's members at once, unless
+         * it is marked deliberate: the program marks it when the stack file removes nodes, or when
+         * this is true (a recovery, or a change the nodes refused). Set it for one `pulumi up`, then remove it.
+         */
+        allowLargeRemoval: z.boolean().default(false),
+    }).default({ allowLargeRemoval: false }),
     /**
      * Lab drills only (scripts/lab/drills/rollout.ts): what the program changes in the desired
      * state it publishes, so a drill rehearses a change through the real path. Never in a real stack.

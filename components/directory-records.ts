@@ -5,11 +5,15 @@
 //
 // Text format, version vh1, one TXT record each, fields in this order, separated by one space:
 //   node:  v=vh1 kind=node name=<node> role=<role> mesh=<IPv4> wg=<WireGuard public key> dns=<DNS name> sig=<Ed25519>
-//   index: v=vh1 kind=index part=<i>/<n> set=<digest> members=<name>,<name>,... sig=<Ed25519>
+//   index: v=vh1 kind=index gen=<generation> part=<i>/<n> set=<digest> removal=<bounded|deliberate> members=<name>,<name>,... sig=<Ed25519>
 //   release: v=vh1 kind=release active=<image> aport=<port> candidate=<image|-> cport=<port|-> sig=<Ed25519>
 // The signature covers "vh1\n<the record's own DNS name>\n<the text before ' sig='>", so a
 // record is valid only under the name it was made for. `set` is a digest of the whole member
 // list: the parts of one index must agree on it, so a node never mixes an old part with a new one.
+// `gen` rises with every published change (kept in Pulumi state, as a desired state's): of several
+// complete indexes in DNS a node takes the newest, and never one older than it applied. `removal`:
+// bounded, a node refuses an index that drops more than a third of a role's members at once;
+// deliberate, the stack file removed them (or the stack says so) and the node applies it.
 import { createHash, createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
 import { Role, ROLES } from "./config";
 
@@ -29,6 +33,10 @@ export interface NodeRecord {
 }
 
 export interface IndexPart {
+    /** The publication's generation, the same in every part: above every earlier one. */
+    generation: number;
+    /** The stack file removes members (or the stack allows a large removal): nodes apply it whatever it drops. */
+    deliberate: boolean;
     part: number;
     parts: number;
     /** Digest of the whole member list, the same in every part. */
@@ -64,6 +72,9 @@ const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/; // 32 bytes in base64
 const SET = /^[0-9a-f]{16}$/;
+/** A generation is a time in ms (desired-state-records.ts' command); budgeted to 16 digits. */
+const GENERATION = /^[1-9][0-9]{0,15}$/;
+const GENERATION_BUDGET = 10 ** 15;
 const IMAGE = /^[a-z0-9][a-z0-9._\/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/;
 const PORT = (p: number | undefined) => p !== undefined && Number.isInteger(p) && p >= 1 && p <= 65535;
 
@@ -82,9 +93,10 @@ function nodeBody(r: NodeRecord): string {
 
 function indexBody(p: IndexPart): string {
     check(p.part >= 1 && p.part <= p.parts && Number.isInteger(p.part) && Number.isInteger(p.parts), `bad part ${p.part}/${p.parts}`);
+    check(GENERATION.test(String(p.generation)) && Number.isSafeInteger(p.generation), `bad generation ${JSON.stringify(p.generation)}`);
     check(SET.test(p.set), `bad set digest ${JSON.stringify(p.set)}`);
     check(p.members.length > 0 && p.members.every((m) => NAME.test(m)), `bad member list ${JSON.stringify(p.members)}`);
-    return `v=${RECORD_VERSION} kind=index part=${p.part}/${p.parts} set=${p.set} members=${p.members.join(",")}`;
+    return `v=${RECORD_VERSION} kind=index gen=${p.generation} part=${p.part}/${p.parts} set=${p.set} removal=${p.deliberate ? "deliberate" : "bounded"} members=${p.members.join(",")}`;
 }
 
 function releaseBody(r: ReleaseRecord): string {
@@ -122,13 +134,14 @@ export function memberSetDigest(members: string[]): string {
 
 /**
  * The member list split into index parts whose TXT content (quoted, in 255-byte strings, signed)
- * fits Cloudflare's limit. Depends on the names alone, so the number of records is known before
- * any key exists.
+ * fits Cloudflare's limit. How it splits depends on the names alone, so the number of records is
+ * known before any key or generation exists.
  */
-export function indexParts(members: string[]): IndexPart[] {
+export function indexParts(members: string[], generation: number, deliberate: boolean): IndexPart[] {
     const set = memberSetDigest(members);
+    // The longest generation and flag are budgeted for: the split never depends on them.
     const fits = (names: string[], parts: number) =>
-        txtContent(`${indexBody({ part: parts, parts, set, members: names })} sig=${"A".repeat(SIGNATURE_BASE64_LENGTH)}`).length <= TXT_CONTENT_LIMIT;
+        txtContent(`${indexBody({ generation: GENERATION_BUDGET, deliberate: true, part: parts, parts, set, members: names })} sig=${"A".repeat(SIGNATURE_BASE64_LENGTH)}`).length <= TXT_CONTENT_LIMIT;
     // Part numbers up to 3 digits are budgeted for, so a part never grows when the count does.
     const budget = 999;
     const groups: string[][] = [];
@@ -137,7 +150,7 @@ export function indexParts(members: string[]): IndexPart[] {
         if (last && fits([...last, m], budget)) last.push(m);
         else groups.push([m]);
     }
-    return groups.map((g, i) => ({ part: i + 1, parts: groups.length, set, members: g }));
+    return groups.map((g, i) => ({ generation, deliberate, part: i + 1, parts: groups.length, set, members: g }));
 }
 
 /** A value as TXT content: quoted character-strings of at most 255 bytes, as DNS requires. */
@@ -205,10 +218,11 @@ export function parseRecord(owner: string, text: string, publicKey: string): Par
         check(releaseBody(r) === body, "not in canonical form");
         return { kind: "release", ...r };
     }
-    check(v.kind === "index" && keys === "v kind part set members", `unexpected fields ${keys}`);
+    check(v.kind === "index" && keys === "v kind gen part set removal members", `unexpected fields ${keys}`);
     const m = /^(\d{1,3})\/(\d{1,3})$/.exec(v.part);
     check(m !== null, `bad part ${JSON.stringify(v.part)}`);
-    const p: IndexPart = { part: Number(m?.[1]), parts: Number(m?.[2]), set: v.set, members: v.members.split(",") };
+    check(v.removal === "bounded" || v.removal === "deliberate", `bad removal ${JSON.stringify(v.removal)}`);
+    const p: IndexPart = { generation: Number(v.gen), deliberate: v.removal === "deliberate", part: Number(m?.[1]), parts: Number(m?.[2]), set: v.set, members: v.members.split(",") };
     check(indexBody(p) === body, "not in canonical form");
     return { kind: "index", ...p };
 }

@@ -3,10 +3,15 @@
 // directory's public key, so adding or removing a node changes DNS records and no server's
 // boot (DESIGN decision 1). The signing key is generated here and kept in state as a secret;
 // signatures are Ed25519 (deterministic), so an unchanged stack re-signs to the same records.
+// The index carries a generation kept in state (as a desired state's), raised when its content
+// changes: nodes take the newest index in DNS and never go back below one they applied.
+import * as command from "@pulumi/command";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { directoryIndexName, directoryRecordName, ed25519PublicKey, indexParts, signIndexPart, signNodeRecord, txtContent } from "./directory-records";
+import { DIGEST_ENV } from "./desired-state";
+import { GENERATION_COMMAND, parseGeneration } from "./desired-state-records";
+import { directoryIndexName, directoryRecordName, ed25519PublicKey, indexParts, memberSetDigest, signIndexPart, signNodeRecord, txtContent } from "./directory-records";
 import { NODE_RECORD_TTL } from "./node-records";
 import { nodesDomain, StackPlan } from "./plan";
 
@@ -14,6 +19,8 @@ export interface MeshDirectoryArgs {
     plan: StackPlan;
     /** Each node's WireGuard public key, by node name. */
     wireguardKeys: Record<string, pulumi.Output<string>>;
+    /** Mark the index deliberate (components/directory-removal.ts): nodes apply it whatever members it drops. */
+    deliberateRemoval: boolean;
 }
 
 export class MeshDirectory extends pulumi.ComponentResource {
@@ -21,6 +28,8 @@ export class MeshDirectory extends pulumi.ComponentResource {
     readonly publicKey: pulumi.Output<string>;
     /** The signing key (secret): the release record (app-release.ts) is signed with it too. */
     readonly signingKey: pulumi.Output<string>;
+    /** The index's generation: the time (ms) its content last changed, above every earlier one. */
+    readonly generation: pulumi.Output<number>;
 
     constructor(name: string, args: MeshDirectoryArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:MeshDirectory", name, {}, opts);
@@ -42,9 +51,21 @@ export class MeshDirectory extends pulumi.ComponentResource {
             txt(owner, `${name}-${node.name}`, pulumi.unsecret(content));
         }
         const index = directoryIndexName(nodesDomain(plan.config));
-        for (const part of indexParts(plan.nodes.map((n) => n.name))) {
-            txt(index, `${name}-index-${part.part}`, pulumi.unsecret(signingKey.apply((pem) => txtContent(signIndexPart(index, part, pem)))));
+        const names = plan.nodes.map((n) => n.name);
+        // Runs again only when the index's content changes; the provider hands it the previous
+        // generation, so the next one is above it even when this machine's clock is behind.
+        const generation = new command.local.Command(`${name}-index-generation`, {
+            create: GENERATION_COMMAND,
+            update: GENERATION_COMMAND,
+            environment: { [DIGEST_ENV]: `${memberSetDigest(names)} ${args.deliberateRemoval ? "deliberate" : "bounded"}` },
+            addPreviousOutputInEnv: true,
+        }, { parent: this });
+        this.generation = generation.stdout.apply((out) => parseGeneration("directory index", out));
+        const parts = indexParts(names, 1, args.deliberateRemoval).length;
+        for (let i = 0; i < parts; i++) {
+            const content = pulumi.all([signingKey, this.generation]).apply(([pem, g]) => txtContent(signIndexPart(index, indexParts(names, g, args.deliberateRemoval)[i], pem)));
+            txt(index, `${name}-index-${i + 1}`, pulumi.unsecret(content));
         }
-        this.registerOutputs({ publicKey: this.publicKey });
+        this.registerOutputs({ publicKey: this.publicKey, generation: this.generation });
     }
 }

@@ -10,6 +10,8 @@ import { CloudflareFrontDoor } from "./front-door";
 import { HaproxyPair } from "./haproxy";
 import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
+import { directoryRemoval, PublishedIndex, publishedIndexFromOutput } from "./directory-removal";
+import { memberSetDigest } from "./directory-records";
 import { SharedDesiredState } from "./desired-state";
 import { sharedChunksFor } from "./desired-state-records";
 import { packageFiles } from "./render/python-lib";
@@ -56,6 +58,8 @@ export interface StackOutputs {
     alertWebhookSecret?: pulumi.Output<string>;
     /** What the next `pulumi up` compares the stack file against (components/replacement.ts). */
     serverFacts: pulumi.Output<ServerFacts[]>;
+    /** The index this run published: the next run keeps its removal mark while the member set is the same (components/directory-removal.ts). */
+    directoryIndex: PublishedIndex;
 }
 
 /** Validates the config and builds the plan, or stops the program with every problem at once. */
@@ -69,13 +73,16 @@ export function loadPlan(): StackPlan {
     }
 }
 
-/** The last deployment's server facts, read from this very stack; undefined before the first. */
-async function deployedFacts(prefix: string): Promise<ServerFacts[] | undefined> {
+/** What the last deployment left: its server facts and the index it published; undefined before the first. */
+async function deployedState(prefix: string): Promise<{ facts: ServerFacts[] | undefined; index: PublishedIndex | undefined }> {
     const self = new pulumi.StackReference(`${prefix}-deployed`, { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
-    const [facts, nodes] = await Promise.all([self.getOutputDetails("serverFacts"), self.getOutputDetails("nodes")]);
+    const [facts, nodes, index] = await Promise.all([self.getOutputDetails("serverFacts"), self.getOutputDetails("nodes"), self.getOutputDetails("directoryIndex")]);
     const value = (d: pulumi.StackReferenceOutputDetails) => d.value ?? d.secretValue;
     try {
-        return factsFromOutputs({ ...(value(facts) !== undefined ? { serverFacts: value(facts) } : {}), ...(value(nodes) !== undefined ? { nodes: value(nodes) } : {}) });
+        return {
+            facts: factsFromOutputs({ ...(value(facts) !== undefined ? { serverFacts: value(facts) } : {}), ...(value(nodes) !== undefined ? { nodes: value(nodes) } : {}) }),
+            index: publishedIndexFromOutput(value(index)),
+        };
     } catch (e) {
         throw new pulumi.RunError(`cannot compare with the deployed stack: ${(e as Error).message}`);
     }
@@ -98,8 +105,7 @@ function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean, userDataDige
  * the change would take more than one member down or delete a protected one; otherwise decides
  * each server's protection for this run.
  */
-async function serverLifecycles(plan: StackPlan, prefix: string): Promise<Record<string, ServerLifecycle>> {
-    const deployed = await deployedFacts(prefix);
+function serverLifecycles(plan: StackPlan, deployed: ServerFacts[] | undefined): Record<string, ServerLifecycle> {
     const changes = compareServers(deployed, plannedFacts(plan));
     const problems = replacementProblems(changes, deployed);
     if (problems.length > 0) throw new pulumi.RunError(`The stack file cannot be applied in one pulumi up:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
@@ -110,7 +116,8 @@ async function serverLifecycles(plan: StackPlan, prefix: string): Promise<Record
 export async function vpsHa(): Promise<StackOutputs> {
     const plan = loadPlan();
     const prefix = `${pulumi.getProject()}-${plan.config.stack}`;
-    const lifecycles = await serverLifecycles(plan, prefix);
+    const deployed = await deployedState(prefix);
+    const lifecycles = serverLifecycles(plan, deployed.facts);
     const shared = new pulumi.ComponentResource("vps-ha:index:Providers", prefix);
     const servers: Record<string, ServerFactory> = {};
     for (const provider of new Set(plan.nodes.map((n) => n.provider))) {
@@ -120,7 +127,8 @@ export async function vpsHa(): Promise<StackOutputs> {
     const sshPrivateKey = plan.nodes.some((n) => n.host) ? config.requireSecret("sshPrivateKey") : undefined;
 
     const mesh = new Mesh("mesh", { plan });
-    const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys });
+    const removal = directoryRemoval(deployed.facts, plan.nodes.map((n) => n.name), plan.config.directory.allowLargeRemoval, deployed.index);
+    const directory = new MeshDirectory("directory", { plan, wireguardKeys: mesh.publicKeys, deliberateRemoval: removal.deliberate });
     const sharedFiles = packageFiles().map((f) => ({ path: f.path, mode: f.permissions ?? "0644", owner: f.owner ?? "root:root", content: f.content }));
     const sharedDesired = new SharedDesiredState("desired-shared", {
         stack: plan.config.stack,
@@ -160,6 +168,7 @@ export async function vpsHa(): Promise<StackOutputs> {
         candidateHostname: frontDoor.candidateHostname,
         ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),
         // Members carry the digest the next run can compute before anything resolves; the others, their real one.
+        directoryIndex: { set: memberSetDigest(plan.nodes.map((n) => n.name)), deliberate: removal.deliberate },
         serverFacts: pulumi.all(plan.nodes.map((n) => {
             const vps = all.find((v) => v.name === n.name) as (typeof all)[number];
             return (isMember(n.role) ? pulumi.output(memberUserDataDigest(plan, n)) : vps.userDataDigest).apply((digest) => factsOf(plan, n, lifecycles[n.name].protect, digest));

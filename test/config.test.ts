@@ -239,6 +239,15 @@ describe("stack config validation: the Cloudflare front door", () => {
         expectIssue(issuesOf(withConfig({ database: { secretsVersion: 0 } })), "vps-ha:database.secretsVersion", /must be 1 or more/, /0/);
         expectIssue(issuesOf(withConfig({ database: { secretsVersion: 1.5 } })), "vps-ha:database.secretsVersion", /whole number/, /1.5/);
     });
+
+    it("takes directory.allowLargeRemoval as a boolean, false unless set, and nothing else under directory", () => {
+        const parsed = (directory?: unknown) => parseStackConfig(raw(withConfig({ directory })), "prod").directory;
+        assert.equal(parsed().allowLargeRemoval, false);
+        assert.equal(parsed({}).allowLargeRemoval, false);
+        assert.equal(parsed({ allowLargeRemoval: true }).allowLargeRemoval, true);
+        expectIssue(issuesOf(withConfig({ directory: { allowLargeRemoval: "yes" } })), "vps-ha:directory.allowLargeRemoval", /expected boolean/, /"yes"/);
+        expectIssue(issuesOf(withConfig({ directory: { allowLargeRemovals: true } })), "vps-ha:directory", /allowLargeRemovals/, /allowLargeRemoval/);
+    });
 });
 
 /** The one issue at `path`, whole: these messages are what a user reads. */

@@ -83,6 +83,11 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         return haproxyServers();
     };
     const publish = async (records: LabDnsRecord[]) => waitServed(zone, writeZone(zone, records), 10000);
+    const status = () => JSON.parse(exec(["cat", DIRECTORY_STATUS])) as { source: string; generation: number; members: string[]; refused: string | null; ignoredGenerations: number[]; problems: string[] };
+    const txt = (name: string, text: string): LabDnsRecord => ({ name, type: "TXT", ttl: 60, data: txtStrings(txtContent(text)) });
+    /** The index records for `names`, of generation `gen`, signed with `key`. */
+    const index = (names: string[], gen: number, key: string, deliberate = false): LabDnsRecord[] =>
+        indexParts(names, gen, deliberate).map((p) => txt(INDEX, signIndexPart(INDEX, p, key)));
 
     before(async function () {
         requireTools(this, ["debootstrap", "unshare", "chroot", "ip", "nsenter"], true);
@@ -237,7 +242,7 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         const foreign = generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
         const good = programDnsRecords(prod);
         const before = snapshot();
-        const txt = (name: string, text: string): LabDnsRecord => ({ name, type: "TXT", ttl: 60, data: txtStrings(txtContent(text)) });
+        const applied = status().generation;
         const without = (names: string[]) => good.filter((r) => !(r.type === "TXT" && names.includes(r.name)));
         const app3 = directoryRecordName("app-3.prod.nodes.example.com");
         const app3Text = (good.find((r) => r.name === app3)?.data as string[]).join("");
@@ -249,7 +254,7 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         assert.deepEqual(snapshot(), before);
 
         // 2. An index signed by another key, naming this node alone: the whole directory is unreadable.
-        await publish([...without([INDEX]), txt(INDEX, signIndexPart(INDEX, indexParts([NODE])[0], foreign))]);
+        await publish([...without([INDEX]), ...index([NODE], applied + 1, foreign)]);
         assert.match(agent(), /directory unreadable .*keeping the last verified one/);
         assert.deepEqual(snapshot(), before);
 
@@ -257,11 +262,66 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         const names = [...nodesOf(prod).map((n) => n.name), "app-4"];
         const app4 = directoryRecordName("app-4.prod.nodes.example.com");
         const newcomer = signNodeRecord(app4, { name: "app-4", role: "app", meshAddress: "10.77.0.251", wireguardKey: "A".repeat(43) + "=", dnsName: "app-4.prod.nodes.example.com" }, foreign);
-        await publish([...without([INDEX]), txt(INDEX, signIndexPart(INDEX, indexParts(names)[0], signing)), txt(app4, newcomer)]);
+        await publish([...without([INDEX]), ...index(names, applied + 1, signing), txt(app4, newcomer)]);
         assert.match(agent(), /app-4 is listed but has no valid record yet/);
         assert.deepEqual(snapshot(), before);
         assert.ok(!set("app").includes("10.77.0.251"));
-        await publish(good);
+        // The program's own index again, at a newer generation (the one applied is never gone back below).
+        await publish([...without([INDEX]), ...index(nodesOf(prod).map((n) => n.name), applied + 2, signing)]);
+        agent();
+        assert.deepEqual(snapshot(), before);
+        assert.equal(status().generation, applied + 2);
+    });
+
+    it("takes the newest of two valid indexes, refuses an older one and a large removal, and applies that removal marked deliberate", async () => {
+        const signing = String(prod.resources.find((r) => r.name === "directory-signing-key")?.outputs.privateKeyPem);
+        const good = programDnsRecords(prod);
+        const withIndex = (records: LabDnsRecord[]) => [...good.filter((r) => !(r.type === "TXT" && r.name === INDEX)), ...records];
+        const names = nodesOf(prod).map((n) => n.name);
+        const apps = nodesOf(prod).filter((n) => n.role === "app");
+        assert.equal(apps.length, 2);
+        const before = snapshot();
+        const g = status().generation;
+        // A newcomer with a valid record of its own, so its index visibly differs from the program's.
+        const app4 = directoryRecordName("app-4.prod.nodes.example.com");
+        const newcomer = txt(app4, signNodeRecord(app4, { name: "app-4", role: "app", meshAddress: "10.77.0.251", wireguardKey: "B".repeat(42) + "A=", dnsName: "app-4.prod.nodes.example.com" }, signing));
+        await publish([...withIndex(index([...names, "app-4"], g + 1, signing)), newcomer]);
+        agent();
+        assert.ok(set("app").includes("10.77.0.251") && peers().some((p) => p.allowed === "10.77.0.251/32"), "app-4 joined");
+
+        // 1. Two valid complete indexes in DNS (the one with app-4, and a newer one without): the newest counts.
+        await publish([...withIndex([...index(names, g + 2, signing), ...index([...names, "app-4"], g + 1, signing)]), newcomer]);
+        assert.match(agent(), new RegExp(`ignoring the index of generation ${g + 1}: generation ${g + 2} is newer`));
+        assert.deepEqual(snapshot(), before);
+        assert.deepEqual(status(), { ...status(), source: "dns", generation: g + 2, refused: null, ignoredGenerations: [g + 1], members: [...names].sort() });
+
+        // 2. The older one alone (a replay, or a stale answer): refused, nothing changes, and the status says so.
+        await publish([...withIndex(index([...names, "app-4"], g + 1, signing)), newcomer]);
+        assert.match(agent(), new RegExp(`the index in DNS is of generation ${g + 1}, older than the applied ${g + 2}`));
+        assert.deepEqual(snapshot(), before);
+        assert.equal(status().generation, g + 2);
+        assert.match(String(status().refused), /older than the applied/);
+
+        // 3. A newer index dropping both app nodes: refused, WireGuard peers, firewall sets and HAProxy unchanged.
+        const dropped = names.filter((n) => !apps.some((a) => a.name === n));
+        await publish(withIndex(index(dropped, g + 3, signing)));
+        const out = agent();
+        const gone = apps.map((a) => a.name).sort().join(", ");
+        assert.match(out, new RegExp(`refusing the index of generation ${g + 3}: .*app: 2 -> 0 members \\(${gone} would go\\); keeping generation ${g + 2} \\(7 members\\)`));
+        assert.deepEqual(snapshot(), before);
+        const refused = status();
+        assert.deepEqual({ ...refused, problems: refused.problems.slice(0, 1) }, { ...refused, source: "cache", generation: g + 2, members: [...names].sort(), ignoredGenerations: [g + 3], problems: [refused.refused as string] });
+        assert.match(String(refused.refused), new RegExp(`app: 2 -> 0 members \\(${gone} would go\\)`));
+
+        // 4. The same removal marked deliberate (the stack file removed them): applied.
+        await publish(withIndex(index(dropped, g + 4, signing, true)));
+        agent();
+        assert.deepEqual(set("app"), []);
+        for (const a of apps) assert.ok(!peers().some((p) => p.allowed === `${a.meshAddress}/32`), `${a.name}'s peer removed`);
+        assert.deepEqual(status(), { ...status(), source: "dns", generation: g + 4, refused: null, members: [...dropped].sort() });
+
+        // Back to the program's node set (adding is never bounded), at a newer generation.
+        await publish(withIndex(index(names, g + 5, signing)));
         agent();
         assert.deepEqual(snapshot(), before);
     });

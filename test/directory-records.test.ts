@@ -26,13 +26,24 @@ describe("directory records", () => {
         assert.equal(parseRecord(`${owner.toUpperCase()}.`, text, key.publicKey).kind, "node");
     });
 
-    it("a signed index part parses back, and signing is deterministic", () => {
+    it("a signed index part parses back with its generation and removal mark, and signing is deterministic", () => {
         const index = directoryIndexName("prod.nodes.example.com");
         assert.equal(index, "_mesh.prod.nodes.example.com");
-        const [part] = indexParts(["app-1", "app-2", "db-1"]);
+        const [part] = indexParts(["app-1", "app-2", "db-1"], 1767225600000, false);
         const text = signIndexPart(index, part, key.pem);
+        assert.match(text, /^v=vh1 kind=index gen=1767225600000 part=1\/1 set=[0-9a-f]{16} removal=bounded members=app-1,app-2,db-1 sig=\S{88}$/);
         assert.equal(signIndexPart(index, part, key.pem), text, "Ed25519 signs the same text to the same record");
-        assert.deepEqual(parseRecord(index, text, key.publicKey), { kind: "index", part: 1, parts: 1, set: memberSetDigest(["app-1", "app-2", "db-1"]), members: ["app-1", "app-2", "db-1"] });
+        assert.deepEqual(parseRecord(index, text, key.publicKey), {
+            kind: "index", generation: 1767225600000, deliberate: false, part: 1, parts: 1, set: memberSetDigest(["app-1", "app-2", "db-1"]), members: ["app-1", "app-2", "db-1"],
+        });
+        const [deliberate] = indexParts(["app-1"], 1767225600001, true);
+        assert.match(signIndexPart(index, deliberate, key.pem), / removal=deliberate /);
+        assert.deepEqual(parseRecord(index, signIndexPart(index, deliberate, key.pem), key.publicKey), { kind: "index", ...deliberate });
+        for (const bad of [0, -1, 1.5, 10 ** 16]) assert.throws(() => signIndexPart(index, { ...part, generation: bad }, key.pem), /bad generation/);
+        // An index without a generation (the format before it) is not what this program reads back.
+        const legacy = "v=vh1 kind=index part=1/1 set=" + part.set + " members=app-1,app-2,db-1";
+        const signedLegacy = `${legacy} sig=${sign(null, Buffer.from(`vh1\n${index}\n${legacy}`), createPrivateKey(key.pem)).toString("base64")}`;
+        assert.throws(() => parseRecord(index, signedLegacy, key.publicKey), /unexpected fields/);
     });
 
     it("rejects tampered, unsigned, misplaced, foreign-signed and non-canonical records", () => {
@@ -56,8 +67,10 @@ describe("directory records", () => {
 
     it("splits a large member list into parts within Cloudflare's and DNS's limits", () => {
         const names = Array.from({ length: 400 }, (_, i) => `app-${String(i).padStart(3, "0")}`);
-        const parts = indexParts(names);
+        const parts = indexParts(names, Number.MAX_SAFE_INTEGER, true);
         assert.ok(parts.length > 1);
+        // The split does not depend on the generation or the mark: the record count is known before either.
+        assert.deepEqual(indexParts(names, 1, false).map((p) => p.members), parts.map((p) => p.members));
         assert.deepEqual(parts.flatMap((p) => p.members), names);
         for (const p of parts) {
             assert.equal(p.parts, parts.length);
@@ -66,7 +79,7 @@ describe("directory records", () => {
             assert.ok(content.length <= TXT_CONTENT_LIMIT, `part ${p.part}: ${content.length} characters`);
             for (const s of txtStrings(content)) assert.ok(s.length <= TXT_STRING_LIMIT);
         }
-        assert.equal(indexParts(["a1"]).length, 1);
+        assert.equal(indexParts(["a1"], 1, false).length, 1);
     });
 
     it("TXT content round-trips through quoted 255-byte strings, and bare content is read too", () => {

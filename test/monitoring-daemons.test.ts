@@ -209,7 +209,7 @@ describe("monitoring pair, run by the real Prometheus and Alertmanager @daemons"
         for (const n of monitors) {
             await waitFor(`Prometheus on ${n.name} ready`, 60, () => get(`http://${n.meshAddress}:9090/-/ready`));
             const groups = JSON.parse((await waitFor(`rules on ${n.name}`, 30, () => get(`http://${n.meshAddress}:9090/api/v1/rules`)))).data.groups;
-            assert.equal(groups.flatMap((g: { rules: unknown[] }) => g.rules).length, 26);
+            assert.equal(groups.flatMap((g: { rules: unknown[] }) => g.rules).length, 27);
             await waitFor(`both Alertmanagers known to Prometheus on ${n.name}`, 60, () => {
                 const r = get(`http://${n.meshAddress}:9090/api/v1/alertmanagers`);
                 return r !== undefined && JSON.parse(r).data.activeAlertmanagers.length === monitors.length;

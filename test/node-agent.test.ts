@@ -76,9 +76,9 @@ function recordsFixture(): unknown {
     });
     const index = directoryIndexName(domain);
     const members = Array.from({ length: 80 }, (_, i) => `app-${i + 1}-with-a-name-of-some-length`);
-    const parts = indexParts(members);
+    const parts = indexParts(members, 1767225600000, false);
     assert.ok(parts.length > 1, "an index of more than one part");
-    for (const p of parts) records.push({ owner: index, kind: "index", text: signIndexPart(index, p, pem), expect: { part: p.part, parts: p.parts, set: p.set, members: p.members } as never });
+    for (const p of parts) records.push({ owner: index, kind: "index", text: signIndexPart(index, p, pem), expect: { generation: p.generation, deliberate: p.deliberate, part: p.part, parts: p.parts, set: p.set, members: p.members } as never });
     const release = directoryReleaseName(domain);
     records.push(
         { owner: release, kind: "release", text: signReleaseRecord(release, { active: "ghcr.io/example/app:1.4.2", activePort: 8921 }, pem), expect: { active: "ghcr.io/example/app:1.4.2", aport: 8921, candidate: null, cport: null } as never },

@@ -42,6 +42,8 @@ export const ALERT_BOUNDS = {
     signalGraceSeconds: 60,
     /** The directory agent runs every 15 s: 20 rounds missed. */
     directoryStaleSeconds: 300,
+    /** A refusal outlasting the records' 60 s TTL and a few rounds (a resolver still answering the index before). */
+    directoryRefusedSeconds: 120,
     desiredStateStaleSeconds: 900,
     /** A node behind the newest generation or serial the other nodes applied, this long. */
     behindSeconds: 600,
@@ -98,6 +100,7 @@ export function alertGroups(spec: AlertRulesSpec): { name: string; rules: Rule[]
         rule("CertificateExpiringSoon", `${S.certificateExpiry.name} - time() < ${B.certificateDays * 86400}`, 0, "warning", "Certificate {{ $labels.certificate }} on {{ $labels.instance }} expires in {{ $value | humanizeDuration }}", `Less than ${B.certificateDays} days left; pulumi up renews the program's certificates.`),
         rule("DirectoryStale", `time() - ${S.directoryLastSuccess.name} > ${B.directoryStaleSeconds} or (up{job="node"} == 1 unless on (instance) ${S.directoryLastSuccess.name})`, B.signalGraceSeconds, "warning", "{{ $labels.instance }} has not read the mesh directory for 5 minutes", "Its directory agent is stopped or cannot fetch or verify the signed records; new or moved peers do not reach it."),
         rule("DirectoryStale", `${S.directorySerial.name} < scalar(max(${S.directorySerial.name}))`, B.behindSeconds, "warning", "{{ $labels.instance }} applies an older mesh directory than other nodes", "Its directory serial has been behind the newest one for 10 minutes.", "behind"),
+        rule("DirectoryRefused", `${S.directoryRefused.name} == 1`, B.directoryRefusedSeconds, "critical", "{{ $labels.instance }} refuses the newest mesh directory", "The index in DNS is older than the one it applied, or removes more than a third of a role's members without being marked deliberate; new nodes do not join until it is resolved. The node's directory-status.json and journalctl -u vps-ha-directory say which members would go."),
         rule("DesiredStateStale", `time() - ${S.desiredStateLastSuccess.name} > ${B.desiredStateStaleSeconds} or (up{job="node"} == 1 unless on (instance) ${S.desiredStateLastSuccess.name})`, B.signalGraceSeconds, "warning", "{{ $labels.instance }} has not checked its desired state for 15 minutes", "Its node agent is stopped or cannot fetch or verify what pulumi up published."),
         rule("DesiredStateStale", `${S.desiredStateGeneration.name} < scalar(max(${S.desiredStateGeneration.name}))`, B.behindSeconds, "warning", "{{ $labels.instance }} applies an older desired state than other nodes", "Its generation has been behind the newest one for 10 minutes.", "behind"),
         rule("RolloutHalted", `${S.rolloutState.name}{state="halted"} == 1`, 0, "critical", "The rollout halted at {{ $labels.instance }}", "The node did not come back healthy after a change; the rollout waits for a repair or a new generation."),

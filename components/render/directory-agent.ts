@@ -18,7 +18,7 @@ export const DIRECTORY_CONFIG_DIR = "/etc/vps-ha/directory.d";
 export const DIRECTORY_UNIT = "vps-ha-directory.service";
 /** The last directory the agent verified: {index: [texts], members: {name: text}}. */
 export const DIRECTORY_CACHE = "/var/lib/vps-ha/directory-cache.json";
-/** What the last round saw and did (JSON: at, source, members, problems). */
+/** What the last round saw and did (JSON: at, source, generation applied, members, release, refused, ignoredGenerations, problems). */
 export const DIRECTORY_STATUS = "/run/vps-ha/directory-status.json";
 export const DIRECTORY_PACKAGES = ["python3-dnspython", "python3-cryptography"];
 /** A round every 15 s: with the records' 60 s TTL, a change reaches every node within about 75 s. */

@@ -61,7 +61,14 @@ export const SIGNALS = {
     directorySerial: {
         name: "vpsha_directory_serial",
         type: "gauge",
-        help: "Serial of the signed mesh directory this node applied last.",
+        help: "Generation of the signed mesh directory index this node applied last.",
+        labels: [],
+        file: "vpsha-directory.prom",
+    },
+    directoryRefused: {
+        name: "vpsha_directory_refused",
+        type: "gauge",
+        help: "1 while this node refuses the newest mesh directory index in DNS (older than the one it applied, or removing more than a third of a role's members without being marked deliberate), else 0.",
         labels: [],
         file: "vpsha-directory.prom",
     },

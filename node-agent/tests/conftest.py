@@ -33,12 +33,20 @@ class Signer:
         body = "v=vh1 kind=node name=%s role=%s mesh=%s wg=%s dns=%s" % (name, role, mesh, wg, dns)
         return owner, self.sign(owner, body)
 
-    def index(self, members, parts=None, digest=None):
-        """The index parts for `members` (split as `parts`, a list of lists), each signed."""
+    def index(self, members, parts=None, digest=None, gen=1, deliberate=False, legacy=False):
+        """
+        The index parts for `members` (split as `parts`, a list of lists), each signed, of
+        generation `gen`; `legacy`: in the format before generations.
+        """
         parts = parts or [members]
         digest = digest or hashlib.sha256(",".join(members).encode()).hexdigest()[:16]
-        bodies = ["v=vh1 kind=index part=%d/%d set=%s members=%s" % (i + 1, len(parts), digest, ",".join(p))
-                  for i, p in enumerate(parts)]
+        removal = "deliberate" if deliberate else "bounded"
+        if legacy:
+            bodies = ["v=vh1 kind=index part=%d/%d set=%s members=%s" % (i + 1, len(parts), digest, ",".join(p))
+                      for i, p in enumerate(parts)]
+        else:
+            bodies = ["v=vh1 kind=index gen=%d part=%d/%d set=%s removal=%s members=%s"
+                      % (gen, i + 1, len(parts), digest, removal, ",".join(p)) for i, p in enumerate(parts)]
         return [self.sign(INDEX, b) for b in bodies]
 
     def release(self, active, aport, candidate="-", cport="-"):

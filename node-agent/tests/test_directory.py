@@ -237,3 +237,130 @@ def test_prometheus_targets_follow_the_directory(tmp_path):
     directory.converge_prometheus(cfg, members, [])
     assert [g["labels"]["instance"] for g in json.loads((tmp_path / "node.json").read_text())] == ["app-1", "db-1"]
     assert os.stat(tmp_path / "postgres.json").st_mtime_ns == before
+
+
+# ---------------------------------------------------------------- newest wins, and sanity
+
+FLEET = [("app-1", "app", "10.77.0.11"), ("app-2", "app", "10.77.0.12"), ("app-3", "app", "10.77.0.13"),
+         ("lb-1", "haproxy", "10.77.0.47"), ("db-1", "db", "10.77.0.5"), ("db-2", "db", "10.77.0.6")]
+
+
+class Fleet:
+    """DNS holding the directory of FLEET (or `nodes`), and this node's cache, as rounds leave them."""
+
+    def __init__(self, signer, tmp_path, nodes=FLEET):
+        self.dns = Dns(signer, nodes)
+        self.signer = signer
+        self.cfg = config(cache=str(tmp_path / "cache.json"))
+
+    def publish(self, names, gen, deliberate=False, extra=()):
+        """The index in DNS: one complete index per (names, gen, deliberate) in `extra` too."""
+        self.dns.records[INDEX] = self.signer.index(names, gen=gen, deliberate=deliberate)
+        for n, g, d in extra:
+            self.dns.records[INDEX] += self.signer.index(n, gen=g, deliberate=d)
+
+    def round(self):
+        """One round's choice, from the cache the last round left: (directory, source, refused)."""
+        cached = directory.load_cache(self.cfg, self.signer.public)
+        return directory.select_directory(self.cfg, self.signer.public, self.dns.fetch, cached)
+
+
+def names(nodes=FLEET, without=()):
+    return [n for n, _, _ in nodes if n not in without]
+
+
+def test_of_two_valid_indexes_the_newest_is_applied(signer, tmp_path):
+    fleet = Fleet(signer, tmp_path)
+    fleet.publish(names(without=["app-3"]), 5)
+    assert sorted(fleet.round()[0]["members"]) == sorted(names(without=["app-3"]))
+    # A newcomer's index beside the one before it (both valid, both complete): the newest counts.
+    fleet.publish(names(), 6, extra=[(names(without=["app-3"]), 5, False)])
+    d, source, refused = fleet.round()
+    assert (source, refused, d["generation"], d["older"]) == ("dns", None, 6, [5])
+    assert "app-3" in d["members"]
+    # Whichever is listed first; and a first round (no cache) takes the newest too.
+    fleet.publish(names(without=["app-3"]), 5, extra=[(names(), 6, False)])
+    assert fleet.round()[0]["generation"] == 6
+    os.unlink(fleet.cfg["cache"])
+    assert fleet.round()[0]["generation"] == 6
+
+
+def test_an_index_older_than_the_applied_one_is_refused(signer, tmp_path):
+    fleet = Fleet(signer, tmp_path)
+    fleet.publish(names(), 8)
+    fleet.round()
+    # A replay of an earlier, validly signed index (one node fewer) alone in DNS.
+    fleet.publish(names(without=["app-3"]), 7)
+    d, source, refused = fleet.round()
+    assert (source, d["generation"], d["older"]) == ("cache", 8, [7])
+    assert "generation 7, older than the applied 8" in refused
+    assert sorted(d["members"]) == sorted(names())
+    assert directory.load_cache(fleet.cfg, signer.public)["generation"] == 8
+    # Another index claiming the applied generation is no better.
+    fleet.publish(names(without=["app-3"]), 8)
+    assert "differs from the applied one of the same generation 8" in fleet.round()[2]
+    # The same index again is nothing to refuse.
+    fleet.publish(names(), 8)
+    assert fleet.round()[1:] == ("dns", None)
+
+
+def test_the_index_before_generations_gives_way_to_the_first_new_one(signer, tmp_path):
+    fleet = Fleet(signer, tmp_path)
+    fleet.dns.records[INDEX] = signer.index(names(), legacy=True)
+    assert fleet.round()[0]["generation"] == 0
+    fleet.publish(names(), 1767225600000)
+    assert fleet.round()[0]["generation"] == 1767225600000
+    fleet.dns.records[INDEX] = signer.index(names(), legacy=True)
+    assert "older than the applied" in fleet.round()[2]
+
+
+@pytest.mark.parametrize("before, bound", [(1, 1), (2, 1), (3, 1), (5, 1), (6, 2), (9, 3), (10, 3)])
+def test_a_publication_may_remove_a_third_of_a_role_rounded_down_and_always_one(before, bound):
+    assert directory.removal_bound(before) == bound
+
+
+def test_one_member_of_a_role_may_always_go(signer, tmp_path):
+    fleet = Fleet(signer, tmp_path)
+    fleet.publish(names(), 1)
+    fleet.round()
+    # One app node of three, and the only HAProxy node: each within the bound.
+    fleet.publish(names(without=["app-3", "lb-1"]), 2)
+    d, source, refused = fleet.round()
+    assert (source, refused) == ("dns", None)
+    assert sorted(d["members"]) == sorted(names(without=["app-3", "lb-1"]))
+
+
+def test_a_large_removal_is_refused_unless_deliberate(signer, tmp_path, capsys):
+    fleet = Fleet(signer, tmp_path)
+    fleet.publish(names(), 1)
+    fleet.round()
+    capsys.readouterr()
+    # Two app nodes of three, and both database members: more than a third of each.
+    fleet.publish(names(without=["app-1", "app-2", "db-1", "db-2"]), 2)
+    d, source, refused = fleet.round()
+    assert (source, d["generation"], d["older"]) == ("cache", 1, [2])
+    assert sorted(d["members"]) == sorted(names())
+    assert "app: 3 -> 1 members (app-1, app-2 would go)" in refused
+    assert "db: 2 -> 0 members (db-1, db-2 would go)" in refused
+    assert "refusing the index of generation 2" in capsys.readouterr().out
+    assert directory.load_cache(fleet.cfg, signer.public)["generation"] == 1
+    # Adding nodes in the same publication does not make room for removing more.
+    fleet.publish(names(without=["app-1", "app-2"]) + ["app-4"], 3)
+    fleet.dns.records[owner("app-4")] = [signer.node("app-4", role="app", mesh="10.77.0.14")[1]]
+    assert "app: 3 -> 1 members" in fleet.round()[2]
+    # The same removal marked deliberate (the stack file removed them) is applied.
+    fleet.publish(names(without=["app-1", "app-2", "db-1", "db-2"]), 4, deliberate=True)
+    d, source, refused = fleet.round()
+    assert (source, refused, d["generation"]) == ("dns", None, 4)
+    assert sorted(d["members"]) == ["app-3", "lb-1"]
+    assert directory.load_cache(fleet.cfg, signer.public)["generation"] == 4
+
+
+def test_the_release_follows_dns_while_the_index_is_refused(signer, tmp_path):
+    fleet = Fleet(signer, tmp_path)
+    fleet.publish(names(), 1)
+    fleet.round()
+    fleet.publish(names(without=["app-1", "app-2"]), 2)
+    fleet.dns.records[RELEASE] = [signer.release("ghcr.io/example/app:1.5.0", 8140)]
+    d, _, refused = fleet.round()
+    assert refused and d["release"]["active"] == "ghcr.io/example/app:1.5.0"

@@ -1,12 +1,13 @@
 import base64
 import json
 import os
+import re
 
 import pytest
 from conftest import DOMAIN, FIXTURES, INDEX, MESH, RELEASE, ROLES
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from vpsha.records import Bad, cached_members, member_names, parse_record
+from vpsha.records import Bad, cached_members, newest_index, parse_record
 
 IMAGE = "ghcr.io/example/app:1.4.2"
 
@@ -127,15 +128,27 @@ class TestRelease:
 
 class TestIndex:
     def test_one_part(self, signer):
-        (text,) = signer.index(["app-1", "db-1"])
+        (text,) = signer.index(["app-1", "db-1"], gen=1767225600000)
         rec = parse(INDEX, text, signer.public)
         assert (rec["part"], rec["parts"], rec["members"]) == (1, 1, ["app-1", "db-1"])
+        assert (rec["generation"], rec["deliberate"]) == (1767225600000, False)
+        (text,) = signer.index(["app-1"], gen=2, deliberate=True)
+        assert parse(INDEX, text, signer.public)["deliberate"] is True
+
+    def test_the_format_before_generations_is_generation_0(self, signer):
+        (text,) = signer.index(["app-1", "db-1"], legacy=True)
+        rec = parse(INDEX, text, signer.public)
+        assert (rec["generation"], rec["deliberate"], rec["members"]) == (0, False, ["app-1", "db-1"])
 
     @pytest.mark.parametrize("change", [
         lambda b: b.replace("part=1/1", "part=2/1"),
         lambda b: b.replace("part=1/1", "part=0/1"),
         lambda b: b.replace("members=app-1,db-1", "members=app-1,,db-1"),
-        lambda b: b.rsplit(" set=", 1)[0] + " set=xyz members=app-1,db-1",
+        lambda b: re.sub(r"set=\S+", "set=xyz", b),
+        lambda b: b.replace("gen=1 ", "gen=01 "),
+        lambda b: b.replace("gen=1 ", "gen=x "),
+        lambda b: b.replace("gen=1 ", "gen=12345678901234567 "),
+        lambda b: b.replace("removal=bounded", "removal=yes"),
     ])
     def test_malformed_parts(self, signer, change):
         (text,) = signer.index(["app-1", "db-1"])
@@ -147,29 +160,45 @@ class TestIndex:
 
     def test_the_member_list_from_its_parts_in_order(self, signer):
         names = ["app-1", "app-2", "db-1"]
-        texts = signer.index(names, parts=[["app-1"], ["app-2", "db-1"]])
-        assert member_names(self.found(signer, list(reversed(texts)))) == (names, texts)
+        texts = signer.index(names, parts=[["app-1"], ["app-2", "db-1"]], gen=5, deliberate=True)
+        newest, older = newest_index(self.found(signer, list(reversed(texts))))
+        assert newest == {"generation": 5, "deliberate": True, "names": names, "texts": texts}
+        assert older == []
 
     def test_a_missing_part_gives_no_index(self, signer):
         texts = signer.index(["app-1", "db-1"], parts=[["app-1"], ["db-1"]])
         with pytest.raises(Bad, match="no complete index"):
-            member_names(self.found(signer, texts[:1]))
+            newest_index(self.found(signer, texts[:1]))
 
     def test_an_update_under_way_keeps_the_complete_set(self, signer):
-        old = signer.index(["app-1", "db-1"])
-        new = signer.index(["app-1", "db-1", "db-2"], parts=[["app-1"], ["db-1", "db-2"]])
-        names, _ = member_names(self.found(signer, old + new[:1]))
-        assert names == ["app-1", "db-1"]
+        old = signer.index(["app-1", "db-1"], gen=1)
+        new = signer.index(["app-1", "db-1", "db-2"], parts=[["app-1"], ["db-1", "db-2"]], gen=2)
+        newest, _ = newest_index(self.found(signer, old + new[:1]))
+        assert newest["names"] == ["app-1", "db-1"]
 
-    def test_two_complete_sets_are_refused(self, signer):
-        found = self.found(signer, signer.index(["app-1"]) + signer.index(["app-1", "db-1"]))
-        with pytest.raises(Bad, match="more than one complete index"):
-            member_names(found)
+    def test_parts_of_two_generations_of_one_member_list_do_not_mix(self, signer):
+        one = signer.index(["app-1", "db-1"], parts=[["app-1"], ["db-1"]], gen=1)
+        two = signer.index(["app-1", "db-1"], parts=[["app-1"], ["db-1"]], gen=2, deliberate=True)
+        with pytest.raises(Bad, match="no complete index"):
+            newest_index(self.found(signer, [one[0], two[1]]))
+
+    def test_of_two_complete_indexes_the_newest_counts(self, signer):
+        texts = signer.index(["app-1", "db-1", "app-2"], gen=9) + signer.index(["app-1", "db-1"], gen=7)
+        found = self.found(signer, texts)
+        newest, older = newest_index(found)
+        assert (newest["generation"], newest["names"], older) == (9, ["app-1", "db-1", "app-2"], [7])
+        # Whatever order DNS answers in.
+        assert newest_index(list(reversed(found)))[0]["generation"] == 9
+
+    def test_two_complete_indexes_of_one_generation_are_refused(self, signer):
+        found = self.found(signer, signer.index(["app-1"], gen=3) + signer.index(["app-1", "db-1"], gen=3))
+        with pytest.raises(Bad, match="more than one complete index of generation 3"):
+            newest_index(found)
 
     def test_a_set_whose_digest_does_not_match_its_members(self, signer):
         texts = signer.index(["app-1", "db-1"], digest="0123456789abcdef")
         with pytest.raises(Bad, match="no complete index"):
-            member_names(self.found(signer, texts))
+            newest_index(self.found(signer, texts))
 
 
 class TestCache:
@@ -203,8 +232,8 @@ def test_records_as_the_program_signs_them():
     for p, r in zip(parsed, fixture["records"], strict=True):
         assert {k: p[k] for k in r["expect"]} == r["expect"]
     index = [(p, r["text"]) for p, r in zip(parsed, fixture["records"], strict=True) if p["kind"] == "index"]
-    names, texts = member_names(index)
-    assert len(texts) > 1 and names == [n for p, _ in index for n in p["members"]]
+    newest, older = newest_index(index)
+    assert len(newest["texts"]) > 1 and newest["names"] == [n for p, _ in index for n in p["members"]] and older == []
     # The same texts under another owner, or with another key, do not verify.
     other = Ed25519PrivateKey.generate().public_key()
     for r in fixture["records"]:

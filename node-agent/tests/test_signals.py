@@ -119,9 +119,22 @@ def test_desired_nothing_verified_yet_reports_nothing():
 
 
 def test_directory_a_round_from_its_cache_keeps_the_last_dns_time():
-    assert signals.directory_samples({"at": 100.0, "source": "dns"}, None) == [("directoryLastSuccess", {}, 100.0)]
-    assert signals.directory_samples({"at": 200.0, "source": "cache"}, 100.0) == [("directoryLastSuccess", {}, 100.0)]
-    assert signals.directory_samples({"at": 200.0, "source": None}, None) == []
+    refused = ("directoryRefused", {}, 0)
+    kept = [("directoryLastSuccess", {}, 100.0), refused]
+    assert signals.directory_samples({"at": 100.0, "source": "dns"}, None) == kept
+    assert signals.directory_samples({"at": 200.0, "source": "cache"}, 100.0) == kept
+    assert signals.directory_samples({"at": 200.0, "source": None}, None) == [refused]
+
+
+def test_directory_the_generation_applied_and_a_refusal():
+    status = {"at": 300.0, "source": "cache", "generation": 1767225600000,
+              "refused": "refusing the index of generation 2"}
+    # It did read DNS: the round counts as a success; the refusal has its own signal.
+    assert signals.directory_samples(status, 100.0) == [
+        ("directoryLastSuccess", {}, 300.0), ("directorySerial", {}, 1767225600000), ("directoryRefused", {}, 1)]
+    status = {"at": 300.0, "source": "dns", "generation": 1767225600001, "refused": None}
+    assert signals.directory_samples(status, 100.0)[1:] == [("directorySerial", {}, 1767225600001),
+                                                            ("directoryRefused", {}, 0)]
 
 
 def test_directory_collector_reads_back_its_own_last_value(tmp_path, table):
@@ -132,6 +145,11 @@ def test_directory_collector_reads_back_its_own_last_value(tmp_path, table):
     status.write_text(json.dumps({"at": 1796201600.0, "source": "cache", "members": [], "problems": ["DNS down"]}))
     assert signals.run(cfg, table, ["directory"]) == []
     assert "vpsha_directory_last_success_timestamp_seconds 1796201000.0\n" in prom(table, "vpsha-directory.prom")
+    status.write_text(json.dumps({"at": 1796201700.0, "source": "cache", "generation": 1796200000123, "members": [],
+                                  "refused": "refusing the index of generation 1796200000124", "problems": []}))
+    assert signals.run(cfg, table, ["directory"]) == []
+    text = prom(table, "vpsha-directory.prom")
+    assert "vpsha_directory_refused 1\n" in text and "vpsha_directory_serial 1796200000123\n" in text
 
 
 # ---------------------------------------------------------------- pooler

@@ -18,6 +18,11 @@ be read (DNS down, the index missing or invalid), the agent converges to the las
 verified, kept on disk and verified again when read: a DNS outage never empties the mesh, and a
 node that reboots during one still gets its peers back.
 
+Of several complete indexes in DNS the one of the highest generation counts; one below the
+generation last applied is refused (a replay, or a stale answer). An index that removes more than
+a third of a role's members at once (rounded down, one always allowed) is refused unless it is
+marked deliberate. A refused index changes nothing; the status file and the log say why.
+
 usage: vps-ha-directory [--once] [--config FILE]   (FILE.d/*.json add role-specific settings)
 """
 import base64
@@ -35,7 +40,7 @@ import dns.exception
 import dns.resolver
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from vpsha.records import Bad, member_names, parse_record, read_cache
+from vpsha.records import Bad, newest_index, parse_record, read_cache
 
 COMMAND_TIMEOUT = 15
 # Stopping a container may take its whole stop timeout.
@@ -45,6 +50,10 @@ LOCK_WAIT_SECONDS = 60
 
 def log(msg):
     print(msg, flush=True)
+
+
+class Refused(Bad):
+    """A valid directory this node does not apply (older than the applied one, or removing too many at once)."""
 
 
 def run(argv, stdin=None, timeout=COMMAND_TIMEOUT):
@@ -96,9 +105,11 @@ def read_release(cfg, key, fetch, fallback):
 def read_directory(cfg, key, fetch, fallback, release_fallback=None):
     """
     The directory through `fetch(name)` (a list of TXT texts, or None when the lookup failed):
-    {"members": {name: record}, "release": record or None, "texts": {...}}. A member listed
-    without a valid record of its own keeps its `fallback` record (the last verified one), else
-    is left out; so does the release record. Raises Bad when the index itself cannot be read.
+    {"members": {name: record}, "release": record or None, "texts": {...}, "generation",
+    "deliberate", "names" (the index's list), "older" (generations of older complete indexes beside
+    it)}. A member listed without a valid record of its own keeps its `fallback` record (the last
+    verified one), else is left out; so does the release record. Raises Bad when the index itself
+    cannot be read.
     """
     roles, mesh = cfg["roles"], ipaddress.IPv4Network(cfg["meshCidr"])
     index = cfg["index"]
@@ -114,7 +125,10 @@ def read_directory(cfg, key, fetch, fallback, release_fallback=None):
             parts.append((rec, text))
         except Bad as e:
             log("ignoring a record at %s: %s" % (index, e))
-    names, index_texts = member_names(parts)
+    index_found, older = newest_index(parts)
+    names, index_texts = index_found["names"], index_found["texts"]
+    for g in older:
+        log("ignoring the index of generation %d: generation %d is newer" % (g, index_found["generation"]))
     members, texts = {}, {}
     for name in names:
         owner = "_mesh.%s.%s" % (name, cfg["nodesDomain"])
@@ -141,7 +155,42 @@ def read_directory(cfg, key, fetch, fallback, release_fallback=None):
             raise Bad("two members share a %s value" % field)
     release, release_text = read_release(cfg, key, fetch, release_fallback) if "release" in cfg else (None, None)
     texts = {"index": index_texts, "members": texts, "release": release_text}
-    return {"members": members, "release": release, "texts": texts}
+    return {"members": members, "release": release, "texts": texts, "generation": index_found["generation"],
+            "deliberate": index_found["deliberate"], "names": names, "older": older}
+
+
+def removal_bound(before):
+    """How many of a role's `before` members one publication may remove: a third, rounded down; always one."""
+    return max(1, before // 3)
+
+
+def check_publication(new, applied):
+    """
+    Raises Refused when the directory `new` (read from DNS) must not replace `applied` (the last
+    one applied; None: none yet, anything goes): it is older, another index of the same
+    generation, or it removes more than removal_bound of a role's members without being deliberate.
+    """
+    if applied is None:
+        return
+    if new["generation"] < applied["generation"]:
+        raise Refused("the index in DNS is of generation %d, older than the applied %d: ignored"
+                      " (a stale answer or a replay)" % (new["generation"], applied["generation"]))
+    if new["generation"] == applied["generation"] > 0 and new["texts"]["index"] != applied["texts"]["index"]:
+        raise Refused("the index in DNS differs from the applied one of the same generation %d: ignored"
+                      % new["generation"])
+    if new["deliberate"]:
+        return
+    listed = set(new["names"])
+    too_many = []
+    for role in sorted({m["role"] for m in applied["members"].values()}):
+        before = sorted(n for n, m in applied["members"].items() if m["role"] == role)
+        gone = [n for n in before if n not in listed]
+        if len(gone) > removal_bound(len(before)):
+            too_many.append("%s: %d -> %d members (%s would go)"
+                            % (role, len(before), len(before) - len(gone), ", ".join(gone)))
+    if too_many:
+        raise Refused("refusing the index of generation %d: it removes more than a third of a role's members at once"
+                      " and is not marked deliberate; %s" % (new["generation"], "; ".join(too_many)))
 
 
 def dns_fetch(resolver):
@@ -441,29 +490,49 @@ def converge_app(cfg, release, problems):
 
 # ---------------------------------------------------------------- rounds
 
+def select_directory(cfg, key, fetch, cached):
+    """
+    What this round converges to: (directory, source, refused). source "dns": the directory just
+    read, now the applied one (written to the cache); "cache": `cached`, the last applied one,
+    while DNS cannot be read or its index is refused (`refused` says why; the release record,
+    not the index's, still follows DNS). Raises Bad when DNS cannot be read and `cached` is None.
+    """
+    fallback, release_fallback = {}, None
+    if cached:
+        fallback = {n: {"record": r, "text": cached["texts"]["members"][n]} for n, r in cached["members"].items()}
+        if cached.get("release"):
+            release_fallback = (cached["release"], cached["texts"]["release"])
+    try:
+        directory = read_directory(cfg, key, fetch, fallback, release_fallback)
+        check_publication(directory, cached)
+    except Refused as e:
+        log("directory: %s; keeping generation %d (%d members)" % (e, cached["generation"], len(cached["members"])))
+        kept = dict(cached, release=directory["release"], older=directory["older"] + [directory["generation"]])
+        return kept, "cache", str(e)
+    except Bad as e:
+        if cached is None:
+            raise
+        log("directory unreadable (%s): keeping the last verified one (%d members)" % (e, len(cached["members"])))
+        return cached, "cache", None
+    if cached is None or directory["texts"] != cached["texts"]:
+        write_atomically(cfg["cache"], json.dumps(directory["texts"], indent=1, sort_keys=True))
+    return directory, "dns", None
+
+
 def one_round(cfg, key):
     resolver = dns.resolver.Resolver()
     resolver.timeout, resolver.lifetime = 2, 4
-    cached = load_cache(cfg, key)
-    fallback = {}
-    if cached:
-        fallback = {n: {"record": r, "text": cached["texts"]["members"][n]} for n, r in cached["members"].items()}
-    release_fallback = (cached["release"], cached["texts"]["release"]) if cached and cached.get("release") else None
     try:
-        directory, source = read_directory(cfg, key, dns_fetch(resolver), fallback, release_fallback), "dns"
-        if cached is None or directory["texts"] != cached["texts"]:
-            write_atomically(cfg["cache"], json.dumps(directory["texts"], indent=1, sort_keys=True))
+        directory, source, refused = select_directory(cfg, key, dns_fetch(resolver), load_cache(cfg, key))
     except Bad as e:
-        if cached is None:
-            log("directory unreadable (%s) and none verified before: changing nothing" % e)
-            status = {"at": time.time(), "source": None, "members": [], "problems": [str(e)]}
-            write_atomically(cfg["status"], json.dumps(status))
-            return
-        log("directory unreadable (%s): keeping the last verified one (%d members)" % (e, len(cached["members"])))
-        directory, source = cached, "cache"
+        log("directory unreadable (%s) and none verified before: changing nothing" % e)
+        status = {"at": time.time(), "source": None, "members": [], "problems": [str(e)]}
+        write_atomically(cfg["status"], json.dumps(status))
+        return
+    dns_up = source == "dns" or refused is not None
     members, release = directory["members"], directory.get("release")
     problems = []
-    for step in (lambda: converge_wireguard(cfg, members, resolver if source == "dns" else None, problems),
+    for step in (lambda: converge_wireguard(cfg, members, resolver if dns_up else None, problems),
                  lambda: converge_nftables(cfg, members, problems),
                  lambda: cfg.get("haproxy") and converge_haproxy(cfg, members, release, problems),
                  lambda: cfg.get("prometheus") and converge_prometheus(cfg, members, problems),
@@ -474,7 +543,11 @@ def one_round(cfg, key):
             problems.append(str(e))
     for p in problems:
         log("problem: %s" % p)
-    status = {"at": time.time(), "source": source, "members": sorted(members), "release": release, "problems": problems}
+    if refused:
+        problems.insert(0, refused)
+    status = {"at": time.time(), "source": source, "generation": directory["generation"], "members": sorted(members),
+              "release": release, "refused": refused, "ignoredGenerations": sorted(set(directory.get("older", []))),
+              "problems": problems}
     write_atomically(cfg["status"], json.dumps(status))
 
 

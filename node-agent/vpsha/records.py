@@ -16,7 +16,10 @@ VERSION = "vh1"
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 NODE_FIELDS = ["v", "kind", "name", "role", "mesh", "wg", "dns"]
-INDEX_FIELDS = ["v", "kind", "part", "set", "members"]
+INDEX_FIELDS = ["v", "kind", "gen", "part", "set", "removal", "members"]
+# The index before it carried a generation: read as generation 0 (below any the program publishes
+# now), so a node upgraded with such a cache keeps it until the first new index arrives.
+LEGACY_INDEX_FIELDS = ["v", "kind", "part", "set", "members"]
 RELEASE_FIELDS = ["v", "kind", "active", "aport", "candidate", "cport"]
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
 
@@ -73,13 +76,18 @@ def parse_record(owner, text, key, roles, mesh):
         if str(address) != v["mesh"] or address not in mesh or len(wg) != 32:
             raise Bad("mesh address outside %s or a malformed key" % mesh)
         return {"kind": "node", "name": v["name"], "role": v["role"], "mesh": v["mesh"], "wg": v["wg"], "dns": v["dns"]}
-    if v.get("kind") == "index" and keys == INDEX_FIELDS:
+    if v.get("kind") == "index" and keys in (INDEX_FIELDS, LEGACY_INDEX_FIELDS):
+        legacy = keys == LEGACY_INDEX_FIELDS
         m = re.fullmatch(r"([1-9][0-9]{0,2})/([1-9][0-9]{0,2})", v["part"])
         members = v["members"].split(",")
         if (not m or int(m.group(1)) > int(m.group(2)) or not re.fullmatch(r"[0-9a-f]{16}", v["set"])
-                or not all(NAME.match(n) for n in members)):
+                or not all(NAME.match(n) for n in members)
+                or not legacy and (not re.fullmatch(r"[1-9][0-9]{0,15}", v["gen"])
+                                   or v["removal"] not in ("bounded", "deliberate"))):
             raise Bad("malformed index part")
-        return {"kind": "index", "part": int(m.group(1)), "parts": int(m.group(2)), "set": v["set"], "members": members}
+        return {"kind": "index", "generation": 0 if legacy else int(v["gen"]),
+                "deliberate": not legacy and v["removal"] == "deliberate",
+                "part": int(m.group(1)), "parts": int(m.group(2)), "set": v["set"], "members": members}
     if v.get("kind") == "release" and keys == RELEASE_FIELDS:
         def port(p):
             if not re.fullmatch(r"[1-9][0-9]{0,4}", p) or int(p) > 65535:
@@ -98,22 +106,39 @@ def parse_record(owner, text, key, roles, mesh):
     raise Bad("unexpected fields %s" % " ".join(keys))
 
 
-def member_names(parts_found):
-    """The member list of the one complete index among the parts found; raises Bad otherwise."""
+def complete_indexes(parts_found):
+    """
+    Every complete index among the parts `[(record, text)]` found, newest first:
+    [{"generation", "deliberate", "names", "texts"}]. Parts group by generation and member digest;
+    a group with a part missing (an update under way) or parts that disagree is no index.
+    """
     complete = []
-    for digest in sorted({p["set"] for p, _ in parts_found}):
-        parts = {p["part"]: (p, t) for p, t in parts_found if p["set"] == digest}
+    for generation, digest in sorted({(p["generation"], p["set"]) for p, _ in parts_found}):
+        parts = {p["part"]: (p, t) for p, t in parts_found if (p["generation"], p["set"]) == (generation, digest)}
         counts = {p["parts"] for p, _ in parts.values()}
-        if len(counts) != 1 or sorted(parts) != list(range(1, counts.pop() + 1)):
-            # A part is missing (an update under way): not this one
+        marks = {p["deliberate"] for p, _ in parts.values()}
+        if len(counts) != 1 or len(marks) != 1 or sorted(parts) != list(range(1, counts.pop() + 1)):
             continue
         names = [n for i in sorted(parts) for n in parts[i][0]["members"]]
         if hashlib.sha256(",".join(names).encode()).hexdigest()[:16] != digest:
             continue
-        complete.append((names, [parts[i][1] for i in sorted(parts)]))
-    if len(complete) != 1:
-        raise Bad("%s complete index" % ("no" if not complete else "more than one"))
-    return complete[0]
+        complete.append({"generation": generation, "deliberate": marks.pop(), "names": names,
+                         "texts": [parts[i][1] for i in sorted(parts)]})
+    return sorted(complete, key=lambda c: -c["generation"])
+
+
+def newest_index(parts_found):
+    """
+    The newest complete index, and the generations of the older complete ones beside it. Raises
+    Bad when there is none, or two of the newest generation (the program never signs two).
+    """
+    complete = complete_indexes(parts_found)
+    if not complete:
+        raise Bad("no complete index")
+    newest = complete[0]
+    if len(complete) > 1 and complete[1]["generation"] == newest["generation"]:
+        raise Bad("more than one complete index of generation %d" % newest["generation"])
+    return newest, [c["generation"] for c in complete[1:]]
 
 
 def read_cache(path):

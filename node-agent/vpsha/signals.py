@@ -13,7 +13,8 @@ Collectors (each writes its own file; one failing leaves the others' files and i
   desired       the desired-state generation applied and the last successful check, from
                 vpsha.desired's status file
   directory     the last round that read the mesh directory from DNS, from the directory
-                agent's status file (a round that fell back to its cache keeps the time before)
+                agent's status file (a round that fell back to its cache keeps the time before),
+                the index generation applied, and whether the newest index in DNS is refused
   pooler        whether pgbouncer holds the app's database paused (SHOW DATABASES on its
                 admin console)
   certificates  each named certificate's notAfter
@@ -213,11 +214,22 @@ def collect_desired(cfg):
 
 
 def directory_samples(status, before):
-    """A round that read DNS is a success; one that fell back to its cache keeps the time `before`."""
+    """
+    A round that read DNS is a success, even one that refused what it read (its own signal says
+    so); one that fell back to its cache keeps the time `before`. With them, the generation
+    applied and whether the newest index in DNS is refused.
+    """
     at = status.get("at")
-    if status.get("source") == "dns" and number(at):
-        return [("directoryLastSuccess", {}, at)]
-    return [("directoryLastSuccess", {}, before)] if before is not None else []
+    samples = []
+    if (status.get("source") == "dns" or status.get("refused")) and number(at):
+        samples.append(("directoryLastSuccess", {}, at))
+    elif before is not None:
+        samples.append(("directoryLastSuccess", {}, before))
+    if number(status.get("generation")):
+        samples.append(("directorySerial", {}, status["generation"]))
+    if number(at):
+        samples.append(("directoryRefused", {}, 1 if status.get("refused") else 0))
+    return samples
 
 
 def collect_directory(cfg, table):
@@ -317,7 +329,7 @@ def collect(cfg, table, name):
 WRITES = {
     "backup": ["backupLastSuccess", "walArchiveLastSuccess"],
     "desired": ["desiredStateGeneration", "desiredStateLastSuccess"],
-    "directory": ["directoryLastSuccess"],
+    "directory": ["directoryLastSuccess", "directorySerial", "directoryRefused"],
     "pooler": ["poolerPaused"],
     "certificates": ["certificateExpiry"],
 }
