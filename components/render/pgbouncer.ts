@@ -81,10 +81,11 @@ export function pgbouncerPart(c: PgbouncerConfig): CloudConfigPart {
         packages: ["pgbouncer", "python3-psycopg2"],
         files: [...files, ...guard],
         commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", PGBOUNCER_UNIT, POOLER_GUARD_UNIT], ["systemctl", "restart", PGBOUNCER_UNIT, POOLER_GUARD_UNIT]],
-        // A reload rereads both files and keeps the clients' connections.
+        // Never a restart: that drops every client's connection, which no pause can hide. A reload
+        // rereads both files and keeps the connections; the drop-in holds only ordering and
+        // Restart= settings, which systemd takes at the daemon-reload before it.
         restarts: [
-            { unit: PGBOUNCER_UNIT, paths: [PGBOUNCER_INI, PGBOUNCER_USERLIST], reload: true },
-            { unit: PGBOUNCER_UNIT, paths: [files[2].path] },
+            { unit: PGBOUNCER_UNIT, paths: [PGBOUNCER_INI, PGBOUNCER_USERLIST, files[2].path], reload: true },
             { unit: POOLER_GUARD_UNIT, paths: guard.map((f) => f.path) },
         ],
     };

@@ -1,22 +1,51 @@
-// Changes to the database members in the lab, on the prod stack: a change that would take two
-// members down at once is refused with nothing touched; a member moves to the other provider under
-// writes through the poolers; every member's disk is lost at once and the cluster comes back by
-// itself from the backup repository. Each drill once here, three times in npm run bench -- --lab.
+// Changes to a live stack in the lab, on the prod stack: a desired state in which every file and
+// tool differs rolls out node by node with no failed write; one that keeps a member's Patroni from
+// starting halts there, and a fixed one completes; a change that would take two members down at
+// once is refused with nothing touched; a member moves to the other provider under writes through
+// the poolers; every member's disk is lost at once and the cluster comes back by itself from the
+// backup repository. Each drill once here, three times in npm run bench -- --lab.
 import assert from "node:assert/strict";
 import { clusterLoss } from "../../scripts/lab/drills/cluster-loss";
 import { doubleChangeRefused, memberMove } from "../../scripts/lab/drills/members";
+import { badChangeHalts, upgradeInPlace } from "../../scripts/lab/drills/rollout";
 import { stackSource } from "../../scripts/lab/program";
 import { labHealth } from "../../scripts/lab/health";
 import { labNodes } from "../../scripts/lab/realize";
 import { itTearsDownCleanly, labLog as log, labSuite } from "../helpers/lab";
 
-describe("database member changes in the lab @lab", function () {
+describe("changes to a live stack in the lab @lab", function () {
     this.timeout(40 * 60_000); // a first run builds the root filesystem; every wait inside is bounded
     const run = labSuite();
 
     it("brings up the prod stack, every node healthy", async function () {
         await run.up(stackSource({ stack: "prod" }));
         for (const h of await labHealth()) assert.ok(h.healthy, `${h.name}: ${JSON.stringify(h.checks.filter((c) => !c.ok))}`);
+        run.notePids();
+    });
+
+    it("drill upgrade-in-place: every file and tool differs; every node applies it in turn, no write or request fails, at most one switchover, no node rebuilt", async function () {
+        const result = await upgradeInPlace.run({ log });
+        run.results.push(result);
+        const why = JSON.stringify(result);
+        assert.equal(result.lostWrites, 0, why);
+        assert.equal(result.failedRequests, 0, why);
+        assert.equal(result.failedHttpRequests, 0, why);
+        assert.equal(result.splitBrain, false, why);
+        assert.ok(result.notes.some((n) => /^switchovers: [01] /.test(n)), why);
+        assert.ok(result.notes.some((n) => /^no node rebuilt or rebooted$/.test(n)), why);
+        assert.ok(result.passed, why);
+        run.notePids();
+    });
+
+    it("drill bad-change-halts: a member's daemon kept from starting halts the rollout there and rolls it back; a fixed state completes it", async function () {
+        const result = await badChangeHalts.run({ log });
+        run.results.push(result);
+        const why = JSON.stringify(result);
+        assert.equal(result.lostWrites, 0, why);
+        assert.equal(result.failedRequests, 0, why);
+        assert.equal(result.failedHttpRequests, 0, why);
+        assert.ok(result.notes.some((n) => n.startsWith(`halted within `)), why);
+        assert.ok(result.passed, why);
         run.notePids();
     });
 

@@ -147,7 +147,8 @@ export async function faultUnderLoad(ctx: DrillContext, spec: FaultSpec): Promis
                 ? failedNow === 0 && (pause as number) <= planned.maxWritePauseSeconds + stall.seconds
                 : rtoSeconds !== null && rtoSeconds <= spec.rtoTargetSeconds + stall.seconds;
             const checksPassed = result.passed && a.lostIds.length === 0 && !(splitBrain || a.splitBrain);
-            if (!rtoOk) notes.push(`RTO ${rtoSeconds ?? "never"} s is over the target of ${spec.rtoTargetSeconds} s${stall.seconds >= HOST_STALL_NOTED_SECONDS ? ` plus the ${stall.seconds.toFixed(1)} s the machine stood still` : ""}`);
+            if (planned && failedNow > 0) notes.push(`a planned change may fail no write: ${failedNow} failed`);
+            else if (!rtoOk) notes.push(`RTO ${rtoSeconds ?? "never"} s is over the target of ${planned ? planned.maxWritePauseSeconds : spec.rtoTargetSeconds} s${stall.seconds >= HOST_STALL_NOTED_SECONDS ? ` plus the ${stall.seconds.toFixed(1)} s the machine stood still` : ""}`);
             result = {
                 ...result,
                 rtoSeconds,

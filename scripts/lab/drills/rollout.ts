@@ -194,8 +194,10 @@ export const badChangeHalts: Drill = {
                 };
             },
             repair: async () => {
+                // The fixed state's rollout is a new one: the halt it replaces is no halt of its own.
+                const halted = await states();
                 await publish(ctx.log, { revision: revision("fixed") });
-                await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS);
+                await waitRolledOut(ctx.log, halted, ROLLOUT_BOUND_SECONDS);
             },
             rtoTargetSeconds: SWITCHOVER_PAUSE_SECONDS,
             writes: { pooled: true, timeoutMs: 30_000 },
