@@ -118,6 +118,9 @@ def test_summary_done_pending_halted():
     # A halt left from an earlier rollout (the node has not read this run's document yet) is not this run's.
     s = summarize({"db-1": view(20, 20, "healthy"), "db-2": view(18, 19, "halted", haltedReason="old")}, want)
     assert s["state"] == "pending" and "db-2 (generation 18 applied, 19 read, halted)" in s["summary"]
+    s = summarize({"db-1": view(None, None, None), "db-2": view(None, 20, "waiting", waitingOn="db-1")}, want)
+    assert s["pending"] == {"db-1": "no generation applied",
+                            "db-2": "no generation applied, 20 read, waiting on db-1 (its turn)"}
     s = summarize({"db-1": {"role": "db", "answered": False}}, want)
     assert s["pending"] == {"db-1": "no answer from its status server", "db-2": "not in the directory"}
     s = summarize({"db-1": view(19, 20, "halted", haltedBy="db-2", haltedReason="rollout halted at db-2: x"),

@@ -82,7 +82,9 @@ def pending_reason(view):
     if not view["answered"]:
         return "no answer from its status server"
     state = view.get("rolloutState")
-    parts = ["generation %s applied" % view.get("generation")]
+    applied = _gen(view.get("generation"))
+    # No generation at all: nothing applied yet, or a status server from before generations were served.
+    parts = ["generation %d applied" % applied if applied is not None else "no generation applied"]
     if _gen(view.get("published")) is not None and view.get("published") != view.get("generation"):
         parts.append("%s read" % view.get("published"))
     if state == "waiting" and view.get("waitingOn"):
