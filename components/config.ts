@@ -231,7 +231,7 @@ const shapes = {
          */
         waitSeconds: z.number({ error: "must be a number of seconds" }).int("must be a whole number of seconds")
             .min(60, "must be at least 60: one database member alone may take 180 s to be healthy again")
-            .max(7200, "must be at most 7200 (2 hours)").default(ROLLOUT_WAIT_SECONDS),
+            .max(3600, "must be at most 3600 (an hour: deploy.yml gives the whole pulumi up 60 minutes)").default(ROLLOUT_WAIT_SECONDS),
     }).default({ waitSeconds: ROLLOUT_WAIT_SECONDS }),
     /**
      * Lab drills only (scripts/lab/drills/rollout.ts): what the program changes in the desired

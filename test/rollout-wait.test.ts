@@ -106,7 +106,7 @@ describe("rollout wait: renderers and config", () => {
         };
         assert.deepEqual(issues({ waitSeconds: 30 }), ["vps-ha:rollout.waitSeconds: must be at least 60: one database member alone may take 180 s to be healthy again (got 30)"]);
         assert.deepEqual(issues({ waitSeconds: 90.5 }), ["vps-ha:rollout.waitSeconds: must be a whole number of seconds (got 90.5)"]);
-        assert.deepEqual(issues({ waitSeconds: 99999 }), ["vps-ha:rollout.waitSeconds: must be at most 7200 (2 hours) (got 99999)"]);
+        assert.deepEqual(issues({ waitSeconds: 99999 }), ["vps-ha:rollout.waitSeconds: must be at most 3600 (an hour: deploy.yml gives the whole pulumi up 60 minutes) (got 99999)"]);
         assert.match(issues({ waitSeconds: "long" })[0], /^vps-ha:rollout\.waitSeconds: must be a number of seconds/);
         assert.match(issues({ wait: 60 })[0], /^vps-ha:rollout: has unknown key\(s\) wait; allowed: waitSeconds/);
     });
