@@ -46,6 +46,9 @@ export function releaseGateScript(plan: StackPlan): string {
 }
 
 export class AppRelease extends pulumi.ComponentResource {
+    /** The release gate: what must pass before the stack counts as serving the release. */
+    readonly gate: command.local.Command;
+
     constructor(name: string, args: AppReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:AppRelease", name, {}, opts);
         const { plan } = args;
@@ -57,7 +60,7 @@ export class AppRelease extends pulumi.ComponentResource {
             zoneId: plan.config.cloudflare.zoneId, name: owner, type: "TXT", content: pulumi.unsecret(content), ttl: NODE_RECORD_TTL, proxied: false,
         }, { parent: this });
         // Runs again whenever the release changes (triggers), after the record is published.
-        new command.local.Command(`${name}-gate`, {
+        this.gate = new command.local.Command(`${name}-gate`, {
             create: releaseGateScript(plan),
             triggers: [JSON.stringify(record)],
         }, { parent: this, dependsOn: [txt, ...args.gateAfter] });

@@ -78,6 +78,9 @@ export type ZonePlan = (typeof ZONE_PLANS)[number];
 /** The shortest health-check interval each plan allows, in seconds. */
 export const MIN_CHECK_INTERVAL: Record<ZonePlan, number> = { free: 60, pro: 60, business: 15, enterprise: 10 };
 
+/** vps-ha:rollout.waitSeconds' default. */
+export const ROLLOUT_WAIT_SECONDS = 900;
+
 /** Variables the app always gets from vps-ha: the user may not set them. */
 export const RESERVED_APP_ENV = ["DATABASE_URL", "DATABASE_POOLED_URL", "HOST", "PORT"];
 
@@ -229,6 +232,16 @@ const shapes = {
          */
         allowLargeRemoval: z.boolean().default(false),
     }).default({ allowLargeRemoval: false }),
+    /** How `pulumi up` follows the rollout of what it published (components/rollout-wait.ts). */
+    rollout: z.strictObject({
+        /**
+         * How long `pulumi up` waits for every node to apply its new desired state (a halt fails at
+         * once). A first `pulumi up` waits here too, after the release gate: it covers first convergence.
+         */
+        waitSeconds: z.number({ error: "must be a number of seconds" }).int("must be a whole number of seconds")
+            .min(60, "must be at least 60: one database member alone may take 180 s to be healthy again")
+            .max(3600, "must be at most 3600 (an hour: deploy.yml gives the whole pulumi up 60 minutes)").default(ROLLOUT_WAIT_SECONDS),
+    }).default({ waitSeconds: ROLLOUT_WAIT_SECONDS }),
     /**
      * Lab drills only (scripts/lab/drills/rollout.ts): what the program changes in the desired
      * state it publishes, so a drill rehearses a change through the real path. Never in a real stack.

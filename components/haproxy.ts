@@ -5,11 +5,15 @@ import * as pulumi from "@pulumi/pulumi";
 import { frontDoorHostnames } from "./config";
 import { placeholderPem, placeholderSecret } from "./placeholders";
 import { NodeGroup, NodeGroupArgs } from "./node-group";
-import { DB_PORTS, HAPROXY_PORTS, StackPlan } from "./plan";
+import { DB_PORTS, HAPROXY_PORTS, ROLLOUT_STATUS_PORT, ROLLOUT_VIEW_PORT, StackPlan } from "./plan";
 import { PoolerSecrets } from "./database";
 import { HaproxyConfig, haproxyPart } from "./render/haproxy";
 import { PgbouncerConfig, pgbouncerPart } from "./render/pgbouncer";
 import { APP_DATABASE, DB_USERS } from "./render/patroni";
+import { rolloutViewPart } from "./render/rollout-view";
+
+/** The rollout token's length (letters and digits). */
+export const ROLLOUT_TOKEN_LENGTH = 40;
 
 /** Replicas more than this behind the primary are left out of the read-only port. */
 const MAX_REPLICA_LAG_BYTES = 16 * 1024 * 1024;
@@ -19,6 +23,8 @@ export interface HaproxyPairArgs extends NodeGroupArgs {
     originPem: pulumi.Input<string>;
     /** The passwords the node's pgbouncer needs (secret). */
     pooler: pulumi.Input<PoolerSecrets>;
+    /** What HAProxy asks of `pulumi up`'s rollout wait on /vps-ha/rollout (secret): held by these nodes only. */
+    rolloutToken: pulumi.Input<string>;
 }
 
 export function poolerConfig(meshAddress: string, secrets: PoolerSecrets): PgbouncerConfig {
@@ -48,6 +54,7 @@ export function haproxyConfig(plan: StackPlan, meshAddress: string): HaproxyConf
         // Cloudflare's health check asks HAProxy itself, on the path the front door checks.
         monitorPath: plan.config.cloudflare.monitor.path,
         candidateHostname: frontDoorHostnames(plan.config).candidate,
+        rolloutViewPort: ROLLOUT_VIEW_PORT,
     };
 }
 
@@ -55,15 +62,18 @@ export class HaproxyPair extends NodeGroup {
     constructor(name: string, args: HaproxyPairArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:HaproxyPair", name, opts);
         const { plan } = args;
-        const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler]));
+        const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler, args.rolloutToken]));
+        const view = rolloutViewPart({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT });
         this.addNodes(args, plan.nodes.filter((n) => n.role === "haproxy"), (node) =>
-            inputs.apply(([pem, pooler]) => [
-                haproxyPart(haproxyConfig(plan, node.meshAddress), pem),
+            inputs.apply(([pem, pooler, token]) => [
+                haproxyPart(haproxyConfig(plan, node.meshAddress), pem, token),
+                view,
                 pgbouncerPart(poolerConfig(node.meshAddress, pooler)),
                 ...monitoringParts(plan, node, { poolerAdminPassword: pooler.adminPassword }),
             ]),
         (node) => [
-            haproxyPart(haproxyConfig(plan, node.meshAddress), placeholderPem("origin/cert", "CERTIFICATE", 1500) + placeholderPem("origin/key", "PRIVATE KEY", 300)),
+            haproxyPart(haproxyConfig(plan, node.meshAddress), placeholderPem("origin/cert", "CERTIFICATE", 1500) + placeholderPem("origin/key", "PRIVATE KEY", 300), placeholderSecret("rolloutToken", ROLLOUT_TOKEN_LENGTH)),
+            view,
             pgbouncerPart(poolerConfig(node.meshAddress, { appPassword: placeholderSecret("app", 32), adminPassword: placeholderSecret("poolerAdmin", 32) })),
             ...monitoringParts(plan, node, { poolerAdminPassword: placeholderSecret("poolerAdmin", 32) }),
         ]);

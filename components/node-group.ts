@@ -36,6 +36,8 @@ const DESIRED_SPARE_BYTES = 512;
 
 export abstract class NodeGroup extends pulumi.ComponentResource {
     readonly nodes: VpsNode[] = [];
+    /** Each node's published desired state, by node name: its generation is what a rollout must reach. */
+    readonly desired: Record<string, DesiredState> = {};
 
     constructor(type: string, name: string, opts?: pulumi.ComponentResourceOptions) {
         super(type, name, {}, opts);
@@ -68,7 +70,7 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
             const vps = new VpsNode(node.name, { plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this });
             this.nodes.push(vps);
             const content = published.apply((c) => c[node.name]);
-            new DesiredState(`${node.name}-desired`, {
+            this.desired[node.name] = new DesiredState(`${node.name}-desired`, {
                 stack: plan.config.stack,
                 node: node.name,
                 dnsName: node.dnsName,

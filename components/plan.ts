@@ -59,6 +59,17 @@ export function rolloutPeerRoles(role: Role): Role[] {
     return role === "db" || role === "witness" ? ["db", "witness"] : [role];
 }
 
+/** The role whose nodes run the rollout view (node-agent/vpsha/rollout_view.py): it reads every node's status server. */
+export const ROLLOUT_VIEW_ROLE: Role = "haproxy";
+/** The rollout view's port, on 127.0.0.1 of each HAProxy node: HAProxy sends /vps-ha/rollout there. */
+export const ROLLOUT_VIEW_PORT = 2383;
+
+/** Who may read a `role` node's rollout status: its own group, and the rollout view. */
+export function rolloutStatusReaders(role: Role): Role[] {
+    const peers = rolloutPeerRoles(role);
+    return peers.includes(ROLLOUT_VIEW_ROLE) ? peers : [...peers, ROLLOUT_VIEW_ROLE];
+}
+
 /** The monitoring's ports (components/monitoring.ts): exporters on every node, Prometheus and Alertmanager on the monitoring nodes. */
 export const MONITORING_PORTS = {
     nodeExporter: 9100,
@@ -155,8 +166,9 @@ export function etcdVoters(config: StackConfig): Set<string> {
 export function portRules(config: StackConfig): Record<Role, PortRule[]> {
     const wireguard: PortRule = { service: "wireguard", protocol: "udp", port: config.mesh.port, from: { kind: "internet" } };
     const ssh: PortRule[] = config.admin.sshCidrs.length > 0 ? [{ service: "ssh", protocol: "tcp", port: 22, from: { kind: "admin", cidrs: config.admin.sshCidrs } }] : [];
-    // A rollout's next node reads the status of the nodes before it: the same group only.
-    const rolloutStatus = (role: Role): PortRule => ({ service: "rollout-status", protocol: "tcp", port: ROLLOUT_STATUS_PORT, from: { kind: "mesh", roles: rolloutPeerRoles(role) } });
+    // A rollout's next node reads the status of the nodes before it (the same group), and the
+    // HAProxy nodes' rollout view reads every node's for `pulumi up`.
+    const rolloutStatus = (role: Role): PortRule => ({ service: "rollout-status", protocol: "tcp", port: ROLLOUT_STATUS_PORT, from: { kind: "mesh", roles: rolloutStatusReaders(role) } });
     const common = [wireguard, ...ssh];
     const etcd: PortRule[] = [
         { service: "etcd-client", protocol: "tcp", port: DB_PORTS.etcdClient, from: { kind: "mesh", roles: ["db", "witness"] } },

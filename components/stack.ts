@@ -1,13 +1,14 @@
 // The whole program: config in, one environment out. index.ts runs it under the Pulumi engine;
 // the offline plan, the lab and the tests run the very same function under the mock runtime.
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import { AppTier } from "./app";
 import { AppRelease } from "./app-release";
 import { BackupBucket } from "./backup-bucket";
 import { allNodes, ConfigError, parseStackConfig } from "./config";
 import { DatabaseCluster } from "./database";
 import { CloudflareFrontDoor } from "./front-door";
-import { HaproxyPair } from "./haproxy";
+import { HaproxyPair, ROLLOUT_TOKEN_LENGTH } from "./haproxy";
 import { Mesh } from "./mesh";
 import { MeshDirectory } from "./mesh-directory";
 import { directoryRemoval, PublishedIndex, publishedIndexFromOutput } from "./directory-removal";
@@ -23,6 +24,7 @@ import { memberUserDataDigest } from "./member-digest";
 import { buildPlan, nodesDomain, PlannedNode, StackPlan } from "./plan";
 import { adapters, ServerFactory, ServerLifecycle } from "./providers";
 import { compareServers, factsFromOutputs, isMember, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
+import { RolloutWait } from "./rollout-wait";
 import { readRawConfig } from "./runtime-config";
 
 export interface NodeOutput {
@@ -141,12 +143,15 @@ export async function vpsHa(): Promise<StackOutputs> {
     const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
-    const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, pooler: database.poolerSecrets });
+    // What HAProxy asks `pulumi up`'s rollout wait for: only the HAProxy nodes hold it.
+    const rolloutToken = new random.RandomPassword("rollout-token", { length: ROLLOUT_TOKEN_LENGTH, special: false }).result;
+    const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, pooler: database.poolerSecrets, rolloutToken });
     const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString, pooledDatabaseUrl: database.pooledConnectionString });
     const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
     new NodeRecords("node-records", { plan, nodes: all });
     const frontDoor = new CloudflareFrontDoor("front-door", { plan, origins: proxies.nodes });
-    new AppRelease("release", { plan, signingKey: directory.signingKey, gateAfter: [...all, frontDoor] });
+    const release = new AppRelease("release", { plan, signingKey: directory.signingKey, gateAfter: [...all, frontDoor] });
+    new RolloutWait("rollout", { plan, desired: { ...database.desired, ...proxies.desired, ...apps.desired }, token: rolloutToken, after: [release.gate] });
     if (plan.config.database.backups && !plan.config.database.backups.endpoint) new BackupBucket("backups", { plan });
 
     return {

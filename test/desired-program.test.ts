@@ -13,11 +13,16 @@ import { compareServers, ServerFacts } from "../components/replacement";
 import { packUserData } from "../components/providers/user-data";
 import { ADMIN_KEYS_DIR } from "../components/render/admin-ssh";
 import { PATRONI_CONFIG } from "../components/render/patroni";
+import { ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE } from "../components/render/haproxy";
+import { ROLLOUT_TOKEN_ENV } from "../components/render/rollout-wait";
+import { rolloutWaitScript } from "../components/rollout-wait";
+import { buildPlan } from "../components/plan";
+import { parseStackConfig } from "../components/config";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { formatReport, planReport } from "../scripts/plan";
 import { StackFile } from "../scripts/lib/stack-file";
 import { evaluate } from "./helpers/program";
-import { prodNodes, prodStack, withConfig } from "./helpers/stack";
+import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
 
 const BOOTSTRAP_LIMIT = 12 * 1024;
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVlHl4Bm6x2n0dJ2eQ0k1Yk0mQk6Q3YwqgMZ8L3c9x0 dev@example.com";
@@ -109,6 +114,66 @@ describe("desired state: routine changes keep every server (mock runtime)", func
         }
         assert.match(describeInPlace(inPlaceChange(prod.desired["lb-1"], rotated.desired["lb-1"])), /reloads pgbouncer.service/);
         assert.equal(describeInPlace(inPlaceChange(prod.desired["app-1"], rotated.desired["app-1"])), "applied in place (1 file); restarts vps-ha-app@*.service");
+    });
+
+    describe("pulumi up waits for the rollout (the rollout-wait command)", () => {
+        const wait = (e: Evaluation) => {
+            const found = e.resources.filter((r) => r.type === "command:local:Command" && r.name === "rollout-wait");
+            assert.equal(found.length, 1, "one rollout-wait command");
+            return found[0];
+        };
+        const generations = (e: Evaluation) => Object.fromEntries(Object.entries(e.desired).map(([n, d]) => [n, d.generation]));
+        const triggers = (e: Evaluation) => JSON.parse(String((wait(e).inputs.triggers as unknown[])[0])) as Record<string, number>;
+
+        it("waits for every node's generation, with the script the pure renderer makes, after every desired state and the release gate", () => {
+            const cmd = wait(prod);
+            assert.deepEqual(triggers(prod), generations(prod));
+            assert.deepEqual(Object.keys(triggers(prod)).sort(), (prod.outputs.nodes as { name: string }[]).map((n) => n.name).sort());
+            const plan = buildPlan(parseStackConfig(raw(prodStack()), "prod"));
+            assert.equal(cmd.inputs.create, rolloutWaitScript(plan, generations(prod)));
+            const deps = cmd.options.dependsOn ?? [];
+            assert.ok(deps.includes("release-gate"), `depends on the release gate: ${deps.join(", ")}`);
+            for (const n of Object.keys(prod.desired)) assert.ok(deps.includes(`${n}-desired-head`), `waits for ${n}'s published head`);
+        });
+
+        it("runs again exactly when a node's generation changes", async () => {
+            // The mock keeps each generation command's last digest, as a stack's state does: each
+            // evaluation below is the next `pulumi up` of the one before.
+            let previous = await evaluate(prodStack());
+            const steps: [string, StackFile][] = [["the same stack file again", prodStack()], ["an admin SSH key added", withConfig(changes()[0][1])],
+                ["the same again", withConfig(changes()[0][1])], ["a new app release on top", withConfig({ ...changes()[0][1], ...changes()[6][1] })]];
+            const movedBy: Record<string, number> = {};
+            for (const [what, file] of steps) {
+                const e = await evaluate(file);
+                const moved = Object.keys(generations(e)).filter((n) => generations(e)[n] !== generations(previous)[n]);
+                movedBy[what] = moved.length;
+                assert.deepEqual(triggers(e), generations(e), what);
+                assert.equal(JSON.stringify(wait(e).inputs.triggers) !== JSON.stringify(wait(previous).inputs.triggers), moved.length > 0, `${what}: ${moved.join(", ")}`);
+                previous = e;
+            }
+            assert.equal(movedBy["the same stack file again"], 0);
+            assert.equal(movedBy["the same again"], 0);
+            assert.equal(movedBy["an admin SSH key added"], Object.keys(prod.desired).length, "every node holds the admin keys");
+        });
+
+        it("only the HAProxy nodes' documents hold the rollout token; the command has it as a secret", () => {
+            const token = String(prod.resources.find((r) => r.type === "random:index/randomPassword:RandomPassword" && r.name === "rollout-token")?.outputs.result);
+            assert.match(token, /^[A-Za-z0-9]{40}$/);
+            for (const [n, doc] of Object.entries(prod.desired)) {
+                const holds = JSON.stringify(doc).includes(token);
+                const role = (prod.outputs.nodes as { name: string; role: string }[]).find((x) => x.name === n)?.role;
+                assert.equal(holds, role === "haproxy", `${n} (${role})`);
+                assert.ok(!prod.userData[n].includes(token), `${n}'s user-data`);
+                if (role === "haproxy") {
+                    assert.equal(doc.files.find((f) => f.path === ROLLOUT_TOKEN_FILE)?.content, `${token}\n`);
+                    assert.equal(doc.files.find((f) => f.path === ROLLOUT_BEARER_FILE)?.mode, "0600");
+                }
+            }
+            const cmd = wait(prod);
+            assert.equal((cmd.inputs.environment as Record<string, string>)[ROLLOUT_TOKEN_ENV], token);
+            assert.ok(cmd.secretInputs.includes("environment"), "the token is a secret input");
+            assert.ok(!String(cmd.inputs.create).includes(token), "the token is not in the script");
+        });
     });
 
     it("an admin key reaches the nodes' admin key file, not their user-data", async () => {

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { Evaluation } from "../scripts/lib/mock-program";
-import { HAPROXY_CFG, ORIGIN_PEM, SERVER_STATE_FILE } from "../components/render/haproxy";
+import { HAPROXY_CFG, ORIGIN_PEM, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE, SERVER_STATE_FILE } from "../components/render/haproxy";
 import { DirectoryHaproxy } from "../components/render/directory-agent";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
@@ -14,6 +14,11 @@ import { requireTools } from "./helpers/tools";
 
 function filesOf(userData: string): Record<string, string> {
     return Object.fromEntries((parse(userData).write_files as { path: string; content: string }[]).map((f) => [f.path, f.content]));
+}
+
+/** The files haproxy.cfg names besides itself (the certificate, the rollout token's pattern files), as the node holds them. */
+function named(files: Record<string, string>, pem = files[ORIGIN_PEM]): Record<string, string> {
+    return { [ORIGIN_PEM]: pem, [ROLLOUT_TOKEN_FILE]: files[ROLLOUT_TOKEN_FILE], [ROLLOUT_BEARER_FILE]: files[ROLLOUT_BEARER_FILE] };
 }
 
 /** haproxy.cfg with two app servers per colour (at `address`) between the agent's markers, as the directory agent writes them. */
@@ -47,8 +52,9 @@ describe("HAProxy pair config", function () {
             assert.match(cfg, /option httpchk OPTIONS \/primary/);
             assert.match(cfg, /on-marked-down shutdown-sessions/);
             assert.doesNotMatch(cfg, /bind (0\.0\.0\.0|\*):50/);
-            // No node is named: the directory agent keeps the server lines between these markers.
-            assert.doesNotMatch(cfg, /^\s*server /m);
+            // No node is named: the directory agent keeps the server lines between these markers (the one
+            // server here is this node's own rollout view, on 127.0.0.1).
+            assert.doesNotMatch(cfg.replace(/^    server view 127\.0\.0\.1:2383$/m, ""), /^\s*server /m);
             for (const n of ["app-1", "app-2", "db-1", "db-2", "db-3"]) assert.ok(!cfg.includes(n), `${lb}'s haproxy.cfg names ${n}`);
             const agent = (JSON.parse(filesOf(prod.config[lb])["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
             assert.deepEqual(agent.blocks.map((b) => [b.id, b.role, b.line.trim(), b.release]), [
@@ -81,7 +87,7 @@ describe("HAProxy pair config", function () {
             assert.match(filled, /server app-1-8921 10\.77\.0\.11:8921 check\n/);
             assert.match(filled, /lf-string "%\[nbsrv\(app-candidate\)\] 8140" if \{ path \/vps-ha\/ready \} candidate_host\n/);
             for (const cfg of [files[HAPROXY_CFG], filled]) {
-                const r = runInRootfs(rootfs, { [HAPROXY_CFG]: cfg, [ORIGIN_PEM]: files[ORIGIN_PEM] }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
+                const r = runInRootfs(rootfs, { [HAPROXY_CFG]: cfg, ...named(files) }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
                 assert.equal(r.status, 0, `${lb}: ${r.stdout}${r.stderr}`);
                 assert.match(r.stdout + r.stderr, /Configuration file is valid/);
             }
@@ -89,14 +95,14 @@ describe("HAProxy pair config", function () {
         const version = runInRootfs(rootfs, {}, ["haproxy", "-v"]);
         assert.match(version.stdout, /HAProxy version 3\.0\./);
         // And the check does catch a broken file.
-        const broken = runInRootfs(rootfs, { [HAPROXY_CFG]: filesOf(prod.config["lb-1"])[HAPROXY_CFG].replace("balance roundrobin", "balance sideways") }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
+        const broken = runInRootfs(rootfs, { [HAPROXY_CFG]: filesOf(prod.config["lb-1"])[HAPROXY_CFG].replace("balance roundrobin", "balance sideways"), ...named(filesOf(prod.config["lb-1"])) }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
         assert.notEqual(broken.status, 0);
         // It loads the origin certificate too: the Origin CA certificate with a key that is not its own is refused.
         const files = filesOf(prod.config["lb-1"]);
         const otherKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "sec1" }).toString();
         const wrongPem = files[ORIGIN_PEM].replace(/-----BEGIN EC PRIVATE KEY-----[\s\S]+-----END EC PRIVATE KEY-----\n/, otherKey);
         assert.notEqual(wrongPem, files[ORIGIN_PEM]);
-        const mismatched = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], [ORIGIN_PEM]: wrongPem }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
+        const mismatched = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], ...named(files, wrongPem) }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
         assert.notEqual(mismatched.status, 0, mismatched.stdout + mismatched.stderr);
     });
 
@@ -118,7 +124,7 @@ describe("HAProxy pair config", function () {
             sb.write(lb, "/srv/app/healthz", "ok\n");
             sb.start(lb, ["python3", "-m", "http.server", "8921", "--bind", mesh, "--directory", "/srv/app"], join(sb.dir, "app.log"));
             sb.write(lb, HAPROXY_CFG, withServers(files, () => mesh));
-            sb.write(lb, ORIGIN_PEM, files[ORIGIN_PEM], "0600");
+            for (const [path, content] of Object.entries(named(files))) sb.write(lb, path, content, "0600");
             exec(["mkdir", "-p", "/run/haproxy", "/var/lib/haproxy"]);
             const check = sb.exec(lb, ["haproxy", "-c", "-f", HAPROXY_CFG]);
             assert.equal(check.status, 0, check.stdout + check.stderr);

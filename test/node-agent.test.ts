@@ -4,6 +4,7 @@
 // node-agent/tests/fixtures/records.json, which pytest verifies with vpsha.records, equal to what
 // the program's own signer makes.
 import { DESIRED_AGENT } from "../components/render/desired-agent";
+import { ROLLOUT_VIEW } from "../components/render/rollout-view";
 import { strict as assert } from "node:assert";
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -40,6 +41,7 @@ const TOOLS = [
     { command: PEER_WATCH, module: "peer_watch", roles: ["app", "haproxy", "db", "witness"], usage: ["--bogus"] },
     { command: SWITCHOVER_TOOL, module: "switchover", roles: ["db"], usage: ["--bogus"] },
     { command: POOLER_GUARD_TOOL, module: "pooler_guard", roles: ["haproxy"], usage: ["--bogus"] },
+    { command: ROLLOUT_VIEW, module: "rollout_view", roles: ["haproxy"], usage: ["--bogus"] },
     { command: AFTER_PROMOTE_TOOL, module: "after_promote", roles: ["db"], usage: [] },
     { command: PATRONI_DYNAMIC_TOOL, module: "patroni_config", roles: ["db"], usage: ["--bogus"] },
     { command: LEADER_AWAY_SCRIPT, module: "etcd_leader", roles: ["db"], usage: ["--patroni", "http://x", "--etcd", "http://y", "--every", "soon"] },

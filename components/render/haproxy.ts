@@ -5,6 +5,7 @@
 // directory in DNS, so this file never changes when app or database nodes come and go.
 import { CloudConfigPart } from "./cloud-config";
 import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT, DirectoryHaproxy, HaproxyServerBlock, ReleaseLinesBlock } from "./directory-agent";
+import { ROLLOUT_VIEW_PATH } from "./rollout-view";
 import { renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
@@ -14,6 +15,14 @@ export const ORIGIN_PEM = "/etc/haproxy/certs/origin.pem";
 /** Server states saved before each reload, so the reloaded process starts from them. */
 export const SERVER_STATE_FILE = "/var/lib/haproxy/vps-ha-server-state";
 const ADMIN_SOCKET = "/run/haproxy/admin.sock";
+/**
+ * The rollout token as HAProxy's pattern files hold it (root only; HAProxy reads them before it
+ * drops privileges): the bare token for X-Vps-Ha-Token, "Bearer <token>" for Authorization.
+ */
+export const ROLLOUT_TOKEN_FILE = "/etc/haproxy/vps-ha-rollout-token";
+export const ROLLOUT_BEARER_FILE = "/etc/haproxy/vps-ha-rollout-bearer";
+/** The header the rollout wait sends its token in (Authorization: Bearer works too). */
+export const ROLLOUT_TOKEN_HEADER = "X-Vps-Ha-Token";
 
 export interface HaproxyConfig {
     /** This node's mesh address: database, stats and metrics listen here only. */
@@ -32,6 +41,8 @@ export interface HaproxyConfig {
     monitorPath: string;
     /** Requests for this hostname go to the release candidate's backend. */
     candidateHostname: string;
+    /** The rollout view's port on 127.0.0.1 (render/rollout-view.ts): /vps-ha/rollout with the token goes there. */
+    rolloutViewPort: number;
 }
 
 /** HAProxy answers this itself on either hostname: "<servers up in that hostname's backend> <their port>". */
@@ -101,6 +112,24 @@ export function visitorScheme(c: Pick<HaproxyConfig, "hstsMaxAgeSeconds" | "hsts
     http-response set-header Strict-Transport-Security "${hsts}" if { var(txn.visitor_https) -m bool }`;
 }
 
+/**
+ * pulumi up's rollout wait asks ${ROLLOUT_VIEW_PATH} on either hostname: with the token (compared
+ * here, from root-only files) it reaches the local rollout view; without it, a 404 as for a path
+ * that does not exist. Never the app, either way.
+ */
+export function rolloutRoute(): string {
+    return `    acl rollout_path path ${ROLLOUT_VIEW_PATH}
+    acl rollout_token req.fhdr(${ROLLOUT_TOKEN_HEADER.toLowerCase()}) -m str -f ${ROLLOUT_TOKEN_FILE}
+    acl rollout_bearer req.fhdr(authorization) -m str -f ${ROLLOUT_BEARER_FILE}
+    http-request return status 404 content-type text/plain string "not found" if rollout_path !rollout_token !rollout_bearer`;
+}
+
+/** The pattern files' contents for a token (one pattern a line). */
+export function rolloutTokenFiles(token: string): { token: string; bearer: string } {
+    if (!/^[A-Za-z0-9]{32,128}$/.test(token)) throw new Error("rollout token: expected 32-128 letters and digits (a generated secret)");
+    return { token: `${token}\n`, bearer: `Bearer ${token}\n` };
+}
+
 export function renderHaproxyConfig(c: HaproxyConfig): string {
     const servers = Object.fromEntries([...serverBlocks(c), ...releaseBlocks()].map((b) => [b.id, `${b.begin}\n${b.end}`]));
     return `# vps-ha: rendered by the program; changes here are replaced on the next deploy.
@@ -134,12 +163,19 @@ frontend web
     # load balancer then retries the request on the other HAProxy node at once.
     tcp-request connection reject if { nbsrv(app) lt 1 }
 ${visitorScheme(c)}
+${rolloutRoute()}
     # The release candidate: the same app nodes, the candidate image's port (see components/release.ts).
     acl candidate_host req.hdr(host),field(1,:) -i ${c.candidateHostname}
     # The release gate asks this on either hostname (empty until the agent has read a release).
 ${servers.readiness}
+    use_backend rollout-view if rollout_path
     use_backend app-candidate if candidate_host
     default_backend app
+
+# The rollout view's answer reads every node's status server (each read bounded, all at once).
+backend rollout-view
+    timeout server 15s
+    server view 127.0.0.1:${c.rolloutViewPort}
 
 ${appBackend("app", c)}
 ${servers.app}
@@ -231,13 +267,17 @@ export function haproxyDirectory(c: HaproxyConfig): DirectoryHaproxy {
     };
 }
 
-export function haproxyPart(c: HaproxyConfig, originPem: string): CloudConfigPart {
+/** `rolloutToken`: what /vps-ha/rollout asks for (secret; letters and digits). */
+export function haproxyPart(c: HaproxyConfig, originPem: string, rolloutToken: string): CloudConfigPart {
+    const token = rolloutTokenFiles(rolloutToken);
     return {
         packages: ["haproxy", "curl"],
         files: [
             { path: WAIT_FOR_APPS, content: renderWaitForApps(c), permissions: "0755" },
             { path: "/etc/systemd/system/haproxy.service.d/vps-ha-wait-for-apps.conf", content: renderUnit({ Service: { ExecStartPre: WAIT_FOR_APPS, TimeoutStartSec: "90s" } }) },
             { path: ORIGIN_PEM, content: originPem, permissions: "0600" },
+            { path: ROLLOUT_TOKEN_FILE, content: token.token, permissions: "0600" },
+            { path: ROLLOUT_BEARER_FILE, content: token.bearer, permissions: "0600" },
             { path: HAPROXY_CFG, content: renderHaproxyConfig(c) },
             { path: `${DIRECTORY_CONFIG_DIR}/haproxy.json`, content: JSON.stringify({ haproxy: haproxyDirectory(c) }, null, 1) + "\n" },
             // Bind the mesh address even if wg0 is not up yet when HAProxy starts.
@@ -252,7 +292,7 @@ export function haproxyPart(c: HaproxyConfig, originPem: string): CloudConfigPar
         restarts: [
             // The directory agent puts the server lines back into a new haproxy.cfg, then reloads HAProxy.
             { unit: DIRECTORY_UNIT, paths: [HAPROXY_CFG, `${DIRECTORY_CONFIG_DIR}/haproxy.json`] },
-            { unit: "haproxy.service", paths: [ORIGIN_PEM], reload: true },
+            { unit: "haproxy.service", paths: [ORIGIN_PEM, ROLLOUT_TOKEN_FILE, ROLLOUT_BEARER_FILE], reload: true },
         ],
     };
 }

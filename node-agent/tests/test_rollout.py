@@ -64,6 +64,7 @@ def spec_for(port, group="haproxy", rid="id-2", health=None, timeout=3, handover
 
 def env_for(tmp_path, **kw):
     kw.setdefault("switchover_config", str(tmp_path / "no-switchover.json"))
+    kw.setdefault("desired_status", str(tmp_path / "desired-status.json"))
     return Env(state=str(tmp_path / "rollout.json"), peer_timeout=1, poll=0.1, **kw)
 
 
@@ -252,6 +253,27 @@ def test_status_server_answers_the_state_and_the_live_role(tmp_path, patroni):
     rollout.serve_status(env, out)
     got = json.loads(out.getvalue())
     assert got["rolloutId"] == "id-2" and got["patroniRole"] == "primary"
+    # No desired-state status yet: the generations are there, unknown.
+    assert (got["generation"], got["published"], got["desiredError"]) == (None, None, None)
+
+
+def test_status_server_answers_the_desired_generations(tmp_path):
+    env = env_for(tmp_path)
+    rollout.save_state(env, {"rolloutId": "id-3", "rolloutState": "halted", "haltedReason": "x"})
+    with open(env.desired_status, "w") as f:
+        json.dump({"generation": 17, "published": 18, "lastError": "generation 18 is held back by the rollout gate"}, f)
+    out = io.StringIO()
+    rollout.serve_status(env, out)
+    got = json.loads(out.getvalue())
+    assert (got["generation"], got["published"], got["rolloutState"]) == (17, 18, "halted")
+    assert got["desiredError"].startswith("generation 18 is held back")
+    # A status that is not what desired.py writes yields nothing, never a wrong number.
+    with open(env.desired_status, "w") as f:
+        json.dump({"generation": "17", "published": True}, f)
+    out = io.StringIO()
+    rollout.serve_status(env, out)
+    got = json.loads(out.getvalue())
+    assert (got["generation"], got["published"]) == (None, None)
 
 
 # ---------------------------------------------------------------- etcd: the database group's lock

@@ -18,8 +18,9 @@ healthy in time: roll back, mark this id halted with the reason, and stay halted
 new id (a fixed published state) starts again.
 
 This node's rollout state lives in STATE (kept across reboots); the status server (a socket
-unit, this module with --serve-status) answers each connection on the mesh with it as JSON, and
-the live Patroni role.
+unit, this module with --serve-status) answers each connection on the mesh with it as JSON, the
+live Patroni role, and the desired-state agent's generations (applied, and last published) and
+last error: the HAProxy nodes' rollout view (rollout_view.py) reads them for `pulumi up`.
 
 usage: vps-ha-rollout --serve-status | health (patroni URL | etcd URL | tcp HOST PORT | app HOST PATH [GLOB])
 """
@@ -39,6 +40,8 @@ from vpsha.rest import request
 STATE = "/var/lib/vps-ha/desired/rollout.json"
 SWITCHOVER = ["/usr/local/sbin/vps-ha-switchover"]
 SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json"
+# desired.py's status file (components/render/desired-agent.ts: DESIRED_STATUS).
+DESIRED_STATUS = "/run/vps-ha/desired-status.json"
 # The directory agent's env file per web instance (components/render/app.ts releaseEnvFile).
 APP_RELEASES = "/etc/vps-ha/app/release-*.env"
 ETCD_PORT = 2379
@@ -57,12 +60,14 @@ class Env:
     """Where the gate reads and writes, and its bounds; the tests point it at their own."""
 
     def __init__(self, state=STATE, etcd=ETCD, switchover=SWITCHOVER, switchover_config=SWITCHOVER_CONFIG,
+                 desired_status=DESIRED_STATUS,
                  peer_timeout=3.0, lock_wait=15.0, max_wait=3600.0, handover_timeout=180.0, poll=1.0,
                  now=time.time, monotonic=time.monotonic, sleep=time.sleep):
         self.state = state
         self.etcd = etcd
         self.switchover = switchover
         self.switchover_config = switchover_config
+        self.desired_status = desired_status
         self.peer_timeout = peer_timeout
         self.lock_wait = lock_wait
         # A node waiting on its turn longer than this halts (a peer that never reports): bounded, and said.
@@ -408,10 +413,25 @@ def halt(env, base, status, reason):
 
 # ---------------------------------------------------------------- command line
 
+def desired_generations(env):
+    """{generation, published, desiredError} from the desired-state agent's status (None when unknown)."""
+    try:
+        with open(env.desired_status) as f:
+            status = json.load(f)
+    except (OSError, ValueError):
+        status = None
+    if not isinstance(status, dict):
+        status = {}
+    number = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None  # noqa: E731
+    return {"generation": number(status.get("generation")), "published": number(status.get("published")),
+            "desiredError": status.get("lastError") if isinstance(status.get("lastError"), str) else None}
+
+
 def serve_status(env, out):
-    """One status answer (the socket unit's stdout): the state file and the live Patroni role."""
+    """One status answer (the socket unit's stdout): the state file, the live Patroni role, the generations."""
     state = load_state(env)
     state["patroniRole"] = patroni_role(env)
+    state.update(desired_generations(env))
     out.write(json.dumps(state) + "\n")
     out.flush()
 
