@@ -141,8 +141,13 @@ describe("etcd renderer", () => {
         const nonVoter = plan.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
         const nvParts = databaseParts(plan, nonVoter, SECRETS);
         assert.ok(!files(nvParts).some((f) => f.path.includes("etcd")));
-        const hosts = parse(fileAt(nvParts, PATRONI_CONFIG).content).etcd3.hosts as string[];
-        assert.deepEqual(hosts, plan.nodes.filter((n) => n.etcdVoter).map((n) => `${n.meshAddress}:2379`));
+        const etcd3 = parse(fileAt(nvParts, PATRONI_CONFIG).content).etcd3 as { hosts: string[]; use_proxies?: boolean };
+        assert.deepEqual(etcd3, { hosts: plan.nodes.filter((n) => n.etcdVoter).map((n) => `${n.meshAddress}:2379`) });
+        // A voter's Patroni uses its own etcd alone.
+        for (const voter of plan.nodes.filter((n) => n.role === "db" && n.etcdVoter)) {
+            const own = parse(fileAt(databaseParts(plan, voter, SECRETS), PATRONI_CONFIG).content).etcd3 as { hosts: string[]; use_proxies?: boolean };
+            assert.deepEqual(own, { hosts: [`${voter.meshAddress}:2379`], use_proxies: true }, voter.name);
+        }
     });
 });
 

@@ -76,7 +76,11 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         meshAddress: node.meshAddress,
         meshCidr: plan.config.mesh.cidr,
         memberAddresses: plan.nodes.filter((n) => n.role === "db").map((n) => n.meshAddress),
-        etcdHosts: etcdClientHosts(etcdVoterPeers(plan)),
+        // A voter's Patroni talks to its own etcd only: another member's etcd restarting (a rollout,
+        // an upgrade) would cut the leader's lock update mid-request, and Patroni demotes at once on
+        // that. Its own etcd restarts on its own turn, after the member handed the primary over.
+        etcdHosts: etcdClientHosts(etcdLocal ? [node] : etcdVoterPeers(plan)),
+        etcdHostsOnly: etcdLocal,
         synchronous,
         ...(stanza ? { pgbackrestStanza: stanza } : {}),
         passwords: { superuser: secrets.superuserPassword, replication: secrets.replicationPassword, rewind: secrets.rewindPassword, restApi: secrets.restApiPassword },

@@ -77,8 +77,10 @@ export interface PatroniSpec {
     meshCidr: string;
     /** Every database member's mesh address (this one's too): the only sources of Patroni's own roles. */
     memberAddresses: string[];
-    /** etcd client endpoints (host:port) of every voter. */
+    /** etcd client endpoints (host:port): this member's own when it votes, else every voter's. */
     etcdHosts: string[];
+    /** Use etcdHosts alone, never the cluster's other members (Patroni's use_proxies). */
+    etcdHostsOnly?: boolean;
     synchronous: SynchronousSpec;
     /** Set when backups are configured: WAL goes to the pgBackRest stanza. */
     pgbackrestStanza?: string;
@@ -191,7 +193,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             // Patroni asks for these on POST/PUT/PATCH/DELETE only; HAProxy's OPTIONS /primary needs none.
             authentication: { username: DB_USERS.restApi, password: spec.passwords.restApi },
         },
-        etcd3: { hosts: spec.etcdHosts },
+        etcd3: { hosts: spec.etcdHosts, ...(spec.etcdHostsOnly ? { use_proxies: true } : {}) },
         bootstrap: {
             dcs: patroniDynamicConfig(spec.synchronous),
             // With backups on, a new cluster comes from the repository when it holds a backup;
