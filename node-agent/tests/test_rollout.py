@@ -16,30 +16,10 @@ import time
 import urllib.request
 
 import pytest
+from status_server import StatusServer
 
 from vpsha import rollout
 from vpsha.rollout import Env, Lock, apply_gated, effective_order, turn
-
-
-class StatusServer:
-    """A peer's status server: each connection gets `self.status` as JSON, then EOF."""
-
-    def __init__(self, address, port=0):
-        self.status = {}
-        outer = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                self.request.sendall(json.dumps(outer.status).encode())
-
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.server = socketserver.ThreadingTCPServer((address, port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

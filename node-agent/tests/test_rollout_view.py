@@ -3,44 +3,16 @@
 # directory cache as the directory agent writes it, and the view answers over real HTTP.
 import json
 import socket
-import socketserver
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+from status_server import StatusServer
 
 from vpsha import rollout_view
 from vpsha.rollout_view import Bad, View, parse_want, summarize
-
-
-class StatusServer:
-    """A node's status server: each connection gets `status` as JSON; None: accepts and never answers."""
-
-    def __init__(self, address, status, port=0):
-        self.status = status
-        self.connections = 0
-        outer = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                outer.connections += 1
-                if outer.status is None:
-                    time.sleep(2)
-                    return
-                self.request.sendall(json.dumps(outer.status).encode())
-
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        socketserver.ThreadingTCPServer.daemon_threads = True
-        self.server = socketserver.ThreadingTCPServer((address, port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 WANT = {"db-1": 20, "db-2": 20, "db-3": 20, "lb-1": 30, "lb-2": 30}
 
@@ -62,7 +34,7 @@ def stack(tmp_path, signer):
     }
     servers, port = {}, 0
     for name, (address, status) in statuses.items():
-        servers[name] = StatusServer(address, status, port)
+        servers[name] = StatusServer(address, port, status)
         port = servers[name].port
     members = {name: signer.node(name, role="db" if name.startswith("db") else "haproxy", mesh=address)[1]
                for name, (address, _) in [*statuses.items(), ("lb-2", ("127.0.0.6", None))]}

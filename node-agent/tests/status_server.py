@@ -1,0 +1,32 @@
+# A node's rollout status server as the tests run it: a real TCP server on a loopback address
+# that answers each connection with `status` as JSON and closes, as the socket unit does on the
+# mesh; while `status` is None it accepts and never answers (a node that hangs).
+import json
+import socketserver
+import threading
+import time
+
+
+class StatusServer:
+    def __init__(self, address, port=0, status=()):
+        self.status = {} if status == () else status
+        self.connections = 0
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                outer.connections += 1
+                if outer.status is None:
+                    time.sleep(2)
+                    return
+                self.request.sendall(json.dumps(outer.status).encode())
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        socketserver.ThreadingTCPServer.daemon_threads = True
+        self.server = socketserver.ThreadingTCPServer((address, port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
