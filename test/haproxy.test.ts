@@ -171,6 +171,18 @@ describe("HAProxy pair config", function () {
             // A request with no Cloudflare header (the mesh, the release gate's own checks) is answered as it is, without HSTS.
             assert.deepEqual(ask("https", "app.example.com", "/page", {}), { status: 200, location: "", hsts: "" });
             assert.deepEqual(ask("http", "app.example.com", "/page", {}), { status: 200, location: "", hsts: "" });
+
+            // A reload (as a rollout does) under a client holding an idle keep-alive connection, as
+            // Cloudflare's edge does: its next request on it is still answered (without
+            // idle-close-on-response the old process closes the connection under it).
+            const keepAlive = [
+                "import http.client, os, signal, sys, time",
+                `c = http.client.HTTPConnection(${JSON.stringify(mesh)}, 80, timeout=5)`,
+                "c.request('GET', '/page', headers={'Host': 'app.example.com'}); r = c.getresponse(); r.read(); print(r.status)",
+                "os.kill(int(open('/run/haproxy.pid').read().split()[0]), signal.SIGUSR2); time.sleep(1)",
+                "c.request('GET', '/page', headers={'Host': 'app.example.com'}); r = c.getresponse(); r.read(); print(r.status)",
+            ].join("\n");
+            assert.deepEqual(exec(["python3", "-c", keepAlive]).trim().split("\n"), ["200", "200"]);
         } finally {
             await sb.close();
         }

@@ -147,6 +147,9 @@ defaults
     mode http
     option httplog
     option dontlognull
+    # A reload's old process answers the next request on each idle keep-alive connection (with
+    # Connection: close) instead of closing it under a client about to send one.
+    option idle-close-on-response
     timeout connect 2s
     timeout client 30s
     timeout server 30s
