@@ -1,6 +1,7 @@
 # A node's rollout status server as the tests run it: a real TCP server on a loopback address
 # that answers each connection with `status` as JSON and closes, as the socket unit does on the
-# mesh; while `status` is None it accepts and never answers (a node that hangs).
+# mesh; while `status` is None it accepts and never answers (a node that hangs). `answer`, when
+# given, makes each connection's bytes instead (a node's real status code).
 import json
 import socketserver
 import threading
@@ -8,7 +9,7 @@ import time
 
 
 class StatusServer:
-    def __init__(self, address, port=0, status=()):
+    def __init__(self, address, port=0, status=(), answer=None):
         self.status = {} if status == () else status
         self.connections = 0
         outer = self
@@ -16,6 +17,9 @@ class StatusServer:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
                 outer.connections += 1
+                if answer is not None:
+                    self.request.sendall(answer())
+                    return
                 if outer.status is None:
                     time.sleep(2)
                     return

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -378,19 +377,16 @@ class Node:
                        peer_timeout=1, poll=0.1, lock_wait=0.5)
         env = self.env
 
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self):
-                out = io.StringIO()
-                rollout.serve_status(env, out)
-                self.wfile.write(out.getvalue().encode())
+        def answer():
+            out = io.StringIO()
+            rollout.serve_status(env, out)
+            return out.getvalue().encode()
 
-        self.server = socketserver.ThreadingTCPServer((address, port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = StatusServer(address, port, answer=answer)
+        self.port = self.server.port
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.mark.daemons
