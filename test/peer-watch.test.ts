@@ -12,9 +12,7 @@ import { parse } from "yaml";
 import { DIRECTORY_CACHE } from "../components/render/directory-agent";
 import { NFTABLES_FILE, PEER_GONE_SET } from "../components/render/nftables";
 import { PEER_WATCH, PEER_WATCH_CONFIG, PeerWatchConfig } from "../components/render/peer-watch";
-import { programDnsRecords } from "../scripts/lab/dns-zone";
-import { Evaluation } from "../scripts/lib/mock-program";
-import { evaluate } from "./helpers/program";
+import { directoryCache, evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
 import { requireTools } from "./helpers/tools";
@@ -25,17 +23,6 @@ const PORT = 8008;
 
 function filesOf(userData: string): { path: string; content: string; permissions: string }[] {
     return parse(userData).write_files as { path: string; content: string; permissions: string }[];
-}
-
-/** The directory agent's cache as it writes it: each member's verified record text. */
-function directoryCache(e: Evaluation, names: string[]): string {
-    const records = programDnsRecords(e);
-    const members = Object.fromEntries(names.map((n) => {
-        const record = records.find((r) => r.type === "TXT" && r.name.startsWith(`_mesh.${n}.`));
-        assert.ok(record, `the program publishes a directory record for ${n}`);
-        return [n, (record.data as string[]).join("")];
-    }));
-    return JSON.stringify({ index: [], members, release: null });
 }
 
 describe("peer watch, run for real (raw ICMP, nftables) @rootfs", function () {

@@ -18,9 +18,7 @@ import { ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, ROLLOUT_VIEW_PATH, ROLLOUT_VIEW_UNIT
 import { renderRolloutWait, ROLLOUT_TOKEN_ENV, wantQuery } from "../components/render/rollout-wait";
 import { haproxyConfig } from "../components/haproxy";
 import { rolloutWaitScript } from "../components/rollout-wait";
-import { programDnsRecords } from "../scripts/lab/dns-zone";
-import { Evaluation } from "../scripts/lib/mock-program";
-import { evaluate } from "./helpers/program";
+import { directoryCache, evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
 import { raw, withConfig } from "./helpers/stack";
@@ -124,17 +122,6 @@ function withServers(files: Record<string, string>, address: string): string {
         filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${b.line.replace("{name}", "app-1").replace("{address}", address).replaceAll("{port}", "8921")}\n`);
     }
     return filled;
-}
-
-/** The directory agent's cache as it writes it: each member's verified record text, from the program's records. */
-function directoryCache(e: Evaluation, names: string[]): string {
-    const records = programDnsRecords(e);
-    const members = Object.fromEntries(names.map((n) => {
-        const record = records.find((r) => r.type === "TXT" && r.name.startsWith(`_mesh.${n}.`));
-        assert.ok(record, `the program publishes a directory record for ${n}`);
-        return [n, (record.data as string[]).join("")];
-    }));
-    return JSON.stringify({ index: [], members, release: null });
 }
 
 /** A stand-in status server: each connection gets the JSON file's current content, as the socket unit's service answers. */

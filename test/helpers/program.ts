@@ -1,4 +1,6 @@
 // Evaluates the program for a stack file under the mock runtime (see scripts/lib/mock-program.ts).
+import { strict as assert } from "node:assert";
+import { programDnsRecords } from "../../scripts/lab/dns-zone";
 import { evaluateProgram, Evaluation, RecordedResource } from "../../scripts/lib/mock-program";
 import { StackFile } from "../../scripts/lib/stack-file";
 import { prodStack } from "./stack";
@@ -29,3 +31,14 @@ export const TYPES = {
     dnsRecord: "cloudflare:index/dnsRecord:DnsRecord",
     randomBytes: "random:index/randomBytes:RandomBytes",
 } as const;
+
+/** The directory agent's cache as it writes it: each member's verified record text, from the program's records. */
+export function directoryCache(e: Evaluation, names: string[]): string {
+    const records = programDnsRecords(e);
+    const members = Object.fromEntries(names.map((n) => {
+        const record = records.find((r) => r.type === "TXT" && r.name.startsWith(`_mesh.${n}.`));
+        assert.ok(record, `the program publishes a directory record for ${n}`);
+        return [n, (record.data as string[]).join("")];
+    }));
+    return JSON.stringify({ index: [], members, release: null });
+}
