@@ -13,7 +13,7 @@ import { parse } from "yaml";
 import { ensureRootfs } from "../scripts/lab/rootfs";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate } from "./helpers/program";
-import { MAX_SLOT_WAL_KEEP_GB, PATRONI_TIMING } from "../components/render/patroni";
+import { ETCD_READY_TOOL, MAX_SLOT_WAL_KEEP_GB, PATRONI_TIMING } from "../components/render/patroni";
 import { ARCHIVE_SPOOL_DIR } from "../components/render/pgbackrest";
 import { NO_CHANGE } from "../components/render/after-promote";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
@@ -88,10 +88,28 @@ describe("database configs, run by the real daemons @rootfs", function () {
     });
 
     it("etcd: the three members start from their rendered units and form one healthy cluster", async () => {
+        const ready = (node: string, wait: number) => runIn(node, [ETCD_READY_TOOL, "--etcd", `http://${mesh[node]}:2379`, "--wait", String(wait)], "postgres", (wait + 10) * 1000);
         for (const n of DB) {
             etcd[n] = await startService(sb!, n, "vps-ha-etcd.service");
             assert.match(etcd[n].pre.map((r) => r.stdout).join(""), /etcd-join: /);
+            if (n !== "db-2") continue;
+            // Two of three: a quorum, serving, but its leader cannot learn db-3's version, so the
+            // cluster's version stays etcd's minimum, 3.0, whose API path etcd 3.5 no longer serves.
+            // Patroni must not start on it (vpsha/etcd_ready.py says why).
+            // "not_decided" first, for a moment; then the minimum, until every member has answered.
+            const version = await waitFor("db-1's etcd to report a cluster version", 60_000, () => {
+                const r = runIn("db-1", ["curl", "-sf", "--max-time", "2", `http://${mesh["db-1"]}:2379/version`]);
+                const v = r.status === 0 ? (JSON.parse(r.stdout) as { etcdcluster: string }).etcdcluster : undefined;
+                return v !== "not_decided" && v;
+            });
+            assert.equal(version, "3.0.0");
+            const held = ready("db-1", 2);
+            assert.equal(held.status, 1, held.stdout + held.stderr);
+            assert.match(held.stdout, /cluster version 3\.0\.0/);
         }
+        // All three up: the leader decides the version, and the wait ends.
+        const released = ready("db-1", 30);
+        assert.equal(released.status, 0, released.stdout + released.stderr);
         await waitFor("a healthy 3-member etcd cluster", 60_000, () => ctl("db-1", ["endpoint", "health"]).status === 0 || undefined, () => DB.map((n) => `${n}:\n${tail(etcd[n].log, 8)}`).join("\n"));
         const members = ctl("db-2", ["member", "list"]).stdout.trim().split("\n");
         assert.equal(members.length, 3);
@@ -173,6 +191,8 @@ describe("database configs, run by the real daemons @rootfs", function () {
         // pgBackRest sees an empty one in a path instead, so it may initdb.
         const emptyRepository = { PGBACKREST_REPO1_TYPE: "posix", PGBACKREST_REPO1_PATH: "/var/lib/vps-ha-no-repository" };
         for (const n of DB) patroni[n] = await startService(sb!, n, "vps-ha-patroni.service", { PGBACKREST_IO_TIMEOUT: "1", ...emptyRepository });
+        // Each voter's Patroni started once its own etcd reported a cluster version it reads at /v3.
+        for (const n of DB) assert.match(patroni[n].pre.map((r) => r.stdout).join(""), /^etcd at http:\/\/[0-9.]+:2379: cluster version 3\.([4-9]|\d\d)\./m, n);
         type Member = { name: string; role: string; state: string };
         // Quorum mode: once both replicas stream, Patroni names them in "ANY 1 (...)" (quorum_standby).
         const members = await waitFor("a leader and two streaming quorum standbys", 180_000, () => {

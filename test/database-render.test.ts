@@ -11,7 +11,7 @@ import { buildPlan, PlannedNode, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
 import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
-import { INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_TIMING, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { ETCD_READY_TOOL, INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_TIMING, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
 import { DB_RESTORE_TOOL, initdbArguments } from "../components/render/db-restore";
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
 import { StackFile } from "../scripts/lib/stack-file";
@@ -147,7 +147,13 @@ describe("etcd renderer", () => {
         for (const voter of plan.nodes.filter((n) => n.role === "db" && n.etcdVoter)) {
             const own = parse(fileAt(databaseParts(plan, voter, SECRETS), PATRONI_CONFIG).content).etcd3 as { hosts: string[]; use_proxies?: boolean };
             assert.deepEqual(own, { hosts: [`${voter.meshAddress}:2379`], use_proxies: true }, voter.name);
+            // ...so it starts only once that etcd reports the cluster's version (vpsha/etcd_ready.py).
+            const unit = fileAt(databaseParts(plan, voter, SECRETS), "/etc/systemd/system/vps-ha-patroni.service").content;
+            assert.match(unit, new RegExp(`^ExecStartPre=${ETCD_READY_TOOL} --etcd http://${voter.meshAddress.replace(/\./g, "\\.")}:2379 --wait \\d+$`, "m"), voter.name);
+            assert.ok(files(databaseParts(plan, voter, SECRETS)).some((f) => f.path === ETCD_READY_TOOL), voter.name);
         }
+        // A non-voter's Patroni reads the voters' member list again and again, and finds its API path then.
+        assert.doesNotMatch(fileAt(nvParts, "/etc/systemd/system/vps-ha-patroni.service").content, /ExecStartPre/);
     });
 });
 

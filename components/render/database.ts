@@ -14,8 +14,9 @@ import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHo
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
 import { switchoverFiles } from "./switchover";
-import { APP_DATABASE, DB_USERS, PATRONI_CONFIG, PATRONI_UNIT, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
+import { APP_DATABASE, DB_USERS, ETCD_READY_TOOL, PATRONI_CONFIG, PATRONI_UNIT, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
+import { toolFiles } from "./python-lib";
 
 /** What the program generates for the database tier (all secret in state). */
 export interface DatabaseSecrets {
@@ -90,7 +91,8 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         { path: "/etc/postgresql-common/createcluster.conf", content: "# vps-ha: Patroni creates and owns the cluster\ncreate_main_cluster = false\n" },
         asPostgres({ path: PATRONI_CONFIG, content: patroni, permissions: "0600" }),
         asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
-        { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? ETCD_UNIT : undefined) },
+        { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? { unit: ETCD_UNIT, url: `http://${node.meshAddress}:${DB_PORTS.etcdClient}` } : undefined) },
+        ...(etcdLocal ? toolFiles(ETCD_READY_TOOL, "etcd_ready") : []),
         ...patroniDynamicFiles(node.meshAddress, synchronous),
         ...afterPromoteFiles(PG_BIN_DIR),
         ...switchoverFiles({

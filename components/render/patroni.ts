@@ -286,18 +286,32 @@ export function renderPostBootstrap(appPassword: string, stanza?: string): strin
     return lines.join("\n") + "\n";
 }
 
-export function renderPatroniUnit(etcdUnit?: string): string {
+/** A voter's wait for its own etcd before Patroni starts (vpsha/etcd_ready.py says why). */
+export interface PatroniEtcdWait {
+    /** The etcd unit Patroni starts after. */
+    unit: string;
+    /** The etcd client URL Patroni uses (its own member's). */
+    url: string;
+}
+
+/** The bound of one wait for etcd's cluster version; systemd starts Patroni again after it. */
+export const ETCD_READY_WAIT_SECONDS = 60;
+export const ETCD_READY_TOOL = "/usr/local/lib/vps-ha/etcd-ready";
+
+export function renderPatroniUnit(etcd?: PatroniEtcdWait): string {
     return renderUnit({
         Unit: {
             Description: "Patroni: the vps-ha PostgreSQL member",
-            After: ["network-online.target", MESH_UNIT, ...(etcdUnit ? [etcdUnit] : [])].join(" "),
-            Wants: ["network-online.target", ...(etcdUnit ? [etcdUnit] : [])].join(" "),
+            After: ["network-online.target", MESH_UNIT, ...(etcd ? [etcd.unit] : [])].join(" "),
+            Wants: ["network-online.target", ...(etcd ? [etcd.unit] : [])].join(" "),
         },
         Service: {
             Type: "simple",
             User: "postgres",
             Group: "postgres",
             WorkingDirectory: "/var/lib/postgresql",
+            // Within systemd's default start timeout (90 s).
+            ...(etcd ? { ExecStartPre: `${ETCD_READY_TOOL} --etcd ${etcd.url} --wait ${ETCD_READY_WAIT_SECONDS}` } : {}),
             ExecStart: `/usr/bin/patroni ${PATRONI_CONFIG}`,
             Restart: "always",
             RestartSec: "5s",
