@@ -84,10 +84,9 @@ class Fake:
             def log_message(self, fmt, *args):
                 pass
 
-        ThreadingHTTPServer.daemon_threads = True
         self.server = ThreadingHTTPServer((address, port), Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
