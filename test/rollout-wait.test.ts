@@ -57,7 +57,7 @@ describe("rollout wait: renderers and config", () => {
         const part = rolloutViewPart({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: statusViewSpec(plan) });
         const paths = part.files!.map((f) => f.path);
         for (const p of [ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, `/etc/systemd/system/${ROLLOUT_VIEW_UNIT}`]) assert.ok(paths.includes(p), p);
-        for (const m of ["rollout_view", "rollout", "records", "rest"]) assert.ok(paths.some((p) => p.endsWith(`/vpsha/${m}.py`)), m);
+        for (const m of ["rollout_view", "status_view", "rollout", "records", "rest"]) assert.ok(paths.some((p) => p.endsWith(`/vpsha/${m}.py`)), m);
         const unit = part.files!.find((f) => f.path.endsWith(ROLLOUT_VIEW_UNIT))!.content;
         assert.match(unit, new RegExp(`^ExecStart=${ROLLOUT_VIEW}$`, "m"));
         assert.match(unit, /^DynamicUser=yes$/m);
