@@ -11,6 +11,7 @@ import { HaproxyConfig, haproxyPart } from "./render/haproxy";
 import { PgbouncerConfig, pgbouncerPart } from "./render/pgbouncer";
 import { APP_DATABASE, DB_USERS } from "./render/patroni";
 import { rolloutViewPart } from "./render/rollout-view";
+import { statusViewSpec } from "./monitoring";
 
 /** The rollout token's length (letters and digits). */
 export const ROLLOUT_TOKEN_LENGTH = 40;
@@ -23,7 +24,7 @@ export interface HaproxyPairArgs extends NodeGroupArgs {
     originPem: pulumi.Input<string>;
     /** The passwords the node's pgbouncer needs (secret). */
     pooler: pulumi.Input<PoolerSecrets>;
-    /** What HAProxy asks of `pulumi up`'s rollout wait on /vps-ha/rollout (secret): held by these nodes only. */
+    /** What HAProxy asks of `pulumi up`'s rollout wait on /vps-ha/rollout and of `npm run status` on /vps-ha/status (secret): held by these nodes only. */
     rolloutToken: pulumi.Input<string>;
 }
 
@@ -63,7 +64,7 @@ export class HaproxyPair extends NodeGroup {
         super("vps-ha:index:HaproxyPair", name, opts);
         const { plan } = args;
         const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler, args.rolloutToken]));
-        const view = rolloutViewPart({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT });
+        const view = rolloutViewPart({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: statusViewSpec(plan) });
         this.addNodes(args, plan.nodes.filter((n) => n.role === "haproxy"), (node) =>
             inputs.apply(([pem, pooler, token]) => [
                 haproxyPart(haproxyConfig(plan, node.meshAddress), pem, token),

@@ -11,6 +11,7 @@ import type { AlertRulesSpec } from "./render/alert-rules";
 import { Role, ROLES } from "./config";
 import { PROMETHEUS_TARGETS_DIR } from "./render/prometheus";
 import type { PrometheusSpec, ScrapeJob } from "./render/prometheus";
+import type { StatusViewSpec } from "./render/rollout-view";
 
 // The ports and their firewall rules live in the plan (every role's rules are the plan's); re-exported here.
 export { MONITORING_PORTS, MONITORING_ROLE, monitoringPortRules } from "./plan";
@@ -90,5 +91,16 @@ export function alertRulesSpec(plan: StackPlan): AlertRulesSpec {
         stanza: cfg.database.backups ? cfg.stack : undefined,
         synchronous: cfg.database.synchronous !== "off",
         hasDatabase: plan.nodes.some((n) => n.role === "db"),
+    };
+}
+
+/** What the status view on the HAProxy nodes asks (render/rollout-view.ts): Patroni's port, the monitoring nodes, the stanza. */
+export function statusViewSpec(plan: StackPlan): StatusViewSpec {
+    return {
+        patroniPort: DB_PORTS.patroni,
+        monitors: monitoringNodes(plan).map((n) => ({ name: n.name, address: n.meshAddress })),
+        prometheusPort: MONITORING_PORTS.prometheus,
+        alertmanagerPort: MONITORING_PORTS.alertmanager,
+        stanza: alertRulesSpec(plan).stanza ?? null,
     };
 }

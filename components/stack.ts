@@ -25,6 +25,7 @@ import { buildPlan, nodesDomain, PlannedNode, StackPlan } from "./plan";
 import { adapters, ServerFactory, ServerLifecycle } from "./providers";
 import { compareServers, factsFromOutputs, isMember, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
 import { RolloutWait } from "./rollout-wait";
+import { STATUS_VIEW_PATH } from "./render/rollout-view";
 import { readRawConfig } from "./runtime-config";
 
 export interface NodeOutput {
@@ -56,6 +57,10 @@ export interface StackOutputs {
     /** Where visitors reach the app, and the release candidate. */
     hostname: string;
     candidateHostname: string;
+    /** Where `npm run status` asks for the stack's health: the HAProxy nodes' status view, through the front door. */
+    statusUrl: string;
+    /** What that path asks for (secret): the token `pulumi up`'s rollout wait sends too. */
+    statusToken: pulumi.Output<string>;
     /** Cloudflare sends it in the cf-webhook-auth header of each alert (secret); only with a webhook. */
     alertWebhookSecret?: pulumi.Output<string>;
     /** What the next `pulumi up` compares the stack file against (components/replacement.ts). */
@@ -143,7 +148,7 @@ export async function vpsHa(): Promise<StackOutputs> {
     const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
-    // What HAProxy asks `pulumi up`'s rollout wait for: only the HAProxy nodes hold it.
+    // What HAProxy asks `pulumi up`'s rollout wait and `npm run status` for: only the HAProxy nodes (and the state) hold it.
     const rolloutToken = new random.RandomPassword("rollout-token", { length: ROLLOUT_TOKEN_LENGTH, special: false }).result;
     const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, pooler: database.poolerSecrets, rolloutToken });
     const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString, pooledDatabaseUrl: database.pooledConnectionString });
@@ -171,6 +176,8 @@ export async function vpsHa(): Promise<StackOutputs> {
         pooledConnectionString: pulumi.secret(database.pooledConnectionString),
         hostname: frontDoor.hostname,
         candidateHostname: frontDoor.candidateHostname,
+        statusUrl: `https://${frontDoor.hostname}${STATUS_VIEW_PATH}`,
+        statusToken: pulumi.secret(rolloutToken),
         ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),
         // Members carry the digest the next run can compute before anything resolves; the others, their real one.
         directoryIndex: { set: memberSetDigest(plan.nodes.map((n) => n.name)), deliberate: removal.deliberate },

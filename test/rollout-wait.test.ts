@@ -14,7 +14,8 @@ import { buildPlan, ROLLOUT_STATUS_PORT, ROLLOUT_VIEW_PORT } from "../components
 import { DESIRED_STATUS } from "../components/render/desired-agent";
 import { DIRECTORY_CACHE, DirectoryHaproxy } from "../components/render/directory-agent";
 import { HAPROXY_CFG, haproxyPart, HaproxyConfig, renderHaproxyConfig, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE, rolloutTokenFiles } from "../components/render/haproxy";
-import { ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, ROLLOUT_VIEW_PATH, ROLLOUT_VIEW_UNIT, rolloutViewConfig, rolloutViewPart } from "../components/render/rollout-view";
+import { ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, ROLLOUT_VIEW_PATH, ROLLOUT_VIEW_UNIT, rolloutViewConfig, rolloutViewPart, STATUS_VIEW_PATH } from "../components/render/rollout-view";
+import { statusViewSpec } from "../components/monitoring";
 import { renderRolloutWait, ROLLOUT_TOKEN_ENV, wantQuery } from "../components/render/rollout-wait";
 import { haproxyConfig } from "../components/haproxy";
 import { rolloutWaitScript } from "../components/rollout-wait";
@@ -34,12 +35,12 @@ describe("rollout wait: renderers and config", () => {
 
     it("HAProxy sends /vps-ha/rollout to the local view with the token only, before any app backend", () => {
         const text = renderHaproxyConfig(cfg);
-        assert.match(text, new RegExp(`^    acl rollout_path path ${ROLLOUT_VIEW_PATH}$`, "m"));
+        assert.match(text, new RegExp(`^    acl view_path path ${ROLLOUT_VIEW_PATH} ${STATUS_VIEW_PATH}$`, "m"));
         assert.match(text, new RegExp(`^    acl rollout_token req\\.fhdr\\(x-vps-ha-token\\) -m str -f ${ROLLOUT_TOKEN_FILE}$`, "m"));
         assert.match(text, new RegExp(`^    acl rollout_bearer req\\.fhdr\\(authorization\\) -m str -f ${ROLLOUT_BEARER_FILE}$`, "m"));
-        assert.match(text, /^    http-request return status 404 .* if rollout_path !rollout_token !rollout_bearer$/m);
+        assert.match(text, /^    http-request return status 404 .* if view_path !rollout_token !rollout_bearer$/m);
         assert.match(text, new RegExp(`^backend rollout-view\\n    timeout server 15s\\n    server view 127\\.0\\.0\\.1:${ROLLOUT_VIEW_PORT}$`, "m"));
-        const route = text.indexOf("use_backend rollout-view if rollout_path");
+        const route = text.indexOf("use_backend rollout-view if view_path");
         assert.ok(route > 0 && route < text.indexOf("use_backend app-candidate") && route < text.indexOf("default_backend app"));
     });
 
@@ -53,14 +54,14 @@ describe("rollout wait: renderers and config", () => {
     });
 
     it("the view: its config as the module reads it, a unit of no privilege, the package modules it needs", () => {
-        const part = rolloutViewPart({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT });
+        const part = rolloutViewPart({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: statusViewSpec(plan) });
         const paths = part.files!.map((f) => f.path);
         for (const p of [ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, `/etc/systemd/system/${ROLLOUT_VIEW_UNIT}`]) assert.ok(paths.includes(p), p);
-        for (const m of ["rollout_view", "rollout", "records", "rest"]) assert.ok(paths.some((p) => p.endsWith(`/vpsha/${m}.py`)), m);
+        for (const m of ["rollout_view", "status_view", "rollout", "records", "rest"]) assert.ok(paths.some((p) => p.endsWith(`/vpsha/${m}.py`)), m);
         const unit = part.files!.find((f) => f.path.endsWith(ROLLOUT_VIEW_UNIT))!.content;
         assert.match(unit, new RegExp(`^ExecStart=${ROLLOUT_VIEW}$`, "m"));
         assert.match(unit, /^DynamicUser=yes$/m);
-        const config = rolloutViewConfig({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT });
+        const config = rolloutViewConfig({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: statusViewSpec(plan) });
         assert.deepEqual([config.listen, config.port, config.statusPort, config.directoryCache], ["127.0.0.1", ROLLOUT_VIEW_PORT, ROLLOUT_STATUS_PORT, DIRECTORY_CACHE]);
         // The module's own reader accepts the rendered config, and the module names the same path and file.
         const dir = mkdtempSync(join(tmpdir(), "vps-ha-rollout-view-"));
@@ -163,7 +164,7 @@ describe("rollout wait, run for real (HAProxy, the view, stand-in nodes, the wai
             sb.start(LB, ["python3", "-m", "http.server", "8921", "--bind", mesh[LB], "--directory", "/srv/app"], join(sb.dir, "app.log"));
             const status = (node: string, s: Record<string, unknown>) => sb.write(node, "/srv/status.json", JSON.stringify(s));
             // The view gives an answer again for cacheSeconds: a changed status shows after that.
-            const viewCache = rolloutViewConfig({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT }).cacheSeconds;
+            const viewCache = rolloutViewConfig({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: statusViewSpec(planOf()) }).cacheSeconds;
             const settle = () => new Promise((r) => setTimeout(r, viewCache * 1000 + 500));
             for (const n of NODES) {
                 sb.write(n, "/srv/stand-in.py", STAND_IN);

@@ -5,7 +5,7 @@
 // directory in DNS, so this file never changes when app or database nodes come and go.
 import { CloudConfigPart } from "./cloud-config";
 import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT, DirectoryHaproxy, HaproxyServerBlock, ReleaseLinesBlock } from "./directory-agent";
-import { ROLLOUT_VIEW_PATH } from "./rollout-view";
+import { ROLLOUT_VIEW_PATH, STATUS_VIEW_PATH } from "./rollout-view";
 import { renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
@@ -41,7 +41,7 @@ export interface HaproxyConfig {
     monitorPath: string;
     /** Requests for this hostname go to the release candidate's backend. */
     candidateHostname: string;
-    /** The rollout view's port on 127.0.0.1 (render/rollout-view.ts): /vps-ha/rollout with the token goes there. */
+    /** The rollout view's port on 127.0.0.1 (render/rollout-view.ts): /vps-ha/rollout and /vps-ha/status with the token go there. */
     rolloutViewPort: number;
 }
 
@@ -113,15 +113,15 @@ export function visitorScheme(c: Pick<HaproxyConfig, "hstsMaxAgeSeconds" | "hsts
 }
 
 /**
- * pulumi up's rollout wait asks ${ROLLOUT_VIEW_PATH} on either hostname: with the token (compared
- * here, from root-only files) it reaches the local rollout view; without it, a 404 as for a path
- * that does not exist. Never the app, either way.
+ * pulumi up's rollout wait asks ${ROLLOUT_VIEW_PATH}, and `npm run status` ${STATUS_VIEW_PATH}, on
+ * either hostname: with the token (compared here, from root-only files) they reach the local
+ * view; without it, a 404 as for a path that does not exist. Never the app, either way.
  */
 export function rolloutRoute(): string {
-    return `    acl rollout_path path ${ROLLOUT_VIEW_PATH}
+    return `    acl view_path path ${ROLLOUT_VIEW_PATH} ${STATUS_VIEW_PATH}
     acl rollout_token req.fhdr(${ROLLOUT_TOKEN_HEADER.toLowerCase()}) -m str -f ${ROLLOUT_TOKEN_FILE}
     acl rollout_bearer req.fhdr(authorization) -m str -f ${ROLLOUT_BEARER_FILE}
-    http-request return status 404 content-type text/plain string "not found" if rollout_path !rollout_token !rollout_bearer`;
+    http-request return status 404 content-type text/plain string "not found" if view_path !rollout_token !rollout_bearer`;
 }
 
 /** The pattern files' contents for a token (one pattern a line). */
@@ -171,11 +171,11 @@ ${rolloutRoute()}
     acl candidate_host req.hdr(host),field(1,:) -i ${c.candidateHostname}
     # The release gate asks this on either hostname (empty until the agent has read a release).
 ${servers.readiness}
-    use_backend rollout-view if rollout_path
+    use_backend rollout-view if view_path
     use_backend app-candidate if candidate_host
     default_backend app
 
-# The rollout view's answer reads every node's status server (each read bounded, all at once).
+# The views' answers read every node's status server and the status sources (each read bounded, all at once).
 backend rollout-view
     timeout server 15s
     server view 127.0.0.1:${c.rolloutViewPort}
@@ -270,7 +270,7 @@ export function haproxyDirectory(c: HaproxyConfig): DirectoryHaproxy {
     };
 }
 
-/** `rolloutToken`: what /vps-ha/rollout asks for (secret; letters and digits). */
+/** `rolloutToken`: what /vps-ha/rollout and /vps-ha/status ask for (secret; letters and digits). */
 export function haproxyPart(c: HaproxyConfig, originPem: string, rolloutToken: string): CloudConfigPart {
     const token = rolloutTokenFiles(rolloutToken);
     return {

@@ -12,6 +12,8 @@ the program's outputs): nodes hold no list of what was published. The summary th
 or a later one and halted: named with the node that halted first and why) or pending (the nodes
 not there yet, and their state). Answers are cached for a moment: many askers cost one round.
 
+The same server answers /vps-ha/status (vpsha.status_view): the stack's health at a glance.
+
 usage: vps-ha-rollout-view [--config FILE]
 """
 import json
@@ -23,8 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from vpsha import status_view
 from vpsha.records import NAME, cached_members
 from vpsha.rollout import read_peer
+from vpsha.status_view import StatusView
 
 CONFIG = "/etc/vps-ha/rollout-view.json"
 PATH = "/vps-ha/rollout"
@@ -189,13 +193,18 @@ def encode(doc):
     return (json.dumps(doc, indent=1, ensure_ascii=True) + "\n").encode()
 
 
-def handler_for(view):
+def handler_for(view, status=None):
     class Handler(BaseHTTPRequestHandler):
         server_version = "vps-ha-rollout-view"
 
         def do_GET(self):  # noqa: N802 - the name http.server calls
             url = urlsplit(self.path)
-            code, doc = view.answer(url.query) if url.path == PATH else (404, {"error": "not found"})
+            if url.path == PATH:
+                code, doc = view.answer(url.query)
+            elif url.path == status_view.PATH and status is not None:
+                code, doc = status.answer()
+            else:
+                code, doc = 404, {"error": "not found"}
             body = encode(doc)
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -233,11 +242,18 @@ def load_config(path):
                 "listen": "an address", "port": "a TCP port", "statusPort": "a TCP port",
                 "directoryCache": "an absolute path", "peerTimeoutSeconds": "seconds in (0, 30]",
                 "cacheSeconds": "seconds in [0, 60]"}[k]))
+    problem = status_view.config_problem(cfg.get("status"))
+    if problem:
+        raise SystemExit("%s: %s" % (path, problem))
     return cfg
 
 
-def serve(cfg, view=None):
-    server = ThreadingHTTPServer((cfg["listen"], cfg["port"]), handler_for(view or View(cfg)))
+def serve(cfg, view=None, status=None):
+    """The server for both paths; the status view only when the config has its `status` settings."""
+    view = view or View(cfg)
+    if status is None and "status" in cfg:
+        status = StatusView(cfg, nodes=view.views, members=view.members)
+    server = ThreadingHTTPServer((cfg["listen"], cfg["port"]), handler_for(view, status))
     server.daemon_threads = True
     return server
 
@@ -248,7 +264,7 @@ def main(argv):
         return 2
     cfg = load_config(argv[1] if argv else CONFIG)
     server = serve(cfg)
-    log("answering %s on %s:%d" % (PATH, cfg["listen"], cfg["port"]))
+    log("answering %s and %s on %s:%d" % (PATH, status_view.PATH, cfg["listen"], cfg["port"]))
     server.serve_forever()
     return 0
 
