@@ -17,6 +17,7 @@ import { FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { DB_RESTORE_TOOL } from "../components/render/db-restore";
 import { DIRECTORY_AGENT } from "../components/render/directory-agent";
 import { LEADER_AWAY_SCRIPT } from "../components/render/etcd-leader";
+import { ETCD_READY_TOOL } from "../components/render/patroni";
 import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
 import { PEER_WATCH } from "../components/render/peer-watch";
 import { moduleClosure, moduleImports, PACKAGE_DIR, PACKAGE_SOURCE, PYTHON_LIB, renderLauncher, toolFiles } from "../components/render/python-lib";
@@ -45,6 +46,8 @@ const TOOLS = [
     { command: AFTER_PROMOTE_TOOL, module: "after_promote", roles: ["db"], usage: [] },
     { command: PATRONI_DYNAMIC_TOOL, module: "patroni_config", roles: ["db"], usage: ["--bogus"] },
     { command: LEADER_AWAY_SCRIPT, module: "etcd_leader", roles: ["db"], usage: ["--patroni", "http://x", "--etcd", "http://y", "--every", "soon"] },
+    // On voting members (every member of the prod stack), before Patroni starts.
+    { command: ETCD_READY_TOOL, module: "etcd_ready", roles: ["db"], usage: ["--etcd", "http://x", "--wait", "soon"] },
     // Members with backups on (the prod stack's) bootstrap through the repository.
     { command: DB_RESTORE_TOOL, module: "db_restore", roles: ["db"], usage: ["--scope=prod"] },
     // The monitoring's own signals everywhere; the restore check on members (backups on).
