@@ -50,7 +50,8 @@ export function scrapeJobs(plan: StackPlan): ScrapeJob[] {
         { name: "etcd", port: MONITORING_PORTS.etcdMetrics, path: "/metrics", targets: of((n) => n.etcdVoter), dropMetrics: "grpc_.*|etcd_debugging_.*" },
         { name: "haproxy", port: HAPROXY_PORTS.stats, path: "/metrics", targets: of((n) => n.role === "haproxy"), ...dynamic("haproxy", ["haproxy"]) },
         { name: "prometheus", port: MONITORING_PORTS.prometheus, path: "/metrics", targets: monitors.map(target) },
-        { name: "alertmanager", port: MONITORING_PORTS.alertmanager, path: "/metrics", targets: monitors.map(target) },
+        // Alertmanager runs only when the stack sends alerts (vps-ha:alerts): a job for an absent one would raise MonitoringDown.
+        { name: "alertmanager", port: MONITORING_PORTS.alertmanager, path: "/metrics", targets: plan.config.alerts ? monitors.map(target) : [] },
     ];
     return jobs.filter((j) => j.targets.length > 0 || j.fileSd);
 }
@@ -100,7 +101,6 @@ export function statusViewSpec(plan: StackPlan): StatusViewSpec {
         patroniPort: DB_PORTS.patroni,
         monitors: monitoringNodes(plan).map((n) => ({ name: n.name, address: n.meshAddress })),
         prometheusPort: MONITORING_PORTS.prometheus,
-        alertmanagerPort: MONITORING_PORTS.alertmanager,
         stanza: alertRulesSpec(plan).stanza ?? null,
     };
 }

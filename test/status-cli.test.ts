@@ -124,10 +124,10 @@ describe("npm run status: arguments, outputs, rendering", () => {
     it("the status view's spec: Patroni's port, both monitoring nodes, the stanza (null without backups)", () => {
         const plan = buildPlan(parseStackConfig(raw(withConfig({})), "prod"));
         const spec = statusViewSpec(plan);
-        assert.deepEqual(spec, { patroniPort: 8008, monitors: plan.nodes.filter((n) => n.role === "haproxy").map((n) => ({ name: n.name, address: n.meshAddress })), prometheusPort: 9090, alertmanagerPort: 9093, stanza: "prod" });
+        assert.deepEqual(spec, { patroniPort: 8008, monitors: plan.nodes.filter((n) => n.role === "haproxy").map((n) => ({ name: n.name, address: n.meshAddress })), prometheusPort: 9090, stanza: "prod" });
         // The host firewalls let the HAProxy nodes (where the view runs) reach every source it asks.
         const opens = (role: "db" | "haproxy", port: number) => plan.ports[role].some((r) => r.port === port && r.protocol === "tcp" && r.from.kind === "mesh" && r.from.roles.includes("haproxy"));
-        assert.ok(opens("db", spec.patroniPort) && opens("haproxy", spec.prometheusPort) && opens("haproxy", spec.alertmanagerPort));
+        assert.ok(opens("db", spec.patroniPort) && opens("haproxy", spec.prometheusPort));
         const off = { ...plan, config: { ...plan.config, database: { ...plan.config.database, backups: undefined } } };
         assert.equal(statusViewSpec(off).stanza, null);
         assert.equal(rolloutViewConfig({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: spec }).status.timeoutSeconds, 3);

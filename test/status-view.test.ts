@@ -1,6 +1,6 @@
 // `npm run status` through the real path: Debian 13's HAProxy with the rendered config and token
 // files, the real view service (rollout view + status view) from the rendered files, Debian 13's
-// Prometheus and Alertmanager answering the view's queries, and the CLI (scripts/status.ts) run
+// Prometheus answering the view's queries (its rules firing), and the CLI (scripts/status.ts) run
 // by this Node inside lb-1's namespace. Patroni's REST API, the nodes' rollout status servers and
 // a database member's signal exporter are stand-ins answering recorded documents of their shape.
 import { strict as assert } from "node:assert";
@@ -65,7 +65,7 @@ while True:
     c.close()
 `;
 
-describe("npm run status through real HAProxy, the view, Prometheus and Alertmanager @rootfs @daemons", function () {
+describe("npm run status through real HAProxy, the view and Prometheus @rootfs @daemons", function () {
     this.timeout(900000);
     const LB = "lb-1";
     const DBS = ["db-1", "db-2"];
@@ -110,41 +110,43 @@ describe("npm run status through real HAProxy, the view, Prometheus and Alertman
                 `${SIGNALS.restoreCheckSuccess.name}{stanza="prod"} 1`,
                 `${SIGNALS.restoreCheckLastSuccess.name}{stanza="prod"} ${t - 3600}`,
             ].join("\n") + "\n";
+            // A member's liveness as the stand-in exporter reports it: the test's own alert rule reads it.
+            const exporterMetrics = (up: number) => `${signals}vpsha_test_member_up ${up}\n`;
             for (const n of DBS) {
                 sb.write(n, "/srv/http-stand-in.py", HTTP_STAND_IN);
                 sb.write(n, "/srv/patroni/cluster", cluster("streaming"));
                 sb.start(n, ["python3", "/srv/http-stand-in.py", mesh[n], String(DB_PORTS.patroni), "/srv/patroni"], join(sb.dir, `patroni-${n}.log`));
             }
-            sb.write("db-2", "/srv/exporter/metrics", signals);
+            sb.write("db-2", "/srv/exporter/metrics", exporterMetrics(1));
             sb.start("db-2", ["python3", "/srv/http-stand-in.py", mesh["db-2"], String(MONITORING_PORTS.nodeExporter), "/srv/exporter"], join(sb.dir, "exporter.log"));
 
-            // Prometheus and Alertmanager on lb-1's mesh address at the ports the view asks. Prometheus
-            // scrapes db-2's signals every second with the instance label the rendered config gives (the node's name).
+            // Prometheus on lb-1's mesh address at the port the view asks. It scrapes db-2's signals
+            // every second with the instance label the rendered config gives (the node's name), and
+            // evaluates two rules: the always-firing heartbeat and one on the stand-in's liveness.
+            sb.write(LB, "/srv/rules.yml", [
+                "groups:",
+                "  - name: status-view-test",
+                "    rules:",
+                "      - { alert: Watchdog, expr: vector(1), labels: { severity: none }, annotations: { summary: the monitoring is alive } }",
+                "      - { alert: PatroniMemberDown, expr: vpsha_test_member_up == 0, labels: { severity: critical }, annotations: { summary: '{{ $labels.instance }} is not running' } }",
+            ].join("\n") + "\n");
             sb.write(LB, "/srv/prometheus.yml", [
                 "global: { scrape_interval: 1s, evaluation_interval: 1s }",
+                "rule_files: [/srv/rules.yml]",
                 "scrape_configs:",
                 "  - job_name: node",
                 `    static_configs: [{ targets: ["${mesh["db-2"]}:${MONITORING_PORTS.nodeExporter}"], labels: { instance: db-2, role: db } }]`,
             ].join("\n") + "\n");
-            sb.write(LB, "/srv/alertmanager.yml", "route: { receiver: none }\nreceivers: [{ name: none }]\n");
-            sb.exec(LB, ["mkdir", "-p", "/srv/tsdb", "/srv/am"]);
+            sb.exec(LB, ["mkdir", "-p", "/srv/tsdb"]);
             sb.start(LB, ["prometheus", "--config.file=/srv/prometheus.yml", "--storage.tsdb.path=/srv/tsdb", `--web.listen-address=${mesh[LB]}:${MONITORING_PORTS.prometheus}`], join(sb.dir, "prometheus.log"));
-            sb.start(LB, ["prometheus-alertmanager", "--config.file=/srv/alertmanager.yml", "--storage.path=/srv/am", `--web.listen-address=${mesh[LB]}:${MONITORING_PORTS.alertmanager}`, "--cluster.listen-address="], join(sb.dir, "alertmanager.log"));
 
             const check = sb.exec(LB, ["haproxy", "-c", "-f", HAPROXY_CFG]);
             assert.equal(check.status, 0, check.stdout + check.stderr);
             sb.exec(LB, ["mkdir", "-p", "/run/haproxy", "/var/lib/haproxy"]);
             sb.start(LB, ["haproxy", "-W", "-f", HAPROXY_CFG, "-p", "/run/haproxy.pid"], join(sb.dir, "haproxy.log"));
             sb.start(LB, [ROLLOUT_VIEW], join(sb.dir, "view.log"), { user: "daemon" });
-            const logs = () => ["haproxy.log", "view.log", "prometheus.log", "alertmanager.log"].map((f) => existsSync(join(sb.dir, f)) ? `${f}: ${readFileSync(join(sb.dir, f), "utf8").split("\n").slice(-10).join("\n")}` : `${f}: none`).join("\n");
+            const logs = () => ["haproxy.log", "view.log", "prometheus.log"].map((f) => existsSync(join(sb.dir, f)) ? `${f}: ${readFileSync(join(sb.dir, f), "utf8").split("\n").slice(-10).join("\n")}` : `${f}: none`).join("\n");
             const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-            // The alerts as both Prometheus servers send them: the always-firing heartbeat, and later one that matters.
-            const alert = (name: string, severity: string, labels: Record<string, string>, summary: string) => ({
-                labels: { alertname: name, severity, stack: "prod", ...labels }, annotations: { summary },
-                startsAt: new Date().toISOString(), endsAt: new Date(Date.now() + 3600_000).toISOString(),
-            });
-            const post = (alerts: unknown[]) => sb.exec(LB, ["curl", "-sf", "--max-time", "5", "-H", "Content-Type: application/json", "--data-binary", "@-", `http://${mesh[LB]}:${MONITORING_PORTS.alertmanager}/api/v2/alerts`], { input: JSON.stringify(alerts) });
 
             // The CLI as the user runs it, by this Node in lb-1's network namespace (http:// to an IPv4 address: the mesh).
             const url = `http://${mesh[LB]}${STATUS_VIEW_PATH}`;
@@ -163,10 +165,9 @@ describe("npm run status through real HAProxy, the view, Prometheus and Alertman
                 }
             };
 
-            // Bounded: HAProxy, the view, Prometheus' first scrapes and Alertmanager up; the heartbeat posted until taken.
+            // Bounded: HAProxy, the view and Prometheus' first scrapes and rule evaluations.
             let last: ReturnType<typeof json> | undefined;
             for (let i = 0; i < 60; i++) {
-                post([alert("Watchdog", "none", {}, "the monitoring is alive")]);
                 last = json();
                 if (last.status === 0 && last.doc?.backups?.lastBackup) break;
                 await sleep(1000);
@@ -178,7 +179,7 @@ describe("npm run status through real HAProxy, the view, Prometheus and Alertman
             assert.deepEqual([doc.nodes["db-1"].generation, doc.nodes[LB].generation], [7, 9]);
             assert.deepEqual(doc.patroni.members.map((m: { name: string; role: string; state: string }) => `${m.name} ${m.role} ${m.state}`), ["db-1 leader running", "db-2 sync_standby streaming"]);
             assert.equal(doc.patroni.from, "db-1");
-            // From lb-1's Alertmanager and Prometheus; lb-2 never answered. The heartbeat is not a problem.
+            // From lb-1's Prometheus; lb-2 never answered. The heartbeat, firing there, is not a problem.
             assert.deepEqual([doc.alerts.from, doc.alerts.firing], ["lb-1", []]);
             assert.deepEqual(doc.backups.lastBackup, { finishedAt: t - 600, type: "incr" });
             assert.equal(doc.backups.lastWalArchiveAt, t - 30);
@@ -188,9 +189,9 @@ describe("npm run status through real HAProxy, the view, Prometheus and Alertman
             assert.match(table.stdout, /: healthy, as of /);
             assert.match(table.stdout, /^  restore check      passed on db-2, .*, 6[01] min ago$/m);
 
-            // Degraded: db-2 stopped, and an alert firing.
+            // Degraded: db-2 stopped, and Prometheus's rule on it firing.
             for (const n of DBS) sb.write(n, "/srv/patroni/cluster", cluster("stopped"));
-            post([alert("Watchdog", "none", {}, "the monitoring is alive"), alert("PatroniMemberDown", "critical", { instance: "db-2" }, "db-2 is not running")]);
+            sb.write("db-2", "/srv/exporter/metrics", exporterMetrics(0));
             let degraded: ReturnType<typeof cli> | undefined;
             for (let i = 0; i < 20; i++) {
                 degraded = cli([], token);

@@ -25,10 +25,9 @@ export const STATUS_SIGNALS = ["backupLastSuccess", "walArchiveLastSuccess", "re
 export interface StatusViewSpec {
     /** Patroni's REST API port on each database member's mesh address (GET /cluster). */
     patroniPort: number;
-    /** The nodes running Prometheus and Alertmanager, asked at once; the first that answers is used. */
+    /** The nodes running Prometheus (the alerts firing, the backup signals), asked at once; the first that answers is used. */
     monitors: { name: string; address: string }[];
     prometheusPort: number;
-    alertmanagerPort: number;
     /** The pgBackRest stanza whose backups are shown; null when the stack takes no backups. */
     stanza: string | null;
 }

@@ -1,4 +1,4 @@
-# The status view: Patroni members, Alertmanagers and Prometheus servers are real HTTP servers on
+# The status view: Patroni members and Prometheus servers are real HTTP servers on
 # loopback addresses answering recorded documents (one may be absent, one may accept and never
 # answer); the view reads them over real HTTP, and answers over real HTTP behind the rollout view's server.
 import json
@@ -37,8 +37,8 @@ def cluster(states=None):
 
 def alert(name, severity="critical", **labels):
     return {"labels": {"alertname": name, "severity": severity, "stack": "prod", **labels},
-            "annotations": {"summary": "%s summary" % name}, "startsAt": "2026-12-02T10:00:00Z",
-            "status": {"state": "active", "silencedBy": [], "inhibitedBy": []}}
+            "annotations": {"summary": "%s summary" % name}, "activeAt": "2026-12-02T10:00:00Z",
+            "state": "firing", "value": "1e+00"}
 
 
 def sample(key, value, **labels):
@@ -94,7 +94,7 @@ class Fake:
 
 
 def monitor_routes(alerts=(), samples=SIGNAL_SAMPLES):
-    return {"/api/v2/alerts": [alert("Watchdog", "none"), *alerts],
+    return {"/api/v1/alerts": {"status": "success", "data": {"alerts": [alert("Watchdog", "none"), *alerts]}},
             "/api/v1/query": {"status": "success", "data": {"resultType": "vector", "result": list(samples)}}}
 
 
@@ -117,7 +117,7 @@ def fakes():
 
 def config(port, stanza="prod"):
     return {"cacheSeconds": 0, "status": {
-        "patroniPort": port, "prometheusPort": port, "alertmanagerPort": port, "timeoutSeconds": TIMEOUT,
+        "patroniPort": port, "prometheusPort": port, "timeoutSeconds": TIMEOUT,
         "monitors": MONITORS, "stanza": stanza, "signals": SIGNALS, "ignoreAlerts": ["Watchdog"]}}
 
 
@@ -166,7 +166,7 @@ def test_what_is_asked(fakes):
     finally:
         mon.close()
     asked = dict(mon.asked)
-    assert asked["/api/v2/alerts"] == {"active": ["true"], "silenced": ["false"], "inhibited": ["false"]}
+    assert asked["/api/v1/alerts"] == {}
     assert asked["/api/v1/query"] == {"query": [signal_selector(SIGNALS, "prod")]}
     assert signal_selector(SIGNALS, "prod") == (
         '{__name__=~"vpsha_backup_last_success_timestamp_seconds|vpsha_wal_archive_last_success_timestamp_seconds|'
@@ -202,15 +202,16 @@ def test_all_down(fakes):
     p = doc["problems"]
     assert p[0] == "nodes: the directory agent's cache /var/cache/x cannot be read"
     assert p[1].startswith("patroni: no member answered (db-1: ") and "db-3: " in p[1]
-    assert p[2].startswith("alerts: no Alertmanager answered (lb-1: ") and "lb-2: " in p[2]
+    assert p[2].startswith("alerts: no Prometheus answered (lb-1: ") and "lb-2: " in p[2]
     assert p[3].startswith("backups: no Prometheus answered (lb-1: ")
     assert len(p) == 4
 
 
 def test_degraded(fakes):
-    """A member stopped, one gone from the cluster, a node halted, a silent node, two alerts firing."""
+    """A member stopped, one gone from the cluster, a node halted, a silent node, two alerts firing (one pending)."""
     states = {"db-1": "running", "db-2": "stopped"}
-    alerts = [alert("ReplicaLagHigh", "warning", instance="db-2"), alert("BackupMissing", stanza="prod")]
+    alerts = [alert("ReplicaLagHigh", "warning", instance="db-2"), alert("BackupMissing", stanza="prod"),
+              {**alert("DiskFilling", instance="db-1"), "state": "pending"}]
     port = fakes({**{a: {"/cluster": cluster(states)} for a in DB.values()},
                   **{m["address"]: monitor_routes(alerts) for m in MONITORS}})
     nodes = {**NODES, "db-3": {"role": "db", "answered": False},

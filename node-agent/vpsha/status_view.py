@@ -5,8 +5,9 @@ at /vps-ha/status. One answer gathers, each source read at once and each read bo
   - every node's generation and rollout state: the rollout view's own node reads;
   - Patroni's members, roles, states and lag: `GET /cluster` on every database member of the
     directory, the first member in name order that answered;
-  - the alerts firing: Alertmanager's `GET /api/v2/alerts` on every monitoring node, the first
-    that answered (silenced, inhibited and the always-firing heartbeat left out);
+  - the alerts firing: Prometheus's `GET /api/v1/alerts` on every monitoring node, the first that
+    answered (pending ones and the always-firing heartbeat left out). Prometheus evaluates the
+    rules whether or not Alertmanager runs (only with vps-ha:alerts), so the view reads them there;
   - the last backup, WAL archive and restore check: one Prometheus query of vps-ha's own signals.
 A source that does not answer is named as such in the answer, and makes the stack "degraded":
 health that cannot be seen is not called healthy.
@@ -15,7 +16,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from vpsha.rest import request
 
@@ -85,20 +86,21 @@ def patroni_cluster(doc):
 
 
 def alert_list(doc, ignore):
-    """The firing alerts of an Alertmanager v2 answer (a list), or None when it is not one."""
-    if not isinstance(doc, list):
+    """The firing alerts of a Prometheus `/api/v1/alerts` answer, or None when it is not one."""
+    data = doc.get("data") if isinstance(doc, dict) and doc.get("status") == "success" else None
+    alerts = data.get("alerts") if isinstance(data, dict) else None
+    if not isinstance(alerts, list):
         return None
     firing = []
-    for a in doc:
+    for a in alerts:
         if not isinstance(a, dict) or not isinstance(a.get("labels"), dict):
             continue
         labels = a["labels"]
-        status = a.get("status") if isinstance(a.get("status"), dict) else {}
-        if labels.get("alertname") in ignore or status.get("state", "active") != "active":
+        if labels.get("alertname") in ignore or a.get("state") != "firing":
             continue
         annotations = a.get("annotations") if isinstance(a.get("annotations"), dict) else {}
         firing.append({"name": labels.get("alertname"), "severity": labels.get("severity"),
-                       "summary": annotations.get("summary"), "since": a.get("startsAt"),
+                       "summary": annotations.get("summary"), "since": a.get("activeAt"),
                        "labels": {k: labels[k] for k in ALERT_LABELS if k in labels and k != "severity"}})
     return sorted(firing, key=lambda f: (str(f["name"]), json.dumps(f["labels"], sort_keys=True)))
 
@@ -169,7 +171,7 @@ def problems_of(nodes, patroni, alerts, backups, db_names):
         if patroni.get("paused"):
             out.append("patroni: paused (maintenance mode): no failover happens")
     if not alerts["answered"]:
-        out.append("alerts: no Alertmanager answered (%s)" % alerts["error"])
+        out.append("alerts: no Prometheus answered (%s)" % alerts["error"])
     else:
         for a in alerts["firing"]:
             where = ", ".join("%s=%s" % kv for kv in sorted(a["labels"].items()))
@@ -215,8 +217,7 @@ class StatusView:
 
     def alerts(self):
         s = self.status
-        query = urlencode({"active": "true", "silenced": "false", "inhibited": "false"})
-        sources = [(m["name"], "http://%s:%d/api/v2/alerts?%s" % (m["address"], s["alertmanagerPort"], query))
+        sources = [(m["name"], "http://%s:%d/api/v1/alerts" % (m["address"], s["prometheusPort"]))
                    for m in s["monitors"]]
         head, firing = first_answer(sources, self._ask(lambda doc: alert_list(doc, set(s["ignoreAlerts"]))))
         return {**head, "firing": firing} if firing is not None else head
@@ -269,7 +270,6 @@ def config_problem(status):
     checks = {
         "patroniPort": (port, "a TCP port"),
         "prometheusPort": (port, "a TCP port"),
-        "alertmanagerPort": (port, "a TCP port"),
         "timeoutSeconds": (lambda v: _number(v) is not None and 0 < v <= 10, "seconds in (0, 10]"),
         "monitors": (lambda v: isinstance(v, list) and v and all(
             isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("address"), str) for m in v),
