@@ -3,6 +3,7 @@
 // through HAProxy, the metadata address, the app container), each drill once, then a teardown
 // that leaves nothing behind.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseJsonLines } from "../../scripts/lab/load/json-lines";
@@ -19,7 +20,14 @@ import { sleep } from "../../scripts/lab/exec";
 import { PATRONI_CONFIG, PATRONI_UNIT } from "../../components/render/patroni";
 import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_UNIT } from "../../components/render/patroni-dynamic";
 import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
+import { ROLLOUT_TOKEN_FILE } from "../../components/render/haproxy";
+import { STATUS_VIEW_PATH } from "../../components/render/rollout-view";
+import { EDGE_ADDRESS } from "../../scripts/lab/edge";
 import { itTearsDownCleanly, labLog as log, labSuite } from "../helpers/lab";
+
+const ROOT = join(__dirname, "..", "..");
+const TSX_CLI = join(ROOT, "node_modules", "tsx", "dist", "cli.mjs");
+const STATUS_SCRIPT = join(ROOT, "scripts", "status.ts");
 
 /** A connection through an HAProxy node's primary port, from that node: "ok" or the server's refusal. */
 function connectScript(host: string, user: string, dbname: string, password: string): string {
@@ -44,6 +52,27 @@ describe("the prod stack in the lab @lab", function () {
             assert.equal(mesh?.detail, `reaches ${run.specs.length - 1} peer(s)`, h.name);
         }
         run.notePids();
+    });
+
+    it("npm run status says the stack is healthy, through the edge, as its user runs it", async function () {
+        const lb = labNodes().find((n) => n.role === "haproxy");
+        assert.ok(lb);
+        // The token as pulumi up gives it to the HAProxy nodes (a secret stack output for the user).
+        const token = (await execInNode(lb.name, ["cat", ROLLOUT_TOKEN_FILE], { timeoutMs: 5_000 })).stdout.trim();
+        const status = () => new Promise<{ code: number; out: string }>((done) => {
+            execFile(process.execPath, [TSX_CLI, STATUS_SCRIPT, "--url", `http://${EDGE_ADDRESS}${STATUS_VIEW_PATH}`], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", VPS_HA_STATUS_TOKEN: token }, timeout: 60_000 }, (err, stdout, stderr) =>
+                done({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, out: `${stdout}${stderr}` }));
+        });
+        // Bounded: the monitoring's first scrapes and rule evaluations after the bring-up.
+        let last = await status();
+        for (let i = 0; i < 30 && last.code !== 0; i++) {
+            await sleep(3_000);
+            last = await status();
+        }
+        log(last.out);
+        assert.equal(last.code, 0, last.out);
+        assert.match(last.out, /: healthy, as of /);
+        for (const n of labNodes()) assert.match(last.out, new RegExp(`^  ${n.name} +${n.role} +\\d+ +healthy$`, "m"), n.name);
     });
 
     it("keeps Patroni's dynamic configuration as the stack file says: a member that boots puts back what was changed", async function () {
