@@ -1,8 +1,9 @@
 // Debian 13's unattended-upgrades on every node: apt's daily timers fetch the package lists and
 // install what Debian's security archive publishes, except the daemons whose restart the rollout
-// orders (a database member, an etcd voter, the HAProxy pair): those wait for a vps-ha release,
-// which restarts them one node at a time. Two apt.conf files: 20auto-upgrades (the periodic
-// switches) and vps-ha's drop-in, read after Debian's 50unattended-upgrades and replacing its lists.
+// orders (a database member, an etcd voter, the HAProxy pair): those are upgraded one node at a
+// time (README: Security updates), never by every node's timer at once. Two apt.conf files:
+// 20auto-upgrades (the periodic switches) and vps-ha's drop-in, read after Debian's
+// 50unattended-upgrades and replacing its lists.
 import { CloudConfigPart } from "./cloud-config";
 
 export const AUTO_UPGRADES_CONF = "/etc/apt/apt.conf.d/20auto-upgrades";
@@ -33,15 +34,19 @@ export const NODE_UNATTENDED_UPGRADES: UnattendedUpgradesSpec = { origins: [SECU
 
 type AptValue = string | readonly string[];
 
-/** apt.conf syntax: `Key "value";`, a list as `#clear Key;` then `Key { "a"; "b"; };` (a list replaces, not appends). */
-export function renderAptConf(header: string, entries: Record<string, AptValue>): string {
+/**
+ * apt.conf syntax: `Key "value";`, a list as `#clear Key;` then `Key { "a"; "b"; };` (a list
+ * replaces, not appends); `header` and `notes` (by key, above it) as // comments.
+ */
+export function renderAptConf(header: readonly string[], entries: Record<string, AptValue>, notes: Record<string, string> = {}): string {
     const quote = (v: string) => {
         if (/["\n\\]/.test(v)) throw new Error(`apt.conf: value ${JSON.stringify(v)} must not hold a quote, a backslash or a newline`);
         return `"${v}"`;
     };
-    const lines = [`// ${header}`];
+    const lines = header.map((h) => `// ${h}`);
     for (const [key, value] of Object.entries(entries)) {
         if (!/^[A-Za-z][A-Za-z0-9-]*(::[A-Za-z][A-Za-z0-9-]*)*$/.test(key)) throw new Error(`apt.conf: key "${key}" must be names joined by ::`);
+        if (notes[key]) lines.push(`// ${notes[key]}`);
         if (typeof value === "string") lines.push(`${key} ${quote(value)};`);
         else lines.push(`#clear ${key};`, `${key} {`, ...value.map((v) => `    ${quote(v)};`), "};");
     }
@@ -60,7 +65,7 @@ function check(spec: UnattendedUpgradesSpec): void {
 
 /** The periodic switches apt.systemd.daily reads: lists updated and upgrades run daily. */
 export function renderAutoUpgrades(): string {
-    return renderAptConf("vps-ha: apt's daily timers update the package lists and run unattended-upgrade. Rendered by the program.", {
+    return renderAptConf(["vps-ha: apt's daily timers update the package lists and run unattended-upgrade. Rendered by the program."], {
         "APT::Periodic::Update-Package-Lists": "1",
         "APT::Periodic::Unattended-Upgrade": "1",
     });
@@ -68,18 +73,23 @@ export function renderAutoUpgrades(): string {
 
 export function renderUnattendedUpgrades(spec: UnattendedUpgradesSpec): string {
     check(spec);
-    return (
-        "// vps-ha: what unattended-upgrades installs. Rendered by the program; read after Debian's\n" +
-        "// 50unattended-upgrades, whose lists the #clear lines replace. Held packages reach the nodes\n" +
-        "// through a vps-ha release, which restarts them one node at a time.\n" +
-        renderAptConf("Never a reboot on its own: a database member's reboot is ordered like any other restart.", {
+    return renderAptConf(
+        [
+            "vps-ha: what unattended-upgrades installs. Rendered by the program; read after Debian's",
+            "50unattended-upgrades, whose lists the #clear lines replace.",
+        ],
+        {
             "Unattended-Upgrade::Origins-Pattern": spec.origins,
             "Unattended-Upgrade::Package-Blacklist": spec.held,
             "Unattended-Upgrade::Automatic-Reboot": "false",
-            // No dependency removals behind the program's back: it names every package a node holds.
             "Unattended-Upgrade::Remove-Unused-Dependencies": "false",
             "Unattended-Upgrade::Remove-New-Unused-Dependencies": "false",
-        })
+        },
+        {
+            "Unattended-Upgrade::Package-Blacklist": "Restarted one node at a time, never all at once by the nodes' daily timers (README: Security updates).",
+            "Unattended-Upgrade::Automatic-Reboot": "A database member's reboot is ordered like any other restart: never one on its own.",
+            "Unattended-Upgrade::Remove-Unused-Dependencies": "No removals behind the program's back: it names every package a node holds.",
+        },
     );
 }
 
