@@ -8,6 +8,7 @@ import { CloudConfigPart } from "./cloud-config";
 
 export const AUTO_UPGRADES_CONF = "/etc/apt/apt.conf.d/20auto-upgrades";
 export const UNATTENDED_UPGRADES_CONF = "/etc/apt/apt.conf.d/52vps-ha-unattended-upgrades";
+/** Its dependency python3-apt is what the upgrades' signals (vpsha.upgrades) read apt with. */
 export const UNATTENDED_UPGRADES_PACKAGES = ["unattended-upgrades"] as const;
 /** apt.systemd.daily's install stage (runs unattended-upgrade) and its download stage. */
 export const APT_UPGRADE_UNIT = "apt-daily-upgrade.service";
