@@ -4,7 +4,8 @@
 // archive's) offers a newer dummy package, a newer pgbouncer (held) and a newer dummy from the
 // main archive. With the node's rendered apt configuration the security dummy is upgraded, the
 // held daemon and the point-release dummy are not, no reboot happens, and the node's signal
-// collector reports what is pending, the run and the reboot the upgrade asked for.
+// collector reports what is pending, the run and the reboot the upgrade asked for; a later run
+// whose upgrade fails writes no stamp, so the reported last success stays where it was.
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
 import { Evaluation } from "../scripts/lib/mock-program";
@@ -21,8 +22,8 @@ interface WriteFile { path: string; content: string; owner?: string; permissions
 const NODE = "db-1";
 const REPO = "/srv/vps-ha-test-repo";
 
-/** Builds the dummy packages and the repository inside the node (dpkg-deb is in the root filesystem). */
-const BUILD_REPO = String.raw`set -eu
+/** Builds a dummy package into the repository's pool, and a dist's index and Release file (sourced by the scripts below). */
+const REPO_LIB = String.raw`REPO=${REPO}
 arch=$(dpkg --print-architecture)
 work=$(mktemp -d)
 deb() { # name version dist [postinst]
@@ -42,7 +43,11 @@ release() { # dist label suite
     printf 'Origin: Debian\nLabel: %s\nSuite: %s\nCodename: %s\nDate: %s\nArchitectures: %s\nComponents: main\nSHA256:\n %s %s %s\n' \
         "$2" "$3" "$1" "$(date -Ru)" "$arch" "$(sha256sum "$dir/$p" | cut -d' ' -f1)" "$(stat -c %s "$dir/$p")" "$p" > "$dir/Release"
 }
-REPO=${REPO}
+`;
+
+/** The dummies installed, the repository built, and the node's sources pointing at it alone. */
+const BUILD_REPO = String.raw`set -eu
+. /usr/local/lib/vps-ha-test-repo.sh
 # Installed first: the two dummies' old versions.
 deb vpsha-security-dummy 1.0 old
 deb vpsha-main-dummy 1.0 old
@@ -57,7 +62,6 @@ release trixie Debian stable
 # The node reaches this repository only: no network here.
 rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
 printf 'deb [trusted=yes] file:%s trixie-security main\ndeb [trusted=yes] file:%s trixie main\n' "$REPO" "$REPO" > /etc/apt/sources.list.d/vps-ha-test.list
-rm -rf "$work"
 `;
 
 describe("unattended-upgrades with a node's rendered apt configuration @rootfs", function () {
@@ -88,6 +92,7 @@ describe("unattended-upgrades with a node's rendered apt configuration @rootfs",
         const files = doc.write_files.filter((f) => wanted(f.path));
         for (const p of [AUTO_UPGRADES_CONF, UNATTENDED_UPGRADES_CONF, SIGNALS_TOOL]) assert.ok(files.some((f) => f.path === p), `${NODE} gets ${p}`);
         for (const f of files) sb.write(NODE, f.path, f.content, f.permissions ?? "0644", "root:root");
+        sb.write(NODE, "/usr/local/lib/vps-ha-test-repo.sh", REPO_LIB);
         const built = run(["sh", "-c", BUILD_REPO]);
         assert.equal(built.status, 0, `building the test repository: ${built.stdout}${built.stderr}`);
     });
@@ -145,5 +150,21 @@ describe("unattended-upgrades with a node's rendered apt configuration @rootfs",
         const r = run(line!.replace(/^ExecStopPost=-/, "").split(" "));
         assert.equal(r.status, 0, r.stdout + r.stderr);
         assert.match(signalFile(), /^vpsha_upgrades_pending\{waits_for="release"\} 1$/m);
+    });
+    it("a run that fails leaves the last success where it was: the security updates' time ages toward UpgradesFailing", () => {
+        // A newer security dummy whose configuration fails, as a broken maintainer script does.
+        const built = run(["sh", "-c", "set -eu; . /usr/local/lib/vps-ha-test-repo.sh; deb vpsha-security-dummy 1.2 trixie-security 'exit 1'; release trixie-security Debian-Security stable-security"]);
+        assert.equal(built.status, 0, built.stdout + built.stderr);
+        // apt.systemd.daily runs each stage once a day: both stamps two days old, as before a day's run.
+        assert.equal(run(["touch", "-d", "2 days ago", "/var/lib/apt/periodic/update-stamp", "/var/lib/apt/periodic/upgrade-stamp"]).status, 0);
+        const before = Number(run(["stat", "-c", "%Y", "/var/lib/apt/periodic/upgrade-stamp"]).stdout);
+        assert.equal(run(["/usr/lib/apt/apt.systemd.daily", "update"]).status, 0);
+        const r = run(["/usr/lib/apt/apt.systemd.daily", "install"], 300_000);
+        assert.equal(r.status, 0, `apt.systemd.daily itself exits 0: ${r.stdout}${r.stderr}`);
+        const log = run(["cat", "/var/log/unattended-upgrades/unattended-upgrades.log"]).stdout;
+        assert.match(log, /Packages that will be upgraded: vpsha-security-dummy\n(.*\n)*.*ERROR/, log);
+        assert.equal(Number(run(["stat", "-c", "%Y", "/var/lib/apt/periodic/upgrade-stamp"]).stdout), before, "the failed run wrote no stamp");
+        const text = collect();
+        assert.equal(value(text, SIGNALS.upgradesLastSuccess.name), before, text);
     });
 });
