@@ -16,6 +16,7 @@ import { meshPart } from "./render/mesh";
 import { HostFirewallRule, hostFirewallPart } from "./render/nftables";
 import { PEER_WATCH_UNIT, peerWatchConfig, peerWatchPart } from "./render/peer-watch";
 import { rolloutStatusPart } from "./render/rollout-status";
+import { unattendedUpgradesPart } from "./render/unattended-upgrades";
 import { MeshInterface } from "./render/wireguard";
 
 export function hostFirewallRules(plan: StackPlan, node: PlannedNode): HostFirewallRule[] {
@@ -76,6 +77,8 @@ export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKe
         peerWatchPart(peerWatchConfig(node.name)),
         // The group's other nodes read this node's rollout state here (components/rollout.ts).
         rolloutStatusPart({ meshAddress: node.meshAddress, port: ROLLOUT_STATUS_PORT }),
+        // Debian's security updates, the rollout's daemons held for a release.
+        unattendedUpgradesPart(),
         ...roleParts,
     ];
 }

@@ -51,6 +51,15 @@ export const ALERT_BOUNDS = {
     unitFailedSeconds: 60,
     noAppServerSeconds: 60,
     poolerPausedSeconds: 120,
+    /**
+     * Security updates not current this long: apt's timers run daily (06:00 and a random hour), so
+     * two missed days are tolerated, three are not. The same bound for upgrades that a run keeps back.
+     */
+    upgradesStaleSeconds: 3 * 86400,
+    /** An installed upgrade waiting this long for a reboot nobody ordered. */
+    rebootRequiredSeconds: 7 * 86400,
+    /** A held package's security upgrade (PostgreSQL, Patroni, etcd, HAProxy, pgbouncer) waiting this long for a rollout. */
+    heldUpgradeSeconds: 14 * 86400,
 } as const;
 
 export interface AlertRulesSpec {
@@ -105,6 +114,12 @@ export function alertGroups(spec: AlertRulesSpec): { name: string; rules: Rule[]
         rule("DesiredStateStale", `${S.desiredStateGeneration.name} < scalar(max(${S.desiredStateGeneration.name}))`, B.behindSeconds, "warning", "{{ $labels.instance }} applies an older desired state than other nodes", "Its generation has been behind the newest one for 10 minutes.", "behind"),
         rule("RolloutHalted", `${S.rolloutState.name}{state="halted"} == 1`, 0, "critical", "The rollout halted at {{ $labels.instance }}", "The node did not come back healthy after a change; the rollout waits for a repair or a new generation."),
         rule("HaproxyNoAppServer", 'haproxy_backend_active_servers{proxy="app"} == 0', B.noAppServerSeconds, "critical", "HAProxy on {{ $labels.instance }} has no healthy app server", "Every app server of the live release fails its health check; this HAProxy node answers no visitor."),
+        rule("UpgradesFailing", `time() - ${S.upgradesLastSuccess.name} > ${B.upgradesStaleSeconds}`, 0, "warning", "Security updates on {{ $labels.instance }} are {{ $value | humanizeDuration }} old", "apt's package lists have not updated, or unattended-upgrades has not finished without an error, for 3 days. /var/log/unattended-upgrades/ and journalctl -u apt-daily.service -u apt-daily-upgrade.service on the node say why."),
+        rule("UpgradesFailing", `up{job="node"} == 1 unless on (instance) ${S.upgradesLastSuccess.name}`, B.upgradesStaleSeconds, "warning", "{{ $labels.instance }} has never reported security updates installed", "No successful package list update and unattended-upgrades run in 3 days.", "unreported"),
+        rule("UpgradesFailing", `${S.upgradesPending.name}{waits_for="unattended-upgrades"} > 0`, B.upgradesStaleSeconds, "warning", "{{ $value }} security upgrades on {{ $labels.instance }} are kept back", "unattended-upgrades runs but has not installed them for 3 days (a dependency on a held package, a conflict, a dpkg error). /var/log/unattended-upgrades/ on the node says why.", "kept-back"),
+        rule("RebootRequired", `${S.rebootRequired.name} == 1`, B.rebootRequiredSeconds, "warning", "{{ $labels.instance }} has waited 7 days for a reboot", "An installed upgrade (a kernel, a core library) takes effect only after a reboot, and nodes never reboot on their own. Reboot it when its role allows (a database member: a replica, or after a switchover)."),
+        // Held on purpose (their restart is the rollout's to order), so not before two weeks: a reminder, not an emergency.
+        rule("HeldUpgradesPending", `${S.upgradesPending.name}{waits_for="release"} > 0`, B.heldUpgradeSeconds, "warning", "{{ $value }} held security upgrades on {{ $labels.instance }} have waited 14 days", "PostgreSQL, Patroni, etcd, HAProxy and pgbouncer are not upgraded unattended; README (Security updates) says how to roll them out one node at a time."),
         rule("PoolerPaused", `${S.poolerPaused.name} == 1`, B.poolerPausedSeconds, "critical", "pgbouncer on {{ $labels.instance }} has been paused for 2 minutes", "A switchover paused it and did not resume it; pooled clients wait and time out. RESUME it on the admin console."),
     ];
     const database = !spec.hasDatabase

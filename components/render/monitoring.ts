@@ -23,6 +23,7 @@ import { PROMETHEUS_CONFIG, PROMETHEUS_DEFAULTS, PROMETHEUS_UNIT, renderPromethe
 import { toolFiles } from "./python-lib";
 import { renderSignalTable } from "./signals";
 import { renderUnit } from "./systemd";
+import { APT_UPGRADE_UNIT } from "./unattended-upgrades";
 
 /** The directory agent's settings for Prometheus' targets (monitoring nodes). */
 export const PROMETHEUS_DIRECTORY = `${DIRECTORY_CONFIG_DIR}/prometheus.json`;
@@ -34,7 +35,11 @@ export { DESIRED_STATUS };
 /** Every minute: the node's own state; every 10 minutes: the repository (each run lists the bucket). */
 export const SIGNALS_UNIT = "vps-ha-signals";
 export const BACKUP_SIGNALS_UNIT = "vps-ha-signals-backup";
-export const SIGNAL_INTERVALS = { node: "1min", backup: "10min" } as const;
+/** The upgrades' signals: hourly (each run reads apt's whole cache), and after each unattended-upgrades run. */
+export const UPGRADE_SIGNALS_UNIT = "vps-ha-signals-upgrades";
+export const SIGNAL_INTERVALS = { node: "1min", backup: "10min", upgrades: "1h" } as const;
+/** apt-daily-upgrade.service's drop-in: the upgrades' signals once unattended-upgrades has run, passed or not. */
+export const APT_UPGRADE_DROPIN = `/etc/systemd/system/${APT_UPGRADE_UNIT}.d/vps-ha-signals.conf`;
 /** Creates postgres_exporter's role on the primary (replicas get it by replication); until it exists. */
 export const MONITOR_ROLE_UNIT = "vps-ha-monitor-role";
 export const MONITOR_ROLE_SCRIPT = "/usr/local/lib/vps-ha/monitor-role";
@@ -82,6 +87,8 @@ export function signalsConfig(plan: StackPlan, node: PlannedNode, secrets: Monit
         signalTable: SIGNAL_TABLE,
         desiredStatus: DESIRED_STATUS,
         directoryStatus: DIRECTORY_STATUS,
+        // Where apt keeps what the upgrades' signals read: vpsha.upgrades' defaults.
+        upgrades: {},
         ...(Object.keys(certificates).length ? { certificates } : {}),
         ...(backups ? { stanza: plan.config.stack, pgbackrestUser: "postgres" } : {}),
         ...(node.role === "haproxy" && secrets.poolerAdminPassword
@@ -178,17 +185,25 @@ function nodePart(plan: StackPlan, node: PlannedNode, secrets: MonitoringSecrets
             { path: SIGNALS_CONFIG, content: JSON.stringify(cfg, null, 1) + "\n", permissions: "0600" },
             ...signalUnits(SIGNALS_UNIT, "vps-ha signals for node_exporter", nodeCollectors(cfg), SIGNAL_INTERVALS.node),
             ...(backup ? signalUnits(BACKUP_SIGNALS_UNIT, "vps-ha backup signals for node_exporter", ["backup"], SIGNAL_INTERVALS.backup) : []),
+            ...signalUnits(UPGRADE_SIGNALS_UNIT, "vps-ha upgrade signals for node_exporter", ["upgrades"], SIGNAL_INTERVALS.upgrades),
+            {
+                path: APT_UPGRADE_DROPIN,
+                // ExecStopPost: runs whether the upgrade run passed or failed; "-": its own failure does not fail the run.
+                content: renderUnit({ Service: { ExecStopPost: `-${SIGNALS_TOOL} --config ${SIGNALS_CONFIG} upgrades` } }),
+            },
         ],
         commands: [
             ["systemctl", "daemon-reload"],
             ["systemctl", "restart", NODE_EXPORTER_UNIT],
             ["systemctl", "enable", "--now", `${SIGNALS_UNIT}.timer`],
+            ["systemctl", "enable", "--now", `${UPGRADE_SIGNALS_UNIT}.timer`],
             ...(backup ? [["systemctl", "enable", "--now", `${BACKUP_SIGNALS_UNIT}.timer`]] : []),
         ],
         // The collectors' service files and code are read at each run; only flags and timers need a restart.
         restarts: [
             { unit: NODE_EXPORTER_UNIT, paths: [NODE_EXPORTER_DEFAULTS] },
             { unit: `${SIGNALS_UNIT}.timer`, paths: [unitPath(`${SIGNALS_UNIT}.timer`)] },
+            { unit: `${UPGRADE_SIGNALS_UNIT}.timer`, paths: [unitPath(`${UPGRADE_SIGNALS_UNIT}.timer`)] },
             ...(backup ? [{ unit: `${BACKUP_SIGNALS_UNIT}.timer`, paths: [unitPath(`${BACKUP_SIGNALS_UNIT}.timer`)] }] : []),
         ],
     };

@@ -20,6 +20,8 @@ export interface SignalDef {
 
 export const ROLLOUT_STATES = ["idle", "waiting", "applying", "halted"] as const;
 export const BACKUP_TYPES = ["full", "diff", "incr"] as const;
+/** What a pending security upgrade waits for: unattended-upgrades' next run, or a release (held packages). */
+export const UPGRADE_WAITS = ["unattended-upgrades", "release"] as const;
 
 export const SIGNALS = {
     walArchiveLastSuccess: {
@@ -111,14 +113,15 @@ export const SIGNALS = {
     upgradesPending: {
         name: "vpsha_upgrades_pending",
         type: "gauge",
-        help: "Packages with an upgrade available that unattended-upgrades has not installed yet.",
-        labels: [],
+        help: "Upgradable packages from the archives unattended-upgrades installs from (Debian's security archive), by what they wait for: its next run, or a vps-ha release (a held package).",
+        labels: ["waits_for"],
+        labelValues: { waits_for: UPGRADE_WAITS },
         file: "vpsha-upgrades.prom",
     },
     upgradesLastSuccess: {
         name: "vpsha_unattended_upgrades_last_success_timestamp_seconds",
         type: "gauge",
-        help: "Unix time of unattended-upgrades' last run that finished without an error.",
+        help: "Unix time security updates were current as of: the older of apt's last successful package list update and unattended-upgrades' last run that finished without an error.",
         labels: [],
         file: "vpsha-upgrades.prom",
     },

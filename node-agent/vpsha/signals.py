@@ -18,6 +18,9 @@ Collectors (each writes its own file; one failing leaves the others' files and i
   pooler        whether pgbouncer holds the app's database paused (SHOW DATABASES on its
                 admin console)
   certificates  each named certificate's notAfter
+  upgrades      security upgrades pending (for unattended-upgrades, or held for a release), the
+                last run that left security updates current, whether a reboot is required
+                (vpsha.upgrades: what apt and unattended-upgrades record)
 
 Exit: 0 every collector asked for wrote its file; 1 one or more failed (each named on stderr).
 
@@ -31,8 +34,10 @@ import re
 import subprocess
 import sys
 
+from vpsha import upgrades
+
 DEFAULT_CONFIG = "/etc/vps-ha/signals.json"
-COLLECTORS = ("backup", "desired", "directory", "pooler", "certificates")
+COLLECTORS = ("backup", "desired", "directory", "pooler", "certificates", "upgrades")
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9._/:@-]{1,200}$")
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 PGBACKREST_TIMEOUT = 120
@@ -322,6 +327,11 @@ def collect(cfg, table, name):
         return collect_directory(cfg, table)
     if name == "pooler":
         return collect_pooler(cfg)
+    if name == "upgrades":
+        try:
+            return upgrades.samples(cfg)
+        except upgrades.Bad as e:
+            raise Bad(str(e)) from None
     return collect_certificates(cfg)
 
 
@@ -332,9 +342,10 @@ WRITES = {
     "directory": ["directoryLastSuccess", "directorySerial", "directoryRefused"],
     "pooler": ["poolerPaused"],
     "certificates": ["certificateExpiry"],
+    "upgrades": ["upgradesPending", "upgradesLastSuccess", "rebootRequired"],
 }
 REQUIRED = {"backup": "stanza", "desired": "desiredStatus", "directory": "directoryStatus", "pooler": "pooler",
-            "certificates": "certificates"}
+            "certificates": "certificates", "upgrades": "upgrades"}
 
 
 def read_config(path):
