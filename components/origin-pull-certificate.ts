@@ -1,0 +1,59 @@
+// Authenticated Origin Pulls for this stack's hostnames: a client certificate made here
+// (@pulumi/tls, its key secret in state) that Cloudflare presents on every connection it opens to
+// the HAProxy nodes for the app's and the candidate's hostnames. Per hostname, not the zone-wide
+// shared certificate, which every Cloudflare account presents: HAProxy trusts this certificate
+// alone, so only this zone's proxy (with its WAF and rate limits) reaches the origins.
+import * as cloudflare from "@pulumi/cloudflare";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import { frontDoorHostnames } from "./config";
+import { StackPlan } from "./plan";
+
+/**
+ * As long as the origin certificate (ORIGIN_CERT_VALIDITY_DAYS): HAProxy holds it in its
+ * user-data, so a new one replaces both HAProxy servers; and an expired one Cloudflare would
+ * still present, every request then refused.
+ */
+export const ORIGIN_PULL_CERT_VALIDITY_HOURS = 5475 * 24;
+
+export interface OriginPullCertificateArgs {
+    plan: StackPlan;
+}
+
+/** The hostnames Cloudflare presents the certificate for: the app's and the release candidate's. */
+export function originPullHostnames(plan: Pick<StackPlan, "config">): string[] {
+    const names = frontDoorHostnames(plan.config);
+    return [names.app, names.candidate];
+}
+
+export class OriginPullCertificate extends pulumi.ComponentResource {
+    /** The client certificate (self-signed, PEM): HAProxy's ca-file, not secret; resolves once AOP is on for the hostnames. */
+    readonly certificatePem: pulumi.Output<string>;
+
+    constructor(name: string, args: OriginPullCertificateArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vps-ha:index:OriginPullCertificate", name, {}, opts);
+        const config = args.plan.config;
+        const zoneId = config.cloudflare.zoneId;
+        // RSA: what Cloudflare's per-hostname upload documents; the key stays in state and Cloudflare.
+        const key = new tls.PrivateKey(`${name}-key`, { algorithm: "RSA", rsaBits: 2048 }, { parent: this });
+        const cert = new tls.SelfSignedCert(`${name}-cert`, {
+            privateKeyPem: key.privateKeyPem,
+            subject: { commonName: `${frontDoorHostnames(config).app} origin pull`, organization: "vps-ha" },
+            validityPeriodHours: ORIGIN_PULL_CERT_VALIDITY_HOURS,
+            allowedUses: ["digital_signature", "key_encipherment", "client_auth"],
+        }, { parent: this });
+        const uploaded = new cloudflare.AuthenticatedOriginPullsHostnameCertificate(`${name}-upload`, {
+            zoneId,
+            certificate: cert.certPem,
+            privateKey: pulumi.secret(key.privateKeyPem),
+        }, { parent: this });
+        const enabled = new cloudflare.AuthenticatedOriginPulls(`${name}-hostnames`, {
+            zoneId,
+            configs: originPullHostnames(args.plan).map((hostname) => ({ hostname, certId: uploaded.id, enabled: true })),
+        }, { parent: this });
+        // Known only once Cloudflare presents it: HAProxy asks for it after that, never before
+        // (a server that asks for no certificate is sent none, so the switch refuses nobody).
+        this.certificatePem = pulumi.all([cert.certPem, enabled.id]).apply(([c]) => c);
+        this.registerOutputs({ certificatePem: this.certificatePem });
+    }
+}
