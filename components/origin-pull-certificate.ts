@@ -38,7 +38,9 @@ export class OriginPullCertificate extends pulumi.ComponentResource {
         const key = new tls.PrivateKey(`${name}-key`, { algorithm: "RSA", rsaBits: 2048 }, { parent: this });
         const cert = new tls.SelfSignedCert(`${name}-cert`, {
             privateKeyPem: key.privateKeyPem,
-            subject: { commonName: `${frontDoorHostnames(config).app} origin pull`, organization: "vps-ha" },
+            // Named for the stack, not its hostnames: renaming a hostname keeps the certificate (a
+            // new one would be presented before HAProxy trusts it, refusing visitors meanwhile).
+            subject: { commonName: `${pulumi.getProject()}-${config.stack} origin pull`, organization: "vps-ha" },
             validityPeriodHours: ORIGIN_PULL_CERT_VALIDITY_HOURS,
             allowedUses: ["digital_signature", "key_encipherment", "client_auth"],
         }, { parent: this });

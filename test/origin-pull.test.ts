@@ -11,7 +11,7 @@ import { originPullClientOf } from "../scripts/lab/edge/spec";
 import { evaluate, ofType } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
-import { prodNodes, withConfig } from "./helpers/stack";
+import { prodNodes, prodStack, withConfig } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
 
 const T = {
@@ -59,6 +59,12 @@ describe("Authenticated Origin Pulls (mock runtime)", function () {
         ]);
         assert.equal(ofType(prod, T.zonePulls).length, 0, "the zone's own AOP setting reaches other stacks' hostnames");
         for (const h of ["app.example.com", "candidate.example.com"]) assert.equal(originPullClientOf(prod, h).certificate, upload.inputs.certificate);
+    });
+
+    it("keeps the certificate when the hostnames change (a new one would be refused until HAProxy trusts it)", async () => {
+        const renamed = await evaluate(withConfig({ cloudflare: { ...JSON.parse(prodStack().values["vps-ha:cloudflare"]), hostname: "www.example.com", candidateHostname: "next.example.com" } }));
+        assert.deepEqual(ofType(renamed, T.cert)[0].inputs.subject, ofType(prod, T.cert)[0].inputs.subject);
+        assert.deepEqual((ofType(renamed, T.pulls)[0].inputs.configs as { hostname: string }[]).map((c) => c.hostname), ["www.example.com", "next.example.com"]);
     });
 
     it("HAProxy nodes hold the certificate as HAProxy's CA file; no other node does; no node holds the key, nor any output", () => {
