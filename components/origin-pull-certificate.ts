@@ -49,13 +49,14 @@ export class OriginPullCertificate extends pulumi.ComponentResource {
             certificate: cert.certPem,
             privateKey: pulumi.secret(key.privateKeyPem),
         }, { parent: this });
-        const enabled = new cloudflare.AuthenticatedOriginPulls(`${name}-hostnames`, {
+        // One association per hostname: the provider manages exactly one per resource.
+        const enabled = originPullHostnames(args.plan).map((hostname, i) => new cloudflare.AuthenticatedOriginPulls(`${name}-${i === 0 ? "app" : "candidate"}`, {
             zoneId,
-            configs: originPullHostnames(args.plan).map((hostname) => ({ hostname, certId: uploaded.id, enabled: true })),
-        }, { parent: this });
+            configs: [{ hostname, certId: uploaded.id, enabled: true }],
+        }, { parent: this }));
         // Known only once Cloudflare presents it: HAProxy asks for it after that, never before
         // (a server that asks for no certificate is sent none, so the switch refuses nobody).
-        this.certificatePem = pulumi.all([cert.certPem, enabled.id]).apply(([c]) => c);
+        this.certificatePem = pulumi.all([cert.certPem, ...enabled.map((e) => e.id)]).apply(([c]) => c);
         this.registerOutputs({ certificatePem: this.certificatePem });
     }
 }

@@ -51,11 +51,10 @@ describe("Authenticated Origin Pulls (mock runtime)", function () {
         const cert = ofType(prod, T.cert).find((r) => r.outputs.certPem === upload.inputs.certificate);
         assert.ok(cert, "the uploaded certificate is the program's own self-signed one");
         assert.ok((cert.inputs.allowedUses as string[]).includes("client_auth"));
-        const pulls = ofType(prod, T.pulls);
-        assert.equal(pulls.length, 1);
-        assert.deepEqual(pulls[0].inputs.configs, [
-            { hostname: "app.example.com", certId: upload.id, enabled: true },
-            { hostname: "candidate.example.com", certId: upload.id, enabled: true },
+        // One association per resource: the provider refuses more (it manages one hostname each).
+        assert.deepEqual(ofType(prod, T.pulls).map((r) => r.inputs.configs), [
+            [{ hostname: "app.example.com", certId: upload.id, enabled: true }],
+            [{ hostname: "candidate.example.com", certId: upload.id, enabled: true }],
         ]);
         assert.equal(ofType(prod, T.zonePulls).length, 0, "the zone's own AOP setting reaches other stacks' hostnames");
         for (const h of ["app.example.com", "candidate.example.com"]) assert.equal(originPullClientOf(prod, h).certificate, upload.inputs.certificate);
@@ -64,7 +63,7 @@ describe("Authenticated Origin Pulls (mock runtime)", function () {
     it("keeps the certificate when the hostnames change (a new one would be refused until HAProxy trusts it)", async () => {
         const renamed = await evaluate(withConfig({ cloudflare: { ...JSON.parse(prodStack().values["vps-ha:cloudflare"]), hostname: "www.example.com", candidateHostname: "next.example.com" } }));
         assert.deepEqual(ofType(renamed, T.cert)[0].inputs.subject, ofType(prod, T.cert)[0].inputs.subject);
-        assert.deepEqual((ofType(renamed, T.pulls)[0].inputs.configs as { hostname: string }[]).map((c) => c.hostname), ["www.example.com", "next.example.com"]);
+        assert.deepEqual(ofType(renamed, T.pulls).map((r) => (r.inputs.configs as { hostname: string }[])[0].hostname), ["www.example.com", "next.example.com"]);
     });
 
     it("HAProxy nodes hold the certificate as HAProxy's CA file; no other node does; no node holds the key, nor any output", () => {
