@@ -4,10 +4,15 @@
 // shared certificate, which every Cloudflare account presents: HAProxy trusts this certificate
 // alone, so only this zone's proxy (with its WAF and rate limits) reaches the origins.
 import * as cloudflare from "@pulumi/cloudflare";
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { frontDoorHostnames } from "./config";
 import { StackPlan } from "./plan";
+import { renderOriginPullWait } from "./render/origin-pull-wait";
+
+/** How long `pulumi up` waits for Cloudflare to deploy the associations (it takes minutes at most). */
+export const ORIGIN_PULL_WAIT_SECONDS = 900;
 
 /**
  * As long as the origin certificate (ORIGIN_CERT_VALIDITY_DAYS): HAProxy holds it in its
@@ -54,9 +59,19 @@ export class OriginPullCertificate extends pulumi.ComponentResource {
             zoneId,
             configs: [{ hostname, certId: uploaded.id, enabled: true }],
         }, { parent: this }));
-        // Known only once Cloudflare presents it: HAProxy asks for it after that, never before
-        // (a server that asks for no certificate is sent none, so the switch refuses nobody).
-        this.certificatePem = pulumi.all([cert.certPem, ...enabled.map((e) => e.id)]).apply(([c]) => c);
+        // Cloudflare deploys the associations in the background: until they are active it may still
+        // connect without the certificate. So pulumi up waits for that (bounded) here, and the
+        // certificate is known to the HAProxy nodes only afterwards: a server that asks for no
+        // certificate is sent none, so the switch refuses nobody.
+        const token = new pulumi.Config("cloudflare").getSecret("apiToken");
+        const hostnames = originPullHostnames(args.plan);
+        const wait = new command.local.Command(`${name}-wait`, {
+            create: renderOriginPullWait({ zoneId, hostnames, timeoutSeconds: ORIGIN_PULL_WAIT_SECONDS, everySeconds: 5 }),
+            // Otherwise the environment pulumi up runs in, which holds CLOUDFLARE_API_TOKEN.
+            ...(token ? { environment: { CLOUDFLARE_API_TOKEN: token } } : {}),
+            triggers: [uploaded.id, ...hostnames],
+        }, { parent: this, dependsOn: enabled });
+        this.certificatePem = pulumi.all([cert.certPem, wait.id]).apply(([c]) => c);
         this.registerOutputs({ certificatePem: this.certificatePem });
     }
 }
