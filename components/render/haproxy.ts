@@ -95,9 +95,9 @@ function appBackend(name: string, c: HaproxyConfig): string {
 /**
  * HTTP to HTTPS and HSTS on the scheme the visitor used. Cloudflare reaches this origin over
  * HTTPS whatever the visitor used, so ssl_fc says nothing about the visitor; Cloudflare says it in
- * CF-Visitor (and X-Forwarded-Proto), which it overwrites on every request. Only Cloudflare's
- * ranges reach ports 80 and 443 (host and provider firewalls), so the headers are Cloudflare's.
- * A request with neither header (the mesh) is answered as it is. The monitor path is never
+ * CF-Visitor (and X-Forwarded-Proto), which it overwrites on every request. Only this zone's
+ * proxy gets past the origin-pull check (originPullCheck), so the headers are Cloudflare's.
+ * A request with neither header is answered as it is. The monitor path is never
  * redirected: Cloudflare's health checks must see 200 or 503 whichever scheme they say
  * (monitor-uri answers before these rules in HAProxy 3.0; the acl keeps that explicit).
  */
