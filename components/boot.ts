@@ -19,13 +19,33 @@ import { rolloutStatusPart } from "./render/rollout-status";
 import { unattendedUpgradesPart } from "./render/unattended-upgrades";
 import { MeshInterface } from "./render/wireguard";
 
-export function hostFirewallRules(plan: StackPlan, node: PlannedNode): HostFirewallRule[] {
+/** Whether a node's host firewall must itself admit Cloudflare's ranges only: a host you bring has no provider firewall. */
+export function needsCloudflareRanges(plan: StackPlan, node: PlannedNode): boolean {
+    return node.host !== undefined && plan.ports[node.role].some((r) => r.from.kind === "cloudflare");
+}
+
+/**
+ * Cloudflare's published ranges, for sizing a document before the real ones resolve (the real
+ * ones come from the provider's invoke, as for the provider firewalls).
+ */
+export const CLOUDFLARE_RANGES_STAND_IN = [
+    "173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22", "141.101.64.0/18", "108.162.192.0/18", "190.93.240.0/20", "188.114.96.0/20",
+    "197.234.240.0/22", "198.41.128.0/17", "162.158.0.0/15", "104.16.0.0/13", "104.24.0.0/14", "172.64.0.0/13", "131.0.72.0/22",
+    "2400:cb00::/32", "2606:4700::/32", "2803:f800::/32", "2405:b500::/32", "2405:8100::/32", "2a06:98c0::/29", "2c0f:f248::/32",
+];
+
+/** `cloudflareRanges`: Cloudflare's edge ranges; needed for a host you bring that serves 80/443 (needsCloudflareRanges). */
+export function hostFirewallRules(plan: StackPlan, node: PlannedNode, cloudflareRanges: string[] = []): HostFirewallRule[] {
     return plan.ports[node.role].map((rule: PortRule): HostFirewallRule => {
         const base = { service: rule.service, protocol: rule.protocol, port: rule.port, ...(rule.portEnd !== undefined ? { portEnd: rule.portEnd } : {}) };
         switch (rule.from.kind) {
             case "internet":
-            case "cloudflare": // the provider firewall narrows these to Cloudflare's ranges
                 return { ...base, from: "any" };
+            case "cloudflare":
+                // A provider's firewall narrows these to Cloudflare's ranges; a host you bring has none, so its own does.
+                if (!node.host) return { ...base, from: "any" };
+                if (cloudflareRanges.length === 0) throw new Error(`${node.name}: the host firewall of a host you bring needs Cloudflare's ranges for ${rule.service}`);
+                return { ...base, from: { cidrs: cloudflareRanges } };
             case "admin":
                 return { ...base, from: { cidrs: rule.from.cidrs } };
             case "mesh":
@@ -53,7 +73,7 @@ export function nodeBootstrap(plan: StackPlan, node: PlannedNode, mesh: MeshInte
 }
 
 /** Everything else the node holds: what the bootstrap's agent fetches and applies, as parts. */
-export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKey: string, roleParts: CloudConfigPart[]): CloudConfigPart[] {
+export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKey: string, roleParts: CloudConfigPart[], cloudflareRanges: string[] = []): CloudConfigPart[] {
     const agent = directoryAgentConfig({
         self: node.name,
         index: directoryIndexName(nodesDomain(plan.config)),
@@ -69,7 +89,7 @@ export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKe
         { files: [...desiredAgentFiles(), ...moduleFiles("rollout")] },
         adminSshPart({ publicKeys: plan.config.admin.sshPublicKeys, enabled: plan.config.admin.sshCidrs.length > 0 }),
         {
-            ...hostFirewallPart(hostFirewallRules(plan, node)),
+            ...hostFirewallPart(hostFirewallRules(plan, node, cloudflareRanges)),
             // A new ruleset empties the mesh sets: the agents that fill them start again at once.
             restarts: [{ unit: "nftables.service" }, { unit: DIRECTORY_UNIT }, { unit: PEER_WATCH_UNIT }],
         },
@@ -84,6 +104,6 @@ export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKe
 }
 
 /** The node's desired-state content (see nodeDesiredParts). */
-export function nodeDesired(plan: StackPlan, node: PlannedNode, directoryKey: string, roleParts: CloudConfigPart[]): DesiredContent {
-    return desiredContentOf(node.name, nodeDesiredParts(plan, node, directoryKey, roleParts));
+export function nodeDesired(plan: StackPlan, node: PlannedNode, directoryKey: string, roleParts: CloudConfigPart[], cloudflareRanges: string[] = []): DesiredContent {
+    return desiredContentOf(node.name, nodeDesiredParts(plan, node, directoryKey, roleParts, cloudflareRanges));
 }

@@ -68,6 +68,9 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
             // both nodes down. Visitors' traffic is still verified (zone setting ssl: strict).
             allowInsecure: true,
             followRedirects: false,
+            // No probeZone: a monitor presents an Authenticated Origin Pulls certificate only when
+            // it simulates the zone, so it presents none; HAProxy answers the monitor path without
+            // one (render/haproxy.ts), and nothing else.
         }, { parent: this });
         const pools = origins.map(({ vps, planned }) => new cloudflare.LoadBalancerPool(`${name}-${vps.name}`, {
             accountId,

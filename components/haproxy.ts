@@ -22,6 +22,8 @@ const MAX_REPLICA_LAG_BYTES = 16 * 1024 * 1024;
 export interface HaproxyPairArgs extends NodeGroupArgs {
     /** The origin certificate and its key in one PEM (secret): what Cloudflare's edge verifies. */
     originPem: pulumi.Input<string>;
+    /** The certificate Cloudflare presents to these nodes (Authenticated Origin Pulls), without its key. */
+    originPullCa: pulumi.Input<string>;
     /** The passwords the node's pgbouncer needs (secret). */
     pooler: pulumi.Input<PoolerSecrets>;
     /** What HAProxy asks of `pulumi up`'s rollout wait on /vps-ha/rollout and of `npm run status` on /vps-ha/status (secret): held by these nodes only. */
@@ -63,17 +65,17 @@ export class HaproxyPair extends NodeGroup {
     constructor(name: string, args: HaproxyPairArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:HaproxyPair", name, opts);
         const { plan } = args;
-        const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler, args.rolloutToken]));
+        const inputs = pulumi.secret(pulumi.all([args.originPem, args.pooler, args.rolloutToken, args.originPullCa]));
         const view = rolloutViewPart({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: statusViewSpec(plan) });
         this.addNodes(args, plan.nodes.filter((n) => n.role === "haproxy"), (node) =>
-            inputs.apply(([pem, pooler, token]) => [
-                haproxyPart(haproxyConfig(plan, node.meshAddress), pem, token),
+            inputs.apply(([pem, pooler, token, pullCa]) => [
+                haproxyPart(haproxyConfig(plan, node.meshAddress), pem, pullCa, token),
                 view,
                 pgbouncerPart(poolerConfig(node.meshAddress, pooler)),
                 ...monitoringParts(plan, node, { poolerAdminPassword: pooler.adminPassword }),
             ]),
         (node) => [
-            haproxyPart(haproxyConfig(plan, node.meshAddress), placeholderPem("origin/cert", "CERTIFICATE", 1500) + placeholderPem("origin/key", "PRIVATE KEY", 300), placeholderSecret("rolloutToken", ROLLOUT_TOKEN_LENGTH)),
+            haproxyPart(haproxyConfig(plan, node.meshAddress), placeholderPem("origin/cert", "CERTIFICATE", 1500) + placeholderPem("origin/key", "PRIVATE KEY", 300), placeholderPem("origin-pull/cert", "CERTIFICATE", 1200), placeholderSecret("rolloutToken", ROLLOUT_TOKEN_LENGTH)),
             view,
             pgbouncerPart(poolerConfig(node.meshAddress, { appPassword: placeholderSecret("app", 32), adminPassword: placeholderSecret("poolerAdmin", 32) })),
             ...monitoringParts(plan, node, { poolerAdminPassword: placeholderSecret("poolerAdmin", 32) }),

@@ -4,7 +4,8 @@
 // DatabaseCluster) are groups.
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { nodeBootstrap, nodeDesired } from "./boot";
+import * as cloudflare from "@pulumi/cloudflare";
+import { CLOUDFLARE_RANGES_STAND_IN, needsCloudflareRanges, nodeBootstrap, nodeDesired } from "./boot";
 import { chunksFor, withSharedRefs } from "./desired-state-records";
 import { DesiredState, SharedDesiredState } from "./desired-state";
 import { applyDrillKnobs } from "./drill-knobs";
@@ -56,12 +57,17 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
         // One component holds one rollout group (components/rollout.ts): its members' contents,
         // with the lab drills' knobs (none in a real stack) and the group's rollout spec.
         // The package's modules come from the shared document, by reference.
-        const desired = (node: PlannedNode, directoryKey: string, roleParts: CloudConfigPart[]) => withSharedRefs(nodeDesired(plan, node, directoryKey, roleParts), isPackageFile);
+        const desired = (node: PlannedNode, directoryKey: string, roleParts: CloudConfigPart[], ranges: string[]) =>
+            withSharedRefs(nodeDesired(plan, node, directoryKey, roleParts, needsCloudflareRanges(plan, node) ? ranges : []), isPackageFile);
+        // Hosts you bring admit 80/443 from Cloudflare's ranges in their own firewall (no provider one).
+        const ranges: pulumi.Output<string[]> = members.some((n) => needsCloudflareRanges(plan, n))
+            ? cloudflare.getIpRangesOutput({}, { parent: this }).apply((r) => [...r.ipv4Cidrs, ...r.ipv6Cidrs])
+            : pulumi.output([]);
         const rolloutKey = pulumi.secret(new random.RandomBytes(`${rolloutGroup(members[0].role)}-rollout-key`, { length: 32 }, { parent: this }).base64);
-        const roleContents = members.map((node) => pulumi.all([args.directory.publicKey, pulumi.output(parts(node))]).apply(([directoryKey, roleParts]) => desired(node, directoryKey, roleParts as CloudConfigPart[])));
+        const roleContents = members.map((node) => pulumi.all([args.directory.publicKey, pulumi.output(parts(node)), ranges]).apply(([directoryKey, roleParts, r]) => desired(node, directoryKey, roleParts as CloudConfigPart[], r)));
         const published = pulumi.all([rolloutKey, pulumi.all(roleContents)]).apply(([key, contents]) =>
             withRollouts({ plan, contents: applyDrillKnobs(plan.config, Object.fromEntries(members.map((n, i) => [n.name, contents[i]]))).contents, key: Buffer.from(key, "base64") }));
-        const plannedContents = applyDrillKnobs(plan.config, Object.fromEntries(members.map((n) => [n.name, desired(n, keyStandIn, planned(n))]))).contents;
+        const plannedContents = applyDrillKnobs(plan.config, Object.fromEntries(members.map((n) => [n.name, desired(n, keyStandIn, planned(n), CLOUDFLARE_RANGES_STAND_IN)]))).contents;
         const sized = withRollouts({ plan, contents: plannedContents, key: Buffer.alloc(32, 7) });
         for (const node of members) {
             const userData = pulumi

@@ -19,6 +19,7 @@ import { packageFiles } from "./render/python-lib";
 import { NodeGroupArgs } from "./node-group";
 import { NodeRecords } from "./node-records";
 import { OriginCertificate } from "./origin-certificate";
+import { OriginPullCertificate } from "./origin-pull-certificate";
 import { FailureRow } from "./failures";
 import { memberUserDataDigest } from "./member-digest";
 import { buildPlan, nodesDomain, PlannedNode, StackPlan } from "./plan";
@@ -148,9 +149,10 @@ export async function vpsHa(): Promise<StackOutputs> {
     const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
+    const originPull = new OriginPullCertificate("origin-pull", { plan });
     // What HAProxy asks `pulumi up`'s rollout wait and `npm run status` for: only the HAProxy nodes (and the state) hold it.
     const rolloutToken = new random.RandomPassword("rollout-token", { length: ROLLOUT_TOKEN_LENGTH, special: false }).result;
-    const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, pooler: database.poolerSecrets, rolloutToken });
+    const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, originPullCa: originPull.certificatePem, pooler: database.poolerSecrets, rolloutToken });
     const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString, pooledDatabaseUrl: database.pooledConnectionString });
     const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
     new NodeRecords("node-records", { plan, nodes: all });

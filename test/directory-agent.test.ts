@@ -22,8 +22,10 @@ import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
 import { prodNodes, withConfig } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
+import { originPullClientOf } from "../scripts/lab/edge/spec";
 
 const NODE = "lb-1";
+const PULL_CURL = ["--cert", "/root/pull.crt", "--key", "/root/pull.key"];
 const INDEX = directoryIndexName("prod.nodes.example.com");
 const RELEASE = directoryReleaseName("prod.nodes.example.com");
 const ACTIVE = "ghcr.io/example/app:1.4.2";
@@ -104,6 +106,10 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         await waitServed(zone, generation, 15000);
         // The node's own files, as its cloud-config writes them; HAProxy is run here without systemd.
         for (const f of filesOf(prod.config[NODE])) sb.write(NODE, f.path, f.content, f.permissions);
+        // What Cloudflare presents to HAProxy (Authenticated Origin Pulls): the gate's checks through it carry it too.
+        const pull = originPullClientOf(prod, "app.example.com");
+        sb.write(NODE, "/root/pull.crt", pull.certificate, "0600");
+        sb.write(NODE, "/root/pull.key", pull.privateKey, "0600");
         const extra = JSON.parse(exec(["cat", "/etc/vps-ha/directory.d/haproxy.json"])) as { haproxy: Record<string, unknown> };
         extra.haproxy.isActive = ["test", "-e", "/run/haproxy.pid"];
         extra.haproxy.reload = ["sh", "-c", "kill -USR2 $(cat /run/haproxy.pid)"];
@@ -184,7 +190,7 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         const ready = async (host: string, want: string) => {
             let got = "";
             for (let i = 0; i < 50 && got !== want; i++) {
-                got = (sb as Sandbox).exec(NODE, ["curl", "-sk", "--max-time", "3", "--resolve", `${host}:443:127.0.0.1`, `https://${host}/vps-ha/ready`]).stdout;
+                got = (sb as Sandbox).exec(NODE, ["curl", "-sk", "--max-time", "3", ...PULL_CURL, "--resolve", `${host}:443:127.0.0.1`, `https://${host}/vps-ha/ready`]).stdout;
                 if (got !== want) await new Promise((r) => setTimeout(r, 200));
             }
             return got;
@@ -201,7 +207,7 @@ describe("directory agent, run for real (wireguard-go, nftables, HAProxy, the la
         const gateFor = async (release: Record<string, unknown>) => {
             const e = await evaluate(withConfig({ app: { release: { ...release, gateTimeoutSeconds: 10 } } }));
             const script = String(e.resources.find((r) => r.type === "command:local:Command" && r.name === "release-gate")?.inputs.create);
-            const curl = "-k --resolve app.example.com:443:127.0.0.1 --resolve candidate.example.com:443:127.0.0.1";
+            const curl = "-k --cert /root/pull.crt --key /root/pull.key --resolve app.example.com:443:127.0.0.1 --resolve candidate.example.com:443:127.0.0.1";
             return (sb as Sandbox).exec(NODE, ["env", `VPS_HA_GATE_CURL_ARGS=${curl}`, "sh", "-c", script], { timeoutMs: 60000 });
         };
         const passed = await gateFor({ active: ACTIVE, candidate: NEXT });

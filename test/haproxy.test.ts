@@ -1,11 +1,14 @@
 // The HAProxy pair's rendered config and origin certificate, checked by Debian 13's own HAProxy 3.0.
 import { strict as assert } from "node:assert";
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { Evaluation } from "../scripts/lib/mock-program";
-import { HAPROXY_CFG, ORIGIN_PEM, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE, SERVER_STATE_FILE } from "../components/render/haproxy";
+import { mockOriginCa } from "../scripts/lib/mock-tls";
+import { EdgeConfig, edgePlanOf, originPullClientOf } from "../scripts/lab/edge/spec";
+import { HAPROXY_CFG, ORIGIN_PEM, ORIGIN_PULL_CA, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE, SERVER_STATE_FILE } from "../components/render/haproxy";
 import { DirectoryHaproxy } from "../components/render/directory-agent";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
@@ -16,9 +19,9 @@ function filesOf(userData: string): Record<string, string> {
     return Object.fromEntries((parse(userData).write_files as { path: string; content: string }[]).map((f) => [f.path, f.content]));
 }
 
-/** The files haproxy.cfg names besides itself (the certificate, the rollout token's pattern files), as the node holds them. */
+/** The files haproxy.cfg names besides itself (the certificate, the origin-pull CA, the rollout token's pattern files), as the node holds them. */
 function named(files: Record<string, string>, pem = files[ORIGIN_PEM]): Record<string, string> {
-    return { [ORIGIN_PEM]: pem, [ROLLOUT_TOKEN_FILE]: files[ROLLOUT_TOKEN_FILE], [ROLLOUT_BEARER_FILE]: files[ROLLOUT_BEARER_FILE] };
+    return { [ORIGIN_PEM]: pem, [ORIGIN_PULL_CA]: files[ORIGIN_PULL_CA], [ROLLOUT_TOKEN_FILE]: files[ROLLOUT_TOKEN_FILE], [ROLLOUT_BEARER_FILE]: files[ROLLOUT_BEARER_FILE] };
 }
 
 /** haproxy.cfg with two app servers per colour (at `address`) between the agent's markers, as the directory agent writes them. */
@@ -106,7 +109,7 @@ describe("HAProxy pair config", function () {
         assert.notEqual(mismatched.status, 0, mismatched.stdout + mismatched.stderr);
     });
 
-    it("redirects on the visitor's scheme as Cloudflare reports it, sends HSTS on HTTPS answers only, never redirects the monitor path (real HAProxy, curl) @rootfs", async function () {
+    it("serves only clients presenting the origin-pull certificate (the monitor path excepted), redirects on the visitor's scheme as Cloudflare reports it, sends HSTS on HTTPS answers only, never redirects the monitor path (real HAProxy, curl) @rootfs", async function () {
         requireTools(this, ["debootstrap", "unshare", "chroot", "nsenter", "ip"], true);
         const rootfs = await labRootfs(prod);
         const lb = "lb-1";
@@ -125,15 +128,23 @@ describe("HAProxy pair config", function () {
             sb.start(lb, ["python3", "-m", "http.server", "8921", "--bind", mesh, "--directory", "/srv/app"], join(sb.dir, "app.log"));
             sb.write(lb, HAPROXY_CFG, withServers(files, () => mesh));
             for (const [path, content] of Object.entries(named(files))) sb.write(lb, path, content, "0600");
+            // What Cloudflare presents: the certificate and key the program uploaded to it.
+            const upload = prod.resources.find((r) => r.type === "cloudflare:index/authenticatedOriginPullsHostnameCertificate:AuthenticatedOriginPullsHostnameCertificate");
+            assert.ok(upload, "the program uploads an origin-pull certificate");
+            sb.write(lb, "/root/pull.crt", String(upload.inputs.certificate), "0600");
+            sb.write(lb, "/root/pull.key", String(upload.inputs.privateKey), "0600");
+            // Another Cloudflare account's certificate (or any other): self-signed, not the stack's.
+            exec(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=someone else", "-days", "1", "-keyout", "/root/other.key", "-out", "/root/other.crt"]);
+            const PULL = ["--cert", "/root/pull.crt", "--key", "/root/pull.key"];
             exec(["mkdir", "-p", "/run/haproxy", "/var/lib/haproxy"]);
             const check = sb.exec(lb, ["haproxy", "-c", "-f", HAPROXY_CFG]);
             assert.equal(check.status, 0, check.stdout + check.stderr);
             sb.start(lb, ["haproxy", "-W", "-f", HAPROXY_CFG, "-p", "/run/haproxy.pid"], join(sb.dir, "haproxy.log"));
 
             /** One request the way Cloudflare's edge makes it: to this origin, with the visitor's hostname (SNI and Host). */
-            const ask = (scheme: "http" | "https", host: string, path: string, headers: Record<string, string>) => {
+            const ask = (scheme: "http" | "https", host: string, path: string, headers: Record<string, string>, cert: string[] = PULL) => {
                 const port = scheme === "https" ? 443 : 80;
-                const argv = ["curl", "-sk", "--max-time", "5", "-o", "/dev/null", "--resolve", `${host}:${port}:${mesh}`,
+                const argv = ["curl", "-sk", "--max-time", "5", "-o", "/dev/null", "--resolve", `${host}:${port}:${mesh}`, ...(scheme === "https" ? cert : []),
                     "-w", "%{http_code}\\n%header{location}\\n%header{strict-transport-security}",
                     ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]), `${scheme}://${host}${path}`];
                 const [status, location, hsts] = exec(argv).split("\n");
@@ -142,11 +153,27 @@ describe("HAProxy pair config", function () {
             // Bounded wait for HAProxy to take connections with an app server up.
             let ready = false;
             for (let i = 0; i < 50 && !ready; i++) {
-                ready = sb.exec(lb, ["curl", "-sk", "--max-time", "1", "-o", "/dev/null", "-f", "--resolve", `app.example.com:443:${mesh}`, "https://app.example.com/page"]).status === 0;
+                ready = sb.exec(lb, ["curl", "-sk", "--max-time", "1", "-o", "/dev/null", "-f", ...PULL, "--resolve", `app.example.com:443:${mesh}`, "https://app.example.com/page"]).status === 0;
                 if (!ready) await new Promise((r) => setTimeout(r, 100));
             }
             const log = join(sb.dir, "haproxy.log");
             assert.ok(ready, `HAProxy did not serve within 5 s: ${existsSync(log) ? readFileSync(log, "utf8") : "no log"}`);
+
+            // Authenticated Origin Pulls: without the certificate only the monitor path answers
+            // (the monitors need not present it), anything else is refused; a wrong certificate
+            // fails the handshake; plain HTTP (port 80) carries no certificate, so the same.
+            const visitor = { "CF-Visitor": '{"scheme":"https"}' };
+            // (No candidate image runs here: its hostname's requests get past the check to an empty backend, 503.)
+            for (const [host, served] of [["app.example.com", 200], ["candidate.example.com", 503]] as const) {
+                assert.equal(ask("https", host, "/page", visitor).status, served, `${host} with the certificate`);
+                assert.equal(ask("https", host, "/page", visitor, []).status, 403, `${host} without a certificate`);
+                assert.equal(ask("https", host, "/vps-ha/ready", visitor, []).status, 403, `${host} readiness without a certificate`);
+                assert.equal(ask("http", host, "/page", {}).status, 403, `${host} over port 80`);
+                assert.equal(ask("https", host, "/healthz", visitor, []).status, 200, `${host} monitor path without a certificate`);
+                const other = sb.exec(lb, ["curl", "-sk", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "--cert", "/root/other.crt", "--key", "/root/other.key", "--resolve", `${host}:443:${mesh}`, `https://${host}/page`], { timeoutMs: 20000 });
+                assert.notEqual(other.status, 0, `${host} with another certificate: ${other.stdout}${other.stderr}`);
+                assert.equal(other.stdout, "000", `${host} with another certificate: no HTTP answer at all`);
+            }
 
             const HSTS = "max-age=31536000";
             const visitorHttp = { "CF-Visitor": '{"scheme":"http"}', "X-Forwarded-Proto": "http" };
@@ -156,8 +183,6 @@ describe("HAProxy pair config", function () {
             assert.deepEqual(ask("https", "candidate.example.com", "/page", visitorHttp), { status: 301, location: "https://candidate.example.com/page", hsts: "" });
             assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{ "scheme": "http" }' }).status, 301, "spaces in the JSON");
             assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{ "scheme" : "https" }' }).hsts, HSTS, "spaces in the JSON");
-            // ... and so over port 80 too (a zone on Flexible SSL).
-            assert.deepEqual(ask("http", "app.example.com", "/page", visitorHttp), { status: 301, location: "https://app.example.com/page", hsts: "" });
             // CF-Visitor decides; X-Forwarded-Proto alone is read only when CF-Visitor is absent.
             assert.equal(ask("https", "app.example.com", "/page", { "CF-Visitor": '{"scheme":"https"}', "X-Forwarded-Proto": "http" }).status, 200);
             assert.deepEqual(ask("https", "app.example.com", "/page", { "X-Forwarded-Proto": "http" }), { status: 301, location: "https://app.example.com/page", hsts: "" });
@@ -168,16 +193,52 @@ describe("HAProxy pair config", function () {
             for (const scheme of ["http", "https"] as const) {
                 for (const headers of [visitorHttp, visitorHttps]) assert.equal(ask(scheme, "app.example.com", "/healthz", headers).status, 200, `${scheme} ${JSON.stringify(headers)}`);
             }
-            // A request with no Cloudflare header (the mesh, the release gate's own checks) is answered as it is, without HSTS.
+            // A request with the certificate and no Cloudflare header is answered as it is, without HSTS.
             assert.deepEqual(ask("https", "app.example.com", "/page", {}), { status: 200, location: "", hsts: "" });
-            assert.deepEqual(ask("http", "app.example.com", "/page", {}), { status: 200, location: "", hsts: "" });
+
+            // The lab's edge, as the lab runs it (in the namespace, from the program's load
+            // balancer), in front of this HAProxy: visitors get through, for it presents the
+            // origin-pull certificate; its monitor (which presents none) holds the origin healthy.
+            const plan = edgePlanOf(prod, "app.example.com");
+            assert.ok(plan, "the program makes a load balancer for the app's hostname");
+            const pull = originPullClientOf(prod, "app.example.com");
+            const edgeFile = (name: string, content: string) => {
+                const path = join(sb.dir, name);
+                writeFileSync(path, content, { mode: 0o600 });
+                return path;
+            };
+            const edgeConfig: EdgeConfig = {
+                ...plan, origins: [{ name: lb, address: mesh }], fallback: lb, monitor: { ...plan.monitor, intervalSeconds: 1 },
+                listen: { address: mesh, port: 8080 }, originCaFile: edgeFile("origin-ca.pem", mockOriginCa().certPem),
+                originPullCertFile: edgeFile("pull.crt", pull.certificate), originPullKeyFile: edgeFile("pull.key", pull.privateKey), eventLog: edgeFile("edge-events.jsonl", ""),
+            };
+            const tsx = join(__dirname, "../node_modules/tsx/dist/cli.mjs");
+            const edge = spawn("nsenter", [`--net=/run/netns/${sb.netns(lb)}`, "--", process.execPath, tsx, join(__dirname, "../scripts/lab/edge/edge-server.ts"), "--config", edgeFile("edge.json", JSON.stringify(edgeConfig))], { stdio: ["ignore", "ignore", "pipe"] });
+            let edgeErr = "";
+            edge.stderr?.on("data", (d: Buffer) => (edgeErr += d.toString()));
+            try {
+                let viaEdge = "";
+                for (let i = 0; i < 100 && viaEdge !== "200"; i++) {
+                    viaEdge = sb.exec(lb, ["curl", "-s", "--max-time", "2", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: app.example.com", `http://${mesh}:8080/page`]).stdout;
+                    if (viaEdge !== "200") await new Promise((r) => setTimeout(r, 100));
+                }
+                assert.equal(viaEdge, "200", `through the lab's edge: ${edgeErr}`);
+                // Several monitor rounds: the origin never went unhealthy.
+                await new Promise((r) => setTimeout(r, 2500));
+                const events = readFileSync(edgeConfig.eventLog, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { healthy?: boolean });
+                assert.ok(!events.some((e) => e.healthy === false), `the edge's monitor marked the origin down: ${JSON.stringify(events)}`);
+            } finally {
+                if (edge.pid) process.kill(edge.pid);
+            }
 
             // A reload (as a rollout does) under a client holding an idle keep-alive connection, as
             // Cloudflare's edge does: its next request on it is still answered (without
             // idle-close-on-response the old process closes the connection under it).
             const keepAlive = [
-                "import http.client, os, signal, sys, time",
-                `c = http.client.HTTPConnection(${JSON.stringify(mesh)}, 80, timeout=5)`,
+                "import http.client, os, signal, ssl, sys, time",
+                "t = ssl.create_default_context(); t.check_hostname = False; t.verify_mode = ssl.CERT_NONE",
+                "t.load_cert_chain('/root/pull.crt', '/root/pull.key')",
+                `c = http.client.HTTPSConnection(${JSON.stringify(mesh)}, 443, timeout=5, context=t)`,
                 "c.request('GET', '/page', headers={'Host': 'app.example.com'}); r = c.getresponse(); r.read(); print(r.status)",
                 "os.kill(int(open('/run/haproxy.pid').read().split()[0]), signal.SIGUSR2); time.sleep(1)",
                 "c.request('GET', '/page', headers={'Host': 'app.example.com'}); r = c.getresponse(); r.read(); print(r.status)",

@@ -24,6 +24,7 @@ import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
 import { raw, withConfig } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
+import { originPullClientOf } from "../scripts/lab/edge/spec";
 
 const ROOT = join(__dirname, "..");
 const TOKEN = "A".repeat(20) + "b".repeat(20);
@@ -45,7 +46,7 @@ describe("rollout wait: renderers and config", () => {
     });
 
     it("the token files are root's only, reload HAProxy, and take a generated token only", () => {
-        const part = haproxyPart(cfg, "PEM", TOKEN);
+        const part = haproxyPart(cfg, "PEM", "CA", TOKEN);
         const file = (p: string) => part.files!.find((f) => f.path === p);
         assert.deepEqual([file(ROLLOUT_TOKEN_FILE)?.content, file(ROLLOUT_TOKEN_FILE)?.permissions], [`${TOKEN}\n`, "0600"]);
         assert.deepEqual([file(ROLLOUT_BEARER_FILE)?.content, file(ROLLOUT_BEARER_FILE)?.permissions], [`Bearer ${TOKEN}\n`, "0600"]);
@@ -179,9 +180,13 @@ describe("rollout wait, run for real (HAProxy, the view, stand-in nodes, the wai
             sb.start(LB, [ROLLOUT_VIEW], join(sb.dir, "view.log"), { user: "daemon" });
 
             const host = "app.example.com";
-            const curlArgs = `-k --resolve ${host}:443:${mesh[LB]} --resolve candidate.example.com:443:${mesh[LB]}`;
+            // Cloudflare presents the origin-pull certificate on its way to HAProxy; so does this stand-in.
+            const pull = originPullClientOf(prod, host);
+            sb.write(LB, "/root/pull.crt", pull.certificate, "0600");
+            sb.write(LB, "/root/pull.key", pull.privateKey, "0600");
+            const curlArgs = `-k --cert /root/pull.crt --key /root/pull.key --resolve ${host}:443:${mesh[LB]} --resolve candidate.example.com:443:${mesh[LB]}`;
             const ask = (headers: string[], path = ROLLOUT_VIEW_PATH) => {
-                const r = sb.exec(LB, ["curl", "-sk", "--max-time", "10", "--resolve", `${host}:443:${mesh[LB]}`, "-w", "\n%{http_code}", ...headers.flatMap((h) => ["-H", h]), `https://${host}${path}`]);
+                const r = sb.exec(LB, ["curl", "-sk", "--max-time", "10", "--cert", "/root/pull.crt", "--key", "/root/pull.key", "--resolve", `${host}:443:${mesh[LB]}`, "-w", "\n%{http_code}", ...headers.flatMap((h) => ["-H", h]), `https://${host}${path}`]);
                 const lines = r.stdout.trimEnd().split("\n");
                 return { code: Number(lines.pop()), body: lines.join("\n") };
             };

@@ -1,22 +1,28 @@
 // `npm run status` through the real path: Debian 13's HAProxy with the rendered config and token
 // files, the real view service (rollout view + status view) from the rendered files, Debian 13's
 // Prometheus answering the view's queries (its rules firing), and the CLI (scripts/status.ts) run
-// by this Node inside lb-1's namespace. Patroni's REST API, the nodes' rollout status servers and
+// by this Node inside lb-1's namespace, through the lab's edge (Cloudflare's part: it presents the
+// origin-pull certificate). Patroni's REST API, the nodes' rollout status servers and
 // a database member's signal exporter are stand-ins answering recorded documents of their shape.
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { ROLLOUT_STATUS_PORT, ROLLOUT_VIEW_PORT, MONITORING_PORTS, DB_PORTS } from "../components/plan";
 import { DIRECTORY_CACHE, DirectoryHaproxy } from "../components/render/directory-agent";
-import { HAPROXY_CFG, ROLLOUT_TOKEN_FILE } from "../components/render/haproxy";
+import { HAPROXY_CFG, ROLLOUT_TOKEN_FILE, ROLLOUT_TOKEN_HEADER } from "../components/render/haproxy";
 import { ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, STATUS_VIEW_PATH } from "../components/render/rollout-view";
 import { SIGNALS } from "../components/render/signals";
 import { directoryCache, evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
 import { requireTools } from "./helpers/tools";
+import { EdgeConfig, edgePlanOf, originPullClientOf } from "../scripts/lab/edge/spec";
+import { mockOriginCa } from "../scripts/lib/mock-tls";
+
+/** The lab edge's port here (it stands in for Cloudflare in front of HAProxy). */
+const EDGE_PORT = 8080;
 
 const ROOT = join(__dirname, "..");
 
@@ -76,6 +82,7 @@ describe("npm run status through real HAProxy, the view and Prometheus @rootfs @
         const rootfs = await labRootfs(prod);
         const mesh = Object.fromEntries((prod.outputs.nodes as { name: string; meshAddress: string }[]).map((n) => [n.name, n.meshAddress]));
         const sb = await Sandbox.open(`vhtest-status${process.pid}`, rootfs, [LB, ...DBS].map((name) => ({ name, address: mesh[name] })));
+        let edge: ChildProcess | undefined;
         try {
             const lbFiles = filesOf(prod.config[LB]);
             const byPath = Object.fromEntries(lbFiles.map((f) => [f.path, f.content]));
@@ -148,8 +155,25 @@ describe("npm run status through real HAProxy, the view and Prometheus @rootfs @
             const logs = () => ["haproxy.log", "view.log", "prometheus.log"].map((f) => existsSync(join(sb.dir, f)) ? `${f}: ${readFileSync(join(sb.dir, f), "utf8").split("\n").slice(-10).join("\n")}` : `${f}: none`).join("\n");
             const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-            // The CLI as the user runs it, by this Node in lb-1's network namespace (http:// to an IPv4 address: the mesh).
-            const url = `http://${mesh[LB]}${STATUS_VIEW_PATH}`;
+            // Cloudflare's part, played by the lab's edge as the lab runs it (in lb-1's namespace, from the
+            // program's load balancer): it presents the origin-pull certificate HAProxy asks for.
+            const edgePlan = edgePlanOf(prod, "app.example.com");
+            assert.ok(edgePlan, "the program makes a load balancer for the app's hostname");
+            const pull = originPullClientOf(prod, "app.example.com");
+            const edgeFile = (name: string, content: string) => {
+                const path = join(sb.dir, name);
+                writeFileSync(path, content, { mode: 0o600 });
+                return path;
+            };
+            const edgeConfig: EdgeConfig = {
+                ...edgePlan, origins: [{ name: LB, address: mesh[LB] }], fallback: LB, monitor: { ...edgePlan.monitor, intervalSeconds: 1 },
+                listen: { address: mesh[LB], port: EDGE_PORT }, originCaFile: edgeFile("origin-ca.pem", mockOriginCa().certPem),
+                originPullCertFile: edgeFile("pull.crt", pull.certificate), originPullKeyFile: edgeFile("pull.key", pull.privateKey), eventLog: edgeFile("edge-events.jsonl", ""),
+            };
+            edge = spawn("nsenter", [`--net=/run/netns/${sb.netns(LB)}`, "--", process.execPath, join(ROOT, "node_modules/tsx/dist/cli.mjs"), join(ROOT, "scripts/lab/edge/edge-server.ts"), "--config", edgeFile("edge.json", JSON.stringify(edgeConfig))], { stdio: ["ignore", "ignore", "ignore"] });
+
+            // The CLI as the user runs it, by this Node in lb-1's network namespace, through the edge (http:// to an IPv4 address).
+            const url = `http://${mesh[LB]}:${EDGE_PORT}${STATUS_VIEW_PATH}`;
             const cli = (args: string[], tokenValue: string | undefined) => {
                 const r = spawnSync("nsenter", [`--net=/run/netns/${sb.netns(LB)}`, "--", process.execPath, join(ROOT, "node_modules/tsx/dist/cli.mjs"), join(ROOT, "scripts/status.ts"), "--url", url, ...args], {
                     cwd: ROOT, encoding: "utf8", timeout: 60000, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...(tokenValue !== undefined ? { VPS_HA_STATUS_TOKEN: tokenValue } : {}) },
@@ -206,10 +230,14 @@ describe("npm run status through real HAProxy, the view and Prometheus @rootfs @
             // HAProxy refuses a wrong or missing token as a path it does not know; the CLI says so in one line.
             const wrong = cli([], "W".repeat(40));
             assert.equal(wrong.status, 2);
-            assert.match(wrong.stderr, /^status: http:\/\/[0-9.]+\/vps-ha\/status answered 404: the token is not the stack's/);
+            assert.match(wrong.stderr, /^status: http:\/\/[0-9.:]+\/vps-ha\/status answered 404: the token is not the stack's/);
             const bare = sb.exec(LB, ["curl", "-s", "--max-time", "10", "-w", "\n%{http_code}", url]);
             assert.deepEqual(bare.stdout.trim().split("\n"), ["not found", "404"]);
+            // Around the edge, with the token but without the origin-pull certificate: refused before any route.
+            const around = sb.exec(LB, ["curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "-H", `${ROLLOUT_TOKEN_HEADER}: ${token}`, `http://${mesh[LB]}${STATUS_VIEW_PATH}`]);
+            assert.equal(around.stdout, "403");
         } finally {
+            if (edge?.pid) process.kill(edge.pid);
             await sb.close();
         }
     });

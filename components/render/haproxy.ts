@@ -12,6 +12,8 @@ export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
 /** The listen that sends database clients to the primary. */
 export const DB_PRIMARY_LISTEN = "db-primary";
 export const ORIGIN_PEM = "/etc/haproxy/certs/origin.pem";
+/** The certificate Cloudflare presents for this stack's hostnames (Authenticated Origin Pulls): the only client HAProxy trusts. */
+export const ORIGIN_PULL_CA = "/etc/haproxy/certs/origin-pull-ca.pem";
 /** Server states saved before each reload, so the reloaded process starts from them. */
 export const SERVER_STATE_FILE = "/var/lib/haproxy/vps-ha-server-state";
 const ADMIN_SOCKET = "/run/haproxy/admin.sock";
@@ -93,9 +95,9 @@ function appBackend(name: string, c: HaproxyConfig): string {
 /**
  * HTTP to HTTPS and HSTS on the scheme the visitor used. Cloudflare reaches this origin over
  * HTTPS whatever the visitor used, so ssl_fc says nothing about the visitor; Cloudflare says it in
- * CF-Visitor (and X-Forwarded-Proto), which it overwrites on every request. Only Cloudflare's
- * ranges reach ports 80 and 443 (host and provider firewalls), so the headers are Cloudflare's.
- * A request with neither header (the mesh) is answered as it is. The monitor path is never
+ * CF-Visitor (and X-Forwarded-Proto), which it overwrites on every request. Only this zone's
+ * proxy gets past the origin-pull check (originPullCheck), so the headers are Cloudflare's.
+ * A request with neither header is answered as it is. The monitor path is never
  * redirected: Cloudflare's health checks must see 200 or 503 whichever scheme they say
  * (monitor-uri answers before these rules in HAProxy 3.0; the acl keeps that explicit).
  */
@@ -110,6 +112,14 @@ export function visitorScheme(c: Pick<HaproxyConfig, "hstsMaxAgeSeconds" | "hsts
     http-request redirect scheme https code 301 if !monitor_path visitor_http || !monitor_path !cf_visitor forwarded_http
     http-request set-var(txn.visitor_https) bool(true) if visitor_https || !cf_visitor forwarded_https
     http-response set-header Strict-Transport-Security "${hsts}" if { var(txn.visitor_https) -m bool }`;
+}
+
+/**
+ * Every request but the monitor's needs the origin-pull certificate, verified: anyone else
+ * (another Cloudflare account proxying here, a client on port 80) is refused, 403.
+ */
+export function originPullCheck(): string {
+    return `    http-request deny deny_status 403 unless { ssl_c_used } { ssl_c_verify 0 }`;
 }
 
 /**
@@ -158,13 +168,18 @@ defaults
 
 frontend web
     bind :${c.ports.http}
-    bind :${c.ports.https} ssl crt ${ORIGIN_PEM} alpn h2,http/1.1
-    # Cloudflare's monitor asks this: 200 while at least one app node is up, 503 otherwise.
+    # Cloudflare presents the stack's own origin-pull certificate (Authenticated Origin Pulls): a
+    # wrong one fails the handshake; without one only the monitor path answers (below).
+    bind :${c.ports.https} ssl crt ${ORIGIN_PEM} verify optional ca-file ${ORIGIN_PULL_CA} alpn h2,http/1.1
+    # Cloudflare's monitor asks this: 200 while at least one app node is up, 503 otherwise. It
+    # answers before any http-request rule, so with or without a client certificate: the
+    # monitors and health checks need not present one, and it tells nothing but up or down.
     monitor-uri ${c.monitorPath}
     monitor fail if { nbsrv(app) lt 1 }
     # With no app node to send to, refuse the connection rather than answer 503: Cloudflare's
     # load balancer then retries the request on the other HAProxy node at once.
     tcp-request connection reject if { nbsrv(app) lt 1 }
+${originPullCheck()}
 ${visitorScheme(c)}
 ${rolloutRoute()}
     # The release candidate: the same app nodes, the candidate image's port (see components/release.ts).
@@ -271,7 +286,8 @@ export function haproxyDirectory(c: HaproxyConfig): DirectoryHaproxy {
 }
 
 /** `rolloutToken`: what /vps-ha/rollout and /vps-ha/status ask for (secret; letters and digits). */
-export function haproxyPart(c: HaproxyConfig, originPem: string, rolloutToken: string): CloudConfigPart {
+/** `originPullCa`: the certificate Cloudflare presents (Authenticated Origin Pulls), without its key. */
+export function haproxyPart(c: HaproxyConfig, originPem: string, originPullCa: string, rolloutToken: string): CloudConfigPart {
     const token = rolloutTokenFiles(rolloutToken);
     return {
         packages: ["haproxy", "curl"],
@@ -279,6 +295,7 @@ export function haproxyPart(c: HaproxyConfig, originPem: string, rolloutToken: s
             { path: WAIT_FOR_APPS, content: renderWaitForApps(c), permissions: "0755" },
             { path: "/etc/systemd/system/haproxy.service.d/vps-ha-wait-for-apps.conf", content: renderUnit({ Service: { ExecStartPre: WAIT_FOR_APPS, TimeoutStartSec: "90s" } }) },
             { path: ORIGIN_PEM, content: originPem, permissions: "0600" },
+            { path: ORIGIN_PULL_CA, content: originPullCa, permissions: "0644" },
             { path: ROLLOUT_TOKEN_FILE, content: token.token, permissions: "0600" },
             { path: ROLLOUT_BEARER_FILE, content: token.bearer, permissions: "0600" },
             { path: HAPROXY_CFG, content: renderHaproxyConfig(c) },
@@ -295,7 +312,7 @@ export function haproxyPart(c: HaproxyConfig, originPem: string, rolloutToken: s
         restarts: [
             // The directory agent puts the server lines back into a new haproxy.cfg, then reloads HAProxy.
             { unit: DIRECTORY_UNIT, paths: [HAPROXY_CFG, `${DIRECTORY_CONFIG_DIR}/haproxy.json`] },
-            { unit: "haproxy.service", paths: [ORIGIN_PEM, ROLLOUT_TOKEN_FILE, ROLLOUT_BEARER_FILE], reload: true },
+            { unit: "haproxy.service", paths: [ORIGIN_PEM, ORIGIN_PULL_CA, ROLLOUT_TOKEN_FILE, ROLLOUT_BEARER_FILE], reload: true },
         ],
     };
 }

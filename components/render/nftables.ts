@@ -1,5 +1,6 @@
 // The host firewall: the second wall behind the provider's. Public side: WireGuard, SSH from the
-// admin ranges, and 80/443 on HAProxy nodes (the provider firewall narrows those to Cloudflare).
+// admin ranges, and 80/443 on HAProxy nodes (the provider firewall narrows those to Cloudflare;
+// on a host you bring, which has none, the rule here names Cloudflare's ranges itself).
 // Mesh side: each service port only from the mesh addresses of the roles the plan allows. Those
 // addresses live in one named set per role, filled at run time by the directory agent
 // (render/directory-agent.ts), so this file names no other node and never changes with the node set.

@@ -8,6 +8,7 @@ import { median } from "../lib/stats";
 import { drills, whyNotApplicableHere } from "./drills";
 import { DrillResult } from "./drills/types";
 import { LAB_STACKS_DIR, labSpecs, stackSource } from "./program";
+import { ORIGIN_PULL_FILES } from "./edge";
 import { bringUp } from "./up";
 import { labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
@@ -24,7 +25,7 @@ async function httpBench(netns: string, url: string, host: string): Promise<Http
     const tsx = join(__dirname, "../../node_modules/tsx/dist/cli.mjs");
     const { stdout } = await promisify(execFile)("nsenter", [
         `--net=/run/netns/${netns}`, "--", process.execPath, tsx, join(__dirname, "load/http-bench.ts"),
-        "--url", url, "--host", host, "--clients", String(HTTP_BENCH_CLIENTS), "--seconds", String(HTTP_BENCH_SECONDS),
+        "--url", url, "--host", host, "--cert", ORIGIN_PULL_FILES.cert, "--key", ORIGIN_PULL_FILES.key, "--clients", String(HTTP_BENCH_CLIENTS), "--seconds", String(HTTP_BENCH_SECONDS),
     ], { timeout: (HTTP_BENCH_SECONDS + 30) * 1000 });
     return JSON.parse(stdout.trim().split("\n").pop() as string) as HttpBenchFigures;
 }

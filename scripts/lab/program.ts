@@ -8,7 +8,7 @@ import { buildPlan } from "../../components/plan";
 import { isOwnHost } from "../../components/providers/catalogs";
 import { assertLabAddress } from "./paths";
 import { imagePort } from "../../components/release";
-import { EdgePlan, edgePlanOf } from "./edge/spec";
+import { EdgePlan, edgePlanOf, OriginPullClient, originPullClientOf } from "./edge/spec";
 import { evaluateProgram, Evaluation } from "../lib/mock-program";
 import type { LabApp } from "./containers";
 import { readStackFile, stackNameOf } from "../lib/stack-file";
@@ -49,6 +49,8 @@ export interface LabProgram {
     edge?: EdgePlan;
     /** The release gate script the program gave its gate command (what `pulumi up` runs). */
     gateScript: string;
+    /** What Cloudflare presents to the origins for the hostname (Authenticated Origin Pulls): the edge, and whatever in the lab asks HAProxy directly, present it too. */
+    originPull: OriginPullClient;
 }
 
 /** `edits`: `vps-ha:<key>` values replacing the stack file's (a drill's next release, say). */
@@ -68,7 +70,7 @@ export async function labProgram(source: StackSource, edits: Record<string, unkn
     };
     const hostname = frontDoorHostnames(config).app;
     const edge = edgePlanOf(e, hostname);
-    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, gateScript: gateScriptOf(e, buildPlan(config)), ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}), ...(pooledConnectionString ? { pooledConnectionString } : {}) };
+    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, gateScript: gateScriptOf(e, buildPlan(config)), originPull: originPullClientOf(e, hostname), ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}), ...(pooledConnectionString ? { pooledConnectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {

@@ -6,7 +6,7 @@ import { mockOriginCa } from "../lib/mock-tls";
 import { Log } from "./exec";
 import { NodeHealth, waitHealthy } from "./health";
 import { LabStack, labStack, saveLabStack } from "./stack";
-import { startEdges } from "./edge";
+import { startEdges, writeOriginPull } from "./edge";
 import { LabProgram, labProgram, StackSource } from "./program";
 import type { LabDnsRecord } from "./dns-zone";
 import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
@@ -45,6 +45,8 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
             ...(program.pooledConnectionString ? { pooledConnectionString: program.pooledConnectionString } : {}),
             app: program.app, hostname: program.hostname, source,
         });
+        // What Cloudflare presents to the origins: the edge and the drills' direct clients present it too.
+        writeOriginPull(program.originPull);
         const health = await waitHealthy(log, HEALTHY_TIMEOUT_MS);
         // Cloudflare in front, once there is something behind it to check.
         if (program.edge) {

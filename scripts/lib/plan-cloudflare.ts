@@ -47,6 +47,10 @@ function describe(type: string, r: RecordedResource, nameOf: (id: unknown) => st
             return `${i.hostname} ${i.settingId} = ${JSON.stringify(i.value)}`;
         case "OriginCaCertificate":
             return `${(i.hostnames as string[]).join(", ")} for ${i.requestedValidity} days`;
+        case "AuthenticatedOriginPullsHostnameCertificate":
+            return "the stack's client certificate for Authenticated Origin Pulls (key secret)";
+        case "AuthenticatedOriginPulls":
+            return `presents ${nameOf((i.configs as { certId: unknown }[])[0]?.certId)} to the origins for ${(i.configs as { hostname: string }[]).map((c) => c.hostname).join(", ")}`;
         case "NotificationPolicy":
             return `${i.alertType} to ${Object.keys((i.mechanisms as object) ?? {}).join(" and ")}`;
         case "NotificationPolicyWebhooks":

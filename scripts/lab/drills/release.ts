@@ -12,7 +12,7 @@ import { appUnit, RETIRE_AFTER_SECONDS } from "../../../components/render/app";
 import { imagePort } from "../../../components/release";
 import { readStackFile } from "../../lib/stack-file";
 import { publishLabDns } from "../dns";
-import { EDGE_NAME } from "../edge";
+import { EDGE_NAME, ORIGIN_PULL_FILES, originPullTls } from "../edge";
 import { elapsed, Log, run, sleep } from "../exec";
 import { importStandIns } from "../containers";
 import { getOnce } from "../load/web";
@@ -71,7 +71,8 @@ async function runGate(log: Log, program: LabProgram): Promise<{ ok: boolean; no
     const hosts = [stack?.hostname ?? "", ...(program.gateScript.match(/https:\/\/([^/]+)\//g) ?? []).map((u) => u.slice(8, -1))];
     for (const lb of labNodes().filter((n) => n.role === "haproxy")) {
         const t = Date.now();
-        const curl = [`--cacert ${join(STATE_DIR, "edge", "origin-ca.pem")}`, ...[...new Set(hosts)].filter(Boolean).map((h) => `--resolve ${h}:443:${lb.publicIpv4}`)].join(" ");
+        // As Cloudflare: the origin-pull certificate on each connection to HAProxy.
+        const curl = [`--cacert ${join(STATE_DIR, "edge", "origin-ca.pem")} --cert ${ORIGIN_PULL_FILES.cert} --key ${ORIGIN_PULL_FILES.key}`, ...[...new Set(hosts)].filter(Boolean).map((h) => `--resolve ${h}:443:${lb.publicIpv4}`)].join(" ");
         const r = await run(["nsenter", `--net=/run/netns/${netnsName(EDGE_NAME)}`, "--", "env", `VPS_HA_GATE_CURL_ARGS=${curl}`, "sh", "-c", program.gateScript], { timeoutMs: 15 * 60_000, allowFail: true });
         const passed = r.code === 0;
         ok &&= passed;
@@ -84,7 +85,7 @@ async function runGate(log: Log, program: LabProgram): Promise<{ ok: boolean; no
 /** Waits (bounded) until every edge serves `image` SERVED_IN_A_ROW times in a row; seconds taken. */
 async function waitServed(image: string, timeoutMs: number): Promise<number> {
     const want = `vps-ha lab app ${image}`;
-    const agents = { http: new HttpAgent({ keepAlive: false }), https: new Agent({ keepAlive: false }) };
+    const agents = { http: new HttpAgent({ keepAlive: false }), https: new Agent({ keepAlive: false, ...originPullTls() }) };
     const hostname = labStack()?.hostname ?? "";
     const started = Date.now();
     try {

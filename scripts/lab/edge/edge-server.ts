@@ -6,7 +6,10 @@
 // with failover across pools, retries a request whose connection to an origin failed on the
 // next pool at once (Cloudflare's zero-downtime failover for 521-523). Visitors speak plain HTTP
 // to it (Cloudflare's own edge certificate is not what the lab tests); it speaks HTTPS to the
-// origins and verifies their Origin CA certificate, as SSL "Full (strict)" does.
+// origins and verifies their Origin CA certificate, as SSL "Full (strict)" does, presenting the
+// stack's origin-pull certificate (Authenticated Origin Pulls) on every connection. The monitor
+// presents none: Cloudflare's monitors do so only when set to simulate the zone (probe_zone),
+// which the program does not ask, so the origins must answer the monitor path without one.
 //   usage: edge-server.ts --config FILE    (JSON: EdgeConfig)
 import { appendFileSync, readFileSync } from "node:fs";
 import { createServer, IncomingMessage, ServerResponse } from "node:http";
@@ -28,7 +31,8 @@ function main(): void {
     const a = parseArgs(process.argv.slice(2), { values: ["config"] });
     const config = JSON.parse(readFileSync(a.values.config ?? "", "utf8")) as EdgeConfig;
     const ca = readFileSync(config.originCaFile, "utf8");
-    const agent = new Agent({ keepAlive: true, maxSockets: 64, ca });
+    const pull = { cert: readFileSync(config.originPullCertFile, "utf8"), key: readFileSync(config.originPullKeyFile, "utf8") };
+    const agent = new Agent({ keepAlive: true, maxSockets: 64, ca, ...pull });
     // Origins start healthy, as a new Cloudflare pool does until its first check says otherwise.
     const origins: OriginState[] = config.origins.map((o) => ({ ...o, healthy: true }));
     const event = (e: Record<string, unknown>) => appendFileSync(config.eventLog, JSON.stringify({ at: Date.now(), ...e }) + "\n");

@@ -10,7 +10,7 @@ import { parseJsonLines } from "../load/json-lines";
 import { addNodeNetwork, pinNeighbours } from "../net";
 import { hostVethName, netnsName, STATE_DIR } from "../paths";
 import { updateState } from "../state";
-import { EdgeConfig, EdgePlan } from "./spec";
+import { EdgeConfig, EdgePlan, OriginPullClient } from "./spec";
 
 /** The edge's namespace is vh-<this>; no node may take the name. */
 export const EDGE_NAME = "lab-edge";
@@ -35,8 +35,26 @@ export interface EdgeEvent {
     retried?: string;
 }
 
+/** Where the lab keeps the origin-pull certificate and key: what asks HAProxy's 443 directly presents them, as Cloudflare does. */
+export const ORIGIN_PULL_FILES = { cert: join(STATE_DIR, "edge", "origin-pull.crt"), key: join(STATE_DIR, "edge", "origin-pull.key") };
+
+/** Writes the origin-pull certificate and key (the key root's only) for the edge and the lab's direct clients. */
+export function writeOriginPull(client: OriginPullClient): typeof ORIGIN_PULL_FILES {
+    mkdirSync(join(STATE_DIR, "edge"), { recursive: true });
+    writeFileSync(ORIGIN_PULL_FILES.cert, client.certificate);
+    writeFileSync(ORIGIN_PULL_FILES.key, client.privateKey, { mode: 0o600 });
+    return ORIGIN_PULL_FILES;
+}
+
+/** The certificate and key as TLS options, for the lab's clients that ask HAProxy's 443 directly (empty before a lab wrote them). */
+export function originPullTls(): { cert?: string; key?: string } {
+    if (!existsSync(ORIGIN_PULL_FILES.key)) return {};
+    return { cert: readFileSync(ORIGIN_PULL_FILES.cert, "utf8"), key: readFileSync(ORIGIN_PULL_FILES.key, "utf8") };
+}
+
 /** Starts both edges for `plan` (the app hostname's load balancer) once the nodes are up. */
 export async function startEdges(plan: EdgePlan, nodes: { name: string; publicIpv4: string }[], originCaPem: string, log: Log): Promise<LabEdge[]> {
+    if (!existsSync(ORIGIN_PULL_FILES.key)) throw new Error("lab: the origin-pull certificate is not written (writeOriginPull) before the edges start");
     if (nodes.some((n) => n.name === EDGE_NAME)) throw new Error(`lab: a node is named ${EDGE_NAME}, the lab edge's own name`);
     const hostVeth = hostVethName(EDGE_NAME);
     updateState((s) => (s.serviceNamespaces = [...(s.serviceNamespaces ?? []), { name: EDGE_NAME, hostVeth }]));
@@ -54,7 +72,7 @@ export async function startEdges(plan: EdgePlan, nodes: { name: string; publicIp
         const name = `edge (monitor every ${interval} s)`;
         const eventLog = join(dir, `events-${interval}.jsonl`);
         writeFileSync(eventLog, "");
-        const config: EdgeConfig = { ...plan, monitor: { ...plan.monitor, intervalSeconds: interval }, listen: { address: EDGE_ADDRESS, port }, originCaFile, eventLog };
+        const config: EdgeConfig = { ...plan, monitor: { ...plan.monitor, intervalSeconds: interval }, listen: { address: EDGE_ADDRESS, port }, originCaFile, originPullCertFile: ORIGIN_PULL_FILES.cert, originPullKeyFile: ORIGIN_PULL_FILES.key, eventLog };
         const configFile = join(dir, `edge-${interval}.json`);
         writeFileSync(configFile, JSON.stringify(config, null, 2));
         const out = openSync(join(dir, `edge-${interval}.log`), "a");

@@ -23,6 +23,12 @@ export interface EdgeMonitor {
     allowInsecure: boolean;
 }
 
+/** What Cloudflare presents to the origins for the stack's hostnames (Authenticated Origin Pulls), as the program uploaded it. */
+export interface OriginPullClient {
+    certificate: string;
+    privateKey: string;
+}
+
 export interface EdgeConfig {
     hostname: string;
     listen: { address: string; port: number };
@@ -32,16 +38,34 @@ export interface EdgeConfig {
     failoverAcrossPools: boolean;
     monitor: EdgeMonitor;
     originCaFile: string;
+    /** The origin-pull certificate and key the edge presents on every connection to an origin (PEM files). */
+    originPullCertFile: string;
+    originPullKeyFile: string;
     eventLog: string;
 }
 
-export type EdgePlan = Omit<EdgeConfig, "listen" | "originCaFile" | "eventLog">;
+export type EdgePlan = Omit<EdgeConfig, "listen" | "originCaFile" | "originPullCertFile" | "originPullKeyFile" | "eventLog">;
 
 const T = {
     lb: "cloudflare:index/loadBalancer:LoadBalancer",
     pool: "cloudflare:index/loadBalancerPool:LoadBalancerPool",
     monitor: "cloudflare:index/loadBalancerMonitor:LoadBalancerMonitor",
+    pullCert: "cloudflare:index/authenticatedOriginPullsHostnameCertificate:AuthenticatedOriginPullsHostnameCertificate",
+    pulls: "cloudflare:index/authenticatedOriginPulls:AuthenticatedOriginPulls",
 };
+
+/**
+ * The certificate Cloudflare presents for `hostname`: the uploaded one that the program's
+ * per-hostname settings enable for it. Throws when there is none (the origins would refuse the edge).
+ */
+export function originPullClientOf(e: Evaluation, hostname: string): OriginPullClient {
+    const enabledFor = e.resources.filter((r) => r.type === T.pulls).flatMap((r) => (r.inputs.configs ?? []) as { hostname?: string; certId?: string; enabled?: boolean }[])
+        .find((c) => c.hostname === hostname && c.enabled === true);
+    if (!enabledFor) throw new Error(`lab edge: the program enables no Authenticated Origin Pulls for ${hostname}`);
+    const cert = e.resources.find((r) => r.type === T.pullCert && r.id === enabledFor.certId);
+    if (!cert) throw new Error(`lab edge: Authenticated Origin Pulls for ${hostname} names certificate ${enabledFor.certId}, which the program did not upload`);
+    return { certificate: str(cert, "certificate"), privateKey: str(cert, "privateKey") };
+}
 
 export function expectedCodeMatches(expected: string, status: number): boolean {
     return expected.split(/[\s,]+/).filter(Boolean).some((c) => (/^\dxx$/i.test(c) ? Math.floor(status / 100) === Number(c[0]) : Number(c) === status));

@@ -1,9 +1,11 @@
 // A closed-loop HTTP benchmark client, run inside a lab node's network namespace (nsenter):
 // C clients with keep-alive send GETs back to back for S seconds (or N requests), then the
 // figures are printed as one JSON line. Bounded by both limits.
-//   usage: http-bench.ts --url URL [--host NAME] --clients C --seconds S --max-requests N
+// Over HTTPS it presents the origin-pull certificate when given (HAProxy serves no one else).
+//   usage: http-bench.ts --url URL [--host NAME] [--cert FILE --key FILE] --clients C --seconds S --max-requests N
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "../../lib/args";
 
 export interface HttpBenchFigures {
@@ -22,14 +24,14 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-    const a = parseArgs(process.argv.slice(2), { values: ["url", "host", "clients", "seconds", "max-requests"], flags: [] });
+    const a = parseArgs(process.argv.slice(2), { values: ["url", "host", "cert", "key", "clients", "seconds", "max-requests"], flags: [] });
     const url = new URL(a.values.url ?? "");
     const tls = url.protocol === "https:";
     const clients = Math.max(1, Math.min(64, Number(a.values.clients ?? 8)));
     const seconds = Math.max(1, Math.min(120, Number(a.values.seconds ?? 10)));
     const maxRequests = Math.max(1, Math.min(10_000_000, Number(a.values["max-requests"] ?? 1_000_000)));
     const host = a.values.host ?? url.hostname;
-    const agent = tls ? new HttpsAgent({ keepAlive: true, maxSockets: clients, rejectUnauthorized: false }) : new HttpAgent({ keepAlive: true, maxSockets: clients });
+    const agent = tls ? new HttpsAgent({ keepAlive: true, maxSockets: clients, rejectUnauthorized: false, ...(a.values.cert && a.values.key ? { cert: readFileSync(a.values.cert), key: readFileSync(a.values.key) } : {}) }) : new HttpAgent({ keepAlive: true, maxSockets: clients });
     const send = tls ? httpsRequest : httpRequest;
     const latencies: number[] = [];
     let failed = 0;

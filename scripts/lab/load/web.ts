@@ -5,6 +5,7 @@
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent, request as httpsRequest } from "node:https";
 import { appendFileSync, writeFileSync } from "node:fs";
+import { originPullTls } from "../edge";
 
 export interface WebTarget {
     name: string;
@@ -72,8 +73,9 @@ export class WebLoad {
     private stopped = false;
     private readonly loops: Promise<void>[] = [];
     // The origin certificate is the program's own (self-signed until the front door issues one):
-    // Cloudflare checks it in "Full (strict)"; the lab's client checks only that TLS works.
-    private readonly agents = { https: new Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: false }), http: new HttpAgent({ keepAlive: true, maxSockets: 16 }) };
+    // Cloudflare checks it in "Full (strict)"; the lab's client checks only that TLS works. It
+    // presents the origin-pull certificate, as Cloudflare does, or HAProxy refuses it.
+    private readonly agents = { https: new Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: false, ...originPullTls() }), http: new HttpAgent({ keepAlive: true, maxSockets: 16 }) };
 
     constructor(private readonly opts: WebLoadOptions) {
         if (opts.targets.length === 0) throw new Error("web load: no HAProxy node to send requests to");
