@@ -1,17 +1,15 @@
 // The HAProxy pair's rendered config and origin certificate, checked by Debian 13's own HAProxy 3.0.
 import { strict as assert } from "node:assert";
 import { generateKeyPairSync } from "node:crypto";
-import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { Evaluation } from "../scripts/lib/mock-program";
-import { mockOriginCa } from "../scripts/lib/mock-tls";
-import { EdgeConfig, edgePlanOf, originPullClientOf } from "../scripts/lab/edge/spec";
 import { HAPROXY_CFG, ORIGIN_PEM, ORIGIN_PULL_CA, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE, SERVER_STATE_FILE } from "../components/render/haproxy";
 import { DirectoryHaproxy } from "../components/render/directory-agent";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
+import { startEdge } from "./helpers/haproxy-node";
 import { Sandbox } from "./helpers/sandbox";
 import { requireTools } from "./helpers/tools";
 
@@ -199,21 +197,7 @@ describe("HAProxy pair config", function () {
             // The lab's edge, as the lab runs it (in the namespace, from the program's load
             // balancer), in front of this HAProxy: visitors get through, for it presents the
             // origin-pull certificate; its monitor (which presents none) holds the origin healthy.
-            const plan = edgePlanOf(prod, "app.example.com");
-            assert.ok(plan, "the program makes a load balancer for the app's hostname");
-            const pull = originPullClientOf(prod, "app.example.com");
-            const edgeFile = (name: string, content: string) => {
-                const path = join(sb.dir, name);
-                writeFileSync(path, content, { mode: 0o600 });
-                return path;
-            };
-            const edgeConfig: EdgeConfig = {
-                ...plan, origins: [{ name: lb, address: mesh }], fallback: lb, monitor: { ...plan.monitor, intervalSeconds: 1 },
-                listen: { address: mesh, port: 8080 }, originCaFile: edgeFile("origin-ca.pem", mockOriginCa().certPem),
-                originPullCertFile: edgeFile("pull.crt", pull.certificate), originPullKeyFile: edgeFile("pull.key", pull.privateKey), eventLog: edgeFile("edge-events.jsonl", ""),
-            };
-            const tsx = join(__dirname, "../node_modules/tsx/dist/cli.mjs");
-            const edge = spawn("nsenter", [`--net=/run/netns/${sb.netns(lb)}`, "--", process.execPath, tsx, join(__dirname, "../scripts/lab/edge/edge-server.ts"), "--config", edgeFile("edge.json", JSON.stringify(edgeConfig))], { stdio: ["ignore", "ignore", "pipe"] });
+            const { child: edge, eventLog } = startEdge(sb, lb, prod, "app.example.com", mesh, 8080);
             let edgeErr = "";
             edge.stderr?.on("data", (d: Buffer) => (edgeErr += d.toString()));
             try {
@@ -225,7 +209,7 @@ describe("HAProxy pair config", function () {
                 assert.equal(viaEdge, "200", `through the lab's edge: ${edgeErr}`);
                 // Several monitor rounds: the origin never went unhealthy.
                 await new Promise((r) => setTimeout(r, 2500));
-                const events = readFileSync(edgeConfig.eventLog, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { healthy?: boolean });
+                const events = readFileSync(eventLog, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { healthy?: boolean });
                 assert.ok(!events.some((e) => e.healthy === false), `the edge's monitor marked the origin down: ${JSON.stringify(events)}`);
             } finally {
                 if (edge.pid) process.kill(edge.pid);

@@ -8,11 +8,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parse } from "yaml";
 import { ConfigError, parseStackConfig, ROLLOUT_WAIT_SECONDS } from "../components/config";
 import { buildPlan, ROLLOUT_STATUS_PORT, ROLLOUT_VIEW_PORT } from "../components/plan";
 import { DESIRED_STATUS } from "../components/render/desired-agent";
-import { DIRECTORY_CACHE, DirectoryHaproxy } from "../components/render/directory-agent";
+import { DIRECTORY_CACHE } from "../components/render/directory-agent";
 import { HAPROXY_CFG, haproxyPart, HaproxyConfig, renderHaproxyConfig, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE, rolloutTokenFiles } from "../components/render/haproxy";
 import { ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, ROLLOUT_VIEW_PATH, ROLLOUT_VIEW_UNIT, rolloutViewConfig, rolloutViewPart, STATUS_VIEW_PATH } from "../components/render/rollout-view";
 import { statusViewSpec } from "../components/monitoring";
@@ -24,6 +23,7 @@ import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
 import { raw, withConfig } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
+import { filesOf, STATUS_STAND_IN, withServers } from "./helpers/haproxy-node";
 import { originPullClientOf } from "../scripts/lab/edge/spec";
 
 const ROOT = join(__dirname, "..");
@@ -112,33 +112,6 @@ describe("rollout wait: renderers and config", () => {
     });
 });
 
-function filesOf(userData: string): { path: string; content: string; permissions?: string }[] {
-    return parse(userData).write_files as { path: string; content: string; permissions?: string }[];
-}
-
-/** haproxy.cfg with one app server (at `address`:8921) between the agent's markers, as the directory agent writes it. */
-function withServers(files: Record<string, string>, address: string): string {
-    const agent = (JSON.parse(files["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
-    let filled = files[HAPROXY_CFG];
-    for (const b of agent.blocks.filter((x) => x.role === "app")) {
-        filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${b.line.replace("{name}", "app-1").replace("{address}", address).replaceAll("{port}", "8921")}\n`);
-    }
-    return filled;
-}
-
-/** A stand-in status server: each connection gets the JSON file's current content, as the socket unit's service answers. */
-const STAND_IN = `import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(8)
-while True:
-    c, _ = s.accept()
-    with open(sys.argv[3], "rb") as f:
-        c.sendall(f.read())
-    c.close()
-`;
-
 describe("rollout wait, run for real (HAProxy, the view, stand-in nodes, the wait script) @rootfs", function () {
     this.timeout(900000);
     const LB = "lb-1";
@@ -168,7 +141,7 @@ describe("rollout wait, run for real (HAProxy, the view, stand-in nodes, the wai
             const viewCache = rolloutViewConfig({ port: ROLLOUT_VIEW_PORT, statusPort: ROLLOUT_STATUS_PORT, status: statusViewSpec(planOf()) }).cacheSeconds;
             const settle = () => new Promise((r) => setTimeout(r, viewCache * 1000 + 500));
             for (const n of NODES) {
-                sb.write(n, "/srv/stand-in.py", STAND_IN);
+                sb.write(n, "/srv/stand-in.py", STATUS_STAND_IN);
                 status(n, {});
                 sb.start(n, ["python3", "/srv/stand-in.py", mesh[n], String(ROLLOUT_STATUS_PORT), "/srv/status.json"], join(sb.dir, `${n}.log`));
             }

@@ -5,12 +5,11 @@
 // origin-pull certificate). Patroni's REST API, the nodes' rollout status servers and
 // a database member's signal exporter are stand-ins answering recorded documents of their shape.
 import { strict as assert } from "node:assert";
-import { ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { ChildProcess, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse } from "yaml";
-import { ROLLOUT_STATUS_PORT, ROLLOUT_VIEW_PORT, MONITORING_PORTS, DB_PORTS } from "../components/plan";
-import { DIRECTORY_CACHE, DirectoryHaproxy } from "../components/render/directory-agent";
+import { ROLLOUT_STATUS_PORT, MONITORING_PORTS, DB_PORTS } from "../components/plan";
+import { DIRECTORY_CACHE } from "../components/render/directory-agent";
 import { HAPROXY_CFG, ROLLOUT_TOKEN_FILE, ROLLOUT_TOKEN_HEADER } from "../components/render/haproxy";
 import { ROLLOUT_VIEW, ROLLOUT_VIEW_CONFIG, STATUS_VIEW_PATH } from "../components/render/rollout-view";
 import { SIGNALS } from "../components/render/signals";
@@ -18,27 +17,12 @@ import { directoryCache, evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
 import { requireTools } from "./helpers/tools";
-import { EdgeConfig, edgePlanOf, originPullClientOf } from "../scripts/lab/edge/spec";
-import { mockOriginCa } from "../scripts/lib/mock-tls";
+import { filesOf, startEdge, STATUS_STAND_IN, withServers } from "./helpers/haproxy-node";
 
 /** The lab edge's port here (it stands in for Cloudflare in front of HAProxy). */
 const EDGE_PORT = 8080;
 
 const ROOT = join(__dirname, "..");
-
-function filesOf(userData: string): { path: string; content: string; permissions?: string }[] {
-    return parse(userData).write_files as { path: string; content: string; permissions?: string }[];
-}
-
-/** haproxy.cfg with one app server (at `address`:8921) between the agent's markers, as the directory agent writes it. */
-function withServers(files: Record<string, string>, address: string): string {
-    const agent = (JSON.parse(files["/etc/vps-ha/directory.d/haproxy.json"]) as { haproxy: DirectoryHaproxy }).haproxy;
-    let filled = files[HAPROXY_CFG];
-    for (const b of agent.blocks.filter((x) => x.role === "app")) {
-        filled = filled.replace(`${b.begin}\n`, `${b.begin}\n${b.line.replace("{name}", "app-1").replace("{address}", address).replaceAll("{port}", "8921")}\n`);
-    }
-    return filled;
-}
 
 /**
  * A stand-in HTTP server: each GET gets the current content of the file named by its path under
@@ -56,19 +40,6 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
-`;
-
-/** A stand-in rollout status server: each connection gets the JSON file's current content. */
-const STATUS_STAND_IN = `import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(8)
-while True:
-    c, _ = s.accept()
-    with open(sys.argv[3], "rb") as f:
-        c.sendall(f.read())
-    c.close()
 `;
 
 describe("npm run status through real HAProxy, the view and Prometheus @rootfs @daemons", function () {
@@ -157,20 +128,7 @@ describe("npm run status through real HAProxy, the view and Prometheus @rootfs @
 
             // Cloudflare's part, played by the lab's edge as the lab runs it (in lb-1's namespace, from the
             // program's load balancer): it presents the origin-pull certificate HAProxy asks for.
-            const edgePlan = edgePlanOf(prod, "app.example.com");
-            assert.ok(edgePlan, "the program makes a load balancer for the app's hostname");
-            const pull = originPullClientOf(prod, "app.example.com");
-            const edgeFile = (name: string, content: string) => {
-                const path = join(sb.dir, name);
-                writeFileSync(path, content, { mode: 0o600 });
-                return path;
-            };
-            const edgeConfig: EdgeConfig = {
-                ...edgePlan, origins: [{ name: LB, address: mesh[LB] }], fallback: LB, monitor: { ...edgePlan.monitor, intervalSeconds: 1 },
-                listen: { address: mesh[LB], port: EDGE_PORT }, originCaFile: edgeFile("origin-ca.pem", mockOriginCa().certPem),
-                originPullCertFile: edgeFile("pull.crt", pull.certificate), originPullKeyFile: edgeFile("pull.key", pull.privateKey), eventLog: edgeFile("edge-events.jsonl", ""),
-            };
-            edge = spawn("nsenter", [`--net=/run/netns/${sb.netns(LB)}`, "--", process.execPath, join(ROOT, "node_modules/tsx/dist/cli.mjs"), join(ROOT, "scripts/lab/edge/edge-server.ts"), "--config", edgeFile("edge.json", JSON.stringify(edgeConfig))], { stdio: ["ignore", "ignore", "ignore"] });
+            edge = startEdge(sb, LB, prod, "app.example.com", mesh[LB], EDGE_PORT).child;
 
             // The CLI as the user runs it, by this Node in lb-1's network namespace, through the edge (http:// to an IPv4 address).
             const url = `http://${mesh[LB]}:${EDGE_PORT}${STATUS_VIEW_PATH}`;
