@@ -458,7 +458,10 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
     lock = None
     if group == "db":
         members = ["http://%s:%d" % (o["meshAddress"], ETCD_PORT) for o in spec["order"] if o["name"] != node]
-        lock = Lock(env, node, spec["healthTimeoutSeconds"] + env.handover_timeout + 120, [env.etcd] + members)
+        # Held through the longest change: a handover, a PostgreSQL restart where Patroni asks, the health wait.
+        settle = (spec.get("pendingRestart") or {}).get("settleSeconds", 0)
+        ttl = spec["healthTimeoutSeconds"] + env.handover_timeout + settle + env.restart_timeout + 120
+        lock = Lock(env, node, ttl, [env.etcd] + members)
         try:
             if not lock.acquire():
                 save_state(env, {**base, "rolloutState": "waiting", "waitingOn": lock.held_by, "waitingSince": since,
