@@ -81,6 +81,12 @@ export const MIN_CHECK_INTERVAL: Record<ZonePlan, number> = { free: 60, pro: 60,
 /** vps-ha:rollout.waitSeconds' default. */
 export const ROLLOUT_WAIT_SECONDS = 900;
 
+/** Server connections each pooler opens at most per database and user (pgbouncer's default_pool_size). */
+export const POOLER_POOL_SIZE = 20;
+/** Bounds of database.maxConnections: room for both poolers' pools and superusers; memory on a small server. */
+export const MIN_MAX_CONNECTIONS = 50;
+export const MAX_MAX_CONNECTIONS = 1000;
+
 /** Variables the app always gets from vps-ha: the user may not set them. */
 export const RESERVED_APP_ENV = ["DATABASE_URL", "DATABASE_POOLED_URL", "HOST", "PORT"];
 
@@ -202,6 +208,14 @@ const shapes = {
          * passwords, the poolers' admin and the REST API's, and the backup cipher's passphrase.
          */
         secretsVersion: z.number().int("must be a whole number").min(1, "must be 1 or more").default(1),
+        /**
+         * PostgreSQL's max_connections, kept in Patroni's dynamic configuration. Absent: Patroni's
+         * default (100). A change restarts PostgreSQL on each member in turn, the primary last after a handover.
+         */
+        maxConnections: z.number({ error: "must be a whole number of connections" }).int("must be a whole number of connections")
+            .min(MIN_MAX_CONNECTIONS, `must be at least ${MIN_MAX_CONNECTIONS}: each of the two poolers may open ${POOLER_POOL_SIZE} server connections, and PostgreSQL keeps 3 for superusers`)
+            .max(MAX_MAX_CONNECTIONS, `must be at most ${MAX_MAX_CONNECTIONS}: each connection costs memory on a small server; more clients go through the poolers`)
+            .optional(),
         backups: z.strictObject({
             /** Default (R2 only): vps-ha-<stack>-backups, so stacks sharing an account never share a bucket. */
             bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 of a-z, 0-9, '-')").optional(),

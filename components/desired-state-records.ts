@@ -64,6 +64,12 @@ export interface DesiredRollout {
     healthTimeoutSeconds: number;
     /** Restarting one of these units on the Patroni primary hands it over first (the planned switchover). */
     handoverUnits: string[];
+    /**
+     * After one of `units` restarts (the cluster's dynamic configuration may have changed), this
+     * member's PostgreSQL restarts if Patroni reports pending_restart within `settleSeconds` (the
+     * primary hands over first). Database members only.
+     */
+    pendingRestart?: { units: string[]; settleSeconds: number };
 }
 
 /** What a node must hold, before the stack, node and generation are attached. */
@@ -178,6 +184,10 @@ function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
     if (!Array.isArray(r.health) || !r.health.every(strings)) fail(node, "rollout.health", r.health, "expected a list of argv lists");
     if (typeof r.healthTimeoutSeconds !== "number" || !(r.healthTimeoutSeconds > 0)) fail(node, "rollout.healthTimeoutSeconds", r.healthTimeoutSeconds, "expected a positive number of seconds");
     if (!strings(r.handoverUnits)) fail(node, "rollout.handoverUnits", r.handoverUnits, "expected a list of unit names");
+    const p = r.pendingRestart;
+    if (p !== undefined && (typeof p !== "object" || p === null || !strings(p.units) || typeof p.settleSeconds !== "number" || !(p.settleSeconds > 0))) {
+        fail(node, "rollout.pendingRestart", p, "expected {units: a list of unit names, settleSeconds: a positive number}");
+    }
     return {
         group: r.group,
         id: r.id,
@@ -186,6 +196,7 @@ function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
         health: r.health.map((h) => [...h]),
         healthTimeoutSeconds: r.healthTimeoutSeconds,
         handoverUnits: [...r.handoverUnits],
+        ...(p ? { pendingRestart: { units: [...p.units], settleSeconds: p.settleSeconds } } : {}),
     };
 }
 

@@ -12,7 +12,8 @@ import { Role } from "./config";
 import { canonicalContent, DesiredContent, DesiredRollout } from "./desired-state-records";
 import { DB_PORTS, HAPROXY_PORTS, PlannedNode, ROLLOUT_STATUS_PORT, StackPlan } from "./plan";
 import { releaseEnvFile } from "./render/app";
-import { PATRONI_UNIT } from "./render/patroni";
+import { PATRONI_TIMING, PATRONI_UNIT } from "./render/patroni";
+import { PATRONI_DYNAMIC_UNIT } from "./render/patroni-dynamic";
 import { ROLLOUT_TOOL } from "./render/rollout-status";
 
 export type RolloutGroup = "db" | "haproxy" | "app";
@@ -28,6 +29,15 @@ export const HEALTH_TIMEOUT_SECONDS: Record<RolloutGroup, number> = {
 
 /** Restarting these on the Patroni primary stops PostgreSQL there: it hands over first. */
 export const HANDOVER_UNITS = [PATRONI_UNIT];
+
+/**
+ * The dynamic-configuration tool's restart may change a parameter PostgreSQL takes only at a
+ * restart (max_connections): the member's PostgreSQL restarts then if Patroni says it must.
+ */
+export const PENDING_RESTART_UNITS = [PATRONI_DYNAMIC_UNIT];
+
+/** How long after that restart the gate looks for Patroni's pending_restart: a few of Patroni's loops. */
+export const PENDING_RESTART_SETTLE_SECONDS = Math.max(5, 5 * PATRONI_TIMING.loop_wait);
 
 export function rolloutGroup(role: Role): RolloutGroup {
     return role === "witness" ? "db" : role;
@@ -94,6 +104,7 @@ export function rolloutSpecs(a: RolloutArgs): Record<string, DesiredRollout> {
                 health: healthCommands(a.plan, n),
                 healthTimeoutSeconds: HEALTH_TIMEOUT_SECONDS[group],
                 handoverUnits: n.role === "db" ? [...HANDOVER_UNITS] : [],
+                ...(n.role === "db" ? { pendingRestart: { units: [...PENDING_RESTART_UNITS], settleSeconds: PENDING_RESTART_SETTLE_SECONDS } } : {}),
             };
         }
     }

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { backupBucketName, CONFIG_KEYS, ConfigError, ConfigIssue, frontDoorHostnames, OFFLINE_SECRET, parseStackConfig, REQUIRED_CONFIG_KEYS } from "../components/config";
+import { backupBucketName, CONFIG_KEYS, ConfigError, ConfigIssue, frontDoorHostnames, MAX_MAX_CONNECTIONS, MIN_MAX_CONNECTIONS, OFFLINE_SECRET, parseStackConfig, REQUIRED_CONFIG_KEYS } from "../components/config";
 import { prodNodes, prodStack, raw, ROOT, shippedProdStack, withConfig } from "./helpers/stack";
 import { StackFile } from "../scripts/lib/stack-file";
 import { readFileSync } from "node:fs";
@@ -238,6 +238,23 @@ describe("stack config validation: the Cloudflare front door", () => {
         assert.equal(parsed({ synchronous: "quorum", secretsVersion: 3 }).secretsVersion, 3);
         expectIssue(issuesOf(withConfig({ database: { secretsVersion: 0 } })), "vps-ha:database.secretsVersion", /must be 1 or more/, /0/);
         expectIssue(issuesOf(withConfig({ database: { secretsVersion: 1.5 } })), "vps-ha:database.secretsVersion", /whole number/, /1.5/);
+    });
+
+    it("takes database.maxConnections as a whole number within its bounds, absent unless set", () => {
+        const parsed = (database?: Record<string, unknown>) => parseStackConfig(raw(withConfig(database ? { database } : { database: undefined })), "prod").database;
+        assert.equal(parsed().maxConnections, undefined);
+        assert.equal(parsed({ synchronous: "quorum", maxConnections: 200 }).maxConnections, 200);
+        assert.equal(parsed({ maxConnections: MIN_MAX_CONNECTIONS }).maxConnections, MIN_MAX_CONNECTIONS);
+        assert.equal(parsed({ maxConnections: MAX_MAX_CONNECTIONS }).maxConnections, MAX_MAX_CONNECTIONS);
+        const path = "vps-ha:database.maxConnections";
+        expectIssue(issuesOf(withConfig({ database: { maxConnections: 10 } })), path, /must be at least 50: each of the two poolers may open 20 server connections/, /10/);
+        expectIssue(issuesOf(withConfig({ database: { maxConnections: 5000 } })), path, /must be at most 1000/, /5000/);
+        expectIssue(issuesOf(withConfig({ database: { maxConnections: 150.5 } })), path, /whole number of connections/, /150.5/);
+        expectIssue(issuesOf(withConfig({ database: { maxConnections: "200" } })), path, /whole number of connections/, /"200"/);
+        // Reported with the other issues of the file, all at once.
+        const issues = issuesOf(withConfig({ database: { maxConnections: 10, secretsVersion: 0 } }));
+        expectIssue(issues, path, /at least 50/);
+        expectIssue(issues, "vps-ha:database.secretsVersion", /must be 1 or more/);
     });
 
     it("takes directory.allowLargeRemoval as a boolean, false unless set, and nothing else under directory", () => {

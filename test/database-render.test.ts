@@ -1,7 +1,7 @@
 // The database tier's renderers, pure: etcd, Patroni, pgBackRest and the parts a node boots with.
 import { SWITCHOVER_CONFIG, SWITCHOVER_TOOL } from "../components/render/switchover";
 import { PACKAGE_DIR } from "../components/render/python-lib";
-import { PATRONI_DYNAMIC_TOOL } from "../components/render/patroni-dynamic";
+import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_TOOL, PATRONI_DYNAMIC_UNIT } from "../components/render/patroni-dynamic";
 import { AFTER_PROMOTE_TOOL, PG_CTL_WRAPPER } from "../components/render/after-promote";
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
@@ -11,7 +11,7 @@ import { buildPlan, PlannedNode, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
 import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
-import { ETCD_READY_TOOL, INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_TIMING, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { ETCD_READY_TOOL, INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_TIMING, PATRONI_UNIT, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
 import { DB_RESTORE_TOOL, initdbArguments } from "../components/render/db-restore";
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
 import { StackFile } from "../scripts/lib/stack-file";
@@ -222,6 +222,31 @@ describe("Patroni renderer", () => {
         assert.equal(five.synchronous_node_count, 3);
         // Without a witness, one standby per commit, as before.
         assert.equal(parse(fileAt(databaseParts(plan, db1, SECRETS), PATRONI_CONFIG).content, { version: "1.1" }).bootstrap.dcs.synchronous_node_count, 1);
+    });
+
+    it("puts database.maxConnections in bootstrap.dcs and the dynamic settings; Patroni restarts for anything else in its config, not for that", () => {
+        const partsWith = (database: Record<string, unknown>, secrets = SECRETS) => {
+            const p = buildPlan(parseStackConfig(raw(withConfig({ database: { synchronous: "quorum", ...database } })), "prod"));
+            return databaseParts(p, node(p, "db-1"), secrets);
+        };
+        const [plain, raised] = [partsWith({}), partsWith({ maxConnections: 300 })];
+        const dcs = (parts: CloudConfigPart[]) => parse(fileAt(parts, PATRONI_CONFIG).content, { version: "1.1" }).bootstrap.dcs.postgresql.parameters;
+        assert.equal(dcs(plain).max_connections, undefined);
+        assert.equal(dcs(raised).max_connections, 300);
+        const settings = (parts: CloudConfigPart[]) => JSON.parse(fileAt(parts, PATRONI_DYNAMIC_SETTINGS).content);
+        assert.equal(settings(raised).desired.postgresql.parameters.max_connections, 300);
+        assert.ok(settings(plain).absent.some((k: string[]) => k.join(".") === "postgresql.parameters.max_connections"));
+        assert.ok(!settings(raised).absent.some((k: string[]) => k.join(".") === "postgresql.parameters.max_connections"));
+        // Patroni's restart follows its restart key: the same with or without the parameter, another with a new password.
+        const restartOf = (parts: CloudConfigPart[]) => parts.flatMap((p) => p.restarts ?? []).find((r) => r.unit === PATRONI_UNIT);
+        assert.deepEqual(restartOf(raised)?.paths, [PATRONI_RESTART_KEY, `/etc/systemd/system/${PATRONI_UNIT}`]);
+        assert.equal(fileAt(raised, PATRONI_RESTART_KEY).content, fileAt(plain, PATRONI_RESTART_KEY).content);
+        assert.notEqual(fileAt(partsWith({}, { ...SECRETS, restApiPassword: "rotated" }), PATRONI_RESTART_KEY).content, fileAt(plain, PATRONI_RESTART_KEY).content);
+        assert.match(fileAt(plain, PATRONI_RESTART_KEY).content, /^\{\n "sha256": "[0-9a-f]{64}"\n\}\n$/);
+        assert.ok(!fileAt(plain, PATRONI_RESTART_KEY).content.includes(SECRETS.restApiPassword));
+        // The dynamic configuration's tool restarts when its settings change (it PATCHes the cluster then).
+        const dynamic = raised.flatMap((p) => p.restarts ?? []).find((r) => r.unit === PATRONI_DYNAMIC_UNIT);
+        assert.ok(dynamic?.paths?.includes(PATRONI_DYNAMIC_SETTINGS));
     });
 
     it("listens on the mesh (PostgreSQL also on loopback), never on every address", () => {

@@ -7,6 +7,7 @@ import { gunzipSync } from "node:zlib";
 import { describeInPlace, inPlaceChange } from "../components/in-place";
 import { buildSharedRecords, canonicalContent, DesiredContent, DesiredRollout, sharedChunksFor, withSharedRefs } from "../components/desired-state-records";
 import { desiredContentOf } from "../components/render/desired-content";
+import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_UNIT, patroniDynamicSettings } from "../components/render/patroni-dynamic";
 
 const ROLLOUT: DesiredRollout = { group: "db", id: "abc", order: [{ name: "db-1", meshAddress: "10.77.0.2" }], statusPort: 9180, health: [["true"]], healthTimeoutSeconds: 60, handoverUnits: ["vps-ha-patroni.service"] };
 
@@ -32,6 +33,9 @@ describe("desired-state content", () => {
         assert.throws(() => canonicalContent("db-1", { ...base, packages: ["Bad Name"] }), /db-1: packages\[0\] is "Bad Name"; expected a Debian package name/);
         assert.throws(() => canonicalContent("db-1", { ...base, setup: [[]] }), /setup\[0\] is \[\]; expected a non-empty argv/);
         assert.throws(() => canonicalContent("db-1", { ...base, rollout: { ...ROLLOUT, statusPort: 0 } }), /rollout.statusPort is 0; expected a TCP port/);
+        const pending = { ...ROLLOUT, pendingRestart: { units: ["vps-ha-patroni-config.service"], settleSeconds: 5 } };
+        assert.deepEqual(canonicalContent("db-1", { ...base, rollout: pending }).rollout, pending);
+        assert.throws(() => canonicalContent("db-1", { ...base, rollout: { ...ROLLOUT, pendingRestart: { units: "x", settleSeconds: 0 } as never } }), /rollout.pendingRestart is .*; expected \{units: a list of unit names, settleSeconds: a positive number\}/);
         assert.throws(() => canonicalContent("db-1", { ...base, shared: [{ path: "/etc/a", sha256: "a".repeat(64) }] }), /shared\[0\].path is "\/etc\/a"; a path is either the node's own or shared, once/);
     });
 
@@ -62,5 +66,19 @@ describe("desired-state content", () => {
         assert.equal(describeInPlace(inPlaceChange(before, keys)), "applied in place (1 file); no daemon restarts");
         const all = { ...before, files: [f("/etc/patroni/vps-ha.yml", "b"), f("/etc/pgbouncer/userlist.txt", "v"), before.files[2]] };
         assert.equal(describeInPlace(inPlaceChange(before, all)), "applied in place (2 files); restarts vps-ha-patroni.service; reloads pgbouncer.service; hands over the primary first if it leads");
+    });
+
+    it("says when a parameter of the dynamic configuration restarts PostgreSQL, and that the primary hands over", () => {
+        const settings = (maxConnections?: number) => ({ path: PATRONI_DYNAMIC_SETTINGS, mode: "0644", owner: "root:root", content: JSON.stringify(patroniDynamicSettings("10.77.0.5", { mode: "quorum", nodeCount: 1, strict: true }, { maxConnections })) });
+        const restarts = [{ unit: PATRONI_DYNAMIC_UNIT, paths: [PATRONI_DYNAMIC_SETTINGS] }];
+        const before: DesiredContent = { files: [settings()], restarts };
+        const raised = inPlaceChange(before, { files: [settings(200)], restarts });
+        assert.deepEqual(raised.postgresRestart, ["max_connections"]);
+        assert.equal(describeInPlace(raised), `applied in place (1 file); restarts ${PATRONI_DYNAMIC_UNIT}; restarts PostgreSQL (max_connections), one member at a time; hands over the primary first if it leads`);
+        assert.deepEqual(inPlaceChange({ files: [settings(200)], restarts }, { files: [settings(300)], restarts }).postgresRestart, ["max_connections"]);
+        // Back to Patroni's default: removed from the dynamic configuration, a restart too.
+        assert.deepEqual(inPlaceChange({ files: [settings(200)], restarts }, before).postgresRestart, ["max_connections"]);
+        const same = inPlaceChange({ files: [settings(200)], restarts }, { files: [settings(200)], restarts });
+        assert.deepEqual([same.postgresRestart, same.handover, describeInPlace(same)], [[], false, "unchanged"]);
     });
 });

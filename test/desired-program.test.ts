@@ -13,6 +13,7 @@ import { compareServers, ServerFacts } from "../components/replacement";
 import { packUserData } from "../components/providers/user-data";
 import { ADMIN_KEYS_DIR } from "../components/render/admin-ssh";
 import { PATRONI_CONFIG } from "../components/render/patroni";
+import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_UNIT } from "../components/render/patroni-dynamic";
 import { ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE } from "../components/render/haproxy";
 import { ROLLOUT_TOKEN_ENV } from "../components/render/rollout-wait";
 import { rolloutWaitScript } from "../components/rollout-wait";
@@ -43,6 +44,7 @@ function changes(): [string, Record<string, unknown>][] {
         ["a witness added", { nodes: withWitness }],
         ["grown from 3 to 5 members", { nodes: five }],
         ["a new app release", { app: { ...JSON.parse(prodStack().values["vps-ha:app"]), image: "ghcr.io/example/app:1.5.0" } }],
+        ["max_connections raised (a Patroni parameter that needs a restart)", { database: { ...database(), maxConnections: 300 } }],
     ];
 }
 
@@ -114,6 +116,43 @@ describe("desired state: routine changes keep every server (mock runtime)", func
         }
         assert.match(describeInPlace(inPlaceChange(prod.desired["lb-1"], rotated.desired["lb-1"])), /reloads pgbouncer.service/);
         assert.equal(describeInPlace(inPlaceChange(prod.desired["app-1"], rotated.desired["app-1"])), "applied in place (1 file); restarts vps-ha-app@*.service");
+    });
+
+    it("database.maxConnections: every node's user-data byte for byte the same; the members restart PostgreSQL in place, the primary handed over", async () => {
+        const raised = await evaluate(withConfig({ database: { ...database(), maxConnections: 300 } }));
+        assert.deepEqual(Object.keys(raised.userData).sort(), Object.keys(prod.userData).sort());
+        for (const [node, userData] of Object.entries(prod.userData)) assert.equal(raised.userData[node], userData, `${node}'s user-data changed`);
+        for (const m of members) {
+            const settings = (e: Evaluation) => JSON.parse(e.desired[m].files.find((f) => f.path === PATRONI_DYNAMIC_SETTINGS)!.content);
+            assert.equal(settings(raised).desired.postgresql.parameters.max_connections, 300, m);
+            assert.equal(settings(prod).desired.postgresql.parameters.max_connections, undefined, m);
+            assert.deepEqual(settings(prod).absent.filter((k: string[]) => k.includes("max_connections")), [["postgresql", "parameters", "max_connections"]], `${m}: absent from the stack, removed from the cluster`);
+            // Patroni itself keeps running: PostgreSQL alone restarts, where Patroni says it must.
+            assert.equal(describeInPlace(inPlaceChange(prod.desired[m], raised.desired[m])), `applied in place (2 files); restarts ${PATRONI_DYNAMIC_UNIT}; restarts PostgreSQL (max_connections), one member at a time; hands over the primary first if it leads`, m);
+            assert.equal(raised.desired[m].rollout?.pendingRestart?.units[0], PATRONI_DYNAMIC_UNIT, m);
+        }
+        // Only the database group's documents change.
+        for (const n of Object.keys(prod.desired).filter((x) => !members.includes(x))) {
+            assert.equal(describeInPlace(inPlaceChange(prod.desired[n], raised.desired[n])), "unchanged", n);
+        }
+        const dir = mkdtempSync(join(tmpdir(), "vps-ha-plan-"));
+        try {
+            // Backups hold keys (the helper's files keep vps-ha:database secret then): a stack without them, in plain text.
+            const write = (name: string, f: StackFile) => {
+                const secrets = new Set(f.secretKeys.filter((k) => k !== "vps-ha:database"));
+                const config = Object.fromEntries(Object.entries(f.values).filter(([k]) => !secrets.has(k)).map(([k, v]) => [k, parseValue(v)]));
+                writeFileSync(join(dir, name), stringify({ config }));
+                return join(dir, name);
+            };
+            const { backups: _keys, ...plain } = database();
+            const deployed = write("Pulumi.prod.yaml", withConfig({ database: plain }));
+            const changed = write("raised.yaml", withConfig({ database: { ...plain, maxConnections: 300 } }));
+            const text = formatReport(await planReport(changed, "prod", { stackFile: deployed }));
+            for (const m of members) assert.ok(text.includes(`${m} (db): same server; applied in place (2 files); restarts ${PATRONI_DYNAMIC_UNIT}; restarts PostgreSQL (max_connections), one member at a time; hands over the primary first if it leads\n`), text);
+            assert.doesNotMatch(text, /REPLACES/);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     describe("pulumi up waits for the rollout (the rollout-wait command)", () => {

@@ -10,7 +10,7 @@ import { buildPlan, ROLLOUT_STATUS_PORT, StackPlan } from "../components/plan";
 import { hostFirewallRules } from "../components/boot";
 import { PYTHON_LIB } from "../components/render/python-lib";
 import { ROLLOUT_STATE, ROLLOUT_STATUS_SERVICE, ROLLOUT_STATUS_SOCKET, ROLLOUT_TOOL, rolloutStatusPart, rolloutStatusUnits } from "../components/render/rollout-status";
-import { HANDOVER_UNITS, rolloutSpecs, withRollouts } from "../components/rollout";
+import { HANDOVER_UNITS, PENDING_RESTART_SETTLE_SECONDS, PENDING_RESTART_UNITS, rolloutSpecs, withRollouts } from "../components/rollout";
 import { prodNodes, raw, withConfig } from "./helpers/stack";
 import { requireTools } from "./helpers/tools";
 
@@ -64,7 +64,7 @@ describe("rollout", () => {
         assert.deepEqual(attached[db1].rollout, before[db1]);
     });
 
-    it("health per role, and the handover on database members only", () => {
+    it("health per role, and the handover and pending restart on database members only", () => {
         const specs = rolloutSpecs({ plan: witnessed, contents: contents(witnessed), key: KEY });
         for (const n of witnessed.nodes) {
             const h = specs[n.name].health;
@@ -74,6 +74,8 @@ describe("rollout", () => {
             const want = { db: ["patroni", ...etcd], witness: etcd, haproxy: ["tcp", "tcp"], app: ["app"] }[n.role];
             assert.deepEqual(kinds, want, n.name);
             assert.deepEqual(specs[n.name].handoverUnits, n.role === "db" ? HANDOVER_UNITS : [], n.name);
+            // A member's PostgreSQL restarts where Patroni asks after the dynamic configuration's tool ran; the witness has none.
+            assert.deepEqual(specs[n.name].pendingRestart, n.role === "db" ? { units: PENDING_RESTART_UNITS, settleSeconds: PENDING_RESTART_SETTLE_SECONDS } : undefined, n.name);
         }
         const db = witnessed.nodes.find((n) => n.role === "db")!;
         assert.deepEqual(specs[db.name].health[0], [ROLLOUT_TOOL, "health", "patroni", `http://${db.meshAddress}:8008`]);

@@ -14,7 +14,7 @@ import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHo
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
 import { switchoverFiles } from "./switchover";
-import { APP_DATABASE, DB_USERS, ETCD_READY_TOOL, PATRONI_CONFIG, PATRONI_UNIT, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniUnit, renderPostBootstrap } from "./patroni";
+import { APP_DATABASE, DB_USERS, ETCD_READY_TOOL, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_UNIT, PatroniSpec, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniRestartKey, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
 import { toolFiles } from "./python-lib";
 
@@ -71,7 +71,8 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
     const stanza = target ? plan.config.stack : undefined;
     const etcdLocal = node.etcdVoter;
     const synchronous = { mode: plan.config.database.synchronous, nodeCount: synchronousNodeCount(plan.config), strict: plan.config.database.synchronousStrict };
-    const patroni = renderPatroniConfig({
+    const restartParameters = { maxConnections: plan.config.database.maxConnections };
+    const patroniSpec: PatroniSpec = {
         scope: plan.config.stack,
         name: node.name,
         meshAddress: node.meshAddress,
@@ -83,17 +84,21 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         etcdHosts: etcdClientHosts(etcdLocal ? [node] : etcdVoterPeers(plan)),
         etcdHostsOnly: etcdLocal,
         synchronous,
+        restartParameters,
         ...(stanza ? { pgbackrestStanza: stanza } : {}),
         passwords: { superuser: secrets.superuserPassword, replication: secrets.replicationPassword, rewind: secrets.rewindPassword, restApi: secrets.restApiPassword },
-    });
+    };
+    const patroni = renderPatroniConfig(patroniSpec);
     const files: FilePart[] = [
         // Read before the packages install: no "main" cluster is created at all.
         { path: "/etc/postgresql-common/createcluster.conf", content: "# vps-ha: Patroni creates and owns the cluster\ncreate_main_cluster = false\n" },
         asPostgres({ path: PATRONI_CONFIG, content: patroni, permissions: "0600" }),
+        // A digest of secrets, not the secrets; readable by root alone all the same.
+        { path: PATRONI_RESTART_KEY, content: renderPatroniRestartKey(patroniSpec), permissions: "0600" },
         asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
         { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? { unit: ETCD_UNIT, url: `http://${node.meshAddress}:${DB_PORTS.etcdClient}` } : undefined) },
         ...(etcdLocal ? toolFiles(ETCD_READY_TOOL, "etcd_ready") : []),
-        ...patroniDynamicFiles(node.meshAddress, synchronous),
+        ...patroniDynamicFiles(node.meshAddress, synchronous, restartParameters),
         ...afterPromoteFiles(PG_BIN_DIR),
         ...switchoverFiles({
             patroniUrl: `http://${node.meshAddress}:${DB_PORTS.patroni}`,
@@ -118,8 +123,9 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
     const units = [PATRONI_UNIT];
     const restarts: PartRestart[] = [
         // Restarting Patroni restarts PostgreSQL under it: on the primary, after a handover (the rollout gate's).
-        { unit: PATRONI_UNIT, paths: [PATRONI_CONFIG, unitPath(PATRONI_UNIT)] },
-        { unit: PATRONI_DYNAMIC_UNIT, paths: patroniDynamicFiles(node.meshAddress, synchronous).map((f) => f.path) },
+        // Not for a restart parameter (max_connections): that restarts PostgreSQL alone, where Patroni asks.
+        { unit: PATRONI_UNIT, paths: [PATRONI_RESTART_KEY, unitPath(PATRONI_UNIT)] },
+        { unit: PATRONI_DYNAMIC_UNIT, paths: patroniDynamicFiles(node.meshAddress, synchronous, restartParameters).map((f) => f.path) },
     ];
     if (target && secrets.backup && stanza) {
         const b = secrets.backup;

@@ -4,7 +4,7 @@
 // per commit) would join a cluster that keeps the old values until someone ran patronictl.
 import { DB_PORTS } from "../plan";
 import { FilePart } from "./cloud-config";
-import { absentDynamicKeys, PATRONI_CONFIG, PATRONI_UNIT, patroniDynamicConfig, SynchronousSpec } from "./patroni";
+import { absentDynamicKeys, PATRONI_CONFIG, PATRONI_UNIT, patroniDynamicConfig, RestartParameters, SynchronousSpec } from "./patroni";
 import { renderUnit } from "./systemd";
 import { toolFiles } from "./python-lib";
 
@@ -23,20 +23,20 @@ export interface PatroniDynamicSettings {
     waitSeconds: number;
 }
 
-export function patroniDynamicSettings(meshAddress: string, sync: SynchronousSpec): PatroniDynamicSettings {
+export function patroniDynamicSettings(meshAddress: string, sync: SynchronousSpec, restart: RestartParameters = {}): PatroniDynamicSettings {
     return {
         patroniUrl: `http://${meshAddress}:${DB_PORTS.patroni}`,
         patroniConfig: PATRONI_CONFIG,
-        desired: patroniDynamicConfig(sync),
-        absent: absentDynamicKeys(sync),
+        desired: patroniDynamicConfig(sync, restart),
+        absent: absentDynamicKeys(sync, restart),
         waitSeconds: 600,
     };
 }
 
-export function patroniDynamicFiles(meshAddress: string, sync: SynchronousSpec): FilePart[] {
+export function patroniDynamicFiles(meshAddress: string, sync: SynchronousSpec, restart: RestartParameters = {}): FilePart[] {
     return [
         ...toolFiles(PATRONI_DYNAMIC_TOOL, "patroni_config"),
-        { path: PATRONI_DYNAMIC_SETTINGS, content: JSON.stringify(patroniDynamicSettings(meshAddress, sync), null, 1) + "\n", permissions: "0644" },
+        { path: PATRONI_DYNAMIC_SETTINGS, content: JSON.stringify(patroniDynamicSettings(meshAddress, sync, restart), null, 1) + "\n", permissions: "0644" },
         {
             path: `/etc/systemd/system/${PATRONI_DYNAMIC_UNIT}`,
             // Active once done, "activating" while it waits for the cluster (started with

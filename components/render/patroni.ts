@@ -2,6 +2,7 @@
 // as its store. Everything listens on the node's mesh address (PostgreSQL also on loopback),
 // pg_hba admits the mesh network only, and the REST API asks for a password on every method
 // that changes something. The yaml library writes the file, so values are always quoted right.
+import { createHash } from "node:crypto";
 import { MONITOR_DB_USER } from "./postgres-exporter";
 import { stringify } from "yaml";
 import { DB_PORTS } from "../plan";
@@ -13,6 +14,13 @@ import { renderUnit } from "./systemd";
 
 export const PATRONI_UNIT = "vps-ha-patroni.service";
 export const PATRONI_CONFIG = "/etc/patroni/vps-ha.yml";
+/**
+ * What restarts Patroni on a live member when it changes (its desired-state restart names this,
+ * not PATRONI_CONFIG): a digest of Patroni's config less the restart parameters in bootstrap.dcs.
+ * Those reach a running cluster through the dynamic configuration and a restart of PostgreSQL
+ * alone (the rollout gate's pending restart), never through a restart of Patroni.
+ */
+export const PATRONI_RESTART_KEY = "/etc/vps-ha/patroni-restart.json";
 export const PG_MAJOR = 17;
 export const PG_DATA_DIR = `/var/lib/postgresql/${PG_MAJOR}/vps-ha`;
 export const PG_BIN_DIR = `/usr/lib/postgresql/${PG_MAJOR}/bin`;
@@ -82,6 +90,8 @@ export interface PatroniSpec {
     /** Use etcdHosts alone, never the cluster's other members (Patroni's use_proxies). */
     etcdHostsOnly?: boolean;
     synchronous: SynchronousSpec;
+    /** Parameters PostgreSQL takes only at a restart, kept in the dynamic configuration. */
+    restartParameters?: RestartParameters;
     /** Set when backups are configured: WAL goes to the pgBackRest stanza. */
     pgbackrestStanza?: string;
     passwords: { superuser: string; replication: string; rewind: string; restApi: string };
@@ -123,11 +133,31 @@ function synchronousSettings(sync: SynchronousSpec): Record<string, unknown> {
 }
 
 /**
+ * PostgreSQL parameters that take effect only when PostgreSQL restarts and that Patroni takes from
+ * its dynamic configuration alone: a change shows as pending_restart on every member, and the
+ * rollout gate (vpsha/rollout.py) restarts PostgreSQL member by member.
+ */
+export interface RestartParameters {
+    /** max_connections; absent: Patroni's default. */
+    maxConnections?: number;
+}
+
+/** The PostgreSQL names of RestartParameters' keys, as the dynamic configuration holds them. */
+export const RESTART_PARAMETER_NAMES: Record<keyof RestartParameters, string> = { maxConnections: "max_connections" };
+
+function restartSettings(r: RestartParameters): Record<string, number> {
+    return Object.fromEntries(Object.entries(RESTART_PARAMETER_NAMES).flatMap(([k, name]) => {
+        const v = r[k as keyof RestartParameters];
+        return v === undefined ? [] : [[name, v]];
+    }));
+}
+
+/**
  * Patroni's dynamic configuration, kept in etcd for the whole cluster: bootstrap.dcs when the
  * cluster is created, and what vps-ha-patroni-config (patroni-dynamic.ts) brings an existing
- * cluster back to when a member boots.
+ * cluster back to when a member boots and when the stack changes it.
  */
-export function patroniDynamicConfig(sync: SynchronousSpec) {
+export function patroniDynamicConfig(sync: SynchronousSpec, restart: RestartParameters = {}) {
     return {
         ...PATRONI_TIMING,
         maximum_lag_on_failover: MAXIMUM_LAG_ON_FAILOVER,
@@ -145,17 +175,21 @@ export function patroniDynamicConfig(sync: SynchronousSpec) {
                 wal_keep_size: "1GB",
                 password_encryption: "scram-sha-256",
                 ...(sync.mode !== "off" && sync.nodeCount > 1 ? { wal_sender_timeout: `${WAL_SENDER_TIMEOUT_SECONDS}s` } : {}),
+                ...restartSettings(restart),
             },
         },
     };
 }
 
 /** Keys of the dynamic configuration that vps-ha sets in some stacks only. */
-const OPTIONAL_DYNAMIC_KEYS = [["synchronous_mode"], ["synchronous_mode_strict"], ["synchronous_node_count"], ["postgresql", "parameters", "wal_sender_timeout"]];
+const OPTIONAL_DYNAMIC_KEYS = [
+    ["synchronous_mode"], ["synchronous_mode_strict"], ["synchronous_node_count"], ["postgresql", "parameters", "wal_sender_timeout"],
+    ...Object.values(RESTART_PARAMETER_NAMES).map((name) => ["postgresql", "parameters", name]),
+];
 
 /** Of those, the ones this stack does not set, which must therefore be gone from the cluster's configuration. */
-export function absentDynamicKeys(sync: SynchronousSpec): string[][] {
-    const desired: unknown = patroniDynamicConfig(sync);
+export function absentDynamicKeys(sync: SynchronousSpec, restart: RestartParameters = {}): string[][] {
+    const desired: unknown = patroniDynamicConfig(sync, restart);
     const has = (path: string[]) => path.reduce<unknown>((at, key) => (at && typeof at === "object" ? (at as Record<string, unknown>)[key] : undefined), desired) !== undefined;
     return OPTIONAL_DYNAMIC_KEYS.filter((path) => !has(path));
 }
@@ -170,6 +204,12 @@ export const MAX_SLOT_WAL_KEEP_GB = 8;
 
 export function archiveCommand(stanza: string): string {
     return `pgbackrest --stanza=${stanza} archive-push %p`;
+}
+
+/** PATRONI_RESTART_KEY's content for `spec`: the same for two specs that differ in their restart parameters alone. */
+export function renderPatroniRestartKey(spec: PatroniSpec): string {
+    const sha256 = createHash("sha256").update(renderPatroniConfig({ ...spec, restartParameters: {} })).digest("hex");
+    return JSON.stringify({ sha256 }, null, 1) + "\n";
 }
 
 export function renderPatroniConfig(spec: PatroniSpec): string {
@@ -195,7 +235,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
         },
         etcd3: { hosts: spec.etcdHosts, ...(spec.etcdHostsOnly ? { use_proxies: true } : {}) },
         bootstrap: {
-            dcs: patroniDynamicConfig(spec.synchronous),
+            dcs: patroniDynamicConfig(spec.synchronous, spec.restartParameters),
             // With backups on, a new cluster comes from the repository when it holds a backup;
             // the restore tool runs initdb with these options only when it provably holds none.
             ...(spec.pgbackrestStanza ? restoreBootstrap(spec.pgbackrestStanza, PG_BIN_DIR, initdbArguments(INITDB_OPTIONS, DB_USERS.superuser)) : {}),

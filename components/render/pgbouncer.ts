@@ -4,6 +4,7 @@
 // pooler (in-flight transactions finish, new ones wait), move the primary, and RESUME: the
 // clients see a short wait and no error. Transaction pooling: session state (SET, advisory
 // locks, LISTEN) does not survive between transactions; prepared statements do (pgbouncer 1.21+).
+import { POOLER_POOL_SIZE } from "../config";
 import { CloudConfigPart, FilePart } from "./cloud-config";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { toolFiles } from "./python-lib";
@@ -56,7 +57,7 @@ admin_users = ${POOLER_ADMIN_USER}
 pool_mode = transaction
 max_prepared_statements = 200
 max_client_conn = 2000
-default_pool_size = 20
+default_pool_size = ${POOLER_POOL_SIZE}
 ; During a failover HAProxy has no primary for a while: try again every second, not every 15 s.
 server_login_retry = 1
 ; A client waits this long for a server connection (a paused pool included) before an error.

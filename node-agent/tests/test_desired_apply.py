@@ -230,10 +230,89 @@ def test_shared_files_are_taken_by_path_and_sha256_from_the_signed_shared_docume
         desired.verify_shared(cfg, key.public_key(), head, newer)
 
 
-def test_own_code_lists_this_module_before_the_gate_is_loaded(monkeypatch):
-    import sys
-    monkeypatch.delitem(sys.modules, "vpsha.rollout", raising=False)
-    assert [p for p, _, _ in desired.own_code()] == [desired.__file__]
+def node_records(key, wg, cfg, generation, document, chunk=200):
+    """A node's records as the program makes them (components/desired-state-records.ts): signed, sealed to `wg`."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    raw = lambda k: k.public_bytes(Encoding.Raw, PublicFormat.Raw)  # noqa: E731
+    packed = gzip.compress(json.dumps({"v": 1, "stack": cfg["stack"], "node": cfg["node"], "generation": generation,
+                                       **document}).encode())
+    eph = X25519PrivateKey.generate()
+    e = raw(eph.public_key())
+    okm = HKDF(algorithm=hashes.SHA256(), length=44, salt=e + raw(wg.public_key()), info=desired.SEAL_INFO
+               ).derive(eph.exchange(wg.public_key()))
+    sealed = e + ChaCha20Poly1305(okm[:32]).encrypt(okm[32:], packed, desired.header(cfg, generation).encode())
+    data = base64.b64encode(sealed).decode()
+    parts = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    digest = hashlib.sha256(sealed).hexdigest()
+    payload = "%s\n%d\n%s" % (desired.header(cfg, generation), len(parts), digest)
+    sig = base64.b64encode(key.sign(payload.encode())).decode()
+    records = {desired.head_name(cfg): ["v=vhd1 node=%s gen=%d chunks=%d digest=%s sig=%s"
+                                        % (cfg["node"], generation, len(parts), digest, sig)]}
+    for k, p in enumerate(parts, 1):
+        records[desired.chunk_name(cfg, k)] = ["v=vhd1 gen=%d part=%d/%d data=%s" % (generation, k, len(parts), p)]
+    return records
+
+
+def test_the_agent_restarts_into_new_code_only_once_the_generation_carrying_it_is_applied(cfg, tmp_path, monkeypatch):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from status_server import StatusServer
+    key, wg = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
+    cfg = {**cfg, "stack": "prod", "dnsName": "db-1.prod.nodes.example.com", "status": str(tmp_path / "status.json")}
+    lib = "/usr/local/lib/vps-ha/python/vpsha"
+    code_dir = cfg["root"] + lib
+    agent = lambda text: [file(lib + "/desired.py", text), file(lib + "/rollout.py", "gate\n")]  # noqa: E731
+    peer = StatusServer("127.0.0.1")
+    try:
+        # db-0 goes first; until it reports this rollout healthy, db-1 is held back.
+        spec = {"group": "haproxy", "id": "r2", "statusPort": peer.port, "health": [["true"]],
+                "healthTimeoutSeconds": 5, "handoverUnits": [],
+                "order": [{"name": "db-0", "meshAddress": "127.0.0.1"}, {"name": "db-1", "meshAddress": "127.0.0.1"}]}
+        zone = {}
+        fetch = lambda name: zone.get(name, [])  # noqa: E731
+        rounds = []
+
+        def round_once():
+            rounds.append(1)
+            return desired.one_round(cfg, key.public_key(), wg, fetch)[0]
+
+        zone.update(node_records(key, wg, cfg, 1, {"files": agent("old\n")}))
+        assert round_once() == desired.EXIT_APPLIED and read(cfg, lib + "/desired.py") == "old\n"
+        zone.update(node_records(key, wg, cfg, 2, {"files": agent("new\n"), "rollout": spec}))
+        # The gate is loaded during the round, as in a fresh agent process.
+        monkeypatch.delitem(__import__("sys").modules, "vpsha.rollout", raising=False)
+        assert desired.run_rounds(cfg, round_once, code_dir, sleep=lambda s: None, limit=4) is None
+        assert len(rounds) == 5 and read(cfg, lib + "/desired.py") == "old\n"
+        assert json.load(open(cfg["status"]))["lastError"] == "generation 2 is held back by the rollout gate"
+
+        peer.status = {"rolloutId": "r2", "rolloutState": "healthy"}
+        del rounds[:]
+        assert desired.run_rounds(cfg, round_once, code_dir, sleep=lambda s: None, limit=4) == desired.EXIT_APPLIED
+        assert len(rounds) == 1 and read(cfg, lib + "/desired.py") == "new\n"
+        # Started again on the new code: it stays.
+        assert desired.run_rounds(cfg, round_once, code_dir, sleep=lambda s: None, limit=3) is None
+    finally:
+        peer.close()
+
+
+def test_a_change_rolled_back_leaves_the_code_as_it_started(cfg):
+    lib = "/usr/local/lib/vps-ha/python/vpsha"
+    first = doc(cfg, [file(lib + "/desired.py", "old\n")])
+    desired.apply_first(cfg, first, [])
+    before = desired.own_code(cfg["root"] + lib)
+    assert before == {**before, "rollout": None, "rest": None} and before["desired"]
+    saved = {}
+    desired.write_files(cfg, [file(lib + "/desired.py", "new\n")], [], saved)
+    assert desired.own_code(cfg["root"] + lib) != before
+    desired.restore_files(cfg, saved, [])
+    assert desired.own_code(cfg["root"] + lib) == before
 
 
 def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tmp_path):

@@ -173,19 +173,38 @@ def test_record_applied_marks_the_id_healthy(tmp_path):
 # ---------------------------------------------------------------- Patroni: role, health and handover
 
 class FakePatroni:
-    """Patroni's GET /patroni, as a local HTTP server answering with `self.body`."""
+    """
+    Patroni's GET /patroni (answering `self.body`) and POST /restart (`self.restart_code`; a
+    successful restart clears pending_restart), as a local HTTP server; `events` gets
+    (name, "restart") for each restart asked.
+    """
 
-    def __init__(self):
+    def __init__(self, name="a", events=None):
         self.body = {"state": "running", "role": "primary"}
+        self.name, self.events = name, events if events is not None else []
+        self.restarts, self.restart_code = [], 200
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                data = json.dumps(outer.body).encode()
-                self.send_response(200 if self.path == "/patroni" else 404)
+            def answer(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def do_GET(self):
+                self.answer(200 if self.path == "/patroni" else 404, outer.body)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if self.path != "/restart":
+                    return self.answer(404, {})
+                outer.restarts.append((body, self.headers.get("Authorization")))
+                outer.events.append((outer.name, "restart"))
+                if outer.restart_code == 200:
+                    outer.body = {**outer.body, "pending_restart": False}
+                self.answer(outer.restart_code, {"restarted": outer.restart_code == 200})
 
             def log_message(self, *args):
                 pass
@@ -253,6 +272,74 @@ def test_status_server_answers_the_desired_generations(tmp_path):
     rollout.serve_status(env, out)
     got = json.loads(out.getvalue())
     assert (got["generation"], got["published"]) == (None, None)
+
+
+# ---------------------------------------------------------------- PostgreSQL restarted where Patroni says it must
+
+PENDING = {"units": ["vps-ha-patroni-config.service"], "settleSeconds": 1}
+
+
+def pending_env(tmp_path, patroni, name="a", **kw):
+    """An Env whose switchover config points at `patroni`, with the REST credentials the switchover tool has."""
+    config = tmp_path / ("switchover-%s.json" % name)
+    config.write_text(json.dumps({"patroniUrl": patroni.url, "restUser": "patroni", "restPassword": "rest-secret"}))
+    return env_for(tmp_path, switchover_config=str(config), **kw)
+
+
+def test_a_replica_reporting_pending_restart_restarts_postgresql_through_patroni(tmp_path, patroni):
+    patroni.body = {"state": "running", "role": "replica", "pending_restart": True}
+    env = pending_env(tmp_path, patroni)
+    assert rollout.restart_if_pending(env, {"pendingRestart": PENDING}, ["vps-ha-patroni-config.service"]) is None
+    assert [b for b, _ in patroni.restarts] == [{"restart_pending": True}]
+    assert patroni.restarts[0][1] == "Basic " + __import__("base64").b64encode(b"patroni:rest-secret").decode()
+
+
+def test_nothing_restarts_when_nothing_is_pending_or_the_tool_did_not_run(tmp_path, patroni):
+    patroni.body = {"state": "running", "role": "replica"}
+    env = pending_env(tmp_path, patroni)
+    started = time.monotonic()
+    assert rollout.restart_if_pending(env, {"pendingRestart": PENDING}, ["vps-ha-patroni-config.service"]) is None
+    assert 1 <= time.monotonic() - started < 3, "looks for pending_restart for settleSeconds, no longer"
+    patroni.body["pending_restart"] = True
+    # Only pgbouncer reloaded, or no pendingRestart in the spec (not a database member): not looked at.
+    assert rollout.restart_if_pending(env, {"pendingRestart": PENDING}, ["pgbouncer.service"]) is None
+    assert rollout.restart_if_pending(env, {}, None) is None
+    assert patroni.restarts == []
+
+
+def test_the_primary_hands_over_before_postgresql_restarts(tmp_path, patroni, monkeypatch):
+    marker = tmp_path / "handed-over"
+    patroni.body = {"state": "running", "role": "primary", "pending_restart": True}
+    env = pending_env(tmp_path, patroni, switchover=["sh", "-c", "touch %s" % marker])
+    assert rollout.restart_if_pending(env, {"pendingRestart": PENDING}, ["vps-ha-patroni-config.service"]) is None
+    assert marker.exists() and len(patroni.restarts) == 1
+    # The demotion restarted PostgreSQL with the new settings already: no second restart.
+    patroni.body = {"state": "running", "role": "primary", "pending_restart": True}
+
+    def demoted(env):
+        patroni.body = {"state": "running", "role": "replica", "pending_restart": False}
+    monkeypatch.setattr(rollout, "hand_over", demoted)
+    assert rollout.restart_if_pending(env, {"pendingRestart": PENDING}, None) is None
+    assert patroni.body["role"] == "replica" and len(patroni.restarts) == 1
+
+
+def test_a_failed_handover_or_restart_halts_and_rolls_back(tmp_path, patroni):
+    patroni.body = {"state": "running", "role": "primary", "pending_restart": True}
+    env = pending_env(tmp_path, patroni, switchover=["sh", "-c", "echo no candidate >&2; exit 1"])
+    spec = {**spec_for(1, group="haproxy", handover=[]), "order": [{"name": "a", "meshAddress": "127.0.0.1"}],
+            "pendingRestart": PENDING}
+    calls, status = Calls(), {}
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, units=["vps-ha-patroni-config.service"],
+                       env=env) is False
+    assert calls.log == ["apply", "rollback"] and patroni.restarts == []
+    assert status["rolloutState"] == "halted" and "no candidate" in status["haltedReason"]
+    patroni.body = {"state": "running", "role": "replica", "pending_restart": True}
+    patroni.restart_code = 503
+    calls, status = Calls(), {}
+    assert apply_gated({**spec, "id": "id-3"}, "a", calls.apply, calls.rollback, status,
+                       units=["vps-ha-patroni-config.service"], env=env) is False
+    assert calls.log == ["apply", "rollback"] and len(patroni.restarts) == 1
+    assert "restarting PostgreSQL after the change: Patroni's restart answered 503" in status["haltedReason"]
 
 
 # ---------------------------------------------------------------- etcd: the database group's lock
@@ -436,6 +523,73 @@ def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_pa
     assert errors == []
     # b and c first (by name), the primary a last, handed over before its change and only then.
     assert events == [("b", False), ("c", False), ("a", True)]
+
+
+@pytest.mark.daemons
+def test_pending_restarts_go_one_member_at_a_time_replicas_first_the_primary_after_its_handover(tmp_path, etcd,
+                                                                                              monkeypatch):
+    # After the PATCH every member's Patroni reports pending_restart; a is the primary.
+    events = []
+    patronis = {n: FakePatroni(n, events) for n in ("a", "b", "c")}
+    for n, p in patronis.items():
+        p.body = {"state": "running", "role": "primary" if n == "a" else "replica", "pending_restart": True,
+                  "replication_state": None if n == "a" else "streaming"}
+    configs = {}
+    for n, p in patronis.items():
+        configs[n] = tmp_path / ("switchover-%s.json" % n)
+        configs[n].write_text(json.dumps({"patroniUrl": p.url, "restUser": "patroni", "restPassword": "x"}))
+    a = Node("a", "127.0.0.1", 0, tmp_path, etcd, str(configs["a"]))
+    nodes = [a] + [Node(n, addr, a.port, tmp_path, etcd, str(configs[n]))
+                   for n, addr in (("b", "127.0.0.2"), ("c", "127.0.0.3"))]
+    for n in nodes:
+        n.env.handover_timeout = 10
+    # The handover: a demoted, b promoted (their Patroni say so), as the switchover tool leaves them.
+    a.env.switchover = [sys.executable, "-c", "import sys; sys.stdout.write('ok')"]
+    spec = {**spec_for(a.port, group="db", rid="max-connections", handover=["vps-ha-patroni.service"]),
+            "pendingRestart": PENDING}
+    spec["order"] = [{"name": n.name, "meshAddress": addr}
+                     for n, addr in zip(nodes, ("127.0.0.1", "127.0.0.2", "127.0.0.3"), strict=True)]
+    lock = threading.Lock()
+    errors = []
+
+    def handed_over():
+        with lock:
+            events.append(("a", "handover"))
+        patronis["a"].body = {**patronis["a"].body, "role": "replica", "replication_state": "streaming"}
+        patronis["b"].body = {**patronis["b"].body, "role": "primary"}
+    real_hand_over = rollout.hand_over
+
+    def hand_over(env):
+        failed = real_hand_over(env)
+        if not failed:
+            handed_over()
+        return failed
+
+    def agent(node):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            # Only the dynamic configuration's tool restarted (settings changed): the pending path alone.
+            if apply_gated(spec, node.name, lambda: None, lambda: None, {}, units=["vps-ha-patroni-config.service"],
+                           env=node.env):
+                return
+            time.sleep(0.2)
+        errors.append("%s never applied" % node.name)
+
+    monkeypatch.setattr(rollout, "hand_over", hand_over)
+    threads = [threading.Thread(target=agent, args=(n,)) for n in reversed(nodes)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+    finally:
+        for n in nodes:
+            n.close()
+        for p in patronis.values():
+            p.close()
+    assert errors == []
+    assert events == [("b", "restart"), ("c", "restart"), ("a", "handover"), ("a", "restart")]
+    assert all(not p.body["pending_restart"] for p in patronis.values())
 
 
 def test_the_first_node_failing_halts_the_group_and_a_fixed_state_completes_it(tmp_path):

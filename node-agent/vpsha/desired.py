@@ -757,37 +757,64 @@ def load_config(path):
     return cfg, key
 
 
-def own_code():
-    """The modules this process runs, as (path, mtime, size): a document may upgrade them."""
-    out = []
-    for m in (sys.modules[__name__], sys.modules.get("vpsha.rollout")):
-        if m is None:  # the gate is loaded only once a later generation needs it
-            continue
+# The modules this agent runs: itself, and the rollout gate with what it imports (loaded in a round).
+OWN_MODULES = ("desired", "rollout", "rest")
+
+
+def own_code(code_dir=None):
+    """{module: sha256 of its file, None when absent} of the agent's modules on disk: a document may upgrade them."""
+    code_dir = code_dir or os.path.dirname(os.path.abspath(__file__))
+    out = {}
+    for name in OWN_MODULES:
         try:
-            st = os.stat(m.__file__)
-            out.append((m.__file__, st.st_mtime_ns, st.st_size))
-        except (OSError, TypeError):
-            pass
+            with open(os.path.join(code_dir, name + ".py"), "rb") as f:
+                out[name] = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            out[name] = None
     return out
+
+
+def applied_generation(cfg):
+    """The generation the applied state names (read, not verified: only compared), or None."""
+    try:
+        with open(os.path.join(cfg["stateDir"], "applied.json")) as f:
+            generation = json.load(f).get("generation")
+        return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run_rounds(cfg, round_once, code_dir=None, sleep=time.sleep, limit=None):
+    """
+    Rounds every everySeconds. Returns a round's exit code once this agent's code on disk differs
+    from the code it started with and a later generation than the one applied at its start has
+    been applied: the generation that carries the new code, not one the rollout gate still holds
+    back (its unit then starts the new code). `limit`: at most that many rounds (None after them).
+    """
+    started, generation = own_code(code_dir), applied_generation(cfg)
+    n = 0
+    while limit is None or n < limit:
+        n += 1
+        code = round_once()
+        if own_code(code_dir) != started and applied_generation(cfg) not in (None, generation):
+            log("desired: generation %d replaced my code; exiting to be started again" % applied_generation(cfg))
+            return code
+        sleep(cfg.get("everySeconds", 30))
+    return None
 
 
 def main(argv):
     once = "--once" in argv
     cfg, key = load_config(argv[argv.index("--config") + 1] if "--config" in argv else DEFAULT_CONFIG)
-    started = own_code()
-    while True:
+
+    def round_once():
         try:
-            code, _ = one_round(cfg, key, wireguard_private_key(cfg["wireguardConfig"]), dns_fetch(cfg))
+            return one_round(cfg, key, wireguard_private_key(cfg["wireguardConfig"]), dns_fetch(cfg))[0]
         except (OSError, Bad) as err:  # one bad round must not end the loop; the next one tries again
             log("desired: round failed: %s" % err)
-            code = EXIT_STALE
-        if once:
-            return code
-        if own_code() != started:
-            # A document replaced this agent's code: its unit starts the new one (Restart=always).
-            log("desired: my code changed; exiting to be started again")
-            return code
-        time.sleep(cfg.get("everySeconds", 30))
+            return EXIT_STALE
+
+    return round_once() if once else run_rounds(cfg, round_once)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ applies when it is its turn:
     lease, taken with a transaction through the local member's JSON gateway), so two members
     never change at once even when they disagree on who the primary is.
 Then: hand over first when this node is the Patroni primary and a handover unit restarts (the
-planned switchover tool), apply, wait (bounded) until every health command exits 0. Not
-healthy in time: roll back, mark this id halted with the reason, and stay halted for this id; a
-new id (a fixed published state) starts again.
+planned switchover tool), apply; on a database member whose change restarted the dynamic
+configuration's tool, restart PostgreSQL through Patroni when it reports pending_restart (a
+parameter such as max_connections; the primary hands over first, and goes last); then wait
+(bounded) until every health command exits 0. Not healthy in time (or a restart failed): roll
+back, mark this id halted with the reason, and stay halted for this id; a new id (a fixed
+published state) starts again.
 
 This node's rollout state lives in STATE (kept across reboots); the status server (a socket
 unit, this module with --serve-status) answers each connection on the mesh with it as JSON, the
@@ -61,8 +64,8 @@ class Env:
 
     def __init__(self, state=STATE, etcd=ETCD, switchover=SWITCHOVER, switchover_config=SWITCHOVER_CONFIG,
                  desired_status=DESIRED_STATUS,
-                 peer_timeout=3.0, lock_wait=15.0, max_wait=3600.0, handover_timeout=180.0, poll=1.0,
-                 now=time.time, monotonic=time.monotonic, sleep=time.sleep):
+                 peer_timeout=3.0, lock_wait=15.0, max_wait=3600.0, handover_timeout=180.0, restart_timeout=180.0,
+                 poll=1.0, now=time.time, monotonic=time.monotonic, sleep=time.sleep):
         self.state = state
         self.etcd = etcd
         self.switchover = switchover
@@ -73,6 +76,8 @@ class Env:
         # A node waiting on its turn longer than this halts (a peer that never reports): bounded, and said.
         self.max_wait = max_wait
         self.handover_timeout = handover_timeout
+        # Patroni's POST /restart answers once PostgreSQL is up again (or its restart failed).
+        self.restart_timeout = restart_timeout
         self.poll = poll
         self.now = now
         self.monotonic = monotonic
@@ -108,18 +113,34 @@ def save_state(env, state, status=None):
     return state
 
 
-def patroni_role(env):
-    """This member's Patroni role from its REST API; None on a node without Patroni or when it does not answer."""
+def patroni_rest(env):
+    """(url, auth) of this member's Patroni REST API, from the switchover tool's config; None without one."""
     try:
         with open(env.switchover_config) as f:
-            url = json.load(f)["patroniUrl"]
-    except (OSError, ValueError, KeyError, TypeError):
+            c = json.load(f)
+        url = c["patroniUrl"].rstrip("/")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    code, body = request(url.rstrip("/") + "/patroni", timeout=3)
+    user, password = c.get("restUser"), c.get("restPassword")
+    return url, (user, password) if isinstance(user, str) and isinstance(password, str) else None
+
+
+def patroni_member(env):
+    """This member's GET /patroni as a dict; None on a node without Patroni or when it does not answer."""
+    rest = patroni_rest(env)
+    if rest is None:
+        return None
+    code, body = request(rest[0] + "/patroni", timeout=3)
     try:
-        return json.loads(body).get("role") if code == 200 else None
-    except (ValueError, AttributeError):
+        member = json.loads(body) if code == 200 else None
+    except ValueError:
         return None
+    return member if isinstance(member, dict) else None
+
+
+def patroni_role(env):
+    """This member's Patroni role from its REST API; None on a node without Patroni or when it does not answer."""
+    return (patroni_member(env) or {}).get("role")
 
 
 # ---------------------------------------------------------------- peers
@@ -280,6 +301,75 @@ def run_health(env, commands, timeout):
 
 # ---------------------------------------------------------------- the gate
 
+def hand_over(env):
+    """The planned switchover away from this member (bounded): None once done, else why it failed."""
+    try:
+        done = subprocess.run(env.switchover, capture_output=True, text=True, timeout=env.handover_timeout)
+    except (OSError, subprocess.SubprocessError) as err:
+        return str(err)
+    if done.returncode == 0:
+        return None
+    return (done.stdout + done.stderr).strip()[-300:] or "exit %d" % done.returncode
+
+
+def wait_running(env, timeout):
+    """This member's /patroni once its state is running, within `timeout` seconds; None if it never is."""
+    deadline = env.monotonic() + timeout
+    while True:
+        member = patroni_member(env)
+        if member and member.get("state") == "running":
+            return member
+        if env.monotonic() >= deadline:
+            return None
+        env.sleep(env.poll)
+
+
+def restart_if_pending(env, spec, units):
+    """
+    After a change that restarted one of the spec's pendingRestart units (the cluster's dynamic
+    configuration may have changed a parameter PostgreSQL takes only at a restart): when Patroni
+    reports pending_restart here within settleSeconds, restarts this member's PostgreSQL through
+    Patroni (POST /restart restarts PostgreSQL alone), the primary handing over first. None when
+    done or not needed, else why it failed.
+    """
+    pending = spec.get("pendingRestart")
+    if not pending or (units is not None and not set(pending["units"]) & set(units)):
+        return None
+    rest = patroni_rest(env)
+    if rest is None:
+        return "no Patroni REST API configured here (%s)" % env.switchover_config
+    deadline = env.monotonic() + pending["settleSeconds"]
+    while True:
+        # Patroni notices a changed dynamic configuration at its next loop: look for a few of them.
+        member = patroni_member(env)
+        if member and member.get("pending_restart"):
+            break
+        if env.monotonic() >= deadline:
+            return None
+        env.sleep(env.poll)
+    if member.get("role") in PRIMARY_ROLES:
+        log("PostgreSQL must restart here (pending_restart) and this member is the primary: handing over first")
+        failed = hand_over(env)
+        if failed:
+            return "the handover before restarting PostgreSQL failed: %s" % failed
+        # Demoted, PostgreSQL starts again as a replica: it may have taken the new settings already.
+        member = wait_running(env, env.handover_timeout)
+        if member is None:
+            return "Patroni was not running again within %d s of the handover" % env.handover_timeout
+        if not member.get("pending_restart"):
+            return None
+    reason = member.get("pending_restart_reason") or "a setting"
+    log("restarting PostgreSQL: Patroni reports pending_restart (%s)" % reason)
+    code, body = request(rest[0] + "/restart", "POST", {"restart_pending": True}, rest[1], timeout=env.restart_timeout)
+    if code != 200:
+        # Patroni refuses a restart_pending restart once nothing is pending: that is done, not failed.
+        member = patroni_member(env)
+        if member and member.get("state") == "running" and not member.get("pending_restart"):
+            return None
+        return "Patroni's restart answered %s %s" % (code, (body or "")[:200])
+    return None
+
+
 def spec_problem(spec, node):
     """What is wrong with a rollout spec (the program makes them; a hand-made one may not fit), or None."""
     try:
@@ -298,6 +388,11 @@ def spec_problem(spec, node):
             return "healthTimeoutSeconds is %r; expected a positive number" % spec["healthTimeoutSeconds"]
         if not isinstance(spec.get("handoverUnits", []), list):
             return "handoverUnits is not a list"
+        pending = spec.get("pendingRestart")
+        if pending is not None and (not isinstance(pending.get("units"), list)
+                                    or not isinstance(pending.get("settleSeconds"), (int, float))
+                                    or pending["settleSeconds"] <= 0):
+            return "pendingRestart is not {units: a list, settleSeconds: a positive number}"
     except (KeyError, TypeError, AttributeError) as err:
         return "missing or malformed %s" % err
     return None
@@ -363,7 +458,10 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
     lock = None
     if group == "db":
         members = ["http://%s:%d" % (o["meshAddress"], ETCD_PORT) for o in spec["order"] if o["name"] != node]
-        lock = Lock(env, node, spec["healthTimeoutSeconds"] + env.handover_timeout + 120, [env.etcd] + members)
+        # Held through the longest change: a handover, a PostgreSQL restart where Patroni asks, the health wait.
+        settle = (spec.get("pendingRestart") or {}).get("settleSeconds", 0)
+        ttl = spec["healthTimeoutSeconds"] + env.handover_timeout + settle + env.restart_timeout + 120
+        lock = Lock(env, node, ttl, [env.etcd] + members)
         try:
             if not lock.acquire():
                 save_state(env, {**base, "rolloutState": "waiting", "waitingOn": lock.held_by, "waitingSince": since,
@@ -380,11 +478,7 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
         handover = set(spec.get("handoverUnits") or [])
         if role in PRIMARY_ROLES and handover and (units is None or handover & set(units)):
             log("this member is the primary and %s restarts: handing over first" % ", ".join(sorted(handover)))
-            try:
-                done = subprocess.run(env.switchover, capture_output=True, text=True, timeout=env.handover_timeout)
-                failed = done.returncode != 0 and (done.stdout + done.stderr).strip()[-300:]
-            except (OSError, subprocess.SubprocessError) as err:
-                failed = str(err)
+            failed = hand_over(env)
             if failed:
                 return halt(env, base, status, "the handover before the change failed: %s" % failed)
         try:
@@ -392,6 +486,10 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
         except Exception as err:  # noqa: BLE001 - whatever apply() raised, the old state goes back
             rollback()
             return halt(env, base, status, "applying failed: %s" % err)
+        failure = restart_if_pending(env, spec, units)
+        if failure:
+            rollback()
+            return halt(env, base, status, "restarting PostgreSQL after the change: %s" % failure)
         failure = run_health(env, spec.get("health") or [], spec["healthTimeoutSeconds"])
         if failure:
             rollback()

@@ -80,7 +80,10 @@ export class Sandbox {
                 return `mount -t overlay overlay -o lowerdir=${rootfs},upperdir=${join(s.dir, name, "upper")},workdir=${join(s.dir, name, "work")} ${m} && mount -t proc proc ${m}/proc && mount --rbind /dev ${m}/dev`;
             });
             const ready = join(s.dir, "ready");
-            const script = `set -e; ${mounts.join(" && ")} && touch ${ready} && exec sleep infinity`;
+            // The PID namespace's first process reaps orphans, as systemd does on a node: a daemon that
+            // waits for a stopped process's PID to go (Patroni's restart of PostgreSQL) sees it go.
+            const reaper = "import os, time\nwhile True:\n    try:\n        os.wait()\n    except ChildProcessError:\n        time.sleep(1)\n";
+            const script = `set -e; ${mounts.join(" && ")} && touch ${ready} && exec python3 -c '${reaper}'`;
             s.holder = spawn("ip", ["netns", "exec", s.netns(nodes[0].name), "unshare", "--mount", "--pid", "--fork", "--propagation", "private", "--kill-child", "sh", "-c", script], { stdio: ["ignore", "ignore", "pipe"], detached: true });
             let err = "";
             s.holder.stderr?.on("data", (d: Buffer) => (err += d.toString()));
