@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { HAPROXY_CFG, ORIGIN_PEM, renderWaitForApps, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE } from "../components/render/haproxy";
+import { HAPROXY_CFG, ORIGIN_PEM, ORIGIN_PULL_CA, renderWaitForApps, ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE } from "../components/render/haproxy";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
 import { prodStack, withConfig } from "./helpers/stack";
@@ -40,7 +40,7 @@ describe("a health path with a query, where it lands", function () {
         const files = Object.fromEntries((parse(e.config["lb-1"]).write_files as { path: string; content: string }[]).map((f) => [f.path, f.content]));
         assert.ok(files[HAPROXY_CFG].includes(`option httpchk GET ${PATH_WITH_QUERY}\n`));
         const rootfs = await labRootfs(e);
-        const r = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], [ORIGIN_PEM]: files[ORIGIN_PEM], [ROLLOUT_TOKEN_FILE]: files[ROLLOUT_TOKEN_FILE], [ROLLOUT_BEARER_FILE]: files[ROLLOUT_BEARER_FILE] }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
+        const r = runInRootfs(rootfs, { [HAPROXY_CFG]: files[HAPROXY_CFG], [ORIGIN_PEM]: files[ORIGIN_PEM], [ORIGIN_PULL_CA]: files[ORIGIN_PULL_CA], [ROLLOUT_TOKEN_FILE]: files[ROLLOUT_TOKEN_FILE], [ROLLOUT_BEARER_FILE]: files[ROLLOUT_BEARER_FILE] }, ["haproxy", "-c", "-V", "-f", HAPROXY_CFG]);
         assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
         assert.match(r.stdout + r.stderr, /Configuration file is valid/);
     });
