@@ -1,6 +1,7 @@
 // The lab's reading of a node's own systemd: unit states as `systemctl show` prints them.
 import assert from "node:assert/strict";
 import { parseSystemctlShow } from "../scripts/lab/nspawn";
+import { scheduledJob } from "../scripts/lab/health";
 
 const block = (p: Record<string, string | number>) => Object.entries(p).map(([k, v]) => `${k}=${v}`).join("\n");
 
@@ -33,5 +34,14 @@ describe("lab nodes on real systemd: reading systemctl show", function () {
     it("skips blocks without an Id or a state", function () {
         assert.deepEqual(parseSystemctlShow(""), []);
         assert.deepEqual(parseSystemctlShow("SubState=running\n\nId=x.service\n"), []);
+    });
+});
+
+describe("lab health: a scheduled job", function () {
+    it("is a service its own timer starts; a daemon is not", function () {
+        const units = [{ unit: "vps-ha-backup-incr.service" }, { unit: "vps-ha-backup-incr.timer" }, { unit: "vps-ha-patroni.service" }];
+        assert.equal(scheduledJob("vps-ha-backup-incr.service", units), true);
+        assert.equal(scheduledJob("vps-ha-patroni.service", units), false);
+        assert.equal(scheduledJob("vps-ha-backup-full.service", units), false);
     });
 });
