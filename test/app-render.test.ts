@@ -42,6 +42,7 @@ describe("app node part", () => {
         assert.ok(cmd.endsWith(" ${IMAGE}"), cmd);
         assert.match(unit, /^EnvironmentFile=\/etc\/vps-ha\/app\/release-%i.env$/m);
         assert.match(unit, /^ExecStop=\/usr\/bin\/podman stop --ignore -t 10 vps-ha-app-%i$/m);
+        assert.match(unit, /^SuccessExitStatus=143$/m, "a stop on purpose is a clean stop");
         assert.match(unit, /^Restart=always$/m);
         assert.match(unit, /^After=wg-quick@wg0.service$/m);
         assert.deepEqual(part.packages, ["podman", "catatonit"]);

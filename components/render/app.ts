@@ -105,6 +105,9 @@ function containerUnit(description: string, container: string, imageEnvFile: str
             RestartSec: "2s",
             TimeoutStartSec: "15min", // the first start pulls the image
             TimeoutStopSec: String(STOP_TIMEOUT_SECONDS + 5),
+            // podman run returns the container's status: an app stopped on purpose (SIGTERM) exits
+            // 143, which is the stop succeeding, not the unit failing (a retired colour stays clean).
+            SuccessExitStatus: "143",
         },
         Install: { WantedBy: "multi-user.target" },
     });
