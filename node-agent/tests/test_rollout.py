@@ -476,6 +476,31 @@ class Node:
         self.server.close()
 
 
+def run_agents(nodes, apply_once, bound=60):
+    """Each node's agent in its own thread, newest first, calling apply_once(node) until it applies
+    (within `bound` seconds); the nodes closed after. Returns the nodes that never applied."""
+    errors = []
+
+    def agent(node):
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            if apply_once(node):
+                return
+            time.sleep(0.2)
+        errors.append("%s never applied" % node.name)
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in reversed(nodes)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(bound + 30)
+    finally:
+        for n in nodes:
+            n.close()
+    return errors
+
+
 @pytest.mark.daemons
 def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_path, patroni, etcd):
     (tmp_path / "none.json").write_text("{}")
@@ -502,24 +527,8 @@ def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_pa
                 active.remove(name)
         return apply
 
-    def agent(node):
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if apply_gated(spec, node.name, change(node.name), lambda: None, {}, units=["patroni.service"],
-                           env=node.env):
-                return
-            time.sleep(0.2)
-        errors.append("%s never applied" % node.name)
-
-    threads = [threading.Thread(target=agent, args=(n,)) for n in reversed(nodes)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(90)
-    finally:
-        for n in nodes:
-            n.close()
+    errors += run_agents(nodes, lambda node: apply_gated(spec, node.name, change(node.name), lambda: None, {},
+                                                        units=["patroni.service"], env=node.env))
     assert errors == []
     # b and c first (by name), the primary a last, handed over before its change and only then.
     assert events == [("b", False), ("c", False), ("a", True)]
@@ -550,7 +559,6 @@ def test_pending_restarts_go_one_member_at_a_time_replicas_first_the_primary_aft
     spec["order"] = [{"name": n.name, "meshAddress": addr}
                      for n, addr in zip(nodes, ("127.0.0.1", "127.0.0.2", "127.0.0.3"), strict=True)]
     lock = threading.Lock()
-    errors = []
 
     def handed_over():
         with lock:
@@ -565,26 +573,12 @@ def test_pending_restarts_go_one_member_at_a_time_replicas_first_the_primary_aft
             handed_over()
         return failed
 
-    def agent(node):
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            # Only the dynamic configuration's tool restarted (settings changed): the pending path alone.
-            if apply_gated(spec, node.name, lambda: None, lambda: None, {}, units=["vps-ha-patroni-config.service"],
-                           env=node.env):
-                return
-            time.sleep(0.2)
-        errors.append("%s never applied" % node.name)
-
     monkeypatch.setattr(rollout, "hand_over", hand_over)
-    threads = [threading.Thread(target=agent, args=(n,)) for n in reversed(nodes)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(90)
+        # Only the dynamic configuration's tool restarted (settings changed): the pending path alone.
+        errors = run_agents(nodes, lambda node: apply_gated(spec, node.name, lambda: None, lambda: None, {},
+                                                            units=["vps-ha-patroni-config.service"], env=node.env))
     finally:
-        for n in nodes:
-            n.close()
         for p in patronis.values():
             p.close()
     assert errors == []
