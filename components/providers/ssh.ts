@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { sshCatalog } from "./ssh-catalog";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
+import { shellQuote } from "../render/shell";
 
 const COMMAND = "command:remote:Command";
 /** The bootstrap command of a host is named after its node with this suffix. */
@@ -56,7 +57,7 @@ function init(_ctx: ProviderContext) {
             const instanceId = pulumi.output(spec.userData).apply((u) => hostInstanceId(spec.name, u));
             new command.remote.Command(`${spec.name}${BOOTSTRAP_SUFFIX}`, {
                 connection: { host: host.address, user: host.user, privateKey: host.privateKey },
-                create: instanceId.apply((id) => `sudo sh -c '${bootstrapScript(id).replace(/'/g, "'\\''")}'`),
+                create: instanceId.apply((id) => `sudo sh -c ${shellQuote(bootstrapScript(id))}`),
                 stdin: spec.userData,
                 triggers: [instanceId],
             // A host is never deleted (the command has no delete step); protect keeps a member's host

@@ -3,6 +3,7 @@
 // Cloudflare's API until every hostname's association is active (Cloudflare deploys it in the
 // background, minutes at most), within a bound. Until then Cloudflare may still connect without
 // the certificate, which HAProxy would refuse. Pure text, so tests run the very script.
+import { shellQuote } from "./shell";
 
 export interface OriginPullWait {
     zoneId: string;
@@ -15,14 +16,9 @@ export interface OriginPullWait {
 /** The API the script asks unless VPS_HA_CF_API names another (a test's stand-in). */
 export const CLOUDFLARE_API = "https://api.cloudflare.com/client/v4";
 
-/** Single-quoted for sh. */
-function q(s: string): string {
-    return `'${s.replace(/'/g, "'\\''")}'`;
-}
-
 export function renderOriginPullWait(w: OriginPullWait): string {
     if (!/^[0-9a-f]{32}$/.test(w.zoneId)) throw new Error(`origin pull wait: zone id ${JSON.stringify(w.zoneId)} is not 32 hex digits`);
-    const asks = w.hostnames.map((h) => `  ask ${q(h)}`).join("\n");
+    const asks = w.hostnames.map((h) => `  ask ${shellQuote(h)}`).join("\n");
     return `#!/bin/sh
 # vps-ha: wait (at most ${w.timeoutSeconds} s) until Authenticated Origin Pulls is active for every hostname of the stack.
 # CLOUDFLARE_API_TOKEN: the token pulumi up uses; VPS_HA_CF_API: another API base (a test's stand-in).

@@ -6,6 +6,7 @@
 // Several reads in a row, not one: HAProxy 3.0 starts a server it has just been given as up,
 // before its first check, so one good answer right after a reload proves nothing; a server that
 // does not answer is marked down within 1.5 s (3 checks 500 ms apart) and the run starts over.
+import { shellQuote } from "./shell";
 
 export interface GateCheck {
     /** e.g. https://candidate.example.com/vps-ha/ready */
@@ -23,13 +24,8 @@ export interface ReleaseGate {
     stableRounds: number;
 }
 
-/** Single-quoted for sh. */
-function q(s: string): string {
-    return `'${s.replace(/'/g, "'\\''")}'`;
-}
-
 export function renderReleaseGate(g: ReleaseGate): string {
-    const checks = g.checks.map((c) => `  check ${q(c.url)} ${q(c.expect)}`).join("\n");
+    const checks = g.checks.map((c) => `  check ${shellQuote(c.url)} ${shellQuote(c.expect)}`).join("\n");
     return `#!/bin/sh
 # vps-ha release gate: every app node healthy in the new release, seen ${g.stableRounds} times in a row, within ${g.timeoutSeconds} s.
 # VPS_HA_GATE_CURL_ARGS: extra curl arguments (a test edge's --resolve and CA, say).

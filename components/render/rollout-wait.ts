@@ -5,6 +5,7 @@
 // pending and their state). Pure text, so tests and the lab run the very script the program made.
 import { ROLLOUT_TOKEN_HEADER } from "./haproxy";
 import { ROLLOUT_VIEW_PATH } from "./rollout-view";
+import { shellQuote } from "./shell";
 
 /** The environment variable the script reads the token from (the command's environment: a secret). */
 export const ROLLOUT_TOKEN_ENV = "VPS_HA_ROLLOUT_TOKEN";
@@ -19,11 +20,6 @@ export interface RolloutWait {
     everySeconds: number;
 }
 
-/** Single-quoted for sh. */
-function q(s: string): string {
-    return `'${s.replace(/'/g, "'\\''")}'`;
-}
-
 /** The view's query: `want=name:generation,...`, names sorted. */
 export function wantQuery(want: Record<string, number>): string {
     const items = Object.entries(want).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, g]) => {
@@ -36,7 +32,7 @@ export function wantQuery(want: Record<string, number>): string {
 
 export function renderRolloutWait(w: RolloutWait): string {
     if (w.hostnames.length === 0) throw new Error("rollout wait: no hostname to ask");
-    const urls = w.hostnames.map((h) => q(`https://${h}${ROLLOUT_VIEW_PATH}?${wantQuery(w.want)}`)).join(" ");
+    const urls = w.hostnames.map((h) => shellQuote(`https://${h}${ROLLOUT_VIEW_PATH}?${wantQuery(w.want)}`)).join(" ");
     return `#!/bin/sh
 # vps-ha rollout wait: every node's desired state applied and healthy, within ${w.timeoutSeconds} s; a halt fails at once.
 # ${ROLLOUT_TOKEN_ENV}: the token HAProxy asks for (sent on stdin to curl, never in its arguments).
