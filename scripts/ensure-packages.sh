@@ -12,10 +12,10 @@ declare -A need=(
 )
 [ "${1:-}" = --python ] && need=()
 # Python module -> the Debian package that provides it to Debian's python3 (/usr/bin/python3:
-# a python3 earlier on PATH may be another one): pytest, and what the node agent imports.
+# a python3 earlier on PATH may be another one): pytest and xdist, and what the node agent imports.
 declare -A python_need=(
   [pytest]=python3-pytest [dns.resolver]=python3-dnspython [cryptography]=python3-cryptography
-  [psycopg2]=python3-psycopg2 [yaml]=python3-yaml
+  [psycopg2]=python3-psycopg2 [yaml]=python3-yaml [xdist]=python3-pytest-xdist
 )
 missing=()
 for cmd in "${!need[@]}"; do

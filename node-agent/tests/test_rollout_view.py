@@ -60,7 +60,7 @@ def get(server, path):
 def serving(stack):
     cfg, servers = stack
     server = rollout_view.serve(cfg)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield server, cfg, servers
     server.shutdown()
     server.server_close()

@@ -294,7 +294,7 @@ def test_served_beside_the_rollout_view(fakes, tmp_path, signer):
     cfg = {**base, **config(port)}
     for c, expect in [(cfg, 200), ({**base, "cacheSeconds": 0}, 404)]:
         server = rollout_view.serve(c)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         try:
             url = "http://127.0.0.1:%d%s" % (server.server_address[1], status_view.PATH)
             try:
