@@ -22,6 +22,7 @@ import { parseStackConfig } from "../components/config";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { formatReport, planReport } from "../scripts/plan";
 import { StackFile } from "../scripts/lib/stack-file";
+import { renewMockCertificates } from "../scripts/lib/mock-tls";
 import { evaluate } from "./helpers/program";
 import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
 
@@ -152,6 +153,24 @@ describe("desired state: routine changes keep every server (mock runtime)", func
             assert.doesNotMatch(text, /REPLACES/);
         } finally {
             rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("the database CA and every member's certificate renewed: every member's user-data the same, no member replaced, the new certificates in their desired state", async () => {
+        const restore = renewMockCertificates(["database-ca", ...members.map((m) => `database-${m}-tls-cert`)]);
+        try {
+            const renewed = await evaluate(prodStack());
+            const certs = (e: Evaluation, m: string) => e.desired[m].files.filter((f) => f.content.startsWith("-----BEGIN CERTIFICATE")).map((f): [string, string] => [f.path, f.content]);
+            for (const m of members) {
+                assert.equal(renewed.userData[m], prod.userData[m], `${m}'s user-data changed`);
+                assert.ok(certs(prod, m).length > 0, `${m} holds certificates`);
+                for (const [path, content] of certs(renewed, m)) assert.notEqual(content, new Map(certs(prod, m)).get(path), `${m}: ${path} renewed`);
+                assert.equal(describeInPlace(inPlaceChange(prod.desired[m], renewed.desired[m])), "applied in place (2 files); restarts vps-ha-pgbackrest.service", m);
+            }
+            const replaced = compareServers(facts(prod), facts(renewed)).filter((c) => c.member && c.kind !== "same" && c.kind !== "new");
+            assert.deepEqual(replaced, [], "members replaced or restarted");
+        } finally {
+            restore();
         }
     });
 

@@ -103,6 +103,20 @@ export function mockOriginCa(): { keyPem: string; certPem: string } {
     return originCa;
 }
 
+/**
+ * As the tls provider replaces certificates due for renewal (their keys stay): the next
+ * evaluation signs new ones for these resource names. Returns what puts the old ones back, so
+ * the renewal stays within the test that made it.
+ */
+export function renewMockCertificates(names: string[]): () => void {
+    const old = new Map(names.filter((n) => made.has(n)).map((n) => [n, made.get(n) as Record<string, string>]));
+    if (old.size !== names.length) throw new Error(`mock tls: no certificate made yet for ${names.filter((n) => !old.has(n)).join(", ")}`);
+    for (const n of names) made.delete(n);
+    return () => {
+        for (const [n, out] of old) made.set(n, out);
+    };
+}
+
 export function mockTls(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> {
     if (!type.startsWith("tls:") && type !== ORIGIN_CA_CERTIFICATE) return {};
     if (!made.has(name)) {
