@@ -22,6 +22,7 @@ export function appNodeConfig(plan: StackPlan, node: PlannedNode, databaseUrl: s
         env: app.env,
         databaseUrl,
         pooledDatabaseUrl,
+        retireAfterSeconds: app.retireAfterSeconds,
         ...(app.command ? { command: app.command } : {}),
         ...(app.worker ? { workerCommand: app.worker.command } : {}),
     };

@@ -81,6 +81,16 @@ export const MIN_CHECK_INTERVAL: Record<ZonePlan, number> = { free: 60, pro: 60,
 /** vps-ha:rollout.waitSeconds' default. */
 export const ROLLOUT_WAIT_SECONDS = 900;
 
+/**
+ * vps-ha:app.retireAfterSeconds' default and bounds. The default outlasts the release record's
+ * 60 s TTL and a few 15 s agent rounds, so an image swapped out and dropped in one `pulumi up`
+ * stops only after every HAProxy node has moved off it. The floor is one agent round (the agent
+ * looks once a round); past an hour, keep the image as the candidate, where the stack file shows it.
+ */
+export const RETIRE_AFTER_SECONDS = 120;
+export const MIN_RETIRE_AFTER_SECONDS = 15;
+export const MAX_RETIRE_AFTER_SECONDS = 3600;
+
 /** Server connections each pooler opens at most per database and user (pgbouncer's default_pool_size). */
 export const POOLER_POOL_SIZE = 20;
 /** Bounds of database.maxConnections: room for both poolers' pools and superusers; memory on a small server. */
@@ -182,6 +192,14 @@ const shapes = {
             /** How long `pulumi up` waits for every app node to answer healthy in the new release. */
             gateTimeoutSeconds: z.number().int().min(10).max(3600).default(600),
         }).optional(),
+        /**
+         * How long an image that left the release keeps running on the app nodes: within it, naming
+         * the image again (a rollback after a cleanup) is instant, nothing pulls or starts.
+         */
+        retireAfterSeconds: z.number({ error: "must be a number of seconds" }).int("must be a whole number of seconds")
+            .min(MIN_RETIRE_AFTER_SECONDS, `must be at least ${MIN_RETIRE_AFTER_SECONDS}: one round of the directory agent, which stops retired images`)
+            .max(MAX_RETIRE_AFTER_SECONDS, `must be at most ${MAX_RETIRE_AFTER_SECONDS} (an hour); to keep an image longer, keep it as release.candidate`)
+            .default(RETIRE_AFTER_SECONDS),
         /** Each image listens on its own port in port .. port+999 (see components/release.ts). */
         port: z.number().int().min(1).max(65535 - (RELEASE_PORT_SPAN - 1), `must leave room for the ${RELEASE_PORT_SPAN} ports releases use (at most ${65535 - (RELEASE_PORT_SPAN - 1)})`).default(8080),
         healthPath: httpPath.default("/healthz"),

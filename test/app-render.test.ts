@@ -11,6 +11,7 @@ const base = {
     meshAddress: "10.77.0.20",
     env: { STRIPE_KEY: "sk_live_x=y", LOG_LEVEL: "info" },
     databaseUrl: "postgresql://app:pw@10.77.0.1:5000,10.77.0.2:5000/app?target_session_attrs=read-write",
+    retireAfterSeconds: 45,
 };
 
 const unitOf = (part: ReturnType<typeof appPart>, unit: string) => part.files?.find((f) => f.path === `/etc/systemd/system/${unit}`)?.content ?? "";
@@ -52,6 +53,7 @@ describe("app node part", () => {
         const agent = JSON.parse(part.files?.find((f) => f.path === `${DIRECTORY_CONFIG_DIR}/app.json`)?.content ?? "{}");
         assert.equal(agent.app.webUnit, "vps-ha-app@{port}.service");
         assert.equal(agent.app.worker, null);
+        assert.equal(agent.app.retireAfterSeconds, 45, "the agent stops a dropped image after the stack's retireAfterSeconds");
     });
 
     it("runs a worker on the active image with its own command, and quotes arguments for systemd", () => {

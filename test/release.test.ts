@@ -1,7 +1,9 @@
 // Red/black releases: the image ports, the config, the signed release record, and what a
 // release changes in the program (DNS and the gate, never a server).
 import { strict as assert } from "node:assert";
-import { appRelease, parseStackConfig } from "../components/config";
+import { appRelease, parseStackConfig, RETIRE_AFTER_SECONDS } from "../components/config";
+import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT } from "../components/render/directory-agent";
+import { describeInPlace, inPlaceChange } from "../components/in-place";
 import { directoryIndexName, directoryReleaseName, ed25519PublicKey, parseRecord, signReleaseRecord, txtStrings } from "../components/directory-records";
 import { renderReleaseGate } from "../components/render/release-gate";
 import { fnv1a32, imagePort } from "../components/release";
@@ -64,6 +66,27 @@ describe("releases", function () {
         one({ release: { active: A, candidate: "latest" } }, "vps-ha:app.release.candidate", /tag or digest/);
         one({ image: A, port: 65000 }, "vps-ha:app.port", /room for the 1000 ports/, /64536/);
         one({ release: { active: A, colour: "red" } }, "vps-ha:app.release", /unknown key\(s\) colour/, /active, candidate, gateTimeoutSeconds/);
+    });
+
+    it("vps-ha:app.retireAfterSeconds: default 120, whole seconds from 15 to 3600, a clear error otherwise; it reaches the app nodes' agent", async () => {
+        const config = (app: unknown) => parseStackConfig(raw(withConfig({ app })), "prod");
+        assert.equal(RETIRE_AFTER_SECONDS, 120);
+        assert.equal(config({ image: A }).app.retireAfterSeconds, 120);
+        assert.equal(config({ image: A, retireAfterSeconds: 15 }).app.retireAfterSeconds, 15);
+        assert.equal(config({ image: A, retireAfterSeconds: 3600 }).app.retireAfterSeconds, 3600);
+        const said = (v: unknown) => issuesOf({ image: A, retireAfterSeconds: v }).map((i) => `${i.path}: ${i.message}`);
+        assert.deepEqual(said(14), ["vps-ha:app.retireAfterSeconds: must be at least 15: one round of the directory agent, which stops retired images (got 14)"]);
+        assert.deepEqual(said(3601), ["vps-ha:app.retireAfterSeconds: must be at most 3600 (an hour); to keep an image longer, keep it as release.candidate (got 3601)"]);
+        assert.deepEqual(said(30.5), ["vps-ha:app.retireAfterSeconds: must be a whole number of seconds (got 30.5)"]);
+        assert.match(said("2m")[0], /^vps-ha:app\.retireAfterSeconds: must be a number of seconds/);
+        // The app nodes' agent gets it as desired state: a change restarts that agent alone, no server replaced.
+        const agentOf = (e: Evaluation) => JSON.parse(e.desired["app-1"].files.find((f) => f.path === `${DIRECTORY_CONFIG_DIR}/app.json`)?.content ?? "{}").app;
+        const before = await evaluate(withConfig({ app: { image: A } }));
+        const after = await evaluate(withConfig({ app: { image: A, retireAfterSeconds: 45 } }));
+        assert.equal(agentOf(before).retireAfterSeconds, 120);
+        assert.equal(agentOf(after).retireAfterSeconds, 45);
+        assert.equal(before.userData["app-1"], after.userData["app-1"]);
+        assert.equal(describeInPlace(inPlaceChange(before.desired["app-1"], after.desired["app-1"])), `applied in place (1 file); restarts ${DIRECTORY_UNIT}`);
     });
 
     it("signs a release record that parses back, and rejects a tampered or malformed one", () => {

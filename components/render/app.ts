@@ -52,6 +52,8 @@ export interface AppNodeConfig {
     command?: string[];
     /** a background worker: the same image with this command, no HTTP */
     workerCommand?: string[];
+    /** how long an image that left the release keeps running (vps-ha:app.retireAfterSeconds) */
+    retireAfterSeconds: number;
 }
 
 /** systemd's EnvironmentFile and podman's --env-file both read KEY=VALUE lines, unquoted. */
@@ -127,13 +129,7 @@ export interface DirectoryApp {
     retireAfterSeconds: number;
 }
 
-/**
- * How long an image that left the release keeps running: the records' 60 s TTL plus a few of the
- * agent's 15 s rounds, by when every HAProxy node has stopped sending to it.
- */
-export const RETIRE_AFTER_SECONDS = 120;
-
-export function appDirectory(c: Pick<AppNodeConfig, "workerCommand">): DirectoryApp {
+export function appDirectory(c: Pick<AppNodeConfig, "workerCommand" | "retireAfterSeconds">): DirectoryApp {
     return {
         dir: APP_DIR,
         releaseEnvGlob: releaseEnvFile("*"),
@@ -142,7 +138,7 @@ export function appDirectory(c: Pick<AppNodeConfig, "workerCommand">): Directory
         worker: c.workerCommand ? { unit: WORKER_UNIT, envFile: WORKER_ENV_FILE } : null,
         systemctl: ["systemctl"],
         retiredState: "/var/lib/vps-ha/app-retired.json",
-        retireAfterSeconds: RETIRE_AFTER_SECONDS,
+        retireAfterSeconds: c.retireAfterSeconds,
     };
 }
 

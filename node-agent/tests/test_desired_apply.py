@@ -338,3 +338,47 @@ def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tm
     fixed = {**first, "files": [file("/etc/a.conf", "fixed")], "rollout": {**spec, "id": "fixed"}}
     _, ok = desired.apply_update(cfg, 3, fixed, first, [], status)
     assert ok and status["rolloutState"] == "healthy" and read(cfg, "/etc/a.conf") == "fixed"
+
+
+def test_a_gated_change_stops_at_the_first_unit_that_fails_and_rolls_back_only_what_it_restarted(cfg, tmp_path):
+    # b.service fails to restart while its file says "bad"; c.service would wait on it (as the
+    # Patroni config unit waits on Patroni), so it must not be restarted at all.
+    failing = tmp_path / "systemctl-failing"
+    failing.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n[ "$1" = restart ] && [ "$2" = b.service ]'
+                       ' && grep -qx bad %s/etc/b.conf && exit 1\nexit 0\n' % (cfg["log"], cfg["root"]))
+    failing.chmod(0o755)
+    cfg = {**cfg, "systemctl": [str(failing)]}
+    spec = {"group": "haproxy", "id": "bad", "order": [{"name": "db-1", "meshAddress": "127.0.0.1"}], "statusPort": 1,
+            "health": [["true"]], "healthTimeoutSeconds": 1, "handoverUnits": []}
+    units = [{"unit": u + ".service", "paths": ["/etc/%s.conf" % u]} for u in ("a", "b", "c")]
+    first = doc(cfg, [file("/etc/%s.conf" % u, "good") for u in ("a", "b", "c")], restarts=units)
+    desired.apply_first(cfg, first, [])
+    before = len(calls(cfg))
+    problems, status = [], {}
+    bad = {**first, "files": [file("/etc/a.conf", "new"), file("/etc/b.conf", "bad"), file("/etc/c.conf", "new")],
+           "rollout": spec}
+    _, ok = desired.apply_update(cfg, 2, bad, first, problems, status)
+    assert not ok and status["rolloutState"] == "halted"
+    assert "b.service" in status["haltedReason"] and "c.service" not in status["haltedReason"]
+    # a and b restarted with the change, then back with the old files; c never touched.
+    assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart b.service",
+                                   "systemctl restart a.service", "systemctl restart b.service"]
+    assert [read(cfg, "/etc/%s.conf" % u) for u in ("a", "b", "c")] == ["good", "good", "good"]
+    assert desired.pending_restarts(cfg, 2) == []
+
+
+def test_an_ungated_change_still_restarts_every_unit_when_one_fails(cfg, tmp_path):
+    # Without a rollout nothing rolls back: every unit gets its new files, the failed one is tried next round.
+    failing = tmp_path / "systemctl-failing"
+    failing.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n[ "$2" = a.service ] && exit 1\nexit 0\n' % cfg["log"])
+    failing.chmod(0o755)
+    cfg = {**cfg, "systemctl": [str(failing)]}
+    units = [{"unit": u + ".service", "paths": ["/etc/%s.conf" % u]} for u in ("a", "b")]
+    first = doc(cfg, [file("/etc/a.conf", "1"), file("/etc/b.conf", "1")], restarts=units)
+    desired.apply_first(cfg, first, [])
+    before = len(calls(cfg))
+    problems = []
+    second = {**first, "files": [file("/etc/a.conf", "2"), file("/etc/b.conf", "2")]}
+    desired.apply_update(cfg, 2, second, first, problems, {})
+    assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart b.service"]
+    assert len(problems) == 1 and desired.pending_restarts(cfg, 2) == ["a.service"]

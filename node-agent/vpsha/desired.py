@@ -536,13 +536,19 @@ def units_for(doc, changed, pending=()):
     return [r for r in doc["restarts"] if any(p in changed for p in r["paths"]) or r["unit"] in pending]
 
 
-def restart_units(cfg, restarts, changed, problems, on_done=None):
-    """daemon-reload when a unit file changed, then each restart (or reload) in order; the units that failed."""
+def restart_units(cfg, restarts, changed, problems, on_done=None, on_try=None, stop_at_failure=False):
+    """
+    daemon-reload when a unit file changed, then each restart (or reload) in order; the units that
+    failed. `stop_at_failure`: none after the first that fails (a gated change rolls back at once,
+    rather than wait on units that depend on the broken one).
+    """
     systemctl = cfg.get("systemctl", ["systemctl"])
     if any(is_unit_file(p) for p in changed):
         run(cfg, systemctl + ["daemon-reload"], problems, "systemctl daemon-reload")
     failed = []
     for r in restarts:
+        if on_try:
+            on_try(r)
         # A reload of a unit that is not running (sshd switched off) is nothing to do, not a failure.
         verb, what = ("try-reload-or-restart", "reload") if r.get("reload") else ("restart", "restart")
         if run(cfg, systemctl + [verb, r["unit"]], problems, "%sing %s" % (what.rstrip("e"), r["unit"])):
@@ -551,6 +557,11 @@ def restart_units(cfg, restarts, changed, problems, on_done=None):
                 on_done(r["unit"])
         else:
             failed.append(r["unit"])
+            if stop_at_failure:
+                left = len(restarts) - restarts.index(r) - 1
+                if left:
+                    log("desired: %s failed; not restarting the %d unit(s) after it" % (r["unit"], left))
+                break
     return failed
 
 
@@ -625,25 +636,32 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         elif os.path.exists(pending_path(cfg)):
             os.unlink(pending_path(cfg))
 
-    def apply():
+    # The restarts tried so far: a rollback restarts these alone (the others never ran the new files).
+    tried = []
+
+    def apply(stop_at_failure=False):
+        before = len(problems)
         written.extend(write_files(cfg, files, problems, saved))
+        if stop_at_failure and len(problems) > before:
+            return
         left = [r["unit"] for r in restarts]
         set_pending(left)
 
         def done(unit):
             left.remove(unit)
             set_pending(left)
-        restart_units(cfg, restarts, changed, problems, done)
+        restart_units(cfg, restarts, changed, problems, done, tried.append, stop_at_failure)
 
     def rollback():
         restore_files(cfg, saved, problems)
-        restart_units(cfg, restarts, set(saved), problems)
+        restart_units(cfg, tried, set(saved), problems)
         set_pending([])
 
     def apply_checked():
-        # For the gate, a file not written or a unit that did not restart is a failed change (it rolls back).
+        # For the gate, a file not written or a unit that did not restart is a failed change: it
+        # stops there and rolls back.
         before = len(problems)
-        apply()
+        apply(stop_at_failure=True)
         if len(problems) > before:
             raise RuntimeError("; ".join(problems[before:]))
 

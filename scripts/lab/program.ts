@@ -51,12 +51,35 @@ export interface LabProgram {
     gateScript: string;
     /** What Cloudflare presents to the origins for the hostname (Authenticated Origin Pulls): the edge, and whatever in the lab asks HAProxy directly, present it too. */
     originPull: OriginPullClient;
+    /** How long an image that left the release keeps running on the app nodes (vps-ha:app.retireAfterSeconds). */
+    retireAfterSeconds: number;
+}
+
+/**
+ * vps-ha:app.retireAfterSeconds in the lab, unless the stack file sets it: the lab's resolver
+ * caches nothing, so every HAProxy node moves off a dropped image within one agent round (15 s);
+ * two rounds still cover it, and the release drills wait that out instead of the default 120 s.
+ */
+export const LAB_RETIRE_AFTER_SECONDS = 30;
+
+/** The stack file's values with the lab's own setting where the file has none (every evaluation alike, so no drill's publication changes it). */
+function withLabSettings(values: Record<string, string>): void {
+    let app: unknown;
+    try {
+        app = JSON.parse(values["vps-ha:app"] ?? "null");
+    } catch {
+        return; // not an object here (a secret as a whole): the program says what is wrong with it
+    }
+    if (app && typeof app === "object" && !Array.isArray(app) && !("retireAfterSeconds" in app)) {
+        values["vps-ha:app"] = JSON.stringify({ ...app, retireAfterSeconds: LAB_RETIRE_AFTER_SECONDS });
+    }
 }
 
 /** `edits`: `vps-ha:<key>` values replacing the stack file's (a drill's next release, say). */
 export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}): Promise<LabProgram> {
     const file = readStackFile(source.file);
     for (const [key, value] of Object.entries(edits)) file.values[`vps-ha:${key}`] = JSON.stringify(value);
+    withLabSettings(file.values);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
     const pooledConnectionString = typeof e.outputs.pooledConnectionString === "string" ? e.outputs.pooledConnectionString : undefined;
@@ -70,7 +93,7 @@ export async function labProgram(source: StackSource, edits: Record<string, unkn
     };
     const hostname = frontDoorHostnames(config).app;
     const edge = edgePlanOf(e, hostname);
-    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, gateScript: gateScriptOf(e, buildPlan(config)), originPull: originPullClientOf(e, hostname), ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}), ...(pooledConnectionString ? { pooledConnectionString } : {}) };
+    return { specs: specsOf(e), dnsRecords: programDnsRecords(e), app, hostname, gateScript: gateScriptOf(e, buildPlan(config)), originPull: originPullClientOf(e, hostname), retireAfterSeconds: a.retireAfterSeconds, ...(edge ? { edge } : {}), ...(connectionString ? { connectionString } : {}), ...(pooledConnectionString ? { pooledConnectionString } : {}) };
 }
 
 export async function labSpecs(source: StackSource): Promise<LabNodeSpec[]> {

@@ -8,7 +8,7 @@ import { Agent } from "node:https";
 import { Agent as HttpAgent } from "node:http";
 import { join } from "node:path";
 import { appRelease, parseStackConfig } from "../../../components/config";
-import { appUnit, RETIRE_AFTER_SECONDS } from "../../../components/render/app";
+import { appUnit } from "../../../components/render/app";
 import { imagePort } from "../../../components/release";
 import { readStackFile } from "../../lib/stack-file";
 import { publishLabDns } from "../dns";
@@ -105,11 +105,13 @@ async function waitServed(image: string, timeoutMs: number): Promise<number> {
     }
 }
 
-/** Waits (bounded) until the web unit for `image` has stopped on every app node. */
-async function waitStopped(log: Log, image: string, basePort: number): Promise<void> {
+/** Waits (bounded) until the web unit for `image` has stopped on every app node, the program's retireAfterSeconds after it left the release. */
+async function waitStopped(log: Log, image: string, basePort: number, retireAfterSeconds: number): Promise<void> {
     const unit = appUnit(imagePort(basePort, image));
     const started = Date.now();
-    const deadline = started + (RETIRE_AFTER_SECONDS + 120) * 1000;
+    // The retirement, then a record TTL and a round for the agent to see the record.
+    const bound = retireAfterSeconds + 120;
+    const deadline = started + bound * 1000;
     for (const n of labNodes().filter((x) => x.role === "app")) {
         for (;;) {
             const r = await execInNode(n.name, ["systemctl", "is-active", unit], { timeoutMs: 10_000, allowFail: true });
@@ -118,7 +120,7 @@ async function waitStopped(log: Log, image: string, basePort: number): Promise<v
             const state = r.stdout.trim();
             if (state === "inactive" || state === "failed") break;
             if (!["active", "activating", "deactivating", "reloading"].includes(state)) throw new Error(`${n.name}: systemctl is-active ${unit} answered ${JSON.stringify(state || r.stderr.trim())}`);
-            if (Date.now() > deadline) throw new Error(`${n.name}: ${unit} still runs ${RETIRE_AFTER_SECONDS + 120} s after the candidate was removed`);
+            if (Date.now() > deadline) throw new Error(`${n.name}: ${unit} still runs ${bound} s after the candidate was removed (retireAfterSeconds ${retireAfterSeconds})`);
             await sleep(5_000);
         }
         log(`release: ${n.name} stopped ${unit} (after ${elapsed(started)} of waiting)`);
@@ -149,8 +151,9 @@ async function cleanup(ctx: DrillContext, active: string, candidate: string, not
         await waitServed(active, CONVERGE_MS);
         const gate = await runGate(ctx.log, program);
         notes.push(...gate.notes.map((n) => `cleanup: ${n}`));
-        await waitStopped(ctx.log, candidate, basePort());
-        notes.push(`cleanup: ${candidate} stopped on every app node`);
+        const t = Date.now();
+        await waitStopped(ctx.log, candidate, basePort(), program.retireAfterSeconds);
+        notes.push(`cleanup: ${candidate} stopped on every app node ${elapsed(t)} after the release dropped it (retireAfterSeconds ${program.retireAfterSeconds})`);
         return gate.ok;
     } catch (e) {
         notes.push(`cleanup failed: ${(e as Error).message}`);
