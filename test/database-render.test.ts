@@ -151,6 +151,8 @@ describe("etcd renderer", () => {
             const unit = fileAt(databaseParts(plan, voter, SECRETS), "/etc/systemd/system/vps-ha-patroni.service").content;
             assert.match(unit, new RegExp(`^ExecStartPre=${ETCD_READY_TOOL} --etcd http://${voter.meshAddress.replace(/\./g, "\\.")}:2379 --wait \\d+$`, "m"), voter.name);
             assert.ok(files(databaseParts(plan, voter, SECRETS)).some((f) => f.path === ETCD_READY_TOOL), voter.name);
+            // A stop signals Patroni alone; PostgreSQL is Patroni's to shut down.
+            assert.match(unit, /^KillMode=mixed$/m, voter.name);
         }
         // A non-voter's Patroni reads the voters' member list again and again, and finds its API path then.
         assert.doesNotMatch(fileAt(nvParts, "/etc/systemd/system/vps-ha-patroni.service").content, /ExecStartPre/);
@@ -419,7 +421,7 @@ describe("database parts of a node's boot", () => {
     const parts = databaseParts(plan, node(plan, "db-1"), SECRETS);
     const ALLOWED: Record<string, string[]> = {
         Unit: ["Description", "After", "Requires", "Wants"],
-        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit"],
+        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit", "KillMode"],
         Timer: ["OnCalendar", "Persistent"],
         Install: ["WantedBy"],
     };

@@ -355,6 +355,10 @@ export function renderPatroniUnit(etcd?: PatroniEtcdWait): string {
             ExecStart: `/usr/bin/patroni ${PATRONI_CONFIG}`,
             Restart: "always",
             RestartSec: "5s",
+            // A stop signals Patroni alone, which shuts PostgreSQL down itself; systemd's SIGTERM to
+            // the postmaster too would start a smart shutdown that waits on every client. At the
+            // stop timeout everything left is killed, as before.
+            KillMode: "mixed",
         },
         Install: { WantedBy: "multi-user.target" },
     });
