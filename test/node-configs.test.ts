@@ -57,8 +57,10 @@ describe("rendered node configs, checked by the real tools", function () {
             // namespace: a name of its own keeps it clear of the lab's wg0 interfaces.
             // Foreground (-f), so the process is ours to stop by PID when the test ends.
             daemon = spawn("ip", ["netns", "exec", ns, "wireguard-go", "-f", IFACE], { stdio: "ignore" });
-            for (let i = 0; i < 50 && run("ip", ["netns", "exec", ns, "wg", "show", IFACE]).status !== 0; i++) await sleep(100);
-            assert.equal(run("ip", ["netns", "exec", ns, "wg", "show", IFACE]).status, 0, `wireguard-go did not bring up ${IFACE} within 5 s`);
+            // A deadline, not a count of tries: on a busy machine each try takes longer.
+            const deadline = Date.now() + 15000;
+            while (Date.now() < deadline && run("ip", ["netns", "exec", ns, "wg", "show", IFACE]).status !== 0) await sleep(100);
+            assert.equal(run("ip", ["netns", "exec", ns, "wg", "show", IFACE]).status, 0, `wireguard-go did not bring up ${IFACE} within 15 s`);
             const publicKeys = new Map<string, string>();
             for (const [node, userData] of Object.entries(prod.config)) {
                 const conf = fileIn(userData, "/etc/wireguard/wg0.conf");
