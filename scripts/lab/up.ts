@@ -13,13 +13,15 @@ import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
 import { LabNodeSpec, nodeLogTails, realizeNodes, teardown } from "./realize";
 import { labTls, s3EndpointOf, startS3 } from "./s3";
 import { prepareAppNodes } from "./containers";
+import { RECEIVER_HOST, startReceiver } from "./receiver";
 
 export const HEALTHY_TIMEOUT_MS = 180_000;
 
-/** What the nodes' resolver serves: what the program gave Cloudflare, and R2's name for the lab's S3. */
+/** What the nodes' resolver serves: what the program gave Cloudflare, R2's name for the lab's S3, the alert receiver's. */
 export function labDnsRecords(program: LabProgram): LabDnsRecord[] {
     const s3 = s3EndpointOf(program.specs);
-    return [...program.dnsRecords, ...(s3 ? [{ name: s3.host, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS }] : [])];
+    const bridge = (name: string) => ({ name, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS });
+    return [...program.dnsRecords, ...(s3 ? [bridge(s3.host)] : []), bridge(RECEIVER_HOST)];
 }
 
 export async function bringUp(source: StackSource, log: Log): Promise<{ specs: LabNodeSpec[]; health: NodeHealth[]; seconds: number }> {
@@ -28,14 +30,17 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     const t = Date.now();
     // Backups go to an S3 endpoint off both providers; in the lab, s3rver plays it.
     const s3 = s3EndpointOf(program.specs);
-    const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
+    // One certificate for the lab's services on the bridge (the S3 endpoint, the alert receiver).
+    const tls = await labTls(join(CACHE_DIR, "tls"), [...(s3 ? [s3.host] : []), RECEIVER_HOST]);
     const appNodes = program.specs.filter((n) => n.role === "app").map((n) => n.name);
     const dns = labDnsRecords(program);
     const { lockWaitSeconds } = await realizeNodes(program.specs, log, {
         dns,
-        ...(s3 && tls ? { caCertPem: tls.caCertPem } : {}),
+        caCertPem: tls.caCertPem,
         beforeApply: async () => {
-            if (s3 && tls) await startS3(s3, tls, log);
+            if (s3) await startS3(s3, tls, log);
+            // From before the first cloud-config: the receiver's record covers the whole bring-up.
+            await startReceiver(tls, log);
             await prepareAppNodes(appNodes, program.app, log);
         },
     });
