@@ -58,6 +58,7 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
             const edges = await startEdges(program.edge, program.specs, mockOriginCa().certPem, log);
             saveLabStack({ ...(labStack() as LabStack), edges });
         }
+        saveLabStack({ ...(labStack() as LabStack), upAt: Date.now() });
         const seconds = (Date.now() - t) / 1000 - lockWaitSeconds;
         log(`lab: up in ${seconds.toFixed(1)} s${lockWaitSeconds >= 1 ? ` (after ${lockWaitSeconds.toFixed(0)} s waiting for another lab to go)` : ""}`);
         return { specs: program.specs, health, seconds };

@@ -21,6 +21,7 @@ import { sleep } from "../exec";
 import { waitHealthy } from "../health";
 import { STATE_DIR } from "../paths";
 import { execInNode, labNodes, NodeState } from "../realize";
+import { labStack } from "../stack";
 import { Received, received, RECEIVED_FILE } from "../receiver";
 import { alertBound, ruleBounds } from "./alert-bounds";
 import { currentPrimary, patroniJson } from "./db";
@@ -263,12 +264,15 @@ export const alerts: Drill = {
         const checks = drillChecks();
         const figures: Record<string, number> = {};
         const start = Date.now();
-        // Since bring-up: the heartbeat only.
-        const before = received(0);
-        const sinceUp = unexpected(0, [], () => false);
-        const heartbeats = before.filter((r) => r.kind === "heartbeat").length;
-        checks.check(heartbeats > 0, `since bring-up (${before.length ? new Date(before[0].at).toISOString() : "nothing received"}): ${heartbeats} heartbeat(s) at the receiver`);
-        checks.check(sinceUp.length === 0, sinceUp.length === 0 ? "no alert sent between bring-up and the drill" : `alerts sent between bring-up and the drill: ${sinceUp.join("; ")}`);
+        // From the end of the bring-up (every node healthy): the heartbeat only. What the bring-up
+        // itself sent (nodes not answering yet while others boot) is told, not counted.
+        const upAt = labStack()?.upAt ?? 0;
+        const during = alertsIn(received(0)).filter((a) => a.at < upAt).map((a) => `${a.name}@${a.instance ?? "-"} ${a.status}`);
+        if (during.length) checks.notes.push(`sent during the bring-up, before every node was healthy: ${during.join("; ")}`);
+        const heartbeats = received(0).filter((r) => r.kind === "heartbeat").length;
+        checks.check(heartbeats > 0, `${heartbeats} heartbeat(s) at the receiver since it started`);
+        const sinceUp = alertsIn(received(upAt)).filter((a) => a.status === "firing").map((a) => `${a.name}@${a.instance ?? "-"} at ${new Date(a.at).toISOString()}`);
+        checks.check(sinceUp.length === 0, sinceUp.length === 0 ? `no alert fired at the receiver between the bring-up's end (${new Date(upAt).toISOString()}) and the drill` : `alerts fired between the bring-up's end and the drill: ${sinceUp.join("; ")}`);
         if (ctx.calm) {
             ctx.log(`alerts: ${CALM_SECONDS / 60} calm minutes first`);
             await sleep(CALM_SECONDS * 1000);
