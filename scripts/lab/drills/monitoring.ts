@@ -227,7 +227,12 @@ async function alertFaults(log: (m: string) => void): Promise<{ faults: Fault[];
             what: `a unit failing on ${unitNode.name} (${FAILING_UNIT}, a command that exits 1)`,
             node: unitNode.name,
             expect: [{ alert: "SystemdUnitFailed", instance: unitNode.name, labels: { name: FAILING_UNIT } }],
-            make: async () => void (await execInNode(unitNode.name, ["systemd-run", `--unit=${FAILING_UNIT}`, "--description=vps-ha lab: a unit that fails", "-p", "Type=oneshot", "/bin/false"], { timeoutMs: 20_000 })),
+            make: async () => {
+                // systemd-run reports the failed start itself; the unit's state is what counts.
+                await inNode(unitNode.name, ["systemd-run", `--unit=${FAILING_UNIT}`, "--description=vps-ha lab: a unit that fails", "-p", "Type=oneshot", "/bin/false"]);
+                const state = (await inNode(unitNode.name, ["systemctl", "is-failed", FAILING_UNIT])).stdout.trim();
+                if (state !== "failed") throw new Error(`alerts: ${FAILING_UNIT} on ${unitNode.name} is ${state || "unknown"}, not failed`);
+            },
             repair: async () => void (await inNode(unitNode.name, ["systemctl", "reset-failed", FAILING_UNIT])),
         },
     ];
@@ -349,7 +354,7 @@ function medianGap(times: number[]): number | undefined {
 }
 
 async function monitoringRunning(node: string): Promise<string[]> {
-    const r = await inNode(node, ["pidof", "prometheus", "prometheus-alertmanager"]);
+    const r = await inNode(node, ["pgrep", "-f", "^/usr/bin/prometheus(-alertmanager)?( |$)"]);
     return r.stdout.trim().split(/\s+/).filter((p) => p);
 }
 
@@ -448,7 +453,7 @@ async function runRestoreCheck(chosen: string): Promise<{ ok: boolean; seconds: 
     for (const m of byRole("db").filter((n) => n.name !== chosen)) await inNode(m.name, ["systemctl", "start", `${RESTORE_CHECK_UNIT}.service`], 120_000);
     const prom = (await inNode(chosen, ["cat", join(TEXTFILE_DIR, SIGNALS.restoreCheckSuccess.file)])).stdout;
     const value = new RegExp(`^${SIGNALS.restoreCheckSuccess.name}\\{[^}]*\\} (\\S+)$`, "m").exec(prom)?.[1];
-    const said = (await inNode(chosen, ["journalctl", "-u", `${RESTORE_CHECK_UNIT}.service`, "-n", "1", "-o", "cat", "--no-pager"])).stdout.trim();
+    const said = (await inNode(chosen, ["sh", "-c", `journalctl -u ${RESTORE_CHECK_UNIT}.service -o cat --no-pager | grep '^restore-check: ' | tail -n 1`])).stdout.trim();
     return { ok: r.code === 0, seconds, ...(value !== undefined ? { success: Number(value) } : {}), said };
 }
 
