@@ -160,6 +160,9 @@ async function alertFaults(log: (m: string) => void): Promise<{ faults: Fault[];
     const store = await storeAddress(primary);
     let walRunning = true;
     const members = byRole("db");
+    // The backup is skipped once the replica is down: its own job must find its Patroni gone.
+    let replicaDown: () => void = () => undefined;
+    const replicaStopped = new Promise<void>((done) => (replicaDown = done));
     const startBackups = async () => {
         // As the hourly timer does, on every member: only the replica Patroni's view picks backs up.
         for (const m of members) await inNode(m.name, ["systemctl", "start", BACKUP_UNIT("incr")], 300_000);
@@ -189,7 +192,13 @@ async function alertFaults(log: (m: string) => void): Promise<{ faults: Fault[];
             what: `replica ${stopped.name} stopped (Patroni and its PostgreSQL)`,
             node: stopped.name,
             expect: [{ alert: "DatabaseMemberDown", instance: stopped.name }],
-            make: async () => void (await execInNode(stopped.name, ["systemctl", "stop", PATRONI_UNIT], { timeoutMs: 120_000 })),
+            make: async () => {
+                try {
+                    await execInNode(stopped.name, ["systemctl", "stop", PATRONI_UNIT], { timeoutMs: 120_000 });
+                } finally {
+                    replicaDown();
+                }
+            },
             repair: async () => void (await inNode(stopped.name, ["systemctl", "start", PATRONI_UNIT], 120_000)),
         },
         {
@@ -204,7 +213,7 @@ async function alertFaults(log: (m: string) => void): Promise<{ faults: Fault[];
                 await execInNode(etcdless.name, ["systemctl", "stop", ETCD_UNIT], { timeoutMs: 60_000 });
                 await execInNode(etcdless.name, ["nft", "-f", "-"], { timeoutMs: 10_000, input: nftReject(BACKUP_SKIP_TABLE, `meta skuid postgres ip daddr ${etcdless.meshAddress} tcp dport ${DB_PORTS.patroni}`) });
                 // After the replica's stop has gone through (the faults start together).
-                await sleep(5_000);
+                await replicaStopped;
                 await startBackups();
             },
             repair: async () => {
