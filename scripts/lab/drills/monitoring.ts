@@ -155,7 +155,10 @@ async function alertFaults(log: (m: string) => void): Promise<{ faults: Fault[];
     const replicas = byRole("db").filter((n) => n.name !== primary);
     const apps = byRole("app");
     if (!primary || replicas.length < 2 || apps.length < 2) throw new Error(`alerts needs a primary, two replicas and two app nodes (primary ${primary ?? "none"}, replicas ${replicas.length}, app nodes ${apps.length})`);
-    const [stopped, etcdless] = replicas;
+    // The etcd member is stopped beside the stopped replica: a member's Patroni reads its own etcd
+    // only, so on the streaming replica it would take that one out of the cluster's view too, and
+    // leave the primary without a synchronous standby (seen: NoSynchronousStandby, not a fault of its own).
+    const [stopped, refusing] = replicas;
     const [diskNode, unitNode] = apps;
     const store = await storeAddress(primary);
     let walRunning = true;
@@ -202,24 +205,26 @@ async function alertFaults(log: (m: string) => void): Promise<{ faults: Fault[];
             repair: async () => void (await inNode(stopped.name, ["systemctl", "start", PATRONI_UNIT], 120_000)),
         },
         {
-            what: `etcd member on ${etcdless.name} stopped; and the backup skipped: ${stopped.name}'s Patroni is down and ${etcdless.name}'s own API refuses the backup job, so no member takes it`,
-            node: etcdless.name,
+            what: `etcd member on ${stopped.name} stopped`,
+            node: stopped.name,
+            expect: [{ alert: "EtcdVoterDown", instance: stopped.name }],
+            make: async () => void (await execInNode(stopped.name, ["systemctl", "stop", ETCD_UNIT], { timeoutMs: 60_000 })),
+            repair: async () => void (await inNode(stopped.name, ["systemctl", "start", ETCD_UNIT], 60_000)),
+        },
+        {
+            what: `the backup skipped: ${stopped.name}'s Patroni is down and ${refusing.name}'s own API refuses the backup job, so no member takes it`,
+            node: refusing.name,
             expect: [
-                { alert: "EtcdVoterDown", instance: etcdless.name },
-                { alert: "SystemdUnitFailed", instance: etcdless.name, labels: { name: BACKUP_UNIT("incr") } },
+                { alert: "SystemdUnitFailed", instance: refusing.name, labels: { name: BACKUP_UNIT("incr") } },
                 { alert: "SystemdUnitFailed", instance: stopped.name, labels: { name: BACKUP_UNIT("incr") } },
             ],
             make: async () => {
-                await execInNode(etcdless.name, ["systemctl", "stop", ETCD_UNIT], { timeoutMs: 60_000 });
-                await execInNode(etcdless.name, ["nft", "-f", "-"], { timeoutMs: 10_000, input: nftReject(BACKUP_SKIP_TABLE, `meta skuid postgres ip daddr ${etcdless.meshAddress} tcp dport ${DB_PORTS.patroni}`) });
+                await execInNode(refusing.name, ["nft", "-f", "-"], { timeoutMs: 10_000, input: nftReject(BACKUP_SKIP_TABLE, `meta skuid postgres ip daddr ${refusing.meshAddress} tcp dport ${DB_PORTS.patroni}`) });
                 // After the replica's stop has gone through (the faults start together).
                 await replicaStopped;
                 await startBackups();
             },
-            repair: async () => {
-                await inNode(etcdless.name, ["systemctl", "start", ETCD_UNIT], 60_000);
-                await inNode(etcdless.name, ["nft", "delete", "table", "inet", BACKUP_SKIP_TABLE]);
-            },
+            repair: async () => void (await inNode(refusing.name, ["nft", "delete", "table", "inet", BACKUP_SKIP_TABLE])),
         },
         {
             what: `a disk nearly full on ${diskNode.name} (a 16 MiB filesystem at ${SMALL_DISK}, 14 MiB written)`,
@@ -256,10 +261,11 @@ async function alertFaults(log: (m: string) => void): Promise<{ faults: Fault[];
 
 /** Repairs the backup-skip fault's consequence as an operator would: a backup taken, once the stopped replica streams again. */
 async function backupAgain(stopped: string, log: (m: string) => void): Promise<string> {
-    const primary = byRole("db").find((n) => n.name !== stopped);
-    for (let i = 0; i < 60 && primary; i++) {
-        const cluster = await patroniJson<{ members?: { name: string; state?: string }[] }>(primary, "/cluster");
-        if (cluster?.members?.some((m) => m.name === stopped && ["streaming", "running"].includes(m.state ?? ""))) break;
+    // The backup job asks the chosen replica's own GET /replica (seen: "running" in the cluster's view before it answers 200).
+    const node = labNodes().find((n) => n.name === stopped);
+    for (let i = 0; i < 60 && node; i++) {
+        const code = (await inNode(stopped, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", `http://${node.meshAddress}:${DB_PORTS.patroni}/replica`])).stdout.trim();
+        if (code === "200") break;
         await sleep(2_000);
     }
     const outcomes: string[] = [];
