@@ -10,7 +10,7 @@ import { DrillResult } from "./drills/types";
 import { LAB_STACKS_DIR, labSpecs, stackSource } from "./program";
 import { ORIGIN_PULL_FILES } from "./edge";
 import { bringUp } from "./up";
-import { labMemory } from "./memory";
+import { describeMonitoringMemory, labMemory } from "./memory";
 import { ensureRootfs } from "./rootfs";
 import { execInNode, labNodes, labPackagesOf, teardown } from "./realize";
 import { labStack } from "./stack";
@@ -67,6 +67,15 @@ async function haproxyCommand(node: string, commands: string[]): Promise<void> {
     for (const c of commands) await execInNode(node, ["python3", "-c", script, c], { timeoutMs: 10_000 });
 }
 
+/** Prometheus' and Alertmanager's PSS on each monitoring node right after bring-up, medians over the runs. */
+function monitoringFigures(mems: ReturnType<typeof labMemory>[], runs: number): [string, string][] {
+    const nodes = [...new Set(mems.flatMap((m) => Object.keys(m.monitoringMiB)))].sort();
+    return nodes.map((n) => {
+        const of = (d: "prometheus" | "alertmanager") => median(mems.map((m) => m.monitoringMiB[n]?.[d] ?? 0));
+        return [`lab memory of the monitoring on ${n} right after bring-up (PSS), median of ${runs}`, `Prometheus ${of("prometheus")} MiB, Alertmanager ${of("alertmanager")} MiB`];
+    });
+}
+
 export interface LabBenchOptions {
     /** Bring-up time and memory alone: no proxy comparison, no drills, no witness stack. */
     bringUpOnly?: boolean;
@@ -80,6 +89,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
     for (const s of opts.bringUpOnly ? [source] : [source, witness]) await ensureRootfs(labPackagesOf(await labSpecs(s)), log);
     const bringUps: number[] = [];
     const memory: number[] = [];
+    const monitoring: ReturnType<typeof labMemory>[] = [];
     const proxies: ProxyFigures[] = [];
     const results = new Map<string, DrillResult[]>();
     const skipped = new Set<string>();
@@ -92,7 +102,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
                 skipped.add(d.name);
                 continue;
             }
-            const r = await d.run({ log });
+            const r = await d.run({ log, calm: true });
             // A failed run says why where it happens; the table below only counts it.
             if (!r.passed) log(`drill ${d.name} (run ${run + 1}) FAILED: ${r.notes.join("; ")}`);
             const key = only ? `${d.name} (witness stack)` : d.name;
@@ -103,8 +113,9 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
         try {
             bringUps.push((await bringUp(source, log)).seconds);
             const mem = labMemory();
-            log(`lab memory (PSS, MiB): ${mem.totalMiB} in all; ${Object.entries(mem.perNodeMiB).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+            log(`lab memory (PSS, MiB): ${mem.totalMiB} in all; ${Object.entries(mem.perNodeMiB).map(([k, v]) => `${k} ${v}`).join(", ")}; monitoring: ${describeMonitoringMemory(mem)}`);
             memory.push(mem.totalMiB);
+            monitoring.push(mem);
             if (opts.bringUpOnly) continue;
             proxies.push(await proxyOverhead());
             await runDrills(i);
@@ -126,6 +137,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
     const figures: [string, string][] = [
         [`lab bring-up to healthy, prod stack, median of ${runs}`, `${median(bringUps).toFixed(1)} s`],
         [`lab memory right after bring-up (PSS of every process), median of ${runs}`, `${median(memory)} MiB`],
+        ...monitoringFigures(monitoring, runs),
     ];
     if (opts.bringUpOnly) return figures;
     const m = (f: (p: (typeof proxies)[number]) => number) => median(proxies.map(f));

@@ -8,7 +8,7 @@ import { drills, findDrill, whyNotApplicableHere } from "./drills";
 import { DrillResult } from "./drills/types";
 import { describeFailures, labHealth, NodeHealth, waitHealthy } from "./health";
 import { requireRoot } from "./preflight";
-import { labMemory } from "./memory";
+import { describeMonitoringMemory, labMemory } from "./memory";
 import { stackSource } from "./program";
 import { bringUp, HEALTHY_TIMEOUT_MS } from "./up";
 import { rebuildNode } from "./rebuild";
@@ -76,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
                 return 1;
             }
             const memory = labMemory();
-            console.log(args.flags.json || jsonFile !== undefined ? JSON.stringify({ nodes: health, memory }, null, 2) : `${statusTable(health)}\n\nmemory (PSS of every lab process): ${memory.totalMiB} MiB`);
+            console.log(args.flags.json || jsonFile !== undefined ? JSON.stringify({ nodes: health, memory }, null, 2) : `${statusTable(health)}\n\nmemory (PSS of every lab process): ${memory.totalMiB} MiB; monitoring: ${describeMonitoringMemory(memory)}`);
             return health.every((h) => h.healthy) ? 0 : 1;
         }
         case "drill": {
@@ -101,6 +101,8 @@ async function main(argv: string[]): Promise<number> {
             const chosen = args.values.drills ? args.values.drills.split(",").map((n) => findDrill(n.trim())) : drills;
             try {
                 await up(args.values);
+                const memory = labMemory();
+                log(`lab: memory (PSS of every lab process) ${memory.totalMiB} MiB; monitoring: ${describeMonitoringMemory(memory)}`);
                 for (const d of chosen) {
                     const why = whyNotApplicableHere(d);
                     if (why) {

@@ -14,6 +14,9 @@ import type { LabApp } from "./containers";
 import { readStackFile, stackNameOf } from "../lib/stack-file";
 import { LabDnsRecord, programDnsRecords } from "./dns-zone";
 import type { LabNodeSpec } from "./realize";
+import { LAB_ALERTS } from "./receiver";
+
+const LAB_ALERTS_KEY = "vps-ha:alerts";
 
 export interface StackSource {
     stack: string;
@@ -75,9 +78,18 @@ function withLabSettings(values: Record<string, string>): void {
     }
 }
 
-/** `edits`: `vps-ha:<key>` values replacing the stack file's (a drill's next release, say). */
+/**
+ * `edits`: `vps-ha:<key>` values replacing the stack file's (a drill's next release, say). A stack
+ * file without `vps-ha:alerts` gets the lab's receiver (./receiver.ts) there, as a secret, as
+ * `pulumi config set --path --secret` would store it: in every evaluation, so a drill's next
+ * generation keeps the Alertmanagers the bring-up gave.
+ */
 export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}): Promise<LabProgram> {
     const file = readStackFile(source.file);
+    if (file.values[LAB_ALERTS_KEY] === undefined) {
+        file.values[LAB_ALERTS_KEY] = JSON.stringify(LAB_ALERTS);
+        file.secretKeys.push(LAB_ALERTS_KEY);
+    }
     for (const [key, value] of Object.entries(edits)) file.values[`vps-ha:${key}`] = JSON.stringify(value);
     withLabSettings(file.values);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });

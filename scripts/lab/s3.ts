@@ -41,15 +41,17 @@ export interface LabTls {
     certFile: string;
 }
 
-/** A throwaway CA (valid 2 days) and a server certificate for `host`, made with openssl. */
-export async function labTls(dir: string, host: string): Promise<LabTls> {
+/** A throwaway CA (valid 2 days) and one server certificate for every name in `hosts`, made with openssl. */
+export async function labTls(dir: string, hosts: string[]): Promise<LabTls> {
+    const names = hosts.filter((h) => /^[A-Za-z0-9.-]+$/.test(h));
+    if (names.length === 0 || names.length !== hosts.length) throw new Error(`lab TLS: ${JSON.stringify(hosts)} must be one or more host names`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const f = (n: string) => join(dir, n);
     const openssl = (args: string[]) => run(["openssl", ...args], { timeoutMs: 30_000 });
     await openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.crt"), "-days", "2", "-subj", "/CN=vps-ha lab CA",
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    await openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f("server.key"), "-out", f("server.csr"), "-subj", `/CN=${host}`]);
-    await run(["sh", "-c", `printf 'subjectAltName=DNS:%s\\nextendedKeyUsage=serverAuth\\n' '${host}' > '${f("server.ext")}'`], { timeoutMs: 5_000 });
+    await openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f("server.key"), "-out", f("server.csr"), "-subj", `/CN=${names[0]}`]);
+    writeFileSync(f("server.ext"), `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}\nextendedKeyUsage=serverAuth\n`);
     await openssl(["x509", "-req", "-in", f("server.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("server.crt"), "-days", "2", "-extfile", f("server.ext")]);
     return { caCertPem: readFileSync(f("ca.crt"), "utf8"), keyFile: f("server.key"), certFile: f("server.crt") };
 }

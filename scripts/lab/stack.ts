@@ -20,6 +20,8 @@ export interface LabStack {
     edges?: LabEdge[];
     /** The stack file the lab was brought up from (release drills evaluate it again, edited). */
     source?: StackSource;
+    /** When the bring-up ended, every node healthy (ms since the epoch): the monitoring's drills count alerts from then. */
+    upAt?: number;
 }
 
 /** The stack outputs the lab's clients need (written by `lab up`, 0600, gone on `down`). */

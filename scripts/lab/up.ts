@@ -1,7 +1,9 @@
 // Bringing the lab up: the program evaluated, its nodes realized, the stack outputs the lab's
 // clients need saved, then a bounded wait until every node is healthy. On failure the nodes'
 // last log lines are shown and everything is taken down again.
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { isAlive } from "./procs";
 import { mockOriginCa } from "../lib/mock-tls";
 import { Log } from "./exec";
 import { NodeHealth, waitHealthy } from "./health";
@@ -13,13 +15,26 @@ import { BRIDGE_ADDRESS, CACHE_DIR } from "./paths";
 import { LabNodeSpec, nodeLogTails, realizeNodes, teardown } from "./realize";
 import { labTls, s3EndpointOf, startS3 } from "./s3";
 import { prepareAppNodes } from "./containers";
+import { RECEIVER_HOST, startReceiver } from "./receiver";
 
 export const HEALTHY_TIMEOUT_MS = 180_000;
 
-/** What the nodes' resolver serves: what the program gave Cloudflare, and R2's name for the lab's S3. */
+/** CACHE_DIR/tls/<this PID>; the directories of processes gone are removed first. */
+function ownTlsDir(): string {
+    const root = join(CACHE_DIR, "tls");
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    for (const name of readdirSync(root)) {
+        // Directories of runs no longer alive (other files are not this layout's to remove).
+        if (/^\d+$/.test(name) && !isAlive(Number(name))) rmSync(join(root, name), { recursive: true, force: true });
+    }
+    return join(root, String(process.pid));
+}
+
+/** What the nodes' resolver serves: what the program gave Cloudflare, R2's name for the lab's S3, the alert receiver's. */
 export function labDnsRecords(program: LabProgram): LabDnsRecord[] {
     const s3 = s3EndpointOf(program.specs);
-    return [...program.dnsRecords, ...(s3 ? [{ name: s3.host, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS }] : [])];
+    const bridge = (name: string) => ({ name, type: "A" as const, ttl: 60, data: BRIDGE_ADDRESS });
+    return [...program.dnsRecords, ...(s3 ? [bridge(s3.host)] : []), bridge(RECEIVER_HOST)];
 }
 
 export async function bringUp(source: StackSource, log: Log): Promise<{ specs: LabNodeSpec[]; health: NodeHealth[]; seconds: number }> {
@@ -28,14 +43,19 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
     const t = Date.now();
     // Backups go to an S3 endpoint off both providers; in the lab, s3rver plays it.
     const s3 = s3EndpointOf(program.specs);
-    const tls = s3 ? await labTls(join(CACHE_DIR, "tls"), s3.host) : undefined;
+    // One certificate for the lab's services on the bridge (the S3 endpoint, the alert receiver),
+    // in this process's own directory: it is made before the lab's lock is taken, and a run
+    // queued behind this one must not replace the CA this one's nodes trust.
+    const tls = await labTls(ownTlsDir(), [...(s3 ? [s3.host] : []), RECEIVER_HOST]);
     const appNodes = program.specs.filter((n) => n.role === "app").map((n) => n.name);
     const dns = labDnsRecords(program);
     const { lockWaitSeconds } = await realizeNodes(program.specs, log, {
         dns,
-        ...(s3 && tls ? { caCertPem: tls.caCertPem } : {}),
+        caCertPem: tls.caCertPem,
         beforeApply: async () => {
-            if (s3 && tls) await startS3(s3, tls, log);
+            if (s3) await startS3(s3, tls, log);
+            // From before the first cloud-config: the receiver's record covers the whole bring-up.
+            await startReceiver(tls, log);
             await prepareAppNodes(appNodes, program.app, log);
         },
     });
@@ -53,6 +73,7 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
             const edges = await startEdges(program.edge, program.specs, mockOriginCa().certPem, log);
             saveLabStack({ ...(labStack() as LabStack), edges });
         }
+        saveLabStack({ ...(labStack() as LabStack), upAt: Date.now() });
         const seconds = (Date.now() - t) / 1000 - lockWaitSeconds;
         log(`lab: up in ${seconds.toFixed(1)} s${lockWaitSeconds >= 1 ? ` (after ${lockWaitSeconds.toFixed(0)} s waiting for another lab to go)` : ""}`);
         return { specs: program.specs, health, seconds };

@@ -1,4 +1,5 @@
 // Every drill the lab knows, by name.
+import { alerts, monitoringLoss, restoreCheck } from "./monitoring";
 import { archiveOutage } from "./archive";
 import { backupRestore } from "./backup";
 import { clusterLoss } from "./cluster-loss";
@@ -22,7 +23,13 @@ import { appNodeKill, haproxyKill } from "./web";
  */
 export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused, memberMove, clusterLoss];
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
+/**
+ * The monitoring's drills, measured at the lab's alert receiver. First, as `alerts` checks that
+ * nothing was sent between bring-up and itself (the other drills' faults raise real alerts).
+ */
+export const monitoringDrills: Drill[] = [alerts, restoreCheck, monitoringLoss];
+
+export const drills: Drill[] = [...monitoringDrills, nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);

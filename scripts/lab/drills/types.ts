@@ -47,6 +47,8 @@ export interface DrillContext {
     log: Log;
     /** Node to break; each drill picks a sensible default. */
     target?: string;
+    /** The longer form a drill has for `npm run bench -- --lab` (the alerts drill's calm minutes first). */
+    calm?: boolean;
 }
 
 export interface Drill {
