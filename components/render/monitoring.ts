@@ -52,7 +52,8 @@ export const RESTORE_CHECK_UNIT = "vps-ha-restore-check";
 export const RESTORE_CHECK_SCHEDULE = "*-*-* 05:00:00";
 
 export const MONITORING_PACKAGES = {
-    node: ["prometheus-node-exporter", "python3-cryptography"],
+    // dbus: node_exporter's systemd collector (failed units) asks systemd over the system bus.
+    node: ["prometheus-node-exporter", "python3-cryptography", "dbus"],
     db: ["prometheus-postgres-exporter"],
     monitor: ["prometheus", "prometheus-alertmanager", "python3-psycopg2"],
 } as const;
