@@ -1,4 +1,5 @@
 // Every drill the lab knows, by name.
+import { appCompromise } from "./app-compromise";
 import { archiveOutage } from "./archive";
 import { backupRestore } from "./backup";
 import { clusterLoss } from "./cluster-loss";
@@ -22,7 +23,7 @@ import { appNodeKill, haproxyKill } from "./web";
  */
 export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused, memberMove, clusterLoss];
 
-export const drills: Drill[] = [nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
+export const drills: Drill[] = [appCompromise, nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);
