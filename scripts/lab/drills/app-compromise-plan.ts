@@ -80,11 +80,6 @@ function named(rules: PortRule[], port: number): string | undefined {
     return rules.find((r) => port >= r.port && port <= (r.portEnd ?? r.port))?.service;
 }
 
-/** Single-quoted for sh. */
-export function shq(s: string): string {
-    return `'${s.replace(/'/g, "'\\''")}'`;
-}
-
 /** BusyBox, the one tool every image of the lab's stand-in has (scripts/lab/containers.ts). */
 export const BB = "/bin/busybox";
 

@@ -26,7 +26,8 @@ import { waitHealthy } from "../health";
 import { parsePostgresUrl } from "../load/writes";
 import { execInNode, labNodes, NodeState, spawnInNode } from "../realize";
 import { labStack } from "../stack";
-import { Attempt, attemptTable, batchScript, BB, connectSnippet, httpSnippet, Listener, MeshNode, networkOutcome, parseBatch, parseListeners, pgOutcome, portTargets, shq } from "./app-compromise-plan";
+import { Attempt, attemptTable, batchScript, BB, connectSnippet, httpSnippet, Listener, MeshNode, networkOutcome, parseBatch, parseListeners, pgOutcome, portTargets } from "./app-compromise-plan";
+import { shellQuote as shq } from "../../../components/render/shell";
 import { pickNode } from "./harness";
 import { Drill, DrillResult } from "./types";
 
