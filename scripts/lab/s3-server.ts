@@ -1,6 +1,7 @@
 // The lab's stand-in for Cloudflare R2: s3rver over HTTPS on the lab bridge, with a certificate
-// from the lab CA for the R2 host name, accepting the access key the nodes were given and
-// checking their request signatures with it, as R2 does.
+// from the lab CA for the R2 host name, knowing the access key the nodes were given. Unlike R2 it
+// enforces no authentication: it answers unsigned requests and does not check V4 signatures
+// (pgBackRest's), only V2 ones; the app-compromise drill checks the credentials' place instead.
 //   usage: s3-server.ts --address A --port P --dir D --key F --cert F --bucket B --credentials F
 import { readFileSync } from "node:fs";
 import S3rver from "s3rver";

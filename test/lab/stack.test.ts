@@ -101,7 +101,7 @@ describe("the prod stack in the lab @lab", function () {
         assert.match(log, /bringing the cluster's configuration in line with the stack file: .*"maximum_lag_on_failover": 1048576.*"wal_sender_timeout": null/);
     });
 
-    // Tried as an attacker would from inside (the drills switchover-interrupted and archive-outage below complete it).
+    // Tried as an attacker would from inside (the drills app-compromise, switchover-interrupted and archive-outage below complete it).
     it("PostgreSQL refuses the superuser and the replication role through HAProxy, and takes the app role", async function () {
         const lb = labNodes().find((n) => n.role === "haproxy");
         assert.ok(lb);
@@ -190,8 +190,9 @@ describe("the prod stack in the lab @lab", function () {
             // balancer at the configured monitor interval and at 10 s). None may fail unless the
             // drill takes an HAProxy node away; then errors may last no longer than the monitor
             // takes to notice at worst.
-            // The monitoring's drills (first in the list) measure at the lab's alert receiver, with no web load.
-            if (drill.name !== "backup-restore" && !monitoringDrills.includes(drill)) {
+            // The monitoring's drills (first in the list) measure at the lab's alert receiver, with no
+            // web load; a restore beside the cluster, and attempts from inside the app container, run none either.
+            if (!["backup-restore", "app-compromise"].includes(drill.name) && !monitoringDrills.includes(drill)) {
                 assert.notEqual(result.failedHttpRequests, null, `no HTTP load ran: ${why}`);
                 // Every request and write the clients made is logged, as JSON lines, after the drill.
                 const logged = (file: string) => parseJsonLines<{ start: number; ok: boolean }>(readFileSync(join(result.logDir as string, file), "utf8"));
@@ -214,6 +215,11 @@ describe("the prod stack in the lab @lab", function () {
                 for (const edge of ["60", "10"]) assert.ok(result.notes.some((n) => new RegExp(`every ${edge} s\\) visitors were served: \\S+ -> \\S+`).test(n.replace(/vps-ha lab app /g, ""))), `no switch seen through the ${edge} s edge: ${why}`);
                 assert.ok(!result.notes.some((n) => /release gate via .*FAILED|cleanup failed/.test(n)), `gate or cleanup: ${why}`);
                 assert.ok(result.notes.some((n) => /stopped on every app node/.test(n)), `the candidate still runs: ${why}`);
+            }
+            // Every attempt from inside the app container refused, the app's own URLs working.
+            if (drill.name === "app-compromise") {
+                assert.ok(result.passed, `an attempt from inside the app container was not refused, or the app's own access failed: ${why}`);
+                assert.ok((result.figures?.["attempts refused"] ?? 0) > 0 && result.figures?.["attempts not refused"] === 0, why);
             }
             // A member rebuilt with an empty disk rejoined by itself: a new etcd member, re-cloned,
             // streaming in the synchronous quorum within the bound, and no write failed meanwhile.

@@ -1,5 +1,6 @@
 // Every drill the lab knows, by name.
 import { alerts, monitoringLoss, restoreCheck } from "./monitoring";
+import { appCompromise } from "./app-compromise";
 import { archiveOutage } from "./archive";
 import { backupRestore } from "./backup";
 import { clusterLoss } from "./cluster-loss";
@@ -29,7 +30,7 @@ export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused,
  */
 export const monitoringDrills: Drill[] = [alerts, restoreCheck, monitoringLoss];
 
-export const drills: Drill[] = [...monitoringDrills, nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
+export const drills: Drill[] = [...monitoringDrills, appCompromise, nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);
