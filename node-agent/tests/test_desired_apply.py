@@ -315,15 +315,22 @@ def test_a_change_rolled_back_leaves_the_code_as_it_started(cfg):
     assert desired.own_code(cfg["root"] + lib) == before
 
 
-def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tmp_path):
-    # systemctl fails to restart a.service while its file says "bad" (a daemon the change broke).
+def failing_systemctl(cfg, tmp_path, unit):
+    """A systemctl that fails to restart `unit` while /etc/<name>.conf says "bad" (a daemon the change
+    broke), and a one-node rollout gate for it."""
+    name = unit.split(".")[0]
     failing = tmp_path / "systemctl-failing"
-    failing.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n[ "$1" = restart ] && grep -qx bad %s/etc/a.conf'
-                       ' && exit 1\nexit 0\n' % (cfg["log"], cfg["root"]))
+    failing.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n[ "$1" = restart ] && [ "$2" = %s ]'
+                       ' && grep -qx bad %s/etc/%s.conf && exit 1\nexit 0\n' % (cfg["log"], unit, cfg["root"], name))
     failing.chmod(0o755)
-    cfg = {**cfg, "systemctl": [str(failing)]}
     spec = {"group": "haproxy", "id": "bad", "order": [{"name": "db-1", "meshAddress": "127.0.0.1"}], "statusPort": 1,
             "health": [["true"]], "healthTimeoutSeconds": 1, "handoverUnits": []}
+    return {**cfg, "systemctl": [str(failing)]}, spec
+
+
+def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tmp_path):
+    # systemctl fails to restart a.service while its file says "bad" (a daemon the change broke).
+    cfg, spec = failing_systemctl(cfg, tmp_path, "a.service")
     first = doc(cfg, [file("/etc/a.conf", "good")], restarts=[{"unit": "a.service", "paths": ["/etc/a.conf"]}])
     desired.apply_first(cfg, first, [])
     problems, status = [], {}
@@ -343,13 +350,7 @@ def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tm
 def test_a_gated_change_stops_at_the_first_unit_that_fails_and_rolls_back_only_what_it_restarted(cfg, tmp_path):
     # b.service fails to restart while its file says "bad"; c.service would wait on it (as the
     # Patroni config unit waits on Patroni), so it must not be restarted at all.
-    failing = tmp_path / "systemctl-failing"
-    failing.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n[ "$1" = restart ] && [ "$2" = b.service ]'
-                       ' && grep -qx bad %s/etc/b.conf && exit 1\nexit 0\n' % (cfg["log"], cfg["root"]))
-    failing.chmod(0o755)
-    cfg = {**cfg, "systemctl": [str(failing)]}
-    spec = {"group": "haproxy", "id": "bad", "order": [{"name": "db-1", "meshAddress": "127.0.0.1"}], "statusPort": 1,
-            "health": [["true"]], "healthTimeoutSeconds": 1, "handoverUnits": []}
+    cfg, spec = failing_systemctl(cfg, tmp_path, "b.service")
     units = [{"unit": u + ".service", "paths": ["/etc/%s.conf" % u]} for u in ("a", "b", "c")]
     first = doc(cfg, [file("/etc/%s.conf" % u, "good") for u in ("a", "b", "c")], restarts=units)
     desired.apply_first(cfg, first, [])
