@@ -11,7 +11,8 @@ def make_pki(d):
     stranger's (another CA's, stranger.crt/.key). Returns the spec's etcdTls for the first."""
     for ca in ("ca", "stranger-ca"):
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", ca + ".key", "-out", ca + ".crt", "-subj", "/CN=" + ca, "-days", "2", cwd=d)
+                "-keyout", ca + ".key", "-out", ca + ".crt", "-subj", "/CN=" + ca, "-days", "2",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
     (d / "ext.cnf").write_text("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
                                "subjectAltName=IP:127.0.0.1,DNS:db-1\n")
     for name, ca in (("member", "ca"), ("stranger", "stranger-ca")):
