@@ -24,7 +24,7 @@ const said = (r: { stdout: string; stderr: string; code: number; timedOut: boole
 const as = (user: string | undefined, argv: string[]) => (user ? ["runuser", "-u", user, "--", ...argv] : argv);
 
 /** etcdctl without any client certificate (the server's certificate not checked either: only the client's matters here). */
-const anonymousPut = (endpoint: string) => ["etcdctl", `--endpoints=${endpoint}`, "--dial-timeout=2s", "--command-timeout=3s", "--insecure-skip-tls-verify", "put", PROBE_KEY, "written-without-a-certificate"];
+const anonymousPut = (endpoint: string) => ["etcdctl", `--endpoints=${endpoint}`, "--dial-timeout=2s", "--command-timeout=3s", "--insecure-transport=false", "--insecure-skip-tls-verify", "put", PROBE_KEY, "written-without-a-certificate"];
 /** The gateway's put in plain JSON over TLS, with no client certificate (curl -k). */
 const anonymousGatewayPut = (endpoint: string) => ["curl", "-sS", "-k", "-m", "5", "-X", "POST", `${endpoint}/v3/kv/put`, "-d", JSON.stringify({ key: Buffer.from(PROBE_KEY).toString("base64"), value: Buffer.from("x").toString("base64") })];
 /** The same over plain http, which the client port does not speak. */
@@ -50,13 +50,16 @@ export const etcdUnauthenticated: Drill = {
         const refused = async (from: NodeState, user: string | undefined, what: string, argv: string[], refusal: RegExp) => {
             attempts += 1;
             const r = await execInNode(from.name, as(user, argv), { timeoutMs: 20_000, allowFail: true });
-            // curl exits 0 when etcd answered at all: a refusal is its error, or etcd's 400 to plain http.
+            // Refused: no answer from etcd's API (etcdctl's OK, the gateway's JSON header), and the
+            // command failed for that reason (not missing, nor runuser's own error), or etcd's 400 to plain http.
             const out = r.stdout + r.stderr;
-            const ok = refusal.test(out) && !/"header"\s*:/.test(r.stdout) && !/^OK$/m.test(r.stdout);
+            const answered = /"header"\s*:/.test(r.stdout) || /^OK$/m.test(r.stdout);
+            const ranAndFailed = r.code !== 0 && r.code !== 126 && r.code !== 127 && !/^runuser:/m.test(r.stderr);
+            const ok = !answered && (ranAndFailed || refusal.test(out));
             check(ok, `${from.name} as ${user ?? "root"}: ${what}: refused (${said(r)})`);
         };
         // The TLS handshake's refusal (OpenSSL's words, Go's), or etcdctl giving up after it.
-        const tlsRefusal = /certificate required|bad certificate|alert|handshake failed|context deadline exceeded|connection reset/i;
+        const tlsRefusal = /certificate required|bad certificate|alert|handshake failed|context deadline exceeded|connection reset|^curl: \((35|52|55|56)\)/im;
         const httpRefusal = /HTTP request to an HTTPS server|Empty reply from server|connection reset/i;
         const sources: { node: NodeState; user?: string }[] = [{ node: member, user: "nobody" }];
         sources.push({ node: witness, user: "nobody" }, { node: witness });
