@@ -88,7 +88,7 @@ export const etcdUnauthenticated: Drill = {
         check(own.code === 0 && own.stdout.includes("/vps-ha/"), `${member.name} as root with its etcd certificate reads Patroni's keys (${own.stdout.trim().split("\n").filter(Boolean).length} keys)`);
         const probe = await execInNode(member.name, [...etcdctlArgs(["--dial-timeout=2s", "--command-timeout=3s", "get", "--print-value-only", PROBE_KEY])], { timeoutMs: 15_000, allowFail: true });
         check(probe.code === 0 && probe.stdout.trim() === "", `the probe key ${PROBE_KEY} was never written (${probe.code === 0 ? probe.stdout.trim() || "absent" : said(probe)})`);
-        notes.unshift(`${attempts} attempts without a certificate from ${sources.map((s) => `${s.node.name}${s.user ? ` as ${s.user}` : " as root"}`).join(", ")}}`);
+        notes.unshift(`${attempts} attempts without a certificate from ${sources.map((s) => `${s.node.name}${s.user ? ` as ${s.user}` : " as root"}`).join(", ")}`);
         const result: DrillResult = {
             drill: "etcd-unauthenticated",
             target: member.name,
