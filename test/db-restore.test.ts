@@ -184,7 +184,7 @@ describe("a new cluster from the backup repository, never an empty one over real
         assert.equal(held.status, 1, held.stdout + held.stderr);
         assert.match(held.stdout, /no answer/);
         // Never had a leader: its clients get nothing, and its peer port says it holds no cluster's data.
-        assert.match(exec(["curl", "-s", "--max-time", "3", "--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key, `https://${mesh}:2380/version`]).stdout, /"etcdcluster":"not_decided"/);
+        assert.match(exec(["curl", "-s", "--http1.1", "--max-time", "3", "--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key, `https://${mesh}:2380/version`]).stdout, /"etcdcluster":"not_decided"/);
         assert.equal(holdsData(), 1, "the join script's check finds no data here");
         assert.notEqual(exec(["etcdctl", "--endpoints=https://127.0.0.1:2379", ...ETCDCTL_TLS_FLAGS, "--command-timeout=3s", "endpoint", "health"]).status, 0);
         assert.equal(exec(["test", "-e", `${PG_DATA_DIR}/PG_VERSION`]).status, 1, "no cluster on disk");
