@@ -5,8 +5,8 @@
 // not a network that is down. Patroni's failover after it is db-primary-kill's to show.
 import { DB_PORTS } from "../../../components/plan";
 import { ETCD_TLS_FILES, ETCDCTL_TLS_FLAGS, etcdClientUrl } from "../../../components/render/etcd";
-import { etcdctlArgs } from "../etcd";
-import { execInNode, labNodes, NodeState } from "../realize";
+import { etcdctlArgs, etcdNodes } from "../etcd";
+import { execInNode, NodeState } from "../realize";
 import { waitHealthy } from "../health";
 import { Drill, DrillResult, drillChecks } from "./types";
 
@@ -39,11 +39,10 @@ export const etcdUnauthenticated: Drill = {
         await waitHealthy(ctx.log, 90_000);
         const checks = drillChecks();
         const { notes, check } = checks;
-        const etcdHosts = labNodes().filter((n) => (n.role === "db" || n.role === "witness") && !n.isolated);
-        const voters: NodeState[] = [];
-        for (const n of etcdHosts) if ((await execInNode(n.name, ["test", "-f", "/etc/vps-ha/etcd.env"], { timeoutMs: 5_000, allowFail: true })).code === 0) voters.push(n);
+        // The nodes whose etcd member runs (the witness among them).
+        const voters = await etcdNodes();
         const member = voters.find((n) => n.role === "db");
-        const witness = labNodes().find((n) => n.role === "witness" && !n.isolated);
+        const witness = voters.find((n) => n.role === "witness");
         if (!member || !witness) throw new Error("etcd-unauthenticated needs a database member that runs etcd and a witness; the lab lacks one");
         const target = voters.find((n) => n !== member) ?? member;
         let attempts = 0;
