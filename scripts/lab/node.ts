@@ -82,13 +82,14 @@ function account(paths: NodePaths, user: string): Account {
 
 /** argv and environment that run `argv` inside the node: its booted container, or before its first boot a container of its own. */
 function nodeCommand(n: NodeState, argv: string[], opts: { user?: string; env?: Record<string, string> }) {
-    const acct = opts.user ? account(n.paths, opts.user) : { home: "/root" };
-    const drop = opts.user ? ["setpriv", "--reuid", opts.user, "--regid", opts.user, "--init-groups", "--"] : [];
+    const acct = opts.user ? account(n.paths, opts.user) : undefined;
+    // The account's own primary group by number: a user's group need not share its name (nobody's is nogroup).
+    const drop = opts.user && acct ? ["setpriv", "--reuid", String(acct.uid), "--regid", String(acct.gid), "--init-groups", "--"] : [];
     const booted = containerLeader(n) !== undefined;
     const prefix = booted ? enterArgv(n, []) : [];
     const env: NodeJS.ProcessEnv = {
         PATH: NODE_PATH,
-        HOME: acct.home,
+        HOME: acct?.home ?? "/root",
         LANG: "C.UTF-8",
         TERM: "dumb",
         ...(opts.user ? { USER: opts.user, LOGNAME: opts.user } : { USER: "root", LOGNAME: "root" }),
