@@ -259,7 +259,7 @@ async function secretAttempts(app: string, nodes: NodeState[], appPassword: stri
     if (!secrets.some((s) => s.name.startsWith("backup"))) notes.push("no backup credentials found on the database members: the stack has no backups, nothing to search for");
     // One grep over the node's files for every value (given on stdin, never in argv), file names out.
     const search = async (values: string[]) => {
-        const r = await execInNode(app, ["sh", "-c", `timeout 90 grep -rlsF -D skip --exclude-dir=containers -f /dev/stdin ${SEARCHED_DIRS.join(" ")}`], { timeoutMs: 120_000, allowFail: true, input: values.join("\n") + "\n" });
+        const r = await execInNode(app, ["sh", "-c", `timeout 90 grep -rlsF -D skip --exclude-dir=containers -f - ${SEARCHED_DIRS.join(" ")}`], { timeoutMs: 120_000, allowFail: true, input: values.join("\n") + "\n" });
         return { code: r.code, files: r.stdout.split("\n").filter(Boolean) };
     };
     const control = await search([appPassword]);
