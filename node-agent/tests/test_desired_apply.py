@@ -8,6 +8,8 @@ import grp
 import gzip
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -383,3 +385,19 @@ def test_an_ungated_change_still_restarts_every_unit_when_one_fails(cfg, tmp_pat
     desired.apply_update(cfg, 2, second, first, problems, {})
     assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart b.service"]
     assert len(problems) == 1 and desired.pending_restarts(cfg, 2) == ["a.service"]
+
+
+def test_new_code_runs_in_the_same_process(tmp_path):
+    # The agent's unit must stay active while it moves to new code: exec keeps the PID systemd watches.
+    script = tmp_path / "agent"
+    script.write_text(
+        "import os, sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from vpsha import desired\n"
+        "print('%%s pid=%%d' %% (sys.argv[1], os.getpid()), flush=True)\n"
+        "if sys.argv[1] == 'old':\n"
+        "    desired.restart_into_new_code(['new'])\n" % os.path.dirname(os.path.dirname(desired.__file__)))
+    run = subprocess.run([sys.executable, str(script), "old"], capture_output=True, text=True, timeout=30, check=True)
+    out = run.stdout.split()
+    assert [w for w in out if not w.startswith("pid=")] == ["old", "new"]
+    assert out[1] == out[3], out

@@ -807,7 +807,7 @@ def run_rounds(cfg, round_once, code_dir=None, sleep=time.sleep, limit=None):
     Rounds every everySeconds. Returns a round's exit code once this agent's code on disk differs
     from the code it started with and a later generation than the one applied at its start has
     been applied: the generation that carries the new code, not one the rollout gate still holds
-    back (its unit then starts the new code). `limit`: at most that many rounds (None after them).
+    back (main then runs the new code in this process). `limit`: at most that many rounds (None after them).
     """
     started, generation = own_code(code_dir), applied_generation(cfg)
     n = 0
@@ -815,7 +815,7 @@ def run_rounds(cfg, round_once, code_dir=None, sleep=time.sleep, limit=None):
         n += 1
         code = round_once()
         if own_code(code_dir) != started and applied_generation(cfg) not in (None, generation):
-            log("desired: generation %d replaced my code; exiting to be started again" % applied_generation(cfg))
+            log("desired: generation %d replaced my code; running it" % applied_generation(cfg))
             return code
         sleep(cfg.get("everySeconds", 30))
     return None
@@ -832,7 +832,19 @@ def main(argv):
             log("desired: round failed: %s" % err)
             return EXIT_STALE
 
-    return round_once() if once else run_rounds(cfg, round_once)
+    if once:
+        return round_once()
+    code = run_rounds(cfg, round_once)
+    restart_into_new_code(argv)
+    return code
+
+
+def restart_into_new_code(argv, execv=os.execv):
+    """Runs this agent's new code in the same process: its unit stays active, where an exit would
+    leave it activating for RestartSec (health checks and monitoring then count the node down)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    execv(sys.executable, [sys.executable, os.path.abspath(sys.argv[0])] + list(argv))
 
 
 if __name__ == "__main__":
