@@ -156,8 +156,8 @@ describe("desired state: routine changes keep every server (mock runtime)", func
         }
     });
 
-    it("the database CA and every member's certificate renewed: every member's user-data the same, no member replaced, the new certificates in their desired state", async () => {
-        const restore = renewMockCertificates(["database-ca", ...members.map((m) => `database-${m}-tls-cert`)]);
+    it("the database and etcd CAs and every member's certificates renewed: every member's user-data the same, no member replaced, the new certificates in their desired state", async () => {
+        const restore = renewMockCertificates(["database-ca", "database-etcd-ca", ...members.flatMap((m) => [`database-${m}-tls-cert`, `database-${m}-etcd-cert`])]);
         try {
             const renewed = await evaluate(prodStack());
             const certs = (e: Evaluation, m: string) => e.desired[m].files.filter((f) => f.content.startsWith("-----BEGIN CERTIFICATE")).map((f): [string, string] => [f.path, f.content]);
@@ -165,7 +165,7 @@ describe("desired state: routine changes keep every server (mock runtime)", func
                 assert.equal(renewed.userData[m], prod.userData[m], `${m}'s user-data changed`);
                 assert.ok(certs(prod, m).length > 0, `${m} holds certificates`);
                 for (const [path, content] of certs(renewed, m)) assert.notEqual(content, new Map(certs(prod, m)).get(path), `${m}: ${path} renewed`);
-                assert.equal(describeInPlace(inPlaceChange(prod.desired[m], renewed.desired[m])), "applied in place (2 files); restarts vps-ha-pgbackrest.service", m);
+                assert.equal(describeInPlace(inPlaceChange(prod.desired[m], renewed.desired[m])), "applied in place (4 files); restarts vps-ha-etcd.service, vps-ha-pgbackrest.service", m);
             }
             const replaced = compareServers(facts(prod), facts(renewed)).filter((c) => c.member && c.kind !== "same" && c.kind !== "new");
             assert.deepEqual(replaced, [], "members replaced or restarted");
