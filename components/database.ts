@@ -1,6 +1,6 @@
 // The database tier: PostgreSQL members under Patroni, etcd members on the voters (an optional
 // witness votes without PostgreSQL), and pgBackRest when backups are configured. Every password,
-// the backup cipher and the members' TLS keys are generated here and kept as secrets in state;
+// the backup cipher and the members' TLS keys (pgBackRest's and etcd's) are generated here and kept as secrets in state;
 // they reach the nodes only inside their (secret) user-data.
 import { monitoringParts } from "./render/monitoring";
 import * as pulumi from "@pulumi/pulumi";
@@ -16,6 +16,8 @@ import { APP_DATABASE, DB_USERS } from "./render/patroni";
 /** Ten years; a `pulumi up` in the last month before expiry renews a certificate. */
 const CERT_VALIDITY_HOURS = 24 * 365 * 10;
 const CERT_RENEWAL_HOURS = 24 * 30;
+
+type TlsPems = { caCertPem: string; certPem: string; keyPem: string };
 
 const PASSWORDS = ["superuser", "replication", "rewind", "app", "restApi", "backupCipher", "poolerAdmin"] as const;
 type PasswordName = (typeof PASSWORDS)[number];
@@ -47,6 +49,7 @@ export function placeholderSecrets(plan: StackPlan, node: PlannedNode): Database
         appPassword: pw("app"),
         restApiPassword: pw("restApi"),
         poolerAdminPassword: pw("poolerAdmin"),
+        etcdTls: { caCertPem: placeholderPem(`${node.name}/etcd-ca`, "CERTIFICATE", 800), certPem: placeholderPem(`${node.name}/etcd-cert`, "CERTIFICATE", 900), keyPem: placeholderPem(`${node.name}/etcd-key`, "PRIVATE KEY", 300) },
         ...(backupTarget(plan.config) && node.role === "db"
             ? { backup: { cipherPassphrase: pw("backupCipher"), caCertPem: placeholderPem(`${node.name}/ca`, "CERTIFICATE", 800), certPem: placeholderPem(`${node.name}/cert`, "CERTIFICATE", 900), keyPem: placeholderPem(`${node.name}/key`, "PRIVATE KEY", 300) } }
             : {}),
@@ -77,14 +80,16 @@ export class DatabaseCluster extends NodeGroup {
         }
         const members = plan.nodes.filter((n) => n.role === "db" || n.role === "witness");
         const tls = backupTarget(plan.config) ? this.memberTls(name, plan) : undefined;
+        const etcdTls = this.etcdTls(name, plan, members);
         const secretsFor = (node: PlannedNode): pulumi.Output<DatabaseSecrets> =>
-            pulumi.all([pulumi.all(passwords), tls?.[node.name] ?? pulumi.output(undefined)]).apply(([pw, nodeTls]) => ({
+            pulumi.all([pulumi.all(passwords), tls?.[node.name] ?? pulumi.output(undefined), etcdTls[node.name]]).apply(([pw, nodeTls, etcdPems]) => ({
                 superuserPassword: pw.superuser,
                 replicationPassword: pw.replication,
                 rewindPassword: pw.rewind,
                 appPassword: pw.app,
                 restApiPassword: pw.restApi,
                 poolerAdminPassword: pw.poolerAdmin,
+                etcdTls: etcdPems,
                 ...(nodeTls ? { backup: { cipherPassphrase: pw.backupCipher, ...nodeTls } } : {}),
             }));
         this.addNodes(args, members, (node) => secretsFor(node).apply((s) => [...databaseParts(plan, node, s), ...monitoringParts(plan, node)]),
@@ -103,28 +108,40 @@ export class DatabaseCluster extends NodeGroup {
      * keys and certificates live in state as resources, so they stay the same from one
      * `pulumi up` to the next and renew themselves before they expire).
      */
-    private memberTls(name: string, plan: StackPlan): Record<string, pulumi.Output<{ caCertPem: string; certPem: string; keyPem: string }>> {
+    private memberTls(name: string, plan: StackPlan): Record<string, pulumi.Output<TlsPems>> {
+        return this.authority({ caPrefix: name, nodePrefix: (n) => `${name}-${n}-tls`, caName: `vps-ha-${plan.config.stack}-db-ca`, nodes: plan.nodes.filter((n) => n.role === "db"), loopback: false });
+    }
+
+    /**
+     * etcd's CA and one certificate per database member and witness (each an etcd voter or
+     * client), server and client at once: peers check each other both ways.
+     */
+    private etcdTls(name: string, plan: StackPlan, members: PlannedNode[]): Record<string, pulumi.Output<TlsPems>> {
+        return this.authority({ caPrefix: `${name}-etcd`, nodePrefix: (n) => `${name}-${n}-etcd`, caName: `vps-ha-${plan.config.stack}-etcd-ca`, nodes: members, loopback: true });
+    }
+
+    /** A CA and a certificate per node, named after it and its mesh address (and loopback when asked). */
+    private authority(a: { caPrefix: string; nodePrefix: (node: string) => string; caName: string; nodes: PlannedNode[]; loopback: boolean }): Record<string, pulumi.Output<TlsPems>> {
         const opts = { parent: this };
-        const caName = `vps-ha-${plan.config.stack}-db-ca`;
-        const caKey = new tls.PrivateKey(`${name}-ca-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, opts);
-        const ca = new tls.SelfSignedCert(`${name}-ca`, {
+        const caKey = new tls.PrivateKey(`${a.caPrefix}-ca-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, opts);
+        const ca = new tls.SelfSignedCert(`${a.caPrefix}-ca`, {
             privateKeyPem: caKey.privateKeyPem,
             isCaCertificate: true,
-            subject: { commonName: caName },
+            subject: { commonName: a.caName },
             validityPeriodHours: CERT_VALIDITY_HOURS,
             earlyRenewalHours: CERT_RENEWAL_HOURS,
             allowedUses: ["cert_signing", "crl_signing"],
         }, opts);
-        const out: Record<string, pulumi.Output<{ caCertPem: string; certPem: string; keyPem: string }>> = {};
-        for (const node of plan.nodes.filter((n) => n.role === "db")) {
-            const key = new tls.PrivateKey(`${name}-${node.name}-tls-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, opts);
-            const request = new tls.CertRequest(`${name}-${node.name}-tls-csr`, {
+        const out: Record<string, pulumi.Output<TlsPems>> = {};
+        for (const node of a.nodes) {
+            const key = new tls.PrivateKey(`${a.nodePrefix(node.name)}-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, opts);
+            const request = new tls.CertRequest(`${a.nodePrefix(node.name)}-csr`, {
                 privateKeyPem: key.privateKeyPem,
                 subject: { commonName: node.name },
                 dnsNames: [node.name],
-                ipAddresses: [node.meshAddress],
+                ipAddresses: a.loopback ? [node.meshAddress, "127.0.0.1"] : [node.meshAddress],
             }, opts);
-            const cert = new tls.LocallySignedCert(`${name}-${node.name}-tls-cert`, {
+            const cert = new tls.LocallySignedCert(`${a.nodePrefix(node.name)}-cert`, {
                 certRequestPem: request.certRequestPem,
                 caPrivateKeyPem: caKey.privateKeyPem,
                 caCertPem: ca.certPem,

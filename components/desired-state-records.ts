@@ -70,6 +70,8 @@ export interface DesiredRollout {
      * primary hands over first). Database members only.
      */
     pendingRestart?: { units: string[]; settleSeconds: number };
+    /** The database group's etcd certificate files (the lock is taken over TLS with them). */
+    etcdTls?: { cacert: string; cert: string; key: string };
 }
 
 /** What a node must hold, before the stack, node and generation are attached. */

@@ -15,6 +15,7 @@ import { releaseEnvFile } from "./render/app";
 import { PATRONI_TIMING, PATRONI_UNIT } from "./render/patroni";
 import { PATRONI_DYNAMIC_UNIT } from "./render/patroni-dynamic";
 import { ROLLOUT_TOOL } from "./render/rollout-status";
+import { ETCD_TLS_FILES, etcdMetricsUrl } from "./render/etcd";
 
 export type RolloutGroup = "db" | "haproxy" | "app";
 
@@ -46,7 +47,8 @@ export function rolloutGroup(role: Role): RolloutGroup {
 /** The commands that must all exit 0 for `node` to count as healthy after a change. */
 export function healthCommands(plan: StackPlan, node: PlannedNode): string[][] {
     const tool = (...args: string[]) => [ROLLOUT_TOOL, "health", ...args];
-    const etcd = node.etcdVoter ? [tool("etcd", `http://127.0.0.1:${DB_PORTS.etcdClient}`)] : [];
+    // etcd's /health on its plain metrics port: the client port wants a certificate.
+    const etcd = node.etcdVoter ? [tool("etcd", etcdMetricsUrl(node.meshAddress))] : [];
     switch (node.role) {
         case "db":
             // Running, and streaming when a replica: a member that restarted has caught up again.
@@ -105,6 +107,7 @@ export function rolloutSpecs(a: RolloutArgs): Record<string, DesiredRollout> {
                 healthTimeoutSeconds: HEALTH_TIMEOUT_SECONDS[group],
                 handoverUnits: n.role === "db" ? [...HANDOVER_UNITS] : [],
                 ...(n.role === "db" ? { pendingRestart: { units: [...PENDING_RESTART_UNITS], settleSeconds: PENDING_RESTART_SETTLE_SECONDS } } : {}),
+                ...(group === "db" ? { etcdTls: { cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key } } : {}),
             };
         }
     }

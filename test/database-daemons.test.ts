@@ -7,7 +7,8 @@
 // (vh-dbcheck-<pid>-<n>) holding only its mesh address, inside a private overlay.
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parse } from "yaml";
@@ -18,7 +19,7 @@ import { ETCD_READY_TOOL, MAX_SLOT_WAL_KEEP_GB, PATRONI_TIMING } from "../compon
 import { ARCHIVE_SPOOL_DIR } from "../components/render/pgbackrest";
 import { NO_CHANGE } from "../components/render/after-promote";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
-import { ETCD_JOIN_SCRIPT } from "../components/render/etcd";
+import { ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, ETCDCTL_TLS_FLAGS } from "../components/render/etcd";
 import { Sandbox } from "./helpers/sandbox";
 import { parseEnvFile, startService, Started, waitFor } from "./helpers/units";
 import { requireTools } from "./helpers/tools";
@@ -51,7 +52,9 @@ describe("database configs, run by the real daemons @rootfs", function () {
     const etcd: Record<string, Started> = {};
     const patroni: Record<string, Started> = {};
     const runIn = (node: string, argv: string[], user?: string, timeoutMs?: number) => sb!.exec(node, argv, { user, timeoutMs, ...(user === "postgres" ? { env: { HOME: "/var/lib/postgresql" } } : {}) });
-    const ctl = (node: string, args: string[]) => runIn(node, ["etcdctl", "--dial-timeout=2s", "--command-timeout=5s", `--endpoints=${DB.map((n) => `http://${mesh[n]}:2379`).join(",")}`, ...args]);
+    const ctl = (node: string, args: string[]) => runIn(node, ["etcdctl", "--dial-timeout=2s", "--command-timeout=5s", ...ETCDCTL_TLS_FLAGS, `--endpoints=${DB.map((n) => `https://${mesh[n]}:2379`).join(",")}`, ...args]);
+    /** curl's flags for the node's own etcd certificate. */
+    const CURL_TLS = ["--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key];
     const api = (node: string, path: string, extra: string[] = []) => runIn(node, ["curl", "-s", "--max-time", "5", ...extra, `http://${mesh[node]}:8008${path}`]);
     const listeners = (node: string) => spawnSync("ip", ["netns", "exec", sb!.netns(node), "ss", "-ltnH"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map((l) => l.split(/\s+/)[3]);
 
@@ -93,7 +96,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
     });
 
     it("etcd: the three members start from their rendered units and form one healthy cluster", async () => {
-        const ready = (node: string, wait: number) => runIn(node, [ETCD_READY_TOOL, "--etcd", `http://${mesh[node]}:2379`, "--wait", String(wait)], "postgres", (wait + 10) * 1000);
+        const ready = (node: string, wait: number) => runIn(node, [ETCD_READY_TOOL, "--etcd", `https://${mesh[node]}:2379`, "--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key, "--wait", String(wait)], "postgres", (wait + 10) * 1000);
         for (const n of DB) {
             etcd[n] = await startService(sb!, n, "vps-ha-etcd.service");
             assert.match(etcd[n].pre.map((r) => r.stdout).join(""), /etcd-join: /);
@@ -103,7 +106,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
             // Patroni must not start on it (vpsha/etcd_ready.py says why).
             // "not_decided" first, for a moment; then the minimum, until every member has answered.
             const version = await waitFor("db-1's etcd to report a cluster version", 60_000, () => {
-                const r = runIn("db-1", ["curl", "-sf", "--max-time", "2", `http://${mesh["db-1"]}:2379/version`]);
+                const r = runIn("db-1", ["curl", "-sf", "--max-time", "2", ...CURL_TLS, `https://${mesh["db-1"]}:2379/version`]);
                 const v = r.status === 0 ? (JSON.parse(r.stdout) as { etcdcluster: string }).etcdcluster : undefined;
                 return v !== "not_decided" && v;
             });
@@ -118,7 +121,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
         await waitFor("a healthy 3-member etcd cluster", 60_000, () => ctl("db-1", ["endpoint", "health"]).status === 0 || undefined, () => DB.map((n) => `${n}:\n${tail(etcd[n].log, 8)}`).join("\n"));
         const members = ctl("db-2", ["member", "list"]).stdout.trim().split("\n");
         assert.equal(members.length, 3);
-        for (const n of DB) assert.ok(members.some((m) => m.includes(`, started, ${n}, http://${mesh[n]}:2380,`)), `${n} in ${members.join("\n")}`);
+        for (const n of DB) assert.ok(members.some((m) => m.includes(`, started, ${n}, https://${mesh[n]}:2380,`)), `${n} in ${members.join("\n")}`);
         for (const n of DB) {
             const etcdPorts = listeners(n).filter((l) => /:(2379|2380)$/.test(l)).sort();
             assert.deepEqual(etcdPorts, [`127.0.0.1:2379`, `${mesh[n]}:2379`, `${mesh[n]}:2380`].sort(), `${n} listens on the mesh and loopback only`);
@@ -129,8 +132,57 @@ describe("database configs, run by the real daemons @rootfs", function () {
         }
     });
 
+    it("etcd: a client or peer without a certificate from the etcd CA is refused at the TLS handshake, on the mesh and on loopback", () => {
+        // Another CA's certificate for db-1's names, as an intruder holding a mesh key might make one.
+        const dir = mkdtempSync(join(tmpdir(), "vps-ha-etcd-stranger-"));
+        try {
+            const ssl = (args: string[]) => assert.equal(spawnSync("openssl", args, { cwd: dir, encoding: "utf8", timeout: 10_000 }).status, 0, args.join(" "));
+            ssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=stranger-ca", "-days", "2"]);
+            writeFileSync(join(dir, "ext.cnf"), `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:db-1,IP:${mesh["db-1"]},IP:127.0.0.1\n`);
+            ssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "s.key", "-out", "s.csr", "-subj", "/CN=db-1"]);
+            ssl(["x509", "-req", "-in", "s.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "s.crt", "-days", "2", "-extfile", "ext.cnf"]);
+            sb!.write("db-1", "/tmp/stranger.crt", readFileSync(join(dir, "s.crt"), "utf8"), "0644", "root:root");
+            sb!.write("db-1", "/tmp/stranger.key", readFileSync(join(dir, "s.key"), "utf8"), "0600", "root:root");
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+        const put = (endpoint: string, tls: string[]) => runIn("db-1", ["etcdctl", "--dial-timeout=2s", "--command-timeout=3s", `--endpoints=${endpoint}`, ...tls, "put", "/vps-ha/intruder", "x"], undefined, 20_000);
+        const noCert = ["--insecure-transport=false", "--insecure-skip-tls-verify"];
+        const stranger = [`--cacert=${ETCD_TLS_FILES.ca}`, "--cert=/tmp/stranger.crt", "--key=/tmp/stranger.key"];
+        for (const endpoint of [`https://${mesh["db-2"]}:2379`, "https://127.0.0.1:2379"]) {
+            for (const [what, tls] of [["no certificate", noCert], ["another CA's certificate", stranger]] as const) {
+                const r = put(endpoint, [...tls]);
+                assert.notEqual(r.status, 0, `${endpoint} with ${what}: ${r.stdout}`);
+                assert.match(r.stderr, /certificate required|bad certificate|unknown certificate authority|context deadline exceeded/, `${endpoint} with ${what}`);
+            }
+            // Plain http on the client port: no API behind it.
+            const plain = runIn("db-1", ["curl", "-s", "--max-time", "3", "-X", "POST", `${endpoint.replace("https", "http")}/v3/kv/put`, "-d", "{}"]);
+            assert.doesNotMatch(plain.stdout, /"header"/, `plain http at ${endpoint}: ${plain.stdout}`);
+        }
+        // A would-be peer: the peer port's handshake fails without a certificate from the CA, and
+        // succeeds with a member's (the same request, so the refusal is the certificate's).
+        for (const [what, tls] of [["no certificate", ["-k"]], ["another CA's certificate", ["-k", "--cert", "/tmp/stranger.crt", "--key", "/tmp/stranger.key"]]] as const) {
+            const r = runIn("db-1", ["curl", "-sS", "--max-time", "5", ...tls, `https://${mesh["db-2"]}:2380/version`]);
+            assert.notEqual(r.status, 0, `peer port with ${what}: ${r.stdout}`);
+            assert.match(r.stderr, /alert|certificate/i, `peer port with ${what}: ${r.stderr}`);
+        }
+        const member = runIn("db-1", ["curl", "-sS", "--http1.1", "--max-time", "5", ...CURL_TLS, `https://${mesh["db-2"]}:2380/version`]);
+        assert.equal(member.status, 0, member.stderr);
+        assert.match(member.stdout, /"etcdcluster"/);
+        // Nothing got in; the member's own certificate writes and reads.
+        assert.equal(ctl("db-1", ["get", "--print-value-only", "/vps-ha/intruder"]).stdout.trim(), "");
+        assert.equal(ctl("db-1", ["put", "/vps-ha/with-cert", "ok"]).status, 0);
+        assert.equal(ctl("db-2", ["get", "--print-value-only", "/vps-ha/with-cert"]).stdout.trim(), "ok");
+        // The key is the etcd user's and the postgres group's alone.
+        assert.match(runIn("db-1", ["stat", "-c", "%U:%G %a", ETCD_TLS_FILES.key]).stdout.trim(), /^etcd:postgres 640$/);
+        // runuser: Debian's nobody has no group of its own name for setpriv.
+        const nobody = runIn("db-1", ["runuser", "-u", "nobody", "--", "cat", ETCD_TLS_FILES.key]);
+        assert.notEqual(nobody.status, 0, "nobody read the etcd key");
+        assert.match(nobody.stderr, /Permission denied/);
+    });
+
     it("etcd: a member rebuilt with an empty data dir removes its stale self, rejoins and catches up", async () => {
-        const idOf = () => ctl("db-1", ["member", "list"]).stdout.split("\n").find((l) => l.includes(`http://${mesh["db-3"]}:2380`))?.split(", ");
+        const idOf = () => ctl("db-1", ["member", "list"]).stdout.split("\n").find((l) => l.includes(`https://${mesh["db-3"]}:2380`))?.split(", ");
         const before = idOf();
         assert.equal(before?.[1], "started");
         assert.equal(ctl("db-1", ["put", "/vps-ha/check", "before-rebuild"]).status, 0);
@@ -157,7 +209,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
         assert.notEqual(after[0], before?.[0]);
         assert.equal(ctl("db-1", ["member", "list"]).stdout.trim().split("\n").length, 3, "no stale member left behind");
         await waitFor("db-3 serves the data written before it was rebuilt", 30_000, () => {
-            const r = runIn("db-3", ["etcdctl", "--endpoints=http://127.0.0.1:2379", "get", "--consistency=s", "--print-value-only", "/vps-ha/check"]);
+            const r = runIn("db-3", ["etcdctl", "--endpoints=https://127.0.0.1:2379", ...ETCDCTL_TLS_FLAGS, "get", "--consistency=s", "--print-value-only", "/vps-ha/check"]);
             return r.stdout.trim() === "before-rebuild" || undefined;
         });
         assert.equal(ctl("db-1", ["endpoint", "health"]).status, 0);
@@ -197,7 +249,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
         const emptyRepository = { PGBACKREST_REPO1_TYPE: "posix", PGBACKREST_REPO1_PATH: "/var/lib/vps-ha-no-repository" };
         for (const n of DB) patroni[n] = await startService(sb!, n, "vps-ha-patroni.service", { PGBACKREST_IO_TIMEOUT: "1", ...emptyRepository });
         // Each voter's Patroni started once its own etcd reported a cluster version it reads at /v3.
-        for (const n of DB) assert.match(patroni[n].pre.map((r) => r.stdout).join(""), /^etcd at http:\/\/[0-9.]+:2379: cluster version 3\.([4-9]|\d\d)\./m, n);
+        for (const n of DB) assert.match(patroni[n].pre.map((r) => r.stdout).join(""), /^etcd at https:\/\/[0-9.]+:2379: cluster version 3\.([4-9]|\d\d)\./m, n);
         type Member = { name: string; role: string; state: string };
         // Quorum mode: once both replicas stream, Patroni names them in "ANY 1 (...)" (quorum_standby).
         const members = await waitFor("a leader and two streaming quorum standbys", 180_000, () => {

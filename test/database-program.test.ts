@@ -5,11 +5,15 @@ import { parse } from "yaml";
 import { parseStackConfig } from "../components/config";
 import { buildPlan } from "../components/plan";
 import { databaseParts } from "../components/render/database";
-import { ETCD_ENV_FILE } from "../components/render/etcd";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ETCD_ENV_FILE, ETCD_TLS_FILES } from "../components/render/etcd";
 import { PATRONI_CONFIG } from "../components/render/patroni";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate, ofType, TYPES } from "./helpers/program";
-import { raw, withConfig } from "./helpers/stack";
+import { prodNodes, raw, withConfig } from "./helpers/stack";
 
 const RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword";
 const S3 = { accessKeyId: "AKIDEXAMPLE0000VPSHA", secretAccessKey: "S3SecretExampleKeyThatMustNotLeak0000" };
@@ -53,6 +57,7 @@ describe("program: the database tier (mock runtime)", function () {
                 appPassword: passwords.app,
                 restApiPassword: passwords.restApi,
                 poolerAdminPassword: passwords.poolerAdmin,
+                etcdTls: { caCertPem: "", certPem: "", keyPem: "" },
                 backup: { cipherPassphrase: passwords.backupCipher, caCertPem: "", certPem: "", keyPem: "" },
             }).flatMap((p) => p.files ?? []);
             for (const path of [PATRONI_CONFIG, ETCD_ENV_FILE, "/etc/systemd/system/vps-ha-etcd.service", "/etc/systemd/system/vps-ha-patroni.service"]) {
@@ -110,5 +115,69 @@ describe("program: the database tier (mock runtime)", function () {
     it("renders the same secrets and files on every evaluation", async () => {
         const again = await evaluate(file);
         for (const db of ["db-1", "db-2", "db-3"]) assert.equal(again.config[db], prod.config[db], db);
+    });
+});
+
+/** `openssl` on PEMs written to a scratch directory (@name in args names a file); stdout and status. */
+function openssl(args: string[], files: Record<string, string>): { status: number | null; out: string } {
+    const dir = mkdtempSync(join(tmpdir(), "vps-ha-etcd-tls-"));
+    try {
+        for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+        const r = spawnSync("openssl", args.map((a) => a.replace(/^@/, `${dir}/`)), { encoding: "utf8", timeout: 10_000 });
+        return { status: r.status, out: r.stdout + r.stderr };
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+describe("program: etcd's certificates (mock runtime)", function () {
+    this.timeout(60000);
+    let e: Evaluation;
+    const nodes = prodNodes();
+    nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
+    before(async () => {
+        e = await evaluate(withConfig({ nodes }));
+    });
+    const planned = () => e.outputs.nodes as { name: string; role: string; meshAddress: string }[];
+    const has = (node: string, path: string) => (parse(e.config[node]).write_files as { path: string }[]).some((f) => f.path === path);
+
+    it("gives every database member and the witness (each an etcd voter or client) its own key, signed by one etcd CA, naming its mesh address, loopback and name", () => {
+        const members = planned().filter((n) => n.role === "db" || n.role === "witness");
+        assert.equal(members.length, 4, "three members and the witness (one member then votes not, but its Patroni is a client)");
+        const ca = fileIn(e.config["db-1"], ETCD_TLS_FILES.ca).content;
+        const keys = new Map<string, string>();
+        for (const n of members) {
+            assert.equal(fileIn(e.config[n.name], ETCD_TLS_FILES.ca).content, ca, n.name);
+            const cert = fileIn(e.config[n.name], ETCD_TLS_FILES.cert).content;
+            const key = fileIn(e.config[n.name], ETCD_TLS_FILES.key);
+            assert.match(key.content, /^-----BEGIN (EC )?PRIVATE KEY-----\n/, n.name);
+            assert.ok(!["0644", "0604", "0444"].includes(key.permissions) && /^0[0-7][0-7]0$/.test(key.permissions), `${n.name}: ${key.permissions}: never world-readable`);
+            keys.set(n.name, key.content);
+            const verified = openssl(["verify", "-CAfile", "@ca.pem", "-purpose", "sslserver", "@cert.pem"], { "ca.pem": ca, "cert.pem": cert });
+            assert.equal(verified.status, 0, `${n.name}: ${verified.out}`);
+            assert.equal(openssl(["verify", "-CAfile", "@ca.pem", "-purpose", "sslclient", "@cert.pem"], { "ca.pem": ca, "cert.pem": cert }).status, 0, `${n.name}: a client certificate too`);
+            const text = openssl(["x509", "-noout", "-ext", "subjectAltName", "-in", "@cert.pem"], { "cert.pem": cert }).out;
+            for (const san of [`DNS:${n.name}`, `IP Address:${n.meshAddress}`, "IP Address:127.0.0.1"]) assert.ok(text.includes(san), `${n.name}: ${san} in ${text}`);
+            // The key matches its certificate.
+            const pub = (pem: string, kind: "x509" | "pkey") => openssl(kind === "x509" ? ["x509", "-noout", "-pubkey", "-in", "@f"] : ["pkey", "-pubout", "-in", "@f"], { f: pem }).out;
+            assert.equal(pub(key.content, "pkey"), pub(cert, "x509"), n.name);
+        }
+        // The pgBackRest CA is another one: a pgBackRest certificate opens no etcd.
+        assert.notEqual(fileIn(e.config["db-1"], "/etc/pgbackrest/tls/ca.crt").content, ca);
+        // Each key reaches its own node and no other; nodes outside the database tier hold none.
+        for (const [owner, key] of keys) {
+            const body = key.split("\n")[1];
+            for (const n of planned()) assert.equal(e.config[n.name].includes(body), n.name === owner, `${owner}'s etcd key on ${n.name}`);
+        }
+        for (const n of planned().filter((x) => x.role !== "db" && x.role !== "witness")) {
+            for (const path of Object.values(ETCD_TLS_FILES)) assert.ok(!has(n.name, path), `${n.name} holds ${path}`);
+        }
+    });
+
+    it("keeps the etcd keys secret in resource inputs and stack outputs", () => {
+        const keys = planned().filter((n) => n.role === "db" || n.role === "witness").map((n) => fileIn(e.config[n.name], ETCD_TLS_FILES.key).content.split("\n")[1]);
+        for (const { name, text } of openInputs(e)) for (const k of keys) assert.ok(!text.includes(k), `${name} carries an etcd key in a non-secret input`);
+        const outputs = openOutputs(e);
+        for (const k of keys) assert.ok(!outputs.includes(k), "a non-secret stack output carries an etcd key");
     });
 });

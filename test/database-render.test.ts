@@ -10,7 +10,7 @@ import { maxRttMs, rttMs, UNKNOWN_RTT_MS } from "../components/latency";
 import { buildPlan, PlannedNode, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
-import { etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
+import { ETCD_TLS_FILES, etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
 import { ETCD_READY_TOOL, INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_TIMING, PATRONI_UNIT, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
 import { DB_RESTORE_TOOL, initdbArguments } from "../components/render/db-restore";
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
@@ -41,6 +41,7 @@ const SECRETS: DatabaseSecrets = {
     appPassword: "AppPw00000000000000000000000004",
     restApiPassword: "RestApiPw0000000000000000000005",
     poolerAdminPassword: "PoolerAdminPw00000000000000000007",
+    etcdTls: { caCertPem: "ETCD-CA\n", certPem: "ETCD-MEMBER\n", keyPem: "ETCD-PRIVATE-KEY\n" },
     backup: { cipherPassphrase: "CipherPw000000000000000000000006", caCertPem: "CA-PEM\n", certPem: "CERT-PEM\n", keyPem: "KEY-PEM-SECRET\n" },
 };
 
@@ -81,14 +82,31 @@ describe("etcd renderer", () => {
         const me = node(plan, "db-2").meshAddress;
         assert.equal(env.ETCD_NAME, "db-2");
         assert.equal(env.ETCD_DATA_DIR, "/var/lib/etcd/vps-ha");
-        assert.equal(env.ETCD_LISTEN_PEER_URLS, `http://${me}:2380`);
-        assert.equal(env.ETCD_LISTEN_CLIENT_URLS, `http://${me}:2379,http://127.0.0.1:2379`);
-        assert.equal(env.ETCD_ADVERTISE_CLIENT_URLS, `http://${me}:2379`);
-        assert.equal(env.ETCD_INITIAL_CLUSTER, ["db-1", "db-2", "db-3"].map((n) => `${n}=http://${node(plan, n).meshAddress}:2380`).join(","));
+        assert.equal(env.ETCD_LISTEN_PEER_URLS, `https://${me}:2380`);
+        assert.equal(env.ETCD_LISTEN_CLIENT_URLS, `https://${me}:2379,https://127.0.0.1:2379`);
+        assert.equal(env.ETCD_ADVERTISE_CLIENT_URLS, `https://${me}:2379`);
+        assert.equal(env.ETCD_INITIAL_CLUSTER, ["db-1", "db-2", "db-3"].map((n) => `${n}=https://${node(plan, n).meshAddress}:2380`).join(","));
         assert.equal(env.ETCD_PRE_VOTE, "true");
         // Frankfurt, Falkenstein and Nuremberg are a few ms apart: etcd's defaults fit.
         assert.deepEqual([env.ETCD_HEARTBEAT_INTERVAL, env.ETCD_ELECTION_TIMEOUT], ["100", "1000"]);
         assert.ok(!/0\.0\.0\.0|\[::\]/.test(renderEtcdEnv(spec)));
+    });
+
+    it("requires a certificate from the etcd CA of every client and every peer; only /metrics and /health stay plain, on their own port", () => {
+        const plan = planOf();
+        const env = envOf(renderEtcdEnv(etcdMemberSpec(plan, node(plan, "db-1"))));
+        const me = node(plan, "db-1").meshAddress;
+        // Every client and peer URL is TLS (a plain listener would take clients without a certificate).
+        for (const key of ["ETCD_LISTEN_PEER_URLS", "ETCD_INITIAL_ADVERTISE_PEER_URLS", "ETCD_LISTEN_CLIENT_URLS", "ETCD_ADVERTISE_CLIENT_URLS", "ETCD_INITIAL_CLUSTER"]) {
+            for (const url of env[key].split(",").map((u) => u.replace(/^[^=]+=(?=https?:)/, ""))) assert.match(url, /^https:\/\//, `${key}: ${url}`);
+        }
+        assert.equal(env.ETCD_CLIENT_CERT_AUTH, "true");
+        assert.equal(env.ETCD_PEER_CLIENT_CERT_AUTH, "true");
+        assert.deepEqual([env.ETCD_TRUSTED_CA_FILE, env.ETCD_CERT_FILE, env.ETCD_KEY_FILE], [ETCD_TLS_FILES.ca, ETCD_TLS_FILES.cert, ETCD_TLS_FILES.key]);
+        assert.deepEqual([env.ETCD_PEER_TRUSTED_CA_FILE, env.ETCD_PEER_CERT_FILE, env.ETCD_PEER_KEY_FILE], [ETCD_TLS_FILES.ca, ETCD_TLS_FILES.cert, ETCD_TLS_FILES.key]);
+        // No setting that would let a client or peer in on a certificate from any other CA, or none.
+        for (const key of ["ETCD_AUTO_TLS", "ETCD_PEER_AUTO_TLS", "ETCD_CLIENT_CRL_FILE"]) assert.equal(env[key], undefined, key);
+        assert.equal(env.ETCD_LISTEN_METRICS_URLS, `http://${me}:2381`);
     });
 
     it("stretches the timeouts when a voter is far away", () => {
@@ -112,7 +130,10 @@ describe("etcd renderer", () => {
         const plan = planOf();
         const script = renderEtcdJoinScript(etcdMemberSpec(plan, node(plan, "db-1")));
         const others = /OTHERS="([^"]*)"/.exec(script)?.[1].split(" ") ?? [];
-        assert.deepEqual(others, ["db-2", "db-3"].map((n) => `http://${node(plan, n).meshAddress}:2379`));
+        assert.deepEqual(others, ["db-2", "db-3"].map((n) => `https://${node(plan, n).meshAddress}:2379`));
+        // etcdctl and the peer-port check show the member's own certificate.
+        assert.match(script, new RegExp(`^ctl\\(\\) \\{ etcdctl .*--cacert="\\$CA" --cert="\\$CERT" --key="\\$KEY"`, "m"));
+        assert.ok(script.includes(`CA=${ETCD_TLS_FILES.ca}\nCERT=${ETCD_TLS_FILES.cert}\nKEY=${ETCD_TLS_FILES.key}\n`));
         assert.match(script, /member remove "\$id"/);
         assert.match(script, /member add "\$NAME" --peer-urls="\$PEER_URL"/);
         assert.match(script, /write_state existing "\$cluster"/);
@@ -121,7 +142,7 @@ describe("etcd renderer", () => {
         assert.ok(script.indexOf('[ -d "$DATA_DIR/member" ]') < script.indexOf("member list"));
         // Never "new" while another member holds data: asked on their peer ports, before deciding.
         assert.match(script, /for peer in \$OTHERS; do\n\s+peer=\$\{peer%:\*\}:2380\n/);
-        const waits = script.indexOf('if python3 -c "$DECIDED" "$peer/version"');
+        const waits = script.indexOf('if python3 -c "$DECIDED" "$peer/version" "$CA" "$CERT" "$KEY"');
         assert.ok(waits > 0 && waits < script.indexOf("write_state new\n"), "the data check comes before a new cluster");
         assert.match(script.slice(waits), /^[^\n]*\n\s+say "\$peer holds data: waiting"\n\s+exit 1/);
     });
@@ -140,16 +161,17 @@ describe("etcd renderer", () => {
         // The db member left out of the vote runs no etcd, but its Patroni uses the voters.
         const nonVoter = plan.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
         const nvParts = databaseParts(plan, nonVoter, SECRETS);
-        assert.ok(!files(nvParts).some((f) => f.path.includes("etcd")));
+        assert.deepEqual(files(nvParts).filter((f) => f.path.includes("etcd")).map((f) => f.path), [ETCD_TLS_FILES.ca, ETCD_TLS_FILES.cert, ETCD_TLS_FILES.key], "its etcd client certificate, and nothing else of etcd");
+        const tls = { protocol: "https", cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key };
         const etcd3 = parse(fileAt(nvParts, PATRONI_CONFIG).content).etcd3 as { hosts: string[]; use_proxies?: boolean };
-        assert.deepEqual(etcd3, { hosts: plan.nodes.filter((n) => n.etcdVoter).map((n) => `${n.meshAddress}:2379`) });
+        assert.deepEqual(etcd3, { hosts: plan.nodes.filter((n) => n.etcdVoter).map((n) => `${n.meshAddress}:2379`), ...tls });
         // A voter's Patroni uses its own etcd alone.
         for (const voter of plan.nodes.filter((n) => n.role === "db" && n.etcdVoter)) {
             const own = parse(fileAt(databaseParts(plan, voter, SECRETS), PATRONI_CONFIG).content).etcd3 as { hosts: string[]; use_proxies?: boolean };
-            assert.deepEqual(own, { hosts: [`${voter.meshAddress}:2379`], use_proxies: true }, voter.name);
+            assert.deepEqual(own, { hosts: [`${voter.meshAddress}:2379`], use_proxies: true, ...tls }, voter.name);
             // ...so it starts only once that etcd reports the cluster's version (vpsha/etcd_ready.py).
             const unit = fileAt(databaseParts(plan, voter, SECRETS), "/etc/systemd/system/vps-ha-patroni.service").content;
-            assert.match(unit, new RegExp(`^ExecStartPre=${ETCD_READY_TOOL} --etcd http://${voter.meshAddress.replace(/\./g, "\\.")}:2379 --wait \\d+$`, "m"), voter.name);
+            assert.match(unit, new RegExp(`^ExecStartPre=${ETCD_READY_TOOL} --etcd https://${voter.meshAddress.replace(/\./g, "\\.")}:2379 --cacert ${ETCD_TLS_FILES.ca} --cert ${ETCD_TLS_FILES.cert} --key ${ETCD_TLS_FILES.key} --wait \\d+$`, "m"), voter.name);
             assert.ok(files(databaseParts(plan, voter, SECRETS)).some((f) => f.path === ETCD_READY_TOOL), voter.name);
             // A stop signals Patroni alone; PostgreSQL is Patroni's to shut down.
             assert.match(unit, /^KillMode=mixed$/m, voter.name);
@@ -467,6 +489,22 @@ describe("database parts of a node's boot", () => {
         expect(SECRETS.poolerAdminPassword, [SWITCHOVER_CONFIG]);
         expect(SECRETS.backup?.cipherPassphrase as string, ["/etc/pgbackrest/pgbackrest.conf"]);
         expect(SECRETS.backup?.keyPem as string, ["/etc/pgbackrest/tls/node.key"]);
+    });
+
+    it("writes the etcd key readable by etcd and the postgres group (Patroni, its tools) only, after the packages that make them", () => {
+        const key = files(parts).filter((f) => f.content.includes(SECRETS.etcdTls.keyPem));
+        assert.deepEqual(key.map((f) => [f.path, f.owner, f.permissions, f.defer]), [[ETCD_TLS_FILES.key, "etcd:postgres", "0640", true]]);
+        assert.equal(fileAt(parts, ETCD_TLS_FILES.ca).content, SECRETS.etcdTls.caCertPem);
+        assert.equal(fileAt(parts, ETCD_TLS_FILES.cert).content, SECRETS.etcdTls.certPem);
+        // The witness has no postgres user: etcd alone reads its key there.
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
+        const withWitness = planOf({ nodes });
+        const witnessKey = files(databaseParts(withWitness, node(withWitness, "witness-1"), SECRETS)).filter((f) => f.content.includes(SECRETS.etcdTls.keyPem));
+        assert.deepEqual(witnessKey.map((f) => [f.path, f.owner, f.permissions]), [[ETCD_TLS_FILES.key, "etcd:etcd", "0600"]]);
+        const nonVoter = withWitness.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
+        const nvKey = files(databaseParts(withWitness, nonVoter, SECRETS)).filter((f) => f.content.includes(SECRETS.etcdTls.keyPem));
+        assert.deepEqual(nvKey.map((f) => [f.path, f.owner, f.permissions]), [[ETCD_TLS_FILES.key, "postgres:postgres", "0600"]]);
     });
 
     it("installs the REST client its Python tools import, once, and every tool with it", () => {

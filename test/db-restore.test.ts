@@ -14,7 +14,7 @@ import { parse, stringify } from "yaml";
 import { ETCD_READY_TOOL, PATRONI_CONFIG, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR } from "../components/render/patroni";
 import { PGBACKREST_CONF } from "../components/render/pgbackrest";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
-import { ETCD_JOIN_SCRIPT } from "../components/render/etcd";
+import { ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, ETCDCTL_TLS_FLAGS } from "../components/render/etcd";
 import { evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
 import { Sandbox } from "./helpers/sandbox";
@@ -62,9 +62,12 @@ describe("a new cluster from the backup repository, never an empty one over real
         }
     };
     const startEtcd = () => {
-        const url = (port: number) => `http://${mesh}:${port}`;
+        const url = (port: number) => `https://${mesh}:${port}`;
+        // With the member's certificates and client authentication, as the rendered member runs.
+        const tls = ["--client-cert-auth", "--trusted-ca-file", ETCD_TLS_FILES.ca, "--cert-file", ETCD_TLS_FILES.cert, "--key-file", ETCD_TLS_FILES.key,
+            "--peer-client-cert-auth", "--peer-trusted-ca-file", ETCD_TLS_FILES.ca, "--peer-cert-file", ETCD_TLS_FILES.cert, "--peer-key-file", ETCD_TLS_FILES.key];
         etcd = (sb as Sandbox).start(NODE, ["etcd", "--name", NODE, "--data-dir", ETCD_DATA, "--listen-peer-urls", url(2380), "--initial-advertise-peer-urls", url(2380),
-            "--listen-client-urls", `${url(2379)},http://127.0.0.1:2379`, "--advertise-client-urls", url(2379), "--initial-cluster", `${NODE}=${url(2380)}`, "--initial-cluster-state", "new", "--log-level", "warn"],
+            "--listen-client-urls", `${url(2379)},https://127.0.0.1:2379`, "--advertise-client-urls", url(2379), "--initial-cluster", `${NODE}=${url(2380)}`, "--initial-cluster-state", "new", "--log-level", "warn", ...tls],
             join((sb as Sandbox).dir, "logs", `etcd-${Date.now()}.log`), { user: "etcd" });
     };
     /** Every disk lost: Patroni, PostgreSQL and etcd stopped, their data gone. */
@@ -79,7 +82,7 @@ describe("a new cluster from the backup repository, never an empty one over real
     const holdsData = () => {
         const script = exec(["cat", ETCD_JOIN_SCRIPT]).stdout;
         const decided = /^DECIDED='(.*)'$/m.exec(script)?.[1] as string;
-        return exec(["python3", "-c", decided, `http://${mesh}:2380/version`]).status;
+        return exec(["python3", "-c", decided, `https://${mesh}:2380/version`, ETCD_TLS_FILES.ca, ETCD_TLS_FILES.cert, ETCD_TLS_FILES.key]).status;
     };
     const useRepository = (text: string) => (sb as Sandbox).write(NODE, PGBACKREST_CONF, text, "0600", "postgres:postgres");
 
@@ -160,7 +163,7 @@ describe("a new cluster from the backup repository, never an empty one over real
         await waitFor("Patroni gives up this attempt", 30_000, () => /Failed to bootstrap cluster|removing initialize key/.test(log()) || undefined, log);
         for (const dir of [PG_DATA_DIR, `${PG_DATA_DIR}.failed`]) assert.equal(exec(["test", "-e", `${dir}/PG_VERSION`]).status, 1, `${dir} holds a cluster`);
         assert.doesNotMatch(log(), /bin\/initdb|restoring backup/);
-        const key = exec(["etcdctl", "--endpoints=http://127.0.0.1:2379", "get", "--prefix", "--keys-only", "/vps-ha/prod/initialize"]);
+        const key = exec(["etcdctl", "--endpoints=https://127.0.0.1:2379", ...ETCDCTL_TLS_FLAGS, "get", "--prefix", "--keys-only", "/vps-ha/prod/initialize"]);
         assert.equal(key.stdout.trim(), "", "no initialize key is left");
         assert.equal(leader(), undefined);
     });
@@ -177,13 +180,13 @@ describe("a new cluster from the backup repository, never an empty one over real
         // Patroni's start waits for its etcd's cluster version (its ExecStartPre), which a member
         // alone never gets: the wait, longer than Patroni's ttl and etcd's election timeout, runs
         // out, and systemd would only try again.
-        const held = exec([ETCD_READY_TOOL, "--etcd", `http://${mesh}:2379`, "--wait", "30"], "postgres", 45_000);
+        const held = exec([ETCD_READY_TOOL, "--etcd", `https://${mesh}:2379`, "--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key, "--wait", "30"], "postgres", 45_000);
         assert.equal(held.status, 1, held.stdout + held.stderr);
         assert.match(held.stdout, /no answer/);
         // Never had a leader: its clients get nothing, and its peer port says it holds no cluster's data.
-        assert.match(exec(["curl", "-s", "--max-time", "3", `http://${mesh}:2380/version`]).stdout, /"etcdcluster":"not_decided"/);
+        assert.match(exec(["curl", "-s", "--http1.1", "--max-time", "3", "--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key, `https://${mesh}:2380/version`]).stdout, /"etcdcluster":"not_decided"/);
         assert.equal(holdsData(), 1, "the join script's check finds no data here");
-        assert.notEqual(exec(["etcdctl", "--endpoints=http://127.0.0.1:2379", "--command-timeout=3s", "endpoint", "health"]).status, 0);
+        assert.notEqual(exec(["etcdctl", "--endpoints=https://127.0.0.1:2379", ...ETCDCTL_TLS_FLAGS, "--command-timeout=3s", "endpoint", "health"]).status, 0);
         assert.equal(exec(["test", "-e", `${PG_DATA_DIR}/PG_VERSION`]).status, 1, "no cluster on disk");
         assert.equal(leader(), undefined);
     });

@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import { parse } from "yaml";
 import { LEADER_AWAY_SCRIPT, LEADER_AWAY_UNIT } from "../components/render/etcd-leader";
+import { ETCD_TLS_FILES } from "../components/render/etcd";
 import { renderLauncher } from "../components/render/python-lib";
 import { evaluate } from "./helpers/program";
 
@@ -18,7 +19,7 @@ describe("etcd leader kept off the PostgreSQL primary", function () {
             if (has) {
                 const mesh = (e.outputs.nodes as { name: string; meshAddress: string }[]).find((n) => n.name === node)?.meshAddress;
                 assert.equal(doc.write_files.find((f) => f.path === LEADER_AWAY_SCRIPT)?.content, renderLauncher("etcd_leader"), node);
-                assert.match(unit ?? "", new RegExp(`^ExecStart=${LEADER_AWAY_SCRIPT} --patroni http://${mesh?.replace(/\./g, "\\.")}:8008/primary --etcd http://127\\.0\\.0\\.1:2379 --every 5$`, "m"), node);
+                assert.match(unit ?? "", new RegExp(`^ExecStart=${LEADER_AWAY_SCRIPT} --patroni http://${mesh?.replace(/\./g, "\\.")}:8008/primary --etcd https://127\\.0\\.0\\.1:2379 --cacert ${ETCD_TLS_FILES.ca} --cert ${ETCD_TLS_FILES.cert} --key ${ETCD_TLS_FILES.key} --every 5$`, "m"), node);
             }
         }
     });

@@ -4,6 +4,7 @@ import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { drills, whyNotApplicable } from "../scripts/lab/drills";
 import { providerLossMajority } from "../scripts/lab/drills/db";
+import { etcdUnauthenticated } from "../scripts/lab/drills/etcd-auth";
 import { labProgram, stackSource } from "../scripts/lab/program";
 import { ROOT } from "./helpers/stack";
 
@@ -38,7 +39,8 @@ describe("the lab's witness stack", function () {
     it("runs provider-loss-majority only where there is a witness, and says why not elsewhere", () => {
         assert.equal(whyNotApplicable(providerLossMajority, "prod", ["app", "haproxy", "db"]), "the prod stack has no witness");
         assert.equal(whyNotApplicable(providerLossMajority, "witness", ["app", "haproxy", "db", "witness"]), undefined);
+        assert.equal(whyNotApplicable(etcdUnauthenticated, "prod", ["app", "haproxy", "db"]), "the prod stack has no witness");
         // Every other drill runs on the prod stack.
-        for (const d of drills.filter((x) => x !== providerLossMajority)) assert.equal(whyNotApplicable(d, "prod", ["app", "haproxy", "db"]), undefined, d.name);
+        for (const d of drills.filter((x) => x !== providerLossMajority && x !== etcdUnauthenticated)) assert.equal(whyNotApplicable(d, "prod", ["app", "haproxy", "db"]), undefined, d.name);
     });
 });

@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { ETCD_TLS_FILES } from "../components/render/etcd";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
@@ -77,8 +78,14 @@ describe("rollout", () => {
             // A member's PostgreSQL restarts where Patroni asks after the dynamic configuration's tool ran; the witness has none.
             assert.deepEqual(specs[n.name].pendingRestart, n.role === "db" ? { units: PENDING_RESTART_UNITS, settleSeconds: PENDING_RESTART_SETTLE_SECONDS } : undefined, n.name);
         }
-        const db = witnessed.nodes.find((n) => n.role === "db")!;
+        const db = witnessed.nodes.find((n) => n.role === "db" && n.etcdVoter)!;
         assert.deepEqual(specs[db.name].health[0], [ROLLOUT_TOOL, "health", "patroni", `http://${db.meshAddress}:8008`]);
+        // etcd's /health on its plain metrics port: the client port admits only certificates.
+        assert.deepEqual(specs[db.name].health[1], [ROLLOUT_TOOL, "health", "etcd", `http://${db.meshAddress}:2381`]);
+        // The database group (members and witness) takes the rollout lock in etcd with its certificate; no other group holds one.
+        for (const n of witnessed.nodes) {
+            assert.deepEqual(specs[n.name].etcdTls, n.role === "db" || n.role === "witness" ? { cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key } : undefined, n.name);
+        }
         const app = witnessed.nodes.find((n) => n.role === "app")!;
         assert.deepEqual(specs[app.name].health[0], [ROLLOUT_TOOL, "health", "app", app.meshAddress, "/healthz", "/etc/vps-ha/app/release-*.env"]);
     });

@@ -10,7 +10,7 @@ import { CloudConfigPart, FilePart, PartRestart } from "./cloud-config";
 import { dbRestoreFiles } from "./db-restore";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
-import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_UNIT, etcdClientHosts, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
+import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, ETCD_UNIT, etcdClientHosts, etcdClientUrl, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
 import { switchoverFiles } from "./switchover";
@@ -27,6 +27,8 @@ export interface DatabaseSecrets {
     restApiPassword: string;
     /** The poolers' admin console (the switchover tool pauses and resumes them). */
     poolerAdminPassword: string;
+    /** PEMs for etcd's TLS: its CA, and this node's certificate (server and client) and key. */
+    etcdTls: EtcdTlsPems;
     /** Present when backups are configured. */
     backup?: {
         cipherPassphrase: string;
@@ -37,6 +39,26 @@ export interface DatabaseSecrets {
     };
 }
 
+export interface EtcdTlsPems {
+    caCertPem: string;
+    certPem: string;
+    keyPem: string;
+}
+
+/**
+ * ETCD_TLS_FILES on a node: the key readable by root, etcd (its owner on a voter) and, on a
+ * database member, Patroni and its tools (the postgres group); never by anyone else.
+ */
+export function etcdTlsFiles(node: PlannedNode, pems: EtcdTlsPems): FilePart[] {
+    const owner = node.etcdVoter ? (node.role === "db" ? "etcd:postgres" : "etcd:etcd") : "postgres:postgres";
+    const file = (path: string, content: string, permissions: string): FilePart => ({ path, content, permissions, owner, defer: true });
+    return [
+        file(ETCD_TLS_FILES.ca, pems.caCertPem, "0644"),
+        file(ETCD_TLS_FILES.cert, pems.certPem, "0644"),
+        file(ETCD_TLS_FILES.key, pems.keyPem, owner === "etcd:postgres" ? "0640" : "0600"),
+    ];
+}
+
 export const ETCD_PACKAGES = ["etcd-server", "etcd-client"];
 // Patroni's etcd3 store is built on python-etcd (the `etcd` module, Debian's python3-etcd), not
 // on the python3-etcd3 library; Debian's patroni only recommends it (as one of several stores).
@@ -45,11 +67,12 @@ export const POSTGRES_PACKAGES = ["postgresql-17", "patroni", "python3-etcd", "p
 const unitPath = (unit: string) => `/etc/systemd/system/${unit}`;
 const asPostgres = (f: Omit<FilePart, "owner" | "defer">): FilePart => ({ ...f, owner: "postgres:postgres", defer: true });
 
-function etcdPart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
+function etcdPart(plan: StackPlan, node: PlannedNode, pems: EtcdTlsPems): CloudConfigPart {
     const spec = etcdMemberSpec(plan, node);
     return {
         packages: ETCD_PACKAGES,
         files: [
+            ...etcdTlsFiles(node, pems),
             { path: ETCD_ENV_FILE, content: renderEtcdEnv(spec) },
             { path: ETCD_JOIN_SCRIPT, content: renderEtcdJoinScript(spec), permissions: "0755" },
             { path: unitPath(ETCD_UNIT), content: renderEtcdUnit() },
@@ -96,7 +119,9 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         // A digest of secrets, not the secrets; readable by root alone all the same.
         { path: PATRONI_RESTART_KEY, content: renderPatroniRestartKey(patroniSpec), permissions: "0600" },
         asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
-        { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? { unit: ETCD_UNIT, url: `http://${node.meshAddress}:${DB_PORTS.etcdClient}` } : undefined) },
+        // A non-voting member's Patroni is an etcd client all the same: it holds a certificate too.
+        ...(etcdLocal ? [] : etcdTlsFiles(node, secrets.etcdTls)),
+        { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? { unit: ETCD_UNIT, url: etcdClientUrl(node.meshAddress) } : undefined) },
         ...(etcdLocal ? toolFiles(ETCD_READY_TOOL, "etcd_ready") : []),
         ...patroniDynamicFiles(node.meshAddress, synchronous, restartParameters),
         ...afterPromoteFiles(PG_BIN_DIR),
@@ -156,7 +181,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
 /** The database tier's parts for `node`: role "db" or "witness"; nothing for other roles. */
 export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecrets): CloudConfigPart[] {
     const parts: CloudConfigPart[] = [];
-    if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node));
+    if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node, secrets.etcdTls));
     if (node.role === "db") parts.push(postgresPart(plan, node, secrets));
     if (node.role === "db" && node.etcdVoter) parts.push(leaderAwayPart(node.meshAddress));
     return parts;

@@ -5,7 +5,7 @@
 // the etcd leader came back after 25 s, one isolated alone after about 22 s.
 import { DB_PORTS } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
-import { ETCD_UNIT } from "./etcd";
+import { ETCD_TLS_FILES, ETCD_UNIT, etcdClientUrl } from "./etcd";
 import { PATRONI_UNIT } from "./patroni";
 import { toolFiles } from "./python-lib";
 import { renderUnit } from "./systemd";
@@ -17,7 +17,7 @@ export const LEADER_AWAY_EVERY_SECONDS = 5;
 
 /** The unit's command: the tool (vpsha/etcd_leader.py in node-agent/) with this member's Patroni and etcd. */
 export function leaderAwayCommand(meshAddress: string): string {
-    return `${LEADER_AWAY_SCRIPT} --patroni http://${meshAddress}:${DB_PORTS.patroni}/primary --etcd http://127.0.0.1:${DB_PORTS.etcdClient} --every ${LEADER_AWAY_EVERY_SECONDS}`;
+    return `${LEADER_AWAY_SCRIPT} --patroni http://${meshAddress}:${DB_PORTS.patroni}/primary --etcd ${etcdClientUrl("127.0.0.1")} --cacert ${ETCD_TLS_FILES.ca} --cert ${ETCD_TLS_FILES.cert} --key ${ETCD_TLS_FILES.key} --every ${LEADER_AWAY_EVERY_SECONDS}`;
 }
 
 export function leaderAwayPart(meshAddress: string): CloudConfigPart {

@@ -1,5 +1,7 @@
 // etcd 3.5, one voting member per database node (and the witness): Patroni's store. Listens on
 // the node's mesh address (peers, clients) and on loopback (local tools); never on 0.0.0.0.
+// Clients and peers speak TLS and must show a certificate from the stack's etcd CA (see
+// ETCD_TLS_FILES); only /metrics and /health stay plain http, on their own port.
 // The members are static, from the plan; a member rebuilt with an empty disk heals itself
 // (see renderEtcdJoinScript).
 import { DB_PORTS, MONITORING_PORTS, PlannedNode, StackPlan } from "../plan";
@@ -14,6 +16,19 @@ export const ETCD_DATA_DIR = "/var/lib/etcd/vps-ha";
 /** Written by the join script before every start; overrides the static initial-cluster settings. */
 export const ETCD_CLUSTER_STATE_FILE = "/var/lib/etcd/vps-ha.cluster.env";
 export const ETCD_JOIN_SCRIPT = "/usr/local/lib/vps-ha/etcd-join";
+
+/**
+ * The etcd CA and this node's certificate and key (server and client alike), on every node that
+ * runs etcd or talks to it: etcd, Patroni, the join script and vps-ha's tools all read these.
+ */
+export const ETCD_TLS_FILES = {
+    ca: "/etc/vps-ha/etcd-tls/ca.crt",
+    cert: "/etc/vps-ha/etcd-tls/member.crt",
+    key: "/etc/vps-ha/etcd-tls/member.key",
+} as const;
+
+/** etcdctl's flags for ETCD_TLS_FILES. */
+export const ETCDCTL_TLS_FLAGS = [`--cacert=${ETCD_TLS_FILES.ca}`, `--cert=${ETCD_TLS_FILES.cert}`, `--key=${ETCD_TLS_FILES.key}`];
 
 export interface EtcdPeer {
     name: string;
@@ -58,8 +73,12 @@ export function etcdMemberSpec(plan: StackPlan, node: PlannedNode): EtcdMemberSp
     };
 }
 
-const peerUrl = (address: string) => `http://${address}:${DB_PORTS.etcdPeer}`;
-const clientUrl = (address: string) => `http://${address}:${DB_PORTS.etcdClient}`;
+const peerUrl = (address: string) => `https://${address}:${DB_PORTS.etcdPeer}`;
+/** An etcd client URL (TLS, a client certificate required). */
+export const etcdClientUrl = (address: string) => `https://${address}:${DB_PORTS.etcdClient}`;
+const clientUrl = etcdClientUrl;
+/** etcd's plain-http /metrics and /health (no client API) on a member's mesh address. */
+export const etcdMetricsUrl = (address: string) => `http://${address}:${MONITORING_PORTS.etcdMetrics}`;
 
 /** The static initial cluster: name=peer URL of every voter. */
 export function initialCluster(spec: EtcdMemberSpec): string {
@@ -81,8 +100,17 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
         `ETCD_INITIAL_ADVERTISE_PEER_URLS=${peerUrl(spec.meshAddress)}`,
         `ETCD_LISTEN_CLIENT_URLS=${clientUrl(spec.meshAddress)},${clientUrl("127.0.0.1")}`,
         `ETCD_ADVERTISE_CLIENT_URLS=${clientUrl(spec.meshAddress)}`,
-        "# /metrics and /health for the monitoring nodes, apart from the client API.",
-        `ETCD_LISTEN_METRICS_URLS=http://${spec.meshAddress}:${MONITORING_PORTS.etcdMetrics}`,
+        "# Every client and every peer shows a certificate from the stack's etcd CA, or the TLS handshake fails.",
+        "ETCD_CLIENT_CERT_AUTH=true",
+        `ETCD_TRUSTED_CA_FILE=${ETCD_TLS_FILES.ca}`,
+        `ETCD_CERT_FILE=${ETCD_TLS_FILES.cert}`,
+        `ETCD_KEY_FILE=${ETCD_TLS_FILES.key}`,
+        "ETCD_PEER_CLIENT_CERT_AUTH=true",
+        `ETCD_PEER_TRUSTED_CA_FILE=${ETCD_TLS_FILES.ca}`,
+        `ETCD_PEER_CERT_FILE=${ETCD_TLS_FILES.cert}`,
+        `ETCD_PEER_KEY_FILE=${ETCD_TLS_FILES.key}`,
+        "# /metrics and /health for the monitoring nodes, apart from the client API (plain http: no keys there).",
+        `ETCD_LISTEN_METRICS_URLS=${etcdMetricsUrl(spec.meshAddress)}`,
         "# How a fresh cluster starts; the join script overrides both for a member that rejoins.",
         `ETCD_INITIAL_CLUSTER=${initialCluster(spec)}`,
         "ETCD_INITIAL_CLUSTER_STATE=new",
@@ -128,11 +156,15 @@ PEER_URL=${peerUrl(spec.meshAddress)}
 DATA_DIR=${ETCD_DATA_DIR}
 STATE_FILE=${ETCD_CLUSTER_STATE_FILE}
 OTHERS="${others.join(" ")}"
-DECIDED='import sys,urllib.request as u;sys.exit(b"not_decided" in u.urlopen(sys.argv[1],timeout=3).read())'
+CA=${ETCD_TLS_FILES.ca}
+CERT=${ETCD_TLS_FILES.cert}
+KEY=${ETCD_TLS_FILES.key}
+# The peer port wants this member's certificate too.
+DECIDED='import ssl,sys,urllib.request as u;c=ssl.create_default_context(cafile=sys.argv[2]);c.load_cert_chain(sys.argv[3],sys.argv[4]);sys.exit(b"not_decided" in u.urlopen(sys.argv[1],timeout=3,context=c).read())'
 DIRECTORY_STATUS=${DIRECTORY_STATUS}
 
 say() { echo "etcd-join: $*"; }
-ctl() { etcdctl --dial-timeout=2s --command-timeout=3s --endpoints="$endpoint" "$@"; }
+ctl() { etcdctl --dial-timeout=2s --command-timeout=3s --cacert="$CA" --cert="$CERT" --key="$KEY" --endpoints="$endpoint" "$@"; }
 write_state() {
   { echo "ETCD_INITIAL_CLUSTER_STATE=$1"; [ -z "\${2:-}" ] || echo "ETCD_INITIAL_CLUSTER=$2"; } > "$STATE_FILE.tmp" && mv "$STATE_FILE.tmp" "$STATE_FILE"
 }
@@ -169,7 +201,7 @@ endpoint=$(cat "$answers"/* 2>/dev/null | head -n 1)
 if [ -z "$endpoint" ]; then
   for peer in $OTHERS; do
     peer=\${peer%:*}:${DB_PORTS.etcdPeer}
-    if python3 -c "$DECIDED" "$peer/version" 2> /dev/null; then
+    if python3 -c "$DECIDED" "$peer/version" "$CA" "$CERT" "$KEY" 2> /dev/null; then
       say "$peer holds data: waiting"
       exit 1
     fi

@@ -9,6 +9,7 @@ import { DB_PORTS } from "../plan";
 import { afterPromoteHook, PG_CTL_WRAPPER } from "./after-promote";
 import { initdbArguments, restoreBootstrap, restoreReplicaMethods } from "./db-restore";
 import { MESH_UNIT } from "./mesh";
+import { ETCD_TLS_FILES } from "./etcd";
 import { SWITCHOVER_BEFORE_STOP } from "./switchover";
 import { renderUnit } from "./systemd";
 
@@ -237,7 +238,8 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             // Patroni asks for these on POST/PUT/PATCH/DELETE only; HAProxy's OPTIONS /primary needs none.
             authentication: { username: DB_USERS.restApi, password: spec.passwords.restApi },
         },
-        etcd3: { hosts: spec.etcdHosts, ...(spec.etcdHostsOnly ? { use_proxies: true } : {}) },
+        // etcd admits only clients with a certificate from the stack's etcd CA.
+        etcd3: { hosts: spec.etcdHosts, ...(spec.etcdHostsOnly ? { use_proxies: true } : {}), protocol: "https", cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key },
         bootstrap: {
             dcs: patroniDynamicConfig(spec.synchronous, spec.restartParameters),
             // With backups on, a new cluster comes from the repository when it holds a backup;
@@ -356,7 +358,7 @@ export function renderPatroniUnit(etcd?: PatroniEtcdWait): string {
             Group: "postgres",
             WorkingDirectory: "/var/lib/postgresql",
             // Within systemd's default start timeout (90 s).
-            ...(etcd ? { ExecStartPre: `${ETCD_READY_TOOL} --etcd ${etcd.url} --wait ${ETCD_READY_WAIT_SECONDS}` } : {}),
+            ...(etcd ? { ExecStartPre: `${ETCD_READY_TOOL} --etcd ${etcd.url} --cacert ${ETCD_TLS_FILES.ca} --cert ${ETCD_TLS_FILES.cert} --key ${ETCD_TLS_FILES.key} --wait ${ETCD_READY_WAIT_SECONDS}` } : {}),
             ExecStart: `/usr/bin/patroni ${PATRONI_CONFIG}`,
             Restart: "always",
             RestartSec: "5s",

@@ -15,9 +15,10 @@ import time
 import urllib.request
 
 import pytest
+from pki import make_pki
 from status_server import StatusServer
 
-from vpsha import rollout
+from vpsha import etcd_tls, rollout
 from vpsha.rollout import Env, Lock, apply_gated, effective_order, turn
 
 
@@ -345,8 +346,19 @@ def test_a_failed_handover_or_restart_halts_and_rolls_back(tmp_path, patroni):
 # ---------------------------------------------------------------- etcd: the database group's lock
 
 @pytest.fixture(scope="module")
-def etcd(tmp_path_factory):
-    """A real etcd on loopback (Debian's etcd-server, installed when missing); stopped by its PID."""
+def etcd_pki(tmp_path_factory):
+    """The spec's etcdTls for the test etcd: files of a CA and a member certificate (openssl)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def tls_of(files):
+    return etcd_tls.context((files["cacert"], files["cert"], files["key"]))
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory, etcd_pki):
+    """A real etcd on loopback with client certificates required, as the program configures it (Debian's
+    etcd-server, installed when missing); stopped by its PID."""
     if not shutil.which("etcd"):
         if os.geteuid() != 0:
             pytest.fail("etcd is not installed: apt-get install etcd-server")
@@ -359,16 +371,19 @@ def etcd(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         ports.append(s.getsockname()[1])
         s.close()
-    client, peer = ("http://127.0.0.1:%d" % p for p in ports)
+    client, peer = ("https://127.0.0.1:%d" % p for p in ports)
+    tls = ["--client-cert-auth", "--trusted-ca-file", etcd_pki["cacert"], "--cert-file", etcd_pki["cert"],
+           "--key-file", etcd_pki["key"], "--peer-client-cert-auth", "--peer-trusted-ca-file", etcd_pki["cacert"],
+           "--peer-cert-file", etcd_pki["cert"], "--peer-key-file", etcd_pki["key"]]
     proc = subprocess.Popen(["etcd", "--name", "t", "--data-dir", str(data / "d"), "--listen-client-urls", client,
                              "--advertise-client-urls", client, "--listen-peer-urls", peer,
-                             "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer],
+                             "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer, *tls],
                             stdout=open(data / "log", "w"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(client + "/health", timeout=2) as r:
+                with urllib.request.urlopen(client + "/health", timeout=2, context=tls_of(etcd_pki)) as r:
                     if b'"true"' in r.read():
                         break
             except OSError:
@@ -382,9 +397,36 @@ def etcd(tmp_path_factory):
 
 
 @pytest.mark.daemons
-def test_the_lock_admits_one_member_at_a_time(tmp_path, etcd):
+def test_the_lock_is_refused_without_a_certificate_from_the_etcd_ca(tmp_path, etcd, etcd_pki):
     env = env_for(tmp_path, etcd=etcd, lock_wait=1)
-    first, second = Lock(env, "db-1", 30), Lock(env, "db-2", 30)
+    d = os.path.dirname(etcd_pki["cacert"])
+    stranger = {**etcd_pki, "cert": os.path.join(d, "stranger.crt"), "key": os.path.join(d, "stranger.key")}
+    for tls, what in ((None, "no certificate"), (tls_of(stranger), "another CA's certificate")):
+        with pytest.raises(OSError, match="no etcd member answered.*(SSL|certificate|reset|EOF)") as refused:
+            Lock(env, "db-1", 30, tls=tls).acquire()
+        print("%s: %s" % (what, refused.value))
+    # With the member's own certificate, the same call goes through.
+    lock = Lock(env, "db-1", 30, tls=tls_of(etcd_pki))
+    assert lock.acquire() and lock.holder() == "db-1"
+    lock.release()
+
+
+def test_a_spec_with_unusable_etcd_tls_files_waits_on_etcd_and_says_why(tmp_path, peers):
+    env = env_for(tmp_path, etcd="https://127.0.0.1:1", lock_wait=1)
+    calls, status = Calls(), {}
+    peers["b"].status, peers["c"].status = healthy(role="replica"), healthy(role="replica")
+    spec = {**spec_for(peers["b"].port, group="db"), "etcdTls": {"cacert": str(tmp_path / "none.crt"),
+                                                              "cert": str(tmp_path / "none.crt"), "key": "k"}}
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, units=[], env=env) is False
+    assert calls.log == [] and status["waitingOn"] == "etcd"
+    assert "etcd's TLS files" in rollout.load_state(env)["waitReason"]
+    assert "etcdTls is" in rollout.spec_problem({**spec, "etcdTls": {"cacert": "x"}}, "a")
+
+
+@pytest.mark.daemons
+def test_the_lock_admits_one_member_at_a_time(tmp_path, etcd, etcd_pki):
+    env = env_for(tmp_path, etcd=etcd, lock_wait=1)
+    first, second = Lock(env, "db-1", 30, tls=tls_of(etcd_pki)), Lock(env, "db-2", 30, tls=tls_of(etcd_pki))
     assert first.acquire() and first.holder() == "db-1"
     started = time.monotonic()
     assert not second.acquire() and second.held_by == "db-1"
@@ -396,34 +438,34 @@ def test_the_lock_admits_one_member_at_a_time(tmp_path, etcd):
 
 
 @pytest.mark.daemons
-def test_a_member_without_its_own_etcd_takes_the_lock_through_another(tmp_path, etcd):
-    env = env_for(tmp_path, etcd="http://127.0.0.1:1", lock_wait=1)
-    lock = Lock(env, "db-3", 30, ["http://127.0.0.1:1", etcd])
+def test_a_member_without_its_own_etcd_takes_the_lock_through_another(tmp_path, etcd, etcd_pki):
+    env = env_for(tmp_path, etcd="https://127.0.0.1:1", lock_wait=1)
+    lock = Lock(env, "db-3", 30, ["https://127.0.0.1:1", etcd], tls_of(etcd_pki))
     assert lock.acquire() and lock.holder() == "db-3"
     lock.release()
-    assert Lock(env, "x", 30, [etcd]).holder() is None
+    assert Lock(env, "x", 30, [etcd], tls_of(etcd_pki)).holder() is None
     with pytest.raises(OSError, match="no etcd member answered"):
-        Lock(env, "db-3", 30).acquire()
+        Lock(env, "db-3", 30, tls=tls_of(etcd_pki)).acquire()
 
 
 @pytest.mark.daemons
-def test_a_lock_whose_holder_died_lapses_with_its_lease(tmp_path, etcd):
+def test_a_lock_whose_holder_died_lapses_with_its_lease(tmp_path, etcd, etcd_pki):
     env = env_for(tmp_path, etcd=etcd, lock_wait=6)
-    dead = Lock(env, "db-1", 2)
+    dead = Lock(env, "db-1", 2, tls=tls_of(etcd_pki))
     assert dead.acquire()
     dead.lease = None  # it never releases
-    after = Lock(env, "db-2", 30)
+    after = Lock(env, "db-2", 30, tls=tls_of(etcd_pki))
     assert after.acquire()
     after.release()
 
 
 @pytest.mark.daemons
-def test_db_group_hands_over_on_the_primary_under_the_lock(tmp_path, peers, patroni, etcd):
+def test_db_group_hands_over_on_the_primary_under_the_lock(tmp_path, peers, patroni, etcd, etcd_pki):
     marker = tmp_path / "handed-over"
     env = env_for(tmp_path, etcd=etcd, switchover_config=str(tmp_path / "switchover.json"),
                   switchover=["sh", "-c", "touch %s" % marker], lock_wait=1)
     calls, status = Calls(), {}
-    spec = spec_for(peers["b"].port, group="db", handover=["patroni.service"])
+    spec = {**spec_for(peers["b"].port, group="db", handover=["patroni.service"]), "etcdTls": etcd_pki}
     peers["b"].status, peers["c"].status = healthy(role="replica"), healthy(role="replica")
     # Only a reload of pgbouncer: no handover needed.
     assert apply_gated({**spec, "id": "r"}, "a", calls.apply, calls.rollback, status, units=[], env=env) is False
@@ -432,23 +474,23 @@ def test_db_group_hands_over_on_the_primary_under_the_lock(tmp_path, peers, patr
     assert not marker.exists()
     # a is the primary, so last: every other member is healthy with this id; patroni restarts here.
     peers["b"].status, peers["c"].status = healthy(role="replica"), healthy(role="replica")
-    held = Lock(env, "b", 30)
+    held = Lock(env, "b", 30, tls=tls_of(etcd_pki))
     assert held.acquire()
     assert apply_gated(spec, "a", calls.apply, calls.rollback, status, units=["patroni.service"], env=env) is False
     assert status["waitingOn"] == "b" and not marker.exists()
     held.release()
     assert apply_gated(spec, "a", calls.apply, calls.rollback, status, units=["patroni.service"], env=env) is True
     assert marker.exists() and calls.log == ["apply", "apply"]
-    assert Lock(env, "x", 30).holder() is None, "the lock is released after the change"
+    assert Lock(env, "x", 30, tls=tls_of(etcd_pki)).holder() is None, "the lock is released after the change"
 
 
 @pytest.mark.daemons
-def test_a_failed_handover_halts_before_anything_changes(tmp_path, peers, patroni, etcd):
+def test_a_failed_handover_halts_before_anything_changes(tmp_path, peers, patroni, etcd, etcd_pki):
     env = env_for(tmp_path, etcd=etcd, switchover_config=str(tmp_path / "switchover.json"),
                   switchover=["sh", "-c", "echo no candidate >&2; exit 1"])
     calls, status = Calls(), {}
     peers["b"].status, peers["c"].status = healthy(role="replica"), healthy(role="replica")
-    spec = spec_for(peers["b"].port, group="db", handover=["patroni.service"])
+    spec = {**spec_for(peers["b"].port, group="db", handover=["patroni.service"]), "etcdTls": etcd_pki}
     assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is False
     assert calls.log == [] and status["rolloutState"] == "halted" and "no candidate" in status["haltedReason"]
 
@@ -502,12 +544,12 @@ def run_agents(nodes, apply_once, bound=60):
 
 
 @pytest.mark.daemons
-def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_path, patroni, etcd):
+def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_path, patroni, etcd, etcd_pki):
     (tmp_path / "none.json").write_text("{}")
     a = Node("a", "127.0.0.1", 0, tmp_path, etcd, str(tmp_path / "switchover.json"))  # the primary (FakePatroni)
     nodes = [a] + [Node(n, addr, a.port, tmp_path, etcd, str(tmp_path / "none.json"))
                    for n, addr in (("b", "127.0.0.2"), ("c", "127.0.0.3"))]
-    spec = spec_for(a.port, group="db", rid="upgrade", handover=["patroni.service"])
+    spec = {**spec_for(a.port, group="db", rid="upgrade", handover=["patroni.service"]), "etcdTls": etcd_pki}
     addresses = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
     spec["order"] = [{"name": n.name, "meshAddress": addr} for n, addr in zip(nodes, addresses, strict=True)]
     marker = tmp_path / "handed-over"
@@ -535,8 +577,8 @@ def test_three_agents_change_one_at_a_time_in_order_with_the_primary_last(tmp_pa
 
 
 @pytest.mark.daemons
-def test_pending_restarts_go_one_member_at_a_time_replicas_first_the_primary_after_its_handover(tmp_path, etcd,
-                                                                                              monkeypatch):
+def test_pending_restarts_go_one_member_at_a_time_replicas_first_the_primary_after_its_handover(
+        tmp_path, etcd, etcd_pki, monkeypatch):
     # After the PATCH every member's Patroni reports pending_restart; a is the primary.
     events = []
     patronis = {n: FakePatroni(n, events) for n in ("a", "b", "c")}
@@ -555,7 +597,7 @@ def test_pending_restarts_go_one_member_at_a_time_replicas_first_the_primary_aft
     # The handover: a demoted, b promoted (their Patroni say so), as the switchover tool leaves them.
     a.env.switchover = [sys.executable, "-c", "import sys; sys.stdout.write('ok')"]
     spec = {**spec_for(a.port, group="db", rid="max-connections", handover=["vps-ha-patroni.service"]),
-            "pendingRestart": PENDING}
+            "pendingRestart": PENDING, "etcdTls": etcd_pki}
     spec["order"] = [{"name": n.name, "meshAddress": addr}
                      for n, addr in zip(nodes, ("127.0.0.1", "127.0.0.2", "127.0.0.3"), strict=True)]
     lock = threading.Lock()

@@ -6,13 +6,15 @@ leader keeps its leader key that much longer). Every few seconds it asks Patroni
 node is primary and etcd whether this node leads; when both, it hands etcd's leadership to
 another voting member.
 
-usage: vps-ha-etcd-leader-away --patroni URL --etcd URL --every SECONDS
+usage: vps-ha-etcd-leader-away --patroni URL --etcd URL --cacert FILE --cert FILE --key FILE --every SECONDS
 """
 import json
 import subprocess
 import sys
 import time
 import urllib.request
+
+from vpsha import etcd_tls
 
 
 def is_primary(patroni):
@@ -39,12 +41,21 @@ def successor(me, members):
     return others[0] if others else None
 
 
+def etcdctl_command(endpoint, files):
+    """etcdctl against `endpoint` with this node's certificate, JSON out."""
+    return ["etcdctl", "--endpoints=" + endpoint, "--command-timeout=2s", *etcd_tls.etcdctl_flags(files), "-w", "json"]
+
+
 def main(argv):
+    try:
+        argv, files = etcd_tls.split_args(argv)
+    except ValueError:
+        argv = []
     if len(argv) != 6 or argv[0::2] != ["--patroni", "--etcd", "--every"] or not argv[5].isdigit():
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
     patroni, every = argv[1], int(argv[5])
-    command = ["etcdctl", "--endpoints=" + argv[3], "--command-timeout=2s", "-w", "json"]
+    command = etcdctl_command(argv[3], files)
     while True:
         time.sleep(every)
         try:
@@ -55,7 +66,7 @@ def main(argv):
                 continue
             target = successor(status["header"]["member_id"], etcd(command, "member", "list")["members"])
             if target:
-                subprocess.run(command[:3] + ["move-leader", "%x" % target["ID"]], capture_output=True, timeout=10)
+                subprocess.run(command[:-2] + ["move-leader", "%x" % target["ID"]], capture_output=True, timeout=10)
                 print("moved the etcd leader to %s (%x): this node holds the PostgreSQL primary"
                       % (target.get("name"), target["ID"]), flush=True)
         # etcd or Patroni busy or restarting: look again next time

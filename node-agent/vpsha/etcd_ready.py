@@ -9,12 +9,14 @@ its etcd anyway (it waits "on etcd" before anything else), so waiting here costs
 Exits 0 once the cluster version is 3.4 or later, 1 when the bound runs out (systemd starts
 Patroni again after its RestartSec, and this waits again).
 
-usage: vps-ha-etcd-ready --etcd URL --wait SECONDS
+usage: vps-ha-etcd-ready --etcd URL --cacert FILE --cert FILE --key FILE --wait SECONDS
 """
 import json
 import sys
 import time
 import urllib.request
+
+from vpsha import etcd_tls
 
 # The first cluster version whose gRPC gateway Patroni reaches at /v3, which etcd 3.5 serves.
 LEAST = (3, 4)
@@ -28,10 +30,10 @@ def cluster_version(answer):
         return None
 
 
-def read_version(url, timeout=2):
-    """etcd's /version answer, or None when etcd does not answer with one."""
+def read_version(url, timeout=2, tls=None):
+    """etcd's /version answer, or None when etcd does not answer with one. tls: an SSL context (etcd_tls)."""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/version", timeout=timeout) as r:
+        with urllib.request.urlopen(url.rstrip("/") + "/version", timeout=timeout, context=tls) as r:
             return json.loads(r.read())
     except (OSError, ValueError):
         return None
@@ -57,10 +59,19 @@ def wait(url, seconds, read=read_version, clock=time.monotonic, sleep=time.sleep
 
 
 def main(argv):
+    try:
+        argv, files = etcd_tls.split_args(argv)
+    except ValueError:
+        argv = []
     if len(argv) != 4 or argv[0::2] != ["--etcd", "--wait"] or not argv[3].isdigit():
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    if wait(argv[1], int(argv[3])):
+    try:
+        tls = etcd_tls.context(files)
+    except (OSError, ValueError) as e:
+        print("etcd's TLS files %s: %s" % (", ".join(files), e), file=sys.stderr)
+        return 1
+    if wait(argv[1], int(argv[3]), read=lambda url: read_version(url, tls=tls)):
         return 0
     print("etcd at %s did not report a cluster version of %d.%d or later within %s s"
           % (argv[1], LEAST[0], LEAST[1], argv[3]), file=sys.stderr)

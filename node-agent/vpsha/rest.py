@@ -9,14 +9,15 @@ import urllib.error
 import urllib.request
 
 
-def request(url, method="GET", body=None, auth=None, timeout=5):
-    """(status, body text); status None when nothing answered. auth: (user, password) or None."""
+def request(url, method="GET", body=None, auth=None, timeout=5, context=None):
+    """(status, body text); status None when nothing answered. auth: (user, password) or None;
+    context: an SSL context for https (etcd's client certificate)."""
     req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
     req.add_header("Content-Type", "application/json")
     if auth:
         req.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode())
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()

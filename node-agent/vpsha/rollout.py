@@ -10,8 +10,9 @@ applies when it is its turn:
   - no node of the group reports this id halted (then this node keeps its old state and names
     the node that halted it) or is applying it;
   - in the database group, this node holds a lock all members agree on (an etcd v3 key under a
-    lease, taken with a transaction through the local member's JSON gateway), so two members
-    never change at once even when they disagree on who the primary is.
+    lease, taken with a transaction through the local member's JSON gateway, over TLS with this
+    node's etcd certificate: the spec's etcdTls names the files), so two members never change at
+    once even when they disagree on who the primary is.
 Then: hand over first when this node is the Patroni primary and a handover unit restarts (the
 planned switchover tool), apply; on a database member whose change restarted the dynamic
 configuration's tool, restart PostgreSQL through Patroni when it reports pending_restart (a
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import time
 
+from vpsha import etcd_tls
 from vpsha.rest import request
 
 # desired.py keeps it in its state directory (components/render/desired-agent.ts: DESIRED_STATE_DIR).
@@ -48,7 +50,7 @@ DESIRED_STATUS = "/run/vps-ha/desired-status.json"
 # The directory agent's env file per web instance (components/render/app.ts releaseEnvFile).
 APP_RELEASES = "/etc/vps-ha/app/release-*.env"
 ETCD_PORT = 2379
-ETCD = "http://127.0.0.1:%d" % ETCD_PORT
+ETCD = "https://127.0.0.1:%d" % ETCD_PORT
 LOCK_KEY = "/vps-ha/rollout/db"
 PRIMARY_ROLES = ("primary", "master", "standby_leader")
 # The status JSON is small; a peer that sends more is not one of ours.
@@ -198,11 +200,12 @@ def _b64(s):
     return base64.b64encode(s.encode()).decode()
 
 
-def etcd_call(env, path, body, endpoints=None):
-    """POST to the first of `endpoints` (default: the local member) that answers; any member of the cluster will do."""
+def etcd_call(env, path, body, endpoints=None, tls=None):
+    """POST to the first of `endpoints` (default: the local member) that answers; any member of the cluster will do.
+    tls: the SSL context with this node's etcd certificate (etcd_tls.context)."""
     errors = []
     for url in endpoints or [env.etcd]:
-        code, text = request(url.rstrip("/") + path, "POST", body, timeout=5)
+        code, text = request(url.rstrip("/") + path, "POST", body, timeout=5, context=tls)
         if code is None:
             errors.append("%s: %s" % (url, text))
             continue
@@ -216,15 +219,16 @@ class Lock:
     """
     An etcd key held under a lease: taken only when nobody holds it; it lapses with the lease if we
     die. `endpoints`: where to ask, the local member first (a member that is no etcd voter has none
-    and asks the others).
+    and asks the others). `tls`: the SSL context etcd's client authentication wants.
     """
 
-    def __init__(self, env, node, ttl, endpoints=None):
+    def __init__(self, env, node, ttl, endpoints=None, tls=None):
         self.env, self.node, self.ttl, self.lease = env, node, int(ttl), None
         self.endpoints = endpoints or [env.etcd]
+        self.tls = tls
 
     def call(self, path, body):
-        return etcd_call(self.env, path, body, self.endpoints)
+        return etcd_call(self.env, path, body, self.endpoints, self.tls)
 
     def holder(self):
         got = self.call("/v3/kv/range", {"key": _b64(LOCK_KEY)})
@@ -393,6 +397,9 @@ def spec_problem(spec, node):
                                     or not isinstance(pending.get("settleSeconds"), (int, float))
                                     or pending["settleSeconds"] <= 0):
             return "pendingRestart is not {units: a list, settleSeconds: a positive number}"
+        files = spec.get("etcdTls")
+        if files is not None and not all(isinstance(files.get(k), str) and files[k] for k in ("cacert", "cert", "key")):
+            return "etcdTls is %r; expected {cacert, cert, key}: file paths" % (files,)
     except (KeyError, TypeError, AttributeError) as err:
         return "missing or malformed %s" % err
     return None
@@ -457,12 +464,18 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
 
     lock = None
     if group == "db":
-        members = ["http://%s:%d" % (o["meshAddress"], ETCD_PORT) for o in spec["order"] if o["name"] != node]
+        scheme = env.etcd.split("://")[0]
+        members = ["%s://%s:%d" % (scheme, o["meshAddress"], ETCD_PORT) for o in spec["order"] if o["name"] != node]
         # Held through the longest change: a handover, a PostgreSQL restart where Patroni asks, the health wait.
         settle = (spec.get("pendingRestart") or {}).get("settleSeconds", 0)
         ttl = spec["healthTimeoutSeconds"] + env.handover_timeout + settle + env.restart_timeout + 120
-        lock = Lock(env, node, ttl, [env.etcd] + members)
+        files = spec.get("etcdTls")
         try:
+            try:
+                tls = etcd_tls.context((files["cacert"], files["cert"], files["key"])) if files else None
+            except (OSError, ValueError) as err:
+                raise OSError("etcd's TLS files %s: %s" % (files, err)) from err
+            lock = Lock(env, node, ttl, [env.etcd] + members, tls)
             if not lock.acquire():
                 save_state(env, {**base, "rolloutState": "waiting", "waitingOn": lock.held_by, "waitingSince": since,
                                  "waitReason": "holds the rollout lock"}, status)

@@ -1,7 +1,7 @@
 // What the lab asks etcd: its members (voters or learners, started or not) and which one leads,
-// through etcdctl inside a node that runs a member, on that member's loopback client URL.
-import { DB_PORTS } from "../../components/plan";
-import { ETCD_UNIT } from "../../components/render/etcd";
+// through etcdctl inside a node that runs a member, on that member's loopback client URL, with
+// that node's own etcd certificate (etcd admits no client without one).
+import { ETCD_UNIT, ETCDCTL_TLS_FLAGS, etcdClientUrl } from "../../components/render/etcd";
 import { execInNode, labNodes, nodeUnits, NodeState } from "./realize";
 
 export interface EtcdMember {
@@ -14,8 +14,11 @@ export interface EtcdMember {
     clientUrls: string[];
 }
 
+/** etcdctl in `node` against its own member, as root with the node's certificate. */
+export const etcdctlArgs = (args: string[]) => ["etcdctl", `--endpoints=${etcdClientUrl("127.0.0.1")}`, ...ETCDCTL_TLS_FLAGS, ...args];
+
 const ctl = (node: string, args: string[]) =>
-    execInNode(node, ["etcdctl", `--endpoints=http://127.0.0.1:${DB_PORTS.etcdClient}`, "--dial-timeout=2s", "--command-timeout=3s", ...args], { timeoutMs: 10_000, allowFail: true });
+    execInNode(node, [...etcdctlArgs([]), "--dial-timeout=2s", "--command-timeout=3s", ...args], { timeoutMs: 10_000, allowFail: true });
 
 /** Nodes whose etcd unit is running. */
 export async function etcdNodes(): Promise<NodeState[]> {

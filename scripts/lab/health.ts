@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DIRECTORY_STATUS } from "../../components/render/directory-agent";
-import { ETCD_UNIT } from "../../components/render/etcd";
+import { ETCD_UNIT, etcdMetricsUrl } from "../../components/render/etcd";
 import { PATRONI_UNIT } from "../../components/render/patroni";
 import { DB_PORTS, HAPROXY_PORTS } from "../../components/plan";
 import { execInNode, labNodes, nodePids, nodeRoot, nodeUnits, NodeState, UnitStatus } from "./realize";
@@ -38,7 +38,7 @@ const PROBES: { unit: RegExp; name: string; url: (n: NodeState, app: LabApp | un
     // The monitor URI Cloudflare asks: 200 only while the app backend has a server up.
     { unit: /^haproxy\.service$/, name: "web", url: () => `http://127.0.0.1:${HAPROXY_PORTS.http}/healthz` },
     { unit: /patroni.*\.service$/, name: "patroni", url: (n) => `http://${n.meshAddress}:${DB_PORTS.patroni}/health` },
-    { unit: /etcd.*\.service$/, name: "etcd", url: (n) => `http://${n.meshAddress}:${DB_PORTS.etcdClient}/health` },
+    { unit: /etcd.*\.service$/, name: "etcd", url: (n) => `${etcdMetricsUrl(n.meshAddress)}/health` },
     // One web instance per image of the release, named by its port.
     { unit: /^vps-ha-app@\d+\.service$/, name: "app", url: (n, app, unit) => (app ? `http://${n.meshAddress}:${unit.replace(/\D/g, "")}${app.healthPath}` : undefined) },
 ];

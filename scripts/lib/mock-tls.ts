@@ -34,6 +34,13 @@ function altNames(inputs: Record<string, unknown>): string[] {
     return dns.length + ips.length ? [`subjectAltName=${[...dns, ...ips].join(",")}`] : [];
 }
 
+/** OpenSSL's names for the resource's allowedUses that are key usages (the extended ones aside). */
+function keyUsage(inputs: Record<string, unknown>): string | undefined {
+    const names: Record<string, string> = { cert_signing: "keyCertSign", crl_signing: "cRLSign", digital_signature: "digitalSignature", key_encipherment: "keyEncipherment" };
+    const usages = ((inputs.allowedUses as string[] | undefined) ?? []).map((u) => names[u]).filter(Boolean);
+    return usages.length ? usages.join(",") : undefined;
+}
+
 const days = (inputs: Record<string, unknown>) => String(Math.max(1, Math.ceil(Number(inputs.validityPeriodHours ?? 24) / 24)));
 const subject = (inputs: Record<string, unknown>) => `/CN=${(inputs.subject as Subject | undefined)?.commonName ?? "localhost"}`;
 
@@ -61,7 +68,10 @@ function create(type: string, name: string, inputs: Record<string, unknown>): Re
         }
         case "tls:index/selfSignedCert:SelfSignedCert": {
             const ca = inputs.isCaCertificate === true;
-            const ext = [ca ? "basicConstraints=critical,CA:TRUE" : "basicConstraints=critical,CA:FALSE", ...altNames(inputs)];
+            // The key usages asked for, as the provider writes them: Python 3.13's default TLS context
+            // (strict X.509) refuses a CA whose certificate has none.
+            const usage = keyUsage(inputs);
+            const ext = [ca ? "basicConstraints=critical,CA:TRUE" : "basicConstraints=critical,CA:FALSE", ...(usage ? [`keyUsage=critical,${usage}`] : []), ...altNames(inputs)];
             return { certPem: openssl(["req", "-x509", "-new", "-key", "@key.pem", "-subj", subject(inputs), "-days", days(inputs), ...ext.flatMap((e) => ["-addext", e])], { "key.pem": String(inputs.privateKeyPem) }) };
         }
         case "tls:index/certRequest:CertRequest":

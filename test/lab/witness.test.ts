@@ -3,6 +3,7 @@
 // holding most database members included, with no acknowledged write lost.
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { etcdUnauthenticated } from "../../scripts/lab/drills/etcd-auth";
 import { primaryOntoMajority, providerLoss, providerLossMajority, singleRunSlack } from "../../scripts/lab/drills/db";
 import { etcdMembers } from "../../scripts/lab/etcd";
 import { labHealth, processNames } from "../../scripts/lab/health";
@@ -49,6 +50,18 @@ describe("a stack with a witness in the lab @lab", function () {
         assert.deepEqual(processes.filter((p) => /^(postgres|patroni)/.test(p)), [], "no PostgreSQL or Patroni process on the witness");
         assert.ok(health.find((h) => h.name === witness.name)?.checks.some((c) => c.name === "role" && c.ok && /etcd only/.test(c.detail)));
         run.notePids();
+    });
+
+    // Before the failovers: etcd refuses every client without a certificate from its CA (as nobody
+    // on a member, from the witness, over the mesh); the failovers after it show Patroni, which
+    // has one, still works.
+    it("drill etcd-unauthenticated", async function () {
+        const result = await etcdUnauthenticated.run({ log });
+        run.results.push(result);
+        for (const note of result.notes) log(`  ${note}`);
+        assert.ok(result.notes.some((n) => / as nobody: etcdctl put on loopback/.test(n)), `no attempt as nobody on a member: ${JSON.stringify(result.notes)}`);
+        assert.ok(result.notes.some((n) => /^witness-1 as root: etcdctl put to .* over the mesh/.test(n)), `no attempt from the witness: ${JSON.stringify(result.notes)}`);
+        assert.ok(result.checksPassed, `drill failed: ${JSON.stringify(result)}`);
     });
 
     // First the minority provider's loss with the primary on the majority provider: a synchronous

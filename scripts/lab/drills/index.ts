@@ -5,6 +5,7 @@ import { archiveOutage } from "./archive";
 import { backupRestore } from "./backup";
 import { clusterLoss } from "./cluster-loss";
 import { dbPrimaryIsolate, dbPrimaryKill, dbReplicaKill, dbSwitchover, etcdMemberKill, providerLoss, providerLossMajority } from "./db";
+import { etcdUnauthenticated } from "./etcd-auth";
 import { doubleChangeRefused, memberMove } from "./members";
 import { nodeIsolate, nodeKill } from "./node-faults";
 import { switchoverInterrupted } from "./pooler";
@@ -30,7 +31,7 @@ export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused,
  */
 export const monitoringDrills: Drill[] = [alerts, restoreCheck, monitoringLoss];
 
-export const drills: Drill[] = [...monitoringDrills, appCompromise, nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
+export const drills: Drill[] = [...monitoringDrills, appCompromise, nodeKill, nodeIsolate, appNodeKill, haproxyKill, dbPrimaryKill, dbPrimaryIsolate, dbReplicaKill, etcdMemberKill, etcdUnauthenticated, providerLoss, providerLossMajority, dbMemberReplace, dbSwitchover, switchoverInterrupted, backupRestore, archiveOutage, releaseSwitch, releaseRollback, ...liveChangeDrills];
 
 export function findDrill(name: string): Drill {
     const d = drills.find((x) => x.name === name);

@@ -5,10 +5,9 @@
 // the leader, until it streams again (and votes in the synchronous set where the mode puts it).
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DB_PORTS } from "../../../components/plan";
 import { ETCD_UNIT } from "../../../components/render/etcd";
 import { PATRONI_UNIT } from "../../../components/render/patroni";
-import { etcdMembers, EtcdMember } from "../etcd";
+import { etcdctlArgs, etcdMembers, EtcdMember } from "../etcd";
 import { sleep } from "../exec";
 import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
 import { execInNode, labNodes, nodeLogDir, NodeState } from "../realize";
@@ -42,7 +41,7 @@ async function membersOf(asker: string): Promise<EtcdMember[]> {
 
 /** Every member's own health endpoint, as etcdctl finds them from the member list. */
 async function etcdHealth(asker: string): Promise<{ ok: boolean; detail: string }> {
-    const r = await execInNode(asker, ["etcdctl", `--endpoints=http://127.0.0.1:${DB_PORTS.etcdClient}`, "--command-timeout=5s", "endpoint", "health", "--cluster"], { timeoutMs: 20_000, allowFail: true });
+    const r = await execInNode(asker, etcdctlArgs(["--command-timeout=5s", "endpoint", "health", "--cluster"]), { timeoutMs: 20_000, allowFail: true });
     const lines = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /is (un)?healthy/.test(l));
     const healthy = lines.filter((l) => / is healthy/.test(l)).length;
     return { ok: r.code === 0 && healthy === lines.length && healthy > 0, detail: `${healthy} of ${lines.length} endpoints healthy` };

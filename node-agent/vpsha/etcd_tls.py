@@ -1,0 +1,39 @@
+"""vps-ha: how the tools reach etcd, which admits only clients with a certificate from the stack's CA.
+
+The file paths come from the caller's arguments or config (components/render/etcd.ts decides them:
+ETCD_TLS_FILES); this module only turns them into an SSL context or etcdctl's flags.
+"""
+import ssl
+
+# The tools' arguments that name the files, in this order.
+ARGS = ("--cacert", "--cert", "--key")
+
+
+def split_args(argv):
+    """(argv without `--cacert F --cert F --key F`, (cacert, cert, key)); raises ValueError when any is missing."""
+    rest, files = [], {}
+    i = 0
+    while i < len(argv):
+        if argv[i] in ARGS and i + 1 < len(argv):
+            files[argv[i]] = argv[i + 1]
+            i += 2
+        else:
+            rest.append(argv[i])
+            i += 1
+    missing = [a for a in ARGS if not files.get(a)]
+    if missing:
+        raise ValueError("missing %s" % " ".join(missing))
+    return rest, tuple(files[a] for a in ARGS)
+
+
+def context(files):
+    """An SSL context that trusts the etcd CA alone and shows this node's certificate; files: (cacert, cert, key)."""
+    cacert, cert, key = files
+    ctx = ssl.create_default_context(cafile=cacert)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def etcdctl_flags(files):
+    """etcdctl's flags for the same files."""
+    return ["%s=%s" % (a, f) for a, f in zip(ARGS, files, strict=True)]
