@@ -190,6 +190,10 @@ function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
     if (p !== undefined && (typeof p !== "object" || p === null || !strings(p.units) || typeof p.settleSeconds !== "number" || !(p.settleSeconds > 0))) {
         fail(node, "rollout.pendingRestart", p, "expected {units: a list of unit names, settleSeconds: a positive number}");
     }
+    const t = r.etcdTls;
+    if (t !== undefined && (typeof t !== "object" || t === null || ![t.cacert, t.cert, t.key].every((f) => typeof f === "string" && f.startsWith("/")))) {
+        fail(node, "rollout.etcdTls", t, "expected {cacert, cert, key}: absolute file paths");
+    }
     return {
         group: r.group,
         id: r.id,
@@ -199,6 +203,7 @@ function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
         healthTimeoutSeconds: r.healthTimeoutSeconds,
         handoverUnits: [...r.handoverUnits],
         ...(p ? { pendingRestart: { units: [...p.units], settleSeconds: p.settleSeconds } } : {}),
+        ...(t ? { etcdTls: { cacert: t.cacert, cert: t.cert, key: t.key } } : {}),
     };
 }
 

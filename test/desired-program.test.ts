@@ -13,6 +13,7 @@ import { compareServers, ServerFacts } from "../components/replacement";
 import { packUserData } from "../components/providers/user-data";
 import { ADMIN_KEYS_DIR } from "../components/render/admin-ssh";
 import { PATRONI_CONFIG } from "../components/render/patroni";
+import { ETCD_TLS_FILES } from "../components/render/etcd";
 import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_UNIT } from "../components/render/patroni-dynamic";
 import { ROLLOUT_BEARER_FILE, ROLLOUT_TOKEN_FILE } from "../components/render/haproxy";
 import { ROLLOUT_TOKEN_ENV } from "../components/render/rollout-wait";
@@ -74,6 +75,13 @@ describe("desired state: routine changes keep every server (mock runtime)", func
             assert.ok(!userData.includes(PATRONI_CONFIG) && !userData.includes("ssh_authorized_keys"), `${node}: role files or admin keys in its bootstrap`);
         }
         for (const m of members) assert.ok(prod.desired[m].files.some((f) => f.path === PATRONI_CONFIG), `${m}: Patroni's config comes as desired state`);
+    });
+
+    it("publishes the database group's rollout spec with the etcd certificate files its lock is taken with, and no other group's", () => {
+        for (const [node, doc] of Object.entries(prod.desired)) {
+            const want = members.includes(node) ? { cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key } : undefined;
+            assert.deepEqual(doc.rollout?.etcdTls, want, node);
+        }
     });
 
     for (const [what, edit] of changes()) {
