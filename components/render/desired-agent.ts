@@ -37,7 +37,7 @@ export function desiredAgentConfig(c: { stack: string; node: string; dnsName: st
 
 export function renderDesiredUnit(): string {
     return renderUnit({
-        Unit: { Description: "vps-ha desired state: this node's configuration from its signed DNS records", After: "network-online.target", Wants: "network-online.target", StartLimitIntervalSec: "0" },
+        Unit: { Description: "vps-ha desired state, from signed DNS records", After: "network-online.target", Wants: "network-online.target", StartLimitIntervalSec: "0" },
         // No time limit on a round's stop: a round may be installing packages.
         Service: { Type: "simple", ExecStart: DESIRED_AGENT, Restart: "always", RestartSec: "5s", RuntimeDirectory: "vps-ha", RuntimeDirectoryPreserve: "yes" },
         Install: { WantedBy: "multi-user.target" },

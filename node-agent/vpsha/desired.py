@@ -328,8 +328,7 @@ def resolve_shared(doc, shared_files):
     for r in doc.get("shared", []):
         f = shared_files.get(r["path"])
         if f is None or hashlib.sha256(f["content"].encode()).hexdigest() != r["sha256"]:
-            raise Bad("the shared document does not hold %s as this node's document expects (an update under way?)"
-                      % r["path"])
+            raise Bad("the shared document does not hold %s as expected (an update under way?)" % r["path"])
         files.append(f)
     return {**doc, "files": sorted(files, key=lambda f: f["path"])}
 
@@ -841,9 +840,8 @@ def main(argv):
 
 def restart_into_new_code(argv, execv=os.execv):
     """Runs this agent's new code in the same process: its unit stays active, where an exit would
-    leave it activating for RestartSec (health checks and monitoring then count the node down)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    leave it activating for RestartSec (health checks and monitoring then count the node down).
+    Every log line is flushed already."""
     execv(sys.executable, [sys.executable, os.path.abspath(sys.argv[0])] + list(argv))
 
 

@@ -148,6 +148,8 @@ export async function nodeHealth(node: NodeState, all: NodeState[] = labNodes())
         // A scheduled job's run that failed (a backup fired while its member restarted) is the
         // monitoring's to report (its alert), not a daemon down: shown, not counted.
         if (u.state === "failed" && scheduledJob(u.unit, every)) checks.push({ name: u.unit, ok: true, detail: `${detail}: a scheduled job's last run; its alert reports it` });
+        // A timer's oneshot is "activating" for as long as it runs: at work, not down.
+        else if (u.state === "activating" && scheduledJob(u.unit, every)) checks.push({ name: u.unit, ok: true, detail: `${detail}: a scheduled job running` });
         else checks.push({ name: u.unit, ok, detail });
     }
     const peers = all.filter((p) => p.name !== node.name && !p.isolated);
