@@ -106,26 +106,30 @@ function unexpected(since: number, expected: Pick<Expected, "alert" | "instance"
 /** A scheduled backup's failed run on a member: a timer may fire while a member is broken, and its alert is real. */
 const backupUnitFailure = (a: { name: string; labels: Record<string, string> }) => a.name === "SystemdUnitFailed" && /^vps-ha-backup-(full|diff|incr)\.service$/.test(a.labels.name ?? "");
 
+/** A drill judged at the receiver: no load runs (the faults are the monitoring's to see), so nothing is lost or failed. */
+function receiverResult(
+    timing: Pick<DrillResult, "drill" | "target" | "rtoSeconds" | "rtoTargetSeconds" | "recoverySeconds">,
+    checks: ReturnType<typeof drillChecks>,
+    figures: Record<string, number>,
+): DrillResult {
+    return { ...timing, lostWrites: 0, failedRequests: 0, failedHttpRequests: null, splitBrain: false, logDir: RECEIVED_FILE, passed: checks.ok, figures, notes: checks.notes };
+}
+
 function result(drill: string, target: string, expected: Expected[], checks: ReturnType<typeof drillChecks>, figures: Record<string, number>): DrillResult {
     const late = expected.map((e) => (e.firedAt === undefined ? null : (e.firedAt - e.faultAt) / 1000 - e.boundSeconds));
     const resolve = expected.map((e) => (e.resolvedAt === undefined || e.repairedAt === undefined ? null : (e.resolvedAt - e.repairedAt) / 1000));
-    return {
-        drill,
-        target,
-        // Seconds past its rule's bound the slowest alert arrived (the target: DELIVERY_SLACK_SECONDS).
-        rtoSeconds: late.some((x) => x === null) ? null : Math.max(0, ...(late as number[]).map((x) => Math.round(x * 10) / 10)),
-        rtoTargetSeconds: DELIVERY_SLACK_SECONDS,
-        recoverySeconds: resolve.some((x) => x === null) ? null : Math.max(0, ...(resolve as number[]).map((x) => Math.round(x * 10) / 10)),
-        lostWrites: 0,
-        failedRequests: 0,
-        // No web load: the faults are the monitoring's to see, measured at the receiver.
-        failedHttpRequests: null,
-        splitBrain: false,
-        logDir: RECEIVED_FILE,
-        passed: checks.ok,
+    return receiverResult(
+        {
+            drill,
+            target,
+            // Seconds past its rule's bound the slowest alert arrived (the target: DELIVERY_SLACK_SECONDS).
+            rtoSeconds: late.some((x) => x === null) ? null : Math.max(0, ...(late as number[]).map((x) => Math.round(x * 10) / 10)),
+            rtoTargetSeconds: DELIVERY_SLACK_SECONDS,
+            recoverySeconds: resolve.some((x) => x === null) ? null : Math.max(0, ...(resolve as number[]).map((x) => Math.round(x * 10) / 10)),
+        },
+        checks,
         figures,
-        notes: checks.notes,
-    };
+    );
 }
 
 // --- alerts -----------------------------------------------------------------------------------
@@ -435,22 +439,18 @@ export const monitoringLoss: Drill = {
             ...(resumedAt !== undefined ? { "heartbeat resumed after restart s": secs(resumedAt - restartedAt) } : {}),
         };
         await waitHealthy(ctx.log, HEALTHY_TIMEOUT_MS);
-        return {
-            drill: "monitoring-loss",
-            target: monitors.map((m) => m.name).join(", "),
-            rtoSeconds: resumedAt === undefined ? null : secs(resumedAt - restartedAt),
-            // The heartbeat's own interval plus a minute: the monitoring's start, its first evaluation, one send.
-            rtoTargetSeconds: secs(interval) + DELIVERY_SLACK_SECONDS,
-            recoverySeconds: resumedAt === undefined ? null : secs(resumedAt - restartedAt),
-            lostWrites: 0,
-            failedRequests: 0,
-            failedHttpRequests: null,
-            splitBrain: false,
-            logDir: RECEIVED_FILE,
-            passed: checks.ok,
+        return receiverResult(
+            {
+                drill: "monitoring-loss",
+                target: monitors.map((m) => m.name).join(", "),
+                rtoSeconds: resumedAt === undefined ? null : secs(resumedAt - restartedAt),
+                // The heartbeat's own interval plus a minute: the monitoring's start, its first evaluation, one send.
+                rtoTargetSeconds: secs(interval) + DELIVERY_SLACK_SECONDS,
+                recoverySeconds: resumedAt === undefined ? null : secs(resumedAt - restartedAt),
+            },
+            checks,
             figures,
-            notes: checks.notes,
-        };
+        );
     },
 };
 
