@@ -95,8 +95,22 @@ export function moduleImports(source: string): string[] {
     return [...dotted, ...named];
 }
 
+// Read and cut once per process: the sources do not change while the program runs, and every
+// node's parts ask for the same modules again.
+const shipped = new Map<string, string>();
+const closures = new Map<string, string[]>();
+
+/** A module as nodes get it. */
+function shippedModule(name: string): string {
+    let text = shipped.get(name);
+    if (text === undefined) shipped.set(name, (text = shippedPython(moduleSource(name))));
+    return text;
+}
+
 /** `name` and every module it needs, following its imports. */
 export function moduleClosure(name: string): string[] {
+    const known = closures.get(name);
+    if (known) return [...known];
     const found: string[] = [];
     const visit = (m: string) => {
         if (found.includes(m)) return;
@@ -104,7 +118,8 @@ export function moduleClosure(name: string): string[] {
         moduleImports(moduleSource(m)).forEach(visit);
     };
     visit(name);
-    return found;
+    closures.set(name, found);
+    return [...found];
 }
 
 /**
@@ -124,19 +139,19 @@ export function renderLauncher(name: string): string {
 export function toolFiles(command: string, name: string): FilePart[] {
     return [
         { path: command, content: renderLauncher(name), permissions: "0755" },
-        ...["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedPython(moduleSource(m)), permissions: "0644" })),
+        ...["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedModule(m), permissions: "0644" })),
     ];
 }
 
 /** A module and those it imports, as nodes get them (for a module no launcher runs, such as the rollout gate). */
 export function moduleFiles(name: string): FilePart[] {
-    return ["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedPython(moduleSource(m)), permissions: "0644" }));
+    return ["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedModule(m), permissions: "0644" }));
 }
 
 /** Every module of the package as nodes get them: what the stack's shared desired-state document holds. */
 export function packageFiles(): FilePart[] {
     const modules = readdirSync(PACKAGE_SOURCE).filter((f) => /^[a-z_]+\.py$/.test(f)).map((f) => f.slice(0, -3)).sort();
-    return modules.map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedPython(moduleSource(m)), permissions: "0644" }));
+    return modules.map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedModule(m), permissions: "0644" }));
 }
 
 /** Whether a node's file is one of the package's modules (taken from the shared document). */

@@ -2,8 +2,10 @@
 // (node-agent/vpsha/desired.py, run by the host's python3): what each node would apply. Each
 // node's keys come from its user-data (its WireGuard private key, the verifying key in the
 // agent's config), as on the node.
-import { spawnSync } from "node:child_process";
+import { ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { Socket } from "node:net";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { parse, stringify } from "yaml";
 import { DesiredDocument } from "../../components/desired-state-records";
 import { DESIRED_CONFIG } from "../../components/render/desired-agent";
@@ -26,26 +28,63 @@ interface BootDoc {
     [k: string]: unknown;
 }
 
-const OPEN = `
-import json, sys
+// One request per line on stdin, one answer per line on stdout: the reader stays loaded across
+// evaluations (starting python3 and importing it was a third of an evaluation's time).
+const SERVE = `
+import base64, json, sys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-import base64
 from vpsha import desired
-out = {}
-req = json.load(sys.stdin)
-records = req["records"]
-for n in req["nodes"]:
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(n["cfg"]["publicKey"]))
-    own = X25519PrivateKey.from_private_bytes(base64.b64decode(n["privateKey"]))
-    doc = desired.fetch_document(n["cfg"], key, own, lambda name: [records[name]] if name in records else [])[1]
-    out[n["cfg"]["node"]] = doc
-json.dump(out, sys.stdout)
+for line in sys.stdin:
+    req = json.loads(line)
+    records = req["records"]
+    try:
+        out = {}
+        for n in req["nodes"]:
+            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(n["cfg"]["publicKey"]))
+            own = X25519PrivateKey.from_private_bytes(base64.b64decode(n["privateKey"]))
+            doc = desired.fetch_document(n["cfg"], key, own, lambda name: [records[name]] if name in records else [])[1]
+            out[n["cfg"]["node"]] = doc
+        print(json.dumps({"documents": out}), flush=True)
+    except Exception as err:
+        print(json.dumps({"error": "%s: %s" % (type(err).__name__, err)}), flush=True)
 `;
 
+interface Reader {
+    child: ChildProcessWithoutNullStreams;
+    waiting: ((line: string | undefined) => void)[];
+    stderr: string;
+}
+let reader: Reader | undefined;
+
+/** The reader process, started on first use; it holds the event loop only while an answer is awaited. */
+function startReader(): Reader {
+    const child = spawn("/usr/bin/python3", ["-c", SERVE], { env: { ...process.env, PYTHONPATH: NODE_AGENT } });
+    const r: Reader = { child, waiting: [], stderr: "" };
+    createInterface({ input: child.stdout }).on("line", (line) => r.waiting.shift()?.(line));
+    child.stderr.on("data", (d: Buffer) => (r.stderr = (r.stderr + d.toString()).slice(-4000)));
+    const gone = () => {
+        if (reader === r) reader = undefined;
+        for (const w of r.waiting.splice(0)) w(undefined);
+    };
+    child.on("exit", gone);
+    child.on("error", (err) => {
+        r.stderr += String(err);
+        gone();
+    });
+    return r;
+}
+
+function hold(r: Reader, held: boolean): void {
+    for (const h of [r.child, ...([r.child.stdin, r.child.stdout, r.child.stderr] as unknown as Socket[])]) {
+        if (held) h.ref();
+        else h.unref();
+    }
+}
+
 /** `records`: TXT texts by record name (one each). Returns each node's document, by node name. */
-export function openDesired(userData: Record<string, string>, records: Map<string, string>): Record<string, DesiredDocument> {
-    const nodes = [];
+export async function openDesired(userData: Record<string, string>, records: Map<string, string>): Promise<Record<string, DesiredDocument>> {
+    const nodes: { cfg: { node: string; dnsName: string }; privateKey: string | undefined; name: string }[] = [];
     for (const [name, text] of Object.entries(userData)) {
         const files = (parse(text) as BootDoc).write_files ?? [];
         const cfgFile = files.find((f) => f.path === DESIRED_CONFIG);
@@ -57,9 +96,16 @@ export function openDesired(userData: Record<string, string>, records: Map<strin
         nodes.push({ cfg, privateKey, name });
     }
     if (nodes.length === 0) return {};
-    const r = spawnSync("/usr/bin/python3", ["-c", OPEN], { input: JSON.stringify({ nodes, records: Object.fromEntries(records) }), encoding: "utf8", env: { ...process.env, PYTHONPATH: NODE_AGENT }, maxBuffer: 64 * 1024 * 1024 });
-    if (r.status !== 0) throw new Error(`opening the desired-state documents failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as Record<string, DesiredDocument>;
+    const r = (reader ??= startReader());
+    hold(r, true);
+    const line = await new Promise<string | undefined>((resolve) => {
+        r.waiting.push(resolve);
+        r.child.stdin.write(JSON.stringify({ nodes, records: Object.fromEntries(records) }) + "\n");
+    });
+    if (r.waiting.length === 0) hold(r, false);
+    const answer = line === undefined ? { error: `the reader exited: ${r.stderr}` } : (JSON.parse(line) as { documents?: Record<string, DesiredDocument>; error?: string });
+    if (!answer.documents) throw new Error(`opening the desired-state documents failed: ${answer.error}`);
+    return answer.documents;
 }
 
 /**

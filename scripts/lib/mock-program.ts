@@ -274,7 +274,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
         for (const r of resources) {
             if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && r.inputs.type === "TXT") records.set(String(r.inputs.name), txtText(String(r.inputs.content)));
         }
-        const desired = openDesired(userData, records);
+        const desired = await openDesired(userData, records);
         const config = Object.fromEntries(Object.entries(userData).map(([n, u]) => [n, wholeNode(u, desired[n])]));
         return { resources, outputs, secretOutputs, userData, desired, config, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])) };
     } finally {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The fast tier (no root, no lab): ruff, then pytest beside mocha. pytest mostly waits on sockets
+# and timers, so the two share two cores well; its output follows mocha's. Extra arguments go to mocha.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+npm run -s lint:python || exit 1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+bash scripts/pytest.sh >"$log" 2>&1 &
+pytest_pid=$!
+npx mocha --parallel --jobs 2 --grep "@lab|@rootfs|@daemons|@cli" --invert 'test/**/*.test.ts' "$@"
+mocha=$?
+wait "$pytest_pid"
+pytest=$?
+cat "$log"
+echo "test:unit: $((SECONDS - start)) s (mocha exit $mocha, pytest exit $pytest)"
+[ "$mocha" -eq 0 ] && [ "$pytest" -eq 0 ]
