@@ -102,7 +102,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
                 skipped.add(d.name);
                 continue;
             }
-            const r = await d.run({ log, calm: true });
+            const r = await d.run({ log });
             // A failed run says why where it happens; the table below only counts it.
             if (!r.passed) log(`drill ${d.name} (run ${run + 1}) FAILED: ${r.notes.join("; ")}`);
             const key = only ? `${d.name} (witness stack)` : d.name;

@@ -1,4 +1,4 @@
-// npm run lab -- [up | status [--json] | drill NAME [--node N] [--json FILE] | drills | rebuild NODE | down | all [--drills A,B]]
+// npm run lab -- [up | status [--json] | drill NAME [--node N] [--json FILE] [--quick] | drills | rebuild NODE | down | all [--drills A,B]]
 //                [--stack NAME | --config FILE]
 // With no command: up, every drill, the report, down. See README.md, "The lab".
 import { writeFileSync } from "node:fs";
@@ -14,7 +14,7 @@ import { bringUp, HEALTHY_TIMEOUT_MS } from "./up";
 import { rebuildNode } from "./rebuild";
 import { teardown } from "./realize";
 
-const USAGE = "usage: npm run lab -- [up | status [--json] | drill NAME [--node NODE] [--json FILE] | drills | rebuild NODE | down | all [--drills A,B]] [--stack NAME | --config FILE]";
+const USAGE = "usage: npm run lab -- [up | status [--json] | drill NAME [--node NODE] [--json FILE] [--quick] | drills | rebuild NODE | down | all [--drills A,B]] [--stack NAME | --config FILE]";
 
 const started = Date.now();
 const log: Log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}`);
@@ -43,18 +43,18 @@ export function reportTable(results: DrillResult[]): string {
     );
 }
 
-async function runDrill(name: string, node: string | undefined): Promise<DrillResult> {
+async function runDrill(name: string, node: string | undefined, quick = false): Promise<DrillResult> {
     const drill = findDrill(name);
     const why = whyNotApplicableHere(drill);
     if (why) throw new Error(`drill ${drill.name} does not apply here: ${why} (npm run lab -- up --config scripts/lab/stacks/witness.yaml has one)`);
     log(`drill ${drill.name}: ${drill.description}`);
-    const result = await drill.run({ log, target: node });
+    const result = await drill.run({ log, target: node, quick });
     log(`drill ${drill.name}: ${result.passed ? "passed" : "FAILED"}; ${result.notes.join("; ")}`);
     return result;
 }
 
 async function main(argv: string[]): Promise<number> {
-    const args = parseArgs(argv, { values: ["stack", "config", "json", "node", "drills"], flags: ["json"] });
+    const args = parseArgs(argv, { values: ["stack", "config", "json", "node", "drills"], flags: ["json", "quick"] });
     const [command = "all", ...rest] = args.positional;
     const jsonFile = args.values.json;
     if (command === "drills") {
@@ -81,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
         }
         case "drill": {
             if (rest.length !== 1) throw new UsageError("drill takes one drill name (npm run lab -- drills lists them)");
-            const result = await runDrill(rest[0], args.values.node);
+            const result = await runDrill(rest[0], args.values.node, args.flags.quick);
             if (jsonFile) writeFileSync(jsonFile, JSON.stringify(result, null, 2) + "\n");
             console.log(JSON.stringify(result, null, 2));
             return result.passed ? 0 : 1;

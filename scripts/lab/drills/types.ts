@@ -47,8 +47,8 @@ export interface DrillContext {
     log: Log;
     /** Node to break; each drill picks a sensible default. */
     target?: string;
-    /** The longer form a drill has for `npm run bench -- --lab` (the alerts drill's calm minutes first). */
-    calm?: boolean;
+    /** A developer's shorter run (`npm run lab -- drill alerts --quick`): the alerts drill leaves out its calm minutes. */
+    quick?: boolean;
 }
 
 export interface Drill {
