@@ -1,12 +1,13 @@
 // The lab's stand-in for Cloudflare R2: s3rver over HTTPS on the lab bridge, with a certificate
-// from the lab CA for the R2 host name, knowing the access key the nodes were given. Unlike R2 it
-// enforces no authentication: it answers unsigned requests and does not check V4 signatures
-// (pgBackRest's), only V2 ones; the app-compromise drill checks the credentials' place instead.
+// from the lab CA for the R2 host name, knowing the access key the nodes were given. s3rver itself
+// answers unsigned requests and checks no V4 signature (pgBackRest's); as R2 does, the stand-in
+// refuses both before s3rver sees them (s3-auth.ts).
 //   usage: s3-server.ts --address A --port P --dir D --key F --cert F --bucket B --credentials F
 import { readFileSync } from "node:fs";
 import S3rver from "s3rver";
 import { DUMMY_ACCOUNT } from "s3rver/lib/models/account";
 import { parseArgs } from "../lib/args";
+import { s3Refusal } from "./s3-auth";
 
 async function main(): Promise<void> {
     const v = parseArgs(process.argv.slice(2), { values: ["address", "port", "dir", "key", "cert", "bucket", "credentials"] }).values as Record<string, string>;
@@ -23,6 +24,14 @@ async function main(): Promise<void> {
         // The nodes use path-style requests; without this, s3rver would read the R2 host name
         // itself as a bucket name (its CNAME-style virtual hosting).
         vhostBuckets: false,
+    });
+    const secrets = new Map([[accessKeyId, secretAccessKey]]);
+    server.middleware.unshift(async (ctx, next) => {
+        const refused = s3Refusal({ method: ctx.method, url: ctx.originalUrl, headers: ctx.headers }, secrets);
+        if (!refused) return next();
+        ctx.status = 403;
+        ctx.type = "application/xml";
+        ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${refused.code}</Code><Message>${refused.message.replace(/[<>&]/g, (c) => `&#${c.charCodeAt(0)};`)}</Message></Error>`;
     });
     await server.run();
     console.log(`s3 endpoint on https://${v.address}:${v.port}, bucket ${v.bucket}`);

@@ -11,8 +11,19 @@ declare module "s3rver" {
         configureBuckets?: { name: string }[];
         vhostBuckets?: boolean;
     }
+    /** The part of Koa's context the lab's own middleware uses. */
+    interface S3rverContext {
+        method: string;
+        originalUrl: string;
+        headers: Record<string, string | string[] | undefined>;
+        status: number;
+        type: string;
+        body: unknown;
+    }
     export default class S3rver {
         constructor(options: S3rverOptions);
+        /** Koa's middleware list (s3rver is a Koa application): the lab puts its check first. */
+        middleware: ((ctx: S3rverContext, next: () => Promise<void>) => Promise<void>)[];
         run(): Promise<Server>;
         close(): Promise<void>;
     }

@@ -1,15 +1,13 @@
 // app-compromise: an attacker who runs code in the app's container, tried from inside the running
 // container of an app node (podman exec, as the app itself): the metadata service, the node's
 // files, every mesh port of every other node, Patroni's REST writes and etcd, PostgreSQL's
-// privileged roles through HAProxy, and what the node holds of the backups. Every attempt must
+// privileged roles through HAProxy, the backup bucket and what the node holds of the backups. Every attempt must
 // be refused; what the app needs (its database URLs, HAProxy's database and pooler ports) is
 // shown to work in the same run, so a refusal is not a broken network.
 //
 // The attacker brings its tools, as one with the internet open would: the stand-in image has
-// BusyBox alone, so the node's psql and its libraries are copied into the container's /tmp.
-// The backup bucket is not tried at the lab's S3 endpoint: s3rver answers unsigned requests and
-// does not check V4 signatures, so a request there would prove nothing about R2; what is
-// checked is that the app node holds none of the backup credentials (nor any other role's secret).
+// BusyBox alone, so the node's psql and curl and their libraries are copied into the container's
+// /tmp. The bucket is tried at the lab's R2 stand-in, which checks signatures as R2 does.
 import { parse } from "yaml";
 import { parseStackConfig } from "../../../components/config";
 import { DB_PORTS, HAPROXY_PORTS, portRules } from "../../../components/plan";
@@ -33,7 +31,8 @@ import { Drill, DrillResult } from "./types";
 
 /** Where the attacker's tools go inside the container (its own tmpfs). */
 const TOOLS = "/tmp/vps-ha-attacker";
-const PSQL = `${TOOLS}/ld-linux-x86-64.so.2 --library-path ${TOOLS} ${TOOLS}/psql`;
+const tool = (name: string) => `${TOOLS}/ld-linux-x86-64.so.2 --library-path ${TOOLS} ${TOOLS}/${name}`;
+const PSQL = tool("psql");
 const WRONG_PASSWORD = "not-the-password";
 /** The metadata stand-in's answer: what root on the node must read, and the container must not. */
 const METADATA_BODY = "vps-ha lab metadata stand-in";
@@ -47,7 +46,7 @@ const podmanEnv = { PODMAN_IGNORE_CGROUPSV1_WARNING: "1" };
 
 export const appCompromise: Drill = {
     name: "app-compromise",
-    description: "from inside the app container (--node NAME, an app node): the metadata service, the node's files, every mesh port of the other nodes, Patroni's REST writes, etcd, PostgreSQL's privileged roles through HAProxy, the backup credentials; each must be refused, the app's own URLs work",
+    description: "from inside the app container (--node NAME, an app node): the metadata service, the node's files, every mesh port of the other nodes, Patroni's REST writes, etcd, PostgreSQL's privileged roles through HAProxy, the backup bucket and credentials; each must be refused, the app's own URLs work",
     async run(ctx): Promise<DrillResult> {
         const notes: string[] = [];
         const started = Date.now();
@@ -74,7 +73,7 @@ export const appCompromise: Drill = {
         };
 
         await bringTools(target, container);
-        notes.push(`from ${container} on ${target} (mesh ${app.meshAddress}); the attacker's psql copied into its ${TOOLS}`);
+        notes.push(`from ${container} on ${target} (mesh ${app.meshAddress}); the attacker's psql and curl copied into its ${TOOLS}`);
 
         // What the app needs, first: its two URLs log in and query, from inside.
         const url = parsePostgresUrl(stack.connectionString);
@@ -139,7 +138,8 @@ export const appCompromise: Drill = {
             push({ what: `PostgreSQL as ${l.role}${l.pooler ? " (pgbouncer)" : ""}`, target: `${l.node.name} ${l.node.meshAddress}:${l.port}`, expect: "refused", ok, result: `${o.kind === "pg_hba" ? "refused by pg_hba: " : ""}${o.detail}` });
         });
 
-        // The backups: no credential for them (nor any other role's secret) on the app node.
+        // The backups: the bucket refuses the app, which holds no credential for it (nor any other role's secret).
+        await bucketAttempts(inside, nodes, push, notes);
         await secretAttempts(target, nodes, url.password, push, notes);
 
         const unexpected = attempts.filter((a) => !a.ok);
@@ -147,7 +147,6 @@ export const appCompromise: Drill = {
         const table = attemptTable(attempts);
         ctx.log(`app-compromise: ${attempts.length} attempts from ${container} on ${target}\n${table}`);
         notes.push(`${refused.length} attempts that must be refused, ${refused.filter((a) => a.ok).length} refused; ${attempts.length - refused.length} that must work, ${attempts.filter((a) => a.expect === "allowed" && a.ok).length} worked`);
-        notes.push("the backup bucket is not tried at the lab's S3 endpoint: s3rver answers unsigned requests and does not check V4 signatures (R2 does); the app node's files are searched for the backup credentials instead");
         notes.push(`attempts:\n${table}`);
         if (unexpected.length) notes.push(`FAILED: ${unexpected.length} attempt(s) not as they must be: ${unexpected.map((a) => `${a.what} -> ${a.target} (expected ${a.expect}): ${a.result}`).join("; ")}`);
         const seconds = (Date.now() - started) / 1000;
@@ -177,21 +176,57 @@ async function appContainer(node: string): Promise<string> {
     return name;
 }
 
-/** The node's psql and every library it loads, flat in the container's tmpfs, and BusyBox's `true` for nc -e. */
+/** The node's psql and curl and every library they load, flat in the container's tmpfs, and BusyBox's `true` for nc -e. */
 async function bringTools(node: string, container: string): Promise<void> {
     const script = [
         "set -eu",
         'st=$(mktemp -d)',
-        `psql=${PG_BIN_DIR}/psql`,
-        'cp -L "$psql" "$st/"',
-        'for l in $(ldd "$psql" | grep -o "/[^ ]*"); do cp -L "$l" "$st/"; done',
+        `for t in ${PG_BIN_DIR}/psql /usr/bin/curl; do cp -L "$t" "$st/"; for l in $(ldd "$t" | grep -o "/[^ ]*"); do cp -L "$l" "$st/"; done; done`,
         `podman exec ${container} ${BB} mkdir -p ${TOOLS}`,
         `tar -C "$st" -c . | podman exec -i ${container} ${BB} tar -x -C ${TOOLS}`,
         `podman exec ${container} ${BB} ln -sf ${BB} ${TOOLS}/true`,
         'rm -rf "$st"',
     ].join("\n");
     const r = await execInNode(node, ["sh", "-c", script], { timeoutMs: 90_000, allowFail: true, env: podmanEnv });
-    if (r.code !== 0) throw new Error(`app-compromise: could not copy psql into ${container}: ${r.stderr.trim().slice(-300)}`);
+    if (r.code !== 0) throw new Error(`app-compromise: could not copy psql and curl into ${container}: ${r.stderr.trim().slice(-300)}`);
+}
+
+/**
+ * The backup bucket at the store the members use (the lab's R2 stand-in, which checks signatures
+ * as R2 does), from inside: listed and written unsigned, and listed with a guessed key. Refused
+ * means the store's 403, or no answer at all.
+ */
+async function bucketAttempts(inside: Inside, nodes: NodeState[], push: (a: Attempt) => void, notes: string[]): Promise<void> {
+    const member = nodes.find((n) => n.role === "db");
+    const conf = member ? (await execInNode(member.name, ["cat", PGBACKREST_CONF], { timeoutMs: 10_000, allowFail: true })).stdout : "";
+    const get = (k: string) => new RegExp(`^${k}=(.*)$`, "m").exec(conf)?.[1];
+    const host = get("repo1-s3-endpoint");
+    const bucket = get("repo1-s3-bucket");
+    if (!member || !host || !bucket) {
+        notes.push("no backup bucket: the stack has no backups");
+        return;
+    }
+    const port = Number(get("repo1-storage-port") ?? 443);
+    const address = (await execInNode(member.name, ["getent", "ahostsv4", host], { timeoutMs: 10_000 })).stdout.trim().split(/\s+/)[0];
+    const url = (path: string) => shq(`https://${host}:${port}/${bucket}/${path}`);
+    // -k: the attacker does not care whose certificate it is; --resolve: the member's answer for the name.
+    const curl = (args: string) => `${tool("curl")} -ks -o /dev/null -w '%{http_code}' --max-time 5 --resolve ${shq(`${host}:${port}:${address}`)} ${args}`;
+    const tries = [
+        { what: "list the backup bucket, unsigned", snippet: curl(url("?list-type=2")) },
+        { what: "write to the backup bucket, unsigned", snippet: curl(`-X PUT --data-binary attacker ${url("attacker")}`) },
+        { what: "list the backup bucket with a guessed key", snippet: curl(`-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --aws-sigv4 aws:amz:auto:s3 --user AKIAGUESSED:guessed ${url("?list-type=2")}`) },
+    ];
+    const results = await inside(
+        tries.map((t) => t.snippet),
+        30_000,
+        "the backup bucket",
+    );
+    tries.forEach((t, i) => {
+        const { rc, output } = results[i];
+        const code = output.trim();
+        const ok = code === "403" || (rc !== 0 && code === "000");
+        push({ what: t.what, target: `${host} (${address}:${port})`, expect: "refused", ok, result: code === "403" ? "403 from the store" : rc !== 0 && code === "000" ? `no answer (curl exit ${rc})` : `HTTP ${code || "?"} (exit ${rc})` });
+    });
 }
 
 type Inside = (snippets: string[], timeoutMs: number, what: string) => Promise<ReturnType<typeof parseBatch>>;
