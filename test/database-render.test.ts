@@ -464,9 +464,9 @@ describe("database parts of a node's boot", () => {
             assert.ok(i >= 0, `missing: ${c}\n${cmds.join("\n")}`);
             return i;
         };
-        assert.ok(at("systemctl disable --now etcd.service") < at("systemctl enable --now vps-ha-etcd.service"));
-        assert.ok(at("systemctl disable --now postgresql.service") < at("systemctl enable --now vps-ha-patroni.service"));
-        assert.ok(at("systemctl enable --now vps-ha-etcd.service") < at("systemctl enable --now vps-ha-patroni.service"));
+        assert.ok(at("systemctl disable --now etcd.service") < at("systemctl enable --now --no-reload vps-ha-etcd.service"));
+        assert.ok(at("systemctl disable --now postgresql.service") < at("systemctl enable --now --no-reload vps-ha-patroni.service"));
+        assert.ok(at("systemctl enable --now --no-reload vps-ha-etcd.service") < at("systemctl enable --now --no-reload vps-ha-patroni.service"));
         assert.ok(cmds.some((c) => c.includes("pg_dropcluster --stop 17 main")));
     });
 

@@ -77,6 +77,18 @@ describe("desired state: routine changes keep every server (mock runtime)", func
         for (const m of members) assert.ok(prod.desired[m].files.some((f) => f.path === PATRONI_CONFIG), `${m}: Patroni's config comes as desired state`);
     });
 
+    // The agent writes every file of a first document before its setup runs (vpsha/desired.py), so
+    // one daemon-reload early in the setup makes every unit file of the document known.
+    it("enables a unit without enable's own reload only once the setup has reloaded systemd after the document's files were written", () => {
+        for (const [node, doc] of Object.entries(prod.desired)) {
+            const setup = (doc.setup ?? []).map((c) => c.join(" "));
+            const firstReload = setup.indexOf("systemctl daemon-reload");
+            const skipping = setup.map((c, i) => [c, i] as const).filter(([c]) => / enable .*--no-reload/.test(c));
+            assert.ok(skipping.length > 0, `${node}: no enable skips its reload`);
+            for (const [c, i] of skipping) assert.ok(firstReload >= 0 && firstReload < i, `${node}: "${c}" runs before any daemon-reload`);
+        }
+    });
+
     it("publishes the database group's rollout spec with the etcd certificate files its lock is taken with, and no other group's", () => {
         for (const [node, doc] of Object.entries(prod.desired)) {
             const want = members.includes(node) ? { cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key } : undefined;

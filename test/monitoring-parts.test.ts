@@ -62,7 +62,7 @@ describe("monitoring on the nodes: every node's parts and ports", function () {
             const unit = fileAt(parts, `/etc/systemd/system/${SIGNALS_UNIT}.service`)!.content;
             const expected = ["desired", "directory", ...(node.role === "db" || node.role === "haproxy" ? ["certificates"] : []), ...(node.role === "haproxy" ? ["pooler"] : [])];
             assert.match(unit, new RegExp(`^ExecStart=/usr/local/sbin/vps-ha-signals --config ${SIGNALS_CONFIG} ${expected.join(" ")}$`, "m"), node.name);
-            assert.ok(cmds(parts).includes(`systemctl enable --now ${SIGNALS_UNIT}.timer`));
+            assert.ok(cmds(parts).includes(`systemctl enable --now --no-reload ${SIGNALS_UNIT}.timer`));
             assert.ok(cmds(parts).includes("systemctl restart prometheus-node-exporter.service"));
         }
     });
@@ -76,7 +76,7 @@ describe("monitoring on the nodes: every node's parts and ports", function () {
             assert.deepEqual([cfg.stanza, cfg.pgbackrestUser], ["prod", "postgres"]);
             assert.deepEqual(Object.keys(cfg.certificates).sort(), ["pgbackrest", "pgbackrest-ca"]);
             assert.match(fileAt(parts, `/etc/systemd/system/${BACKUP_SIGNALS_UNIT}.timer`)!.content, /^OnUnitActiveSec=10min$/m);
-            assert.ok(cmds(parts).includes("systemctl enable --now vps-ha-monitor-role.timer"));
+            assert.ok(cmds(parts).includes("systemctl enable --now --no-reload vps-ha-monitor-role.timer"));
             // The daily restore check, on whichever healthy replica's turn it is (Patroni's view on this member).
             const check = JSON.parse(fileAt(parts, RESTORE_CHECK_CONFIG)!.content);
             assert.deepEqual([check.stanza, check.node, check.patroniUrl], ["prod", node.name, `http://${node.meshAddress}:8008`]);

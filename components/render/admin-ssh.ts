@@ -3,7 +3,7 @@
 // provider put there when the server was made (the rescue path); sshd itself stops and stays
 // off when the stack opens SSH to no address range.
 import { CloudConfigPart } from "./cloud-config";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 
 export const ADMIN_KEYS_DIR = "/etc/ssh/vps-ha-authorized-keys";
 export const SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-vps-ha.conf";
@@ -33,7 +33,7 @@ export function adminSshPart(a: AdminSsh): CloudConfigPart {
                 }),
             },
         ],
-        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", SSH_POLICY_UNIT]],
+        commands: [["systemctl", "daemon-reload"], enableReloaded([SSH_POLICY_UNIT])],
         restarts: [
             { unit: "ssh.service", paths: [SSHD_DROPIN], reload: true },
             { unit: SSH_POLICY_UNIT, paths: [policyUnit] },

@@ -17,6 +17,7 @@ import { switchoverFiles } from "./switchover";
 import { APP_DATABASE, DB_USERS, ETCD_READY_TOOL, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_UNIT, PatroniSpec, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniRestartKey, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
 import { toolFiles } from "./python-lib";
+import { enableReloaded } from "./systemd";
 
 /** What the program generates for the database tier (all secret in state). */
 export interface DatabaseSecrets {
@@ -82,7 +83,7 @@ function etcdPart(plan: StackPlan, node: PlannedNode, pems: EtcdTlsPems): CloudC
             ["systemctl", "disable", "--now", "etcd.service"],
             ["install", "-d", "-o", "etcd", "-g", "etcd", "-m", "0700", ETCD_DATA_DIR],
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", ETCD_UNIT],
+            enableReloaded([ETCD_UNIT]),
         ],
         restarts: [{ unit: ETCD_UNIT }],
     };
@@ -174,7 +175,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
             ...BACKUP_TIMERS.map((t) => ({ unit: t, paths: [unitPath(t), unitPath(t.replace(/\.timer$/, ".service"))] })),
         );
     }
-    commands.push(["systemctl", "daemon-reload"], ...units.map((u) => ["systemctl", "enable", "--now", u]), ["systemctl", "enable", "--now", "--no-block", PATRONI_DYNAMIC_UNIT]);
+    commands.push(["systemctl", "daemon-reload"], ...units.map((u) => enableReloaded([u])), ["systemctl", "enable", "--now", "--no-block", "--no-reload", PATRONI_DYNAMIC_UNIT]);
     return { packages: POSTGRES_PACKAGES, files, commands, restarts };
 }
 

@@ -9,6 +9,23 @@ function asDesired(f: FilePart): DesiredFile {
     return { path: f.path, mode: f.permissions ?? "0644", owner: f.owner ?? "root:root", content: f.content };
 }
 
+/**
+ * The parts' one-time commands in order, systemd reloaded once: the agent writes every file of a
+ * document before its setup runs, so a part's own daemon-reload after the first finds nothing new
+ * (each a second or so of a booting node's systemd, on its way to its first healthy state).
+ */
+export function setupOf(parts: CloudConfigPart[]): string[][] {
+    let reloaded = false;
+    return parts
+        .flatMap((p) => p.commands ?? [])
+        .filter((c) => {
+            const reload = c.length === 2 && c[0] === "systemctl" && c[1] === "daemon-reload";
+            if (reload && reloaded) return false;
+            reloaded ||= reload;
+            return true;
+        });
+}
+
 /** `node` names the node in errors. */
 export function desiredContentOf(node: string, parts: CloudConfigPart[]): DesiredContent {
     const files = new Map<string, DesiredFile>();
@@ -34,6 +51,6 @@ export function desiredContentOf(node: string, parts: CloudConfigPart[]): Desire
         files: [...files.values()],
         restarts: [...restarts.values()].filter((r) => r.paths.length > 0),
         packages: [...new Set(parts.flatMap((p) => p.packages ?? []))].sort(),
-        setup: parts.flatMap((p) => p.commands ?? []),
+        setup: setupOf(parts),
     };
 }

@@ -8,7 +8,7 @@ import { toolFiles } from "./python-lib";
 import { CloudConfigPart } from "./cloud-config";
 import { MESH_UNIT } from "./mesh";
 import { meshSetName, NFT_FAMILY, NFT_TABLE } from "./nftables";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 import { MESH_INTERFACE, PERSISTENT_KEEPALIVE_SECONDS } from "./wireguard";
 
 export const DIRECTORY_AGENT = "/usr/local/sbin/vps-ha-directory";
@@ -121,7 +121,7 @@ export function directoryAgentPart(cfg: DirectoryAgentConfig): CloudConfigPart {
         ],
         commands: [
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", DIRECTORY_UNIT],
+            enableReloaded([DIRECTORY_UNIT]),
         ],
         restarts: [{ unit: DIRECTORY_UNIT }],
     };

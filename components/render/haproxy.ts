@@ -6,7 +6,7 @@
 import { CloudConfigPart } from "./cloud-config";
 import { DIRECTORY_CONFIG_DIR, DIRECTORY_UNIT, DirectoryHaproxy, HaproxyServerBlock, ReleaseLinesBlock } from "./directory-agent";
 import { ROLLOUT_VIEW_PATH, STATUS_VIEW_PATH } from "./rollout-view";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
 /** The listen that sends database clients to the primary. */
@@ -306,7 +306,7 @@ export function haproxyPart(c: HaproxyConfig, originPem: string, originPullCa: s
         commands: [
             ["sysctl", "-w", "net.ipv4.ip_nonlocal_bind=1"],
             ["systemctl", "daemon-reload"], // the drop-in above
-            ["systemctl", "enable", "haproxy.service"],
+            enableReloaded(["haproxy.service"], false),
             ["systemctl", "restart", "haproxy.service"],
         ],
         restarts: [

@@ -22,7 +22,7 @@ import { MONITOR_DB_USER, POSTGRES_EXPORTER_DEFAULTS, POSTGRES_EXPORTER_QUERIES,
 import { PROMETHEUS_CONFIG, PROMETHEUS_DEFAULTS, PROMETHEUS_UNIT, renderPrometheusConfig, renderPrometheusDefaults } from "./prometheus";
 import { toolFiles } from "./python-lib";
 import { renderSignalTable } from "./signals";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 import { APT_UPGRADE_UNIT } from "./unattended-upgrades";
 
 /** The directory agent's settings for Prometheus' targets (monitoring nodes). */
@@ -167,7 +167,7 @@ function restoreCheckPart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
                 content: renderUnit({ Unit: { Description: "vps-ha restore check, daily" }, Timer: { OnCalendar: RESTORE_CHECK_SCHEDULE, Persistent: "true" }, Install: { WantedBy: "timers.target" } }),
             },
         ],
-        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", `${RESTORE_CHECK_UNIT}.timer`]],
+        commands: [["systemctl", "daemon-reload"], enableReloaded([`${RESTORE_CHECK_UNIT}.timer`])],
         restarts: [{ unit: `${RESTORE_CHECK_UNIT}.timer`, paths: [unitPath(`${RESTORE_CHECK_UNIT}.timer`)] }],
     };
 }
@@ -196,9 +196,9 @@ function nodePart(plan: StackPlan, node: PlannedNode, secrets: MonitoringSecrets
         commands: [
             ["systemctl", "daemon-reload"],
             ["systemctl", "restart", NODE_EXPORTER_UNIT],
-            ["systemctl", "enable", "--now", `${SIGNALS_UNIT}.timer`],
-            ["systemctl", "enable", "--now", `${UPGRADE_SIGNALS_UNIT}.timer`],
-            ...(backup ? [["systemctl", "enable", "--now", `${BACKUP_SIGNALS_UNIT}.timer`]] : []),
+            enableReloaded([`${SIGNALS_UNIT}.timer`]),
+            enableReloaded([`${UPGRADE_SIGNALS_UNIT}.timer`]),
+            ...(backup ? [enableReloaded([`${BACKUP_SIGNALS_UNIT}.timer`])] : []),
         ],
         // The collectors' service files and code are read at each run; only flags and timers need a restart.
         restarts: [
@@ -230,7 +230,7 @@ function databasePart(node: PlannedNode): CloudConfigPart {
         commands: [
             ["systemctl", "daemon-reload"],
             ["systemctl", "restart", POSTGRES_EXPORTER_UNIT],
-            ["systemctl", "enable", "--now", `${MONITOR_ROLE_UNIT}.timer`],
+            enableReloaded([`${MONITOR_ROLE_UNIT}.timer`]),
         ],
         restarts: [
             { unit: POSTGRES_EXPORTER_UNIT, paths: [POSTGRES_EXPORTER_DEFAULTS, POSTGRES_EXPORTER_QUERIES] },
@@ -278,7 +278,7 @@ function monitorPart(plan: StackPlan, node: PlannedNode, delivery: AlertDelivery
         restarts,
         commands: [
             ["systemctl", "daemon-reload"],
-            ...units.flatMap((u) => [["systemctl", "enable", u], ["systemctl", "restart", u]]),
+            ...units.flatMap((u) => [enableReloaded([u], false), ["systemctl", "restart", u]]),
             // Without vps-ha:alerts nothing is sent: Debian's Alertmanager stays off.
             ...(delivery ? [] : [["systemctl", "disable", "--now", ALERTMANAGER_UNIT]]),
         ],

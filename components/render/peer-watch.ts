@@ -8,7 +8,7 @@ import { toolFiles } from "./python-lib";
 import { CloudConfigPart } from "./cloud-config";
 import { DIRECTORY_CACHE, DIRECTORY_UNIT } from "./directory-agent";
 import { NFT_FAMILY, NFT_TABLE, PEER_GONE_SET } from "./nftables";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 
 export const PEER_WATCH = "/usr/local/sbin/vps-ha-peer-watch";
 export const PEER_WATCH_CONFIG = "/etc/vps-ha/peer-watch.json";
@@ -56,7 +56,7 @@ export function peerWatchPart(cfg: PeerWatchConfig): CloudConfigPart {
         ],
         commands: [
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", PEER_WATCH_UNIT],
+            enableReloaded([PEER_WATCH_UNIT]),
         ],
         restarts: [{ unit: PEER_WATCH_UNIT }],
     };

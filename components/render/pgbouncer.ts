@@ -9,7 +9,7 @@ import { CloudConfigPart, FilePart } from "./cloud-config";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { toolFiles } from "./python-lib";
 import { POOLER_MAX_PAUSE_SECONDS, POOLER_ORPHAN_GRACE_SECONDS } from "./switchover";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 
 export const PGBOUNCER_INI = "/etc/pgbouncer/pgbouncer.ini";
 export const PGBOUNCER_USERLIST = "/etc/pgbouncer/userlist.txt";
@@ -81,7 +81,7 @@ export function pgbouncerPart(c: PgbouncerConfig): CloudConfigPart {
     return {
         packages: ["pgbouncer", "python3-psycopg2"],
         files: [...files, ...guard],
-        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", PGBOUNCER_UNIT, POOLER_GUARD_UNIT], ["systemctl", "restart", PGBOUNCER_UNIT, POOLER_GUARD_UNIT]],
+        commands: [["systemctl", "daemon-reload"], enableReloaded([PGBOUNCER_UNIT, POOLER_GUARD_UNIT], false), ["systemctl", "restart", PGBOUNCER_UNIT, POOLER_GUARD_UNIT]],
         // Never a restart: that drops every client's connection, which no pause can hide. A reload
         // rereads both files and keeps the connections; the drop-in holds only ordering and
         // Restart= settings, which systemd takes at the daemon-reload before it.

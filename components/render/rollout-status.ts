@@ -4,7 +4,7 @@
 // group's other nodes read it to know whose turn it is; the host firewall admits the group only.
 import { CloudConfigPart } from "./cloud-config";
 import { toolFiles } from "./python-lib";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 
 export const ROLLOUT_TOOL = "/usr/local/sbin/vps-ha-rollout";
 /** The node's rollout state (vpsha/rollout.py STATE: in the desired-state agent's state directory). */
@@ -63,7 +63,7 @@ export function rolloutStatusPart(s: RolloutStatusSpec): CloudConfigPart {
         ],
         commands: [
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", ROLLOUT_STATUS_SOCKET],
+            enableReloaded([ROLLOUT_STATUS_SOCKET]),
         ],
         restarts: [{ unit: ROLLOUT_STATUS_SOCKET, paths: [socket] }],
     };

@@ -9,7 +9,7 @@ import { CloudConfigPart } from "./cloud-config";
 import { DIRECTORY_CACHE, DIRECTORY_UNIT } from "./directory-agent";
 import { toolFiles } from "./python-lib";
 import { SIGNALS } from "./signals";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 
 export const ROLLOUT_VIEW = "/usr/local/sbin/vps-ha-rollout-view";
 export const ROLLOUT_VIEW_CONFIG = "/etc/vps-ha/rollout-view.json";
@@ -107,7 +107,7 @@ export function rolloutViewPart(s: RolloutViewSpec): CloudConfigPart {
         ],
         commands: [
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", ROLLOUT_VIEW_UNIT],
+            enableReloaded([ROLLOUT_VIEW_UNIT]),
         ],
         restarts: [{ unit: ROLLOUT_VIEW_UNIT }],
     };

@@ -7,6 +7,15 @@ export interface UnitFile {
 
 type Section = Record<string, string | string[] | undefined>;
 
+/**
+ * `systemctl enable` for units a part has just reloaded the manager for (its own daemon-reload
+ * before it): enable would reload it again by itself, a second or so of a booting node's systemd
+ * each time, and a node's first setup enables a dozen units and more.
+ */
+export function enableReloaded(units: string[], now = true): string[] {
+    return ["systemctl", "enable", ...(now ? ["--now"] : []), "--no-reload", ...units];
+}
+
 export function renderUnit(sections: Record<string, Section>): string {
     const out: string[] = [];
     for (const [name, body] of Object.entries(sections)) {
