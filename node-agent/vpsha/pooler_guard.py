@@ -5,9 +5,8 @@ switchover tool (on a database member) pauses the poolers over the mesh and keep
 session open on each, named by its application_name, until it has resumed them. The guard
 resumes a paused database itself when nobody holds it (the tool's sessions are gone: it was
 killed, ran out of memory or lost the node) for GRACE seconds and this node's HAProxy routes the
-primary port to one server, another than when the pause began (a switchover Patroni was already
-asked for goes on without the tool: clients held until then reach the new primary, not the former
-one, which HAProxy shows up until its check fails), and in any case once the
+primary port to one server (a switchover Patroni was already asked for goes on without the tool:
+clients held until then reach the new primary, not HAProxy's queue), and in any case once the
 pause has lasted the bound (a tool still connected but stuck, a partition that leaves its TCP
 sessions open). It resumes as the tool does: RECONNECT first, so no server connection made to
 a former primary is used again. The guard runs from the node's boot on (Restart=always): the resume is armed before any
@@ -61,15 +60,9 @@ class Guard:
         self.grace = grace
         self.paused_since = {}
         self.unheld_since = None
-        self.primary_at_pause = None
 
-    def look(self, now, paused, held, primary=None):
-        """
-        One look at the pooler: [(database, why)] to resume now. `primary`: the one server this
-        node's HAProxy routes the primary port to (None: not exactly one).
-        """
-        if paused and not self.paused_since:
-            self.primary_at_pause = primary
+    def look(self, now, paused, held, routed=True):
+        """One look at the pooler: [(database, why)] to resume now (`routed`: HAProxy has one primary)."""
         self.paused_since = {d: self.paused_since.get(d, now) for d in paused}
         if not paused or held:
             self.unheld_since = None
@@ -79,10 +72,8 @@ class Guard:
         for d, since in sorted(self.paused_since.items()):
             if now - since >= self.max_pause:
                 out.append((d, "paused for %.1f s, the bound is %d s" % (now - since, self.max_pause)))
-            elif (self.unheld_since is not None and now - self.unheld_since >= self.grace
-                  and primary is not None and primary != self.primary_at_pause):
-                out.append((d, "paused %.1f s and no switchover holds it (its sessions are gone); the primary is now %s"
-                            % (now - since, primary)))
+            elif self.unheld_since is not None and now - self.unheld_since >= self.grace and routed:
+                out.append((d, "paused %.1f s and no switchover holds it (its sessions are gone)" % (now - since)))
         return out
 
     def resumed(self, database):
@@ -92,14 +83,13 @@ class Guard:
 
 
 def routed(cfg):
-    """The one server this node's HAProxy sends the primary port to; None when not exactly one. (its stats, as CSV)"""
+    """Does this node's HAProxy send the primary port to exactly one server? (its stats, as CSV)"""
     url = "http://%s:%d/stats;csv" % (cfg["haproxyStats"], cfg["haproxyStatsPort"])
     try:
         with urllib.request.urlopen(url, timeout=1) as r:
-            up = servers_up(r.read().decode().splitlines(), cfg["haproxyPrimaryListen"])
+            return len(servers_up(r.read().decode().splitlines(), cfg["haproxyPrimaryListen"])) == 1
     except (urllib.error.URLError, OSError):
-        return None
-    return up[0] if len(up) == 1 else None
+        return False
 
 
 def connect(cfg):
@@ -122,9 +112,8 @@ def run(cfg, rounds=None):
             with conn.cursor() as cur:
                 paused = paused_databases(rows(cur, "SHOW DATABASES"))
                 held = holders(rows(cur, "SHOW CLIENTS"))
-                # Asked while the tool still holds the pause too: the primary then is the one to leave.
-                primary = routed(cfg) if paused else None
-                for db, why in guard.look(time.monotonic(), paused, held, primary):
+                one = bool(paused) and not held and routed(cfg)
+                for db, why in guard.look(time.monotonic(), paused, held, one):
                     cur.execute("RECONNECT %s" % db)
                     cur.execute("RESUME %s" % db)
                     guard.resumed(db)
