@@ -345,15 +345,11 @@ describe("Patroni renderer", () => {
         assert.deepEqual(withBackups.postgresql.create_replica_methods, ["pgbackrest", "basebackup"]);
         assert.deepEqual(withBackups.postgresql.pgbackrest, { command: "pgbackrest --stanza=prod --type=standby restore", no_params: true });
         assert.equal(withBackups.postgresql.pgbackrest.no_leader, undefined, "never a replica restored while there is no leader");
-        // Patroni keeps a replica method's own recovery settings out (it takes them from
-        // postgresql.auto.conf), so the archive reaches standbys only through recovery_conf.
-        assert.deepEqual(withBackups.postgresql.recovery_conf, { restore_command: 'pgbackrest --stanza=prod archive-get %f "%p"' });
         const without = render("quorum");
         assert.equal(without.bootstrap.method, undefined);
         assert.equal(without.bootstrap.restore, undefined);
         assert.deepEqual(without.postgresql.create_replica_methods, ["basebackup"]);
         assert.equal(without.postgresql.pgbackrest, undefined);
-        assert.equal(without.postgresql.recovery_conf, undefined);
         assert.deepEqual(initdbArguments(["a", { b: "c" }], "su"), ["--a", "--b=c", "--username=su"]);
     });
 

@@ -36,8 +36,9 @@ export function restoreBootstrap(stanza: string, binDir: string, initdbArgs: str
 
 /**
  * postgresql's replica keys: the newest backup from the repository first (pgBackRest fails when
- * there is none, and pg_basebackup from a member follows). The standby then replays from the
- * archive (Patroni's restore_command, patroni.ts) and streams from the primary.
+ * there is none, and pg_basebackup from a member follows). The standby then streams from the
+ * primary from the backup's start: Patroni gives standbys no restore_command (patroni.ts), so this
+ * relies on the primary still holding that WAL (wal_keep_size, hourly backups).
  * Not `no_leader`: a replica is only made while a leader exists (Patroni would otherwise restore
  * a lone standby from the repository while the cluster has no primary).
  */

@@ -207,10 +207,6 @@ export function archiveCommand(stanza: string): string {
     return `pgbackrest --stanza=${stanza} archive-push %p`;
 }
 
-export function restoreCommand(stanza: string): string {
-    return `pgbackrest --stanza=${stanza} archive-get %f "%p"`;
-}
-
 /** PATRONI_RESTART_KEY's content for `spec`: the same for two specs that differ in their restart parameters alone. */
 export function renderPatroniRestartKey(spec: PatroniSpec): string {
     const sha256 = createHash("sha256").update(renderPatroniConfig({ ...spec, restartParameters: {} })).digest("hex");
@@ -278,10 +274,9 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
                 max_slot_wal_keep_size: `${MAX_SLOT_WAL_KEEP_GB}GB`,
                 ...archive,
             },
-            // Standbys fetch from the archive what the primary cannot stream: a replica restored
-            // from a backup older than two failovers in one WAL segment asks the primary for the
-            // middle timeline's segment, which the primary kept only as .partial.
-            ...(spec.pgbackrestStanza ? { recovery_conf: { restore_command: restoreCommand(spec.pgbackrestStanza) } } : {}),
+            // No restore_command for replicas: a standby tries it before streaming, and while the
+            // bucket is slow or unreachable it would keep replicas from starting. Replication slots
+            // keep the WAL a replica needs on the primary; a replica too far gone is re-cloned.
             pg_hba: pgHba(spec.meshCidr, spec.memberAddresses),
             pg_ident: [`${MONITOR_IDENT_MAP} prometheus ${MONITOR_DB_USER}`],
             // A planned switchover run on this node pauses the poolers here, just before
