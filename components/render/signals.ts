@@ -88,6 +88,13 @@ export const SIGNALS = {
         labels: [],
         file: "vpsha-desired-state.prom",
     },
+    desiredStatePublished: {
+        name: "vpsha_desired_state_published_generation",
+        type: "gauge",
+        help: "Generation of the signed desired state published for this node, as its last round read it.",
+        labels: [],
+        file: "vpsha-desired-state.prom",
+    },
     desiredStateLastSuccess: {
         name: "vpsha_desired_state_last_success_timestamp_seconds",
         type: "gauge",

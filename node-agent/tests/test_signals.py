@@ -101,8 +101,15 @@ def test_desired_applied_now():
               "lastError": None, "staleSeconds": 0, "changed": []}
     assert signals.desired_samples(status) == [
         ("desiredStateGeneration", {}, 1796200000123),
+        ("desiredStatePublished", {}, 1796200000123),
         ("desiredStateLastSuccess", {}, 1796201000.5),
     ]
+
+
+def test_desired_held_back_reports_the_generation_published_for_it():
+    status = {"at": 1796201000.5, "generation": 5, "published": 9, "applied": False,
+              "lastError": None, "staleSeconds": 0, "changed": []}
+    assert ("desiredStatePublished", {}, 9) in signals.desired_samples(status)
 
 
 def test_desired_kept_while_dns_is_down_reports_its_last_check():

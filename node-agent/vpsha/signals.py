@@ -201,10 +201,15 @@ def number(v):
 
 
 def desired_samples(status):
-    """The generation applied and when a check last succeeded (applied now, or the kept one's last check)."""
+    """
+    The generation applied, the one published for this node (each node's own: nodes a change does
+    not touch keep theirs), and when a check last succeeded (applied now, or the kept one's last check).
+    """
     samples = []
     if number(status.get("generation")):
         samples.append(("desiredStateGeneration", {}, status["generation"]))
+    if number(status.get("published")):
+        samples.append(("desiredStatePublished", {}, status["published"]))
     at = status.get("at")
     if number(at):
         if status.get("applied") is True:
