@@ -343,7 +343,7 @@ def collect(cfg, table, name):
 # The signals each collector writes: it owns their files, and rewrites them whole each run.
 WRITES = {
     "backup": ["backupLastSuccess", "walArchiveLastSuccess"],
-    "desired": ["desiredStateGeneration", "desiredStateLastSuccess"],
+    "desired": ["desiredStateGeneration", "desiredStatePublished", "desiredStateLastSuccess"],
     "directory": ["directoryLastSuccess", "directorySerial", "directoryRefused"],
     "pooler": ["poolerPaused"],
     "certificates": ["certificateExpiry"],
