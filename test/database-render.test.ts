@@ -329,7 +329,7 @@ describe("Patroni renderer", () => {
         assert.equal(withBackups.namespace, "/vps-ha/");
     });
 
-    it("with backups, bootstraps through the repository tool and clones replicas from the repository first; without, initdb and pg_basebackup as before", () => {
+    it("with backups, bootstraps through the repository tool and clones replicas from the leader, from the repository when that fails; without, initdb and pg_basebackup alone", () => {
         const withBackups = render("quorum", "prod");
         assert.equal(withBackups.bootstrap.method, "restore");
         assert.deepEqual(withBackups.bootstrap.restore, {
@@ -342,7 +342,7 @@ describe("Patroni renderer", () => {
         // The tool's initdb and Patroni's own are made from one list.
         assert.deepEqual(withBackups.bootstrap.initdb, INITDB_OPTIONS);
         assert.equal(withBackups.bootstrap.post_bootstrap, "/usr/local/lib/vps-ha/db-post-bootstrap");
-        assert.deepEqual(withBackups.postgresql.create_replica_methods, ["pgbackrest", "basebackup"]);
+        assert.deepEqual(withBackups.postgresql.create_replica_methods, ["basebackup", "pgbackrest"]);
         assert.deepEqual(withBackups.postgresql.pgbackrest, { command: "pgbackrest --stanza=prod --type=standby restore", no_params: true });
         assert.equal(withBackups.postgresql.pgbackrest.no_leader, undefined, "never a replica restored while there is no leader");
         const without = render("quorum");

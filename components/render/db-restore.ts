@@ -2,7 +2,7 @@
 // asks the pgBackRest repository first (node-agent/vpsha/db_restore.py) and restores the newest
 // backup and every archived WAL segment when there is one; it runs initdb only when the
 // repository provably holds no backup, and creates nothing while the repository does not answer.
-// New replicas are restored from the repository too, when it has a backup.
+// New replicas come from the leader (pg_basebackup), from the repository when that fails.
 import { FilePart } from "./cloud-config";
 import { toolFiles } from "./python-lib";
 
@@ -35,16 +35,18 @@ export function restoreBootstrap(stanza: string, binDir: string, initdbArgs: str
 }
 
 /**
- * postgresql's replica keys: the newest backup from the repository first (pgBackRest fails when
- * there is none, and pg_basebackup from a member follows). The standby then streams from the
- * primary from the backup's start: Patroni gives standbys no restore_command (patroni.ts), so this
- * relies on the primary still holding that WAL (wal_keep_size, hourly backups).
+ * postgresql's replica keys: pg_basebackup from the leader first, the newest backup from the
+ * repository when that fails. A replica restored from the repository streams from the primary
+ * from the backup's start, and standbys have no restore_command (patroni.ts): after two failovers
+ * within one WAL segment the primary holds the middle timeline's segment only as .partial, and
+ * such a replica never streams (seen in CI's db-member-replace). pg_basebackup copies what the
+ * leader has now, with the WAL it needs.
  * Not `no_leader`: a replica is only made while a leader exists (Patroni would otherwise restore
  * a lone standby from the repository while the cluster has no primary).
  */
 export function restoreReplicaMethods(stanza: string): Record<string, unknown> {
     return {
-        create_replica_methods: [RESTORE_REPLICA_METHOD, "basebackup"],
+        create_replica_methods: ["basebackup", RESTORE_REPLICA_METHOD],
         [RESTORE_REPLICA_METHOD]: { command: `pgbackrest --stanza=${stanza} --type=standby restore`, no_params: true },
     };
 }

@@ -129,8 +129,8 @@ export const dbMemberReplace: Drill = {
         const health = await etcdHealth(asker.name);
         check(health.ok, `etcd endpoint health: ${health.detail}`);
 
-        // Patroni found a leader and cloned from it, rather than starting anything of its own: from the
-        // backup repository when it holds a backup (a later round's), else with pg_basebackup.
+        // Patroni found a leader and cloned from it, rather than starting anything of its own: with
+        // pg_basebackup, from the backup repository only when that fails.
         const leader = await currentPrimary();
         const cloned = unitLog(target, PATRONI_UNIT, "bootstrapped from leader");
         const method = ["pgbackrest", "basebackup"].find((m) => unitLog(target, PATRONI_UNIT, `replica has been created using ${m}`).length > 0);
