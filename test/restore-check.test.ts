@@ -1,6 +1,7 @@
 // The scheduled restore check run for real, in the lab's Debian 13 root filesystem (an overlay, so
 // the cached one never changes): PostgreSQL 17 archiving into a pgBackRest 2.55 repository, one
-// full backup and rows written after it; the check, as the node's launcher and shipped modules run
+// full backup and rows written after it (and, before that backup, a run on the empty repository,
+// as a new stack's first check finds it); the check, as the node's launcher and shipped modules run
 // it, restores the newest backup and the archive into a scratch directory, starts it, checks it
 // and removes it, and reports success; with a backup file corrupted in the repository it reports
 // failure (exit 1, success 0) and keeps the time of the last passing run.
@@ -18,7 +19,7 @@ import { requireTools } from "./helpers/tools";
 
 const STANZA = "demo";
 
-/** Inside the chroot: a cluster archiving to a posix repository, a backup, rows after it; then the check twice. */
+/** Inside the chroot: a cluster archiving to a posix repository, the check, a backup, rows after it; then the check twice. */
 const SCRIPT = `set -eu
 mkdir -p /etc/pgbackrest /var/lib/pgbackrest /var/log/pgbackrest /tmp/pg /tmp/textfile
 cat > /etc/pgbackrest/pgbackrest.conf <<C
@@ -41,12 +42,19 @@ ${PG_BIN_DIR}/initdb -D /tmp/pg/data -A trust >/dev/null
 ${PG_BIN_DIR}/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -w -o "-p 5498 -c listen_addresses= -c unix_socket_directories=/tmp/pg -c archive_mode=on -c archive_command=\\"pgbackrest --stanza=${STANZA} archive-push %p\\" -c wal_level=replica" start >/dev/null
 psql -h /tmp/pg -p 5498 -d postgres -qc "CREATE DATABASE app"
 pgbackrest --stanza=${STANZA} stanza-create
+'
+# As its unit runs it: root, PostgreSQL and pgBackRest as postgres.
+check() { ${RESTORE_CHECK_TOOL} --config /etc/vps-ha/restore-check.json; }
+set +e
+check; echo "empty=$?"
+ls /tmp/textfile | sed 's/^/reported: /'
+set -e
+su postgres -s /bin/sh -c '
+set -e
 pgbackrest --stanza=${STANZA} --type=full backup
 psql -h /tmp/pg -p 5498 -d app -qc "CREATE TABLE t AS SELECT generate_series(1, 10000) AS i"
 pgbackrest --stanza=${STANZA} check
 '
-# As its unit runs it: root, PostgreSQL and pgBackRest as postgres.
-check() { ${RESTORE_CHECK_TOOL} --config /etc/vps-ha/restore-check.json; }
 set +e
 check; echo "first=$?"
 cp /tmp/textfile/vpsha-restore-check.prom /out/first.prom
@@ -103,6 +111,12 @@ describe("the scheduled restore check, run for real on PostgreSQL 17 and pgBackR
         const line = readFileSync(join(dir, "out", file), "utf8").split("\n").find((l) => l.startsWith(`${metric}{stanza="${STANZA}"} `));
         return line === undefined ? undefined : Number(line.split(" ")[1]);
     };
+
+    it("before the first backup: exits 0, says so, and reports nothing (a new stack is not a failed check)", () => {
+        assert.match(output, /^empty=0$/m, output);
+        assert.match(output, /restore-check: the repository holds no backup yet: nothing to check/);
+        assert.doesNotMatch(output, /^reported: /m, output);
+    });
 
     it("restores the newest backup and the archive, checks the copy, removes it, and reports success", () => {
         assert.match(output, /^first=0$/m, output);

@@ -55,3 +55,32 @@ def test_no_healthy_replica_fails_the_run(tmp_path, table, monkeypatch):
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     assert restore_check.main(["--config", str(tmp_path / "c.json")]) == 1
     assert restore_check.main(["--nope"]) == 2
+
+
+def test_finished_backups_are_read_from_pgbackrest_info_and_failed_or_running_ones_are_not():
+    info = [{"name": "prod", "backup": [
+        {"type": "full", "timestamp": {"start": 1, "stop": 2}},
+        {"type": "incr", "timestamp": {"start": 3, "stop": 4}, "error": True},
+        {"type": "incr", "timestamp": {"start": 5}},
+    ]}]
+    assert restore_check.signals.finished_backups("prod", info) == [("full", 2)]
+    assert restore_check.signals.finished_backups("prod", [{"name": "prod", "backup": []}]) == []
+    with pytest.raises(restore_check.signals.Bad):
+        restore_check.signals.finished_backups("prod", [{"name": "other"}])
+
+
+def test_a_repository_with_no_backup_yet_passes_the_run_and_reports_nothing(tmp_path, table, monkeypatch):
+    monkeypatch.setattr(restore_check, "my_turn", lambda cfg: True)
+    monkeypatch.setattr(restore_check, "repository_backups", lambda cfg: [])
+    restored = []
+    monkeypatch.setattr(restore_check, "restore_and_check", restored.append)
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    cfg = {"stanza": "prod", "node": "db-3", "patroniUrl": "http://127.0.0.1:1", "pgBin": "/x", "scratch": "/x/s",
+           "port": 5499, "database": "app", "signalTable": str(tmp_path / "t.json")}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    assert restore_check.main(["--config", str(tmp_path / "c.json")]) == 0
+    assert restored == []
+    assert not os.path.exists(os.path.join(table["textfileDir"], "vpsha-restore-check.prom"))
+    monkeypatch.setattr(restore_check, "repository_backups", lambda cfg: [("full", 2)])
+    assert restore_check.main(["--config", str(tmp_path / "c.json")]) == 0
+    assert len(restored) == 1 and values(table)['vpsha_restore_check_success{stanza="prod"}'] == 1

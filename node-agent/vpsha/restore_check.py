@@ -8,10 +8,12 @@ answers a query; stops it and removes the directory, whatever happened. The resu
 node_exporter's textfile directory (vpsha.signals' table): the time of this run, whether it passed,
 and the time of the last run that passed.
 
-With `patroniUrl` set, only one member runs it: the last healthy replica by name in Patroni's view
-(the backups take the first), so the primary is never loaded. When no member would, it fails.
+A repository with no backup yet (a new stack, before its first backup) is not a failure: the run
+says so and reports nothing. With `patroniUrl` set, only one member runs it: the last healthy
+replica by name in Patroni's view (the backups take the first), so the primary is never loaded.
+When no member would, it fails.
 
-Exit: 0 passed or another member's turn; 1 failed (the signal says 0); 2 usage or config.
+Exit: 0 passed, no backup yet, or another member's turn; 1 failed (the signal says 0); 2 usage or config.
 
 usage: python3 -m vpsha.restore_check [--config FILE]
 """
@@ -67,6 +69,18 @@ def run(argv, timeout, what, user=None):
     if r.returncode != 0:
         raise Failed("%s: exit %d: %s" % (what, r.returncode, (r.stderr or r.stdout).strip()[-600:]))
     return r.stdout
+
+
+def repository_backups(cfg):
+    """The stanza's finished backups in the repository (an empty repository is a new stack's)."""
+    out = run(["pgbackrest", "--stanza=%s" % cfg["stanza"], "--output=json", "--log-level-console=error", "info"],
+              QUERY_TIMEOUT * 10, "pgbackrest info", as_user(cfg))
+    try:
+        return signals.finished_backups(cfg["stanza"], json.loads(out))
+    except ValueError:
+        raise Failed("pgbackrest info printed no JSON") from None
+    except signals.Bad as e:
+        raise Failed(str(e)) from None
 
 
 def restore_and_check(cfg):
@@ -155,6 +169,10 @@ def main(argv):
         return 1
     started = time.time()
     try:
+        # Nothing to prove yet, and nothing failed: the backups' own alert says when one is overdue.
+        if not repository_backups(cfg):
+            log("the repository holds no backup yet: nothing to check")
+            return 0
         restore_and_check(cfg)
         passed = True
         log("passed in %.0f s" % (time.time() - started))

@@ -119,18 +119,26 @@ def read_textfile_value(directory, name, metric):
 
 # ---------------------------------------------------------------- backup
 
-def backup_samples(stanza, info, archive_listing):
-    """From `pgbackrest info --output=json` and `repo-ls --output=json` of the newest WAL's directory."""
+def finished_backups(stanza, info):
+    """From `pgbackrest info --output=json`: the stanza's finished backups, as (type, stop time)."""
     entry = next((s for s in info if isinstance(s, dict) and s.get("name") == stanza), None)
     if entry is None:
         raise Bad("pgbackrest info knows no stanza %s" % stanza)
-    samples = []
-    newest = {}
+    done = []
     for b in entry.get("backup") or []:
         stop = (b.get("timestamp") or {}).get("stop")
-        if b.get("error") is True or b.get("type") not in ("full", "diff", "incr") or not isinstance(stop, int):
-            continue
-        newest[b["type"]] = max(newest.get(b["type"], 0), stop)
+        if b.get("error") is not True and b.get("type") in ("full", "diff", "incr") and isinstance(stop, int):
+            done.append((b["type"], stop))
+    return done
+
+
+def backup_samples(stanza, info, archive_listing):
+    """From `pgbackrest info --output=json` and `repo-ls --output=json` of the newest WAL's directory."""
+    samples = []
+    newest = {}
+    for kind, stop in finished_backups(stanza, info):
+        newest[kind] = max(newest.get(kind, 0), stop)
+    entry = next(s for s in info if isinstance(s, dict) and s.get("name") == stanza)
     for kind, stop in sorted(newest.items()):
         samples.append(("backupLastSuccess", {"stanza": stanza, "type": kind}, stop))
     segment = newest_segment(entry)
