@@ -92,11 +92,21 @@ async function waitRolledOut(log: Log, before: Record<string, RolloutState | und
     }
 }
 
-/** When each node's init started: a rebuilt or rebooted node starts again. */
+/**
+ * When each node's init started, in clock ticks since the host booted (/proc/1/stat's 22nd field):
+ * a rebuilt or rebooted node starts again. Not ps's lstart: in a container it adds the host's boot
+ * time, which moves when the clock is adjusted (CI: every node "rebooted" in one drill).
+ */
 async function bootMarks(): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const n of labNodes()) out[n.name] = (await execInNode(n.name, ["ps", "-o", "lstart=", "-p", "1"], { timeoutMs: 10_000, allowFail: true })).stdout.trim();
+    for (const n of labNodes()) out[n.name] = initStartTicks((await execInNode(n.name, ["cat", "/proc/1/stat"], { timeoutMs: 10_000, allowFail: true })).stdout);
     return out;
+}
+
+/** /proc/PID/stat's start time (field 22), counted after the command name, which may hold spaces; "" when unreadable. */
+export function initStartTicks(stat: string): string {
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).trim().split(/\s+/);
+    return /^\d+$/.test(fields[19] ?? "") ? fields[19] : "";
 }
 
 /** Patroni's timeline history length as a member sees it: one entry per promotion. */
@@ -150,7 +160,8 @@ export const upgradeInPlace: Drill = {
         const switchovers = history !== undefined && after !== undefined ? after - history : undefined;
         check(switchovers !== undefined && switchovers <= 1, `switchovers: ${switchovers ?? "unknown"} (at most 1); primary ${primary ?? "?"} -> ${(await currentPrimary()) ?? "?"}`);
         const bootsAfter = await bootMarks();
-        const rebuilt = Object.keys(boots).filter((n) => boots[n] !== bootsAfter[n]);
+        // An unreadable mark counts as a reboot: the check never passes on what it could not see.
+        const rebuilt = Object.keys(boots).filter((n) => !boots[n] || boots[n] !== bootsAfter[n]);
         check(rebuilt.length === 0, `no node rebuilt or rebooted${rebuilt.length ? ` (${rebuilt.join(", ")} did)` : ""}`);
         // The lab ends as it began: the stack file's own state, rolled out the same way.
         const published = await states();
