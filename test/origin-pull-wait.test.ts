@@ -84,20 +84,20 @@ describe("origin pull wait (the script pulumi up runs, against a stand-in API)",
     });
 
     it("gives up at its bound, naming each hostname still pending and what to do", async () => {
-        const script = renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com", "candidate.example.com"], timeoutSeconds: 3, everySeconds: 1 });
+        const script = renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com", "candidate.example.com"], timeoutSeconds: 2, everySeconds: 1 });
         await withStandIn({ "candidate.example.com": -1 }, (api) => {
             const r = runScript(script, api);
             assert.equal(r.status, 1, r.stdout + r.stderr);
             // The script counts whole seconds (date +%s): its bound ends up to one second early.
-            assert.ok(r.seconds >= 2 && r.seconds < 10, `took ${r.seconds} s`);
-            assert.match(r.stderr, /^origin pulls: not active within 3 s; candidate\.example\.com: "status": ?"pending_deployment"$/m);
+            assert.ok(r.seconds >= 1 && r.seconds < 10, `took ${r.seconds} s`);
+            assert.match(r.stderr, /^origin pulls: not active within 2 s; candidate\.example\.com: "status": ?"pending_deployment"$/m);
             assert.doesNotMatch(r.stderr, /app\.example\.com/);
             assert.match(r.stderr, /run pulumi up again once Cloudflare shows it active/);
         });
     });
 
     it("an unreachable API is a failure, never taken for active", async () => {
-        const script = renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com"], timeoutSeconds: 2, everySeconds: 1 });
+        const script = renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com"], timeoutSeconds: 1, everySeconds: 1 });
         const r = runScript(script, "http://127.0.0.1:9/client/v4");
         assert.equal(r.status, 1);
         assert.match(r.stderr, /app\.example\.com: no answer \(curl: /);

@@ -107,7 +107,7 @@ const sync = (nodeCount: number, strict = true, mode: SynchronousSpec["mode"] = 
 describe("vps-ha-patroni-config: the cluster's dynamic configuration kept as the stack file says", function () {
     this.timeout(60_000);
     let patroni: FakePatroni;
-    const settingsFor = async (s: SynchronousSpec, waitSeconds = 10): Promise<Json> => ({ ...patroniDynamicSettings("10.77.0.5", s), patroniUrl: await patroni.url(), waitSeconds });
+    const settingsFor = async (s: SynchronousSpec, waitSeconds = 10): Promise<Json> => ({ ...patroniDynamicSettings("10.77.0.5", s), patroniUrl: await patroni.url(), waitSeconds, retrySeconds: 0.2 });
 
     beforeEach(function () {
         requireTools(this, ["/usr/bin/python3", "cloud-init"]); // cloud-init brings python3-yaml, as patroni does on a node
@@ -177,7 +177,7 @@ describe("vps-ha-patroni-config: the cluster's dynamic configuration kept as the
         assert.equal(r.code, 0, r.out);
         assert.equal(patroni.patches.length, 1);
         patroni.notReadyFor = 1000;
-        const never = await runTool(await settingsFor(sync(2, false), 3));
+        const never = await runTool(await settingsFor(sync(2, false), 1));
         assert.equal(never.code, 1);
         assert.match(never.out, /gave up: .*\/config answered 503/);
     });

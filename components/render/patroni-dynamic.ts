@@ -21,6 +21,8 @@ export interface PatroniDynamicSettings {
     absent: string[][];
     /** How long to wait for the cluster's configuration to be readable (a new cluster bootstraps first). */
     waitSeconds: number;
+    /** How often it asks meanwhile. */
+    retrySeconds: number;
 }
 
 export function patroniDynamicSettings(meshAddress: string, sync: SynchronousSpec, restart: RestartParameters = {}): PatroniDynamicSettings {
@@ -30,6 +32,7 @@ export function patroniDynamicSettings(meshAddress: string, sync: SynchronousSpe
         desired: patroniDynamicConfig(sync, restart),
         absent: absentDynamicKeys(sync, restart),
         waitSeconds: 600,
+        retrySeconds: 2,
     };
 }
 

@@ -91,7 +91,7 @@ def main(argv):
         if time.monotonic() > deadline:
             log("gave up: %s answered %s %s" % (config_url, status, body[:200]))
             return 1
-        time.sleep(2)
+        time.sleep(s.get("retrySeconds", 2))
     current = json.loads(body)
     patch = still_needed(current, s)
     if not patch:
