@@ -63,10 +63,11 @@ def test_finished_backups_are_read_from_pgbackrest_info_and_failed_or_running_on
         {"type": "incr", "timestamp": {"start": 3, "stop": 4}, "error": True},
         {"type": "incr", "timestamp": {"start": 5}},
     ]}]
-    assert restore_check.signals.finished_backups("prod", info) == [("full", 2)]
-    assert restore_check.signals.finished_backups("prod", [{"name": "prod", "backup": []}]) == []
-    with pytest.raises(restore_check.signals.Bad):
-        restore_check.signals.finished_backups("prod", [{"name": "other"}])
+    signals = restore_check.signals
+    assert signals.finished_backups(signals.stanza_entry("prod", info)) == [("full", 2)]
+    assert signals.finished_backups(signals.stanza_entry("prod", [{"name": "prod", "backup": []}])) == []
+    with pytest.raises(signals.Bad):
+        signals.stanza_entry("prod", [{"name": "other"}])
 
 
 def test_a_repository_with_no_backup_yet_passes_the_run_and_reports_nothing(tmp_path, table, monkeypatch):

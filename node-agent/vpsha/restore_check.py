@@ -73,12 +73,9 @@ def run(argv, timeout, what, user=None):
 
 def repository_backups(cfg):
     """The stanza's finished backups in the repository (an empty repository is a new stack's)."""
-    out = run(["pgbackrest", "--stanza=%s" % cfg["stanza"], "--output=json", "--log-level-console=error", "info"],
-              QUERY_TIMEOUT * 10, "pgbackrest info", as_user(cfg))
     try:
-        return signals.finished_backups(cfg["stanza"], json.loads(out))
-    except ValueError:
-        raise Failed("pgbackrest info printed no JSON") from None
+        info = signals.pgbackrest_json(cfg["stanza"], ["info"], cfg.get("user"))
+        return signals.finished_backups(signals.stanza_entry(cfg["stanza"], info))
     except signals.Bad as e:
         raise Failed(str(e)) from None
 

@@ -119,11 +119,16 @@ def read_textfile_value(directory, name, metric):
 
 # ---------------------------------------------------------------- backup
 
-def finished_backups(stanza, info):
-    """From `pgbackrest info --output=json`: the stanza's finished backups, as (type, stop time)."""
+def stanza_entry(stanza, info):
+    """The stanza's entry in `pgbackrest info --output=json`."""
     entry = next((s for s in info if isinstance(s, dict) and s.get("name") == stanza), None)
     if entry is None:
         raise Bad("pgbackrest info knows no stanza %s" % stanza)
+    return entry
+
+
+def finished_backups(entry):
+    """A stanza entry's finished backups, as (type, stop time)."""
     done = []
     for b in entry.get("backup") or []:
         stop = (b.get("timestamp") or {}).get("stop")
@@ -134,11 +139,11 @@ def finished_backups(stanza, info):
 
 def backup_samples(stanza, info, archive_listing):
     """From `pgbackrest info --output=json` and `repo-ls --output=json` of the newest WAL's directory."""
+    entry = stanza_entry(stanza, info)
     samples = []
     newest = {}
-    for kind, stop in finished_backups(stanza, info):
+    for kind, stop in finished_backups(entry):
         newest[kind] = max(newest.get(kind, 0), stop)
-    entry = next(s for s in info if isinstance(s, dict) and s.get("name") == stanza)
     for kind, stop in sorted(newest.items()):
         samples.append(("backupLastSuccess", {"stanza": stanza, "type": kind}, stop))
     segment = newest_segment(entry)
@@ -169,9 +174,13 @@ def archive_dir(stanza, entry):
 
 
 def pgbackrest(cfg, args):
-    """pgBackRest as its owner (postgres): its locks and logs stay postgres'."""
-    user = cfg.get("pgbackrestUser") if os.geteuid() == 0 else None
-    argv = ["pgbackrest", "--stanza=%s" % cfg["stanza"], "--output=json", "--log-level-console=error"] + args
+    return pgbackrest_json(cfg["stanza"], args, cfg.get("pgbackrestUser"))
+
+
+def pgbackrest_json(stanza, args, owner):
+    """pgBackRest's JSON answer, run as its owner (postgres) when root: its locks and logs stay postgres'."""
+    user = owner if os.geteuid() == 0 else None
+    argv = ["pgbackrest", "--stanza=%s" % stanza, "--output=json", "--log-level-console=error"] + args
     r = subprocess.run(argv, capture_output=True, text=True, timeout=PGBACKREST_TIMEOUT, user=user)
     if r.returncode != 0:
         raise Bad("pgbackrest %s: exit %d: %s" % (args[0], r.returncode, (r.stderr or r.stdout).strip()[-400:]))
@@ -185,9 +194,9 @@ def collect_backup(cfg, run=pgbackrest):
     if not cfg.get("stanza"):
         raise Bad("no stanza in the config: this node takes no backups")
     info = run(cfg, ["info"])
-    entry = next((s for s in info if isinstance(s, dict) and s.get("name") == cfg["stanza"]), None)
+    entry = stanza_entry(cfg["stanza"], info)
     listing = None
-    if entry and newest_segment(entry):
+    if newest_segment(entry):
         listing = run(cfg, ["repo-ls", "--recurse", archive_dir(cfg["stanza"], entry)])
     return backup_samples(cfg["stanza"], info, listing)
 
