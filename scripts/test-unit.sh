@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The fast tier (no root, no lab): ruff, then pytest beside mocha. pytest mostly waits on sockets
-# and timers, so the two share two cores well; its output follows mocha's. Extra arguments go to mocha.
+# The fast tier (no root, no lab): pytest beside mocha. pytest mostly waits on sockets and timers,
+# so the two share two cores well; its output follows mocha's. Ruff runs as one of mocha's tests
+# (test/node-agent.test.ts; alone: npm run lint:python). Extra arguments go to mocha.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
-npm run -s lint:python || exit 1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 bash scripts/pytest.sh >"$log" 2>&1 &

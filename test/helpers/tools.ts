@@ -2,8 +2,14 @@
 // a missing one fails the test; elsewhere the test is skipped with the reason printed.
 import { spawnSync } from "node:child_process";
 
+// What is installed does not change while the tests run: each tool is looked up once.
+const installed = new Map<string, boolean>();
+
 export function missingTools(...tools: string[]): string[] {
-    return tools.filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
+    return tools.filter((t) => {
+        if (!installed.has(t)) installed.set(t, spawnSync("sh", ["-c", `command -v ${t}`]).status === 0);
+        return !installed.get(t);
+    });
 }
 
 export function requireTools(ctx: Mocha.Context, tools: string[], alsoRoot = false): void {

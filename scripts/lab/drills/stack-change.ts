@@ -52,6 +52,7 @@ export async function applyToProgram(source: StackSource, nodes: NodeLists | und
         if (!pulumi.RunError.isInstance(reason as Error)) throw reason;
     };
     process.on("unhandledRejection", swallow);
+    let refused = false;
     try {
         const evaluation = await evaluateProgram({
             stack: source.stack, values, secretKeys: file.secretKeys, env: {}, ...(deployed ? { deployed } : {}), onResource: (r) => registered.push(r.type),
@@ -61,9 +62,11 @@ export async function applyToProgram(source: StackSource, nodes: NodeLists | und
         return { accepted: true, evaluation, changes: compareServers(factsFromOutputs(deployed), after) };
     } catch (e) {
         if (!pulumi.RunError.isInstance(e as Error)) throw e;
+        refused = true;
         return { accepted: false, message: (e as Error).message, registered };
     } finally {
-        await new Promise((r) => setTimeout(r, 1_000));
+        // Only a refusal leaves copies behind; they surface within a second.
+        if (refused) await new Promise((r) => setTimeout(r, 1_000));
         process.off("unhandledRejection", swallow);
     }
 }
