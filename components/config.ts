@@ -222,8 +222,9 @@ const shapes = {
          */
         synchronousStrict: z.boolean().default(true),
         /**
-         * Raise by one to rotate every generated database secret at once: the PostgreSQL users'
-         * passwords, the poolers' admin and the REST API's, and the backup cipher's passphrase.
+         * The version of every generated database secret (the PostgreSQL users' passwords, the
+         * poolers' admin and the REST API's; not the backup cipher's). A deployed stack keeps the
+         * version it was created with (components/secrets-version.ts).
          */
         secretsVersion: z.number().int("must be a whole number").min(1, "must be 1 or more").default(1),
         /**

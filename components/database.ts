@@ -72,8 +72,8 @@ export class DatabaseCluster extends NodeGroup {
         const passwords = {} as Record<PasswordName, pulumi.Output<string>>;
         for (const p of PASSWORDS) {
             // Alphanumeric: they go into YAML, SQL, URLs and pgBackRest's config unquoted; 32 of 62 symbols is ~190 bits.
-            // A new secretsVersion replaces every one (keepers), and so rotates them all in one change;
-            // not the backup cipher's: the repository stays encrypted with the passphrase it was made with.
+            // A new secretsVersion replaces every one (keepers), not the backup cipher's: the repository stays
+            // encrypted with the passphrase it was made with. A deployed stack keeps its version (secrets-version.ts).
             const keepers = p === "backupCipher" ? undefined : { secretsVersion: String(plan.config.database.secretsVersion) };
             const pw = new random.RandomPassword(`${name}-${p}`, { length: PASSWORD_LENGTH, special: false, ...(keepers ? { keepers } : {}) }, { parent: this });
             passwords[p] = pulumi.secret(pw.result);

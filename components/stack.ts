@@ -28,6 +28,7 @@ import { compareServers, factsFromOutputs, isMember, replacementProblems, Server
 import { RolloutWait } from "./rollout-wait";
 import { STATUS_VIEW_PATH } from "./render/rollout-view";
 import { readRawConfig } from "./runtime-config";
+import { SECRETS_VERSION_OUTPUT, secretsVersionFromOutputs, secretsVersionProblems } from "./secrets-version";
 
 export interface NodeOutput {
     name: string;
@@ -66,6 +67,8 @@ export interface StackOutputs {
     alertWebhookSecret?: pulumi.Output<string>;
     /** What the next `pulumi up` compares the stack file against (components/replacement.ts). */
     serverFacts: pulumi.Output<ServerFacts[]>;
+    /** The database secrets' version this run deployed: the next run refuses another (components/secrets-version.ts). */
+    [SECRETS_VERSION_OUTPUT]: number;
     /** The index this run published: the next run keeps its removal mark while the member set is the same (components/directory-removal.ts). */
     directoryIndex: PublishedIndex;
 }
@@ -82,14 +85,15 @@ export function loadPlan(): StackPlan {
 }
 
 /** What the last deployment left: its server facts and the index it published; undefined before the first. */
-async function deployedState(prefix: string): Promise<{ facts: ServerFacts[] | undefined; index: PublishedIndex | undefined }> {
+async function deployedState(prefix: string): Promise<{ facts: ServerFacts[] | undefined; index: PublishedIndex | undefined; secretsVersion: number | undefined }> {
     const self = new pulumi.StackReference(`${prefix}-deployed`, { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
-    const [facts, nodes, index] = await Promise.all([self.getOutputDetails("serverFacts"), self.getOutputDetails("nodes"), self.getOutputDetails("directoryIndex")]);
+    const [facts, nodes, index, secretsVersion] = await Promise.all(["serverFacts", "nodes", "directoryIndex", SECRETS_VERSION_OUTPUT].map((o) => self.getOutputDetails(o)));
     const value = (d: pulumi.StackReferenceOutputDetails) => d.value ?? d.secretValue;
     try {
         return {
             facts: factsFromOutputs({ ...(value(facts) !== undefined ? { serverFacts: value(facts) } : {}), ...(value(nodes) !== undefined ? { nodes: value(nodes) } : {}) }),
             index: publishedIndexFromOutput(value(index)),
+            secretsVersion: secretsVersionFromOutputs({ [SECRETS_VERSION_OUTPUT]: value(secretsVersion) }),
         };
     } catch (e) {
         throw new pulumi.RunError(`cannot compare with the deployed stack: ${(e as Error).message}`);
@@ -110,12 +114,12 @@ function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean, userDataDige
 
 /**
  * Compares the stack file with the deployed stack and stops, before anything is created, when
- * the change would take more than one member down or delete a protected one; otherwise decides
- * each server's protection for this run.
+ * the change would take more than one member down or delete a protected one (or one of
+ * `otherProblems` stands); otherwise decides each server's protection for this run.
  */
-function serverLifecycles(plan: StackPlan, deployed: ServerFacts[] | undefined): Record<string, ServerLifecycle> {
+function serverLifecycles(plan: StackPlan, deployed: ServerFacts[] | undefined, otherProblems: string[]): Record<string, ServerLifecycle> {
     const changes = compareServers(deployed, plannedFacts(plan));
-    const problems = replacementProblems(changes, deployed);
+    const problems = [...replacementProblems(changes, deployed), ...otherProblems];
     if (problems.length > 0) throw new pulumi.RunError(`The stack file cannot be applied in one pulumi up:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     const retiring = new Set(allNodes(plan.config).filter((e) => e.node.retire === true).map((e) => e.node.name));
     return Object.fromEntries(plan.nodes.map((n) => [n.name, serverLifecycle(n.role, retiring.has(n.name), changes.find((c) => c.name === n.name))]));
@@ -125,7 +129,7 @@ export async function vpsHa(): Promise<StackOutputs> {
     const plan = loadPlan();
     const prefix = `${pulumi.getProject()}-${plan.config.stack}`;
     const deployed = await deployedState(prefix);
-    const lifecycles = serverLifecycles(plan, deployed.facts);
+    const lifecycles = serverLifecycles(plan, deployed.facts, secretsVersionProblems(deployed.secretsVersion, plan.config.database.secretsVersion));
     const shared = new pulumi.ComponentResource("vps-ha:index:Providers", prefix);
     const servers: Record<string, ServerFactory> = {};
     for (const provider of new Set(plan.nodes.map((n) => n.provider))) {
@@ -182,6 +186,7 @@ export async function vpsHa(): Promise<StackOutputs> {
         statusToken: pulumi.secret(rolloutToken),
         ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),
         // Members carry the digest the next run can compute before anything resolves; the others, their real one.
+        [SECRETS_VERSION_OUTPUT]: plan.config.database.secretsVersion,
         directoryIndex: { set: memberSetDigest(plan.nodes.map((n) => n.name)), deliberate: removal.deliberate },
         serverFacts: pulumi.all(plan.nodes.map((n) => {
             const vps = all.find((v) => v.name === n.name) as (typeof all)[number];

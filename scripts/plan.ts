@@ -16,6 +16,7 @@ import { buildPlan, StackPlan } from "../components/plan";
 import { catalogs } from "../components/providers/catalogs";
 import { describeInPlace, inPlaceChange } from "../components/in-place";
 import { compareServers, describeChange, factsFromOutputs, NodeChange, replacementProblems, ServerFacts } from "../components/replacement";
+import { secretsVersionFromOutputs, secretsVersionProblems } from "../components/secrets-version";
 import type { FailureRow } from "../components/failures";
 import { cloudflareSummary, CloudflareSummary, formatCloudflare } from "./lib/plan-cloudflare";
 import { evaluateProgram, Evaluation } from "./lib/mock-program";
@@ -56,19 +57,21 @@ export type Deployed = { stackFile: string } | { outputs: string };
 
 export async function planReport(source: string, stack: string, deployed?: Deployed): Promise<PlanReport> {
     const file = readStackFile(source);
-    const secretsToSet = checkConfig(file, stack, source).config.missingSecrets;
+    const plan = checkConfig(file, stack, source);
+    const secretsToSet = plan.config.missingSecrets;
     let before: ServerFacts[] | undefined;
     let beforeDesired: Evaluation["desired"] | undefined;
+    let secretsVersionBefore: number | undefined;
     if (deployed && "stackFile" in deployed) {
         const deployedFile = readStackFile(deployed.stackFile);
-        checkConfig(deployedFile, stack, deployed.stackFile);
+        secretsVersionBefore = checkConfig(deployedFile, stack, deployed.stackFile).config.database.secretsVersion;
         // Evaluated in this process as the current file is, so their generated keys are the same:
         // what differs in a node's user-data is what the change does to it.
         const was = await evaluateProgram({ stack, values: deployedFile.values, secretKeys: deployedFile.secretKeys, env: {} });
         before = factsOf(was);
         beforeDesired = was.desired;
     }
-    if (deployed && "outputs" in deployed) before = readOutputs(deployed.outputs);
+    if (deployed && "outputs" in deployed) ({ facts: before, secretsVersion: secretsVersionBefore } = readOutputs(deployed.outputs));
     // As a first deployment: the comparison below is the one the program makes before it creates anything.
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const report: PlanReport = { ...toReport(evaluation, stack, source), secretsToSet };
@@ -79,7 +82,7 @@ export async function planReport(source: string, stack: string, deployed?: Deplo
             const now = evaluation.desired[c.name];
             return was && now && (c.kind === "same" || c.kind === "restart") ? { ...c, inPlace: describeInPlace(inPlaceChange(was, now)) } : c;
         });
-        report.replacement = { against: "stackFile" in deployed ? deployed.stackFile : deployed.outputs, changes, problems: replacementProblems(changes, before) };
+        report.replacement = { against: "stackFile" in deployed ? deployed.stackFile : deployed.outputs, changes, problems: [...replacementProblems(changes, before), ...secretsVersionProblems(secretsVersionBefore, plan.config.database.secretsVersion)] };
     }
     return report;
 }
@@ -88,8 +91,8 @@ function factsOf(e: Evaluation): ServerFacts[] {
     return e.outputs.serverFacts as ServerFacts[];
 }
 
-/** `pulumi stack output --json`: the deployed stack's outputs (serverFacts, or nodes for an older one). */
-function readOutputs(path: string): ServerFacts[] | undefined {
+/** `pulumi stack output --json`: the deployed stack's outputs (serverFacts, or nodes for an older one; its secrets' version). */
+function readOutputs(path: string): { facts: ServerFacts[] | undefined; secretsVersion: number | undefined } {
     let text: string;
     try {
         text = readFileSync(path, "utf8");
@@ -99,7 +102,7 @@ function readOutputs(path: string): ServerFacts[] | undefined {
     try {
         const outputs = JSON.parse(text) as unknown;
         if (typeof outputs !== "object" || outputs === null || Array.isArray(outputs)) throw new Error("not a JSON object of stack outputs");
-        return factsFromOutputs(outputs as Record<string, unknown>);
+        return { facts: factsFromOutputs(outputs as Record<string, unknown>), secretsVersion: secretsVersionFromOutputs(outputs as Record<string, unknown>) };
     } catch (e) {
         throw new StackFileError(`${path}: ${(e as Error).message} (expected the output of pulumi stack output --json)`);
     }

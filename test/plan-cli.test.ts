@@ -209,6 +209,17 @@ describe("npm run plan", function () {
         const two = await plan("--config", moved, "--deployed", outputs);
         assert.equal(two.code, 3);
         assert.match(two.err, /in this order: db-3, db-1,/);
+        // Another secretsVersion than the deployed stack's: refused, like the program refuses it.
+        writeFileSync(outputs, JSON.stringify({ serverFacts: (await evaluate()).outputs.serverFacts, databaseSecretsVersion: 1 }));
+        const rotated = join(dir, "rotated.yaml");
+        writeFileSync(rotated, prod.replace("  vps-ha:database:\n", "  vps-ha:database:\n    secretsVersion: 2\n"));
+        const r = await plan("--config", rotated, "--deployed", outputs);
+        assert.equal(r.code, 3, r.err);
+        assert.match(r.err, /vps-ha:database\.secretsVersion is 2 in the stack file and 1 in the deployed stack: rotating the database secrets of a running cluster is not supported yet\..* Set it back to 1\. Nothing was changed\./);
+        writeFileSync(outputs, JSON.stringify({ serverFacts: (await evaluate()).outputs.serverFacts, databaseSecretsVersion: "1" }));
+        const malformed = await plan("--config", rotated, "--deployed", outputs);
+        assert.equal(malformed.code, 2);
+        assert.match(malformed.err, /databaseSecretsVersion output is "1", not a whole number from 1/);
         writeFileSync(join(dir, "junk.json"), "[1, 2]");
         const junk = await plan("--deployed", join(dir, "junk.json"));
         assert.equal(junk.code, 2);

@@ -5,6 +5,7 @@ import { strict as assert } from "node:assert";
 import * as pulumi from "@pulumi/pulumi";
 import { memberUserDataDigest } from "../components/member-digest";
 import { buildPlan } from "../components/plan";
+import { secretsVersionFromOutputs, secretsVersionProblems } from "../components/secrets-version";
 import { parseStackConfig } from "../components/config";
 import { sshKeyFingerprint } from "../components/providers/hcloud";
 import { evaluateProgram, Evaluation, RecordedResource } from "../scripts/lib/mock-program";
@@ -118,6 +119,19 @@ describe("replacement (mock runtime)", function () {
         // Also when the deployed stack predates serverFacts (only its nodes output to go by).
         const old = await refusal({ ...prod, outputs: { nodes: prod.outputs.nodes } }, withConfig({ nodes }));
         assert.match(old.message, /takes 2 database members/);
+    });
+
+    it("another database.secretsVersion than the deployed stack's is refused before anything is created; a deployment older than the output is not compared", async () => {
+        assert.equal(prod.outputs.databaseSecretsVersion, 1, "the deployment records its secrets' version");
+        const database = JSON.parse(prodStack().values["vps-ha:database"]);
+        const { message, created } = await refusal(prod, withConfig({ database: { ...database, secretsVersion: 2 } }));
+        assert.match(message, /^The stack file cannot be applied in one pulumi up:\n  - vps-ha:database\.secretsVersion is 2 in the stack file and 1 in the deployed stack: rotating the database secrets of a running cluster is not supported yet\. PostgreSQL keeps the passwords/);
+        assert.match(message, /Set it back to 1\. Nothing was changed\.$/);
+        assert.deepEqual(created, ["pulumi:pulumi:StackReference"], "nothing but the read of the deployed stack");
+        assert.deepEqual(secretsVersionProblems(undefined, 2), [], "nothing recorded (a first deployment, or one older than the output): nothing to compare");
+        assert.equal(secretsVersionFromOutputs({ serverFacts: [] }), undefined);
+        assert.equal(secretsVersionFromOutputs({ databaseSecretsVersion: 3 }), 3);
+        for (const bad of [0, 1.5, "2", true]) assert.throws(() => secretsVersionFromOutputs({ databaseSecretsVersion: bad }), /databaseSecretsVersion output is .*, not a whole number from 1/);
     });
 
     it("a change of every member's user-data (another mesh port) is refused", async () => {
