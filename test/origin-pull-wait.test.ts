@@ -3,7 +3,7 @@
 // stand-in for Cloudflare's API (a real HTTP server on loopback) that reports each hostname's
 // association pending, then active, or never.
 import { strict as assert } from "node:assert";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -59,46 +59,71 @@ async function withStandIn<T>(pending: Record<string, number>, run: (api: string
     }
 }
 
-function runScript(script: string, api: string, timeoutMs = 30000) {
+interface ScriptRun {
+    status: number | null;
+    stdout: string;
+    stderr: string;
+    seconds: number;
+    /** What the stand-in API was asked (none without one). */
+    asks: { path: string; auth: string }[];
+}
+
+/** The script run by sh against `api`, killed at `timeoutMs`. */
+function runScript(script: string, api: string, log?: string, timeoutMs = 30000): Promise<ScriptRun> {
     const started = Date.now();
-    const r = spawnSync("sh", ["-c", script], { encoding: "utf8", timeout: timeoutMs, env: { ...process.env, VPS_HA_CF_API: api, CLOUDFLARE_API_TOKEN: TOKEN } });
-    return { ...r, seconds: (Date.now() - started) / 1000 };
+    return new Promise((resolve) => {
+        const child = spawn("sh", ["-c", script], { env: { ...process.env, VPS_HA_CF_API: api, CLOUDFLARE_API_TOKEN: TOKEN } });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+        child.on("close", (status) => {
+            clearTimeout(timer);
+            const asks = log ? readFileSync(log, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { path: string; auth: string }) : [];
+            resolve({ status, stdout, stderr, seconds: (Date.now() - started) / 1000, asks });
+        });
+    });
 }
 
 describe("origin pull wait (the script pulumi up runs, against a stand-in API)", function () {
     this.timeout(120000);
-
-    it("waits until every hostname's association is active, asking with the token", async () => {
-        const script = renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com", "candidate.example.com"], timeoutSeconds: 20, everySeconds: 1 });
-        await withStandIn({ "candidate.example.com": 2 }, (api, log) => {
-            const r = runScript(script, api);
-            assert.equal(r.status, 0, r.stdout + r.stderr);
-            assert.match(r.stdout, /origin pulls: active for every hostname/);
-            const asks = readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { path: string; auth: string });
-            assert.ok(asks.every((a) => a.auth === `Bearer ${TOKEN}`));
-            assert.ok(asks.every((a) => a.path.startsWith(`/client/v4/zones/${ZONE}/origin_tls_client_auth/hostnames/`)));
-            // Pending twice, active the third time: three rounds, about two seconds.
-            assert.equal(asks.filter((a) => a.path.endsWith("/candidate.example.com")).length, 3);
-            assert.ok(r.seconds >= 1.5 && r.seconds < 10, `took ${r.seconds} s`);
-        });
+    // The three runs mostly wait on the script's one-second rounds: they run at once.
+    let waited: ScriptRun;
+    let gaveUp: ScriptRun;
+    let unreachable: ScriptRun;
+    before(async () => {
+        const hostnames = ["app.example.com", "candidate.example.com"];
+        [waited, gaveUp, unreachable] = await Promise.all([
+            withStandIn({ "candidate.example.com": 2 }, (api, log) => runScript(renderOriginPullWait({ zoneId: ZONE, hostnames, timeoutSeconds: 20, everySeconds: 1 }), api, log)),
+            withStandIn({ "candidate.example.com": -1 }, (api, log) => runScript(renderOriginPullWait({ zoneId: ZONE, hostnames, timeoutSeconds: 2, everySeconds: 1 }), api, log)),
+            runScript(renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com"], timeoutSeconds: 1, everySeconds: 1 }), "http://127.0.0.1:9/client/v4"),
+        ]);
     });
 
-    it("gives up at its bound, naming each hostname still pending and what to do", async () => {
-        const script = renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com", "candidate.example.com"], timeoutSeconds: 2, everySeconds: 1 });
-        await withStandIn({ "candidate.example.com": -1 }, (api) => {
-            const r = runScript(script, api);
-            assert.equal(r.status, 1, r.stdout + r.stderr);
-            // The script counts whole seconds (date +%s): its bound ends up to one second early.
-            assert.ok(r.seconds >= 1 && r.seconds < 10, `took ${r.seconds} s`);
-            assert.match(r.stderr, /^origin pulls: not active within 2 s; candidate\.example\.com: "status": ?"pending_deployment"$/m);
-            assert.doesNotMatch(r.stderr, /app\.example\.com/);
-            assert.match(r.stderr, /run pulumi up again once Cloudflare shows it active/);
-        });
+    it("waits until every hostname's association is active, asking with the token", () => {
+        const r = waited;
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        assert.match(r.stdout, /origin pulls: active for every hostname/);
+        assert.ok(r.asks.every((a) => a.auth === `Bearer ${TOKEN}`));
+        assert.ok(r.asks.every((a) => a.path.startsWith(`/client/v4/zones/${ZONE}/origin_tls_client_auth/hostnames/`)));
+        // Pending twice, active the third time: three rounds, about two seconds.
+        assert.equal(r.asks.filter((a) => a.path.endsWith("/candidate.example.com")).length, 3);
+        assert.ok(r.seconds >= 1.5 && r.seconds < 10, `took ${r.seconds} s`);
     });
 
-    it("an unreachable API is a failure, never taken for active", async () => {
-        const script = renderOriginPullWait({ zoneId: ZONE, hostnames: ["app.example.com"], timeoutSeconds: 1, everySeconds: 1 });
-        const r = runScript(script, "http://127.0.0.1:9/client/v4");
+    it("gives up at its bound, naming each hostname still pending and what to do", () => {
+        const r = gaveUp;
+        assert.equal(r.status, 1, r.stdout + r.stderr);
+        // The script counts whole seconds (date +%s): its bound ends up to one second early.
+        assert.ok(r.seconds >= 1 && r.seconds < 10, `took ${r.seconds} s`);
+        assert.match(r.stderr, /^origin pulls: not active within 2 s; candidate\.example\.com: "status": ?"pending_deployment"$/m);
+        assert.doesNotMatch(r.stderr, /app\.example\.com/);
+        assert.match(r.stderr, /run pulumi up again once Cloudflare shows it active/);
+    });
+
+    it("an unreachable API is a failure, never taken for active", () => {
+        const r = unreachable;
         assert.equal(r.status, 1);
         assert.match(r.stderr, /app\.example\.com: no answer \(curl: /);
     });

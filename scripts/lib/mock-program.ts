@@ -171,7 +171,13 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
     // resource's source position), formatted at once: under mocks, that was a fifth of the
     // time. VPS_HA_TRACES=1 keeps them, for a trace of an error the program throws.
     const traceLimit = Error.stackTraceLimit;
-    if (process.env.VPS_HA_TRACES !== "1") Error.stackTraceLimit = 0;
+    // The source position lifts the limit for a whole trace of every resource: no position then.
+    const positions = pulumi.Resource as unknown as { callsites: () => unknown[] };
+    const callsites = positions.callsites;
+    if (process.env.VPS_HA_TRACES !== "1") {
+        Error.stackTraceLimit = 0;
+        positions.callsites = () => [];
+    }
     try {
         const resources: RecordedResource[] = [];
         const options = new Map<string, RecordedOptions>();
@@ -275,12 +281,20 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
             if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && r.inputs.type === "TXT") records.set(String(r.inputs.name), txtText(String(r.inputs.content)));
         }
         const desired = await openDesired(userData, records);
-        const config = Object.fromEntries(Object.entries(userData).map(([n, u]) => [n, wholeNode(u, desired[n])]));
-        return { resources, outputs, secretOutputs, userData, desired, config, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])) };
+        // Each node's whole config is made when first read: most evaluations never read it.
+        let config: Record<string, string> | undefined;
+        return {
+            resources, outputs, secretOutputs, userData, desired, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])),
+            get config() {
+                config ??= Object.fromEntries(Object.entries(userData).map(([n, u]) => [n, wholeNode(u, desired[n])]));
+                return config;
+            },
+        };
     } finally {
         process.env = savedEnv;
         process.setSourceMapsEnabled(sourceMaps);
         Error.stackTraceLimit = traceLimit;
+        positions.callsites = callsites;
         evaluating = false;
     }
 }
