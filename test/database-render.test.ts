@@ -460,8 +460,8 @@ describe("database parts of a node's boot", () => {
             assert.ok(i >= 0, `missing: ${c}\n${cmds.join("\n")}`);
             return i;
         };
-        assert.ok(at("systemctl disable --now etcd.service") < at("systemctl enable --now --no-reload vps-ha-etcd.service"));
-        assert.ok(at("systemctl disable --now postgresql.service") < at("systemctl enable --now --no-reload vps-ha-patroni.service"));
+        assert.ok(at("env SYSTEMCTL_SKIP_SYSV=1 systemctl disable --now --no-reload etcd.service") < at("systemctl enable --now --no-reload vps-ha-etcd.service"));
+        assert.ok(at("env SYSTEMCTL_SKIP_SYSV=1 systemctl disable --now --no-reload postgresql.service patroni.service") < at("systemctl enable --now --no-reload vps-ha-patroni.service"));
         assert.ok(at("systemctl enable --now --no-reload vps-ha-etcd.service") < at("systemctl enable --now --no-reload vps-ha-patroni.service"));
         assert.ok(cmds.some((c) => c.includes("pg_dropcluster --stop 17 main")));
     });

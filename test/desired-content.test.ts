@@ -25,14 +25,14 @@ describe("desired-state content", () => {
         assert.throws(() => desiredContentOf("db-1", [{ files: [{ path: "/a", content: "1" }], restarts: [{ unit: "a.service", paths: ["/b"] }] }]), /the restart of a.service names \/b, not a file of its part/);
     });
 
-    it("reloads systemd once in the setup, where the first part asks, and keeps every other command in order", () => {
+    it("leaves the parts' daemon-reloads to the agent (it reloads before the setup) and keeps every other command in order", () => {
         const reload = ["systemctl", "daemon-reload"];
         const c = desiredContentOf("db-1", [
             { commands: [["install", "-d", "/x"]] },
             { files: [{ path: "/etc/systemd/system/a.service", content: "a" }], commands: [reload, ["systemctl", "enable", "--now", "--no-reload", "a.service"]] },
             { files: [{ path: "/etc/systemd/system/b.service", content: "b" }], commands: [reload, ["systemctl", "enable", "--now", "--no-reload", "b.service"], ["systemctl", "daemon-reload", "--no-block"]] },
         ]);
-        assert.deepEqual(c.setup, [["install", "-d", "/x"], reload, ["systemctl", "enable", "--now", "--no-reload", "a.service"], ["systemctl", "enable", "--now", "--no-reload", "b.service"], ["systemctl", "daemon-reload", "--no-block"]]);
+        assert.deepEqual(c.setup, [["install", "-d", "/x"], ["systemctl", "enable", "--now", "--no-reload", "a.service"], ["systemctl", "enable", "--now", "--no-reload", "b.service"], ["systemctl", "daemon-reload", "--no-block"]]);
     });
 
     it("checks packages, setup, rollout and shared references, naming the key path", () => {

@@ -138,7 +138,7 @@ describe("monitoring on the nodes: every node's parts and ports", function () {
         assert.equal(alertDelivery(quiet.config), undefined);
         const parts = monitoringParts(quiet, lb, { poolerAdminPassword: POOLER_PW });
         assert.equal(fileAt(parts, ALERTMANAGER_CONFIG), undefined);
-        assert.ok(cmds(parts).includes("systemctl disable --now prometheus-alertmanager.service"));
+        assert.ok(cmds(parts).includes("env SYSTEMCTL_SKIP_SYSV=1 systemctl disable --now --no-reload prometheus-alertmanager.service"));
         assert.match(fileAt(parts, PROMETHEUS_CONFIG)!.content, /alertmanagers:\n\s+- static_configs:\n\s+- targets: \[\]/);
     });
 

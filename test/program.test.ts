@@ -70,8 +70,8 @@ describe("program (mock runtime)", function () {
         }
         // And sshd stays on; without admin ranges every node turns it off (its desired state's SSH policy).
         const policy = (x: Evaluation) => x.desired["db-1"].files.find((f) => f.path === `/etc/systemd/system/${SSH_POLICY_UNIT}`)?.content ?? "";
-        assert.match(policy(e), /ExecStart=systemctl enable --now --no-block ssh.service/);
-        assert.match(policy(prod), /ExecStart=systemctl disable --now --no-block ssh.service/);
+        assert.match(policy(e), /ExecStart=systemctl enable --now --no-block --no-reload ssh.service/);
+        assert.match(policy(prod), /ExecStart=systemctl disable --now --no-block --no-reload ssh.service/);
         assert.equal(e.userData["db-1"], prod.userData["db-1"], "the bootstrap is the same either way");
     });
 

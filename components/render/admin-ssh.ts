@@ -3,7 +3,7 @@
 // provider put there when the server was made (the rescue path); sshd itself stops and stays
 // off when the stack opens SSH to no address range.
 import { CloudConfigPart } from "./cloud-config";
-import { enableReloaded, renderUnit } from "./systemd";
+import { enableReloaded, renderUnit, SKIP_SYSV_ENV } from "./systemd";
 
 export const ADMIN_KEYS_DIR = "/etc/ssh/vps-ha-authorized-keys";
 export const SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-vps-ha.conf";
@@ -18,7 +18,7 @@ export interface AdminSsh {
 export function adminSshPart(a: AdminSsh): CloudConfigPart {
     const keys = `${ADMIN_KEYS_DIR}/root`;
     const policyUnit = `/etc/systemd/system/${SSH_POLICY_UNIT}`;
-    const policy = a.enabled ? "systemctl enable --now --no-block ssh.service" : "systemctl disable --now --no-block ssh.service";
+    const policy = `systemctl ${a.enabled ? "enable" : "disable"} --now --no-block --no-reload ssh.service`;
     return {
         files: [
             { path: keys, content: a.publicKeys.map((k) => `${k}\n`).join(""), permissions: "0644" },
@@ -28,12 +28,13 @@ export function adminSshPart(a: AdminSsh): CloudConfigPart {
                 path: policyUnit,
                 content: renderUnit({
                     Unit: { Description: "vps-ha: sshd on or off as the stack says" },
-                    Service: { Type: "oneshot", RemainAfterExit: "yes", ExecStart: policy },
+                    Service: { Type: "oneshot", RemainAfterExit: "yes", Environment: SKIP_SYSV_ENV, ExecStart: policy },
                     Install: { WantedBy: "multi-user.target" },
                 }),
             },
         ],
-        commands: [["systemctl", "daemon-reload"], enableReloaded([SSH_POLICY_UNIT])],
+        // Not waited for: nothing else in the setup needs sshd on or off first.
+        commands: [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "--no-block", "--no-reload", SSH_POLICY_UNIT]],
         restarts: [
             { unit: "ssh.service", paths: [SSHD_DROPIN], reload: true },
             { unit: SSH_POLICY_UNIT, paths: [policyUnit] },

@@ -17,7 +17,7 @@ import { switchoverFiles } from "./switchover";
 import { APP_DATABASE, DB_USERS, ETCD_READY_TOOL, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_UNIT, PatroniSpec, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniRestartKey, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
 import { toolFiles } from "./python-lib";
-import { enableReloaded } from "./systemd";
+import { disableReloaded, enableReloaded } from "./systemd";
 
 /** What the program generates for the database tier (all secret in state). */
 export interface DatabaseSecrets {
@@ -80,7 +80,7 @@ function etcdPart(plan: StackPlan, node: PlannedNode, pems: EtcdTlsPems): CloudC
         ],
         commands: [
             // Debian's etcd starts on install with its own data dir and 127.0.0.1:2379.
-            ["systemctl", "disable", "--now", "etcd.service"],
+            disableReloaded(["etcd.service"]),
             ["install", "-d", "-o", "etcd", "-g", "etcd", "-m", "0700", ETCD_DATA_DIR],
             ["systemctl", "daemon-reload"],
             enableReloaded([ETCD_UNIT]),
@@ -141,8 +141,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
     const commands: string[][] = [
         // In case an image ships PostgreSQL with its default cluster already made.
         ["sh", "-c", "if pg_lsclusters -h 2>/dev/null | grep -q '^17 main '; then pg_dropcluster --stop 17 main; fi"],
-        ["systemctl", "disable", "--now", "postgresql.service"],
-        ["systemctl", "disable", "--now", "patroni.service"],
+        disableReloaded(["postgresql.service", "patroni.service"]),
         ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", PG_DATA_DIR],
         ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", PG_SOCKET_DIR],
     ];
@@ -168,7 +167,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
             ...backupJobs(),
         );
         // Debian's own pgBackRest server unit reads the same config; ours is the one that runs.
-        commands.push(["systemctl", "disable", "--now", "pgbackrest.service"]);
+        commands.push(disableReloaded(["pgbackrest.service"]));
         units.push(PGBACKREST_SERVER_UNIT, ...BACKUP_TIMERS);
         restarts.push(
             { unit: PGBACKREST_SERVER_UNIT, paths: [PGBACKREST_CONF, TLS_FILES.ca, TLS_FILES.cert, TLS_FILES.key, unitPath(PGBACKREST_SERVER_UNIT)] },

@@ -10,20 +10,13 @@ function asDesired(f: FilePart): DesiredFile {
 }
 
 /**
- * The parts' one-time commands in order, systemd reloaded once: the agent writes every file of a
- * document before its setup runs, so a part's own daemon-reload after the first finds nothing new
- * (each a second or so of a booting node's systemd, on its way to its first healthy state).
+ * The parts' one-time commands in order, without their daemon-reloads: the agent writes every
+ * file of a first document and reloads systemd once when a unit file was among them, before the
+ * setup runs (vpsha/desired.py apply_first), so a part's own reload would find nothing new (each
+ * a second or so of a booting node's systemd, on its way to its first healthy state).
  */
 export function setupOf(parts: CloudConfigPart[]): string[][] {
-    let reloaded = false;
-    return parts
-        .flatMap((p) => p.commands ?? [])
-        .filter((c) => {
-            const reload = c.length === 2 && c[0] === "systemctl" && c[1] === "daemon-reload";
-            if (reload && reloaded) return false;
-            reloaded ||= reload;
-            return true;
-        });
+    return parts.flatMap((p) => p.commands ?? []).filter((c) => !(c.length === 2 && c[0] === "systemctl" && c[1] === "daemon-reload"));
 }
 
 /** `node` names the node in errors. */

@@ -8,7 +8,7 @@ import { CloudConfigPart } from "./cloud-config";
 import { ETCD_TLS_FILES, ETCD_UNIT, etcdClientUrl } from "./etcd";
 import { PATRONI_UNIT } from "./patroni";
 import { toolFiles } from "./python-lib";
-import { renderUnit } from "./systemd";
+import { enableReloaded, renderUnit } from "./systemd";
 
 export const LEADER_AWAY_UNIT = "vps-ha-etcd-leader-away.service";
 export const LEADER_AWAY_SCRIPT = "/usr/local/lib/vps-ha/etcd-leader-away";
@@ -33,7 +33,7 @@ export function leaderAwayPart(meshAddress: string): CloudConfigPart {
                 }),
             },
         ],
-        commands: [["systemctl", "enable", "--now", LEADER_AWAY_UNIT]],
+        commands: [enableReloaded([LEADER_AWAY_UNIT])],
         restarts: [{ unit: LEADER_AWAY_UNIT }],
     };
 }

@@ -22,7 +22,7 @@ import { MONITOR_DB_USER, POSTGRES_EXPORTER_DEFAULTS, POSTGRES_EXPORTER_QUERIES,
 import { PROMETHEUS_CONFIG, PROMETHEUS_DEFAULTS, PROMETHEUS_UNIT, renderPrometheusConfig, renderPrometheusDefaults } from "./prometheus";
 import { toolFiles } from "./python-lib";
 import { renderSignalTable } from "./signals";
-import { enableReloaded, renderUnit } from "./systemd";
+import { disableReloaded, enableReloaded, renderUnit } from "./systemd";
 import { APT_UPGRADE_UNIT } from "./unattended-upgrades";
 
 /** The directory agent's settings for Prometheus' targets (monitoring nodes). */
@@ -280,7 +280,7 @@ function monitorPart(plan: StackPlan, node: PlannedNode, delivery: AlertDelivery
             ["systemctl", "daemon-reload"],
             ...units.flatMap((u) => [enableReloaded([u], false), ["systemctl", "restart", u]]),
             // Without vps-ha:alerts nothing is sent: Debian's Alertmanager stays off.
-            ...(delivery ? [] : [["systemctl", "disable", "--now", ALERTMANAGER_UNIT]]),
+            ...(delivery ? [] : [disableReloaded([ALERTMANAGER_UNIT])]),
         ],
     };
 }

@@ -7,6 +7,7 @@
 import { Role, ROLES } from "../config";
 import { HAPROXY_PORTS } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
+import { enableReloaded } from "./systemd";
 import { MESH_INTERFACE } from "./wireguard";
 
 export interface HostFirewallRule {
@@ -110,6 +111,6 @@ export function hostFirewallPart(rules: HostFirewallRule[]): CloudConfigPart {
     return {
         packages: ["nftables"],
         files: [{ path: NFTABLES_FILE, content: renderNftables(rules), permissions: "0755" }],
-        commands: [["systemctl", "enable", "--now", "nftables.service"]],
+        commands: [enableReloaded(["nftables.service"])],
     };
 }

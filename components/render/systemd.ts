@@ -16,6 +16,18 @@ export function enableReloaded(units: string[], now = true): string[] {
     return ["systemctl", "enable", ...(now ? ["--now"] : []), "--no-reload", ...units];
 }
 
+/** systemctl leaves init scripts alone: a native unit of the same name already hides one from systemd. */
+export const SKIP_SYSV_ENV = "SYSTEMCTL_SKIP_SYSV=1";
+
+/**
+ * `systemctl disable --now` with no reload of its own, for the same reason: removing a unit's
+ * links needs none. Nor SysV's: for a package that also ships an init script (etcd, postgresql,
+ * pgbackrest, ssh, ...) systemctl would run update-rc.d, which reloads systemd twice more.
+ */
+export function disableReloaded(units: string[]): string[] {
+    return ["env", SKIP_SYSV_ENV, "systemctl", "disable", "--now", "--no-reload", ...units];
+}
+
 export function renderUnit(sections: Record<string, Section>): string {
     const out: string[] = [];
     for (const [name, body] of Object.entries(sections)) {
