@@ -19,6 +19,16 @@ import { RECEIVER_HOST, startReceiver } from "./receiver";
 
 export const HEALTHY_TIMEOUT_MS = 180_000;
 
+// Whether this process brought the lab up: the mock runtime's desired-state generations and
+// certificates are this process's, so only it can publish a change the nodes take.
+let broughtUp = false;
+
+/** Stops `drill` unless this process brought the lab up, saying how to run it. */
+export function requireOwnBringUp(drill: string): void {
+    if (broughtUp) return;
+    throw new Error(`${drill} publishes desired state, which the nodes take only from the process that brought the lab up (the mock runtime's generations and certificates are that process's): run it with npm run lab -- all --drills ${drill}, npm run lab (every drill) or npm run bench -- --lab`);
+}
+
 /** CACHE_DIR/tls/<this PID>; the directories of processes gone are removed first. */
 function ownTlsDir(): string {
     const root = join(CACHE_DIR, "tls");
@@ -74,6 +84,7 @@ export async function bringUp(source: StackSource, log: Log): Promise<{ specs: L
             saveLabStack({ ...(labStack() as LabStack), edges });
         }
         saveLabStack({ ...(labStack() as LabStack), upAt: Date.now() });
+        broughtUp = true;
         const seconds = (Date.now() - t) / 1000 - lockWaitSeconds;
         log(`lab: up in ${seconds.toFixed(1)} s${lockWaitSeconds >= 1 ? ` (after ${lockWaitSeconds.toFixed(0)} s waiting for another lab to go)` : ""}`);
         return { specs: program.specs, health, seconds };

@@ -16,7 +16,7 @@ import { Log, sleep } from "../exec";
 import { labProgram, stackSource } from "../program";
 import { execInNode, labNodes, NodeState } from "../realize";
 import { labStack } from "../stack";
-import { labDnsRecords } from "../up";
+import { labDnsRecords, requireOwnBringUp } from "../up";
 import { currentPrimary, patroniJson, SWITCHOVER_PAUSE_SECONDS, SWITCHOVER_SINGLE_RUN_SLACK } from "./db";
 import { faultUnderLoad } from "./harness";
 import { Drill, DrillResult, drillChecks } from "./types";
@@ -135,6 +135,7 @@ export const upgradeInPlace: Drill = {
     name: "upgrade-in-place",
     description: `publish a desired state in which every file and tool differs (vps-ha:drill.revision): every daemon restarts, one node of a group at a time, under writes through the poolers and HTTP; nothing fails, at most one switchover, writes pause <= ${SWITCHOVER_PAUSE_SECONDS} s, no node rebuilt`,
     run: async (ctx) => {
+        requireOwnBringUp("upgrade-in-place");
         const checks = drillChecks();
         const { notes, check } = checks;
         const before = await states();
@@ -175,6 +176,7 @@ export const badChangeHalts: Drill = {
     name: "bad-change-halts",
     description: "publish a desired state that keeps the first database member's Patroni from starting (vps-ha:drill.failStart): the rollout halts there and rolls it back, the other members keep their old state and name it, writes and HTTP go on; a fixed state then completes the rollout",
     run: async (ctx) => {
+        requireOwnBringUp("bad-change-halts");
         const checks = drillChecks();
         const { notes, check } = checks;
         const first = await firstMember();
