@@ -20,7 +20,7 @@ import { ARCHIVE_SPOOL_DIR } from "../components/render/pgbackrest";
 import { NO_CHANGE } from "../components/render/after-promote";
 import { DIRECTORY_STATUS } from "../components/render/directory-agent";
 import { ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, ETCDCTL_TLS_FLAGS } from "../components/render/etcd";
-import { Sandbox } from "./helpers/sandbox";
+import { Sandbox, withoutSystemctl } from "./helpers/sandbox";
 import { parseEnvFile, startService, Started, waitFor } from "./helpers/units";
 import { requireTools } from "./helpers/tools";
 import { moduleFiles, PYTHON_LIB } from "../components/render/python-lib";
@@ -84,7 +84,7 @@ describe("database configs, run by the real daemons @rootfs", function () {
             // What the directory agent writes once it has put the other nodes on the mesh (here the
             // sandbox's flat network needs none); etcd's join script waits for it.
             sb.write(n, DIRECTORY_STATUS, DIRECTORY_READ, "0644", "root:root");
-            for (const cmd of doc.runcmd.filter((c) => c[0] !== "systemctl")) {
+            for (const cmd of withoutSystemctl(doc.runcmd)) {
                 const r = runIn(n, cmd);
                 assert.equal(r.status, 0, `${n}: ${cmd.join(" ")}: ${r.stderr}`);
             }

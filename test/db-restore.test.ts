@@ -17,7 +17,7 @@ import { DIRECTORY_STATUS } from "../components/render/directory-agent";
 import { ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, ETCDCTL_TLS_FLAGS } from "../components/render/etcd";
 import { evaluate } from "./helpers/program";
 import { labRootfs } from "./helpers/rootfs";
-import { Sandbox } from "./helpers/sandbox";
+import { Sandbox, withoutSystemctl } from "./helpers/sandbox";
 import { startService, Started, waitFor } from "./helpers/units";
 import { requireTools } from "./helpers/tools";
 
@@ -94,7 +94,7 @@ describe("a new cluster from the backup repository, never an empty one over real
         sb = await Sandbox.open(`vhtest-rs${process.pid}`, rootfs, [{ name: NODE, address: mesh }]);
         const doc = parse(prod.config[NODE]) as { write_files: WriteFile[]; runcmd: string[][] };
         for (const f of doc.write_files) sb.write(NODE, f.path, f.content, f.permissions ?? "0644", f.owner ?? "root:root");
-        for (const cmd of doc.runcmd.filter((c) => c[0] !== "systemctl")) ok(cmd);
+        for (const cmd of withoutSystemctl(doc.runcmd)) ok(cmd);
         // One member: its own etcd only, and commits that do not wait for standbys it does not have.
         const yml = parse(doc.write_files.find((f) => f.path === PATRONI_CONFIG)?.content as string, { version: "1.1" });
         yml.etcd3.hosts = [`${mesh}:2379`];

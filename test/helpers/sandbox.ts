@@ -11,6 +11,15 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
+/**
+ * A node's commands a sandbox without systemd can run: its systemctl calls (bare, or under `env
+ * VAR=value`) left out, since the tests start the units themselves.
+ */
+export function withoutSystemctl(commands: string[][]): string[][] {
+    const program = (c: string[]) => (c[0] === "env" ? c.slice(1).find((w) => !w.includes("=")) : c[0]);
+    return commands.filter((c) => program(c) !== "systemctl");
+}
+
 export interface SandboxNode {
     /** Names the node's overlay and network namespace suffix. */
     name: string;
