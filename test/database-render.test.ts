@@ -144,7 +144,10 @@ describe("etcd renderer", () => {
         assert.match(script, /for peer in \$OTHERS; do\n\s+peer=\$\{peer%:\*\}:2380\n/);
         const waits = script.indexOf('if python3 -c "$DECIDED" "$peer/version" "$CA" "$CERT" "$KEY"');
         assert.ok(waits > 0 && waits < script.indexOf("write_state new\n"), "the data check comes before a new cluster");
-        assert.match(script.slice(waits), /^[^\n]*\n\s+say "\$peer holds data: waiting"\n\s+exit 1/);
+        assert.match(script.slice(waits), /^[^\n]*\n\s+holder=\$peer\n\s+break\n/);
+        // A cluster that holds data and does not answer yet is asked again, a bounded number of times, then waited for.
+        assert.ok(script.indexOf('if [ -z "$holder" ]; then') < script.indexOf("write_state new\n"), "new only when no member holds data");
+        assert.match(script, /if \[ "\$round" -ge 5 \]; then\n\s+say "\$holder holds data: waiting"\n\s+exit 1\n\s+fi\n\s+sleep 1\n/);
     });
 
     it("with a witness: etcd-only on the witness, and an odd number of voters", () => {

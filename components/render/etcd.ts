@@ -135,7 +135,8 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
  *   static list. etcd forms the cluster only when a majority of the list does the same, so a new
  *   cluster (etcd's, and PostgreSQL's through Patroni) needs a majority of members with empty
  *   disks; a member alone behind a partition waits without a leader.
- * - empty data dir, no cluster answers, but another member holds data: wait (exit 1), never "new".
+ * - empty data dir, no cluster answers, but another member holds data: ask again (a cluster still
+ *   forming answers within seconds), then wait (exit 1), never "new".
  *   etcd serves clients only once it has had a leader, but its peer port answers /version at
  *   once: "etcdcluster" is "not_decided" on a member that never had a leader (an empty disk), and
  *   the cluster's version on one that holds data, whose cluster has lost its quorum or is out of
@@ -146,6 +147,9 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
  *   but never ran (a late first boot) is simply started as "existing".
  * Any failure exits non-zero; the unit restarts and the script runs again.
  */
+/** How many times the join script asks for the member list while another member holds data, a second apart, before it exits for the unit's restart. */
+const JOIN_ASK_ROUNDS = 5;
+
 export function renderEtcdJoinScript(spec: EtcdMemberSpec): string {
     const others = spec.voters.filter((v) => v.name !== spec.name).map((v) => clientUrl(v.meshAddress));
     return `#!/bin/sh
@@ -188,28 +192,41 @@ until grep -Eq '"source": *"(dns|cache)"' "$DIRECTORY_STATUS" 2>/dev/null; do
 done
 
 # member list needs a quorum: while a fresh cluster is still forming, nobody answers it. The
-# others are asked at once, so a first boot waits one timeout, not one per member.
+# others are asked at once, so a first boot waits one timeout, not one per member. A member that
+# holds data has a cluster, perhaps one just forming without this member (its first boot came
+# late): asked again a few times here before the unit's slower restart.
 answers=$(mktemp -d) || exit 1
 trap 'rm -rf "$answers"' EXIT
-i=0
-for candidate in $OTHERS; do
-  i=$((i + 1))
-  ( endpoint=$candidate; ctl member list > /dev/null 2>&1 && echo "$candidate" > "$answers/$i" ) &
-done
-wait
-endpoint=$(cat "$answers"/* 2>/dev/null | head -n 1)
-if [ -z "$endpoint" ]; then
+round=0
+while :; do
+  round=$((round + 1))
+  i=0
+  for candidate in $OTHERS; do
+    i=$((i + 1))
+    ( endpoint=$candidate; ctl member list > /dev/null 2>&1 && echo "$candidate" > "$answers/$i" ) &
+  done
+  wait
+  endpoint=$(cat "$answers"/* 2>/dev/null | head -n 1)
+  [ -z "$endpoint" ] || break
+  holder=""
   for peer in $OTHERS; do
     peer=\${peer%:*}:${DB_PORTS.etcdPeer}
     if python3 -c "$DECIDED" "$peer/version" "$CA" "$CERT" "$KEY" 2> /dev/null; then
-      say "$peer holds data: waiting"
-      exit 1
+      holder=$peer
+      break
     fi
   done
-  say "starting a new cluster from the static member list"
-  write_state new
-  exit 0
-fi
+  if [ -z "$holder" ]; then
+    say "starting a new cluster from the static member list"
+    write_state new
+    exit 0
+  fi
+  if [ "$round" -ge ${JOIN_ASK_ROUNDS} ]; then
+    say "$holder holds data: waiting"
+    exit 1
+  fi
+  sleep 1
+done
 
 # etcdctl's simple format: ID, status, name, peer URLs, client URLs, is learner. A member that
 # has ever run published its client URLs; one from the static list that never ran has none
