@@ -1,16 +1,17 @@
 // The scheduled backup job's decision, run for real: the rendered script under sh with curl and
 // python3, against an HTTP server answering Patroni's GET /cluster and GET /replica as Patroni 4
 // does, with a recording `pgbackrest` first on PATH. Every member's timer fires; exactly one
-// backs up, and when none would, the job fails (a failed unit, which FailedUnit reports).
+// backs up, and when none would, the job fails (a failed unit, which FailedUnit reports), but on a
+// server younger than five minutes (a new stack still forming).
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Server } from "node:http";
 import { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DB_PORTS } from "../components/plan";
-import { renderBackupScript } from "../components/render/pgbackrest";
+import { BACKUP_NEW_SERVER_SECONDS, renderBackupScript } from "../components/render/pgbackrest";
 
 /** A loopback address of its own, so Patroni's fixed port never meets a real Patroni on 127.0.0.1. */
 const ADDRESS = `127.77.${1 + (process.pid % 250)}.${1 + Math.floor(Math.random() * 250)}`;
@@ -54,11 +55,21 @@ describe("the scheduled backup job: one replica backs up, and no backup fails th
     });
     after(() => rmSync(dir, { recursive: true, force: true }));
 
-    async function job(name: string, patroni: Patroni | undefined, pgbackrestExit = 0): Promise<{ code: number; out: string; calls: string[] }> {
+    /**
+     * The job on `name`, on a server whose init started `serverAgeSeconds` ago (a stand-in /proc:
+     * uptime, and PID 1's stat with a command name holding a space and a parenthesis).
+     */
+    async function job(name: string, patroni: Patroni | undefined, pgbackrestExit = 0, serverAgeSeconds = 86400): Promise<{ code: number; out: string; calls: string[] }> {
         if (patroni) server = await serve(patroni);
         const script = join(dir, `backup-${name}`);
         writeFileSync(script, renderBackupScript({ stanza: "prod", name, meshAddress: ADDRESS }));
-        const child = spawn("sh", [script, "incr"], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, PGBACKREST_EXIT: String(pgbackrestExit) } });
+        const proc = join(dir, "proc");
+        mkdirSync(join(proc, "1"), { recursive: true });
+        const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+        const uptime = 100000;
+        writeFileSync(join(proc, "uptime"), `${uptime}.50 190000.00\n`);
+        writeFileSync(join(proc, "1", "stat"), `1 (sys (temd)) S 0 1 1 0 -1 4194560 402 62 0 0 0 0 0 0 20 0 1 0 ${(uptime - serverAgeSeconds) * hz} 17080320 1876\n`);
+        const child = spawn("sh", [script, "incr"], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, PGBACKREST_EXIT: String(pgbackrestExit), VPS_HA_PROC: proc } });
         let out = "";
         child.stdout.on("data", (d) => (out += d));
         child.stderr.on("data", (d) => (out += d));
@@ -92,6 +103,22 @@ describe("the scheduled backup job: one replica backs up, and no backup fails th
         assert.equal(r.code, 1, r.out);
         assert.match(r.out, /backup: the cluster has no healthy replica; no backup is taken/);
         assert.deepEqual(r.calls, []);
+    });
+
+    it("on a server that started less than 5 minutes ago (a new stack still forming), skips without failing; from 5 minutes on it fails", async () => {
+        const forming = [member("db-1", "leader", "running"), member("db-2", "replica", "creating replica")];
+        const young = await job("db-1", { cluster: forming, replica: 503 }, 0, BACKUP_NEW_SERVER_SECONDS - 10);
+        assert.equal(young.code, 0, young.out);
+        assert.match(young.out, new RegExp(`backup: the cluster has no healthy replica; this server started ${BACKUP_NEW_SERVER_SECONDS - 10} s ago and the cluster may still be forming: no backup this time, not a failure`));
+        assert.deepEqual(young.calls, []);
+        await new Promise((res) => server!.close(res));
+        server = undefined;
+        const down = await job("db-3", undefined, 0, 30);
+        assert.equal(down.code, 0, down.out);
+        assert.match(down.out, /backup: Patroni's cluster view is unreadable on db-3; this server started 30 s ago/);
+        const old = await job("db-1", { cluster: forming, replica: 503 }, 0, BACKUP_NEW_SERVER_SECONDS);
+        assert.equal(old.code, 1, old.out);
+        assert.match(old.out, /backup: the cluster has no healthy replica; no backup is taken/);
     });
 
     it("fails when the replica chosen is itself not healthy (its GET /replica is not 200)", async () => {

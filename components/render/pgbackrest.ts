@@ -125,7 +125,13 @@ export function renderPgbackrestConf(spec: PgbackrestSpec): string {
  * own GET /replica answers 200. So backups never load the primary, and two replicas never write
  * one backup set at once. When no member would take it (no healthy replica, or the chosen one
  * unhealthy, or the view unreadable), the job fails: a failed unit, which the alerts report.
+ * Except on a server that started less than BACKUP_NEW_SERVER_SECONDS ago: a new stack's members
+ * (or a rebuilt one) whose schedule comes while the cluster still forms skip that backup without
+ * failing, so a new stack raises no alert in its first minutes (BackupMissing covers a backup
+ * that never comes). The server's age is its init's, read from /proc (a container's own too).
  */
+export const BACKUP_NEW_SERVER_SECONDS = 300;
+
 export function renderBackupScript(spec: Pick<PgbackrestSpec, "stanza" | "name" | "meshAddress">): string {
     const api = `http://${spec.meshAddress}:${DB_PORTS.patroni}`;
     return `#!/bin/sh
@@ -133,7 +139,16 @@ export function renderBackupScript(spec: Pick<PgbackrestSpec, "stanza" | "name" 
 set -eu
 type=\${1:?usage: $0 full|diff|incr}
 case "$type" in full|diff|incr) ;; *) echo "usage: $0 full|diff|incr" >&2; exit 2 ;; esac
-fail() { echo "backup: $*; no backup is taken" >&2; exit 1; }
+proc=\${VPS_HA_PROC:-/proc}  # tests point it at a stand-in
+age=$(awk -v hz="$(getconf CLK_TCK)" 'NR == FNR { up = $1; next } { sub(/^.*[)] /, ""); split($0, f, " "); print int(up - f[20] / hz) }' "$proc/uptime" "$proc/1/stat" 2>/dev/null || true)
+fail() {
+  if [ -n "$age" ] && [ "$age" -lt ${BACKUP_NEW_SERVER_SECONDS} ]; then
+    echo "backup: $*; this server started $age s ago and the cluster may still be forming: no backup this time, not a failure"
+    exit 0
+  fi
+  echo "backup: $*; no backup is taken" >&2
+  exit 1
+}
 
 view=$(curl -fsS --max-time 5 ${api}/cluster) || fail "Patroni's cluster view is unreadable on ${spec.name}"
 chosen=$(printf %s "$view" | python3 -c '
