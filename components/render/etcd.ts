@@ -128,6 +128,9 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
     return lines.join("\n") + "\n";
 }
 
+/** How many times the join script asks for the member list while another member holds data, a second apart, before it exits for the unit's restart. */
+const JOIN_ASK_ROUNDS = 5;
+
 /**
  * Runs before every start of etcd (ExecStartPre) and decides how this member joins:
  * - data on disk: etcd knows its cluster; the initial-cluster settings are ignored.
@@ -147,9 +150,6 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
  *   but never ran (a late first boot) is simply started as "existing".
  * Any failure exits non-zero; the unit restarts and the script runs again.
  */
-/** How many times the join script asks for the member list while another member holds data, a second apart, before it exits for the unit's restart. */
-const JOIN_ASK_ROUNDS = 5;
-
 export function renderEtcdJoinScript(spec: EtcdMemberSpec): string {
     const others = spec.voters.filter((v) => v.name !== spec.name).map((v) => clientUrl(v.meshAddress));
     return `#!/bin/sh
