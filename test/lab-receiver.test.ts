@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { unexpectedIn } from "../scripts/lab/drills/monitoring";
 import { Received, receivedOf } from "../scripts/lab/receiver";
 
 const ROOT = join(__dirname, "..");
@@ -60,5 +61,20 @@ describe("the lab's alert receiver", function () {
 
     it("tells the paths apart", function () {
         assert.equal(receivedOf(1, "POST", "/elsewhere", "{\"alerts\":[]}").kind, "other");
+    });
+});
+
+describe("what a monitoring drill counts as sent during it", function () {
+    const note = (at: number, status: string, name: string, instance: string) => receivedOf(at, "POST", "/webhook", JSON.stringify({ status, alerts: [{ status, labels: { alertname: name, instance } }] }));
+    const none = () => false;
+
+    it("a resolution of an alert that fired before the drill is the last drill's tail, a new firing is not", function () {
+        const records = [note(100, "firing", "EtcdVoterDown", "db-2"), note(150, "resolved", "EtcdVoterDown", "db-2"), note(250, "resolved", "EtcdVoterDown", "db-2"), note(260, "firing", "EtcdVoterDown", "db-2"), note(270, "resolved", "NodeDown", "db-1")];
+        assert.deepEqual(unexpectedIn(records, 200, [], none).map((s) => s.replace(/ at .*/, "")), ["EtcdVoterDown@db-2 firing", "NodeDown@db-1 resolved"]);
+    });
+
+    it("leaves out what the drill expects or allows, and what came before it", function () {
+        const records = [note(100, "firing", "NodeDown", "db-1"), note(210, "firing", "RestoreCheckFailed", "db-3"), note(220, "firing", "SystemdUnitFailed", "db-3")];
+        assert.deepEqual(unexpectedIn(records, 200, [{ alert: "RestoreCheckFailed", instance: "db-3" }], (a) => a.name === "SystemdUnitFailed"), []);
     });
 });
