@@ -1,7 +1,8 @@
 """The desired-state applier on documents as the reader hands them over: a node's first document
 (files, packages, the files their users own, setup once), later ones (only what changed since the
 last applied document, restarts or reloads of exactly their units, daemon-reload first for unit
-files), and the rollout gate's apply and rollback."""
+files, the files the new document dropped removed and their units stopped), and the rollout gate's
+apply and rollback."""
 
 import getpass
 import grp
@@ -401,3 +402,56 @@ def test_new_code_runs_in_the_same_process(tmp_path):
     out = run.stdout.split()
     assert [w for w in out if not w.startswith("pid=")] == ["old", "new"]
     assert out[1] == out[3], out
+
+
+def test_a_file_gone_from_the_document_is_removed_and_its_unit_stopped_first(cfg):
+    unit, timer = "/etc/systemd/system/old.service", "/etc/systemd/system/old.timer"
+    dropin = "/etc/systemd/system/keep.service.d/extra.conf"
+    first = doc(cfg, [file("/etc/keep.conf", "k"), file("/etc/old.conf", "o"), file(unit, "[Service]\n"),
+                      file(timer, "[Timer]\n"), file(dropin, "[Service]\n")],
+                restarts=[{"unit": "keep.service", "paths": ["/etc/keep.conf"]}])
+    desired.apply_first(cfg, first, [])
+    second = {**first, "files": [file("/etc/keep.conf", "k")]}
+    before = len(calls(cfg))
+    problems = []
+    written, ok = desired.apply_update(cfg, 2, second, first, problems, {})
+    assert ok and problems == []
+    assert sorted(written) == sorted(["/etc/old.conf", unit, timer, dropin])
+    assert not any(os.path.lexists(cfg["root"] + p) for p in written)
+    assert read(cfg, "/etc/keep.conf") == "k"
+    # Asked how each retired unit runs (for a rollback), stopped and disabled while its file is
+    # there, then systemd reloaded; the drop-in's unit stays, and nothing else restarts.
+    assert [c for c in calls(cfg)[before:] if " is-" not in c] == [
+        "systemctl disable --now --no-reload old.service", "systemctl disable --now --no-reload old.timer",
+        "systemctl daemon-reload"]
+    # The next document that lacks them has nothing left to remove.
+    before = len(calls(cfg))
+    assert desired.apply_update(cfg, 3, second, second, [], {}) == ([], True)
+    assert calls(cfg)[before:] == []
+
+
+def test_a_rolled_back_change_puts_removed_files_back_and_runs_their_units_as_before(cfg, tmp_path):
+    # keep.service fails to restart with the bad file; old.timer is active and enabled before.
+    stub = tmp_path / "systemctl-stub"
+    stub.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n'
+                    'case "$1" in is-active) echo active;; is-enabled) echo enabled;; esac\n'
+                    '[ "$1" = restart ] && [ "$2" = keep.service ] && grep -qx bad %s/etc/keep.conf && exit 1\n'
+                    'exit 0\n' % (cfg["log"], cfg["root"]))
+    stub.chmod(0o755)
+    cfg = {**cfg, "systemctl": [str(stub)]}
+    spec = {"group": "haproxy", "id": "bad", "order": [{"name": "db-1", "meshAddress": "127.0.0.1"}], "statusPort": 1,
+            "health": [["true"]], "healthTimeoutSeconds": 1, "handoverUnits": []}
+    timer = "/etc/systemd/system/old.timer"
+    first = doc(cfg, [file("/etc/keep.conf", "good"), file(timer, "[Timer]\n")],
+                restarts=[{"unit": "keep.service", "paths": ["/etc/keep.conf"]}])
+    desired.apply_first(cfg, first, [])
+    before = len(calls(cfg))
+    status = {}
+    bad = {**first, "files": [file("/etc/keep.conf", "bad")], "rollout": spec}
+    _, ok = desired.apply_update(cfg, 2, bad, first, [], status)
+    assert not ok and status["rolloutState"] == "halted"
+    assert read(cfg, "/etc/keep.conf") == "good" and read(cfg, timer) == "[Timer]\n"
+    assert [c for c in calls(cfg)[before:] if " is-" not in c] == [
+        "systemctl disable --now --no-reload old.timer", "systemctl daemon-reload", "systemctl restart keep.service",
+        "systemctl daemon-reload", "systemctl restart keep.service",
+        "systemctl enable --no-reload old.timer", "systemctl start old.timer"]

@@ -481,6 +481,67 @@ def to_write(cfg, doc, previous):
     return out
 
 
+def to_remove(cfg, doc, previous):
+    """The applied document's files that this document no longer has (and that are still on disk)."""
+    if not previous:
+        return []
+    root = cfg.get("root", "")
+    keep = {f["path"] for f in doc["files"]}
+    return [f["path"] for f in previous["files"] if f["path"] not in keep and os.path.lexists(root + f["path"])]
+
+
+def retired_units(paths):
+    """The units whose own unit file is among `paths` (a drop-in only changes its unit)."""
+    out = []
+    for p in paths:
+        name = os.path.basename(p)
+        if is_unit_file(p) and not os.path.dirname(p).endswith(".d") and UNIT.match(name):
+            out.append(name)
+    return out
+
+
+def unit_states(cfg, units):
+    """{unit: (active, enabled)} as systemd says now: what a rollback puts back."""
+    systemctl = cfg.get("systemctl", ["systemctl"])
+    out = {}
+    for u in units:
+        said = []
+        for verb in ("is-active", "is-enabled"):
+            try:
+                r = subprocess.run(systemctl + [verb, u], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+                said.append(r.stdout.strip())
+            except (OSError, subprocess.SubprocessError):
+                said.append("")
+        out[u] = (said[0] == "active", said[1] == "enabled")
+    return out
+
+
+def remove_files(cfg, paths, problems, saved):
+    """
+    Stops and disables the units whose unit file goes, then removes `paths`; `saved` gets each
+    one's content (for a rollback). Returns the paths removed.
+    """
+    root = cfg.get("root", "")
+    systemctl = cfg.get("systemctl", ["systemctl"])
+    for u in retired_units(paths):
+        if run(cfg, systemctl + ["disable", "--now", "--no-reload", u], problems, "disabling %s" % u):
+            log("desired: stopped and disabled %s (its unit file is gone from the document)" % u)
+    removed = []
+    for p in paths:
+        try:
+            old = on_disk(root + p)
+            if old is not None:
+                saved.setdefault(p, old)
+            os.unlink(root + p)
+            removed.append(p)
+            log("desired: removed %s" % p)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            problems.append("removing %s: %s" % (p, err))
+    return removed
+
+
 def write_files(cfg, files, problems, saved, owners_known=None):
     """
     Writes those of `files` that differ from disk; `saved` gets each one's earlier state (for a
@@ -624,7 +685,9 @@ def apply_update(cfg, generation, doc, previous, problems, status):
     if not install_packages(cfg, doc.get("packages", []), problems):
         return [], False
     files = to_write(cfg, doc, previous)
-    changed = {f["path"] for f in files}
+    dropped = to_remove(cfg, doc, previous)
+    retired = unit_states(cfg, retired_units(dropped))
+    changed = {f["path"] for f in files} | set(dropped)
     pending = pending_restarts(cfg, generation)
     restarts = units_for(doc, changed, pending)
     saved, written = {}, []
@@ -641,6 +704,7 @@ def apply_update(cfg, generation, doc, previous, problems, status):
     def apply(stop_at_failure=False):
         before = len(problems)
         written.extend(write_files(cfg, files, problems, saved))
+        written.extend(remove_files(cfg, dropped, problems, saved))
         if stop_at_failure and len(problems) > before:
             return
         left = [r["unit"] for r in restarts]
@@ -654,6 +718,13 @@ def apply_update(cfg, generation, doc, previous, problems, status):
     def rollback():
         restore_files(cfg, saved, problems)
         restart_units(cfg, tried, set(saved), problems)
+        # The units the change retired run again as they did.
+        systemctl = cfg.get("systemctl", ["systemctl"])
+        for u, (active, enabled) in retired.items():
+            if enabled:
+                run(cfg, systemctl + ["enable", "--no-reload", u], problems, "enabling %s again" % u)
+            if active:
+                run(cfg, systemctl + ["start", u], problems, "starting %s again" % u)
         set_pending([])
 
     def apply_checked():
@@ -664,7 +735,7 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         if len(problems) > before:
             raise RuntimeError("; ".join(problems[before:]))
 
-    if "rollout" in doc and (files or restarts):
+    if "rollout" in doc and (files or restarts or dropped):
         # Imported here: the gate comes with the desired state, the bootstrap holds this module alone.
         try:
             gate = importlib.import_module("vpsha.rollout")
