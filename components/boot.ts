@@ -84,9 +84,9 @@ export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKe
         meshPort: plan.config.mesh.port,
     });
     return [
-        // The agent's own code again (a newer one reaches a live node this way), and the rollout
-        // gate it loads for a later generation.
-        { files: [...desiredAgentFiles(), ...moduleFiles("rollout")] },
+        // The agent's own code again (a newer one reaches a live node this way), and what it loads
+        // for a later generation: its applier of later documents, the rollout gate.
+        { files: [...desiredAgentFiles(), ...moduleFiles("rollout"), ...moduleFiles("update")] },
         adminSshPart({ publicKeys: plan.config.admin.sshPublicKeys, enabled: plan.config.admin.sshCidrs.length > 0 }),
         {
             ...hostFirewallPart(hostFirewallRules(plan, node, cloudflareRanges)),

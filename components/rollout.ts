@@ -15,7 +15,7 @@ import { releaseEnvFile } from "./render/app";
 import { PATRONI_TIMING, PATRONI_UNIT } from "./render/patroni";
 import { PATRONI_DYNAMIC_UNIT } from "./render/patroni-dynamic";
 import { ROLLOUT_TOOL } from "./render/rollout-status";
-import { ETCD_TLS_FILES, etcdMetricsUrl } from "./render/etcd";
+import { etcdMetricsUrl, etcdTlsPaths } from "./render/etcd";
 
 export type RolloutGroup = "db" | "haproxy" | "app";
 
@@ -107,11 +107,17 @@ export function rolloutSpecs(a: RolloutArgs): Record<string, DesiredRollout> {
                 healthTimeoutSeconds: HEALTH_TIMEOUT_SECONDS[group],
                 handoverUnits: n.role === "db" ? [...HANDOVER_UNITS] : [],
                 ...(n.role === "db" ? { pendingRestart: { units: [...PENDING_RESTART_UNITS], settleSeconds: PENDING_RESTART_SETTLE_SECONDS } } : {}),
-                ...(group === "db" ? { etcdTls: { cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key } } : {}),
+                ...(group === "db" ? { etcdTls: etcdTlsOf(n) } : {}),
             };
         }
     }
     return out;
+}
+
+/** The etcd certificate files the rollout gate takes its lock with on `node`. */
+function etcdTlsOf(node: PlannedNode): { cacert: string; cert: string; key: string } {
+    const paths = etcdTlsPaths(node);
+    return { cacert: paths.ca, cert: paths.cert, key: paths.key };
 }
 
 /** Every node's content with its rollout spec attached: what the publishing code passes to DesiredState. */

@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ETCD_ENV_FILE, ETCD_TLS_FILES } from "../components/render/etcd";
+import { ETCD_CLIENT_TLS_FILES, ETCD_ENV_FILE, ETCD_TLS_FILES, ETCD_UNIT, etcdTlsPaths } from "../components/render/etcd";
 import { PATRONI_CONFIG } from "../components/render/patroni";
 import { Evaluation } from "../scripts/lib/mock-program";
 import { evaluate, ofType, TYPES } from "./helpers/program";
@@ -147,9 +147,11 @@ describe("program: etcd's certificates (mock runtime)", function () {
         const ca = fileIn(e.config["db-1"], ETCD_TLS_FILES.ca).content;
         const keys = new Map<string, string>();
         for (const n of members) {
-            assert.equal(fileIn(e.config[n.name], ETCD_TLS_FILES.ca).content, ca, n.name);
-            const cert = fileIn(e.config[n.name], ETCD_TLS_FILES.cert).content;
-            const key = fileIn(e.config[n.name], ETCD_TLS_FILES.key);
+            // A member that does not vote holds a client certificate of its own name, at its own paths.
+            const paths = etcdTlsPaths({ etcdVoter: has(n.name, `/etc/systemd/system/${ETCD_UNIT}`) });
+            assert.equal(fileIn(e.config[n.name], paths.ca).content, ca, n.name);
+            const cert = fileIn(e.config[n.name], paths.cert).content;
+            const key = fileIn(e.config[n.name], paths.key);
             assert.match(key.content, /^-----BEGIN (EC )?PRIVATE KEY-----\n/, n.name);
             assert.ok(!["0644", "0604", "0444"].includes(key.permissions) && /^0[0-7][0-7]0$/.test(key.permissions), `${n.name}: ${key.permissions}: never world-readable`);
             keys.set(n.name, key.content);
@@ -170,12 +172,12 @@ describe("program: etcd's certificates (mock runtime)", function () {
             for (const n of planned()) assert.equal(e.config[n.name].includes(body), n.name === owner, `${owner}'s etcd key on ${n.name}`);
         }
         for (const n of planned().filter((x) => x.role !== "db" && x.role !== "witness")) {
-            for (const path of Object.values(ETCD_TLS_FILES)) assert.ok(!has(n.name, path), `${n.name} holds ${path}`);
+            for (const path of [...Object.values(ETCD_TLS_FILES), ...Object.values(ETCD_CLIENT_TLS_FILES)]) assert.ok(!has(n.name, path), `${n.name} holds ${path}`);
         }
     });
 
     it("keeps the etcd keys secret in resource inputs and stack outputs", () => {
-        const keys = planned().filter((n) => n.role === "db" || n.role === "witness").map((n) => fileIn(e.config[n.name], ETCD_TLS_FILES.key).content.split("\n")[1]);
+        const keys = planned().filter((n) => n.role === "db" || n.role === "witness").map((n) => fileIn(e.config[n.name], etcdTlsPaths({ etcdVoter: has(n.name, `/etc/systemd/system/${ETCD_UNIT}`) }).key).content.split("\n")[1]);
         for (const { name, text } of openInputs(e)) for (const k of keys) assert.ok(!text.includes(k), `${name} carries an etcd key in a non-secret input`);
         const outputs = openOutputs(e);
         for (const k of keys) assert.ok(!outputs.includes(k), "a non-secret stack output carries an etcd key");

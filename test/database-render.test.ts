@@ -10,7 +10,8 @@ import { maxRttMs, rttMs, UNKNOWN_RTT_MS } from "../components/latency";
 import { buildPlan, PlannedNode, StackPlan } from "../components/plan";
 import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/render/cloud-config";
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
-import { ETCD_TLS_FILES, etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
+import { ETCD_LEAVE_TOOL, ETCD_LEAVE_UNIT, ETCD_LEAVE_WAIT_SECONDS } from "../components/render/etcd-leave";
+import { ETCD_CLIENT_TLS_FILES, ETCD_TLS_FILES, etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
 import { ETCD_READY_TOOL, INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_TIMING, PATRONI_UNIT, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
 import { DB_RESTORE_TOOL, initdbArguments } from "../components/render/db-restore";
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
@@ -164,10 +165,25 @@ describe("etcd renderer", () => {
         // The db member left out of the vote runs no etcd, but its Patroni uses the voters.
         const nonVoter = plan.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
         const nvParts = databaseParts(plan, nonVoter, SECRETS);
-        assert.deepEqual(files(nvParts).filter((f) => f.path.includes("etcd")).map((f) => f.path), [ETCD_TLS_FILES.ca, ETCD_TLS_FILES.cert, ETCD_TLS_FILES.key], "its etcd client certificate, and nothing else of etcd");
+        assert.deepEqual(files(nvParts).filter((f) => f.path.includes("etcd")).map((f) => f.path).sort(), [
+            ETCD_LEAVE_TOOL, `${PACKAGE_DIR}/etcd_leave.py`, `${PACKAGE_DIR}/etcd_tls.py`, `/etc/systemd/system/${ETCD_LEAVE_UNIT}`, ETCD_CLIENT_TLS_FILES.ca, ETCD_CLIENT_TLS_FILES.cert, ETCD_CLIENT_TLS_FILES.key,
+        ].sort(), "its etcd client certificate and the tool that takes it out of etcd's membership, nothing else of etcd");
+        // Not the member files a voter's etcd reads: a member that stops voting writes these while its etcd still runs.
+        assert.notEqual(ETCD_CLIENT_TLS_FILES.key, ETCD_TLS_FILES.key);
+        assert.equal(fileAt(nvParts, ETCD_CLIENT_TLS_FILES.key).owner, "postgres:postgres");
+        // If it voted before, it leaves etcd's membership in its turn, before Patroni restarts on the voters: once every voter has started.
+        const restarts = nvParts.flatMap((p) => p.restarts ?? []).map((r) => r.unit);
+        assert.ok(restarts.indexOf(ETCD_LEAVE_UNIT) >= 0 && restarts.indexOf(ETCD_LEAVE_UNIT) < restarts.indexOf(PATRONI_UNIT), restarts.join(", "));
+        const leave = fileAt(nvParts, `/etc/systemd/system/${ETCD_LEAVE_UNIT}`).content;
+        const voterUrls = plan.nodes.filter((n) => n.etcdVoter).map((n) => `https://${n.meshAddress}:2379`).join(",");
+        assert.ok(leave.includes(`ExecStart=${ETCD_LEAVE_TOOL} --name ${nonVoter.name} --peer-url https://${nonVoter.meshAddress}:2380 --voters ${voterUrls} --unit vps-ha-etcd.service --data-dir /var/lib/etcd/vps-ha --wait ${ETCD_LEAVE_WAIT_SECONDS} `), leave);
+        assert.match(leave, /^Type=oneshot$/m);
+        assert.doesNotMatch(leave, /\[Install\]/, "never enabled: it runs as the change's restart alone");
+        // The voters have no such tool.
+        for (const voter of plan.nodes.filter((n) => n.etcdVoter && n.role === "db")) assert.ok(!files(databaseParts(plan, voter, SECRETS)).some((f) => f.path === ETCD_LEAVE_TOOL), voter.name);
         const tls = { protocol: "https", cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key };
         const etcd3 = parse(fileAt(nvParts, PATRONI_CONFIG).content).etcd3 as { hosts: string[]; use_proxies?: boolean };
-        assert.deepEqual(etcd3, { hosts: plan.nodes.filter((n) => n.etcdVoter).map((n) => `${n.meshAddress}:2379`), ...tls });
+        assert.deepEqual(etcd3, { hosts: plan.nodes.filter((n) => n.etcdVoter).map((n) => `${n.meshAddress}:2379`), protocol: "https", cacert: ETCD_CLIENT_TLS_FILES.ca, cert: ETCD_CLIENT_TLS_FILES.cert, key: ETCD_CLIENT_TLS_FILES.key });
         // A voter's Patroni uses its own etcd alone.
         for (const voter of plan.nodes.filter((n) => n.role === "db" && n.etcdVoter)) {
             const own = parse(fileAt(databaseParts(plan, voter, SECRETS), PATRONI_CONFIG).content).etcd3 as { hosts: string[]; use_proxies?: boolean };
@@ -189,7 +205,7 @@ describe("Patroni renderer", () => {
     const db1 = node(plan, "db-1");
     const MEMBERS = ["10.77.0.3", "10.77.0.2", db1.meshAddress];
     const render = (mode: "quorum" | "on" | "off", stanza?: string, sync: { nodeCount: number; strict: boolean } = { nodeCount: 1, strict: true }) =>
-        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", memberAddresses: MEMBERS, etcdHosts: ["10.77.0.1:2379"], synchronous: { mode, ...sync }, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
+        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", memberAddresses: MEMBERS, etcdHosts: ["10.77.0.1:2379"], etcdTls: ETCD_TLS_FILES, synchronous: { mode, ...sync }, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
 
     it("uses timing Patroni 4 accepts as is, for the fastest failover it allows", () => {
         const dcs = render("quorum").bootstrap.dcs;
@@ -503,7 +519,8 @@ describe("database parts of a node's boot", () => {
         assert.deepEqual(witnessKey.map((f) => [f.path, f.owner, f.permissions]), [[ETCD_TLS_FILES.key, "etcd:etcd", "0600"]]);
         const nonVoter = withWitness.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
         const nvKey = files(databaseParts(withWitness, nonVoter, SECRETS)).filter((f) => f.content.includes(SECRETS.etcdTls.keyPem));
-        assert.deepEqual(nvKey.map((f) => [f.path, f.owner, f.permissions]), [[ETCD_TLS_FILES.key, "postgres:postgres", "0600"]]);
+        // A member that does not vote: its client key, Patroni's alone (at its own path: see etcd.ts).
+        assert.deepEqual(nvKey.map((f) => [f.path, f.owner, f.permissions]), [[ETCD_CLIENT_TLS_FILES.key, "postgres:postgres", "0600"]]);
     });
 
     it("installs the REST client its Python tools import, once, and every tool with it", () => {

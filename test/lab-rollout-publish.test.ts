@@ -5,9 +5,10 @@
 import { strict as assert } from "node:assert";
 import { badChangeHalts, upgradeInPlace } from "../scripts/lab/drills/rollout";
 import { DrillContext } from "../scripts/lab/drills/types";
+import { addWitnessLive } from "../scripts/lab/drills/witness-live";
 
 describe("lab rollout drills outside the process that brought the lab up", () => {
-    for (const drill of [upgradeInPlace, badChangeHalts]) {
+    for (const drill of [upgradeInPlace, badChangeHalts, addWitnessLive]) {
         it(`${drill.name} stops at once, saying how to run it`, async () => {
             const logged: string[] = [];
             const ctx = { log: (m: string) => logged.push(m) } as unknown as DrillContext;

@@ -4,6 +4,7 @@
 // node-agent/tests/fixtures/records.json, which pytest verifies with vpsha.records, equal to what
 // the program's own signer makes.
 import { DESIRED_AGENT } from "../components/render/desired-agent";
+import { ETCD_LEAVE_TOOL } from "../components/render/etcd-leave";
 import { ROLLOUT_VIEW } from "../components/render/rollout-view";
 import { strict as assert } from "node:assert";
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
@@ -53,6 +54,8 @@ const TOOLS = [
     // The monitoring's own signals everywhere; the restore check on members (backups on).
     { command: SIGNALS_TOOL, module: "signals", roles: ["app", "haproxy", "db", "witness"], usage: undefined },
     { command: RESTORE_CHECK_TOOL, module: "restore_check", roles: ["db"], usage: undefined },
+    // Only on a member that does not vote in etcd: none in the prod stack.
+    { command: ETCD_LEAVE_TOOL, module: "etcd_leave", roles: [], usage: ["--name", "db-2"] },
 ];
 
 type Files = { path: string; content: string; permissions: string }[];
@@ -127,8 +130,8 @@ describe("the node agent's package as nodes get it", function () {
             const tools = TOOLS.filter((t) => t.roles.includes(node.role));
             for (const t of tools) assert.equal(files.find((f) => f.path === t.command)?.content, renderLauncher(t.module), `${node.name}: ${t.command}`);
             for (const t of TOOLS.filter((x) => !x.roles.includes(node.role))) assert.equal(files.find((f) => f.path === t.command), undefined, `${node.name} has no ${t.command}`);
-            // The rollout gate too: the desired-state agent loads it for a later generation.
-            const needed = new Set(["__init__", ...moduleClosure("rollout"), ...tools.flatMap((t) => moduleClosure(t.module))]);
+            // What the desired-state agent loads for a later generation too: its applier, the rollout gate.
+            const needed = new Set(["__init__", ...moduleClosure("update"), ...moduleClosure("rollout"), ...tools.flatMap((t) => moduleClosure(t.module))]);
             assert.deepEqual([...modules].sort(), [...needed].sort(), `${node.name} (${node.role})`);
         }
         assert.ok(!filesOf(prod, "app-1").some((f) => f.path.endsWith("/switchover.py")), "app nodes have no switchover");

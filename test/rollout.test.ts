@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { ETCD_TLS_FILES } from "../components/render/etcd";
+import { ETCD_CLIENT_TLS_FILES, ETCD_TLS_FILES } from "../components/render/etcd";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
@@ -82,10 +82,13 @@ describe("rollout", () => {
         assert.deepEqual(specs[db.name].health[0], [ROLLOUT_TOOL, "health", "patroni", `http://${db.meshAddress}:8008`]);
         // etcd's /health on its plain metrics port: the client port admits only certificates.
         assert.deepEqual(specs[db.name].health[1], [ROLLOUT_TOOL, "health", "etcd", `http://${db.meshAddress}:2381`]);
-        // The database group (members and witness) takes the rollout lock in etcd with its certificate; no other group holds one.
+        // The database group (members and witness) takes the rollout lock in etcd with its certificate
+        // (a member that does not vote, with its client certificate); no other group holds one.
         for (const n of witnessed.nodes) {
-            assert.deepEqual(specs[n.name].etcdTls, n.role === "db" || n.role === "witness" ? { cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key } : undefined, n.name);
+            const files = n.etcdVoter ? ETCD_TLS_FILES : ETCD_CLIENT_TLS_FILES;
+            assert.deepEqual(specs[n.name].etcdTls, n.role === "db" || n.role === "witness" ? { cacert: files.ca, cert: files.cert, key: files.key } : undefined, n.name);
         }
+        assert.ok(witnessed.nodes.some((n) => n.role === "db" && !n.etcdVoter), "a member that does not vote");
         const app = witnessed.nodes.find((n) => n.role === "app")!;
         assert.deepEqual(specs[app.name].health[0], [ROLLOUT_TOOL, "health", "app", app.meshAddress, "/healthz", "/etc/vps-ha/app/release-*.env"]);
     });

@@ -10,7 +10,8 @@ import { CloudConfigPart, FilePart, PartRestart } from "./cloud-config";
 import { dbRestoreFiles } from "./db-restore";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
-import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, ETCD_UNIT, etcdClientHosts, etcdClientUrl, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
+import { etcdLeavePart } from "./etcd-leave";
+import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, etcdTlsPaths, ETCD_UNIT, etcdClientHosts, etcdClientUrl, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
 import { switchoverFiles } from "./switchover";
@@ -53,10 +54,11 @@ export interface EtcdTlsPems {
 export function etcdTlsFiles(node: PlannedNode, pems: EtcdTlsPems): FilePart[] {
     const owner = node.etcdVoter ? (node.role === "db" ? "etcd:postgres" : "etcd:etcd") : "postgres:postgres";
     const file = (path: string, content: string, permissions: string): FilePart => ({ path, content, permissions, owner, defer: true });
+    const paths = etcdTlsPaths(node);
     return [
-        file(ETCD_TLS_FILES.ca, pems.caCertPem, "0644"),
-        file(ETCD_TLS_FILES.cert, pems.certPem, "0644"),
-        file(ETCD_TLS_FILES.key, pems.keyPem, owner === "etcd:postgres" ? "0640" : "0600"),
+        file(paths.ca, pems.caCertPem, "0644"),
+        file(paths.cert, pems.certPem, "0644"),
+        file(paths.key, pems.keyPem, owner === "etcd:postgres" ? "0640" : "0600"),
     ];
 }
 
@@ -107,6 +109,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         // that. Its own etcd restarts on its own turn, after the member handed the primary over.
         etcdHosts: etcdClientHosts(etcdLocal ? [node] : etcdVoterPeers(plan)),
         etcdHostsOnly: etcdLocal,
+        etcdTls: etcdTlsPaths(node),
         synchronous,
         restartParameters,
         ...(stanza ? { pgbackrestStanza: stanza } : {}),
@@ -182,6 +185,8 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
 export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecrets): CloudConfigPart[] {
     const parts: CloudConfigPart[] = [];
     if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node, secrets.etcdTls));
+    // A member that does not vote leaves etcd's membership if it voted before, ahead of Patroni's restart.
+    if (node.role === "db" && !node.etcdVoter) parts.push(etcdLeavePart(plan, node));
     if (node.role === "db") parts.push(postgresPart(plan, node, secrets));
     if (node.role === "db" && node.etcdVoter) parts.push(leaderAwayPart(node.meshAddress));
     return parts;

@@ -14,7 +14,7 @@ export const ETCD_UNIT = "vps-ha-etcd.service";
 export const ETCD_ENV_FILE = "/etc/vps-ha/etcd.env";
 export const ETCD_DATA_DIR = "/var/lib/etcd/vps-ha";
 /** Written by the join script before every start; overrides the static initial-cluster settings. */
-export const ETCD_CLUSTER_STATE_FILE = "/var/lib/etcd/vps-ha.cluster.env";
+export const ETCD_CLUSTER_STATE_FILE = `${ETCD_DATA_DIR}.cluster.env`;
 export const ETCD_JOIN_SCRIPT = "/usr/local/lib/vps-ha/etcd-join";
 
 /**
@@ -26,6 +26,22 @@ export const ETCD_TLS_FILES = {
     cert: "/etc/vps-ha/etcd-tls/member.crt",
     key: "/etc/vps-ha/etcd-tls/member.key",
 } as const;
+
+/**
+ * A database member that does not vote: the same CA, and a client certificate and key of its
+ * own name, Patroni's (the postgres user's). Other paths than a voter's: a member that stops voting
+ * writes these while its etcd still runs on the member files, which go only once it has left.
+ */
+export const ETCD_CLIENT_TLS_FILES = {
+    ca: ETCD_TLS_FILES.ca,
+    cert: "/etc/vps-ha/etcd-tls/client.crt",
+    key: "/etc/vps-ha/etcd-tls/client.key",
+} as const;
+
+/** The etcd certificate files a node's tools and Patroni use: a voter's member files, else its client files. */
+export function etcdTlsPaths(node: { etcdVoter: boolean }): { ca: string; cert: string; key: string } {
+    return node.etcdVoter ? ETCD_TLS_FILES : ETCD_CLIENT_TLS_FILES;
+}
 
 /** etcdctl's flags for ETCD_TLS_FILES. */
 export const ETCDCTL_TLS_FLAGS = [`--cacert=${ETCD_TLS_FILES.ca}`, `--cert=${ETCD_TLS_FILES.cert}`, `--key=${ETCD_TLS_FILES.key}`];
@@ -73,7 +89,7 @@ export function etcdMemberSpec(plan: StackPlan, node: PlannedNode): EtcdMemberSp
     };
 }
 
-const peerUrl = (address: string) => `https://${address}:${DB_PORTS.etcdPeer}`;
+export const etcdPeerUrl = (address: string) => `https://${address}:${DB_PORTS.etcdPeer}`;
 /** An etcd client URL (TLS, a client certificate required). */
 export const etcdClientUrl = (address: string) => `https://${address}:${DB_PORTS.etcdClient}`;
 const clientUrl = etcdClientUrl;
@@ -82,7 +98,7 @@ export const etcdMetricsUrl = (address: string) => `http://${address}:${MONITORI
 
 /** The static initial cluster: name=peer URL of every voter. */
 export function initialCluster(spec: EtcdMemberSpec): string {
-    return spec.voters.map((v) => `${v.name}=${peerUrl(v.meshAddress)}`).join(",");
+    return spec.voters.map((v) => `${v.name}=${etcdPeerUrl(v.meshAddress)}`).join(",");
 }
 
 /** Client endpoints of every voter (what Patroni and etcdctl dial). */
@@ -96,8 +112,8 @@ export function renderEtcdEnv(spec: EtcdMemberSpec): string {
         `# etcd member ${spec.name} of the vps-ha cluster. Each ETCD_X is etcd's --x flag.`,
         `ETCD_NAME=${spec.name}`,
         `ETCD_DATA_DIR=${ETCD_DATA_DIR}`,
-        `ETCD_LISTEN_PEER_URLS=${peerUrl(spec.meshAddress)}`,
-        `ETCD_INITIAL_ADVERTISE_PEER_URLS=${peerUrl(spec.meshAddress)}`,
+        `ETCD_LISTEN_PEER_URLS=${etcdPeerUrl(spec.meshAddress)}`,
+        `ETCD_INITIAL_ADVERTISE_PEER_URLS=${etcdPeerUrl(spec.meshAddress)}`,
         `ETCD_LISTEN_CLIENT_URLS=${clientUrl(spec.meshAddress)},${clientUrl("127.0.0.1")}`,
         `ETCD_ADVERTISE_CLIENT_URLS=${clientUrl(spec.meshAddress)}`,
         "# Every client and every peer shows a certificate from the stack's etcd CA, or the TLS handshake fails.",
@@ -156,7 +172,7 @@ export function renderEtcdJoinScript(spec: EtcdMemberSpec): string {
 # vps-ha: how etcd member ${spec.name} joins its cluster (ExecStartPre of ${ETCD_UNIT}).
 set -u
 NAME=${spec.name}
-PEER_URL=${peerUrl(spec.meshAddress)}
+PEER_URL=${etcdPeerUrl(spec.meshAddress)}
 DATA_DIR=${ETCD_DATA_DIR}
 STATE_FILE=${ETCD_CLUSTER_STATE_FILE}
 OTHERS="${others.join(" ")}"

@@ -90,6 +90,8 @@ export interface PatroniSpec {
     etcdHosts: string[];
     /** Use etcdHosts alone, never the cluster's other members (Patroni's use_proxies). */
     etcdHostsOnly?: boolean;
+    /** The etcd certificate files Patroni shows (a voter's member files, else its client files: etcd.ts). */
+    etcdTls: { ca: string; cert: string; key: string };
     synchronous: SynchronousSpec;
     /** Parameters PostgreSQL takes only at a restart, kept in the dynamic configuration. */
     restartParameters?: RestartParameters;
@@ -235,7 +237,7 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             authentication: { username: DB_USERS.restApi, password: spec.passwords.restApi },
         },
         // etcd admits only clients with a certificate from the stack's etcd CA.
-        etcd3: { hosts: spec.etcdHosts, ...(spec.etcdHostsOnly ? { use_proxies: true } : {}), protocol: "https", cacert: ETCD_TLS_FILES.ca, cert: ETCD_TLS_FILES.cert, key: ETCD_TLS_FILES.key },
+        etcd3: { hosts: spec.etcdHosts, ...(spec.etcdHostsOnly ? { use_proxies: true } : {}), protocol: "https", cacert: spec.etcdTls.ca, cert: spec.etcdTls.cert, key: spec.etcdTls.key },
         bootstrap: {
             dcs: patroniDynamicConfig(spec.synchronous, spec.restartParameters),
             // With backups on, a new cluster comes from the repository when it holds a backup;

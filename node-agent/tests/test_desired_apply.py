@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from vpsha import desired, rollout
+from vpsha import desired, rollout, update
 
 ME = "%s:%s" % (getpass.getuser(), grp.getgrgid(os.getgid()).gr_name)
 
@@ -117,7 +117,7 @@ def test_a_later_document_restarts_exactly_the_units_whose_files_changed(cfg):
     second = {**first, "files": [file("/etc/a.conf", "a"), file("/etc/b.conf", "b2"), file("/etc/c.conf", "c2")]}
     before = len(calls(cfg))
     problems = []
-    written, ok = desired.apply_update(cfg, 2, second, first, problems, {})
+    written, ok = update.apply_update(cfg, 2, second, first, problems, {})
     assert ok and problems == [] and written == ["/etc/b.conf", "/etc/c.conf"]
     # Setup never runs again; b reloads, c restarts, a is untouched.
     assert calls(cfg)[before:] == ["systemctl try-reload-or-restart b.service", "systemctl restart c.service"]
@@ -130,7 +130,7 @@ def test_a_changed_unit_file_reloads_systemd_first(cfg):
     desired.apply_first(cfg, first, [])
     before = len(calls(cfg))
     second = {**first, "files": [file(unit, "[Service]\nRestart=always\n")]}
-    desired.apply_update(cfg, 2, second, first, [], {})
+    update.apply_update(cfg, 2, second, first, [], {})
     assert calls(cfg)[before:] == ["systemctl daemon-reload", "systemctl restart a.service"]
 
 
@@ -142,7 +142,7 @@ def test_a_file_an_agent_edits_is_not_taken_back_while_its_text_is_unchanged(cfg
         f.write("server app-1 10.0.0.1:80\n")  # the directory agent's lines
     second = {**first, "files": [file("/etc/haproxy.cfg", "base\n"), file("/etc/x", "2")]}
     before = len(calls(cfg))
-    written, _ = desired.apply_update(cfg, 2, second, first, [], {})
+    written, _ = update.apply_update(cfg, 2, second, first, [], {})
     assert written == ["/etc/x"] and calls(cfg)[before:] == []
     assert read(cfg, "/etc/haproxy.cfg") == "base\nserver app-1 10.0.0.1:80\n"
 
@@ -151,7 +151,7 @@ def test_packages_a_later_document_adds_are_installed(cfg):
     first = doc(cfg, [file("/etc/a", "1")])
     desired.apply_first(cfg, first, [])
     second = {**first, "packages": ["etcd-server"]}
-    desired.apply_update(cfg, 2, second, first, [], {})
+    update.apply_update(cfg, 2, second, first, [], {})
     assert calls(cfg)[-1].endswith("install etcd-server")
 
 
@@ -174,12 +174,12 @@ def test_the_rollout_gate_gets_the_spec_and_can_roll_back(cfg, monkeypatch):
     monkeypatch.setattr(rollout, "apply_gated", gated)
     before = len(calls(cfg))
     status = {}
-    _, ok = desired.apply_update(cfg, 2, second, first, [], status)
+    _, ok = update.apply_update(cfg, 2, second, first, [], status)
     assert not ok and seen == {"spec": spec, "node": "db-1", "units": ["a.service"]}
     assert status["rollout"] == {"state": "halted"}
     assert read(cfg, "/etc/a.conf") == "a" and not os.path.exists(cfg["root"] + "/etc/new.conf")
     assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart a.service"]
-    assert desired.pending_restarts(cfg, 2) == []
+    assert update.pending_restarts(cfg, 2) == []
 
 
 def test_a_document_with_the_new_fields_is_checked(cfg):
@@ -310,11 +310,11 @@ def test_a_change_rolled_back_leaves_the_code_as_it_started(cfg):
     first = doc(cfg, [file(lib + "/desired.py", "old\n")])
     desired.apply_first(cfg, first, [])
     before = desired.own_code(cfg["root"] + lib)
-    assert before == {**before, "rollout": None, "rest": None} and before["desired"]
+    assert before == {**before, "update": None, "rollout": None, "rest": None} and before["desired"]
     saved = {}
     desired.write_files(cfg, [file(lib + "/desired.py", "new\n")], [], saved)
     assert desired.own_code(cfg["root"] + lib) != before
-    desired.restore_files(cfg, saved, [])
+    update.restore_files(cfg, saved, [])
     assert desired.own_code(cfg["root"] + lib) == before
 
 
@@ -337,7 +337,7 @@ def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tm
     first = doc(cfg, [file("/etc/a.conf", "good")], restarts=[{"unit": "a.service", "paths": ["/etc/a.conf"]}])
     desired.apply_first(cfg, first, [])
     problems, status = [], {}
-    _, ok = desired.apply_update(cfg, 2, {**first, "files": [file("/etc/a.conf", "bad")], "rollout": spec},
+    _, ok = update.apply_update(cfg, 2, {**first, "files": [file("/etc/a.conf", "bad")], "rollout": spec},
                                  first, problems, status)
     assert not ok and status["rolloutState"] == "halted" and "a.service" in status["haltedReason"]
     assert read(cfg, "/etc/a.conf") == "good"
@@ -346,7 +346,7 @@ def test_a_unit_that_fails_to_restart_halts_the_real_gate_and_rolls_back(cfg, tm
     assert state["rolloutId"] == "bad" and state["rolloutState"] == "halted"
     # A fixed state (a new id) goes through.
     fixed = {**first, "files": [file("/etc/a.conf", "fixed")], "rollout": {**spec, "id": "fixed"}}
-    _, ok = desired.apply_update(cfg, 3, fixed, first, [], status)
+    _, ok = update.apply_update(cfg, 3, fixed, first, [], status)
     assert ok and status["rolloutState"] == "healthy" and read(cfg, "/etc/a.conf") == "fixed"
 
 
@@ -361,14 +361,14 @@ def test_a_gated_change_stops_at_the_first_unit_that_fails_and_rolls_back_only_w
     problems, status = [], {}
     bad = {**first, "files": [file("/etc/a.conf", "new"), file("/etc/b.conf", "bad"), file("/etc/c.conf", "new")],
            "rollout": spec}
-    _, ok = desired.apply_update(cfg, 2, bad, first, problems, status)
+    _, ok = update.apply_update(cfg, 2, bad, first, problems, status)
     assert not ok and status["rolloutState"] == "halted"
     assert "b.service" in status["haltedReason"] and "c.service" not in status["haltedReason"]
     # a and b restarted with the change, then back with the old files; c never touched.
     assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart b.service",
                                    "systemctl restart a.service", "systemctl restart b.service"]
     assert [read(cfg, "/etc/%s.conf" % u) for u in ("a", "b", "c")] == ["good", "good", "good"]
-    assert desired.pending_restarts(cfg, 2) == []
+    assert update.pending_restarts(cfg, 2) == []
 
 
 def test_an_ungated_change_still_restarts_every_unit_when_one_fails(cfg, tmp_path):
@@ -383,9 +383,9 @@ def test_an_ungated_change_still_restarts_every_unit_when_one_fails(cfg, tmp_pat
     before = len(calls(cfg))
     problems = []
     second = {**first, "files": [file("/etc/a.conf", "2"), file("/etc/b.conf", "2")]}
-    desired.apply_update(cfg, 2, second, first, problems, {})
+    update.apply_update(cfg, 2, second, first, problems, {})
     assert calls(cfg)[before:] == ["systemctl restart a.service", "systemctl restart b.service"]
-    assert len(problems) == 1 and desired.pending_restarts(cfg, 2) == ["a.service"]
+    assert len(problems) == 1 and update.pending_restarts(cfg, 2) == ["a.service"]
 
 
 def test_new_code_runs_in_the_same_process(tmp_path):
@@ -414,7 +414,7 @@ def test_a_file_gone_from_the_document_is_removed_and_its_unit_stopped_first(cfg
     second = {**first, "files": [file("/etc/keep.conf", "k")]}
     before = len(calls(cfg))
     problems = []
-    written, ok = desired.apply_update(cfg, 2, second, first, problems, {})
+    written, ok = update.apply_update(cfg, 2, second, first, problems, {})
     assert ok and problems == []
     assert sorted(written) == sorted(["/etc/old.conf", unit, timer, dropin])
     assert not any(os.path.lexists(cfg["root"] + p) for p in written)
@@ -426,32 +426,70 @@ def test_a_file_gone_from_the_document_is_removed_and_its_unit_stopped_first(cfg
         "systemctl daemon-reload"]
     # The next document that lacks them has nothing left to remove.
     before = len(calls(cfg))
-    assert desired.apply_update(cfg, 3, second, second, [], {}) == ([], True)
+    assert update.apply_update(cfg, 3, second, second, [], {}) == ([], True)
     assert calls(cfg)[before:] == []
 
 
 def test_a_rolled_back_change_puts_removed_files_back_and_runs_their_units_as_before(cfg, tmp_path):
-    # keep.service fails to restart with the bad file; old.timer is active and enabled before.
+    # old.timer is active and enabled before; the change drops it, and the node is unhealthy after.
     stub = tmp_path / "systemctl-stub"
     stub.write_text('#!/bin/sh\necho "systemctl $@" >> %s\n'
-                    'case "$1" in is-active) echo active;; is-enabled) echo enabled;; esac\n'
-                    '[ "$1" = restart ] && [ "$2" = keep.service ] && grep -qx bad %s/etc/keep.conf && exit 1\n'
-                    'exit 0\n' % (cfg["log"], cfg["root"]))
+                    'case "$1" in is-active) echo active;; is-enabled) echo enabled;; esac\nexit 0\n' % cfg["log"])
     stub.chmod(0o755)
     cfg = {**cfg, "systemctl": [str(stub)]}
     spec = {"group": "haproxy", "id": "bad", "order": [{"name": "db-1", "meshAddress": "127.0.0.1"}], "statusPort": 1,
-            "health": [["true"]], "healthTimeoutSeconds": 1, "handoverUnits": []}
+            "health": [["false"]], "healthTimeoutSeconds": 1, "handoverUnits": []}
     timer = "/etc/systemd/system/old.timer"
     first = doc(cfg, [file("/etc/keep.conf", "good"), file(timer, "[Timer]\n")],
                 restarts=[{"unit": "keep.service", "paths": ["/etc/keep.conf"]}])
     desired.apply_first(cfg, first, [])
     before = len(calls(cfg))
     status = {}
-    bad = {**first, "files": [file("/etc/keep.conf", "bad")], "rollout": spec}
-    _, ok = desired.apply_update(cfg, 2, bad, first, [], status)
+    bad = {**first, "files": [file("/etc/keep.conf", "new")], "rollout": spec}
+    _, ok = update.apply_update(cfg, 2, bad, first, [], status)
     assert not ok and status["rolloutState"] == "halted"
     assert read(cfg, "/etc/keep.conf") == "good" and read(cfg, timer) == "[Timer]\n"
+    # The restarts first, the removal last; then back: files, restarts, the timer as it ran.
     assert [c for c in calls(cfg)[before:] if " is-" not in c] == [
-        "systemctl disable --now --no-reload old.timer", "systemctl daemon-reload", "systemctl restart keep.service",
+        "systemctl restart keep.service", "systemctl disable --now --no-reload old.timer", "systemctl daemon-reload",
         "systemctl daemon-reload", "systemctl restart keep.service",
         "systemctl enable --no-reload old.timer", "systemctl start old.timer"]
+
+
+def test_a_change_that_fails_before_its_removals_leaves_the_dropped_units_alone(cfg, tmp_path):
+    cfg, spec = failing_systemctl(cfg, tmp_path, "keep.service")
+    timer = "/etc/systemd/system/old.timer"
+    first = doc(cfg, [file("/etc/keep.conf", "good"), file(timer, "[Timer]\n")],
+                restarts=[{"unit": "keep.service", "paths": ["/etc/keep.conf"]}])
+    desired.apply_first(cfg, first, [])
+    before = len(calls(cfg))
+    bad = {**first, "files": [file("/etc/keep.conf", "bad")], "rollout": spec}
+    _, ok = update.apply_update(cfg, 2, bad, first, [], {})
+    assert not ok and read(cfg, timer) == "[Timer]\n"
+    assert [c for c in calls(cfg)[before:] if " is-" not in c] == ["systemctl restart keep.service"] * 2
+
+
+def test_a_member_that_stops_voting_takes_the_lock_with_the_certificate_it_has(cfg, monkeypatch):
+    member = {"cacert": "/etc/tls/ca.crt", "cert": "/etc/tls/member.crt", "key": "/etc/tls/member.key"}
+    client = {"cacert": "/etc/tls/ca.crt", "cert": "/etc/tls/client.crt", "key": "/etc/tls/client.key"}
+    spec = {"group": "db", "id": "a", "order": [], "statusPort": 1, "health": [], "healthTimeoutSeconds": 1,
+            "handoverUnits": []}
+    first = doc(cfg, [file(member["key"], "k"), file("/etc/a.conf", "a")], rollout={**spec, "etcdTls": member})
+    desired.apply_first(cfg, first, [])
+    seen = []
+
+    def gated(s, node, apply, rollback, status, units=None, env=None):
+        seen.append(s["etcdTls"])
+        apply()
+        return True
+    monkeypatch.setattr(rollout, "apply_gated", gated)
+    # The change writes its client key and drops the member key: the lock is taken with the member key.
+    second = doc(cfg, [file(client["key"], "c"), file("/etc/a.conf", "a2")],
+                 rollout={**spec, "id": "b", "etcdTls": client})
+    assert update.apply_update(cfg, 2, second, first, [], {})[1]
+    # Once the client key is there, with it.
+    third = {**second, "files": [file(client["key"], "c"), file("/etc/a.conf", "a3")],
+             "rollout": {**spec, "id": "c", "etcdTls": client}}
+    assert update.apply_update(cfg, 3, third, second, [], {})[1]
+    assert seen == [member, client]
+    assert not os.path.exists(cfg["root"] + member["key"]) and read(cfg, client["key"]) == "c"

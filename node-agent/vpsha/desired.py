@@ -8,8 +8,9 @@ beside the node's name: a head `_desired.<name>` signed with the stack's key, an
   - verifies the head's signature for this stack and node with the public key from the bootstrap;
   - refuses a generation below the one applied; an equal one is nothing to do;
   - opens the seal with this node's WireGuard private key, checks the document names this stack,
-    node and generation, writes the files that differ (atomically, mode and owner), restarts the
-    units whose files changed;
+    node and generation; a first document: writes its files, installs its packages, runs its setup;
+    a later one (vpsha.update, which comes with the desired state): writes the files that differ
+    and removes those it dropped, restarts the units whose files changed;
   - keeps the applied document's records under /var/lib/vps-ha (verified again when read), and
     reports in a status file: {generation, applied, lastError, staleSeconds, ...}. While DNS or
     the records cannot be read, the node keeps the state it applied and says how stale it is.
@@ -465,83 +466,6 @@ def on_disk(path):
         return None
 
 
-def to_write(cfg, doc, previous):
-    """
-    The document's files that must be written. With an earlier document applied, only those whose
-    entry changed since (or that are gone from disk): a file an agent edits after we write it
-    (HAProxy's server lines) is not taken back while the program's text for it is the same.
-    """
-    root = cfg.get("root", "")
-    before = {f["path"]: f for f in previous["files"]} if previous else {}
-    out = []
-    for f in doc["files"]:
-        if previous and before.get(f["path"]) == f and os.path.exists(root + f["path"]):
-            continue
-        out.append(f)
-    return out
-
-
-def to_remove(cfg, doc, previous):
-    """The applied document's files that this document no longer has (and that are still on disk)."""
-    if not previous:
-        return []
-    root = cfg.get("root", "")
-    keep = {f["path"] for f in doc["files"]}
-    return [f["path"] for f in previous["files"] if f["path"] not in keep and os.path.lexists(root + f["path"])]
-
-
-def retired_units(paths):
-    """The units whose own unit file is among `paths` (a drop-in only changes its unit)."""
-    out = []
-    for p in paths:
-        name = os.path.basename(p)
-        if is_unit_file(p) and not os.path.dirname(p).endswith(".d") and UNIT.match(name):
-            out.append(name)
-    return out
-
-
-def unit_states(cfg, units):
-    """{unit: (active, enabled)} as systemd says now: what a rollback puts back."""
-    systemctl = cfg.get("systemctl", ["systemctl"])
-    out = {}
-    for u in units:
-        said = []
-        for verb in ("is-active", "is-enabled"):
-            try:
-                r = subprocess.run(systemctl + [verb, u], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
-                said.append(r.stdout.strip())
-            except (OSError, subprocess.SubprocessError):
-                said.append("")
-        out[u] = (said[0] == "active", said[1] == "enabled")
-    return out
-
-
-def remove_files(cfg, paths, problems, saved):
-    """
-    Stops and disables the units whose unit file goes, then removes `paths`; `saved` gets each
-    one's content (for a rollback). Returns the paths removed.
-    """
-    root = cfg.get("root", "")
-    systemctl = cfg.get("systemctl", ["systemctl"])
-    for u in retired_units(paths):
-        if run(cfg, systemctl + ["disable", "--now", "--no-reload", u], problems, "disabling %s" % u):
-            log("desired: stopped and disabled %s (its unit file is gone from the document)" % u)
-    removed = []
-    for p in paths:
-        try:
-            old = on_disk(root + p)
-            if old is not None:
-                saved.setdefault(p, old)
-            os.unlink(root + p)
-            removed.append(p)
-            log("desired: removed %s" % p)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            problems.append("removing %s: %s" % (p, err))
-    return removed
-
-
 def write_files(cfg, files, problems, saved, owners_known=None):
     """
     Writes those of `files` that differ from disk; `saved` gets each one's earlier state (for a
@@ -573,56 +497,8 @@ def write_files(cfg, files, problems, saved, owners_known=None):
     return written
 
 
-def restore_files(cfg, saved, problems):
-    """Puts back what `write_files` replaced (and removes what it created)."""
-    root = cfg.get("root", "")
-    for p, old in saved.items():
-        try:
-            if old is None:
-                os.unlink(root + p)
-            else:
-                write_atomically(root + p, old[0], old[1], old[2], old[3])
-            log("desired: restored %s" % p)
-        except OSError as err:
-            problems.append("restoring %s: %s" % (p, err))
-
-
 def is_unit_file(path):
     return path.startswith("/etc/systemd/") or path.startswith("/lib/systemd/") or path.startswith("/usr/lib/systemd/")
-
-
-def units_for(doc, changed, pending=()):
-    """The document's restarts whose files changed, or that are still pending, in document order."""
-    return [r for r in doc["restarts"] if any(p in changed for p in r["paths"]) or r["unit"] in pending]
-
-
-def restart_units(cfg, restarts, changed, problems, on_done=None, on_try=None, stop_at_failure=False):
-    """
-    daemon-reload when a unit file changed, then each restart (or reload) in order; the units that
-    failed. `stop_at_failure`: none after the first that fails (a gated change rolls back at once,
-    rather than wait on units that depend on the broken one).
-    """
-    systemctl = cfg.get("systemctl", ["systemctl"])
-    if any(is_unit_file(p) for p in changed):
-        run(cfg, systemctl + ["daemon-reload"], problems, "systemctl daemon-reload")
-    failed = []
-    for r in restarts:
-        if on_try:
-            on_try(r)
-        # A reload of a unit that is not running (sshd switched off) is nothing to do, not a failure.
-        verb, what = ("try-reload-or-restart", "reload") if r.get("reload") else ("restart", "restart")
-        if run(cfg, systemctl + [verb, r["unit"]], problems, "%sing %s" % (what.rstrip("e"), r["unit"])):
-            log("desired: %sed %s" % (what.rstrip("e"), r["unit"]))
-            if on_done:
-                on_done(r["unit"])
-        else:
-            failed.append(r["unit"])
-            if stop_at_failure:
-                left = len(restarts) - restarts.index(r) - 1
-                if left:
-                    log("desired: %s failed; not restarting the %d unit(s) after it" % (r["unit"], left))
-                break
-    return failed
 
 
 def run_setup(cfg, doc, problems):
@@ -662,93 +538,9 @@ def pending_path(cfg):
     return os.path.join(cfg["stateDir"], "pending.json")
 
 
-def pending_restarts(cfg, generation):
-    """Units not yet restarted for `generation` (their files are already written)."""
-    try:
-        with open(pending_path(cfg)) as f:
-            pending = json.load(f)
-        return pending["units"] if pending["generation"] == generation else []
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return []
-
-
 def rollout_env(gate, cfg):
     """The rollout gate's state beside this agent's (the status server reads rollout.STATE)."""
     return gate.Env(state=os.path.join(cfg["stateDir"], "rollout.json"))
-
-
-def apply_update(cfg, generation, doc, previous, problems, status):
-    """
-    A later document: packages, then the changed files and their units' restarts, through the
-    rollout gate when the document has one. Returns (paths written, True when applied).
-    """
-    if not install_packages(cfg, doc.get("packages", []), problems):
-        return [], False
-    files = to_write(cfg, doc, previous)
-    dropped = to_remove(cfg, doc, previous)
-    retired = unit_states(cfg, retired_units(dropped))
-    changed = {f["path"] for f in files} | set(dropped)
-    pending = pending_restarts(cfg, generation)
-    restarts = units_for(doc, changed, pending)
-    saved, written = {}, []
-
-    def set_pending(units):
-        if units:
-            write_atomically(pending_path(cfg), json.dumps({"generation": generation, "units": units}), 0o600)
-        elif os.path.exists(pending_path(cfg)):
-            os.unlink(pending_path(cfg))
-
-    # The restarts tried so far: a rollback restarts these alone (the others never ran the new files).
-    tried = []
-
-    def apply(stop_at_failure=False):
-        before = len(problems)
-        written.extend(write_files(cfg, files, problems, saved))
-        written.extend(remove_files(cfg, dropped, problems, saved))
-        if stop_at_failure and len(problems) > before:
-            return
-        left = [r["unit"] for r in restarts]
-        set_pending(left)
-
-        def done(unit):
-            left.remove(unit)
-            set_pending(left)
-        restart_units(cfg, restarts, changed, problems, done, tried.append, stop_at_failure)
-
-    def rollback():
-        restore_files(cfg, saved, problems)
-        restart_units(cfg, tried, set(saved), problems)
-        # The units the change retired run again as they did.
-        systemctl = cfg.get("systemctl", ["systemctl"])
-        for u, (active, enabled) in retired.items():
-            if enabled:
-                run(cfg, systemctl + ["enable", "--no-reload", u], problems, "enabling %s again" % u)
-            if active:
-                run(cfg, systemctl + ["start", u], problems, "starting %s again" % u)
-        set_pending([])
-
-    def apply_checked():
-        # For the gate, a file not written or a unit that did not restart is a failed change: it
-        # stops there and rolls back.
-        before = len(problems)
-        apply(stop_at_failure=True)
-        if len(problems) > before:
-            raise RuntimeError("; ".join(problems[before:]))
-
-    if "rollout" in doc and (files or restarts or dropped):
-        # Imported here: the gate comes with the desired state, the bootstrap holds this module alone.
-        try:
-            gate = importlib.import_module("vpsha.rollout")
-        except ImportError as err:
-            problems.append("the rollout gate cannot be loaded: %s" % err)
-            return [], False
-        # Only a restart can stop PostgreSQL on the primary (a reload keeps it): the handover's cue.
-        ok = gate.apply_gated(doc["rollout"], cfg["node"], apply_checked, rollback, status,
-                              units=[r["unit"] for r in restarts if not r.get("reload")], env=rollout_env(gate, cfg))
-    else:
-        apply()
-        ok = True
-    return written, ok
 
 
 # ---------------------------------------------------------------- rounds
@@ -793,7 +585,9 @@ def one_round(cfg, key, private_key, fetch, now=None):
         if not applied:
             status["changed"] = apply_first(cfg, doc, problems)
         elif generation > applied["generation"]:
-            status["changed"], ok = apply_update(cfg, generation, doc, applied["doc"], problems, status)
+            # A later document's code comes with the desired state: the bootstrap holds this module alone.
+            update = importlib.import_module("vpsha.update")
+            status["changed"], ok = update.apply_update(cfg, generation, doc, applied["doc"], problems, status)
         if problems:
             raise Bad("; ".join(problems))
         if not ok:
@@ -845,8 +639,9 @@ def load_config(path):
     return cfg, key
 
 
-# The modules this agent runs: itself, and the rollout gate with what it imports (loaded in a round).
-OWN_MODULES = ("desired", "rollout", "rest")
+# The modules this agent runs: itself, and what it loads in a round (a later document's applier, the
+# rollout gate) with what they import.
+OWN_MODULES = ("desired", "update", "rollout", "rest")
 
 
 def own_code(code_dir=None):

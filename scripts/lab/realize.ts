@@ -201,6 +201,32 @@ export async function realizeNodes(nodes: LabNodeSpec[], log: Log, extras: LabEx
     }
 }
 
+/**
+ * A server added to the running lab, as `pulumi up` creates one for a node new in the stack
+ * file: its namespace and overlay beside the others, the lab's CA, then its cloud-config. Its
+ * packages must be in the lab's rootfs already (the rootfs is shared: it is not rebuilt under
+ * running nodes); the other nodes find it through the lab's DNS, published with the change.
+ */
+export async function addNode(spec: LabNodeSpec, log: Log): Promise<void> {
+    requireRoot();
+    const t = Date.now();
+    const state = loadState();
+    if (!state?.rootfs) throw new Error("lab: the state file names no rootfs (is the lab up?)");
+    const others = labNodes();
+    if (others.some((n) => n.name === spec.name)) throw new Error(`lab: ${spec.name} is in the lab already`);
+    validate([...others.map((n) => ({ ...n, userData: "" })), spec]);
+    const installed = parseDpkgStatus(readFileSync(join(state.rootfs, "var/lib/dpkg/status"), "utf8"));
+    const missing = labPackagesOf([spec]).filter((p) => !installed.has(p));
+    if (missing.length) throw new Error(`lab: ${spec.name} needs packages the lab's rootfs lacks (${missing.join(", ")}); bring the lab up with a stack that has them`);
+    await prepareNode(spec, state.rootfs, log);
+    await pinNeighbours([...others, spec]);
+    const ca = others.map((o) => join(o.paths.merged, LAB_CA_FILE)).find((f) => existsSync(f));
+    const n = nodeState(spec.name);
+    if (ca) await trustCa([n], readFileSync(ca, "utf8"), log);
+    await applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hostsFor(spec).block));
+    log(`[${spec.name}] added to the lab in ${elapsed(t)}`);
+}
+
 /** A node's namespace on the bridge, its hosts file, its overlay mounted (it boots once its seed is in place, cloudinit.ts). */
 async function prepareNode(spec: LabNodeSpec, rootfs: string, log: Log): Promise<void> {
     const t = Date.now();

@@ -3,11 +3,13 @@
 // starting halts there, and a fixed one completes; a change that would take two members down at
 // once is refused with nothing touched; a member moves to the other provider under writes through
 // the poolers; every member's disk is lost at once and the cluster comes back by itself from the
-// backup repository. Each drill once here, three times in npm run bench -- --lab.
+// backup repository; then the stack gains a witness. Each drill once here, three times in npm run bench -- --lab.
 import assert from "node:assert/strict";
 import { clusterLoss } from "../../scripts/lab/drills/cluster-loss";
+import { SWITCHOVER_SINGLE_RUN_SLACK } from "../../scripts/lab/drills/db";
 import { doubleChangeRefused, memberMove } from "../../scripts/lab/drills/members";
 import { badChangeHalts, upgradeInPlace } from "../../scripts/lab/drills/rollout";
+import { addWitnessLive } from "../../scripts/lab/drills/witness-live";
 import { stackSource } from "../../scripts/lab/program";
 import { labHealth } from "../../scripts/lab/health";
 import { labNodes } from "../../scripts/lab/realize";
@@ -81,6 +83,20 @@ describe("changes to a live stack in the lab @lab", function () {
         assert.notEqual(result.rtoSeconds, null, `writes never came back: ${why}`);
         assert.equal(result.figures?.archivedLostWrites, 0, `archived writes lost: ${why}`);
         assert.ok((result.figures?.oldestLostWriteAgeSeconds ?? Infinity) <= 65, `a write older than archive_timeout lost: ${why}`);
+        assert.ok(result.passed, why);
+        run.notePids();
+    });
+
+    it("drill add-witness-live: the stack gains a witness in one change; it becomes an etcd voter, k and strictness follow, no member rebuilt, no write or request fails", async function () {
+        const result = await addWitnessLive.run({ log });
+        run.results.push(result);
+        const why = JSON.stringify(result);
+        assert.equal(result.lostWrites, 0, why);
+        assert.equal(result.failedRequests, 0, why);
+        assert.equal(result.failedHttpRequests, 0, why);
+        assert.equal(result.splitBrain, false, why);
+        assert.ok((result.rtoSeconds as number) <= result.rtoTargetSeconds + SWITCHOVER_SINGLE_RUN_SLACK, `write pause over target: ${why}`);
+        assert.ok(result.notes.some((n) => /^etcd: witness-1 is a started voter/.test(n)), why);
         assert.ok(result.passed, why);
         run.notePids();
     });

@@ -64,10 +64,17 @@ export async function patroniJson<T>(n: NodeState, path: string): Promise<T | un
     }
 }
 
+/** The part of Patroni's dynamic configuration the drills read. */
+export interface PatroniDynamic {
+    synchronous_mode?: boolean | string;
+    synchronous_mode_strict?: boolean;
+    synchronous_node_count?: number;
+}
+
 /** Patroni's dynamic configuration as the cluster holds it, from the first member that answers. */
-async function patroniConfig(): Promise<{ synchronous_mode?: boolean | string; synchronous_node_count?: number } | undefined> {
+export async function patroniConfig(): Promise<PatroniDynamic | undefined> {
     for (const n of dbNodes().filter((x) => !x.isolated)) {
-        const config = await patroniJson<{ synchronous_mode?: boolean | string; synchronous_node_count?: number }>(n, "/config");
+        const config = await patroniJson<PatroniDynamic>(n, "/config");
         if (config) return config;
     }
     return undefined;
@@ -231,7 +238,7 @@ async function synchronousStandbys(node: string): Promise<string> {
  * every other member listed (`ANY k (...)` in quorum mode, `k (...)` in on mode). Bounded wait;
  * says what it last saw.
  */
-async function waitForFullSynchronousSet(primary: string, limitMs: number): Promise<{ ok: boolean; seen: string }> {
+export async function waitForFullSynchronousSet(primary: string, limitMs: number): Promise<{ ok: boolean; seen: string }> {
     const k = (await patroniConfig())?.synchronous_node_count ?? 1;
     const others = dbNodes().filter((n) => n.name !== primary).map((n) => n.name);
     let seen = "";

@@ -16,14 +16,15 @@ import { labStack } from "../stack";
 import { labNodes } from "../realize";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";
+import { addWitnessLive } from "./witness-live";
 
 /**
  * Changes to a live stack, run last and in their own lab (test/lab/members.test.ts): desired
  * state rolled out node by node first, then the member changes (the move leaves a member on
  * another provider than the stack file says, and the cluster's loss leaves it restored from its
- * backups).
+ * backups), then a witness added (the lab keeps it).
  */
-export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused, memberMove, clusterLoss];
+export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused, memberMove, clusterLoss, addWitnessLive];
 
 /**
  * The monitoring's drills, measured at the lab's alert receiver. First, as `alerts` checks that
@@ -45,6 +46,7 @@ export function findDrill(name: string): Drill {
  */
 export function whyNotApplicable(drill: Drill, stack: string, roles: string[]): string | undefined {
     if (drill.needs && !roles.includes(drill.needs)) return `the ${stack} stack has no ${drill.needs}`;
+    if (drill.lacks && roles.includes(drill.lacks)) return `the ${stack} stack has a ${drill.lacks} already`;
     return undefined;
 }
 

@@ -53,12 +53,16 @@ export class ProbeRun {
     }
 }
 
-/** Every node but the excluded ones reaches every other one over the mesh. */
+/**
+ * Every node but the excluded ones reaches every other one over the mesh: the nodes of the lab
+ * when the probe is made (a server a drill adds meanwhile is not in the mesh until it has booted).
+ */
 export function meshProbe(excluded: string[]): Probe {
+    const present = new Set(labNodes().map((n) => n.name));
     return {
         name: `mesh among ${excluded.length ? `all but ${excluded.join(", ")}` : "all nodes"}`,
         async attempt() {
-            const nodes: NodeState[] = labNodes().filter((n) => !excluded.includes(n.name));
+            const nodes: NodeState[] = labNodes().filter((n) => present.has(n.name) && !excluded.includes(n.name));
             const results = await Promise.all(nodes.map(async (n) => ({ n: n.name, down: await unreachablePeers(n, nodes.filter((p) => p.name !== n.name)) })));
             const bad = results.filter((r) => r.down.length > 0);
             return { ok: bad.length === 0, detail: bad.map((b) => `${b.n} cannot reach ${b.down.join(", ")}`).join("; ") };

@@ -56,6 +56,8 @@ export interface Drill {
     description: string;
     /** A role the stack must have for the drill to mean anything (absent: every stack has what it needs). */
     needs?: "witness";
+    /** A role the stack must not have (the drill adds it). */
+    lacks?: "witness";
     run(ctx: DrillContext): Promise<DrillResult>;
 }
 

@@ -1,0 +1,43 @@
+// A database member that stops voting in etcd (the stack gained a witness, and members plus
+// witness would be even: components/plan.ts, etcdVoters) leaves etcd's membership in its rollout
+// turn: its desired state no longer has its etcd, so the applier stops it, and this oneshot
+// (vpsha/etcd_leave.py) removes the member once every voter the stack names has started. It runs
+// only as a restart of the change that brought its unit file; it is never enabled.
+import { PlannedNode, StackPlan } from "../plan";
+import { CloudConfigPart } from "./cloud-config";
+import { ETCD_CLIENT_TLS_FILES, ETCD_DATA_DIR, ETCD_UNIT, etcdClientUrl, etcdPeerUrl, etcdVoterPeers } from "./etcd";
+import { toolFiles } from "./python-lib";
+import { renderUnit } from "./systemd";
+
+export const ETCD_LEAVE_UNIT = "vps-ha-etcd-leave.service";
+export const ETCD_LEAVE_TOOL = "/usr/local/lib/vps-ha/etcd-leave";
+/**
+ * How long the member waits for the stack's voters to be started members (a new witness booting)
+ * before it gives up and the rollout halts; with its asks, within the agent's bound on a restart.
+ */
+export const ETCD_LEAVE_WAIT_SECONDS = 90;
+
+/** The tool's command for a member that does not vote. */
+export function etcdLeaveCommand(plan: StackPlan, node: PlannedNode): string {
+    const voters = etcdVoterPeers(plan).map((v) => etcdClientUrl(v.meshAddress)).join(",");
+    return [ETCD_LEAVE_TOOL, "--name", node.name, "--peer-url", etcdPeerUrl(node.meshAddress), "--voters", voters,
+        "--unit", ETCD_UNIT, "--data-dir", ETCD_DATA_DIR, "--wait", String(ETCD_LEAVE_WAIT_SECONDS),
+        "--cacert", ETCD_CLIENT_TLS_FILES.ca, "--cert", ETCD_CLIENT_TLS_FILES.cert, "--key", ETCD_CLIENT_TLS_FILES.key].join(" ");
+}
+
+export function etcdLeavePart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
+    const unit = `/etc/systemd/system/${ETCD_LEAVE_UNIT}`;
+    return {
+        files: [
+            ...toolFiles(ETCD_LEAVE_TOOL, "etcd_leave"),
+            {
+                path: unit,
+                content: renderUnit({
+                    Unit: { Description: "Leave etcd's membership: this database member no longer votes" },
+                    Service: { Type: "oneshot", ExecStart: etcdLeaveCommand(plan, node), TimeoutStartSec: String(ETCD_LEAVE_WAIT_SECONDS + 25) },
+                }),
+            },
+        ],
+        restarts: [{ unit: ETCD_LEAVE_UNIT, paths: [unit] }],
+    };
+}
