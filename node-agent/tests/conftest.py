@@ -66,3 +66,21 @@ def write_json(tmp_path):
         path.write_text(json.dumps(value))
         return str(path)
     return write
+
+
+class Clock:
+    """A clock for code that takes `now` and `sleep`: sleeping moves it on, nothing waits."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return Clock()

@@ -75,24 +75,12 @@ def calls(tmp_path):
     return p.read_text().splitlines() if p.exists() else []
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
-def test_it_leaves_once_every_voter_is_started_and_forgets_its_data(gateway, tmp_path):
+def test_it_leaves_once_every_voter_is_started_and_forgets_its_data(gateway, tmp_path, clock):
     # The gateway is db-1's etcd (a voter); the witness, also a voter, has been added but not started.
     w = "https://10.0.0.9:2379"
     gateway.members = [member("1", "db-1", gateway.url), member("2", "db-2", "https://10.0.0.2:2379"),
                        member("9", "witness-1", w, started=False)]
     a = args(tmp_path, [gateway.url, w])
-    clock = Clock()
     turns = []
 
     def sleep(s):
@@ -108,11 +96,10 @@ def test_it_leaves_once_every_voter_is_started_and_forgets_its_data(gateway, tmp
     assert not (tmp_path / "vps-ha").exists() and not (tmp_path / "vps-ha.cluster.env").exists()
 
 
-def test_a_voter_that_never_starts_keeps_the_member_and_fails_at_the_bound(gateway, tmp_path):
+def test_a_voter_that_never_starts_keeps_the_member_and_fails_at_the_bound(gateway, tmp_path, clock):
     w = "https://10.0.0.9:2379"
     gateway.members = [member("1", "db-1", gateway.url), member("2", "db-2", "https://10.0.0.2:2379"),
                        member("9", "witness-1", w, started=False)]
-    clock = Clock()
     with pytest.raises(etcd_leave.Failed, match=r"the voters https://10.0.0.9:2379 are not started members after 10 s"):
         a = args(tmp_path, [gateway.url, w])
         etcd_leave.leave(a, None, sleep=clock.sleep, now=clock, systemctl=systemctl(tmp_path))

@@ -4,17 +4,6 @@ from vpsha import etcd_ready
 from vpsha.etcd_ready import cluster_version, wait
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 def answers(*seq):
     it = iter(seq)
     last = [None]
@@ -31,16 +20,14 @@ def test_the_cluster_version_is_read_and_an_undecided_one_is_none():
     assert cluster_version({"etcdserver": "3.5.16"}) is None
 
 
-def test_it_waits_through_no_answer_and_a_forming_cluster_then_returns_at_once():
-    clock = Clock()
+def test_it_waits_through_no_answer_and_a_forming_cluster_then_returns_at_once(clock):
     read = answers(None, {"etcdserver": "3.5.16", "etcdcluster": "not_decided"},
                    {"etcdserver": "3.5.16", "etcdcluster": "3.0.0"}, {"etcdserver": "3.5.16", "etcdcluster": "3.5.0"})
     assert wait("http://127.0.0.1:2379", 30, read=read, clock=clock, sleep=clock.sleep)
     assert clock.now == 3
 
 
-def test_a_cluster_version_older_than_3_4_is_waited_for_until_the_bound(capsys):
-    clock = Clock()
+def test_a_cluster_version_older_than_3_4_is_waited_for_until_the_bound(capsys, clock):
     forming = answers({"etcdserver": "3.5.16", "etcdcluster": "3.0.0"})
     assert not wait("http://e", 5, read=forming, clock=clock, sleep=clock.sleep)
     assert clock.now == 5
@@ -48,8 +35,7 @@ def test_a_cluster_version_older_than_3_4_is_waited_for_until_the_bound(capsys):
     assert capsys.readouterr().out.count("cluster version 3.0.0") == 1
 
 
-def test_an_etcd_that_never_answers_fails_after_the_bound():
-    clock = Clock()
+def test_an_etcd_that_never_answers_fails_after_the_bound(clock):
     assert not wait("http://e", 3, read=answers(None), clock=clock, sleep=clock.sleep)
 
 

@@ -13,11 +13,26 @@ import { addWitnessLive } from "../../scripts/lab/drills/witness-live";
 import { stackSource } from "../../scripts/lab/program";
 import { labHealth } from "../../scripts/lab/health";
 import { labNodes } from "../../scripts/lab/realize";
+import { DrillResult } from "../../scripts/lab/drills/types";
 import { itTearsDownCleanly, labLog as log, labSuite } from "../helpers/lab";
 
 describe("changes to a live stack in the lab @lab", function () {
     this.timeout(40 * 60_000); // a first run builds the root filesystem; every wait inside is bounded
     const run = labSuite();
+
+    /** A change rolled out under load: nothing lost or failed, writes paused within the bound, at most one switchover, no node rebuilt. */
+    const rolledOut = (result: DrillResult) => {
+        run.results.push(result);
+        const why = JSON.stringify(result);
+        assert.equal(result.lostWrites, 0, why);
+        assert.equal(result.failedRequests, 0, why);
+        assert.equal(result.failedHttpRequests, 0, why);
+        assert.equal(result.splitBrain, false, why);
+        assert.ok((result.rtoSeconds as number) <= result.rtoTargetSeconds + SWITCHOVER_SINGLE_RUN_SLACK, `write pause over target: ${why}`);
+        assert.ok(result.notes.some((n) => /^switchovers: [01] /.test(n)), why);
+        assert.ok(result.notes.some((n) => /^no node rebuilt or rebooted$/.test(n)), why);
+        assert.ok(result.passed, why);
+    };
 
     it("brings up the prod stack, every node healthy", async function () {
         await run.up(stackSource({ stack: "prod" }));
@@ -26,16 +41,7 @@ describe("changes to a live stack in the lab @lab", function () {
     });
 
     it("drill upgrade-in-place: every file and tool differs; every node applies it in turn, no write or request fails, at most one switchover, no node rebuilt", async function () {
-        const result = await upgradeInPlace.run({ log });
-        run.results.push(result);
-        const why = JSON.stringify(result);
-        assert.equal(result.lostWrites, 0, why);
-        assert.equal(result.failedRequests, 0, why);
-        assert.equal(result.failedHttpRequests, 0, why);
-        assert.equal(result.splitBrain, false, why);
-        assert.ok(result.notes.some((n) => /^switchovers: [01] /.test(n)), why);
-        assert.ok(result.notes.some((n) => /^no node rebuilt or rebooted$/.test(n)), why);
-        assert.ok(result.passed, why);
+        rolledOut(await upgradeInPlace.run({ log }));
         run.notePids();
     });
 
@@ -89,15 +95,8 @@ describe("changes to a live stack in the lab @lab", function () {
 
     it("drill add-witness-live: the stack gains a witness in one change; it becomes an etcd voter, k and strictness follow, no member rebuilt, no write or request fails", async function () {
         const result = await addWitnessLive.run({ log });
-        run.results.push(result);
-        const why = JSON.stringify(result);
-        assert.equal(result.lostWrites, 0, why);
-        assert.equal(result.failedRequests, 0, why);
-        assert.equal(result.failedHttpRequests, 0, why);
-        assert.equal(result.splitBrain, false, why);
-        assert.ok((result.rtoSeconds as number) <= result.rtoTargetSeconds + SWITCHOVER_SINGLE_RUN_SLACK, `write pause over target: ${why}`);
-        assert.ok(result.notes.some((n) => /^etcd: witness-1 is a started voter/.test(n)), why);
-        assert.ok(result.passed, why);
+        rolledOut(result);
+        assert.ok(result.notes.some((n) => /^etcd: witness-1 is a started voter/.test(n)), JSON.stringify(result));
         run.notePids();
     });
 

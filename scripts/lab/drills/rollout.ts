@@ -19,7 +19,7 @@ import { labStack } from "../stack";
 import { labDnsRecords, requireOwnBringUp } from "../up";
 import { currentPrimary, patroniJson, SWITCHOVER_PAUSE_SECONDS, SWITCHOVER_SINGLE_RUN_SLACK } from "./db";
 import { faultUnderLoad } from "./harness";
-import { Drill, DrillResult, drillChecks } from "./types";
+import { Drill, DrillContext, DrillResult, drillChecks } from "./types";
 
 /**
  * Every group rolls in parallel, each node in turn: an agent round (15 s) to see the change, then
@@ -131,44 +131,53 @@ async function firstMember(): Promise<NodeState> {
     return first;
 }
 
+/**
+ * A change published by `fault` under writes through the poolers and HTTP, waited out node by
+ * node; then what every such change must hold, as `check`s: every node applied it within the
+ * bound, at most one switchover, no node rebuilt or rebooted (the nodes there before the change).
+ */
+export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void): Promise<DrillResult> {
+    const before = await states();
+    const boots = await bootMarks();
+    const history = await timelines();
+    const primary = await currentPrimary();
+    let took: number | undefined;
+    const result = await faultUnderLoad(ctx, {
+        drill,
+        target,
+        lost: [],
+        fault,
+        repair: async () => {
+            took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS);
+        },
+        rtoTargetSeconds: SWITCHOVER_PAUSE_SECONDS,
+        writes: { pooled: true, timeoutMs: 30_000 },
+        planned: { maxWritePauseSeconds: SWITCHOVER_PAUSE_SECONDS + SWITCHOVER_SINGLE_RUN_SLACK },
+        loadSeconds: ROLLOUT_BOUND_SECONDS + 120,
+    });
+    check(took !== undefined, `every node applied the change and was healthy ${took?.toFixed(0) ?? "never"} s after it was published (bound ${ROLLOUT_BOUND_SECONDS} s)`);
+    const after = await timelines();
+    const switchovers = history !== undefined && after !== undefined ? after - history : undefined;
+    check(switchovers !== undefined && switchovers <= 1, `switchovers: ${switchovers ?? "unknown"} (at most 1); primary ${primary ?? "?"} -> ${(await currentPrimary()) ?? "?"}`);
+    const bootsAfter = await bootMarks();
+    // An unreadable mark counts as a reboot: the check never passes on what it could not see.
+    const rebuilt = Object.keys(boots).filter((n) => !boots[n] || boots[n] !== bootsAfter[n]);
+    check(rebuilt.length === 0, `no node rebuilt or rebooted${rebuilt.length ? ` (${rebuilt.join(", ")} did)` : ""}`);
+    return result;
+}
+
 export const upgradeInPlace: Drill = {
     name: "upgrade-in-place",
     description: `publish a desired state in which every file and tool differs (vps-ha:drill.revision): every daemon restarts, one node of a group at a time, under writes through the poolers and HTTP; nothing fails, at most one switchover, writes pause <= ${SWITCHOVER_PAUSE_SECONDS} s, no node rebuilt`,
     run: async (ctx) => {
         requireOwnBringUp("upgrade-in-place");
         const checks = drillChecks();
-        const { notes, check } = checks;
-        const before = await states();
-        const boots = await bootMarks();
-        const history = await timelines();
-        const primary = await currentPrimary();
-        let took: number | undefined;
-        const result: DrillResult = await faultUnderLoad(ctx, {
-            drill: "upgrade-in-place",
-            target: "every node",
-            lost: [],
-            fault: () => publish(ctx.log, { revision: revision("upgrade") }),
-            repair: async () => {
-                took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS);
-            },
-            rtoTargetSeconds: SWITCHOVER_PAUSE_SECONDS,
-            writes: { pooled: true, timeoutMs: 30_000 },
-            planned: { maxWritePauseSeconds: SWITCHOVER_PAUSE_SECONDS + SWITCHOVER_SINGLE_RUN_SLACK },
-            loadSeconds: ROLLOUT_BOUND_SECONDS + 120,
-        });
-        notes.push(`every node applied the change and was healthy ${took?.toFixed(0) ?? "never"} s after it was published (bound ${ROLLOUT_BOUND_SECONDS} s)`);
-        const after = await timelines();
-        const switchovers = history !== undefined && after !== undefined ? after - history : undefined;
-        check(switchovers !== undefined && switchovers <= 1, `switchovers: ${switchovers ?? "unknown"} (at most 1); primary ${primary ?? "?"} -> ${(await currentPrimary()) ?? "?"}`);
-        const bootsAfter = await bootMarks();
-        // An unreadable mark counts as a reboot: the check never passes on what it could not see.
-        const rebuilt = Object.keys(boots).filter((n) => !boots[n] || boots[n] !== bootsAfter[n]);
-        check(rebuilt.length === 0, `no node rebuilt or rebooted${rebuilt.length ? ` (${rebuilt.join(", ")} did)` : ""}`);
+        const result = await rolloutUnderLoad(ctx, "upgrade-in-place", "every node", () => publish(ctx.log, { revision: revision("upgrade") }), checks.check);
         // The lab ends as it began: the stack file's own state, rolled out the same way.
         const published = await states();
         await publish(ctx.log, undefined);
         await waitRolledOut(ctx.log, published, ROLLOUT_BOUND_SECONDS);
-        return { ...result, passed: result.passed && checks.ok && took !== undefined, notes: [...result.notes, ...notes] };
+        return { ...result, passed: result.passed && checks.ok, notes: [...result.notes, ...checks.notes] };
     },
 };
 
