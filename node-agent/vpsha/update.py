@@ -2,10 +2,10 @@
 
 desired.py loads it for a generation after the first (the bootstrap holds desired.py alone; this
 module comes with the desired state, and a node runs it only once the document that brought it is
-applied). It writes only the files whose entry changed since the applied document, removes the
-files that document had and this one has not (a unit whose own unit file goes is stopped and
-disabled first), runs `systemctl daemon-reload` when a unit file changed or went, then restarts or
-reloads exactly the units of the changed files, in the document's order; through the rollout gate
+applied). It writes only the files whose entry changed since the applied document, runs
+`systemctl daemon-reload` when a unit file changed, restarts or reloads exactly the units of the
+changed files in the document's order, and last removes the files that document had and this one
+has not (a unit whose own unit file goes is stopped and disabled first); through the rollout gate
 (vpsha.rollout) when the document has one, which can roll all of it back.
 """
 import importlib
@@ -43,9 +43,11 @@ def to_write(cfg, doc, previous):
         out.append(f)
     return out
 
+
 def units_for(doc, changed, pending=()):
     """The document's restarts whose files changed, or that are still pending, in document order."""
     return [r for r in doc["restarts"] if any(p in changed for p in r["paths"]) or r["unit"] in pending]
+
 
 def restart_units(cfg, restarts, changed, problems, on_done=None, on_try=None, stop_at_failure=False):
     """
@@ -75,6 +77,7 @@ def restart_units(cfg, restarts, changed, problems, on_done=None, on_try=None, s
                 break
     return failed
 
+
 def restore_files(cfg, saved, problems):
     """Puts back what `write_files` replaced (and removes what it created)."""
     root = cfg.get("root", "")
@@ -87,6 +90,7 @@ def restore_files(cfg, saved, problems):
             log("desired: restored %s" % p)
         except OSError as err:
             problems.append("restoring %s: %s" % (p, err))
+
 
 def pending_restarts(cfg, generation):
     """Units not yet restarted for `generation` (their files are already written)."""

@@ -136,7 +136,7 @@ async function firstMember(): Promise<NodeState> {
  * node; then what every such change must hold, as `check`s: every node applied it within the
  * bound, at most one switchover, no node rebuilt or rebooted (the nodes there before the change).
  */
-export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void): Promise<DrillResult> {
+export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS): Promise<DrillResult> {
     const before = await states();
     const boots = await bootMarks();
     const history = await timelines();
@@ -150,9 +150,9 @@ export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target:
         repair: async () => {
             took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS);
         },
-        rtoTargetSeconds: SWITCHOVER_PAUSE_SECONDS,
+        rtoTargetSeconds: pauseSeconds,
         writes: { pooled: true, timeoutMs: 30_000 },
-        planned: { maxWritePauseSeconds: SWITCHOVER_PAUSE_SECONDS + SWITCHOVER_SINGLE_RUN_SLACK },
+        planned: { maxWritePauseSeconds: pauseSeconds + SWITCHOVER_SINGLE_RUN_SLACK },
         loadSeconds: ROLLOUT_BOUND_SECONDS + 120,
     });
     check(took !== undefined, `every node applied the change and was healthy ${took?.toFixed(0) ?? "never"} s after it was published (bound ${ROLLOUT_BOUND_SECONDS} s)`);

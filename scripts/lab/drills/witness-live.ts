@@ -5,23 +5,24 @@
 // other nodes roll the change out under writes through the poolers and HTTP. Then the witness is
 // a started etcd voter, Patroni's k and strictness are the stack file's, the primary's
 // synchronous set names every other member, no node was rebuilt or rebooted, at most one
-// switchover, no write or request failed.
+// switchover, no write or request failed; with k > 1 after the change, writes may pause for
+// Patroni's quorum hand-over too (the primary hands over last).
 // The lab keeps the witness afterwards: run it last in a lab (etcd then has a member the stack
 // file lacks).
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
-import { rolloutGroup } from "../../../components/rollout";
+import { Role } from "../../../components/config";
+import { ETCD_UNIT } from "../../../components/render/etcd";
 import { synchronousNodeCount } from "../../../components/replication";
+import { rolloutGroup } from "../../../components/rollout";
 import { publishLabDns } from "../dns";
 import { etcdMembers } from "../etcd";
-import { ETCD_UNIT } from "../../../components/render/etcd";
+import { STATE_DIR } from "../paths";
 import { LAB_STACKS_DIR, labProgram } from "../program";
 import { addNode, labNodes } from "../realize";
-import { STATE_DIR } from "../paths";
 import { labDnsRecords, requireOwnBringUp } from "../up";
-import { Role } from "../../../components/config";
-import { currentPrimary, patroniConfig, SWITCHOVER_PAUSE_SECONDS, waitForFullSynchronousSet } from "./db";
+import { currentPrimary, patroniConfig, QUORUM_HANDOVER_SECONDS, SWITCHOVER_PAUSE_SECONDS, waitForFullSynchronousSet } from "./db";
 import { rolloutUnderLoad } from "./rollout";
 import { accepted, applyToProgram, labSource, NodeLists } from "./stack-change";
 import { Drill, drillChecks } from "./types";
@@ -76,7 +77,7 @@ export function witnessStackFile(file: string, out: string, witnessFile = WITNES
 export const addWitnessLive: Drill = {
     name: "add-witness-live",
     lacks: "witness",
-    description: `the stack gains the witness of the lab's witness stack file in one change: the witness is the one new server, every other node changes in place, one node of a group at a time, under writes through the poolers and HTTP; the witness becomes an etcd voter, Patroni's k and strictness follow the stack file, nothing fails, writes pause <= ${SWITCHOVER_PAUSE_SECONDS} s, at most one switchover, no node rebuilt`,
+    description: `the stack gains the witness of the lab's witness stack file in one change: the witness is the one new server, every other node changes in place, one node of a group at a time, under writes through the poolers and HTTP; the witness becomes an etcd voter, Patroni's k and strictness follow the stack file, nothing fails, writes pause <= ${SWITCHOVER_PAUSE_SECONDS} s (and Patroni's quorum hand-over, ${QUORUM_HANDOVER_SECONDS} s, once k > 1), at most one switchover, no node rebuilt`,
     run: async (ctx) => {
         requireOwnBringUp("add-witness-live");
         const deployedSource = labSource();
@@ -97,12 +98,15 @@ export const addWitnessLive: Drill = {
         const spec = program.specs.find((s) => s.name === witness);
         if (!spec) throw new Error(`add-witness-live: the program gave no node ${witness}`);
         const k = synchronousNodeCount({ nodes: nodes as never });
+        // The primary hands over last, when k is already the witness stack's: with k > 1 the new
+        // primary first waits for the old one too, until Patroni's quorum hand-over drops it.
+        const pause = SWITCHOVER_PAUSE_SECONDS + (k > 1 ? QUORUM_HANDOVER_SECONDS : 0);
         const result = await rolloutUnderLoad(ctx, "add-witness-live", witness, async () => {
             // As `pulumi up` does: the desired state and DNS records first, then the new server.
             await publishLabDns(labDnsRecords(program), ctx.log);
             ctx.log(`add-witness-live: published the stack with ${witness}`);
             await addNode(spec, ctx.log);
-        }, check);
+        }, check, pause);
         const group = labNodes().filter((n) => rolloutGroup(n.role as Role) === "db").map((n) => n.name).sort();
         check(group.includes(witness), `${witness} rolls out with the database members (${group.join(", ")})`);
 
