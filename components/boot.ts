@@ -85,8 +85,8 @@ export function nodeDesiredParts(plan: StackPlan, node: PlannedNode, directoryKe
     });
     return [
         // The agent's own code again (a newer one reaches a live node this way), and what it loads
-        // for a later generation: its applier of later documents, the rollout gate.
-        { files: [...desiredAgentFiles(), ...moduleFiles("rollout"), ...moduleFiles("update")] },
+        // for a later generation: its applier of later documents, with the rollout gate it calls.
+        { files: [...desiredAgentFiles(), ...moduleFiles("update")] },
         adminSshPart({ publicKeys: plan.config.admin.sshPublicKeys, enabled: plan.config.admin.sshCidrs.length > 0 }),
         {
             ...hostFirewallPart(hostFirewallRules(plan, node, cloudflareRanges)),

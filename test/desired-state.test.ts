@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { moduleClosure } from "../components/render/python-lib";
 import { ed25519PublicKey, TXT_CONTENT_LIMIT, txtContent, txtStrings } from "../components/directory-records";
 import { DesiredState } from "../components/desired-state";
 import {
@@ -249,8 +250,8 @@ describe("desired-state reader, run for real (Debian 13's python3, the lab's DNS
         requireTools(this, ["unshare", "chroot", "debootstrap"], true);
         rootfs = await labRootfs(await evaluate());
         mkdirSync(join(mnt, "agent/vpsha"), { recursive: true });
-        // The agent and the modules it loads (a later document's applier, the rollout gate, its REST client).
-        for (const m of ["__init__", "desired", "update", "rollout", "rest"]) writeFileSync(join(mnt, `agent/vpsha/${m}.py`), readFileSync(join(ROOT, `node-agent/vpsha/${m}.py`)));
+        // The agent and the modules it loads, as a node gets them (a later document's applier and what it imports).
+        for (const m of ["__init__", ...moduleClosure("update")]) writeFileSync(join(mnt, `agent/vpsha/${m}.py`), readFileSync(join(ROOT, `node-agent/vpsha/${m}.py`)));
         writeFileSync(join(mnt, "wg0.conf"), `[Interface]\nAddress = 10.77.0.9/16\nListenPort = 51820\nPrivateKey = ${own}\n`, { mode: 0o600 });
         // Stands in for systemctl: records what the reader asks to restart.
         writeFileSync(join(mnt, "systemctl"), "#!/bin/sh\necho \"$@\" >> /mnt/restarts.log\n", { mode: 0o755 });

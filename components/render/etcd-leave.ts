@@ -1,8 +1,9 @@
 // A database member that stops voting in etcd (the stack gained a witness, and members plus
 // witness would be even: components/plan.ts, etcdVoters) leaves etcd's membership in its rollout
-// turn: its desired state no longer has its etcd, so the applier stops it, and this oneshot
-// (vpsha/etcd_leave.py) removes the member once every voter the stack names has started. It runs
-// only as a restart of the change that brought its unit file; it is never enabled.
+// turn: this oneshot (vpsha/etcd_leave.py) waits until every voter the stack names has started,
+// stops the member's etcd and removes it from the member list; the applier then removes the etcd
+// files the desired state no longer has. It runs only as a restart of the change that brought its
+// unit file; it is never enabled.
 import { PlannedNode, StackPlan } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
 import { ETCD_CLIENT_TLS_FILES, ETCD_DATA_DIR, ETCD_UNIT, etcdClientUrl, etcdPeerUrl, etcdVoterPeers } from "./etcd";

@@ -2,7 +2,7 @@
 
 When members plus witness would be even, one member of the provider holding the most members does
 not vote (components/plan.ts, etcdVoters): a stack that gains a witness turns a voting member into
-such a one. Its desired state then drops its etcd (the applier stops and disables the unit), and
+such a one. Its desired state then drops its etcd (the applier removes those files last), and
 this tool, run once in that member's rollout turn, removes it from etcd's member list: otherwise
 the cluster would count a member that never answers again, and one more voter lost would cost the
 quorum. It leaves only once every voter the stack names is a started member (the witness has

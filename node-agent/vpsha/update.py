@@ -6,13 +6,13 @@ applied). It writes only the files whose entry changed since the applied documen
 `systemctl daemon-reload` when a unit file changed, restarts or reloads exactly the units of the
 changed files in the document's order, and last removes the files that document had and this one
 has not (a unit whose own unit file goes is stopped and disabled first); through the rollout gate
-(vpsha.rollout) when the document has one, which can roll all of it back.
+(vpsha.rollout, which comes with it) when the document has one, which can roll all of it back.
 """
-import importlib
 import json
 import os
 import subprocess
 
+from vpsha import rollout
 from vpsha.desired import (
     COMMAND_TIMEOUT,
     UNIT,
@@ -201,8 +201,9 @@ def lock_spec(cfg, spec, previous):
 
 def apply_update(cfg, generation, doc, previous, problems, status):
     """
-    A later document: packages, then the changed files and their units' restarts, through the
-    rollout gate when the document has one. Returns (paths written, True when applied).
+    A later document: packages, then the changed files and their units' restarts, then the dropped
+    files' removal, through the rollout gate when the document has one. Returns (paths written and
+    removed, True when applied).
     """
     if not install_packages(cfg, doc.get("packages", []), problems):
         return [], False
@@ -258,15 +259,10 @@ def apply_update(cfg, generation, doc, previous, problems, status):
             raise RuntimeError("; ".join(problems[before:]))
 
     if "rollout" in doc and (files or restarts or dropped):
-        # Imported here: the gate comes with the desired state, the bootstrap holds this module alone.
-        try:
-            gate = importlib.import_module("vpsha.rollout")
-        except ImportError as err:
-            problems.append("the rollout gate cannot be loaded: %s" % err)
-            return [], False
         # Only a restart can stop PostgreSQL on the primary (a reload keeps it): the handover's cue.
-        ok = gate.apply_gated(lock_spec(cfg, doc["rollout"], previous), cfg["node"], apply_checked, rollback, status,
-                              units=[r["unit"] for r in restarts if not r.get("reload")], env=rollout_env(gate, cfg))
+        ok = rollout.apply_gated(lock_spec(cfg, doc["rollout"], previous), cfg["node"], apply_checked, rollback,
+                                 status, units=[r["unit"] for r in restarts if not r.get("reload")],
+                                 env=rollout_env(rollout, cfg))
     else:
         apply()
         ok = True

@@ -220,9 +220,8 @@ export async function addNode(spec: LabNodeSpec, log: Log): Promise<void> {
     if (missing.length) throw new Error(`lab: ${spec.name} needs packages the lab's rootfs lacks (${missing.join(", ")}); bring the lab up with a stack that has them`);
     await prepareNode(spec, state.rootfs, log);
     await pinNeighbours([...others, spec]);
-    const ca = others.map((o) => join(o.paths.merged, LAB_CA_FILE)).find((f) => existsSync(f));
     const n = nodeState(spec.name);
-    if (ca) await trustCa([n], readFileSync(ca, "utf8"), log);
+    await trustCaOfOthers(n, log);
     await applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hostsFor(spec).block));
     log(`[${spec.name}] added to the lab in ${elapsed(t)}`);
 }
@@ -291,6 +290,12 @@ export async function trustCa(nodes: NodeState[], pem: string, log: Log): Promis
         }),
     );
     log(`lab: ${nodes.length} node(s) trust the lab CA`);
+}
+
+/** A node added or rebuilt trusts the CA the lab gave the others (as the image's public CAs). */
+export async function trustCaOfOthers(n: NodeState, log: Log): Promise<void> {
+    const ca = labNodes().filter((o) => o.name !== n.name).map((o) => join(o.paths.merged, LAB_CA_FILE)).find((f) => existsSync(f));
+    if (ca) await trustCa([n], readFileSync(ca, "utf8"), log);
 }
 
 /** Everything the lab created goes: processes, mounts, namespaces, veths, bridge, state. */

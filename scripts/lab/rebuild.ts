@@ -19,7 +19,7 @@ import { labStack } from "./stack";
 import { unmountUnder } from "./mounts";
 import { writeNetnsHosts } from "./net";
 import { copyHostsIntoNode, ensureLabHosts, mountNode } from "./node";
-import { hostsFor, keepOwnPackages, LAB_CA_FILE, labNodes, LabNodeSpec, trustCa } from "./realize";
+import { hostsFor, keepOwnPackages, LabNodeSpec, trustCaOfOthers } from "./realize";
 import { loadState, nodeState } from "./state";
 
 /** Where cloud-init's NoCloud seed holds the user-data a node booted with (relative to its root). */
@@ -59,15 +59,14 @@ export async function bootFreshNode(spec: LabNodeSpec, log: Log): Promise<void> 
     const t = Date.now();
     const rootfs = loadState()?.rootfs;
     if (!rootfs) throw new Error("lab: the state file names no rootfs (is the lab up?)");
-    // What the lab gave every node besides its user-data: the lab CA (as the image's public CAs),
-    // and on app nodes the stand-in for the app's image. Taken from the nodes still standing.
-    const ca = labNodes().filter((o) => o.name !== spec.name).map((o) => join(o.paths.merged, LAB_CA_FILE)).find((f) => existsSync(f));
+    // What the lab gave every node besides its user-data: the lab CA, and on app nodes the
+    // stand-in for the app's image.
     let n = nodeState(spec.name);
     await mountNode(n, rootfs);
     n = nodeState(spec.name);
     copyHostsIntoNode(n, writeNetnsHosts(n.name, hostsFor(spec).text));
     keepOwnPackages(n, spec, log); // its own systemd boots with its seed (applyCloudConfig)
-    if (ca) await trustCa([n], readFileSync(ca, "utf8"), log);
+    await trustCaOfOthers(n, log);
     const app = labStack()?.app;
     if (spec.role === "app" && app) await prepareAppNodes([spec.name], app, log);
     await applyCloudConfig(n, spec.userData, log, () => ensureLabHosts(n, hostsFor(spec).block));

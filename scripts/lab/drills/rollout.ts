@@ -51,7 +51,7 @@ async function rolloutState(node: string): Promise<RolloutState | undefined> {
     }
 }
 
-export async function states(): Promise<Record<string, RolloutState | undefined>> {
+async function states(): Promise<Record<string, RolloutState | undefined>> {
     const out: Record<string, RolloutState | undefined> = {};
     for (const n of labNodes()) out[n.name] = await rolloutState(n.name);
     return out;
@@ -69,7 +69,7 @@ async function publish(log: Log, drill: Record<string, unknown> | undefined): Pr
  * Waits (bounded) until every group reports one rollout id, none of `before`'s, healthy on every
  * node; throws naming the nodes not there yet, or the node that halted.
  */
-export async function waitRolledOut(log: Log, before: Record<string, RolloutState | undefined>, boundSeconds: number): Promise<number> {
+async function waitRolledOut(log: Log, before: Record<string, RolloutState | undefined>, boundSeconds: number): Promise<number> {
     const started = Date.now();
     let last = "";
     for (;;) {
@@ -97,7 +97,7 @@ export async function waitRolledOut(log: Log, before: Record<string, RolloutStat
  * a rebuilt or rebooted node starts again. Not ps's lstart: in a container it adds the host's boot
  * time, which moves when the clock is adjusted (CI: every node "rebooted" in one drill).
  */
-export async function bootMarks(): Promise<Record<string, string>> {
+async function bootMarks(): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
     for (const n of labNodes()) out[n.name] = initStartTicks((await execInNode(n.name, ["cat", "/proc/1/stat"], { timeoutMs: 10_000, allowFail: true })).stdout);
     return out;
@@ -110,7 +110,7 @@ export function initStartTicks(stat: string): string {
 }
 
 /** Patroni's timeline history length as a member sees it: one entry per promotion. */
-export async function timelines(): Promise<number | undefined> {
+async function timelines(): Promise<number | undefined> {
     for (const n of labNodes().filter((x) => x.role === "db")) {
         const h = await patroniJson<unknown[]>(n, "/history");
         if (Array.isArray(h)) return h.length;

@@ -39,13 +39,12 @@ export function labNodeLists(source: StackSource): NodeLists {
 }
 
 /**
- * The program on the lab's stack file with `nodes` in place of its node lists (none: as it is)
- * and `edits` in place of other vps-ha keys (as labProgram takes them), after a deployment whose
- * outputs were `deployed` (none: the first deployment).
+ * The program on the lab's stack file with `nodes` in place of its node lists (none: as it is),
+ * after a deployment whose outputs were `deployed` (none: the first deployment).
  */
-export async function applyToProgram(source: StackSource, nodes: NodeLists | undefined, deployed: Record<string, unknown> | undefined, edits: Record<string, unknown> = {}): Promise<StackChange> {
+export async function applyToProgram(source: StackSource, nodes: NodeLists | undefined, deployed: Record<string, unknown> | undefined): Promise<StackChange> {
     const file = readStackFile(source.file);
-    const values = { ...file.values, ...Object.fromEntries(Object.entries(edits).map(([k, v]) => [`vps-ha:${k}`, JSON.stringify(v)])), ...(nodes ? { "vps-ha:nodes": JSON.stringify(nodes) } : {}) };
+    const values = { ...file.values, ...(nodes ? { "vps-ha:nodes": JSON.stringify(nodes) } : {}) };
     const registered: string[] = [];
     // A program that stops with a RunError also leaves the mock runtime's copies of it unhandled;
     // the refusal is taken from the evaluation itself, so those are let go (anything else is not).
