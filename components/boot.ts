@@ -3,6 +3,7 @@
 // the mesh and firewall in from DNS, the peer watch, admin SSH and the role's parts come as its
 // desired state. Pure, so the program, the lab and the tests build the same documents. Nothing
 // here depends on which other nodes exist.
+import { BootstrapIdentity } from "./bootstrap-identity";
 import { directoryIndexName, directoryReleaseName } from "./directory-records";
 import { nodesDomain, PlannedNode, PortRule, ROLLOUT_STATUS_PORT, StackPlan } from "./plan";
 import { DesiredContent } from "./desired-state-records";
@@ -57,14 +58,16 @@ export function hostFirewallRules(plan: StackPlan, node: PlannedNode, cloudflare
 /**
  * What a node's user-data holds: its identity, its mesh interface and the desired-state agent,
  * nothing a routine change of the stack touches (admin keys and ranges, secrets, backups,
- * membership, the release). `directoryKey`: the directory's Ed25519 public key (raw, base64),
- * which also signs every node's desired state.
+ * membership, the release). Made from the identity alone, besides two keys that stay the same
+ * from run to run: `wireguardKey`, the node's private key, and `directoryKey`, the directory's
+ * Ed25519 public key (raw, base64), which also signs every node's desired state.
  */
-export function nodeBootstrap(plan: StackPlan, node: PlannedNode, mesh: MeshInterface, directoryKey: string): NodeBoot {
-    const agent = desiredAgentConfig({ stack: plan.config.stack, node: node.name, dnsName: node.dnsName, publicKey: directoryKey });
+export function nodeBootstrap(id: BootstrapIdentity, wireguardKey: string, directoryKey: string): NodeBoot {
+    const agent = desiredAgentConfig({ stack: id.stack, node: id.node, dnsName: id.fqdn, publicKey: directoryKey });
+    const mesh: MeshInterface = { privateKey: wireguardKey, meshAddress: id.meshAddress, prefixLength: id.meshPrefixLength, listenPort: id.meshPort };
     return {
-        hostname: node.name,
-        fqdn: node.dnsName,
+        hostname: id.node,
+        fqdn: id.fqdn,
         // The provider's keys (the day-1 rescue path) are the only ones cloud-init installs; the admins' come as desired state.
         sshAuthorizedKeys: [],
         sshEnabled: true,

@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as cloudflare from "@pulumi/cloudflare";
+import { bootstrapIdentity } from "./bootstrap-identity";
 import { CLOUDFLARE_RANGES_STAND_IN, needsCloudflareRanges, nodeBootstrap, nodeDesired } from "./boot";
 import { chunksFor, withSharedRefs } from "./desired-state-records";
 import { DesiredState, SharedDesiredState } from "./desired-state";
@@ -71,8 +72,8 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
         const sized = withRollouts({ plan, contents: plannedContents, key: Buffer.alloc(32, 7) });
         for (const node of members) {
             const userData = pulumi
-                .all([args.mesh.interfaceFor(node), args.directory.publicKey])
-                .apply(([mesh, directoryKey]) => renderCloudConfig(nodeBootstrap(plan, node, mesh, directoryKey)));
+                .all([args.mesh.privateKeyFor(node), args.directory.publicKey])
+                .apply(([wireguardKey, directoryKey]) => renderCloudConfig(nodeBootstrap(bootstrapIdentity(plan, node), wireguardKey, directoryKey)));
             const vps = new VpsNode(node.name, { plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this });
             this.nodes.push(vps);
             const content = published.apply((c) => c[node.name]);

@@ -2,9 +2,9 @@
 // node's cloud-config, behind a firewall built from the plan's public rules.
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
+import { bootstrapDigest } from "./bootstrap-identity";
 import { PlannedNode, PortRule, StackPlan } from "./plan";
 import { PublicInboundRule, ServerFactory, ServerLifecycle } from "./providers";
-import { sha256 } from "./providers/server-id";
 
 export interface VpsNodeArgs {
     plan: StackPlan;
@@ -46,8 +46,6 @@ export class VpsNode extends pulumi.ComponentResource {
     readonly role: string;
     readonly publicIpv4: pulumi.Output<string>;
     readonly publicIpv6: pulumi.Output<string | undefined>;
-    /** sha256 of the user-data the server boots with (not secret: it reveals nothing inside). */
-    readonly userDataDigest: pulumi.Output<string>;
 
     constructor(name: string, args: VpsNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:Node", name, {}, opts);
@@ -59,6 +57,7 @@ export class VpsNode extends pulumi.ComponentResource {
             region: node.region,
             size: node.size ?? "",
             userData: pulumi.secret(args.userData),
+            bootstrapDigest: bootstrapDigest(plan, node),
             sshPublicKeys: plan.config.admin.sshPublicKeys,
             firewall: publicRules(plan.ports[node.role]),
             group: node.role,
@@ -66,7 +65,6 @@ export class VpsNode extends pulumi.ComponentResource {
             ...(node.host ? { host: { ...node.host, privateKey: args.sshPrivateKey ?? pulumi.output("") } } : {}),
             lifecycle: args.lifecycle,
         }, this);
-        this.userDataDigest = pulumi.unsecret(args.userData.apply(sha256));
         this.publicIpv4 = server.publicIpv4;
         this.publicIpv6 = server.publicIpv6;
         this.registerOutputs({ publicIpv4: this.publicIpv4, publicIpv6: this.publicIpv6 });

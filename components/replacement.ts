@@ -14,12 +14,14 @@ export interface ServerFacts {
     size?: string;
     /** An own host's address (provider ssh). */
     host?: string;
+    /** The provider's image the server was created from (absent: unknown, or a host you bring). */
+    image?: string;
     /**
-     * sha256 of the node's user-data; for members, as rendered with placeholders for its secrets
-     * (components/member-digest.ts), so the program knows it before any secret resolves.
-     * Absent: unknown (a deployment older than this output).
+     * sha256 of the node's bootstrap identity (components/bootstrap-identity.ts): its user-data
+     * apart from code and keys. Absent: unknown (a deployment older than this fact; its
+     * `userDataDigest` covered the code too, so it is not compared).
      */
-    userDataDigest?: string;
+    bootstrapDigest?: string;
     /** Whether that deployment left the server protected (Pulumi `protect`). */
     protected: boolean;
 }
@@ -62,8 +64,11 @@ function changeOf(before: ServerFacts, after: ServerFacts): NodeChange {
         }
         if ((before.size ?? "") !== (after.size ?? "")) restart.push(`size ${before.size ?? "-"} -> ${after.size ?? "-"}: powered off while resized`);
     }
-    if (before.userDataDigest !== undefined && after.userDataDigest !== undefined && before.userDataDigest !== after.userDataDigest) {
-        replace.push(after.provider === "ssh" ? "its user-data changes: the host is set up again" : "its user-data changes: a new server");
+    if (before.provider === after.provider && before.image !== undefined && after.image !== undefined && before.image !== after.image) {
+        replace.push(`image ${before.image} -> ${after.image}: a new server`);
+    }
+    if (before.bootstrapDigest !== undefined && after.bootstrapDigest !== undefined && before.bootstrapDigest !== after.bootstrapDigest) {
+        replace.push(after.provider === "ssh" ? "its bootstrap identity changes: the host is set up again" : "its bootstrap identity changes: a new server");
     }
     const kind: ChangeKind = replace.length > 0 ? "replace" : restart.length > 0 ? "restart" : "same";
     return {
@@ -127,16 +132,18 @@ export function replacementProblems(changes: readonly NodeChange[], before: read
  * A node's server options. Members are protected and replaced delete-before-create; the one
  * member this run may replace (the rules above allow one) is unprotected for this run, since the
  * engine lets a run lift `protect` and replace in one go. `retire: true` lifts it for good.
+ * Every server keeps the user-data it was created with unless this run replaces it.
  */
 export function serverLifecycle(role: string, retire: boolean, change: NodeChange | undefined): ServerLifecycle {
-    if (!isMember(role)) return { protect: false, deleteBeforeReplace: false };
+    const keepUserData = change?.kind !== "replace";
+    if (!isMember(role)) return { protect: false, deleteBeforeReplace: false, keepUserData };
     // A move to another provider creates a new resource: protected from the start.
-    return { protect: !retire && !(change?.kind === "replace" && !change.providerMove), deleteBeforeReplace: true };
+    return { protect: !retire && !(change?.kind === "replace" && !change.providerMove), deleteBeforeReplace: true, keepUserData };
 }
 
 /**
  * The deployed facts from a stack's outputs (`pulumi stack output --json`, or a StackReference):
- * `serverFacts`, or for a deployment older than it, `nodes` with no user-data digest and nothing
+ * `serverFacts`, or for a deployment older than it, `nodes` with no bootstrap digest and nothing
  * protected. undefined: nothing deployed yet. A malformed value is an error, never a guess.
  */
 export function factsFromOutputs(outputs: Record<string, unknown> | undefined): ServerFacts[] | undefined {
@@ -145,12 +152,13 @@ export function factsFromOutputs(outputs: Record<string, unknown> | undefined): 
     const opt = (v: unknown) => v === undefined || v === null || typeof v === "string";
     if (outputs.serverFacts !== undefined) {
         const list = outputs.serverFacts;
-        if (!Array.isArray(list) || !list.every((f) => f && str(f.name) && str(f.role) && str(f.provider) && str(f.region) && opt(f.size) && opt(f.host) && opt(f.userDataDigest) && typeof f.protected === "boolean")) {
+        if (!Array.isArray(list) || !list.every((f) => f && str(f.name) && str(f.role) && str(f.provider) && str(f.region) && opt(f.size) && opt(f.host) && opt(f.image) && opt(f.bootstrapDigest) && opt(f.userDataDigest) && typeof f.protected === "boolean")) {
             throw new Error("the deployed stack's serverFacts output is not a list of server facts");
         }
         return list.map((f) => ({
             name: f.name, role: f.role, provider: f.provider, region: f.region, protected: f.protected,
-            ...(f.size ? { size: f.size } : {}), ...(f.host ? { host: f.host } : {}), ...(f.userDataDigest ? { userDataDigest: f.userDataDigest } : {}),
+            ...(f.size ? { size: f.size } : {}), ...(f.host ? { host: f.host } : {}),
+            ...(f.image ? { image: f.image } : {}), ...(f.bootstrapDigest ? { bootstrapDigest: f.bootstrapDigest } : {}),
         }));
     }
     if (outputs.nodes !== undefined) {

@@ -5,6 +5,7 @@ import * as random from "@pulumi/random";
 import { AppTier } from "./app";
 import { AppRelease } from "./app-release";
 import { BackupBucket } from "./backup-bucket";
+import { bootstrapDigest } from "./bootstrap-identity";
 import { allNodes, ConfigError, parseStackConfig } from "./config";
 import { DatabaseCluster } from "./database";
 import { CloudflareFrontDoor } from "./front-door";
@@ -21,9 +22,9 @@ import { NodeRecords } from "./node-records";
 import { OriginCertificate } from "./origin-certificate";
 import { OriginPullCertificate } from "./origin-pull-certificate";
 import { FailureRow } from "./failures";
-import { memberUserDataDigest } from "./member-digest";
 import { buildPlan, nodesDomain, PlannedNode, StackPlan } from "./plan";
 import { adapters, ServerFactory, ServerLifecycle } from "./providers";
+import { catalogs } from "./providers/catalogs";
 import { compareServers, factsFromOutputs, isMember, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
 import { RolloutWait } from "./rollout-wait";
 import { STATUS_VIEW_PATH } from "./render/rollout-view";
@@ -66,7 +67,7 @@ export interface StackOutputs {
     /** Cloudflare sends it in the cf-webhook-auth header of each alert (secret); only with a webhook. */
     alertWebhookSecret?: pulumi.Output<string>;
     /** What the next `pulumi up` compares the stack file against (components/replacement.ts). */
-    serverFacts: pulumi.Output<ServerFacts[]>;
+    serverFacts: ServerFacts[];
     /** The database secrets' version this run deployed: the next run refuses another (components/secrets-version.ts). */
     [SECRETS_VERSION_OUTPUT]: number;
     /** The index this run published: the next run keeps its removal mark while the member set is the same (components/directory-removal.ts). */
@@ -102,13 +103,15 @@ async function deployedState(prefix: string): Promise<{ facts: ServerFacts[] | u
 
 /** The facts this stack file gives, as far as they are known before anything is created (protection aside). */
 function plannedFacts(plan: StackPlan): ServerFacts[] {
-    return plan.nodes.map((n) => factsOf(plan, n, false, isMember(n.role) ? memberUserDataDigest(plan, n) : undefined));
+    return plan.nodes.map((n) => factsOf(plan, n, false));
 }
 
-function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean, userDataDigest: string | undefined): ServerFacts {
+function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean): ServerFacts {
+    const image = catalogs[n.provider]?.image;
     return {
         name: n.name, role: n.role, provider: n.provider, region: n.region, protected: protect,
-        ...(n.size ? { size: n.size } : {}), ...(n.host ? { host: n.host.address } : {}), ...(userDataDigest ? { userDataDigest } : {}),
+        ...(n.size ? { size: n.size } : {}), ...(n.host ? { host: n.host.address } : {}), ...(image ? { image } : {}),
+        bootstrapDigest: bootstrapDigest(plan, n),
     };
 }
 
@@ -185,12 +188,8 @@ export async function vpsHa(): Promise<StackOutputs> {
         statusUrl: `https://${frontDoor.hostname}${STATUS_VIEW_PATH}`,
         statusToken: pulumi.secret(rolloutToken),
         ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),
-        // Members carry the digest the next run can compute before anything resolves; the others, their real one.
         [SECRETS_VERSION_OUTPUT]: plan.config.database.secretsVersion,
         directoryIndex: { set: memberSetDigest(plan.nodes.map((n) => n.name)), deliberate: removal.deliberate },
-        serverFacts: pulumi.all(plan.nodes.map((n) => {
-            const vps = all.find((v) => v.name === n.name) as (typeof all)[number];
-            return (isMember(n.role) ? pulumi.output(memberUserDataDigest(plan, n)) : vps.userDataDigest).apply((digest) => factsOf(plan, n, lifecycles[n.name].protect, digest));
-        })),
+        serverFacts: plan.nodes.map((n) => factsOf(plan, n, lifecycles[n.name].protect)),
     };
 }

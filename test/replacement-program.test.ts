@@ -3,7 +3,7 @@
 // creates anything, protects members, and names servers so a replacement never collides.
 import { strict as assert } from "node:assert";
 import * as pulumi from "@pulumi/pulumi";
-import { memberUserDataDigest } from "../components/member-digest";
+import { bootstrapDigest } from "../components/bootstrap-identity";
 import { buildPlan } from "../components/plan";
 import { secretsVersionFromOutputs, secretsVersionProblems } from "../components/secrets-version";
 import { parseStackConfig } from "../components/config";
@@ -46,9 +46,10 @@ describe("replacement (mock runtime)", function () {
             assert.equal(r.options.protect, member, `${r.name}: protect`);
             assert.equal(r.options.deleteBeforeReplace, member, `${r.name}: deleteBeforeReplace`);
         }
-        // The provider's SSH keys count at creation only (admin keys are desired state).
-        for (const r of ofType(prod, TYPES.hcloudServer)) assert.deepEqual(r.options.ignoreChanges, ["sshKeys"]);
-        for (const r of ofType(prod, TYPES.linodeInstance)) assert.deepEqual(r.options.ignoreChanges, ["authorizedKeys"]);
+        // The provider's SSH keys count at creation only (admin keys are desired state), and so does
+        // the user-data of a server this run does not replace (a vps-ha upgrade changes its code).
+        for (const r of ofType(prod, TYPES.hcloudServer)) assert.deepEqual(r.options.ignoreChanges, ["sshKeys", "userData"]);
+        for (const r of ofType(prod, TYPES.linodeInstance)) assert.deepEqual(r.options.ignoreChanges, ["authorizedKeys", "metadatas"]);
         // Firewalls and the rest are not protected: only the servers hold data.
         for (const r of prod.resources.filter((x) => x.type.endsWith("irewall:Firewall"))) assert.equal(r.options.protect, undefined);
     });
@@ -61,34 +62,62 @@ describe("replacement (mock runtime)", function () {
         }
     });
 
-    it("exports the facts the next pulumi up compares against, each member's user-data digest known before its secrets", () => {
-        const facts = prod.outputs.serverFacts as { name: string; userDataDigest: string; protected: boolean }[];
+    it("exports the facts the next pulumi up compares against, each server's bootstrap digest known before its secrets", () => {
+        const facts = prod.outputs.serverFacts as { name: string; image?: string; bootstrapDigest: string; protected: boolean }[];
         assert.deepEqual(facts.map((f) => f.name), ["app-1", "app-2", "lb-1", "lb-2", "db-1", "db-2", "db-3"]);
         assert.ok(!prod.secretOutputs.some((p) => p.startsWith("serverFacts")));
         const plan = buildPlan(parseStackConfig(raw(prodStack()), "prod"));
         for (const f of facts) {
-            assert.match(f.userDataDigest, /^[0-9a-f]{64}$/);
+            assert.match(f.bootstrapDigest, /^[0-9a-f]{64}$/);
             assert.equal(f.protected, f.name.startsWith("db-"));
-            if (f.name.startsWith("db-")) assert.equal(f.userDataDigest, memberUserDataDigest(plan, plan.nodes.find((n) => n.name === f.name) as never));
+            assert.equal(f.bootstrapDigest, bootstrapDigest(plan, plan.nodes.find((n) => n.name === f.name) as never));
+            assert.equal(f.image, String(server(prod, f.name).inputs.image));
         }
     });
 
-    it("a member's digest changes exactly when its real user-data does", async () => {
+    it("a server's bootstrap digest changes exactly when its real user-data does", async () => {
         const nodes = prodNodes();
         nodes.db[0].size = "cx33"; // no user-data change
         const edits: Record<string, unknown>[] = [
             { database: { ...JSON.parse(prodStack().values["vps-ha:database"]), synchronous: "on" } },
             { nodes },
             { mesh: { cidr: "10.78.0.0/24" } },
+            { mesh: { cidr: "10.77.0.0/24", port: 51821 } },
             { admin: { sshCidrs: ["203.0.113.0/24"], sshPublicKeys: JSON.parse(prodStack().values["vps-ha:admin"]).sshPublicKeys } },
         ];
-        const digests = (e: Evaluation) => Object.fromEntries((e.outputs.serverFacts as { name: string; userDataDigest: string }[]).map((f) => [f.name, f.userDataDigest]));
+        const digests = (e: Evaluation) => Object.fromEntries((e.outputs.serverFacts as { name: string; bootstrapDigest: string }[]).map((f) => [f.name, f.bootstrapDigest]));
         for (const edit of edits) {
             const e = await evaluate(withConfig(edit));
-            for (const member of ["db-1", "db-2", "db-3"]) {
-                assert.equal(digests(e)[member] !== digests(prod)[member], e.userData[member] !== prod.userData[member], `${JSON.stringify(edit).slice(0, 60)}: ${member}`);
+            for (const node of Object.keys(prod.userData)) {
+                assert.equal(digests(e)[node] !== digests(prod)[node], e.userData[node] !== prod.userData[node], `${JSON.stringify(edit).slice(0, 60)}: ${node}`);
             }
         }
+    });
+
+    it("a vps-ha upgrade replaces no server: each keeps its user-data and name, also after a deployment by an older version", async () => {
+        // An older version's facts: a digest of the whole user-data (its code included), no image, no bootstrap digest.
+        const olderFacts = (prod.outputs.serverFacts as Record<string, unknown>[]).map(({ bootstrapDigest: _, image: __, ...f }) => ({ ...f, userDataDigest: "0".repeat(64) }));
+        for (const deployed of [prod, { ...prod, outputs: { ...prod.outputs, serverFacts: olderFacts } }]) {
+            const next = await after(deployed, prodStack());
+            for (const r of servers(next)) {
+                assert.ok((r.options.ignoreChanges ?? []).includes(r.type === TYPES.linodeInstance ? "metadatas" : "userData"), `${r.name} would take a new user-data`);
+                const suffix = next.resources.find((x) => x.name === `${r.name}-server-id`) as RecordedResource;
+                assert.deepEqual(suffix.options.ignoreChanges, ["keepers"], `${r.name}: its name would follow the keepers`);
+            }
+        }
+    });
+
+    it("a server whose bootstrap identity changes is replaced with today's user-data under a new name", async () => {
+        const changed = (prod.outputs.serverFacts as Record<string, unknown>[]).map((f) => (f.name === "db-2" || f.name === "app-1" ? { ...f, bootstrapDigest: "1".repeat(64) } : f));
+        const next = await after({ ...prod, outputs: { ...prod.outputs, serverFacts: changed } }, prodStack());
+        for (const r of servers(next)) {
+            const replaced = r.name === "db-2" || r.name === "app-1";
+            const key = r.type === TYPES.linodeInstance ? "metadatas" : "userData";
+            assert.equal((r.options.ignoreChanges ?? []).includes(key), !replaced, r.name);
+            const suffix = next.resources.find((x) => x.name === `${r.name}-server-id`) as RecordedResource;
+            assert.equal(suffix.options.ignoreChanges === undefined, replaced, `${r.name}: suffix`);
+        }
+        assert.equal(server(next, "db-2").options.protect, false, "the one member replaced is unprotected for this run");
     });
 
     it("gives a replaced server a new name and keeps every other name, on both providers", async () => {
@@ -134,9 +163,9 @@ describe("replacement (mock runtime)", function () {
         for (const bad of [0, 1.5, "2", true]) assert.throws(() => secretsVersionFromOutputs({ databaseSecretsVersion: bad }), /databaseSecretsVersion output is .*, not a whole number from 1/);
     });
 
-    it("a change of every member's user-data (another mesh port) is refused", async () => {
+    it("a change of every member's bootstrap identity (another mesh port) is refused", async () => {
         const { message } = await refusal(prod, withConfig({ mesh: { cidr: "10.77.0.0/24", port: 51821 } }));
-        assert.match(message, /takes 3 database members or etcd voters down in one pulumi up: db-1 \(its user-data changes: a new server\)/);
+        assert.match(message, /takes 3 database members or etcd voters down in one pulumi up: db-1 \(its bootstrap identity changes: a new server\)/);
     });
 
     it("one member replaced in a run: that member alone is unprotected for it, then protected again", async () => {

@@ -4,7 +4,7 @@ import { strict as assert } from "node:assert";
 import { compareServers, describeChange, factsFromOutputs, replacementProblems, ServerFacts, serverLifecycle } from "../components/replacement";
 
 const f = (name: string, role: string, provider: string, region: string, size: string | undefined, extra: Partial<ServerFacts> = {}): ServerFacts => ({
-    name, role, provider, region, ...(size ? { size } : {}), protected: role === "db" || role === "witness", userDataDigest: `u-${name}`, ...extra,
+    name, role, provider, region, ...(size ? { size } : {}), protected: role === "db" || role === "witness", image: provider === "ssh" ? undefined : `${provider}-image`, bootstrapDigest: `u-${name}`, ...extra,
 });
 const deployed: ServerFacts[] = [
     f("app-1", "app", "linode", "de-fra-2", "g6-nanode-1"),
@@ -30,23 +30,25 @@ describe("replacement: the stack file against the deployed stack", () => {
             "lb-1": { size: "g6-standard-1" }, // resized in place
             "db-1": { region: "hel1" }, // Hetzner: a new server
         })), { "app-1": "restart", "lb-1": "restart", "db-1": "replace", "db-2": "same", "db-3": "same" });
-        assert.deepEqual(kinds(edit({ "db-3": { provider: "hcloud", region: "fsn1", size: "cx23" }, "app-1": { userDataDigest: "u-new" } })), { "app-1": "replace", "lb-1": "same", "db-1": "same", "db-2": "same", "db-3": "replace" });
+        assert.deepEqual(kinds(edit({ "db-3": { provider: "hcloud", region: "fsn1", size: "cx23" }, "app-1": { bootstrapDigest: "u-new" } })), { "app-1": "replace", "lb-1": "same", "db-1": "same", "db-2": "same", "db-3": "replace" });
         const own = [f("w", "witness", "ssh", "home", undefined, { host: "198.51.100.7" })];
         assert.equal(kinds([{ ...own[0], host: "198.51.100.8" }], own).w, "replace");
         assert.equal(kinds([{ ...own[0], region: "office" }], own).w, "same", "an own host's region is a label");
-        // A digest unknown on either side (an older deployment) is no change.
-        assert.equal(kinds(edit({ "db-1": { userDataDigest: undefined } }))["db-1"], "same");
+        // A digest or image unknown on either side (an older deployment) is no change.
+        assert.equal(kinds(edit({ "db-1": { bootstrapDigest: undefined } }))["db-1"], "same");
+        assert.equal(kinds(edit({ "db-1": { image: undefined } }))["db-1"], "same");
+        assert.equal(describeChange(compareServers(deployed, edit({ "db-1": { image: "debian-14" } }))[2]), "db-1 (db): REPLACES the server: image hcloud-image -> debian-14: a new server");
         assert.deepEqual(compareServers(deployed, edit({ "db-2": null })).find((c) => c.name === "db-2")?.kind, "remove");
         assert.equal(describeChange(compareServers(deployed, edit({ "db-1": { region: "hel1" } }))[2]), "db-1 (db): REPLACES the server: region fsn1 -> hel1: a new server");
     });
 
     it("allows one member down, refuses two, and names them with the order to apply them in", () => {
-        const one = compareServers(deployed, edit({ "db-1": { size: "cx33" }, "app-1": { userDataDigest: "x" }, "lb-1": { userDataDigest: "y" } }));
+        const one = compareServers(deployed, edit({ "db-1": { size: "cx33" }, "app-1": { bootstrapDigest: "x" }, "lb-1": { bootstrapDigest: "y" } }));
         assert.deepEqual(replacementProblems(one, deployed), [], "app and HAProxy nodes do not count");
-        const two = compareServers(deployed, edit({ "db-1": { userDataDigest: "new" }, "db-2": { size: "cx33" } }));
+        const two = compareServers(deployed, edit({ "db-1": { bootstrapDigest: "new" }, "db-2": { size: "cx33" } }));
         const [problem, ...rest] = replacementProblems(two, deployed);
         assert.equal(rest.length, 0);
-        assert.match(problem, /takes 2 database members or etcd voters down in one pulumi up: db-1 \(its user-data changes: a new server\), db-2 \(size cx23 -> cx33: powered off while resized\)/);
+        assert.match(problem, /takes 2 database members or etcd voters down in one pulumi up: db-1 \(its bootstrap identity changes: a new server\), db-2 \(size cx23 -> cx33: powered off while resized\)/);
         // A resize (disk kept) goes before a replacement (empty disk).
         assert.match(problem, /one member per pulumi up, in this order: db-2, db-1,/);
         assert.match(problem, /Nothing was changed\.$/);
@@ -68,15 +70,17 @@ describe("replacement: the stack file against the deployed stack", () => {
         assert.deepEqual(replacementProblems(compareServers(deployed, edit({ "db-1": { region: "hel1" } })), deployed), []);
     });
 
-    it("protects members, except the one this run replaces or one being retired; replaces members delete-first", () => {
+    it("protects members, except the one this run replaces or one being retired; replaces members delete-first; keeps a user-data unless it replaces the server", () => {
         const [same, replaced] = [{ name: "db-1", role: "db", member: true, kind: "same" as const, reasons: [] }, { name: "db-1", role: "db", member: true, kind: "replace" as const, reasons: ["x"] }];
-        assert.deepEqual(serverLifecycle("db", false, same), { protect: true, deleteBeforeReplace: true });
-        assert.deepEqual(serverLifecycle("witness", false, undefined), { protect: true, deleteBeforeReplace: true });
-        assert.deepEqual(serverLifecycle("db", false, replaced), { protect: false, deleteBeforeReplace: true });
-        assert.deepEqual(serverLifecycle("db", true, same), { protect: false, deleteBeforeReplace: true });
-        assert.deepEqual(serverLifecycle("db", false, { ...replaced, providerMove: true }), { protect: true, deleteBeforeReplace: true }, "a new resource elsewhere");
-        assert.deepEqual(serverLifecycle("app", false, same), { protect: false, deleteBeforeReplace: false });
-        assert.deepEqual(serverLifecycle("haproxy", false, replaced), { protect: false, deleteBeforeReplace: false });
+        const restarted = { ...same, kind: "restart" as const };
+        assert.deepEqual(serverLifecycle("db", false, same), { protect: true, deleteBeforeReplace: true, keepUserData: true });
+        assert.deepEqual(serverLifecycle("witness", false, undefined), { protect: true, deleteBeforeReplace: true, keepUserData: true });
+        assert.deepEqual(serverLifecycle("db", false, replaced), { protect: false, deleteBeforeReplace: true, keepUserData: false });
+        assert.deepEqual(serverLifecycle("db", false, restarted), { protect: true, deleteBeforeReplace: true, keepUserData: true });
+        assert.deepEqual(serverLifecycle("db", true, same), { protect: false, deleteBeforeReplace: true, keepUserData: true });
+        assert.deepEqual(serverLifecycle("db", false, { ...replaced, providerMove: true }), { protect: true, deleteBeforeReplace: true, keepUserData: false }, "a new resource elsewhere");
+        assert.deepEqual(serverLifecycle("app", false, same), { protect: false, deleteBeforeReplace: false, keepUserData: true });
+        assert.deepEqual(serverLifecycle("haproxy", false, replaced), { protect: false, deleteBeforeReplace: false, keepUserData: false });
     });
 
     it("reads the deployed facts from stack outputs, and the nodes of a deployment older than them", () => {
@@ -85,6 +89,9 @@ describe("replacement: the stack file against the deployed stack", () => {
         assert.deepEqual(factsFromOutputs({ serverFacts: deployed }), deployed);
         const old = factsFromOutputs({ nodes: [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", publicIpv4: "203.0.113.1" }, { name: "w", role: "witness", provider: "ssh", region: "home", publicIpv4: "198.51.100.7" }] });
         assert.deepEqual(old, [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", protected: false }, { name: "w", role: "witness", provider: "ssh", region: "home", protected: false, host: "198.51.100.7" }]);
+        // A deployment's user-data digest from an older vps-ha covered the bootstrap's code too: not compared, dropped.
+        const older = factsFromOutputs({ serverFacts: [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", protected: true, userDataDigest: "ab" }] });
+        assert.deepEqual(older, [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", protected: true }]);
         assert.throws(() => factsFromOutputs({ serverFacts: [{ name: "db-1" }] }), /serverFacts output is not a list of server facts/);
         assert.throws(() => factsFromOutputs({ nodes: "x" }), /nodes output is not a list of nodes/);
     });

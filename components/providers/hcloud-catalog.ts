@@ -13,6 +13,7 @@ export const hcloudCatalog: ProviderCatalog = {
     token: { configKey: "hcloud:token", envVar: "HCLOUD_TOKEN" },
     pricesAsOf: "2026-04",
     pricesSource: "https://www.hetzner.com/cloud/",
+    image: "debian-13",
     regionChange: "replace",
     regions: {
         fsn1: r("Falkenstein", "DE", 50.5, 12.4),

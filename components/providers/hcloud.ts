@@ -13,7 +13,7 @@ import { serverSuffix } from "./server-id";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
 import { HCLOUD_USER_DATA_LIMIT, packUserData, unpackUserData } from "./user-data";
 
-const IMAGE = "debian-13";
+const IMAGE = hcloudCatalog.image as string;
 const SERVER = "hcloud:index/server:Server";
 export const GET_SSH_KEYS = "hcloud:index/getSshKeys:getSshKeys";
 /** The label on the SSH keys a stack uploads itself; its value is the stack's name prefix. */
@@ -88,7 +88,8 @@ async function init(ctx: ProviderContext) {
                 labels: spec.tags,
             }, { parent });
             // Hetzner replaces a server for a new image, location or user data; names are unique per project.
-            const suffix = serverSuffix(spec.name, spec.userData, { image: IMAGE, location: spec.region }, parent);
+            const keep = spec.lifecycle.keepUserData;
+            const suffix = serverSuffix(spec.name, { image: IMAGE, location: spec.region, bootstrap: spec.bootstrapDigest }, keep, parent);
             const server = new hcloud.Server(spec.name, {
                 name: suffix.apply((s) => providerName(base, HCLOUD_NAME, s)),
                 serverType: spec.size,
@@ -113,7 +114,8 @@ async function init(ctx: ProviderContext) {
                 deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace,
                 // Keys count at creation only (the day-1 rescue path): a key changed in the stack file or
                 // elsewhere never replaces a server; the admins' keys of the day come as desired state.
-                ignoreChanges: ["sshKeys"],
+                // The user data likewise, unless the program replaces the server (ServerLifecycle).
+                ignoreChanges: keep ? ["sshKeys", "userData"] : ["sshKeys"],
             });
             return {
                 publicIpv4: server.ipv4Address,

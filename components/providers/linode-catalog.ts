@@ -11,6 +11,7 @@ export const linodeCatalog: ProviderCatalog = {
     token: { configKey: "linode:token", envVar: "LINODE_TOKEN" },
     pricesAsOf: "2026-04",
     pricesSource: "https://www.linode.com/pricing/",
+    image: "linode/debian13",
     regionChange: "migrate",
     regions: {
         "us-east": r("Newark", "US", 40.7, -74.2),

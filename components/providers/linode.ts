@@ -10,7 +10,7 @@ import { serverSuffix } from "./server-id";
 import { ProviderAdapter, ProviderContext, ServerSpec } from "./types";
 import { packUserData, unpackUserData } from "./user-data";
 
-const IMAGE = "linode/debian13";
+const IMAGE = linodeCatalog.image as string;
 const INSTANCE = "linode:index/instance:Instance";
 
 function init(ctx: ProviderContext) {
@@ -38,7 +38,8 @@ function init(ctx: ProviderContext) {
             }, { parent });
             // Linode replaces an instance for a new image or user data (a region is a migration, in
             // place); labels are unique per account, so a replacement needs its own.
-            const suffix = serverSuffix(spec.name, spec.userData, { image: IMAGE }, parent);
+            const keep = spec.lifecycle.keepUserData;
+            const suffix = serverSuffix(spec.name, { image: IMAGE, bootstrap: spec.bootstrapDigest }, keep, parent);
             const instance = new linode.Instance(spec.name, {
                 label: suffix.apply((s) => providerName(base, LINODE_INSTANCE_LABEL, s)),
                 region: spec.region,
@@ -55,8 +56,9 @@ function init(ctx: ProviderContext) {
                 protect: spec.lifecycle.protect,
                 deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace,
                 // A new set of keys would replace the instance: the day-1 keys stay as the rescue path,
-                // and the admins' keys of the day reach the node as its desired state.
-                ignoreChanges: ["authorizedKeys"],
+                // and the admins' keys of the day reach the node as its desired state. The user data
+                // likewise, unless the program replaces the server (ServerLifecycle).
+                ignoreChanges: keep ? ["authorizedKeys", "metadatas"] : ["authorizedKeys"],
             });
             return {
                 publicIpv4: instance.ipAddress,

@@ -16,10 +16,11 @@ export function sha256(text: string): string {
 }
 
 /**
- * A RandomId whose hex is the node's server-name suffix. `triggers` are the inputs that replace the
- * server; the user-data is kept as its digest (not a secret: it reveals nothing of the keys inside).
+ * A RandomId whose hex is the node's server-name suffix. `keepers`: what replaces the server (the
+ * image, a Hetzner location, the bootstrap identity's digest). `keep`: the server keeps its
+ * user-data this run (ServerLifecycle.keepUserData), so it keeps its name too, whatever the
+ * keepers say now: a deployment's keepers from an older vps-ha never rename a server.
  */
-export function serverSuffix(node: string, userData: pulumi.Input<string>, triggers: Record<string, pulumi.Input<string>>, parent: pulumi.Resource): pulumi.Output<string> {
-    const keepers = { ...triggers, userData: pulumi.unsecret(pulumi.output(userData).apply(sha256)) };
-    return new random.RandomId(`${node}${SERVER_ID_SUFFIX}`, { byteLength: SUFFIX_BYTES, keepers }, { parent }).hex;
+export function serverSuffix(node: string, keepers: Record<string, string>, keep: boolean, parent: pulumi.Resource): pulumi.Output<string> {
+    return new random.RandomId(`${node}${SERVER_ID_SUFFIX}`, { byteLength: SUFFIX_BYTES, keepers }, { parent, ...(keep ? { ignoreChanges: ["keepers"] } : {}) }).hex;
 }

@@ -61,8 +61,12 @@ function init(_ctx: ProviderContext) {
                 stdin: spec.userData,
                 triggers: [instanceId],
             // A host is never deleted (the command has no delete step); protect keeps a member's host
-            // from being set up again (a replacement of the command) by a run not meant to.
-            }, { parent, additionalSecretOutputs: ["stdin"], protect: spec.lifecycle.protect });
+            // from being set up again (a replacement of the command) by a run not meant to. It keeps
+            // the user data it was set up with unless the program sets it up again (ServerLifecycle).
+            }, {
+                parent, additionalSecretOutputs: ["stdin"], protect: spec.lifecycle.protect,
+                ...(spec.lifecycle.keepUserData ? { ignoreChanges: ["create", "stdin", "triggers"] } : {}),
+            });
             return { publicIpv4: pulumi.output(host.address), publicIpv6: pulumi.output(undefined) };
         },
     };

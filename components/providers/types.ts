@@ -38,6 +38,8 @@ export interface ProviderCatalog {
      * moves) or "replace" (a new server, empty disk). Absent: a region is only a label (own hosts).
      */
     regionChange?: "migrate" | "replace";
+    /** The image every server is created from (a new one replaces the server); absent for hosts you bring. */
+    image?: string;
 }
 
 /** A provider-agnostic inbound rule on a node's public interface. Everything else is dropped. */
@@ -56,6 +58,8 @@ export interface ServerSpec {
     size: string;
     /** Full `#cloud-config` text; a secret, since it carries the node's private keys. */
     userData: pulumi.Input<string>;
+    /** The bootstrap identity's digest: a new one replaces the server (components/bootstrap-identity.ts). */
+    bootstrapDigest: string;
     sshPublicKeys: string[];
     firewall: PublicInboundRule[];
     /** Spread servers of the same group over different hosts where the provider can. */
@@ -77,6 +81,13 @@ export interface ServerLifecycle {
      * run twice. Other nodes are replaced create-before-delete, under a new name.
      */
     deleteBeforeReplace: boolean;
+    /**
+     * Keep the user-data (and the name) the server was created with, even if the program renders
+     * another: true unless the program replaces this server in this run (then the new server gets
+     * today's). The code in a bootstrap changes with every vps-ha version; a live node gets the
+     * newer code as desired state, so only its identity may replace it (components/bootstrap-identity.ts).
+     */
+    keepUserData: boolean;
 }
 
 export interface ServerOutputs {
