@@ -462,7 +462,7 @@ describe("database parts of a node's boot", () => {
     const parts = databaseParts(plan, node(plan, "db-1"), SECRETS);
     const ALLOWED: Record<string, string[]> = {
         Unit: ["Description", "After", "Requires", "Wants"],
-        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit", "KillMode"],
+        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit", "KillMode", "TimeoutStartSec"],
         Timer: ["OnCalendar", "Persistent"],
         Install: ["WantedBy"],
     };

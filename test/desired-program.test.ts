@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { describeInPlace, inPlaceChange } from "../components/in-place";
-import { compareServers, ServerFacts } from "../components/replacement";
+import { compareServers, replacementProblems, ServerFacts } from "../components/replacement";
+import { ETCD_PRUNE_UNIT } from "../components/render/etcd-prune";
 import { packUserData } from "../components/providers/user-data";
 import { ADMIN_KEYS_DIR } from "../components/render/admin-ssh";
 import { PATRONI_CONFIG } from "../components/render/patroni";
@@ -174,6 +175,32 @@ describe("desired state: routine changes keep every server (mock runtime)", func
             assert.doesNotMatch(text, /REPLACES/);
         } finally {
             rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("a witness removed (after a run with retire: true): every member's user-data the same, only the witness's server deleted, each voter prunes it from etcd", async () => {
+        const nodes = prodNodes();
+        nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
+        const retiring = prodNodes();
+        retiring.witness = [{ ...nodes.witness[0], retire: true }];
+        const withWitness = await evaluate(withConfig({ nodes }));
+        const retired = await evaluate(withConfig({ nodes: retiring }));
+        for (const m of members) assert.equal(prod.userData[m], withWitness.userData[m], `${m}'s user-data changed`);
+        const changes = compareServers(facts(retired), facts(prod)).filter((c) => c.kind !== "same");
+        assert.deepEqual(changes.map((c) => [c.name, c.kind]), [["witness-1", "remove"]]);
+        assert.deepEqual(replacementProblems(changes, facts(retired)), [], "retired: its removal is allowed");
+        assert.match(replacementProblems(compareServers(facts(withWitness), facts(prod)), facts(withWitness)).join("\n"), /witness-1 is no longer in the stack file, but its server is protected/);
+        // Every voter's prune names the voters and keeps the members the stack has: the witness no more.
+        const unit = `/etc/systemd/system/${ETCD_PRUNE_UNIT}`;
+        const prune = (e: Evaluation, n: string) => e.desired[n].files.find((f) => f.path === unit)?.content;
+        // With the witness, one member of the provider holding two does not vote (it has no etcd, nor a prune).
+        const voters = [...members, "witness-1"].filter((n) => prune(withWitness, n) !== undefined);
+        assert.equal(voters.length, 3);
+        for (const n of voters) assert.match(prune(withWitness, n) ?? "", /--keep db-1,db-2,db-3,witness-1 /, n);
+        for (const m of members) {
+            assert.match(prune(prod, m) ?? "", /--keep db-1,db-2,db-3 /, m);
+            // Its turn restarts etcd (joining it again, for the member that votes again), then the prune.
+            assert.match(describeInPlace(inPlaceChange(withWitness.desired[m], prod.desired[m])), new RegExp(`restarts [^;]*vps-ha-etcd\\.service, ${ETCD_PRUNE_UNIT.replace(/\./g, "\\.")}`), m);
         }
     });
 

@@ -5,6 +5,7 @@
 // the program's own signer makes.
 import { DESIRED_AGENT } from "../components/render/desired-agent";
 import { ETCD_LEAVE_TOOL } from "../components/render/etcd-leave";
+import { ETCD_PRUNE_TOOL } from "../components/render/etcd-prune";
 import { ROLLOUT_VIEW } from "../components/render/rollout-view";
 import { strict as assert } from "node:assert";
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
@@ -56,6 +57,8 @@ const TOOLS = [
     { command: RESTORE_CHECK_TOOL, module: "restore_check", roles: ["db"], usage: undefined },
     // Only on a member that does not vote in etcd: none in the prod stack.
     { command: ETCD_LEAVE_TOOL, module: "etcd_leave", roles: [], usage: ["--name", "db-2"] },
+    // On every voter (every member of the prod stack).
+    { command: ETCD_PRUNE_TOOL, module: "etcd_prune", roles: ["db"], usage: ["--voters", "x"] },
 ];
 
 type Files = { path: string; content: string; permissions: string }[];

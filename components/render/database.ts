@@ -11,6 +11,7 @@ import { dbRestoreFiles } from "./db-restore";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
 import { etcdLeavePart } from "./etcd-leave";
+import { etcdPrunePart } from "./etcd-prune";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, etcdTlsPaths, ETCD_UNIT, etcdClientHosts, etcdClientUrl, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
@@ -184,7 +185,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
 /** The database tier's parts for `node`: role "db" or "witness"; nothing for other roles. */
 export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecrets): CloudConfigPart[] {
     const parts: CloudConfigPart[] = [];
-    if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node, secrets.etcdTls));
+    if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node, secrets.etcdTls), etcdPrunePart(plan));
     // A member that does not vote leaves etcd's membership if it voted before, ahead of Patroni's restart.
     if (node.role === "db" && !node.etcdVoter) parts.push(etcdLeavePart(plan, node));
     if (node.role === "db") parts.push(postgresPart(plan, node, secrets));

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 
+import etcd_server
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -84,3 +85,21 @@ class Clock:
 @pytest.fixture
 def clock():
     return Clock()
+
+
+@pytest.fixture(scope="module")
+def etcd_pki(tmp_path_factory):
+    """The spec's etcdTls for the test etcd: files of a CA and a member certificate (openssl)."""
+    return etcd_server.pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def etcd_urls(tmp_path_factory, etcd_pki):
+    """A real one-member etcd on loopback (etcd_server.run_etcd): its client and peer URLs."""
+    yield from etcd_server.run_etcd(tmp_path_factory.mktemp("etcd"), etcd_pki)
+
+
+@pytest.fixture(scope="module")
+def etcd(etcd_urls):
+    """The test etcd's client URL."""
+    return etcd_urls[0]

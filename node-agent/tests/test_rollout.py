@@ -6,19 +6,15 @@ import http.server
 import io
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
-from pki import make_pki
+from etcd_server import tls_of
 from status_server import StatusServer
 
-from vpsha import etcd_tls, rollout
+from vpsha import rollout
 from vpsha.rollout import Env, Lock, apply_gated, effective_order, turn
 
 
@@ -344,57 +340,6 @@ def test_a_failed_handover_or_restart_halts_and_rolls_back(tmp_path, patroni):
 
 
 # ---------------------------------------------------------------- etcd: the database group's lock
-
-@pytest.fixture(scope="module")
-def etcd_pki(tmp_path_factory):
-    """The spec's etcdTls for the test etcd: files of a CA and a member certificate (openssl)."""
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-def tls_of(files):
-    return etcd_tls.context((files["cacert"], files["cert"], files["key"]))
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory, etcd_pki):
-    """A real etcd on loopback with client certificates required, as the program configures it (Debian's
-    etcd-server, installed when missing); stopped by its PID."""
-    if not shutil.which("etcd"):
-        if os.geteuid() != 0:
-            pytest.fail("etcd is not installed: apt-get install etcd-server")
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "etcd-server"], check=True,
-                       capture_output=True, timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    data = tmp_path_factory.mktemp("etcd")
-    ports = []
-    for _ in range(2):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        ports.append(s.getsockname()[1])
-        s.close()
-    client, peer = ("https://127.0.0.1:%d" % p for p in ports)
-    tls = ["--client-cert-auth", "--trusted-ca-file", etcd_pki["cacert"], "--cert-file", etcd_pki["cert"],
-           "--key-file", etcd_pki["key"], "--peer-client-cert-auth", "--peer-trusted-ca-file", etcd_pki["cacert"],
-           "--peer-cert-file", etcd_pki["cert"], "--peer-key-file", etcd_pki["key"]]
-    proc = subprocess.Popen(["etcd", "--name", "t", "--data-dir", str(data / "d"), "--listen-client-urls", client,
-                             "--advertise-client-urls", client, "--listen-peer-urls", peer,
-                             "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer, *tls],
-                            stdout=open(data / "log", "w"), stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(client + "/health", timeout=2, context=tls_of(etcd_pki)) as r:
-                    if b'"true"' in r.read():
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "etcd not healthy in 30 s: " + (data / "log").read_text()[-500:]
-            time.sleep(0.2)
-        yield client
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
 
 @pytest.mark.daemons
 def test_the_lock_is_refused_without_a_certificate_from_the_etcd_ca(tmp_path, etcd, etcd_pki):

@@ -1,0 +1,43 @@
+// A witness or member removed from the stack file leaves etcd's membership behind with its deleted
+// server; each voter takes such members out in its rollout turn when the stack's members change
+// (vpsha/etcd_prune.py), once every voter the stack names is a started member. It runs only as a
+// restart of the change that rewrote its unit file (the member list is in its command line), after
+// the voter's own etcd restarted; it is never enabled.
+import { StackPlan } from "../plan";
+import { CloudConfigPart } from "./cloud-config";
+import { ETCD_TLS_FILES, etcdClientUrl, etcdPeerUrl, etcdVoterPeers } from "./etcd";
+import { toolFiles } from "./python-lib";
+import { renderUnit } from "./systemd";
+
+export const ETCD_PRUNE_UNIT = "vps-ha-etcd-prune.service";
+export const ETCD_PRUNE_TOOL = "/usr/local/lib/vps-ha/etcd-prune";
+/** How long the voter keeps asking for the member list (its own etcd just restarted). */
+export const ETCD_PRUNE_WAIT_SECONDS = 30;
+
+/** The tool's command: the stack's voters and every member it names (voting or not). */
+export function etcdPruneCommand(plan: StackPlan): string {
+    const voters = etcdVoterPeers(plan);
+    const keep = plan.nodes.filter((n) => n.role === "db" || n.role === "witness").map((n) => n.name);
+    return [ETCD_PRUNE_TOOL, "--voters", voters.map((v) => etcdClientUrl(v.meshAddress)).join(","),
+        "--voter-peers", voters.map((v) => etcdPeerUrl(v.meshAddress)).join(","), "--keep", keep.join(","),
+        "--wait", String(ETCD_PRUNE_WAIT_SECONDS),
+        "--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key].join(" ");
+}
+
+/** On a voter: after its etcd part, so its restart comes after etcd's. */
+export function etcdPrunePart(plan: StackPlan): CloudConfigPart {
+    const unit = `/etc/systemd/system/${ETCD_PRUNE_UNIT}`;
+    return {
+        files: [
+            ...toolFiles(ETCD_PRUNE_TOOL, "etcd_prune"),
+            {
+                path: unit,
+                content: renderUnit({
+                    Unit: { Description: "Remove etcd members the stack no longer has" },
+                    Service: { Type: "oneshot", ExecStart: etcdPruneCommand(plan), TimeoutStartSec: String(ETCD_PRUNE_WAIT_SECONDS + 30) },
+                }),
+            },
+        ],
+        restarts: [{ unit: ETCD_PRUNE_UNIT, paths: [unit] }],
+    };
+}

@@ -1,0 +1,98 @@
+"""vps-ha etcd prune: a voter takes members the stack no longer has out of etcd's member list.
+
+A witness or member removed from the stack file is deleted with its server, but etcd would go on
+counting it: one more voter lost would then cost the quorum. Each voter runs this once in its
+rollout turn when the stack's members change (after its own etcd restarted): it removes every
+member whose name the stack does not have (an unnamed one, added but never started, unless its
+peer URL is a voter's). It removes nothing until every voter the stack names is a started member,
+so the cluster never has fewer voters than the stack wants; until then it leaves the pruning to a
+later turn, which the member that joins last takes (it runs after its own join). A member the stack
+still names but that no longer votes leaves by itself (etcd_leave). Asks for --wait seconds at most.
+
+Exit: 0 pruned, nothing to prune, or left to a later turn; 1 failed; 2 usage.
+
+usage: vps-ha-etcd-prune --voters U,.. --voter-peers U,.. --keep N,.. --wait S --cacert F --cert F --key F
+"""
+import sys
+import time
+
+from vpsha import etcd_tls
+from vpsha.etcd_leave import Failed, gateway, member_list, not_started
+
+OPTIONS = ("--voters", "--voter-peers", "--keep", "--wait")
+
+
+def log(message):
+    print("etcd-prune: %s" % message, file=sys.stderr, flush=True)
+
+
+def wanted(member, keep, voter_peers):
+    """The stack's: a member it names, or one added but not yet started at a voter's peer URL."""
+    name = member.get("name")
+    if name:
+        return name in keep
+    return any(u in voter_peers for u in member.get("peerURLs", []))
+
+
+def label(member):
+    if member.get("name"):
+        return member["name"]
+    return "an unstarted member at %s" % (",".join(member.get("peerURLs", [])) or member.get("ID"))
+
+
+def prune(args, ctx, sleep=time.sleep, now=time.time):
+    """The members removed (their labels); empty when there were none or it is not time yet."""
+    deadline = now() + args["wait"]
+    while True:
+        try:
+            members, via = member_list(args["voters"], ctx)
+            break
+        except Failed:
+            if now() >= deadline:
+                raise
+            sleep(2)
+    strangers = [m for m in members if not wanted(m, args["keep"], args["voter_peers"])]
+    if not strangers:
+        log("every etcd member is one the stack has")
+        return []
+    missing = not_started(members, args["voters"])
+    if missing:
+        log("not removing %s yet: the voters %s are not started members; a later turn removes them"
+            % (", ".join(label(m) for m in strangers), ", ".join(missing)))
+        return []
+    for m in strangers:
+        gateway(via, "/v3/cluster/member/remove", {"ID": m["ID"]}, ctx)
+    removed = [label(m) for m in strangers]
+    log("removed %s from etcd through %s; the voters are %s" % (", ".join(removed), via, ", ".join(args["voters"])))
+    return removed
+
+
+def parse(argv):
+    argv, files = etcd_tls.split_args(argv)
+    if len(argv) != 2 * len(OPTIONS) or tuple(argv[0::2]) != OPTIONS or not argv[-1].isdigit():
+        raise ValueError("bad arguments")
+    args = dict(zip((o[2:].replace("-", "_") for o in OPTIONS), argv[1::2], strict=True))
+    for key in ("voters", "voter_peers", "keep"):
+        args[key] = [v for v in args[key].split(",") if v]
+    args["wait"] = int(args["wait"])
+    if not args["voters"] or not args["keep"]:
+        raise ValueError("no voters or no members to keep")
+    return args, files
+
+
+def main(argv):
+    try:
+        args, files = parse(argv)
+    except ValueError:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    try:
+        prune(args, etcd_tls.context(files))
+    except (Failed, OSError, ValueError) as err:
+        log("FAILED: %s" % err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
