@@ -493,3 +493,44 @@ def test_a_member_that_stops_voting_takes_the_lock_with_the_certificate_it_has(c
     assert update.apply_update(cfg, 3, third, second, [], {})[1]
     assert seen == [member, client]
     assert not os.path.exists(cfg["root"] + member["key"]) and read(cfg, client["key"]) == "c"
+
+
+def test_a_unit_new_in_a_later_document_is_enabled_when_it_belongs_to_a_target(cfg):
+    # A member that votes in etcd again: etcd's unit comes back, beside a oneshot run only as a restart.
+    etcd, prune = "/etc/systemd/system/vps-ha-etcd.service", "/etc/systemd/system/vps-ha-etcd-prune.service"
+    first = doc(cfg, [file("/etc/a.conf", "a")])
+    desired.apply_first(cfg, first, [])
+    unit = "[Service]\nExecStart=/usr/bin/etcd\n[Install]\nWantedBy=multi-user.target\n"
+    second = {**first, "files": [file("/etc/a.conf", "a"), file(etcd, unit),
+                                 file(prune, "[Service]\nType=oneshot\nExecStart=/bin/true\n")],
+              "restarts": [{"unit": "vps-ha-etcd.service", "paths": [etcd]},
+                           {"unit": "vps-ha-etcd-prune.service", "paths": [prune]}]}
+    before = len(calls(cfg))
+    problems = []
+    _, ok = update.apply_update(cfg, 2, second, first, problems, {})
+    assert ok and problems == []
+    assert calls(cfg)[before:] == ["systemctl enable --no-reload vps-ha-etcd.service", "systemctl daemon-reload",
+                                   "systemctl restart vps-ha-etcd.service",
+                                   "systemctl restart vps-ha-etcd-prune.service"]
+    # Once applied, the unit is not new any more: a later change does not enable it again.
+    third = {**second, "files": [*second["files"][:2], file(prune, "[Service]\nType=oneshot\nExecStart=/bin/false\n")]}
+    before = len(calls(cfg))
+    update.apply_update(cfg, 3, third, second, [], {})
+    assert not any(" enable " in c for c in calls(cfg)[before:])
+
+
+def test_a_rolled_back_change_disables_the_unit_it_enabled(cfg, tmp_path):
+    cfg, spec = failing_systemctl(cfg, tmp_path, "vps-ha-etcd.service")
+    etcd = "/etc/systemd/system/vps-ha-etcd.service"
+    first = doc(cfg, [file("/etc/a.conf", "a")])
+    desired.apply_first(cfg, first, [])
+    # Its restart fails (the stand-in fails while /etc/vps-ha-etcd.conf says "bad"): the change rolls back.
+    bad = {**first, "files": [file("/etc/a.conf", "a"), file("/etc/vps-ha-etcd.conf", "bad"),
+                              file(etcd, "[Install]\nWantedBy=multi-user.target\n")],
+           "restarts": [{"unit": "vps-ha-etcd.service", "paths": [etcd]}], "rollout": spec}
+    before = len(calls(cfg))
+    _, ok = update.apply_update(cfg, 2, bad, first, [], {})
+    assert not ok and not os.path.exists(cfg["root"] + etcd)
+    ran = [c for c in calls(cfg)[before:] if " is-" not in c]
+    assert ran[0] == "systemctl enable --no-reload vps-ha-etcd.service"
+    assert "systemctl disable --now --no-reload vps-ha-etcd.service" in ran

@@ -2,14 +2,16 @@
 
 desired.py loads it for a generation after the first (the bootstrap holds desired.py alone; this
 module comes with the desired state, and a node runs it only once the document that brought it is
-applied). It writes only the files whose entry changed since the applied document, runs
-`systemctl daemon-reload` when a unit file changed, restarts or reloads exactly the units of the
-changed files in the document's order, and last removes the files that document had and this one
-has not (a unit whose own unit file goes is stopped and disabled first); through the rollout gate
+applied). It writes only the files whose entry changed since the applied document, enables the
+units it brings that belong to a target, runs `systemctl daemon-reload` when a unit file changed,
+restarts or reloads exactly the units of the changed files in the document's order, and last
+removes the files that document had and this one has not (a unit whose own unit file goes is
+stopped and disabled first); through the rollout gate
 (vpsha.rollout, which comes with it) when the document has one, which can roll all of it back.
 """
 import json
 import os
+import re
 import subprocess
 
 from vpsha import rollout
@@ -173,6 +175,39 @@ def removals(cfg, doc, previous):
     return paths, unit_states(cfg, retired_units(paths))
 
 
+def new_units(doc, previous):
+    """
+    The units whose own unit file this document brings and the applied one had not, and that say
+    where they belong ([Install] WantedBy=): a first document's setup enables those; here, the
+    applier does (a member that votes in etcd again gets etcd's unit back).
+    """
+    before = {f["path"] for f in (previous or {}).get("files", [])}
+    out = []
+    for f in doc["files"]:
+        name = os.path.basename(f["path"])
+        if f["path"] in before or not is_unit_file(f["path"]) or os.path.dirname(f["path"]).endswith(".d"):
+            continue
+        if UNIT.match(name) and re.search(r"^WantedBy=", f["content"], re.M):
+            out.append(name)
+    return out
+
+
+def enable_units(cfg, units, problems, enabled):
+    """Enables `units` (links only: their restarts start them); `enabled` gets each one enabled."""
+    systemctl = cfg.get("systemctl", ["systemctl"])
+    for u in units:
+        if run(cfg, systemctl + ["enable", "--no-reload", u], problems, "enabling %s" % u):
+            enabled.append(u)
+            log("desired: enabled %s (its unit file is new in this document)" % u)
+
+
+def disable_units(cfg, units, problems):
+    """A rollback's undoing of enable_units: the units disabled and stopped again."""
+    systemctl = cfg.get("systemctl", ["systemctl"])
+    for u in units:
+        run(cfg, systemctl + ["disable", "--now", "--no-reload", u], problems, "disabling %s again" % u)
+
+
 def restore_units(cfg, states, stopped, problems):
     """After a rollback put their files back: the units it stopped enabled and running as they were."""
     systemctl = cfg.get("systemctl", ["systemctl"])
@@ -225,10 +260,15 @@ def apply_update(cfg, generation, doc, previous, problems, status):
 
     # The units a removal stopped: a rollback runs these again.
     stopped = []
+    # The units this document enabled: a rollback disables them again.
+    enabled = []
 
     def apply(stop_at_failure=False):
         before = len(problems)
         written.extend(write_files(cfg, files, problems, saved))
+        if stop_at_failure and len(problems) > before:
+            return
+        enable_units(cfg, new_units(doc, previous), problems, enabled)
         if stop_at_failure and len(problems) > before:
             return
         left = [r["unit"] for r in restarts]
@@ -245,6 +285,7 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         written.extend(remove_files(cfg, dropped, problems, saved, stopped))
 
     def rollback():
+        disable_units(cfg, enabled, problems)
         restore_files(cfg, saved, problems)
         restart_units(cfg, tried, set(saved), problems)
         restore_units(cfg, retired, stopped, problems)

@@ -9,7 +9,7 @@
 // public address and the program updates the node's DNS record; the peers then find it through
 // the directory. Keeping the address leaves that path out and tests what a rebuilt member itself
 // must do: rejoin etcd and re-clone PostgreSQL.
-import { existsSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { applyCloudConfig } from "./cloudinit";
 import { stopProcesses } from "./cleanup";
@@ -17,10 +17,11 @@ import { prepareAppNodes } from "./containers";
 import { elapsed, Log, run } from "./exec";
 import { labStack } from "./stack";
 import { unmountUnder } from "./mounts";
-import { writeNetnsHosts } from "./net";
+import { removeNodeNetwork, writeNetnsHosts } from "./net";
+import { NETNS_ETC } from "./paths";
 import { copyHostsIntoNode, ensureLabHosts, mountNode } from "./node";
 import { hostsFor, keepOwnPackages, LabNodeSpec, trustCaOfOthers } from "./realize";
-import { loadState, nodeState } from "./state";
+import { loadState, nodeState, updateState } from "./state";
 
 /** Where cloud-init's NoCloud seed holds the user-data a node booted with (relative to its root). */
 const SEED_USER_DATA = "var/lib/cloud/seed/nocloud/user-data";
@@ -52,6 +53,24 @@ export async function discardNode(name: string, log: Log): Promise<void> {
     await run(["rm", "-rf", "--one-file-system", n.paths.upper, n.paths.work], { timeoutMs: 120_000 });
     if (existsSync(n.paths.logs)) renameSync(n.paths.logs, `${n.paths.logs}.replaced-${Date.now()}`);
     log(`[${name}] old server gone: processes stopped, disk discarded`);
+}
+
+/**
+ * What `pulumi up` deleting a node's server does: its processes stopped, its disk and network
+ * gone, and the lab forgets it (its logs are kept, renamed).
+ */
+export async function removeNode(name: string, log: Log): Promise<void> {
+    const n = nodeState(name);
+    await stopProcesses(n, log, 3000);
+    await unmountUnder(n.paths.dir, log);
+    await removeNodeNetwork(n.name, n.hostVeth);
+    rmSync(join(NETNS_ETC, n.netns), { recursive: true, force: true });
+    if (existsSync(n.paths.logs)) renameSync(n.paths.logs, `${n.paths.logs}.removed-${Date.now()}`);
+    await run(["rm", "-rf", "--one-file-system", n.paths.upper, n.paths.work], { timeoutMs: 120_000 });
+    updateState((s) => {
+        delete s.nodes[name];
+    });
+    log(`[${name}] server deleted: processes stopped, disk and network gone`);
 }
 
 /** The new server: a fresh overlay over the same rootfs, booted, then the same cloud-config applied. */

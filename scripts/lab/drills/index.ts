@@ -16,7 +16,7 @@ import { labStack } from "../stack";
 import { labNodes } from "../realize";
 import { Drill } from "./types";
 import { appNodeKill, haproxyKill } from "./web";
-import { addWitnessLive } from "./witness-live";
+import { addWitnessLive, removeWitnessLive } from "./witness-live";
 
 /**
  * Changes to a live stack, run last and in their own lab (test/lab/members.test.ts): desired
@@ -24,7 +24,7 @@ import { addWitnessLive } from "./witness-live";
  * another provider than the stack file says, and the cluster's loss leaves it restored from its
  * backups), then a witness added (the lab keeps it).
  */
-export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused, memberMove, clusterLoss, addWitnessLive];
+export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused, memberMove, clusterLoss, addWitnessLive, removeWitnessLive];
 
 /**
  * The monitoring's drills, measured at the lab's alert receiver. First, as `alerts` checks that

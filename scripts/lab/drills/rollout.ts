@@ -51,9 +51,12 @@ async function rolloutState(node: string): Promise<RolloutState | undefined> {
     }
 }
 
-async function states(): Promise<Record<string, RolloutState | undefined>> {
+/** The lab's nodes but those a change deletes (`leaving`): no document names them any more. */
+const staying = (leaving: string[]) => labNodes().filter((n) => !leaving.includes(n.name));
+
+async function states(leaving: string[] = []): Promise<Record<string, RolloutState | undefined>> {
     const out: Record<string, RolloutState | undefined> = {};
-    for (const n of labNodes()) out[n.name] = await rolloutState(n.name);
+    for (const n of staying(leaving)) out[n.name] = await rolloutState(n.name);
     return out;
 }
 
@@ -69,16 +72,16 @@ async function publish(log: Log, drill: Record<string, unknown> | undefined): Pr
  * Waits (bounded) until every group reports one rollout id, none of `before`'s, healthy on every
  * node; throws naming the nodes not there yet, or the node that halted.
  */
-async function waitRolledOut(log: Log, before: Record<string, RolloutState | undefined>, boundSeconds: number): Promise<number> {
+async function waitRolledOut(log: Log, before: Record<string, RolloutState | undefined>, boundSeconds: number, leaving: string[] = []): Promise<number> {
     const started = Date.now();
     let last = "";
     for (;;) {
-        const now = await states();
+        const now = await states(leaving);
         // The node that halted this change itself (the others name it in haltedBy).
         const halted = Object.entries(now).find(([name, s]) => s?.rolloutState === "halted" && !s.haltedBy && s.rolloutId !== before[name]?.rolloutId);
-        const pending = labNodes().filter((n) => {
+        const pending = staying(leaving).filter((n) => {
             const s = now[n.name];
-            const group = labNodes().filter((m) => groupOf(m) === groupOf(n));
+            const group = staying(leaving).filter((m) => groupOf(m) === groupOf(n));
             const same = group.every((m) => now[m.name]?.rolloutId === s?.rolloutId);
             return !(s?.rolloutState === "healthy" && s.rolloutId !== before[n.name]?.rolloutId && same);
         });
@@ -97,9 +100,9 @@ async function waitRolledOut(log: Log, before: Record<string, RolloutState | und
  * a rebuilt or rebooted node starts again. Not ps's lstart: in a container it adds the host's boot
  * time, which moves when the clock is adjusted (CI: every node "rebooted" in one drill).
  */
-async function bootMarks(): Promise<Record<string, string>> {
+async function bootMarks(leaving: string[] = []): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const n of labNodes()) out[n.name] = initStartTicks((await execInNode(n.name, ["cat", "/proc/1/stat"], { timeoutMs: 10_000, allowFail: true })).stdout);
+    for (const n of staying(leaving)) out[n.name] = initStartTicks((await execInNode(n.name, ["cat", "/proc/1/stat"], { timeoutMs: 10_000, allowFail: true })).stdout);
     return out;
 }
 
@@ -135,10 +138,11 @@ async function firstMember(): Promise<NodeState> {
  * A change published by `fault` under writes through the poolers and HTTP, waited out node by
  * node; then what every such change must hold, as `check`s: every node applied it within the
  * bound, at most one switchover, no node rebuilt or rebooted (the nodes there before the change).
+ * `leaving`: nodes the change deletes, neither waited for nor checked.
  */
-export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS): Promise<DrillResult> {
-    const before = await states();
-    const boots = await bootMarks();
+export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS, leaving: string[] = []): Promise<DrillResult> {
+    const before = await states(leaving);
+    const boots = await bootMarks(leaving);
     const history = await timelines();
     const primary = await currentPrimary();
     let took: number | undefined;
@@ -148,7 +152,7 @@ export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target:
         lost: [],
         fault,
         repair: async () => {
-            took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS);
+            took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS, leaving);
         },
         rtoTargetSeconds: pauseSeconds,
         writes: { pooled: true, timeoutMs: 30_000 },
@@ -159,7 +163,7 @@ export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target:
     const after = await timelines();
     const switchovers = history !== undefined && after !== undefined ? after - history : undefined;
     check(switchovers !== undefined && switchovers <= 1, `switchovers: ${switchovers ?? "unknown"} (at most 1); primary ${primary ?? "?"} -> ${(await currentPrimary()) ?? "?"}`);
-    const bootsAfter = await bootMarks();
+    const bootsAfter = await bootMarks(leaving);
     // An unreadable mark counts as a reboot: the check never passes on what it could not see.
     const rebuilt = Object.keys(boots).filter((n) => !boots[n] || boots[n] !== bootsAfter[n]);
     check(rebuilt.length === 0, `no node rebuilt or rebooted${rebuilt.length ? ` (${rebuilt.join(", ")} did)` : ""}`);

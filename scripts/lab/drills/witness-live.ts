@@ -7,8 +7,11 @@
 // synchronous set names every other member, no node was rebuilt or rebooted, at most one
 // switchover, no write or request failed; with k > 1 after the change, writes may pause for
 // Patroni's quorum hand-over too (the primary hands over last).
-// The lab keeps the witness afterwards: run it last in a lab (etcd then has a member the stack
-// file lacks).
+// The lab then runs the stack with the witness; remove-witness-live takes it away again.
+// remove-witness-live: the stack the lab runs loses its witness, in the runs the program asks for
+// (retire: true, then the removal): every other node changes in place under the same load, each
+// voter takes the witness out of etcd (vps-ha-etcd-prune), the member that stopped voting for it
+// votes again, Patroni's k follows the stack file; then the witness's server is deleted.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
@@ -21,10 +24,12 @@ import { etcdMembers } from "../etcd";
 import { STATE_DIR } from "../paths";
 import { LAB_STACKS_DIR, labProgram } from "../program";
 import { addNode, labNodes } from "../realize";
+import { removeNode } from "../rebuild";
+import { LabStack, labStack, saveLabStack } from "../stack";
 import { labDnsRecords, requireOwnBringUp } from "../up";
 import { currentPrimary, patroniConfig, QUORUM_HANDOVER_SECONDS, SWITCHOVER_PAUSE_SECONDS, waitForFullSynchronousSet } from "./db";
 import { rolloutUnderLoad } from "./rollout";
-import { accepted, applyToProgram, labSource, NodeLists } from "./stack-change";
+import { accepted, applyToProgram, labNodeLists, labSource, NodeLists } from "./stack-change";
 import { Drill, drillChecks } from "./types";
 
 /** The lab's stack file whose witness the drill adds. */
@@ -107,6 +112,8 @@ export const addWitnessLive: Drill = {
             ctx.log(`add-witness-live: published the stack with ${witness}`);
             await addNode(spec, ctx.log);
         }, check, pause);
+        // The lab now runs the stack with the witness (remove-witness-live takes it from there).
+        saveLabStack({ ...(labStack() as LabStack), source });
         const group = labNodes().filter((n) => rolloutGroup(n.role as Role) === "db").map((n) => n.name).sort();
         check(group.includes(witness), `${witness} rolls out with the database members (${group.join(", ")})`);
 
@@ -122,6 +129,70 @@ export const addWitnessLive: Drill = {
         const config = await patroniConfig();
         check(config?.synchronous_node_count === k && (config?.synchronous_mode_strict ?? false) === strict,
             `Patroni's k ${config?.synchronous_node_count ?? "?"} and strictness ${config?.synchronous_mode_strict ?? "?"} are the stack file's (${k}, ${strict})`);
+        const now = await currentPrimary();
+        const set = now ? await waitForFullSynchronousSet(now, SYNCHRONOUS_SET_SECONDS * 1000) : { ok: false, seen: "no primary" };
+        check(set.ok, `the primary's synchronous set names every other member within ${SYNCHRONOUS_SET_SECONDS} s: ${set.seen}`);
+        check(result.failedRequests === 0, `no pooled write or request failed (${result.failedRequests} failed)`);
+        return { ...result, checksPassed: (result.checksPassed ?? result.passed) && checks.ok, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
+    },
+};
+
+/** etcd's members are exactly `voters`, every one started, none a learner; the check's note says what etcd lists. */
+async function etcdIsVoters(voters: string[], ask: string, check: (ok: boolean, note: string) => void, what: string): Promise<void> {
+    const members = await etcdMembers(ask);
+    const names = (members ?? []).map((m) => m.name).sort();
+    check(JSON.stringify(names) === JSON.stringify([...voters].sort()) && (members ?? []).every((m) => m.started && !m.learner),
+        `etcd: ${what}, the members are the stack's voters (${voters.join(", ")}): ${members?.map((m) => `${m.name || "(unnamed)"}${m.learner ? " (learner)" : ""}${m.started ? "" : " (not started)"}`).join(", ") ?? "no answer"}`);
+}
+
+export const removeWitnessLive: Drill = {
+    name: "remove-witness-live",
+    needs: "witness",
+    description: `the stack the lab runs loses its witness, in the runs the program asks for (retire: true, then the removal): every other node changes in place, one node of a group at a time, under writes through the poolers and HTTP; each voter takes the witness out of etcd, the member that did not vote beside it votes again, Patroni's k follows the stack file, then the witness's server is deleted; nothing fails, at most one switchover, no other node rebuilt`,
+    run: async (ctx) => {
+        requireOwnBringUp("remove-witness-live");
+        const deployedSource = labSource();
+        const lists = labNodeLists(deployedSource);
+        const entry = (lists.witness ?? [])[0];
+        if (!entry || !labNodes().some((n) => n.name === entry.name)) throw new Error(`remove-witness-live removes the witness of ${deployedSource.file}, which names none the lab runs (add-witness-live adds one)`);
+        const witness = entry.name;
+        const without: NodeLists = { ...lists, witness: [] };
+        const checks = drillChecks([`removing ${witness} from ${deployedSource.file}`]);
+        const { notes, check } = checks;
+
+        // The program decides the runs: refused while the witness is protected, then retire, then the removal.
+        const deployed = accepted(await applyToProgram(deployedSource, undefined, undefined), "the lab's stack file").evaluation;
+        const atOnce = await applyToProgram(deployedSource, without, deployed.outputs);
+        check(!atOnce.accepted && /is no longer in the stack file, but its server is protected/.test(atOnce.message), `in one run the program refuses: ${atOnce.accepted ? "it did not" : atOnce.message.split("\n").slice(1).join(" ").slice(0, 160)}`);
+        const retire = accepted(await applyToProgram(deployedSource, { ...lists, witness: [{ ...entry, retire: true }] }, deployed.outputs), `${witness} with retire: true`);
+        const touched = retire.changes.filter((c) => c.kind !== "same");
+        check(touched.length === 0, `run 1 (retire: true on ${witness}) changes no server${touched.length ? `: ${touched.map((c) => `${c.name} ${c.kind}`).join(", ")}` : ""}`);
+        const removal = accepted(await applyToProgram(deployedSource, without, retire.evaluation.outputs), `the removal of ${witness}`);
+        const changed = removal.changes.filter((c) => c.kind !== "same");
+        check(changed.length === 1 && changed[0].name === witness && changed[0].kind === "remove", `run 2 deletes ${witness}'s server and nothing else (${changed.map((c) => `${c.name} ${c.kind}`).join(", ") || "no change"})`);
+
+        // The same stack without the witness, as its own stack file (what the lab runs afterwards).
+        const source = { stack: deployedSource.stack, file: join(STATE_DIR, "remove-witness-live.yaml") };
+        const config = configOf(deployedSource.file);
+        writeFileSync(source.file, `# ${deployedSource.file} without ${witness} (remove-witness-live)\n${stringify({ config: { ...config, "vps-ha:nodes": without } })}`);
+        const program = await labProgram(source);
+        const strict = objectAt(config, "vps-ha:database", deployedSource.file).synchronousStrict !== false;
+        const k = synchronousNodeCount({ nodes: without as never });
+        const pause = SWITCHOVER_PAUSE_SECONDS + (k > 1 ? QUORUM_HANDOVER_SECONDS : 0);
+        const result = await rolloutUnderLoad(ctx, "remove-witness-live", witness, async () => {
+            await publishLabDns(labDnsRecords(program), ctx.log);
+            ctx.log(`remove-witness-live: published the stack without ${witness}`);
+        }, check, pause, [witness]);
+        // The rollout done, pulumi up deletes the server the stack no longer has.
+        await removeNode(witness, ctx.log);
+        saveLabStack({ ...(labStack() as LabStack), source });
+
+        const voters = program.specs.filter((s) => String(s.config ?? s.userData).includes(`/etc/systemd/system/${ETCD_UNIT}`)).map((s) => s.name).sort();
+        check(labNodes().every((n) => n.role !== "db" || voters.includes(n.name)), `every member votes again (${voters.join(", ")})`);
+        await etcdIsVoters(voters, voters[0], check, `${witness} is gone`);
+        const patroni = await patroniConfig();
+        check(patroni?.synchronous_node_count === k && (patroni?.synchronous_mode_strict ?? false) === strict,
+            `Patroni's k ${patroni?.synchronous_node_count ?? "?"} and strictness ${patroni?.synchronous_mode_strict ?? "?"} are the stack file's (${k}, ${strict})`);
         const now = await currentPrimary();
         const set = now ? await waitForFullSynchronousSet(now, SYNCHRONOUS_SET_SECONDS * 1000) : { ok: false, seen: "no primary" };
         check(set.ok, `the primary's synchronous set names every other member within ${SYNCHRONOUS_SET_SECONDS} s: ${set.seen}`);
