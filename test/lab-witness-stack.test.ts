@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { drills, whyNotApplicable } from "../scripts/lab/drills";
 import { providerLossMajority } from "../scripts/lab/drills/db";
 import { etcdUnauthenticated } from "../scripts/lab/drills/etcd-auth";
-import { addWitnessLive, witnessStackFile } from "../scripts/lab/drills/witness-live";
+import { addWitnessLive, removeWitnessLive, witnessStackFile } from "../scripts/lab/drills/witness-live";
 import { readStackFile } from "../scripts/lib/stack-file";
 import { labProgram, stackSource } from "../scripts/lab/program";
 import { ROOT } from "./helpers/stack";
@@ -44,9 +44,13 @@ describe("the lab's witness stack", function () {
         assert.equal(whyNotApplicable(providerLossMajority, "prod", ["app", "haproxy", "db"]), "the prod stack has no witness");
         assert.equal(whyNotApplicable(providerLossMajority, "witness", ["app", "haproxy", "db", "witness"]), undefined);
         assert.equal(whyNotApplicable(etcdUnauthenticated, "prod", ["app", "haproxy", "db"]), "the prod stack has no witness");
-        // Every other drill runs on the prod stack; the one that adds a witness only there.
-        for (const d of drills.filter((x) => x !== providerLossMajority && x !== etcdUnauthenticated)) assert.equal(whyNotApplicable(d, "prod", ["app", "haproxy", "db"]), undefined, d.name);
+        // Every other drill runs on the prod stack; the one that adds a witness only there, the one
+        // that removes it only once the lab runs one.
+        const needWitness = [providerLossMajority, etcdUnauthenticated, removeWitnessLive];
+        for (const d of drills.filter((x) => !needWitness.includes(x))) assert.equal(whyNotApplicable(d, "prod", ["app", "haproxy", "db"]), undefined, d.name);
         assert.equal(whyNotApplicable(addWitnessLive, "witness", ["app", "haproxy", "db", "witness"]), "the witness stack has a witness already");
+        assert.equal(whyNotApplicable(removeWitnessLive, "prod", ["app", "haproxy", "db"]), "the prod stack has no witness");
+        assert.equal(whyNotApplicable(removeWitnessLive, "prod", ["app", "haproxy", "db", "witness"]), undefined);
     });
 
     it("add-witness-live: the prod stack with this file's witness, admin ranges and strictness; the rest as prod has it", async () => {
