@@ -1,8 +1,8 @@
 // A witness or member removed from the stack file leaves etcd's membership behind with its deleted
 // server; each voter takes such members out in its rollout turn when the stack's members change
-// (vpsha/etcd_prune.py), once every voter the stack names is a started member. It runs only as a
-// restart of the change that rewrote its unit file (the member list is in its command line), after
-// the voter's own etcd restarted; it is never enabled.
+// (vpsha/etcd_prune.py), as soon as the members that stay, as far as started, are a majority of
+// them. It runs only as a restart of the change that rewrote its unit file (the member list is in
+// its command line), after the voter's own etcd restarted; it is never enabled.
 import { StackPlan } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
 import { ETCD_TLS_FILES, etcdClientUrl, etcdPeerUrl, etcdVoterPeers } from "./etcd";

@@ -519,7 +519,7 @@ def test_a_unit_new_in_a_later_document_is_enabled_when_it_belongs_to_a_target(c
     assert not any(" enable " in c for c in calls(cfg)[before:])
 
 
-def test_a_rolled_back_change_disables_the_unit_it_enabled(cfg, tmp_path):
+def test_a_rolled_back_change_stops_and_disables_the_unit_it_brought(cfg, tmp_path):
     cfg, spec = failing_systemctl(cfg, tmp_path, "vps-ha-etcd.service")
     etcd = "/etc/systemd/system/vps-ha-etcd.service"
     first = doc(cfg, [file("/etc/a.conf", "a")])
@@ -532,5 +532,7 @@ def test_a_rolled_back_change_disables_the_unit_it_enabled(cfg, tmp_path):
     _, ok = update.apply_update(cfg, 2, bad, first, [], {})
     assert not ok and not os.path.exists(cfg["root"] + etcd)
     ran = [c for c in calls(cfg)[before:] if " is-" not in c]
-    assert ran[0] == "systemctl enable --no-reload vps-ha-etcd.service"
-    assert "systemctl disable --now --no-reload vps-ha-etcd.service" in ran
+    # Enabled, restarted (failing), then stopped and disabled before its file goes; not restarted again.
+    assert ran == ["systemctl enable --no-reload vps-ha-etcd.service", "systemctl daemon-reload",
+                   "systemctl restart vps-ha-etcd.service", "systemctl disable --now --no-reload vps-ha-etcd.service",
+                   "systemctl daemon-reload"]

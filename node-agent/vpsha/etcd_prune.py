@@ -1,13 +1,14 @@
 """vps-ha etcd prune: a voter takes members the stack no longer has out of etcd's member list.
 
-A witness or member removed from the stack file is deleted with its server, but etcd would go on
-counting it: one more voter lost would then cost the quorum. Each voter runs this once in its
-rollout turn when the stack's members change (after its own etcd restarted): it removes every
-member whose name the stack does not have (an unnamed one, added but never started, unless its
-peer URL is a voter's). It removes nothing until every voter the stack names is a started member,
-so the cluster never has fewer voters than the stack wants; until then it leaves the pruning to a
-later turn, which the member that joins last takes (it runs after its own join). A member the stack
-still names but that no longer votes leaves by itself (etcd_leave). Asks for --wait seconds at most.
+A witness or member removed from the stack file is deleted with its server (and cut off the mesh
+as soon as the directory drops it), but etcd would go on counting it: one more voter lost would
+then cost the quorum, and etcd refuses to add a member (a member that votes again) while too few
+of the counted ones answer. Each voter runs this once in its rollout turn when the stack's members
+change (after its own etcd restarted): it removes every member whose name the stack does not have
+(an unnamed one, added but never started, unless its peer URL is a voter's), provided the members
+that stay, as far as started, are a majority of those that stay; otherwise it leaves the pruning to
+a later turn. A member the stack still names but that no longer votes leaves by itself
+(etcd_leave). Asks for --wait seconds at most.
 
 Exit: 0 pruned, nothing to prune, or left to a later turn; 1 failed; 2 usage.
 
@@ -17,7 +18,7 @@ import sys
 import time
 
 from vpsha import etcd_tls
-from vpsha.etcd_leave import Failed, gateway, member_list, not_started
+from vpsha.etcd_leave import Failed, gateway, member_list
 
 OPTIONS = ("--voters", "--voter-peers", "--keep", "--wait")
 
@@ -55,10 +56,11 @@ def prune(args, ctx, sleep=time.sleep, now=time.time):
     if not strangers:
         log("every etcd member is one the stack has")
         return []
-    missing = not_started(members, args["voters"])
-    if missing:
-        log("not removing %s yet: the voters %s are not started members; a later turn removes them"
-            % (", ".join(label(m) for m in strangers), ", ".join(missing)))
+    stay = [m for m in members if m not in strangers]
+    started = [m for m in stay if m.get("name") and m.get("clientURLs")]
+    if len(started) <= len(stay) // 2:
+        log("not removing %s yet: of the %d members that stay, %d are started, no majority; a later turn removes them"
+            % (", ".join(label(m) for m in strangers), len(stay), len(started)))
         return []
     for m in strangers:
         gateway(via, "/v3/cluster/member/remove", {"ID": m["ID"]}, ctx)

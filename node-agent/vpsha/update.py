@@ -192,20 +192,24 @@ def new_units(doc, previous):
     return out
 
 
-def enable_units(cfg, units, problems, enabled):
-    """Enables `units` (links only: their restarts start them); `enabled` gets each one enabled."""
+def enable_units(cfg, units, problems):
+    """Enables `units` (links only: their restarts start them)."""
     systemctl = cfg.get("systemctl", ["systemctl"])
     for u in units:
         if run(cfg, systemctl + ["enable", "--no-reload", u], problems, "enabling %s" % u):
-            enabled.append(u)
             log("desired: enabled %s (its unit file is new in this document)" % u)
 
 
-def disable_units(cfg, units, problems):
-    """A rollback's undoing of enable_units: the units disabled and stopped again."""
+def created_units(saved):
+    """The units whose own unit file the change created (`saved` holds None for a file that was not there)."""
+    return retired_units([p for p, old in saved.items() if old is None])
+
+
+def undo_created_units(cfg, units, problems):
+    """A rollback, before their files go: the units the change brought stopped and disabled."""
     systemctl = cfg.get("systemctl", ["systemctl"])
     for u in units:
-        run(cfg, systemctl + ["disable", "--now", "--no-reload", u], problems, "disabling %s again" % u)
+        run(cfg, systemctl + ["disable", "--now", "--no-reload", u], problems, "stopping and disabling %s" % u)
 
 
 def restore_units(cfg, states, stopped, problems):
@@ -260,15 +264,12 @@ def apply_update(cfg, generation, doc, previous, problems, status):
 
     # The units a removal stopped: a rollback runs these again.
     stopped = []
-    # The units this document enabled: a rollback disables them again.
-    enabled = []
-
     def apply(stop_at_failure=False):
         before = len(problems)
         written.extend(write_files(cfg, files, problems, saved))
         if stop_at_failure and len(problems) > before:
             return
-        enable_units(cfg, new_units(doc, previous), problems, enabled)
+        enable_units(cfg, new_units(doc, previous), problems)
         if stop_at_failure and len(problems) > before:
             return
         left = [r["unit"] for r in restarts]
@@ -285,9 +286,11 @@ def apply_update(cfg, generation, doc, previous, problems, status):
         written.extend(remove_files(cfg, dropped, problems, saved, stopped))
 
     def rollback():
-        disable_units(cfg, enabled, problems)
+        # A unit the change brought goes with its file; the others run their old files again.
+        created = created_units(saved)
+        undo_created_units(cfg, created, problems)
         restore_files(cfg, saved, problems)
-        restart_units(cfg, tried, set(saved), problems)
+        restart_units(cfg, [r for r in tried if r["unit"] not in created], set(saved), problems)
         restore_units(cfg, retired, stopped, problems)
         set_pending([])
 
