@@ -72,7 +72,7 @@ async function publish(log: Log, drill: Record<string, unknown> | undefined): Pr
  * Waits (bounded) until every group reports one rollout id, none of `before`'s, healthy on every
  * node; throws naming the nodes not there yet, or the node that halted.
  */
-async function waitRolledOut(log: Log, before: Record<string, RolloutState | undefined>, boundSeconds: number, leaving: string[] = []): Promise<number> {
+async function waitRolledOut(log: Log, before: Record<string, RolloutState | undefined>, boundSeconds: number, leaving: string[] = [], unchanged: string[] = []): Promise<number> {
     const started = Date.now();
     let last = "";
     for (;;) {
@@ -81,6 +81,8 @@ async function waitRolledOut(log: Log, before: Record<string, RolloutState | und
         const halted = Object.entries(now).find(([name, s]) => s?.rolloutState === "halted" && !s.haltedBy && s.rolloutId !== before[name]?.rolloutId);
         const pending = staying(leaving).filter((n) => {
             const s = now[n.name];
+            // A node whose group's document did not change keeps its rollout: healthy is all it owes.
+            if (unchanged.includes(n.name)) return s?.rolloutState !== "healthy";
             const group = staying(leaving).filter((m) => groupOf(m) === groupOf(n));
             const same = group.every((m) => now[m.name]?.rolloutId === s?.rolloutId);
             return !(s?.rolloutState === "healthy" && s.rolloutId !== before[n.name]?.rolloutId && same);
@@ -138,9 +140,11 @@ async function firstMember(): Promise<NodeState> {
  * A change published by `fault` under writes through the poolers and HTTP, waited out node by
  * node; then what every such change must hold, as `check`s: every node applied it within the
  * bound, at most one switchover, no node rebuilt or rebooted (the nodes there before the change).
- * `leaving`: nodes the change deletes, neither waited for nor checked.
+ * `nodes.leaving`: nodes the change deletes, neither waited for nor checked; `nodes.unchanged`:
+ * nodes whose group's rollout the change leaves as it was (only their health is waited for).
  */
-export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS, leaving: string[] = []): Promise<DrillResult> {
+export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS, nodes: { leaving?: string[]; unchanged?: string[] } = {}): Promise<DrillResult> {
+    const leaving = nodes.leaving ?? [];
     const before = await states(leaving);
     const boots = await bootMarks(leaving);
     const history = await timelines();
@@ -152,7 +156,7 @@ export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target:
         lost: [],
         fault,
         repair: async () => {
-            took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS, leaving);
+            took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS, leaving, nodes.unchanged ?? []);
         },
         rtoTargetSeconds: pauseSeconds,
         writes: { pooled: true, timeoutMs: 30_000 },

@@ -176,13 +176,17 @@ export const removeWitnessLive: Drill = {
         const config = configOf(deployedSource.file);
         writeFileSync(source.file, `# ${deployedSource.file} without ${witness} (remove-witness-live)\n${stringify({ config: { ...config, "vps-ha:nodes": without } })}`);
         const program = await labProgram(source);
+        // A group whose documents the removal leaves as they were (the app nodes') rolls nothing out.
+        const rolloutId = (e: typeof deployed, n: string) => e.desired[n]?.rollout?.id;
+        const unchanged = labNodes().map((n) => n.name).filter((n) => n !== witness && rolloutId(deployed, n) !== undefined && rolloutId(deployed, n) === rolloutId(removal.evaluation, n));
+        if (unchanged.length) notes.push(`no change to roll out on ${unchanged.join(", ")}`);
         const strict = objectAt(config, "vps-ha:database", deployedSource.file).synchronousStrict !== false;
         const k = synchronousNodeCount({ nodes: without as never });
         const pause = SWITCHOVER_PAUSE_SECONDS + (k > 1 ? QUORUM_HANDOVER_SECONDS : 0);
         const result = await rolloutUnderLoad(ctx, "remove-witness-live", witness, async () => {
             await publishLabDns(labDnsRecords(program), ctx.log);
             ctx.log(`remove-witness-live: published the stack without ${witness}`);
-        }, check, pause, [witness]);
+        }, check, pause, { leaving: [witness], unchanged });
         // The rollout done, pulumi up deletes the server the stack no longer has.
         await removeNode(witness, ctx.log);
         saveLabStack({ ...(labStack() as LabStack), source });
