@@ -185,7 +185,8 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
 /** The database tier's parts for `node`: role "db" or "witness"; nothing for other roles. */
 export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecrets): CloudConfigPart[] {
     const parts: CloudConfigPart[] = [];
-    if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPart(plan, node, secrets.etcdTls), etcdPrunePart(plan));
+    // The prune first: a member that votes again joins etcd only once etcd no longer counts a removed voter.
+    if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPrunePart(plan), etcdPart(plan, node, secrets.etcdTls));
     // A member that does not vote leaves etcd's membership if it voted before, ahead of Patroni's restart.
     if (node.role === "db" && !node.etcdVoter) parts.push(etcdLeavePart(plan, node));
     if (node.role === "db") parts.push(postgresPart(plan, node, secrets));

@@ -2,7 +2,9 @@
 // server; each voter takes such members out in its rollout turn when the stack's members change
 // (vpsha/etcd_prune.py), as soon as the members that stay, as far as started, are a majority of
 // them. It runs only as a restart of the change that rewrote its unit file (the member list is in
-// its command line), after the voter's own etcd restarted; it is never enabled.
+// its command line), before the voter's own etcd restarts: a member that votes again (a witness
+// removed) would otherwise be refused its join while etcd still counts the witness, which the
+// directory has already cut off. It asks the other voters; it is never enabled.
 import { StackPlan } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
 import { ETCD_TLS_FILES, etcdClientUrl, etcdPeerUrl, etcdVoterPeers } from "./etcd";
@@ -24,7 +26,7 @@ export function etcdPruneCommand(plan: StackPlan): string {
         "--cacert", ETCD_TLS_FILES.ca, "--cert", ETCD_TLS_FILES.cert, "--key", ETCD_TLS_FILES.key].join(" ");
 }
 
-/** On a voter: after its etcd part, so its restart comes after etcd's. */
+/** On a voter: before its etcd part, so its restart comes before etcd's. */
 export function etcdPrunePart(plan: StackPlan): CloudConfigPart {
     const unit = `/etc/systemd/system/${ETCD_PRUNE_UNIT}`;
     return {

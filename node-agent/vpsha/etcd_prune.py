@@ -4,11 +4,11 @@ A witness or member removed from the stack file is deleted with its server (and 
 as soon as the directory drops it), but etcd would go on counting it: one more voter lost would
 then cost the quorum, and etcd refuses to add a member (a member that votes again) while too few
 of the counted ones answer. Each voter runs this once in its rollout turn when the stack's members
-change (after its own etcd restarted): it removes every member whose name the stack does not have
-(an unnamed one, added but never started, unless its peer URL is a voter's), provided the members
-that stay, as far as started, are a majority of those that stay; otherwise it leaves the pruning to
-a later turn. A member the stack still names but that no longer votes leaves by itself
-(etcd_leave). Asks for --wait seconds at most.
+change (before its own etcd restarts; it asks the voters): it removes every member whose name the
+stack does not have (an unnamed one, added but never started, unless its peer URL is a voter's),
+provided the members that stay, as far as started, are a majority of those that stay; otherwise it
+leaves the pruning to a later turn. A member the stack still names but that no longer votes leaves
+by itself (etcd_leave). Asks for --wait seconds at most.
 
 Exit: 0 pruned, nothing to prune, or left to a later turn; 1 failed; 2 usage.
 
