@@ -17,12 +17,19 @@ class Gateway:
     def __init__(self, members):
         self.members = members
         self.paths = []
+        # How many member removals answer 503 first (etcd electing a leader).
+        self.fail_removes = 0
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 gateway.paths.append(self.path)
+                if self.path == "/v3/cluster/member/remove" and gateway.fail_removes > 0:
+                    gateway.fail_removes -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 if self.path == "/v3/cluster/member/remove":
                     gateway.members = [m for m in gateway.members if m["ID"] != body["ID"]]
                 out = json.dumps({"members": gateway.members}).encode()

@@ -65,6 +65,15 @@ def test_it_keeps_every_member_the_stack_names_and_one_joining_at_a_voter_peer_u
     assert [m["ID"] for m in gateway.members] == ["1", "2", "9"]
 
 
+def test_it_asks_again_when_etcd_does_not_answer_the_removal(gateway, clock):
+    # The removed witness led when the mesh dropped it: the others elect a leader before they answer.
+    gateway.members = [member("1", "db-1", gateway.url), member("9", "witness-1", "https://10.0.0.9:2379")]
+    gateway.fail_removes = 2
+    assert etcd_prune.prune(args([gateway.url], ["db-1"]), None, sleep=clock.sleep, now=clock) == ["witness-1"]
+    assert gateway.paths.count("/v3/cluster/member/remove") == 3
+    assert [m["name"] for m in gateway.members] == ["db-1"]
+
+
 def test_nothing_to_prune_asks_once_and_removes_nothing(gateway, clock):
     gateway.members = [member("1", "db-1", gateway.url)]
     assert etcd_prune.prune(args([gateway.url], ["db-1"]), None, sleep=clock.sleep, now=clock) == []

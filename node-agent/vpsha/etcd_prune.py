@@ -42,16 +42,24 @@ def label(member):
 
 
 def prune(args, ctx, sleep=time.sleep, now=time.time):
-    """The members removed (their labels); empty when there were none or it is not time yet."""
+    """
+    The members removed (their labels); empty when there were none or it is not time yet. Asks
+    again within --wait when etcd does not answer: a removed witness cut off the mesh may have led,
+    and the others elect a new leader first.
+    """
     deadline = now() + args["wait"]
     while True:
         try:
-            members, via = member_list(args["voters"], ctx)
-            break
-        except Failed:
+            return prune_once(args, ctx)
+        except (Failed, OSError) as err:
             if now() >= deadline:
-                raise
+                raise Failed(str(err)) from err
+            log("asking again: %s" % err)
             sleep(2)
+
+
+def prune_once(args, ctx):
+    members, via = member_list(args["voters"], ctx)
     strangers = [m for m in members if not wanted(m, args["keep"], args["voter_peers"])]
     if not strangers:
         log("every etcd member is one the stack has")
