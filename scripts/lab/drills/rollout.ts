@@ -140,10 +140,11 @@ async function firstMember(): Promise<NodeState> {
  * A change published by `fault` under writes through the poolers and HTTP, waited out node by
  * node; then what every such change must hold, as `check`s: every node applied it within the
  * bound, at most one switchover, no node rebuilt or rebooted (the nodes there before the change).
- * `nodes.leaving`: nodes the change deletes, neither waited for nor checked; `nodes.unchanged`:
- * nodes whose group's rollout the change leaves as it was (only their health is waited for).
+ * `nodes.leaving`: nodes the change deletes, neither waited for nor checked (`nodes.afterRollout`
+ * deletes them, as `pulumi up` does once the rollout is through); `nodes.unchanged`: nodes whose
+ * group's rollout the change leaves as it was (only their health is waited for).
  */
-export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS, nodes: { leaving?: string[]; unchanged?: string[] } = {}): Promise<DrillResult> {
+export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS, nodes: { leaving?: string[]; unchanged?: string[]; afterRollout?: () => Promise<void> } = {}): Promise<DrillResult> {
     const leaving = nodes.leaving ?? [];
     const before = await states(leaving);
     const boots = await bootMarks(leaving);
@@ -157,6 +158,7 @@ export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target:
         fault,
         repair: async () => {
             took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS, leaving, nodes.unchanged ?? []);
+            await nodes.afterRollout?.();
         },
         rtoTargetSeconds: pauseSeconds,
         writes: { pooled: true, timeoutMs: 30_000 },

@@ -186,9 +186,12 @@ export const removeWitnessLive: Drill = {
         const result = await rolloutUnderLoad(ctx, "remove-witness-live", witness, async () => {
             await publishLabDns(labDnsRecords(program), ctx.log);
             ctx.log(`remove-witness-live: published the stack without ${witness}`);
-        }, check, pause, { leaving: [witness], unchanged });
-        // The rollout done, pulumi up deletes the server the stack no longer has.
-        await removeNode(witness, ctx.log);
+        }, check, pause, {
+            leaving: [witness],
+            unchanged,
+            // The rollout through, pulumi up deletes the server the stack no longer has.
+            afterRollout: () => removeNode(witness, ctx.log),
+        });
         saveLabStack({ ...(labStack() as LabStack), source });
 
         const voters = program.specs.filter((s) => String(s.config ?? s.userData).includes(`/etc/systemd/system/${ETCD_UNIT}`)).map((s) => s.name).sort();
