@@ -154,7 +154,8 @@ export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target:
     const result = await faultUnderLoad(ctx, {
         drill,
         target,
-        lost: [],
+        // A node the change deletes is lost to the mesh and the probes from the publication on.
+        lost: leaving,
         fault,
         repair: async () => {
             took = await waitRolledOut(ctx.log, before, ROLLOUT_BOUND_SECONDS, leaving, nodes.unchanged ?? []);
