@@ -118,17 +118,7 @@ def parse(argv):
 
 
 def main(argv):
-    try:
-        args, files = parse(argv)
-    except ValueError:
-        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
-        return 2
-    try:
-        leave(args, etcd_tls.context(files))
-    except (Failed, OSError, ValueError, subprocess.SubprocessError) as err:
-        log("FAILED: %s" % err)
-        return 1
-    return 0
+    return etcd_tls.tool_main(argv, __doc__, parse, leave, log, (Failed, subprocess.SubprocessError))
 
 
 if __name__ == "__main__":

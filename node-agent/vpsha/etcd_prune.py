@@ -91,17 +91,7 @@ def parse(argv):
 
 
 def main(argv):
-    try:
-        args, files = parse(argv)
-    except ValueError:
-        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
-        return 2
-    try:
-        prune(args, etcd_tls.context(files))
-    except (Failed, OSError, ValueError) as err:
-        log("FAILED: %s" % err)
-        return 1
-    return 0
+    return etcd_tls.tool_main(argv, __doc__, parse, prune, log, (Failed,))
 
 
 if __name__ == "__main__":

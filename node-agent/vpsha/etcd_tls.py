@@ -1,9 +1,11 @@
 """vps-ha: how the tools reach etcd, which admits only clients with a certificate from the stack's CA.
 
 The file paths come from the caller's arguments or config (components/render/etcd.ts decides them:
-ETCD_TLS_FILES); this module only turns them into an SSL context or etcdctl's flags.
+ETCD_TLS_FILES); this module only turns them into an SSL context or etcdctl's flags, and runs the
+main of a tool that asks etcd with them.
 """
 import ssl
+import sys
 
 # The tools' arguments that name the files, in this order.
 ARGS = ("--cacert", "--cert", "--key")
@@ -37,3 +39,21 @@ def context(files):
 def etcdctl_flags(files):
     """etcdctl's flags for the same files."""
     return ["%s=%s" % (a, f) for a, f in zip(ARGS, files, strict=True)]
+
+
+def tool_main(argv, doc, parse, act, log, errors=()):
+    """
+    The main of a tool that asks etcd with this node's certificate: its usage line (the last of
+    `doc`) and 2 on bad arguments; 1 when `act(args, ssl context)` fails (logged); else 0.
+    """
+    try:
+        args, files = parse(argv)
+    except ValueError:
+        print(doc.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    try:
+        act(args, context(files))
+    except (OSError, ValueError, *errors) as err:
+        log("FAILED: %s" % err)
+        return 1
+    return 0

@@ -30,7 +30,7 @@ import { labDnsRecords, requireOwnBringUp } from "../up";
 import { currentPrimary, patroniConfig, QUORUM_HANDOVER_SECONDS, SWITCHOVER_PAUSE_SECONDS, waitForFullSynchronousSet } from "./db";
 import { rolloutUnderLoad } from "./rollout";
 import { accepted, applyToProgram, labNodeLists, labSource, NodeLists } from "./stack-change";
-import { Drill, drillChecks } from "./types";
+import { Drill, DrillResult, drillChecks } from "./types";
 
 /** The lab's stack file whose witness the drill adds. */
 export const WITNESS_STACK_FILE = join(LAB_STACKS_DIR, "witness.yaml");
@@ -77,6 +77,22 @@ export function witnessStackFile(file: string, out: string, witnessFile = WITNES
     };
     writeFileSync(out, `# ${file} with the witness of ${witnessFile} (add-witness-live)\n${stringify({ config })}`);
     return { witness: witness[0], nodes: config["vps-ha:nodes"] as NodeLists, synchronousStrict: database.synchronousStrict !== false };
+}
+
+/**
+ * What a change of the witness leaves, checked last: Patroni's k and strictness the stack file's,
+ * the primary's synchronous set naming every other member, nothing failed; the drill's result.
+ */
+async function settled(result: DrillResult, checks: ReturnType<typeof drillChecks>, k: number, strict: boolean): Promise<DrillResult> {
+    const { check, notes } = checks;
+    const config = await patroniConfig();
+    check(config?.synchronous_node_count === k && (config?.synchronous_mode_strict ?? false) === strict,
+        `Patroni's k ${config?.synchronous_node_count ?? "?"} and strictness ${config?.synchronous_mode_strict ?? "?"} are the stack file's (${k}, ${strict})`);
+    const now = await currentPrimary();
+    const set = now ? await waitForFullSynchronousSet(now, SYNCHRONOUS_SET_SECONDS * 1000) : { ok: false, seen: "no primary" };
+    check(set.ok, `the primary's synchronous set names every other member within ${SYNCHRONOUS_SET_SECONDS} s: ${set.seen}`);
+    check(result.failedRequests === 0, `no pooled write or request failed (${result.failedRequests} failed)`);
+    return { ...result, checksPassed: (result.checksPassed ?? result.passed) && checks.ok, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
 }
 
 export const addWitnessLive: Drill = {
@@ -126,14 +142,7 @@ export const addWitnessLive: Drill = {
             `etcd: ${witness} is a started voter, the members are the stack's voters (${voters.join(", ")}): ${members?.map((m) => `${m.name}${m.learner ? " (learner)" : ""}${m.started ? "" : " (not started)"}`).join(", ") ?? "no answer"}`);
         const left = labNodes().filter((n) => n.role === "db" && !voters.includes(n.name)).map((n) => n.name);
         if (left.length) notes.push(`no longer voting, out of etcd's member list: ${left.join(", ")}`);
-        const config = await patroniConfig();
-        check(config?.synchronous_node_count === k && (config?.synchronous_mode_strict ?? false) === strict,
-            `Patroni's k ${config?.synchronous_node_count ?? "?"} and strictness ${config?.synchronous_mode_strict ?? "?"} are the stack file's (${k}, ${strict})`);
-        const now = await currentPrimary();
-        const set = now ? await waitForFullSynchronousSet(now, SYNCHRONOUS_SET_SECONDS * 1000) : { ok: false, seen: "no primary" };
-        check(set.ok, `the primary's synchronous set names every other member within ${SYNCHRONOUS_SET_SECONDS} s: ${set.seen}`);
-        check(result.failedRequests === 0, `no pooled write or request failed (${result.failedRequests} failed)`);
-        return { ...result, checksPassed: (result.checksPassed ?? result.passed) && checks.ok, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
+        return settled(result, checks, k, strict);
     },
 };
 
@@ -197,13 +206,6 @@ export const removeWitnessLive: Drill = {
         const voters = program.specs.filter((s) => String(s.config ?? s.userData).includes(`/etc/systemd/system/${ETCD_UNIT}`)).map((s) => s.name).sort();
         check(labNodes().every((n) => n.role !== "db" || voters.includes(n.name)), `every member votes again (${voters.join(", ")})`);
         await etcdIsVoters(voters, voters[0], check, `${witness} is gone`);
-        const patroni = await patroniConfig();
-        check(patroni?.synchronous_node_count === k && (patroni?.synchronous_mode_strict ?? false) === strict,
-            `Patroni's k ${patroni?.synchronous_node_count ?? "?"} and strictness ${patroni?.synchronous_mode_strict ?? "?"} are the stack file's (${k}, ${strict})`);
-        const now = await currentPrimary();
-        const set = now ? await waitForFullSynchronousSet(now, SYNCHRONOUS_SET_SECONDS * 1000) : { ok: false, seen: "no primary" };
-        check(set.ok, `the primary's synchronous set names every other member within ${SYNCHRONOUS_SET_SECONDS} s: ${set.seen}`);
-        check(result.failedRequests === 0, `no pooled write or request failed (${result.failedRequests} failed)`);
-        return { ...result, checksPassed: (result.checksPassed ?? result.passed) && checks.ok, passed: result.passed && checks.ok, notes: [...result.notes, ...notes] };
+        return settled(result, checks, k, strict);
     },
 };
