@@ -2,14 +2,17 @@
 // (a StackReference the mock answers), refuses a change that takes two members down before it
 // creates anything, protects members, and names servers so a replacement never collides.
 import { strict as assert } from "node:assert";
+import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { bootstrapDigest } from "../components/bootstrap-identity";
 import { buildPlan } from "../components/plan";
 import { secretsVersionFromOutputs, secretsVersionProblems } from "../components/secrets-version";
 import { parseStackConfig } from "../components/config";
 import { sshKeyFingerprint } from "../components/providers/hcloud";
+import { BOOTSTRAP_SUFFIX } from "../components/providers/ssh";
+import { LAB_STACKS_DIR } from "../scripts/lab/program";
 import { evaluateProgram, Evaluation, RecordedResource } from "../scripts/lib/mock-program";
-import { StackFile } from "../scripts/lib/stack-file";
+import { readStackFile, StackFile } from "../scripts/lib/stack-file";
 import { evaluate, ofType, TYPES } from "./helpers/program";
 import { prodNodes, prodStack, raw, withConfig } from "./helpers/stack";
 
@@ -105,6 +108,16 @@ describe("replacement (mock runtime)", function () {
                 assert.deepEqual(suffix.options.ignoreChanges, ["keepers"], `${r.name}: its name would follow the keepers`);
             }
         }
+    });
+
+    it("a host you bring keeps the setup it had (its bootstrap command's inputs ignored) unless the program sets it up again", async () => {
+        const file = readStackFile(join(LAB_STACKS_DIR, "witness.yaml"));
+        const run = (deployed?: Evaluation) => evaluateProgram({ stack: "witness", values: file.values, secretKeys: file.secretKeys, env: {}, ...(deployed ? { deployed: deployed.outputs } : {}) });
+        const first = await run();
+        const bootstrap = (e: Evaluation) => e.resources.find((r) => r.type === "command:remote:Command" && r.name === `witness-1${BOOTSTRAP_SUFFIX}`) as RecordedResource;
+        assert.deepEqual(bootstrap(await run(first)).options.ignoreChanges, ["create", "stdin", "triggers"]);
+        const moved = (first.outputs.serverFacts as Record<string, unknown>[]).map((f) => (f.name === "witness-1" ? { ...f, host: "198.18.0.250" } : f));
+        assert.equal(bootstrap(await run({ ...first, outputs: { ...first.outputs, serverFacts: moved } })).options.ignoreChanges, undefined, "another host: set up again");
     });
 
     it("a server whose bootstrap identity changes is replaced with today's user-data under a new name", async () => {
