@@ -17,7 +17,7 @@ class Gateway:
     def __init__(self, members):
         self.members = members
         self.paths = []
-        # How many member removals answer 503 first (etcd electing a leader).
+        # How many member removals answer 503 first (etcd not answering in time).
         self.fail_removes = 0
         gateway = self
 

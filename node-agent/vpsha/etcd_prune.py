@@ -44,8 +44,8 @@ def label(member):
 def prune(args, ctx, sleep=time.sleep, now=time.time):
     """
     The members removed (their labels); empty when there were none or it is not time yet. Asks
-    again within --wait when etcd does not answer: a removed witness cut off the mesh may have led,
-    and the others elect a new leader first.
+    again within --wait when etcd does not answer in time: the cluster has just lost a member to
+    the mesh (it may have led), and one removal in the lab took longer than an ask.
     """
     deadline = now() + args["wait"]
     while True:
