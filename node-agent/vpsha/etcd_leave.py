@@ -106,10 +106,7 @@ def leave(args, ctx, sleep=time.sleep, now=time.time, systemctl=("systemctl",)):
 
 
 def parse(argv):
-    argv, files = etcd_tls.split_args(argv)
-    if len(argv) != 2 * len(OPTIONS) or tuple(argv[0::2]) != OPTIONS or not argv[-1].isdigit():
-        raise ValueError("bad arguments")
-    args = dict(zip((o[2:].replace("-", "_") for o in OPTIONS), argv[1::2], strict=True))
+    args, files = etcd_tls.parse_options(argv, OPTIONS)
     args["voters"] = [v for v in args["voters"].split(",") if v]
     args["wait"] = int(args["wait"])
     if not args["voters"]:

@@ -78,10 +78,7 @@ def prune_once(args, ctx):
 
 
 def parse(argv):
-    argv, files = etcd_tls.split_args(argv)
-    if len(argv) != 2 * len(OPTIONS) or tuple(argv[0::2]) != OPTIONS or not argv[-1].isdigit():
-        raise ValueError("bad arguments")
-    args = dict(zip((o[2:].replace("-", "_") for o in OPTIONS), argv[1::2], strict=True))
+    args, files = etcd_tls.parse_options(argv, OPTIONS)
     for key in ("voters", "voter_peers", "keep"):
         args[key] = [v for v in args[key].split(",") if v]
     args["wait"] = int(args["wait"])

@@ -1,8 +1,8 @@
 """vps-ha: how the tools reach etcd, which admits only clients with a certificate from the stack's CA.
 
 The file paths come from the caller's arguments or config (components/render/etcd.ts decides them:
-ETCD_TLS_FILES); this module only turns them into an SSL context or etcdctl's flags, and runs the
-main of a tool that asks etcd with them.
+ETCD_TLS_FILES); this module only turns them into an SSL context or etcdctl's flags, and parses
+the arguments and runs the main of a tool that asks etcd with them.
 """
 import ssl
 import sys
@@ -39,6 +39,18 @@ def context(files):
 def etcdctl_flags(files):
     """etcdctl's flags for the same files."""
     return ["%s=%s" % (a, f) for a, f in zip(ARGS, files, strict=True)]
+
+
+def parse_options(argv, options):
+    """
+    A tool's arguments: each of `options` once, in that order, with a value (the last a whole
+    number, as --wait is), besides the TLS files. ({option without "--", "-" as "_": value}, the
+    files); ValueError otherwise.
+    """
+    argv, files = split_args(argv)
+    if len(argv) != 2 * len(options) or tuple(argv[0::2]) != options or not argv[-1].isdigit():
+        raise ValueError("bad arguments")
+    return dict(zip((o[2:].replace("-", "_") for o in options), argv[1::2], strict=True)), files
 
 
 def tool_main(argv, doc, parse, act, log, errors=()):

@@ -6,8 +6,8 @@ applied). It writes only the files whose entry changed since the applied documen
 units it brings that belong to a target, runs `systemctl daemon-reload` when a unit file changed,
 restarts or reloads exactly the units of the changed files in the document's order, and last
 removes the files that document had and this one has not (a unit whose own unit file goes is
-stopped and disabled first); through the rollout gate
-(vpsha.rollout, which comes with it) when the document has one, which can roll all of it back.
+stopped and disabled first); through the rollout gate (vpsha.rollout, which comes with it) when
+the document has one, which can roll all of it back.
 """
 import json
 import os
@@ -113,7 +113,7 @@ def to_remove(cfg, doc, previous):
     return [f["path"] for f in previous["files"] if f["path"] not in keep and os.path.lexists(root + f["path"])]
 
 
-def retired_units(paths):
+def units_of(paths):
     """The units whose own unit file is among `paths` (a drop-in only changes its unit)."""
     out = []
     for p in paths:
@@ -147,7 +147,7 @@ def remove_files(cfg, paths, problems, saved, stopped):
     """
     root = cfg.get("root", "")
     systemctl = cfg.get("systemctl", ["systemctl"])
-    for u in retired_units(paths):
+    for u in units_of(paths):
         stopped.append(u)
         if run(cfg, systemctl + ["disable", "--now", "--no-reload", u], problems, "disabling %s" % u):
             log("desired: stopped and disabled %s (its unit file is gone from the document)" % u)
@@ -172,7 +172,7 @@ def remove_files(cfg, paths, problems, saved, stopped):
 def removals(cfg, doc, previous):
     """(the files to remove, {retired unit: (active, enabled)} before the change)."""
     paths = to_remove(cfg, doc, previous)
-    return paths, unit_states(cfg, retired_units(paths))
+    return paths, unit_states(cfg, units_of(paths))
 
 
 def new_units(doc, previous):
@@ -182,14 +182,8 @@ def new_units(doc, previous):
     applier does (a member that votes in etcd again gets etcd's unit back).
     """
     before = {f["path"] for f in (previous or {}).get("files", [])}
-    out = []
-    for f in doc["files"]:
-        name = os.path.basename(f["path"])
-        if f["path"] in before or not is_unit_file(f["path"]) or os.path.dirname(f["path"]).endswith(".d"):
-            continue
-        if UNIT.match(name) and re.search(r"^WantedBy=", f["content"], re.M):
-            out.append(name)
-    return out
+    return units_of([f["path"] for f in doc["files"]
+                     if f["path"] not in before and re.search(r"^WantedBy=", f["content"], re.M)])
 
 
 def enable_units(cfg, units, problems):
@@ -202,7 +196,7 @@ def enable_units(cfg, units, problems):
 
 def created_units(saved):
     """The units whose own unit file the change created (`saved` holds None for a file that was not there)."""
-    return retired_units([p for p, old in saved.items() if old is None])
+    return units_of([p for p, old in saved.items() if old is None])
 
 
 def undo_created_units(cfg, units, problems):
@@ -264,6 +258,7 @@ def apply_update(cfg, generation, doc, previous, problems, status):
 
     # The units a removal stopped: a rollback runs these again.
     stopped = []
+
     def apply(stop_at_failure=False):
         before = len(problems)
         written.extend(write_files(cfg, files, problems, saved))
