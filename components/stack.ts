@@ -25,7 +25,7 @@ import { FailureRow } from "./failures";
 import { buildPlan, nodesDomain, PlannedNode, StackPlan } from "./plan";
 import { adapters, ServerFactory, ServerLifecycle } from "./providers";
 import { catalogs } from "./providers/catalogs";
-import { compareServers, factsFromOutputs, isMember, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
+import { compareServers, factsFromOutputs, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
 import { RolloutWait } from "./rollout-wait";
 import { STATUS_VIEW_PATH } from "./render/rollout-view";
 import { readRawConfig } from "./runtime-config";

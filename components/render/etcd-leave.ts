@@ -7,8 +7,7 @@
 import { PlannedNode, StackPlan } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
 import { ETCD_CLIENT_TLS_FILES, ETCD_DATA_DIR, ETCD_UNIT, etcdClientUrl, etcdPeerUrl, etcdVoterPeers } from "./etcd";
-import { toolFiles } from "./python-lib";
-import { renderUnit } from "./systemd";
+import { oneshotToolPart } from "./python-lib";
 
 export const ETCD_LEAVE_UNIT = "vps-ha-etcd-leave.service";
 export const ETCD_LEAVE_TOOL = "/usr/local/lib/vps-ha/etcd-leave";
@@ -27,18 +26,9 @@ export function etcdLeaveCommand(plan: StackPlan, node: PlannedNode): string {
 }
 
 export function etcdLeavePart(plan: StackPlan, node: PlannedNode): CloudConfigPart {
-    const unit = `/etc/systemd/system/${ETCD_LEAVE_UNIT}`;
-    return {
-        files: [
-            ...toolFiles(ETCD_LEAVE_TOOL, "etcd_leave"),
-            {
-                path: unit,
-                content: renderUnit({
-                    Unit: { Description: "Leave etcd's membership: this database member no longer votes" },
-                    Service: { Type: "oneshot", ExecStart: etcdLeaveCommand(plan, node), TimeoutStartSec: String(ETCD_LEAVE_WAIT_SECONDS + 25) },
-                }),
-            },
-        ],
-        restarts: [{ unit: ETCD_LEAVE_UNIT, paths: [unit] }],
-    };
+    return oneshotToolPart({
+        command: ETCD_LEAVE_TOOL, module: "etcd_leave", unit: ETCD_LEAVE_UNIT,
+        description: "Leave etcd's membership: this database member no longer votes",
+        execStart: etcdLeaveCommand(plan, node), timeoutSeconds: ETCD_LEAVE_WAIT_SECONDS + 25,
+    });
 }

@@ -8,8 +8,7 @@
 import { StackPlan } from "../plan";
 import { CloudConfigPart } from "./cloud-config";
 import { ETCD_TLS_FILES, etcdClientUrl, etcdPeerUrl, etcdVoterPeers } from "./etcd";
-import { toolFiles } from "./python-lib";
-import { renderUnit } from "./systemd";
+import { oneshotToolPart } from "./python-lib";
 
 export const ETCD_PRUNE_UNIT = "vps-ha-etcd-prune.service";
 export const ETCD_PRUNE_TOOL = "/usr/local/lib/vps-ha/etcd-prune";
@@ -28,18 +27,9 @@ export function etcdPruneCommand(plan: StackPlan): string {
 
 /** On a voter: before its etcd part, so its restart comes before etcd's. */
 export function etcdPrunePart(plan: StackPlan): CloudConfigPart {
-    const unit = `/etc/systemd/system/${ETCD_PRUNE_UNIT}`;
-    return {
-        files: [
-            ...toolFiles(ETCD_PRUNE_TOOL, "etcd_prune"),
-            {
-                path: unit,
-                content: renderUnit({
-                    Unit: { Description: "Remove etcd members the stack no longer has" },
-                    Service: { Type: "oneshot", ExecStart: etcdPruneCommand(plan), TimeoutStartSec: String(ETCD_PRUNE_WAIT_SECONDS + 30) },
-                }),
-            },
-        ],
-        restarts: [{ unit: ETCD_PRUNE_UNIT, paths: [unit] }],
-    };
+    return oneshotToolPart({
+        command: ETCD_PRUNE_TOOL, module: "etcd_prune", unit: ETCD_PRUNE_UNIT,
+        description: "Remove etcd members the stack no longer has",
+        execStart: etcdPruneCommand(plan), timeoutSeconds: ETCD_PRUNE_WAIT_SECONDS + 30,
+    });
 }

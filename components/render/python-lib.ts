@@ -4,7 +4,8 @@
 // that calls one module's main.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { FilePart } from "./cloud-config";
+import { CloudConfigPart, FilePart } from "./cloud-config";
+import { renderUnit } from "./systemd";
 
 export const PYTHON_LIB = "/usr/local/lib/vps-ha/python";
 export const PACKAGE = "vpsha";
@@ -139,8 +140,23 @@ export function renderLauncher(name: string): string {
 export function toolFiles(command: string, name: string): FilePart[] {
     return [
         { path: command, content: renderLauncher(name), permissions: "0755" },
-        ...["__init__", ...moduleClosure(name)].map((m) => ({ path: `${PACKAGE_DIR}/${m}.py`, content: shippedModule(m), permissions: "0644" })),
+        ...moduleFiles(name),
     ];
+}
+
+/**
+ * A tool run once as a change's restart (a oneshot, never enabled): its files and its unit's, and
+ * the restart that runs it whenever its unit file changes (its arguments are on the ExecStart line).
+ */
+export function oneshotToolPart(t: { command: string; module: string; unit: string; description: string; execStart: string; timeoutSeconds: number }): CloudConfigPart {
+    const unit = `/etc/systemd/system/${t.unit}`;
+    return {
+        files: [
+            ...toolFiles(t.command, t.module),
+            { path: unit, content: renderUnit({ Unit: { Description: t.description }, Service: { Type: "oneshot", ExecStart: t.execStart, TimeoutStartSec: String(t.timeoutSeconds) } }) },
+        ],
+        restarts: [{ unit: t.unit, paths: [unit] }],
+    };
 }
 
 /** A module and those it imports, as nodes get them (for a module no launcher runs, such as the rollout gate). */

@@ -79,11 +79,12 @@ async function waitRolledOut(log: Log, before: Record<string, RolloutState | und
         const now = await states(leaving);
         // The node that halted this change itself (the others name it in haltedBy).
         const halted = Object.entries(now).find(([name, s]) => s?.rolloutState === "halted" && !s.haltedBy && s.rolloutId !== before[name]?.rolloutId);
-        const pending = staying(leaving).filter((n) => {
+        const nodes = staying(leaving);
+        const pending = nodes.filter((n) => {
             const s = now[n.name];
             // A node whose group's document did not change keeps its rollout: healthy is all it owes.
             if (unchanged.includes(n.name)) return s?.rolloutState !== "healthy";
-            const group = staying(leaving).filter((m) => groupOf(m) === groupOf(n));
+            const group = nodes.filter((m) => groupOf(m) === groupOf(n));
             const same = group.every((m) => now[m.name]?.rolloutId === s?.rolloutId);
             return !(s?.rolloutState === "healthy" && s.rolloutId !== before[n.name]?.rolloutId && same);
         });
