@@ -22,7 +22,7 @@ import { rolloutGroup } from "../../../components/rollout";
 import { publishLabDns } from "../dns";
 import { etcdMembers } from "../etcd";
 import { STATE_DIR } from "../paths";
-import { LAB_STACKS_DIR, labProgram } from "../program";
+import { LAB_STACKS_DIR, LabProgram, labProgram } from "../program";
 import { addNode, labNodes } from "../realize";
 import { removeNode } from "../rebuild";
 import { LabStack, labStack, saveLabStack } from "../stack";
@@ -135,22 +135,27 @@ export const addWitnessLive: Drill = {
 
         // etcd's members are the voters the program names: the witness in, and with members plus
         // witness even, the member that stopped voting out (vps-ha-etcd-leave).
-        const voters = program.specs.filter((s) => String(s.config ?? s.userData).includes(`/etc/systemd/system/${ETCD_UNIT}`)).map((s) => s.name).sort();
-        const members = await etcdMembers(voters.find((v) => v !== witness) as string);
-        const names = (members ?? []).map((m) => m.name).sort();
-        check(voters.includes(witness) && JSON.stringify(names) === JSON.stringify(voters) && (members ?? []).every((m) => m.started && !m.learner),
-            `etcd: ${witness} is a started voter, the members are the stack's voters (${voters.join(", ")}): ${members?.map((m) => `${m.name}${m.learner ? " (learner)" : ""}${m.started ? "" : " (not started)"}`).join(", ") ?? "no answer"}`);
+        const voters = votersOf(program);
+        await etcdIsVoters(voters, voters.find((v) => v !== witness) as string, check, `${witness} is a started voter`, voters.includes(witness));
         const left = labNodes().filter((n) => n.role === "db" && !voters.includes(n.name)).map((n) => n.name);
         if (left.length) notes.push(`no longer voting, out of etcd's member list: ${left.join(", ")}`);
         return settled(result, checks, k, strict);
     },
 };
 
-/** etcd's members are exactly `voters`, every one started, none a learner; the check's note says what etcd lists. */
-async function etcdIsVoters(voters: string[], ask: string, check: (ok: boolean, note: string) => void, what: string): Promise<void> {
+/** The program's etcd voters: the nodes whose configuration has etcd's unit. */
+function votersOf(program: LabProgram): string[] {
+    return program.specs.filter((s) => String(s.config ?? s.userData).includes(`/etc/systemd/system/${ETCD_UNIT}`)).map((s) => s.name).sort();
+}
+
+/**
+ * etcd's members (asked of `ask`) are exactly `voters`, every one started, none a learner, and
+ * `also` holds; the check's note says what etcd lists.
+ */
+async function etcdIsVoters(voters: string[], ask: string, check: (ok: boolean, note: string) => void, what: string, also = true): Promise<void> {
     const members = await etcdMembers(ask);
     const names = (members ?? []).map((m) => m.name).sort();
-    check(JSON.stringify(names) === JSON.stringify([...voters].sort()) && (members ?? []).every((m) => m.started && !m.learner),
+    check(also && JSON.stringify(names) === JSON.stringify([...voters].sort()) && (members ?? []).every((m) => m.started && !m.learner),
         `etcd: ${what}, the members are the stack's voters (${voters.join(", ")}): ${members?.map((m) => `${m.name || "(unnamed)"}${m.learner ? " (learner)" : ""}${m.started ? "" : " (not started)"}`).join(", ") ?? "no answer"}`);
 }
 
@@ -203,7 +208,7 @@ export const removeWitnessLive: Drill = {
         });
         saveLabStack({ ...(labStack() as LabStack), source });
 
-        const voters = program.specs.filter((s) => String(s.config ?? s.userData).includes(`/etc/systemd/system/${ETCD_UNIT}`)).map((s) => s.name).sort();
+        const voters = votersOf(program);
         check(labNodes().every((n) => n.role !== "db" || voters.includes(n.name)), `every member votes again (${voters.join(", ")})`);
         await etcdIsVoters(voters, voters[0], check, `${witness} is gone`);
         return settled(result, checks, k, strict);
