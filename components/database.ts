@@ -11,7 +11,8 @@ import { NodeGroup, NodeGroupArgs } from "./node-group";
 import { placeholderPem, placeholderSecret } from "./placeholders";
 import { HAPROXY_PORTS, PlannedNode, StackPlan } from "./plan";
 import { databaseParts, DatabaseSecrets } from "./render/database";
-import { APP_DATABASE, DB_USERS } from "./render/patroni";
+import { APP_DATABASE } from "./render/patroni";
+import { loginRole, SecretsRotation } from "./secrets-version";
 
 /** Ten years; a `pulumi up` in the last month before expiry renews a certificate. */
 const CERT_VALIDITY_HOURS = 24 * 365 * 10;
@@ -26,23 +27,29 @@ const PASSWORD_LENGTH = 32;
 /** libpq URLs naming both HAProxy nodes, so losing one never cuts the application off. */
 export function connectionStrings(plan: StackPlan, appPassword: string): { readWrite: string; readOnly: string; pooled: string } {
     const proxies = plan.nodes.filter((n) => n.role === "haproxy").map((n) => n.meshAddress);
-    const url = (port: number, attrs: string) => `postgresql://${DB_USERS.app}:${appPassword}@${proxies.map((p) => `${p}:${port}`).join(",")}/${APP_DATABASE}?target_session_attrs=${attrs}`;
+    const user = loginRole("app", plan.config.database.secretsVersion);
+    const url = (port: number, attrs: string) => `postgresql://${user}:${appPassword}@${proxies.map((p) => `${p}:${port}`).join(",")}/${APP_DATABASE}?target_session_attrs=${attrs}`;
     // Read-only clients prefer a replica but still get an answer when none is left. The pooled
     // URL reaches the primary through pgbouncer (transaction pooling), which a planned
     // switchover pauses instead of breaking connections.
     return { readWrite: url(HAPROXY_PORTS.dbPrimary, "read-write"), readOnly: url(HAPROXY_PORTS.dbReplicas, "prefer-standby"), pooled: url(HAPROXY_PORTS.pooler, "read-write") };
 }
 
-/** What the poolers on the HAProxy nodes need: the app's password, and the admin console's. */
+/** What the poolers on the HAProxy nodes need: the app's login, and the admin console's password. */
 export interface PoolerSecrets {
+    appUser: string;
     appPassword: string;
     adminPassword: string;
+    /** During a rotation, the app login of the version before: clients not yet moved still log in with it. */
+    previousApp?: { user: string; password: string };
 }
 
 /** Stand-ins of the secrets' size (see placeholders.ts). */
-export function placeholderSecrets(plan: StackPlan, node: PlannedNode): DatabaseSecrets {
+export function placeholderSecrets(plan: StackPlan, node: PlannedNode, rotation?: SecretsRotation): DatabaseSecrets {
     const pw = (p: PasswordName) => placeholderSecret(`${node.name}/${p}`, PASSWORD_LENGTH);
     return {
+        version: plan.config.database.secretsVersion,
+        ...(rotation ? { previous: { version: rotation.from, superuserPassword: pw("superuser"), poolerAdminPassword: pw("poolerAdmin") } } : {}),
         superuserPassword: pw("superuser"),
         replicationPassword: pw("replication"),
         rewindPassword: pw("rewind"),
@@ -69,20 +76,19 @@ export class DatabaseCluster extends NodeGroup {
     constructor(name: string, args: NodeGroupArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vps-ha:index:DatabaseCluster", name, opts);
         const { plan } = args;
-        const passwords = {} as Record<PasswordName, pulumi.Output<string>>;
-        for (const p of PASSWORDS) {
-            // Alphanumeric: they go into YAML, SQL, URLs and pgBackRest's config unquoted; 32 of 62 symbols is ~190 bits.
-            // A new secretsVersion replaces every one (keepers), not the backup cipher's: the repository stays
-            // encrypted with the passphrase it was made with. A deployed stack keeps its version (secrets-version.ts).
-            const keepers = p === "backupCipher" ? undefined : { secretsVersion: String(plan.config.database.secretsVersion) };
-            const pw = new random.RandomPassword(`${name}-${p}`, { length: PASSWORD_LENGTH, special: false, ...(keepers ? { keepers } : {}) }, { parent: this });
-            passwords[p] = pulumi.secret(pw.result);
-        }
+        const version = plan.config.database.secretsVersion;
+        const rotation = args.rotation;
+        const passwords = this.passwords(name, version, rotation?.from ?? version);
+        // During a rotation, the version before's: what a member logs in with until the superuser's is
+        // the new one, and what the poolers still admit for clients not yet moved.
+        const previous = rotation ? this.passwords(name, rotation.from, rotation.from, ["superuser", "app", "poolerAdmin"]) : undefined;
         const members = plan.nodes.filter((n) => n.role === "db" || n.role === "witness");
         const tls = backupTarget(plan.config) ? this.memberTls(name, plan) : undefined;
         const etcdTls = this.etcdTls(name, plan, members);
         const secretsFor = (node: PlannedNode): pulumi.Output<DatabaseSecrets> =>
-            pulumi.all([pulumi.all(passwords), tls?.[node.name] ?? pulumi.output(undefined), etcdTls[node.name]]).apply(([pw, nodeTls, etcdPems]) => ({
+            pulumi.all([pulumi.all(passwords), previous ? pulumi.all(previous) : pulumi.output(undefined), tls?.[node.name] ?? pulumi.output(undefined), etcdTls[node.name]]).apply(([pw, before, nodeTls, etcdPems]) => ({
+                version,
+                ...(rotation && before ? { previous: { version: rotation.from, superuserPassword: before.superuser, poolerAdminPassword: before.poolerAdmin } } : {}),
                 superuserPassword: pw.superuser,
                 replicationPassword: pw.replication,
                 rewindPassword: pw.rewind,
@@ -93,14 +99,38 @@ export class DatabaseCluster extends NodeGroup {
                 ...(nodeTls ? { backup: { cipherPassphrase: pw.backupCipher, ...nodeTls } } : {}),
             }));
         this.addNodes(args, members, (node) => secretsFor(node).apply((s) => [...databaseParts(plan, node, s), ...monitoringParts(plan, node)]),
-            (node) => [...databaseParts(plan, node, placeholderSecrets(plan, node)), ...monitoringParts(plan, node)]);
+            (node) => [...databaseParts(plan, node, placeholderSecrets(plan, node, rotation)), ...monitoringParts(plan, node)]);
 
         const urls = passwords.app.apply((pw) => connectionStrings(plan, pw));
         this.connectionString = pulumi.secret(urls.apply((u) => u.readWrite));
         this.readOnlyConnectionString = pulumi.secret(urls.apply((u) => u.readOnly));
         this.pooledConnectionString = pulumi.secret(urls.apply((u) => u.pooled));
-        this.poolerSecrets = pulumi.secret(pulumi.all([passwords.app, passwords.poolerAdmin]).apply(([appPassword, adminPassword]) => ({ appPassword, adminPassword })));
+        const appUser = loginRole("app", version);
+        this.poolerSecrets = pulumi.secret(pulumi.all([passwords.app, passwords.poolerAdmin, previous?.app ?? pulumi.output(undefined)]).apply(([appPassword, adminPassword, previousApp]) => ({
+            appUser, appPassword, adminPassword,
+            ...(rotation && previousApp !== undefined ? { previousApp: { user: loginRole("app", rotation.from), password: previousApp } } : {}),
+        })));
         this.registerOutputs({ connectionString: this.connectionString, readOnlyConnectionString: this.readOnlyConnectionString, pooledConnectionString: this.pooledConnectionString });
+    }
+
+    /**
+     * One version's passwords (all of them, or `only` those). Alphanumeric: they go into YAML, SQL,
+     * URLs and pgBackRest's config unquoted; 32 of 62 symbols is ~190 bits. Version 1's keep the
+     * names stacks were first made with; a stack first made at a later version held that version's
+     * under those names too (`deployed`), and keeps them by alias. The backup cipher has no version:
+     * the repository stays encrypted with the passphrase it was made with.
+     */
+    private passwords(name: string, version: number, deployed: number, only?: PasswordName[]): Record<PasswordName, pulumi.Output<string>> {
+        const out = {} as Record<PasswordName, pulumi.Output<string>>;
+        for (const p of only ?? PASSWORDS) {
+            const versioned = p !== "backupCipher";
+            const resourceName = versioned && version > 1 ? `${name}-${p}-v${version}` : `${name}-${p}`;
+            const aliases = versioned && version > 1 && version === deployed ? [{ name: `${name}-${p}` }] : undefined;
+            const keepers = versioned ? { secretsVersion: String(version) } : undefined;
+            const pw = new random.RandomPassword(resourceName, { length: PASSWORD_LENGTH, special: false, ...(keepers ? { keepers } : {}) }, { parent: this, ...(aliases ? { aliases } : {}) });
+            out[p] = pulumi.secret(pw.result);
+        }
+        return out;
     }
 
     /**

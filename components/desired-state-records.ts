@@ -72,6 +72,10 @@ export interface DesiredRollout {
     pendingRestart?: { units: string[]; settleSeconds: number };
     /** The database group's etcd certificate files (the lock is taken over TLS with them). */
     etcdTls?: { cacert: string; cert: string; key: string };
+    /** The stack's secrets version this change carries: the node's status reports it once applied and healthy. */
+    credentials?: number;
+    /** During a secrets rotation: this node changes only once every one of `nodes` reports `credentials` (components/rollout.ts ROTATION_AFTER). */
+    after?: { nodes: { name: string; meshAddress: string }[]; credentials: number };
 }
 
 /** What a node must hold, before the stack, node and generation are attached. */
@@ -194,6 +198,13 @@ function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
     if (t !== undefined && (typeof t !== "object" || t === null || ![t.cacert, t.cert, t.key].every((f) => typeof f === "string" && f.startsWith("/")))) {
         fail(node, "rollout.etcdTls", t, "expected {cacert, cert, key}: absolute file paths");
     }
+    const count = (v: unknown) => Number.isInteger(v) && (v as number) >= 1;
+    if (r.credentials !== undefined && !count(r.credentials)) fail(node, "rollout.credentials", r.credentials, "expected a secrets version (a whole number from 1)");
+    const a = r.after;
+    if (a !== undefined && (typeof a !== "object" || a === null || !Array.isArray(a.nodes) || a.nodes.length === 0
+        || a.nodes.some((o) => typeof o?.name !== "string" || typeof o?.meshAddress !== "string") || !count(a.credentials))) {
+        fail(node, "rollout.after", a, "expected {nodes: a list of {name, meshAddress}, credentials: a secrets version}");
+    }
     return {
         group: r.group,
         id: r.id,
@@ -204,6 +215,8 @@ function canonicalRollout(node: string, r: DesiredRollout): DesiredRollout {
         handoverUnits: [...r.handoverUnits],
         ...(p ? { pendingRestart: { units: [...p.units], settleSeconds: p.settleSeconds } } : {}),
         ...(t ? { etcdTls: { cacert: t.cacert, cert: t.cert, key: t.key } } : {}),
+        ...(r.credentials !== undefined ? { credentials: r.credentials } : {}),
+        ...(a ? { after: { nodes: a.nodes.map((o) => ({ name: o.name, meshAddress: o.meshAddress })), credentials: a.credentials } } : {}),
     };
 }
 

@@ -9,7 +9,8 @@ import { DB_PORTS, HAPROXY_PORTS, ROLLOUT_STATUS_PORT, ROLLOUT_VIEW_PORT, StackP
 import { PoolerSecrets } from "./database";
 import { HaproxyConfig, haproxyPart } from "./render/haproxy";
 import { PgbouncerConfig, pgbouncerPart } from "./render/pgbouncer";
-import { APP_DATABASE, DB_USERS } from "./render/patroni";
+import { APP_DATABASE } from "./render/patroni";
+import { loginRole } from "./secrets-version";
 import { rolloutViewPart } from "./render/rollout-view";
 import { statusViewSpec } from "./monitoring";
 
@@ -37,9 +38,10 @@ export function poolerConfig(meshAddress: string, secrets: PoolerSecrets): Pgbou
         primaryPort: HAPROXY_PORTS.dbPrimary,
         statsPort: HAPROXY_PORTS.stats,
         database: APP_DATABASE,
-        appUser: DB_USERS.app,
+        appUser: secrets.appUser,
         appPassword: secrets.appPassword,
         adminPassword: secrets.adminPassword,
+        ...(secrets.previousApp ? { previousApp: secrets.previousApp } : {}),
     };
 }
 
@@ -77,7 +79,10 @@ export class HaproxyPair extends NodeGroup {
         (node) => [
             haproxyPart(haproxyConfig(plan, node.meshAddress), placeholderPem("origin/cert", "CERTIFICATE", 1500) + placeholderPem("origin/key", "PRIVATE KEY", 300), placeholderPem("origin-pull/cert", "CERTIFICATE", 1200), placeholderSecret("rolloutToken", ROLLOUT_TOKEN_LENGTH)),
             view,
-            pgbouncerPart(poolerConfig(node.meshAddress, { appPassword: placeholderSecret("app", 32), adminPassword: placeholderSecret("poolerAdmin", 32) })),
+            pgbouncerPart(poolerConfig(node.meshAddress, {
+                appUser: loginRole("app", plan.config.database.secretsVersion), appPassword: placeholderSecret("app", 32), adminPassword: placeholderSecret("poolerAdmin", 32),
+                ...(args.rotation ? { previousApp: { user: loginRole("app", args.rotation.from), password: placeholderSecret("app/previous", 32) } } : {}),
+            })),
             ...monitoringParts(plan, node, { poolerAdminPassword: placeholderSecret("poolerAdmin", 32) }),
         ]);
         this.registerOutputs({});

@@ -18,6 +18,7 @@ import { PlannedNode, StackPlan } from "./plan";
 import { ServerFactory, ServerLifecycle } from "./providers";
 import { rolloutGroup, withRollouts } from "./rollout";
 import { CloudConfigPart, renderCloudConfig } from "./render/cloud-config";
+import { SecretsRotation } from "./secrets-version";
 
 export interface NodeGroupArgs {
     plan: StackPlan;
@@ -31,6 +32,8 @@ export interface NodeGroupArgs {
     sshPrivateKey?: pulumi.Output<string>;
     /** Each node's server options, by node name, decided against the deployed stack. */
     lifecycles: Readonly<Record<string, ServerLifecycle>>;
+    /** Set when this run rotates the database secrets (the deployed stack's version is below the stack file's). */
+    rotation?: SecretsRotation;
 }
 
 /** Room in a node's records for what the real secrets compress to beyond their stand-ins. */
@@ -67,9 +70,9 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
         const rolloutKey = pulumi.secret(new random.RandomBytes(`${rolloutGroup(members[0].role)}-rollout-key`, { length: 32 }, { parent: this }).base64);
         const roleContents = members.map((node) => pulumi.all([args.directory.publicKey, pulumi.output(parts(node)), ranges]).apply(([directoryKey, roleParts, r]) => desired(node, directoryKey, roleParts as CloudConfigPart[], r)));
         const published = pulumi.all([rolloutKey, pulumi.all(roleContents)]).apply(([key, contents]) =>
-            withRollouts({ plan, contents: applyDrillKnobs(plan.config, Object.fromEntries(members.map((n, i) => [n.name, contents[i]]))).contents, key: Buffer.from(key, "base64") }));
+            withRollouts({ plan, contents: applyDrillKnobs(plan.config, Object.fromEntries(members.map((n, i) => [n.name, contents[i]]))).contents, key: Buffer.from(key, "base64"), rotating: args.rotation !== undefined }));
         const plannedContents = applyDrillKnobs(plan.config, Object.fromEntries(members.map((n) => [n.name, desired(n, keyStandIn, planned(n), CLOUDFLARE_RANGES_STAND_IN)]))).contents;
-        const sized = withRollouts({ plan, contents: plannedContents, key: Buffer.alloc(32, 7) });
+        const sized = withRollouts({ plan, contents: plannedContents, key: Buffer.alloc(32, 7), rotating: args.rotation !== undefined });
         for (const node of members) {
             const userData = pulumi
                 .all([args.mesh.privateKeyFor(node), args.directory.publicKey])

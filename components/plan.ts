@@ -64,10 +64,15 @@ export const ROLLOUT_VIEW_ROLE: Role = "haproxy";
 /** The rollout view's port, on 127.0.0.1 of each HAProxy node: HAProxy sends /vps-ha/rollout there. */
 export const ROLLOUT_VIEW_PORT = 2383;
 
-/** Who may read a `role` node's rollout status: its own group, and the rollout view. */
+/**
+ * Who may read a `role` node's rollout status: its own group, the rollout view, and the roles that
+ * wait for it during a secrets rotation (components/rollout.ts ROTATION_AFTER: the app nodes wait
+ * for the HAProxy pair, which waits for the members; the members retire the old logins once the app
+ * nodes have moved).
+ */
 export function rolloutStatusReaders(role: Role): Role[] {
-    const peers = rolloutPeerRoles(role);
-    return peers.includes(ROLLOUT_VIEW_ROLE) ? peers : [...peers, ROLLOUT_VIEW_ROLE];
+    const waiting: Role[] = role === "haproxy" ? ["app"] : role === "app" ? ["db"] : [];
+    return [...new Set([...rolloutPeerRoles(role), ROLLOUT_VIEW_ROLE, ...waiting])];
 }
 
 /** The monitoring's ports (components/monitoring.ts): exporters on every node, Prometheus and Alertmanager on the monitoring nodes. */

@@ -72,7 +72,17 @@ export interface RolloutArgs {
     contents: Record<string, DesiredContent>;
     /** Keys the group ids (secret, at least 32 bytes, kept in Pulumi state). */
     key: Buffer;
+    /** This change rotates the database secrets: the groups go in turn (ROTATION_AFTER). */
+    rotating?: boolean;
 }
+
+/**
+ * During a secrets rotation a group changes only once every node of the group before it has
+ * applied the new version: the members make the new logins and take the new passwords, the
+ * HAProxy pair's poolers then admit the app's new login and take the new admin password (which the
+ * members' switchover tool tries before the old), and the app nodes then log in with it.
+ */
+export const ROTATION_AFTER: Partial<Record<RolloutGroup, RolloutGroup>> = { haproxy: "db", app: "haproxy" };
 
 function groupId(key: Buffer, members: PlannedNode[], contents: Record<string, DesiredContent>): string {
     const body = members.map((n) => {
@@ -97,6 +107,9 @@ export function rolloutSpecs(a: RolloutArgs): Record<string, DesiredRollout> {
         if (missing.length) throw new Error(`rollout: no desired content for ${missing.join(", ")}; the ${group} group's id needs every member's (${members.map((n) => n.name).join(", ")})`);
         const id = groupId(a.key, members, a.contents);
         const order = members.map((n) => ({ name: n.name, meshAddress: n.meshAddress }));
+        const before = a.rotating ? ROTATION_AFTER[group] : undefined;
+        const credentials = a.plan.config.database.secretsVersion;
+        const after = before ? a.plan.nodes.filter((n) => rolloutGroup(n.role) === before).map((n) => ({ name: n.name, meshAddress: n.meshAddress })) : [];
         for (const n of members) {
             out[n.name] = {
                 group,
@@ -108,6 +121,8 @@ export function rolloutSpecs(a: RolloutArgs): Record<string, DesiredRollout> {
                 handoverUnits: n.role === "db" ? [...HANDOVER_UNITS] : [],
                 ...(n.role === "db" ? { pendingRestart: { units: [...PENDING_RESTART_UNITS], settleSeconds: PENDING_RESTART_SETTLE_SECONDS } } : {}),
                 ...(group === "db" ? { etcdTls: etcdTlsOf(n) } : {}),
+                credentials,
+                ...(after.length > 0 ? { after: { nodes: after, credentials } } : {}),
             };
         }
     }

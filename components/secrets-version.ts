@@ -1,12 +1,28 @@
-// vps-ha:database.secretsVersion on a deployed stack. The database roles' passwords live in
-// PostgreSQL, set once when the cluster is created; a new version changes only the copies the
-// nodes hold (patroni.yml, the poolers' userlist, the app's URL). The poolers and the app would
-// take the new ones while PostgreSQL still wants the old ones, and their new connections would
-// fail. Until a rotation changes the roles first, a deployed stack keeps the version it was
-// created with, and a change is refused before anything is created.
+// vps-ha:database.secretsVersion: the generation of the database tier's passwords. Each version
+// has login roles of its own (loginRole), so a rotation makes the new ones while every client
+// still uses the old, and the groups take the new ones in turn: the members make them (and take
+// the new superuser, replication, rewind and REST passwords), the poolers accept the new app login
+// and admin password next, the app nodes use them last; then the old logins are disabled
+// (vpsha/db_roles.py). The superuser keeps its name (Patroni connects as it over the socket, by
+// peer authentication) and only its password changes.
+import { DB_USERS } from "./render/patroni";
 
 /** The stack output that records the version a deployment was made with. */
 export const SECRETS_VERSION_OUTPUT = "databaseSecretsVersion";
+
+/** A rotation: the deployed stack's version and the stack file's, above it. */
+export interface SecretsRotation {
+    from: number;
+    to: number;
+}
+
+/** The login roles that change name with the version. */
+export type VersionedLogin = "app" | "replication" | "rewind";
+
+/** The PostgreSQL role `login` logs in as under `version`: version 1 keeps the names clusters were first made with. */
+export function loginRole(login: VersionedLogin, version: number): string {
+    return version === 1 ? DB_USERS[login] : `${DB_USERS[login]}_v${version}`;
+}
 
 /**
  * The version the deployed stack's outputs record; undefined when nothing is deployed or the
@@ -21,12 +37,36 @@ export function secretsVersionFromOutputs(outputs: Record<string, unknown> | und
     return v;
 }
 
+/**
+ * The stack output that says a deployment's members admit every version's logins (their pg_hba
+ * rules): a stack deployed without it takes one `pulumi up` at its version before it can rotate.
+ */
+export const ROTATABLE_OUTPUT = "databaseSecretsRotatable";
+
+/** Whether the deployed stack's outputs say it can rotate (ROTATABLE_OUTPUT). */
+export function rotatableFromOutputs(outputs: Record<string, unknown> | undefined): boolean {
+    return outputs?.[ROTATABLE_OUTPUT] === true;
+}
+
+/** The rotation this run makes, if any. */
+export function secretsRotation(deployed: number | undefined, wanted: number): SecretsRotation | undefined {
+    return deployed !== undefined && wanted > deployed ? { from: deployed, to: wanted } : undefined;
+}
+
 /** Why the stack file cannot be applied to the deployed stack, as far as its secrets go (none: it can). */
-export function secretsVersionProblems(deployed: number | undefined, wanted: number): string[] {
-    if (deployed === undefined || deployed === wanted) return [];
+export function secretsVersionProblems(deployed: number | undefined, wanted: number, rotatable: boolean): string[] {
+    if (deployed === undefined || wanted === deployed) return [];
+    if (wanted > deployed && !rotatable) {
+        return [
+            `vps-ha:database.secretsVersion is ${wanted} in the stack file and ${deployed} in the deployed stack, which an older vps-ha deployed: ` +
+            "its members admit only the first version's logins, and would refuse the new ones. Run pulumi up once with the version at " +
+            `${deployed} (every member takes rules that admit every version's), then raise it. Nothing was changed.`,
+        ];
+    }
+    if (wanted > deployed) return [];
     return [
-        `vps-ha:database.secretsVersion is ${wanted} in the stack file and ${deployed} in the deployed stack: rotating the database secrets ` +
-        "of a running cluster is not supported yet. PostgreSQL keeps the passwords its roles were created with, while the poolers, " +
-        `the app and Patroni would take the new ones, and their new connections would fail. Set it back to ${deployed}. Nothing was changed.`,
+        `vps-ha:database.secretsVersion is ${wanted} in the stack file and ${deployed} in the deployed stack: a version only goes up ` +
+        `(each one is a new set of passwords; ${wanted}'s were disabled when ${deployed} replaced them). Set it to ${deployed} to keep the ` +
+        `passwords, or to ${deployed + 1} to rotate them. Nothing was changed.`,
     ];
 }

@@ -29,7 +29,7 @@ import { compareServers, factsFromOutputs, replacementProblems, ServerFacts, ser
 import { RolloutWait } from "./rollout-wait";
 import { STATUS_VIEW_PATH } from "./render/rollout-view";
 import { readRawConfig } from "./runtime-config";
-import { SECRETS_VERSION_OUTPUT, secretsVersionFromOutputs, secretsVersionProblems } from "./secrets-version";
+import { ROTATABLE_OUTPUT, rotatableFromOutputs, SECRETS_VERSION_OUTPUT, secretsRotation, secretsVersionFromOutputs, secretsVersionProblems } from "./secrets-version";
 
 export interface NodeOutput {
     name: string;
@@ -70,6 +70,8 @@ export interface StackOutputs {
     serverFacts: ServerFacts[];
     /** The database secrets' version this run deployed: the next run refuses another (components/secrets-version.ts). */
     [SECRETS_VERSION_OUTPUT]: number;
+    /** Always true: this version's members admit every secrets version's logins (secrets-version.ts). */
+    [ROTATABLE_OUTPUT]: true;
     /** The index this run published: the next run keeps its removal mark while the member set is the same (components/directory-removal.ts). */
     directoryIndex: PublishedIndex;
 }
@@ -86,15 +88,16 @@ export function loadPlan(): StackPlan {
 }
 
 /** What the last deployment left: its server facts and the index it published; undefined before the first. */
-async function deployedState(prefix: string): Promise<{ facts: ServerFacts[] | undefined; index: PublishedIndex | undefined; secretsVersion: number | undefined }> {
+async function deployedState(prefix: string): Promise<{ facts: ServerFacts[] | undefined; index: PublishedIndex | undefined; secretsVersion: number | undefined; rotatable: boolean }> {
     const self = new pulumi.StackReference(`${prefix}-deployed`, { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
-    const [facts, nodes, index, secretsVersion] = await Promise.all(["serverFacts", "nodes", "directoryIndex", SECRETS_VERSION_OUTPUT].map((o) => self.getOutputDetails(o)));
+    const [facts, nodes, index, secretsVersion, rotatable] = await Promise.all(["serverFacts", "nodes", "directoryIndex", SECRETS_VERSION_OUTPUT, ROTATABLE_OUTPUT].map((o) => self.getOutputDetails(o)));
     const value = (d: pulumi.StackReferenceOutputDetails) => d.value ?? d.secretValue;
     try {
         return {
             facts: factsFromOutputs({ ...(value(facts) !== undefined ? { serverFacts: value(facts) } : {}), ...(value(nodes) !== undefined ? { nodes: value(nodes) } : {}) }),
             index: publishedIndexFromOutput(value(index)),
             secretsVersion: secretsVersionFromOutputs({ [SECRETS_VERSION_OUTPUT]: value(secretsVersion) }),
+            rotatable: rotatableFromOutputs({ [ROTATABLE_OUTPUT]: value(rotatable) }),
         };
     } catch (e) {
         throw new pulumi.RunError(`cannot compare with the deployed stack: ${(e as Error).message}`);
@@ -132,7 +135,8 @@ export async function vpsHa(): Promise<StackOutputs> {
     const plan = loadPlan();
     const prefix = `${pulumi.getProject()}-${plan.config.stack}`;
     const deployed = await deployedState(prefix);
-    const lifecycles = serverLifecycles(plan, deployed.facts, secretsVersionProblems(deployed.secretsVersion, plan.config.database.secretsVersion));
+    const lifecycles = serverLifecycles(plan, deployed.facts, secretsVersionProblems(deployed.secretsVersion, plan.config.database.secretsVersion, deployed.rotatable));
+    const rotation = secretsRotation(deployed.secretsVersion, plan.config.database.secretsVersion);
     const shared = new pulumi.ComponentResource("vps-ha:index:Providers", prefix);
     const servers: Record<string, ServerFactory> = {};
     for (const provider of new Set(plan.nodes.map((n) => n.provider))) {
@@ -153,7 +157,7 @@ export async function vpsHa(): Promise<StackOutputs> {
         files: sharedFiles,
         chunks: sharedChunksFor(plan.config.stack, sharedFiles),
     });
-    const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles };
+    const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles, ...(rotation ? { rotation } : {}) };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
     const originPull = new OriginPullCertificate("origin-pull", { plan });
@@ -189,6 +193,7 @@ export async function vpsHa(): Promise<StackOutputs> {
         statusToken: pulumi.secret(rolloutToken),
         ...(frontDoor.webhookSecret ? { alertWebhookSecret: pulumi.secret(frontDoor.webhookSecret) } : {}),
         [SECRETS_VERSION_OUTPUT]: plan.config.database.secretsVersion,
+        [ROTATABLE_OUTPUT]: true,
         directoryIndex: { set: memberSetDigest(plan.nodes.map((n) => n.name)), deliberate: removal.deliberate },
         serverFacts: plan.nodes.map((n) => factsOf(plan, n, lifecycles[n.name].protect)),
     };

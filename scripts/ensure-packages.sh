@@ -24,6 +24,9 @@ done
 for module in "${!python_need[@]}"; do
   /usr/bin/python3 -c "import $module" >/dev/null 2>&1 || missing+=("${python_need[$module]}")
 done
+# PostgreSQL's server (initdb, postgres), which the database roles tool's tests run on loopback
+# (node-agent/tests/pg_server.py): Debian keeps it off PATH, under /usr/lib/postgresql/<major>/bin.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "The tests run real tools that are not installed: ${missing[*]}" >&2

@@ -16,7 +16,7 @@ import { buildPlan, StackPlan } from "../components/plan";
 import { catalogs } from "../components/providers/catalogs";
 import { describeInPlace, inPlaceChange } from "../components/in-place";
 import { compareServers, describeChange, factsFromOutputs, NodeChange, replacementProblems, ServerFacts } from "../components/replacement";
-import { secretsVersionFromOutputs, secretsVersionProblems } from "../components/secrets-version";
+import { rotatableFromOutputs, secretsVersionFromOutputs, secretsVersionProblems } from "../components/secrets-version";
 import type { FailureRow } from "../components/failures";
 import { cloudflareSummary, CloudflareSummary, formatCloudflare } from "./lib/plan-cloudflare";
 import { evaluateProgram, Evaluation } from "./lib/mock-program";
@@ -62,6 +62,8 @@ export async function planReport(source: string, stack: string, deployed?: Deplo
     let before: ServerFacts[] | undefined;
     let beforeDesired: Evaluation["desired"] | undefined;
     let secretsVersionBefore: number | undefined;
+    // A stack file as deployed says nothing of which vps-ha deployed it: taken as this one.
+    let rotatable = true;
     if (deployed && "stackFile" in deployed) {
         const deployedFile = readStackFile(deployed.stackFile);
         secretsVersionBefore = checkConfig(deployedFile, stack, deployed.stackFile).config.database.secretsVersion;
@@ -71,7 +73,7 @@ export async function planReport(source: string, stack: string, deployed?: Deplo
         before = factsOf(was);
         beforeDesired = was.desired;
     }
-    if (deployed && "outputs" in deployed) ({ facts: before, secretsVersion: secretsVersionBefore } = readOutputs(deployed.outputs));
+    if (deployed && "outputs" in deployed) ({ facts: before, secretsVersion: secretsVersionBefore, rotatable } = readOutputs(deployed.outputs));
     // As a first deployment: the comparison below is the one the program makes before it creates anything.
     const evaluation = await evaluateProgram({ stack, values: file.values, secretKeys: file.secretKeys, env: {} });
     const report: PlanReport = { ...toReport(evaluation, stack, source), secretsToSet };
@@ -82,7 +84,7 @@ export async function planReport(source: string, stack: string, deployed?: Deplo
             const now = evaluation.desired[c.name];
             return was && now && (c.kind === "same" || c.kind === "restart") ? { ...c, inPlace: describeInPlace(inPlaceChange(was, now)) } : c;
         });
-        report.replacement = { against: "stackFile" in deployed ? deployed.stackFile : deployed.outputs, changes, problems: [...replacementProblems(changes, before), ...secretsVersionProblems(secretsVersionBefore, plan.config.database.secretsVersion)] };
+        report.replacement = { against: "stackFile" in deployed ? deployed.stackFile : deployed.outputs, changes, problems: [...replacementProblems(changes, before), ...secretsVersionProblems(secretsVersionBefore, plan.config.database.secretsVersion, rotatable)] };
     }
     return report;
 }
@@ -92,7 +94,7 @@ function factsOf(e: Evaluation): ServerFacts[] {
 }
 
 /** `pulumi stack output --json`: the deployed stack's outputs (serverFacts, or nodes for an older one; its secrets' version). */
-function readOutputs(path: string): { facts: ServerFacts[] | undefined; secretsVersion: number | undefined } {
+function readOutputs(path: string): { facts: ServerFacts[] | undefined; secretsVersion: number | undefined; rotatable: boolean } {
     let text: string;
     try {
         text = readFileSync(path, "utf8");
@@ -102,7 +104,7 @@ function readOutputs(path: string): { facts: ServerFacts[] | undefined; secretsV
     try {
         const outputs = JSON.parse(text) as unknown;
         if (typeof outputs !== "object" || outputs === null || Array.isArray(outputs)) throw new Error("not a JSON object of stack outputs");
-        return { facts: factsFromOutputs(outputs as Record<string, unknown>), secretsVersion: secretsVersionFromOutputs(outputs as Record<string, unknown>) };
+        return { facts: factsFromOutputs(outputs as Record<string, unknown>), secretsVersion: secretsVersionFromOutputs(outputs as Record<string, unknown>), rotatable: rotatableFromOutputs(outputs as Record<string, unknown>) };
     } catch (e) {
         throw new StackFileError(`${path}: ${(e as Error).message} (expected the output of pulumi stack output --json)`);
     }

@@ -51,6 +51,7 @@ describe("program: the database tier (mock runtime)", function () {
         for (const db of plan.nodes.filter((n) => n.role === "db")) {
             const userData = prod.config[db.name];
             const expected = databaseParts(plan, db, {
+                version: 1,
                 superuserPassword: passwords.superuser,
                 replicationPassword: passwords.replication,
                 rewindPassword: passwords.rewind,

@@ -12,7 +12,8 @@ import { CloudConfigPart, FilePart, renderCloudConfig } from "../components/rend
 import { databaseParts, DatabaseSecrets } from "../components/render/database";
 import { ETCD_LEAVE_TOOL, ETCD_LEAVE_UNIT, ETCD_LEAVE_WAIT_SECONDS } from "../components/render/etcd-leave";
 import { ETCD_CLIENT_TLS_FILES, ETCD_TLS_FILES, etcdMemberSpec, etcdTiming, renderEtcdEnv, renderEtcdJoinScript } from "../components/render/etcd";
-import { ETCD_READY_TOOL, INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_TIMING, PATRONI_UNIT, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { ETCD_READY_TOOL, everyVersionOf, INITDB_OPTIONS, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_TIMING, PATRONI_UNIT, PG_BIN_DIR, pgHba, renderPatroniConfig, renderPostBootstrap } from "../components/render/patroni";
+import { DB_ROLES_CONFIG, DB_ROLES_TOOL } from "../components/render/db-roles";
 import { DB_RESTORE_TOOL, initdbArguments } from "../components/render/db-restore";
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
 import { StackFile } from "../scripts/lib/stack-file";
@@ -36,6 +37,7 @@ const node = (p: StackPlan, name: string) => p.nodes.find((n) => n.name === name
 const envOf = (text: string) => Object.fromEntries(text.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
 
 const SECRETS: DatabaseSecrets = {
+    version: 1,
     superuserPassword: "SuperuserPw0000000000000000000001",
     replicationPassword: "ReplicationPw00000000000000000002",
     rewindPassword: "RewindPw000000000000000000000003",
@@ -165,7 +167,7 @@ describe("etcd renderer", () => {
         // The db member left out of the vote runs no etcd, but its Patroni uses the voters.
         const nonVoter = plan.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
         const nvParts = databaseParts(plan, nonVoter, SECRETS);
-        assert.deepEqual(files(nvParts).filter((f) => f.path.includes("etcd")).map((f) => f.path).sort(), [
+        assert.deepEqual([...new Set(files(nvParts).filter((f) => f.path.includes("etcd")).map((f) => f.path))].sort(), [
             ETCD_LEAVE_TOOL, `${PACKAGE_DIR}/etcd_leave.py`, `${PACKAGE_DIR}/etcd_tls.py`, `/etc/systemd/system/${ETCD_LEAVE_UNIT}`, ETCD_CLIENT_TLS_FILES.ca, ETCD_CLIENT_TLS_FILES.cert, ETCD_CLIENT_TLS_FILES.key,
         ].sort(), "its etcd client certificate and the tool that takes it out of etcd's membership, nothing else of etcd");
         // Not the member files a voter's etcd reads: a member that stops voting writes these while its etcd still runs.
@@ -205,7 +207,7 @@ describe("Patroni renderer", () => {
     const db1 = node(plan, "db-1");
     const MEMBERS = ["10.77.0.3", "10.77.0.2", db1.meshAddress];
     const render = (mode: "quorum" | "on" | "off", stanza?: string, sync: { nodeCount: number; strict: boolean } = { nodeCount: 1, strict: true }) =>
-        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", memberAddresses: MEMBERS, etcdHosts: ["10.77.0.1:2379"], etcdTls: ETCD_TLS_FILES, synchronous: { mode, ...sync }, ...(stanza ? { pgbackrestStanza: stanza } : {}), passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
+        parse(renderPatroniConfig({ scope: "prod", name: "db-1", meshAddress: db1.meshAddress, meshCidr: "10.77.0.0/24", memberAddresses: MEMBERS, etcdHosts: ["10.77.0.1:2379"], etcdTls: ETCD_TLS_FILES, synchronous: { mode, ...sync }, ...(stanza ? { pgbackrestStanza: stanza } : {}), logins: { replication: "replicator", rewind: "rewinder" }, passwords: { superuser: "s", replication: "r", rewind: "w", restApi: "a" } }), { version: "1.1" });
 
     it("uses timing Patroni 4 accepts as is, for the fastest failover it allows", () => {
         const dcs = render("quorum").bootstrap.dcs;
@@ -309,16 +311,21 @@ describe("Patroni renderer", () => {
         const host = hba.filter((l) => l.startsWith("host ")).map((l) => l.split(/\s+/));
         for (const f of host) assert.equal(f[4], "scram-sha-256", f.join(" "));
         // database, users, address
-        const privileged = host.filter((f) => f[2] !== "app").map((f) => [f[1], f[2], f[3]]);
-        assert.deepEqual(privileged, members.map((m) => ["all,replication", "postgres,replicator,rewinder", m]));
-        assert.deepEqual(host.filter((f) => f[2] === "app").map((f) => [f[1], f[3]]), [["app", "10.77.0.0/24"]], "the app role: its database, from the mesh (the firewall admits HAProxy nodes and members)");
+        // Every secrets version's replication and rewind logins (secrets-version.ts), so a rotation changes no rule.
+        const privileged = host.filter((f) => f[2] !== "+app").map((f) => [f[1], f[2], f[3]]);
+        assert.deepEqual(privileged, members.map((m) => ["all,replication", "postgres,/^replicator(_v[0-9]+)?$,/^rewinder(_v[0-9]+)?$", m]));
+        assert.deepEqual(host.filter((f) => f[2] === "+app").map((f) => [f[1], f[3]]), [["app", "10.77.0.0/24"]], "the app's owner role and its logins: its database, from the mesh (the firewall admits HAProxy nodes and members)");
+        const versions = new RegExp(everyVersionOf("replicator").slice(1));
+        for (const name of ["replicator", "replicator_v2", "replicator_v17"]) assert.match(name, versions, name);
+        for (const name of ["replicatorx", "xreplicator", "replicator_v", "replicator_2", "rewinder"]) assert.doesNotMatch(name, versions, name);
+        assert.throws(() => everyVersionOf("app,all"), /not a plain role name/);
         for (const line of hba.filter((l) => l.startsWith("local "))) {
             const f = line.split(/\s+/);
             // Over the socket: the postgres OS user (peer), postgres_exporter's OS user as its
             // pg_monitor role (peer, mapped), and the replication user with a password (Patroni
             // reads a rejoining member's timeline that way).
             if (line === "local postgres vps_ha_monitor peer map=monitor") continue;
-            assert.ok(["postgres peer", "replicator scram-sha-256"].includes(`${f[2]} ${f[3]}`) && (f[2] === "postgres" || f[1] === "replication"), line);
+            assert.ok(["postgres peer", `${everyVersionOf("replicator")} scram-sha-256`].includes(`${f[2]} ${f[3]}`) && (f[2] === "postgres" || f[1] === "replication"), line);
         }
         assert.ok(!hba.some((l) => /trust|md5|password|0\.0\.0\.0|\ball\s+all\b/.test(l)));
         assert.throws(() => pgHba("10.77.0.0/24", []), /no database member/);
@@ -328,7 +335,7 @@ describe("Patroni renderer", () => {
         const dbs = plan.nodes.filter((n) => n.role === "db");
         const hbas = dbs.map((n) => parse(fileAt(databaseParts(plan, n, SECRETS), PATRONI_CONFIG).content).postgresql.pg_hba as string[]);
         for (const hba of hbas) assert.deepEqual(hba, hbas[0]);
-        for (const n of dbs) assert.ok(hbas[0].includes(`host all,replication postgres,replicator,rewinder ${n.meshAddress}/32 scram-sha-256`), n.name);
+        for (const n of dbs) assert.ok(hbas[0].includes(`host all,replication postgres,${everyVersionOf("replicator")},${everyVersionOf("rewinder")} ${n.meshAddress}/32 scram-sha-256`), n.name);
         for (const n of plan.nodes.filter((x) => x.role !== "db")) assert.ok(!hbas[0].some((l) => l.includes(`${n.meshAddress}/`)), `${n.name} (${n.role}) is named nowhere`);
         // The map lets the OS user prometheus in as vps_ha_monitor and nothing else.
         assert.deepEqual(render("quorum").postgresql.pg_ident, ["monitor prometheus vps_ha_monitor"]);
@@ -384,12 +391,19 @@ describe("Patroni renderer", () => {
     });
 
     it("creates the app role and database after bootstrap, idempotently", () => {
-        const script = renderPostBootstrap("AppPw1", "prod");
+        const script = renderPostBootstrap({ name: "app", password: "AppPw1" }, "prod");
         assert.match(script, /CREATE ROLE app LOGIN' WHERE NOT EXISTS/);
         assert.match(script, /ALTER ROLE app PASSWORD 'AppPw1';/);
         assert.match(script, /CREATE DATABASE app OWNER app' WHERE NOT EXISTS/);
         assert.match(script, /^nohup pgbackrest --stanza=prod stanza-create > \/dev\/null 2>&1 &$/m);
-        assert.throws(() => renderPostBootstrap("x'; DROP"), /alphanumeric/);
+        assert.throws(() => renderPostBootstrap({ name: "app", password: "x'; DROP" }), /alphanumeric/);
+        assert.throws(() => renderPostBootstrap({ name: "app'; DROP", password: "x" }), /not a plain role name/);
+        // A cluster first made at a later secrets version: the owner cannot log in, the version's login acts as it.
+        const later = renderPostBootstrap({ name: "app_v3", password: "AppPw3" });
+        assert.match(later, /CREATE ROLE app NOLOGIN' WHERE NOT EXISTS/);
+        assert.match(later, /CREATE ROLE app_v3 LOGIN' WHERE NOT EXISTS/);
+        assert.match(later, /ALTER ROLE app_v3 PASSWORD 'AppPw3';\nGRANT app TO app_v3;\nALTER ROLE app_v3 SET role = 'app';/);
+        assert.match(later, /CREATE DATABASE app OWNER app' WHERE NOT EXISTS/);
     });
 });
 
@@ -495,12 +509,13 @@ describe("database parts of a node's boot", () => {
             assert.deepEqual(found.map((f) => f.path).sort(), paths.sort(), `where ${pw} appears`);
             for (const f of found) assert.ok(["0600", "0700"].includes(f.permissions ?? ""), `${f.path} ${f.permissions}`);
         };
-        expect(SECRETS.superuserPassword, [PATRONI_CONFIG]);
-        expect(SECRETS.replicationPassword, [PATRONI_CONFIG]);
-        expect(SECRETS.rewindPassword, [PATRONI_CONFIG]);
+        // The roles' tool makes the version's logins and sets the superuser's password (db-roles.ts).
+        expect(SECRETS.superuserPassword, [PATRONI_CONFIG, DB_ROLES_CONFIG]);
+        expect(SECRETS.replicationPassword, [PATRONI_CONFIG, DB_ROLES_CONFIG]);
+        expect(SECRETS.rewindPassword, [PATRONI_CONFIG, DB_ROLES_CONFIG]);
         // The switchover tool calls Patroni's API and pauses the poolers.
         expect(SECRETS.restApiPassword, [PATRONI_CONFIG, SWITCHOVER_CONFIG]);
-        expect(SECRETS.appPassword, ["/usr/local/lib/vps-ha/db-post-bootstrap"]);
+        expect(SECRETS.appPassword, ["/usr/local/lib/vps-ha/db-post-bootstrap", DB_ROLES_CONFIG]);
         expect(SECRETS.poolerAdminPassword, [SWITCHOVER_CONFIG]);
         expect(SECRETS.backup?.cipherPassphrase as string, ["/etc/pgbackrest/pgbackrest.conf"]);
         expect(SECRETS.backup?.keyPem as string, ["/etc/pgbackrest/tls/node.key"]);
@@ -526,10 +541,10 @@ describe("database parts of a node's boot", () => {
     it("installs the REST client its Python tools import, once, and every tool with it", () => {
         const paths = files(parts).map((f: FilePart) => f.path);
         // Each tool brings the module; the node's cloud-config writes it once.
-        assert.equal(paths.filter((p: string) => p === `${PACKAGE_DIR}/rest.py`).length, 3);
+        assert.equal(paths.filter((p: string) => p === `${PACKAGE_DIR}/rest.py`).length, 4);
         const written = (parse(renderCloudConfig({ hostname: "db-1", fqdn: "db-1.example.com", sshAuthorizedKeys: [], sshEnabled: false, parts })).write_files as FilePart[]).map((f) => f.path);
         assert.equal(written.filter((p) => p === `${PACKAGE_DIR}/rest.py`).length, 1);
-        for (const tool of [SWITCHOVER_TOOL, PATRONI_DYNAMIC_TOOL, AFTER_PROMOTE_TOOL]) assert.ok(paths.includes(tool), tool);
+        for (const tool of [SWITCHOVER_TOOL, PATRONI_DYNAMIC_TOOL, AFTER_PROMOTE_TOOL, DB_ROLES_TOOL]) assert.ok(paths.includes(tool), tool);
     });
 
     it("installs the pg_ctl Patroni runs and the after-promotion hook, executable, calling PostgreSQL 17's own pg_ctl", () => {

@@ -46,6 +46,12 @@ describe("desired-state content", () => {
         const pending = { ...ROLLOUT, pendingRestart: { units: ["vps-ha-patroni-config.service"], settleSeconds: 5 } };
         assert.deepEqual(canonicalContent("db-1", { ...base, rollout: pending }).rollout, pending);
         assert.throws(() => canonicalContent("db-1", { ...base, rollout: { ...ROLLOUT, pendingRestart: { units: "x", settleSeconds: 0 } as never } }), /rollout.pendingRestart is .*; expected \{units: a list of unit names, settleSeconds: a positive number\}/);
+        // A secrets rotation's: the version this change carries, and the group before it.
+        const rotating = { ...ROLLOUT, credentials: 2, after: { nodes: [{ name: "db-1", meshAddress: "10.77.0.2" }], credentials: 2 } };
+        assert.deepEqual(canonicalContent("lb-1", { ...base, rollout: rotating }).rollout, rotating);
+        assert.throws(() => canonicalContent("lb-1", { ...base, rollout: { ...ROLLOUT, credentials: 0 } }), /rollout.credentials is 0; expected a secrets version/);
+        assert.throws(() => canonicalContent("lb-1", { ...base, rollout: { ...rotating, after: { nodes: [], credentials: 2 } } }), /rollout.after is .*; expected \{nodes: a list of \{name, meshAddress\}, credentials: a secrets version\}/);
+        assert.throws(() => canonicalContent("lb-1", { ...base, rollout: { ...rotating, after: { ...rotating.after, credentials: 1.5 } } }), /rollout.after is/);
         assert.throws(() => canonicalContent("db-1", { ...base, shared: [{ path: "/etc/a", sha256: "a".repeat(64) }] }), /shared\[0\].path is "\/etc\/a"; a path is either the node's own or shared, once/);
     });
 

@@ -95,7 +95,7 @@ describe("monitoring on the nodes: every node's parts and ports", function () {
         // Patroni lets the exporter's OS user in as that role only, over the socket.
         const db = plan.nodes.find((n) => n.role === "db")!;
         assert.ok(pgHba("10.77.0.0/24", [db.meshAddress]).includes("local postgres vps_ha_monitor peer map=monitor"));
-        const patroni = renderPatroniConfig({ scope: "prod", name: db.name, meshAddress: db.meshAddress, meshCidr: "10.77.0.0/24", memberAddresses: [db.meshAddress], etcdHosts: ["10.77.0.1:2379"], etcdTls: ETCD_TLS_FILES, synchronous: { mode: "quorum", nodeCount: 1, strict: true }, passwords: { superuser: "a", replication: "b", rewind: "c", restApi: "d" } });
+        const patroni = renderPatroniConfig({ scope: "prod", name: db.name, meshAddress: db.meshAddress, meshCidr: "10.77.0.0/24", memberAddresses: [db.meshAddress], etcdHosts: ["10.77.0.1:2379"], etcdTls: ETCD_TLS_FILES, synchronous: { mode: "quorum", nodeCount: 1, strict: true }, logins: { replication: "replicator", rewind: "rewinder" }, passwords: { superuser: "a", replication: "b", rewind: "c", restApi: "d" } });
         assert.match(patroni, /pg_ident:\n\s+- monitor prometheus vps_ha_monitor/);
     });
 

@@ -34,6 +34,7 @@ import { lintPython } from "../scripts/ruff";
 import { evaluate } from "./helpers/program";
 import { labRootfs, runInRootfs } from "./helpers/rootfs";
 import { requireTools } from "./helpers/tools";
+import { DB_ROLES_TOOL } from "../components/render/db-roles";
 
 const FIXTURE = join(PACKAGE_SOURCE, "..", "tests", "fixtures", "records.json");
 
@@ -59,6 +60,8 @@ const TOOLS = [
     { command: ETCD_LEAVE_TOOL, module: "etcd_leave", roles: [], usage: ["--name", "db-2"] },
     // On every voter (every member of the prod stack).
     { command: ETCD_PRUNE_TOOL, module: "etcd_prune", roles: ["db"], usage: ["--voters", "x"] },
+    // On every database member: the secrets version's login roles.
+    { command: DB_ROLES_TOOL, module: "db_roles", roles: ["db"], usage: ["--bogus"] },
 ];
 
 type Files = { path: string; content: string; permissions: string }[];

@@ -209,13 +209,18 @@ describe("npm run plan", function () {
         const two = await plan("--config", moved, "--deployed", outputs);
         assert.equal(two.code, 3);
         assert.match(two.err, /in this order: db-3, db-1,/);
-        // Another secretsVersion than the deployed stack's: refused, like the program refuses it.
+        // A rotation of a stack an older vps-ha deployed: refused, like the program refuses it; of one this version deployed: one run.
         writeFileSync(outputs, JSON.stringify({ serverFacts: (await evaluate()).outputs.serverFacts, databaseSecretsVersion: 1 }));
-        const rotated = join(dir, "rotated.yaml");
+        // Named as the stack's file: the stack's name, and so every node's DNS name, comes from it.
+        const rotated = join(dir, "Pulumi.prod.yaml");
         writeFileSync(rotated, prod.replace("  vps-ha:database:\n", "  vps-ha:database:\n    secretsVersion: 2\n"));
         const r = await plan("--config", rotated, "--deployed", outputs);
         assert.equal(r.code, 3, r.err);
-        assert.match(r.err, /vps-ha:database\.secretsVersion is 2 in the stack file and 1 in the deployed stack: rotating the database secrets of a running cluster is not supported yet\..* Set it back to 1\. Nothing was changed\./);
+        assert.match(r.err, /vps-ha:database\.secretsVersion is 2 in the stack file and 1 in the deployed stack, which an older vps-ha deployed: .* Run pulumi up once with the version at 1 .* Nothing was changed\./);
+        writeFileSync(outputs, JSON.stringify({ serverFacts: (await evaluate()).outputs.serverFacts, databaseSecretsVersion: 1, databaseSecretsRotatable: true }));
+        const rotating = await plan("--config", rotated, "--deployed", outputs);
+        assert.equal(rotating.code, 0, rotating.err);
+        assert.match(rotating.out, /One pulumi up may apply this change\./);
         writeFileSync(outputs, JSON.stringify({ serverFacts: (await evaluate()).outputs.serverFacts, databaseSecretsVersion: "1" }));
         const malformed = await plan("--config", rotated, "--deployed", outputs);
         assert.equal(malformed.code, 2);

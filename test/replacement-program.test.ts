@@ -163,14 +163,19 @@ describe("replacement (mock runtime)", function () {
         assert.match(old.message, /takes 2 database members/);
     });
 
-    it("another database.secretsVersion than the deployed stack's is refused before anything is created; a deployment older than the output is not compared", async () => {
+    it("a lower database.secretsVersion than the deployed stack's, or a rotation of a stack an older vps-ha deployed, is refused before anything is created", async () => {
         assert.equal(prod.outputs.databaseSecretsVersion, 1, "the deployment records its secrets' version");
+        assert.equal(prod.outputs.databaseSecretsRotatable, true, "and that its members admit every version's logins");
         const database = JSON.parse(prodStack().values["vps-ha:database"]);
-        const { message, created } = await refusal(prod, withConfig({ database: { ...database, secretsVersion: 2 } }));
-        assert.match(message, /^The stack file cannot be applied in one pulumi up:\n  - vps-ha:database\.secretsVersion is 2 in the stack file and 1 in the deployed stack: rotating the database secrets of a running cluster is not supported yet\. PostgreSQL keeps the passwords/);
-        assert.match(message, /Set it back to 1\. Nothing was changed\.$/);
+        const older = { ...prod, outputs: { ...prod.outputs, databaseSecretsRotatable: undefined } };
+        const { message, created } = await refusal(older, withConfig({ database: { ...database, secretsVersion: 2 } }));
+        assert.match(message, /^The stack file cannot be applied in one pulumi up:\n  - vps-ha:database\.secretsVersion is 2 in the stack file and 1 in the deployed stack, which an older vps-ha deployed: .* Run pulumi up once with the version at 1 .*then raise it\. Nothing was changed\.$/);
         assert.deepEqual(created, ["pulumi:pulumi:StackReference"], "nothing but the read of the deployed stack");
-        assert.deepEqual(secretsVersionProblems(undefined, 2), [], "nothing recorded (a first deployment, or one older than the output): nothing to compare");
+        const down = await refusal({ ...prod, outputs: { ...prod.outputs, databaseSecretsVersion: 3 } }, withConfig({ database: { ...database, secretsVersion: 2 } }));
+        assert.match(down.message, /secretsVersion is 2 in the stack file and 3 in the deployed stack: a version only goes up .* Set it to 3 to keep the passwords, or to 4 to rotate them\. Nothing was changed\.$/);
+        assert.deepEqual(down.created, ["pulumi:pulumi:StackReference"]);
+        assert.deepEqual(secretsVersionProblems(undefined, 2, false), [], "nothing recorded (a first deployment, or one older than the output): nothing to compare");
+        assert.deepEqual(secretsVersionProblems(1, 2, true), [], "a rotation of a stack that can");
         assert.equal(secretsVersionFromOutputs({ serverFacts: [] }), undefined);
         assert.equal(secretsVersionFromOutputs({ databaseSecretsVersion: 3 }), 3);
         for (const bad of [0, 1.5, "2", true]) assert.throws(() => secretsVersionFromOutputs({ databaseSecretsVersion: bad }), /databaseSecretsVersion output is .*, not a whole number from 1/);

@@ -107,12 +107,13 @@ describe("rollout", () => {
         assert.throws(() => rolloutSpecs({ plan, contents: bad, key: KEY }), /files\[0\]\.mode is "777"/);
     });
 
-    it("opens the status port to the same group's roles and the HAProxy nodes' rollout view only", () => {
+    it("opens the status port to the same group's roles, the HAProxy nodes' rollout view, and the roles that wait for it in a rotation only", () => {
         for (const n of witnessed.nodes) {
             const rules = hostFirewallRules(witnessed, n).filter((r) => r.service === "rollout-status");
             assert.equal(rules.length, 1, n.name);
             assert.equal(rules[0].port, ROLLOUT_STATUS_PORT);
-            const want = n.role === "db" || n.role === "witness" ? ["db", "witness", "haproxy"] : n.role === "app" ? ["app", "haproxy"] : ["haproxy"];
+            // The app nodes wait for the HAProxy pair; the members' retirement of the old logins waits for the app nodes.
+            const want = n.role === "db" || n.role === "witness" ? ["db", "witness", "haproxy"] : n.role === "app" ? ["app", "haproxy", "db"] : ["haproxy", "app"];
             assert.deepEqual(rules[0].from, { meshRoles: want }, n.name);
         }
     });

@@ -3,11 +3,13 @@
 // etcd member only. Debian's packages start their own PostgreSQL cluster and etcd on install;
 // both are stopped and disabled before ours start, so nothing else holds the ports or data.
 import { backupTarget } from "../config";
-import { DB_PORTS, HAPROXY_PORTS, PlannedNode, StackPlan } from "../plan";
+import { DB_PORTS, HAPROXY_PORTS, PlannedNode, ROLLOUT_STATUS_PORT, StackPlan } from "../plan";
+import { loginRole } from "../secrets-version";
 import { synchronousNodeCount } from "../replication";
 import { afterPromoteFiles } from "./after-promote";
 import { CloudConfigPart, FilePart, PartRestart } from "./cloud-config";
 import { dbRestoreFiles } from "./db-restore";
+import { dbRolesPart, DbRolesSpec, REWIND_GRANTS } from "./db-roles";
 import { leaderAwayPart } from "./etcd-leader";
 import { PATRONI_DYNAMIC_UNIT, patroniDynamicFiles } from "./patroni-dynamic";
 import { etcdLeavePart } from "./etcd-leave";
@@ -23,6 +25,10 @@ import { disableReloaded, enableReloaded } from "./systemd";
 
 /** What the program generates for the database tier (all secret in state). */
 export interface DatabaseSecrets {
+    /** The stack's secrets version: the login roles' names follow it (secrets-version.ts loginRole). */
+    version: number;
+    /** During a rotation, what the member still needs of the version before. */
+    previous?: { version: number; superuserPassword: string; poolerAdminPassword: string };
     superuserPassword: string;
     replicationPassword: string;
     rewindPassword: string;
@@ -114,6 +120,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         synchronous,
         restartParameters,
         ...(stanza ? { pgbackrestStanza: stanza } : {}),
+        logins: { replication: loginRole("replication", secrets.version), rewind: loginRole("rewind", secrets.version) },
         passwords: { superuser: secrets.superuserPassword, replication: secrets.replicationPassword, rewind: secrets.rewindPassword, restApi: secrets.restApiPassword },
     };
     const patroni = renderPatroniConfig(patroniSpec);
@@ -123,7 +130,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         asPostgres({ path: PATRONI_CONFIG, content: patroni, permissions: "0600" }),
         // A digest of secrets, not the secrets; readable by root alone all the same.
         { path: PATRONI_RESTART_KEY, content: renderPatroniRestartKey(patroniSpec), permissions: "0600" },
-        asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap(secrets.appPassword, stanza), permissions: "0700" }),
+        asPostgres({ path: POST_BOOTSTRAP_SCRIPT, content: renderPostBootstrap({ name: loginRole("app", secrets.version), password: secrets.appPassword }, stanza), permissions: "0700" }),
         // A non-voting member's Patroni is an etcd client all the same: it holds a certificate too.
         ...(etcdLocal ? [] : etcdTlsFiles(node, secrets.etcdTls)),
         { path: unitPath(PATRONI_UNIT), content: renderPatroniUnit(etcdLocal ? { unit: ETCD_UNIT, url: etcdClientUrl(node.meshAddress) } : undefined) },
@@ -137,6 +144,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
             poolerPort: HAPROXY_PORTS.pooler,
             poolerAdminUser: POOLER_ADMIN_USER,
             poolerAdminPassword: secrets.poolerAdminPassword,
+            ...(secrets.previous ? { previousPoolerAdminPassword: secrets.previous.poolerAdminPassword } : {}),
             database: APP_DATABASE,
             haproxyStatsPort: HAPROXY_PORTS.stats,
             haproxyPrimaryListen: DB_PRIMARY_LISTEN,
@@ -182,6 +190,33 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
     return { packages: POSTGRES_PACKAGES, files, commands, restarts };
 }
 
+/**
+ * The login roles of the stack's secrets version, and during a rotation the version before's to
+ * retire once the last group to move (the app nodes; the HAProxy pair in a stack without them)
+ * reports the new one.
+ */
+export function dbRolesSpec(plan: StackPlan, secrets: DatabaseSecrets): DbRolesSpec {
+    const v = secrets.version;
+    const app = loginRole("app", v);
+    const last = plan.nodes.filter((n) => n.role === "app").length > 0 ? "app" : "haproxy";
+    const before = secrets.previous;
+    return {
+        members: plan.nodes.filter((n) => n.role === "db").map((n) => n.meshAddress),
+        port: DB_PORTS.postgres,
+        database: "postgres",
+        superuser: DB_USERS.superuser,
+        superuserPasswords: [secrets.superuserPassword, ...(before ? [before.superuserPassword] : [])],
+        roles: [
+            { name: app, password: secrets.appPassword, options: ["LOGIN"], ...(app !== DB_USERS.app ? { memberOf: [DB_USERS.app], setRole: DB_USERS.app } : {}) },
+            { name: loginRole("replication", v), password: secrets.replicationPassword, options: ["LOGIN", "REPLICATION"] },
+            { name: loginRole("rewind", v), password: secrets.rewindPassword, options: ["LOGIN"], grants: REWIND_GRANTS },
+        ],
+        retire: before ? (["app", "replication", "rewind"] as const).map((l) => loginRole(l, before.version)) : [],
+        ...(before ? { after: { nodes: plan.nodes.filter((n) => n.role === last).map((n) => ({ name: n.name, meshAddress: n.meshAddress })), statusPort: ROLLOUT_STATUS_PORT, credentials: v } } : {}),
+        retireWaitSeconds: plan.config.rollout.waitSeconds,
+    };
+}
+
 /** The database tier's parts for `node`: role "db" or "witness"; nothing for other roles. */
 export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecrets): CloudConfigPart[] {
     const parts: CloudConfigPart[] = [];
@@ -189,7 +224,8 @@ export function databaseParts(plan: StackPlan, node: PlannedNode, secrets: Datab
     if ((node.role === "db" || node.role === "witness") && node.etcdVoter) parts.push(etcdPrunePart(plan), etcdPart(plan, node, secrets.etcdTls));
     // A member that does not vote leaves etcd's membership if it voted before, ahead of Patroni's restart.
     if (node.role === "db" && !node.etcdVoter) parts.push(etcdLeavePart(plan, node));
-    if (node.role === "db") parts.push(postgresPart(plan, node, secrets));
+    // The roles before Patroni: its restart logs in with them.
+    if (node.role === "db") parts.push(dbRolesPart(dbRolesSpec(plan, secrets)), postgresPart(plan, node, secrets));
     if (node.role === "db" && node.etcdVoter) parts.push(leaderAwayPart(node.meshAddress));
     return parts;
 }

@@ -97,7 +97,19 @@ export interface PatroniSpec {
     restartParameters?: RestartParameters;
     /** Set when backups are configured: WAL goes to the pgBackRest stanza. */
     pgbackrestStanza?: string;
+    /** The replication and rewind roles of the stack's secrets version (secrets-version.ts loginRole). */
+    logins: { replication: string; rewind: string };
     passwords: { superuser: string; replication: string; rewind: string; restApi: string };
+}
+
+/**
+ * pg_hba's user field for a role of every secrets version (`replicator`, `replicator_v2`, ...):
+ * the rules stay the same through a rotation, so a member that takes the new role is admitted by
+ * a primary that has not changed yet. PostgreSQL 16 and later read a leading slash as a regex.
+ */
+export function everyVersionOf(base: string): string {
+    if (!/^[a-z]+$/.test(base)) throw new Error(`pg_hba: ${JSON.stringify(base)} is not a plain role name`);
+    return `/^${base}(_v[0-9]+)?$`;
 }
 
 /** pg_ident's map from the exporter's OS user to its database role. */
@@ -120,9 +132,10 @@ export function pgHba(meshCidr: string, memberAddresses: string[]): string[] {
         `local postgres ${MONITOR_DB_USER} peer map=${MONITOR_IDENT_MAP}`,
         // Patroni's own replication connection to its local server (to read the timeline when a
         // former primary rejoins) goes over the socket: see use_unix_socket_repl.
-        `local replication ${DB_USERS.replication} scram-sha-256`,
-        ...members.map((a) => `host all,replication ${DB_USERS.superuser},${DB_USERS.replication},${DB_USERS.rewind} ${a}/32 scram-sha-256`),
-        `host ${APP_DATABASE} ${DB_USERS.app} ${meshCidr} scram-sha-256`,
+        `local replication ${everyVersionOf(DB_USERS.replication)} scram-sha-256`,
+        ...members.map((a) => `host all,replication ${DB_USERS.superuser},${everyVersionOf(DB_USERS.replication)},${everyVersionOf(DB_USERS.rewind)} ${a}/32 scram-sha-256`),
+        // The app's owner role and every login in it (each secrets version's: secrets-version.ts).
+        `host ${APP_DATABASE} +${DB_USERS.app} ${meshCidr} scram-sha-256`,
     ];
 }
 
@@ -262,8 +275,8 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
             use_unix_socket_repl: true,
             authentication: {
                 superuser: { username: DB_USERS.superuser, password: spec.passwords.superuser },
-                replication: { username: DB_USERS.replication, password: spec.passwords.replication },
-                rewind: { username: DB_USERS.rewind, password: spec.passwords.rewind },
+                replication: { username: spec.logins.replication, password: spec.passwords.replication },
+                rewind: { username: spec.logins.rewind, password: spec.passwords.rewind },
             },
             parameters: {
                 unix_socket_directories: PG_SOCKET_DIR,
@@ -310,16 +323,21 @@ export function renderPatroniConfig(spec: PatroniSpec): string {
  * created too; a failure there must not fail the bootstrap (Patroni would wipe the new
  * cluster), so it runs on its own and the backup job creates the stanza if it failed.
  */
-export function renderPostBootstrap(appPassword: string, stanza?: string): string {
-    if (!/^[A-Za-z0-9]+$/.test(appPassword)) throw new Error("the app password must be alphanumeric (it is written into SQL and URLs unquoted)");
+export function renderPostBootstrap(login: { name: string; password: string }, stanza?: string): string {
+    if (!/^[A-Za-z0-9]+$/.test(login.password)) throw new Error("the app password must be alphanumeric (it is written into SQL and URLs unquoted)");
+    if (!/^[a-z][a-z0-9_]*$/.test(login.name)) throw new Error(`the app's login ${JSON.stringify(login.name)} is not a plain role name`);
+    const owner = DB_USERS.app;
+    const create = (role: string, attributes: string) => `SELECT 'CREATE ROLE ${role} ${attributes}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${role}')\\gexec`;
     const lines = [
         "#!/bin/sh",
-        "# vps-ha: Patroni's post_bootstrap: the application's role and database.",
+        "# vps-ha: Patroni's post_bootstrap: the application's roles and database.",
         "set -eu",
         `psql -v ON_ERROR_STOP=1 -d "$1" <<'SQL'`,
-        `SELECT 'CREATE ROLE ${DB_USERS.app} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${DB_USERS.app}')\\gexec`,
-        `ALTER ROLE ${DB_USERS.app} PASSWORD '${appPassword}';`,
-        `SELECT 'CREATE DATABASE ${APP_DATABASE} OWNER ${DB_USERS.app}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${APP_DATABASE}')\\gexec`,
+        // The owner logs in itself under the first secrets version; a later version's login acts as it.
+        ...(login.name === owner
+            ? [create(owner, "LOGIN"), `ALTER ROLE ${owner} PASSWORD '${login.password}';`]
+            : [create(owner, "NOLOGIN"), create(login.name, "LOGIN"), `ALTER ROLE ${login.name} PASSWORD '${login.password}';`, `GRANT ${owner} TO ${login.name};`, `ALTER ROLE ${login.name} SET role = '${owner}';`]),
+        `SELECT 'CREATE DATABASE ${APP_DATABASE} OWNER ${owner}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${APP_DATABASE}')\\gexec`,
         "SQL",
     ];
     if (stanza) {

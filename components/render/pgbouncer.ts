@@ -34,6 +34,8 @@ export interface PgbouncerConfig {
     appUser: string;
     appPassword: string;
     adminPassword: string;
+    /** During a secrets rotation, the app's login of the version before: admitted until the app nodes have moved. */
+    previousApp?: { user: string; password: string };
 }
 
 /** userlist.txt: "user" "password" per line, double quotes doubled. */
@@ -72,7 +74,7 @@ log_disconnections = 0
 export function pgbouncerPart(c: PgbouncerConfig): CloudConfigPart {
     const files: FilePart[] = [
         { path: PGBOUNCER_INI, content: renderPgbouncerIni(c), permissions: "0640", owner: "postgres:postgres", defer: true },
-        { path: PGBOUNCER_USERLIST, content: renderUserlist({ [c.appUser]: c.appPassword, [POOLER_ADMIN_USER]: c.adminPassword }), permissions: "0640", owner: "postgres:postgres", defer: true },
+        { path: PGBOUNCER_USERLIST, content: renderUserlist({ ...(c.previousApp ? { [c.previousApp.user]: c.previousApp.password } : {}), [c.appUser]: c.appPassword, [POOLER_ADMIN_USER]: c.adminPassword }), permissions: "0640", owner: "postgres:postgres", defer: true },
         // Bind the mesh address even before wg0 is up (HAProxy's nonlocal-bind sysctl covers it),
         // and come back whatever ends the process.
         { path: `/etc/systemd/system/${PGBOUNCER_UNIT}.d/vps-ha.conf`, content: renderUnit({ Unit: { After: "wg-quick@wg0.service haproxy.service" }, Service: { Restart: "always", RestartSec: "1s" } }) },

@@ -616,12 +616,39 @@ def test_the_first_node_failing_halts_the_group_and_a_fixed_state_completes_it(t
     ({"health": [[]]}, "health is not a list of commands"),
     ({"healthTimeoutSeconds": -1}, "healthTimeoutSeconds is -1"),
     ({"order": None}, "missing or malformed"),
+    ({"credentials": 0}, "credentials is 0"),
+    ({"after": {"nodes": [], "credentials": 2}}, "after is not"),
+    ({"after": {"nodes": [{"name": "x", "meshAddress": "127.0.0.9"}], "credentials": "2"}}, "after is not"),
 ])
 def test_a_malformed_spec_changes_nothing_and_says_why(tmp_path, change, why):
     calls, status = Calls(), {}
     spec = {**spec_for(1), **change}
     assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env_for(tmp_path)) is False
     assert calls.log == [] and status["rolloutState"] == "halted" and why in status["haltedReason"]
+
+
+def test_a_rotation_waits_until_every_node_of_the_group_before_reports_the_new_secrets(tmp_path, peers):
+    # a is the first of its group; b and c stand for the group before it (the HAProxy pair for an app node).
+    env, calls, status = env_for(tmp_path), Calls(), {}
+    after = {"nodes": [{"name": "b", "meshAddress": "127.0.0.2"}, {"name": "c", "meshAddress": "127.0.0.3"}],
+             "credentials": 2}
+    spec = {**spec_for(peers["b"].port), "order": [{"name": "a", "meshAddress": "127.0.0.1"}], "credentials": 2,
+            "after": after}
+    peers["b"].status = {**healthy("other"), "credentials": 2}
+    peers["c"].status = {**healthy("other"), "credentials": 1}
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is False
+    assert calls.log == [] and status["waitingOn"] == "c"
+    assert "secrets version 2" in json.loads((tmp_path / "rollout.json").read_text())["waitReason"]
+    # Applying it, not yet healthy: still not.
+    peers["c"].status = {"rolloutId": "other", "rolloutState": "applying", "credentials": 2}
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is False and status["waitingOn"] == "c"
+    peers["c"].status = {**healthy("other"), "credentials": 3}
+    assert apply_gated(spec, "a", calls.apply, calls.rollback, status, env=env) is True
+    assert calls.log == ["apply"] and status["credentials"] == 2
+    # What this node now serves says so to the group after it.
+    out = io.StringIO()
+    rollout.serve_status(env, out)
+    assert rollout.has_credentials(json.loads(out.getvalue()), 2)
 
 
 def test_app_health_asks_every_web_instance_the_directory_agent_runs(tmp_path):

@@ -1,5 +1,6 @@
 import json
 import os
+import types
 
 import pytest
 
@@ -99,3 +100,32 @@ def test_a_bad_argument_prints_the_usage_line(capsys):
     assert switchover.main(["--bogus"]) == 2
     assert capsys.readouterr().err.startswith("usage: vps-ha-switchover ")
 
+
+
+def test_a_pooler_without_the_new_admin_password_yet_is_asked_with_the_one_before():
+    tried = []
+
+    def connect(**kw):
+        tried.append(kw["password"])
+        if kw["password"] != "old":
+            raise switchover.psycopg2.OperationalError('FATAL:  password authentication failed for user "x"')
+        return types.SimpleNamespace(autocommit=False)
+
+    cfg = {"poolerPort": 6432, "poolerAdminUser": "vps_ha_admin", "poolerAdminPassword": "new",
+           "previousPoolerAdminPassword": "old"}
+    assert switchover.session(cfg, "10.0.0.5", connect).autocommit is True
+    assert tried == ["new", "old"]
+    # Without a rotation, or for another failure, nothing else is tried.
+    tried.clear()
+    with pytest.raises(switchover.psycopg2.OperationalError):
+        switchover.session({**cfg, "previousPoolerAdminPassword": None}, "10.0.0.5", connect)
+    assert tried == ["new"]
+
+    def unreachable(**kw):
+        tried.append(kw["password"])
+        raise switchover.psycopg2.OperationalError("connection refused")
+
+    tried.clear()
+    with pytest.raises(switchover.psycopg2.OperationalError):
+        switchover.session(cfg, "10.0.0.5", unreachable)
+    assert tried == ["new"]

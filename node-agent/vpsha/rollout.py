@@ -111,6 +111,7 @@ def save_state(env, state, status=None):
             "rolloutId": state.get("rolloutId"), "rolloutState": state.get("rolloutState"),
             "waitingOn": state.get("waitingOn"), "haltedReason": state.get("haltedReason"),
             "haltedBy": state.get("haltedBy"), "patroniRole": state.get("patroniRole"),
+            "credentials": state.get("credentials"),
         })
     return state
 
@@ -397,6 +398,15 @@ def spec_problem(spec, node):
                                     or not isinstance(pending.get("settleSeconds"), (int, float))
                                     or pending["settleSeconds"] <= 0):
             return "pendingRestart is not {units: a list, settleSeconds: a positive number}"
+        if not _count(spec.get("credentials", 1)):
+            return ("credentials is %r; expected the stack's secrets version (a whole number from 1)"
+                    % spec.get("credentials"))
+        after = spec.get("after")
+        if after is not None and (not isinstance(after.get("nodes"), list) or not after["nodes"]
+                                  or not all(isinstance(o.get("name"), str) and isinstance(o.get("meshAddress"), str)
+                                             for o in after["nodes"])
+                                  or not _count(after.get("credentials"))):
+            return "after is not {nodes: [{name, meshAddress}], credentials: a whole number from 1}"
         files = spec.get("etcdTls")
         if files is not None and not all(isinstance(files.get(k), str) and files[k] for k in ("cacert", "cert", "key")):
             return "etcdTls is %r; expected {cacert, cert, key}: file paths" % (files,)
@@ -405,10 +415,35 @@ def spec_problem(spec, node):
     return None
 
 
+def _count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def has_credentials(st, credentials):
+    """Whether a node's status says it applied a rollout with these secrets (or later ones) and is healthy."""
+    return bool(st) and st.get("rolloutState") == "healthy" and _count(st.get("credentials")) \
+        and st["credentials"] >= credentials
+
+
+def waiting_after(spec, env):
+    """(node, why) of the first node of the group before (spec's `after`) without the new secrets, or (None, None)."""
+    after = spec.get("after")
+    if not after:
+        return None, None
+    for o in after["nodes"]:
+        st = read_peer(o["meshAddress"], spec["statusPort"], env.peer_timeout)
+        if st is None:
+            return o["name"], "unreachable"
+        if not has_credentials(st, after["credentials"]):
+            return o["name"], "has not applied secrets version %d" % after["credentials"]
+    return None, None
+
+
 def record_applied(spec, node, status, env=None):
     """A document with this rollout applied without a change to gate (a first one, or nothing changed)."""
     env = env or Env()
     save_state(env, {"rolloutId": spec["id"], "rolloutState": "healthy", "node": node,
+                     "credentials": spec.get("credentials", 1),
                      "patroniRole": patroni_role(env) if spec.get("group") == "db" else None}, status)
 
 
@@ -428,7 +463,7 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
     rid = spec["id"]
     group = spec.get("group")
     old = load_state(env)
-    base = {"rolloutId": rid, "node": node, "group": group}
+    base = {"rolloutId": rid, "node": node, "group": group, "credentials": spec.get("credentials", 1)}
     role = patroni_role(env) if group == "db" else None
     base["patroniRole"] = role
     if old.get("rolloutId") == rid and old.get("rolloutState") == "halted" and not old.get("haltedBy"):
@@ -444,6 +479,9 @@ def apply_gated(spec, node, apply, rollback, status, units=None, env=None):
         if o["name"] != node:
             statuses[o["name"]] = read_peer(o["meshAddress"], spec["statusPort"], env.peer_timeout)
     other, why = turn(spec, node, statuses)
+    if other is None:
+        # A rotation's groups go in turn: this one presents secrets the group before must accept first.
+        other, why = waiting_after(spec, env)
     if why == "halted":
         st = statuses[other]
         reason = "rollout halted at %s: %s" % (st.get("haltedBy") or other, st.get("haltedReason"))

@@ -57,11 +57,22 @@ def poolers(cfg):
     return {name: f["mesh"] for name, f in members.items() if f.get("role") == "haproxy" and f.get("mesh")}
 
 
-def session(cfg, host):
-    """An admin console session on the pgbouncer at `host` (psycopg2: Patroni's own driver)."""
-    conn = psycopg2.connect(host=host, port=cfg["poolerPort"], user=cfg["poolerAdminUser"],
-                            password=cfg["poolerAdminPassword"], dbname="pgbouncer", connect_timeout=3,
-                            application_name=TOOL_NAME)
+def session(cfg, host, connect=None):
+    """
+    An admin console session on the pgbouncer at `host` (psycopg2: Patroni's own driver). During
+    a secrets rotation a pooler may not have the new admin password yet: the version before's next.
+    """
+    connect = connect or psycopg2.connect
+    passwords = [cfg["poolerAdminPassword"]] + ([cfg["previousPoolerAdminPassword"]]
+                                                if cfg.get("previousPoolerAdminPassword") else [])
+    for i, password in enumerate(passwords):
+        try:
+            conn = connect(host=host, port=cfg["poolerPort"], user=cfg["poolerAdminUser"], password=password,
+                           dbname="pgbouncer", connect_timeout=3, application_name=TOOL_NAME)
+            break
+        except psycopg2.OperationalError as err:
+            if i + 1 == len(passwords) or "password authentication failed" not in str(err):
+                raise
     # The admin console knows no transactions
     conn.autocommit = True
     return conn
@@ -173,9 +184,10 @@ def pause_at_stop(cfg, pools, answer, deadline):
     for name in ("request.json", "claimed.json", "paused.json"):
         if os.path.exists(os.path.join(handoff, name)):
             os.remove(os.path.join(handoff, name))
-    keys = ("poolerPort", "poolerAdminUser", "poolerAdminPassword", "database", "pauseTimeoutSeconds")
+    keys = ("poolerPort", "poolerAdminUser", "poolerAdminPassword", "previousPoolerAdminPassword", "database",
+            "pauseTimeoutSeconds")
     deadline_at = time.time() + cfg["switchTimeoutSeconds"]
-    ask = {**{k: cfg[k] for k in keys}, "pools": pools, "pid": os.getpid(), "deadline": deadline_at}
+    ask = {**{k: cfg[k] for k in keys if k in cfg}, "pools": pools, "pid": os.getpid(), "deadline": deadline_at}
     write_json(os.path.join(handoff, "request.json"), ask, postgres)
     while time.monotonic() < deadline:
         done = read_json(os.path.join(handoff, "paused.json"))

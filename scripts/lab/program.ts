@@ -84,7 +84,8 @@ function withLabSettings(values: Record<string, string>): void {
  * `pulumi config set --path --secret` would store it: in every evaluation, so a drill's next
  * generation keeps the Alertmanagers the bring-up gave.
  */
-export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}): Promise<LabProgram> {
+/** `deployed`: the outputs of the deployment this run follows (a change the program decides against them, such as a secrets rotation). */
+export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}, deployed?: Record<string, unknown>): Promise<LabProgram> {
     const file = readStackFile(source.file);
     if (file.values[LAB_ALERTS_KEY] === undefined) {
         file.values[LAB_ALERTS_KEY] = JSON.stringify(LAB_ALERTS);
@@ -92,7 +93,7 @@ export async function labProgram(source: StackSource, edits: Record<string, unkn
     }
     for (const [key, value] of Object.entries(edits)) file.values[`vps-ha:${key}`] = JSON.stringify(value);
     withLabSettings(file.values);
-    const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {} });
+    const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {}, ...(deployed ? { deployed } : {}) });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;
     const pooledConnectionString = typeof e.outputs.pooledConnectionString === "string" ? e.outputs.pooledConnectionString : undefined;
     // The program accepted this file, so it parses; the lab needs a few of its values.

@@ -10,6 +10,7 @@ import { clusterLoss } from "../../scripts/lab/drills/cluster-loss";
 import { SWITCHOVER_SINGLE_RUN_SLACK } from "../../scripts/lab/drills/db";
 import { doubleChangeRefused, memberMove } from "../../scripts/lab/drills/members";
 import { badChangeHalts, upgradeInPlace } from "../../scripts/lab/drills/rollout";
+import { rotateSecrets } from "../../scripts/lab/drills/rotate-secrets";
 import { addWitnessLive } from "../../scripts/lab/drills/witness-live";
 import { stackSource } from "../../scripts/lab/program";
 import { labHealth } from "../../scripts/lab/health";
@@ -55,6 +56,15 @@ describe("changes to a live stack in the lab @lab", function () {
         assert.equal(result.failedHttpRequests, 0, why);
         assert.ok(result.notes.some((n) => n.startsWith(`halted within `)), why);
         assert.ok(result.passed, why);
+        run.notePids();
+    });
+
+    it("drill rotate-secrets: every database, pooler and REST secret rotated in one change, no server replaced; the old logins refused afterwards, nothing fails", async function () {
+        const result = await rotateSecrets.run({ log });
+        rolledOut(result);
+        for (const re of [/^the app's old login app is refused/, /^the app's new login works/, /^the superuser's old password is refused/, /^the replicas stream as replicator_v2/, /pooler admin console refuses the old password/, /Patroni REST API: the old password 401/]) {
+            assert.ok(result.notes.some((n) => re.test(n)), `${re}: ${JSON.stringify(result)}`);
+        }
         run.notePids();
     });
 

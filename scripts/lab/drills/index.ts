@@ -12,6 +12,7 @@ import { switchoverInterrupted } from "./pooler";
 import { releaseRollback, releaseSwitch } from "./release";
 import { dbMemberReplace } from "./replace";
 import { rolloutDrills } from "./rollout";
+import { rotateSecrets } from "./rotate-secrets";
 import { labStack } from "../stack";
 import { labNodes } from "../realize";
 import { Drill } from "./types";
@@ -20,11 +21,12 @@ import { addWitnessLive, removeWitnessLive } from "./witness-live";
 
 /**
  * Changes to a live stack, run last and in their own lab (test/lab/members.test.ts): desired
- * state rolled out node by node first, then the member changes (the move leaves a member on
+ * state rolled out node by node first (the secrets rotated: the lab runs the rotated stack file
+ * from then on), then the member changes (the move leaves a member on
  * another provider than the stack file says, and the cluster's loss leaves it restored from its
  * backups), then a witness added (the lab keeps it).
  */
-export const liveChangeDrills: Drill[] = [...rolloutDrills, doubleChangeRefused, memberMove, clusterLoss, addWitnessLive, removeWitnessLive];
+export const liveChangeDrills: Drill[] = [...rolloutDrills, rotateSecrets, doubleChangeRefused, memberMove, clusterLoss, addWitnessLive, removeWitnessLive];
 
 /**
  * The monitoring's drills, measured at the lab's alert receiver. First, as `alerts` checks that

@@ -145,7 +145,7 @@ async function firstMember(): Promise<NodeState> {
  * deletes them, as `pulumi up` does once the rollout is through); `nodes.unchanged`: nodes whose
  * group's rollout the change leaves as it was (only their health is waited for).
  */
-export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS, nodes: { leaving?: string[]; unchanged?: string[]; afterRollout?: () => Promise<void> } = {}): Promise<DrillResult> {
+export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target: string, fault: () => Promise<void>, check: (ok: boolean, note: string) => void, pauseSeconds = SWITCHOVER_PAUSE_SECONDS, nodes: { leaving?: string[]; unchanged?: string[]; afterRollout?: () => Promise<void>; followApp?: boolean } = {}): Promise<DrillResult> {
     const leaving = nodes.leaving ?? [];
     const before = await states(leaving);
     const boots = await bootMarks(leaving);
@@ -163,7 +163,7 @@ export async function rolloutUnderLoad(ctx: DrillContext, drill: string, target:
             await nodes.afterRollout?.();
         },
         rtoTargetSeconds: pauseSeconds,
-        writes: { pooled: true, timeoutMs: 30_000 },
+        writes: { pooled: true, timeoutMs: 30_000, ...(nodes.followApp ? { followApp: true } : {}) },
         planned: { maxWritePauseSeconds: pauseSeconds + SWITCHOVER_SINGLE_RUN_SLACK },
         loadSeconds: ROLLOUT_BOUND_SECONDS + 120,
     });

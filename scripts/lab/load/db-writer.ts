@@ -2,8 +2,9 @@
 // clients): it inserts sequential ids through the HAProxy pair's primary port, trying each
 // HAProxy in turn as libpq's multi-host connection strings do, and logs one JSON line per
 // attempt. A write is acknowledged only when its COMMIT returned; the drill later checks every
-// acknowledged id is still there.
-//   usage: db-writer.ts --hosts H1:5000,H2:5000 --user U --password-file F --database D
+// acknowledged id is still there. When its login file changes it takes the new login from its
+// next write on, as an app given new credentials does.
+//   usage: db-writer.ts --hosts H1:5000,H2:5000 --login-file F ({"user", "password"}) --database D
 //                       --log FILE --max-writes N --max-seconds S [--every-ms MS] [--timeout-ms MS]
 import { appendFileSync, readFileSync } from "node:fs";
 import { Client } from "pg";
@@ -19,6 +20,8 @@ export interface WriteRecord {
     server?: string;
     /** The HAProxy (host:port from the connection string) the write went through. */
     via?: string;
+    /** The login it was made with. */
+    user?: string;
     error?: string;
 }
 
@@ -42,10 +45,11 @@ async function connect(hosts: string[], opts: { user: string; password: string; 
 }
 
 async function main(): Promise<void> {
-    const a = parseArgs(process.argv.slice(2), { values: ["hosts", "user", "password-file", "database", "log", "max-writes", "max-seconds", "every-ms", "start-id", "timeout-ms"] });
+    const a = parseArgs(process.argv.slice(2), { values: ["hosts", "login-file", "database", "log", "max-writes", "max-seconds", "every-ms", "start-id", "timeout-ms"] });
     const v = a.values as Record<string, string>;
     const hosts = v.hosts.split(",");
-    const opts = { user: v.user, password: readFileSync(v["password-file"], "utf8").trim(), database: v.database };
+    const login = () => ({ ...(JSON.parse(readFileSync(v["login-file"], "utf8")) as { user: string; password: string }), database: v.database });
+    let opts = login();
     const maxWrites = Number(v["max-writes"]);
     const deadline = Date.now() + Number(v["max-seconds"]) * 1000;
     const everyMs = Number(v["every-ms"] ?? 50);
@@ -56,7 +60,14 @@ async function main(): Promise<void> {
     let id = Number(v["start-id"] ?? 1);
     for (let n = 0; n < maxWrites && Date.now() < deadline; n++, id++) {
         const start = Date.now();
-        const rec: WriteRecord = { id, start, end: start, ok: false };
+        const now = login();
+        if (now.user !== opts.user || now.password !== opts.password) {
+            // Between writes: the connection open under the old login ends cleanly.
+            opts = now;
+            await client?.end().catch(() => undefined);
+            client = undefined;
+        }
+        const rec: WriteRecord = { id, start, end: start, ok: false, user: opts.user };
         try {
             if (!client) ({ client, via } = await connect(hosts, opts, timeoutMs));
             const r = await client.query(`INSERT INTO ${TABLE} (id) VALUES ($1) RETURNING host(inet_server_addr()) AS server`, [id]);

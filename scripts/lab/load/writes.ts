@@ -1,11 +1,12 @@
 // Drives the bounded writer (db-writer.ts) from an app node's network namespace, and reads back
 // which ids the database holds, through the same HAProxy pair the application uses.
 import { ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { execInNode, labNodes } from "../realize";
 import { STATE_DIR } from "../paths";
 import { labStack } from "../stack";
+import { APP_ENV_FILE } from "../../../components/render/app";
 import type { WriteRecord } from "./db-writer";
 import { TABLE } from "./db-writer";
 import { parseJsonLines } from "./json-lines";
@@ -14,6 +15,24 @@ function connectionString(): string {
     const url = labStack()?.connectionString;
     if (!url) throw new Error("the lab stack has no database connection string (is the lab up?)");
     return url;
+}
+
+/** The writer's login file, replaced whole: the writer never reads half of a change. */
+function writeLogin(file: string, login: { user: string; password: string }): void {
+    writeFileSync(`${file}.tmp`, JSON.stringify({ user: login.user, password: login.password }), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+}
+
+/** The app's URL in `variable` of the app's env file on `node` (components/render/app.ts). */
+async function appUrl(node: string, variable: string): Promise<{ user: string; password: string } | undefined> {
+    const r = await execInNode(node, ["cat", APP_ENV_FILE], { timeoutMs: 5_000, allowFail: true });
+    const line = r.stdout.split("\n").find((l) => l.startsWith(`${variable}=`));
+    if (!line) return undefined;
+    try {
+        return parsePostgresUrl(line.slice(variable.length + 1).replace(/^"|"$/g, ""));
+    } catch {
+        return undefined;
+    }
 }
 
 /** The lab runs database writes only when the stack has a database and a client node. */
@@ -45,10 +64,16 @@ export function parsePostgresUrl(url: string): { user: string; password: string;
 export interface WriteOptions {
     pooled?: boolean;
     timeoutMs?: number;
+    /** Take the app's new URL when the writer's app node gets one (a secrets rotation), as its web instances do. */
+    followApp?: boolean;
 }
+
+/** How often a writer that follows the app reads its node's URL. */
+const FOLLOW_EVERY_MS = 1_000;
 
 export class WriteLoad {
     private child: ChildProcess | undefined;
+    private follower: NodeJS.Timeout | undefined;
     private exited: Promise<void> = Promise.resolve();
     private readonly log: string;
 
@@ -79,13 +104,13 @@ export class WriteLoad {
         if (opts.pooled && !pooled) throw new Error("the lab stack has no pooled connection string");
         const url = parsePostgresUrl(opts.pooled ? (pooled as string) : connectionString());
         const netns = labNodes().find((n) => n.name === this.node)?.netns as string;
-        const passwordFile = join(this.log, "..", "password");
-        writeFileSync(passwordFile, url.password, { mode: 0o600 });
+        const loginFile = join(this.log, "..", "login.json");
+        writeLogin(loginFile, url);
         writeFileSync(this.log, "");
         const tsx = join(__dirname, "../../../node_modules/tsx/dist/cli.mjs");
         const args = [
             `--net=/run/netns/${netns}`, "--", process.execPath, tsx, join(__dirname, "db-writer.ts"),
-            "--hosts", url.hosts.join(","), "--user", url.user, "--password-file", passwordFile,
+            "--hosts", url.hosts.join(","), "--login-file", loginFile,
             "--database", url.database, "--log", this.log, "--max-writes", String(maxWrites),
             "--max-seconds", String(maxSeconds), "--start-id", String(this.startId), "--timeout-ms", String(opts.timeoutMs ?? 2000),
         ];
@@ -96,7 +121,27 @@ export class WriteLoad {
             if (code) console.error(`db-writer exited ${code}: ${stderr.slice(-2000)}`);
             resolve();
         }));
+        if (opts.followApp) this.follow(opts.pooled ? "DATABASE_POOLED_URL" : "DATABASE_URL", url, loginFile);
     }
+
+    /** Reads the node's app URL every FOLLOW_EVERY_MS until stop(); the writer takes a new login from its files. */
+    private follow(variable: string, start: { user: string; password: string }, loginFile: string): void {
+        let current = `${start.user}:${start.password}`;
+        let busy = false;
+        this.follower = setInterval(() => {
+            if (busy) return;
+            busy = true;
+            appUrl(this.node, variable).then((u) => {
+                if (!u || `${u.user}:${u.password}` === current || !this.child) return;
+                current = `${u.user}:${u.password}`;
+                writeLogin(loginFile, u);
+                this.followed.push({ at: Date.now(), user: u.user });
+            }, () => undefined).finally(() => (busy = false));
+        }, FOLLOW_EVERY_MS);
+    }
+
+    /** The logins the writer was moved to (followApp), when. */
+    readonly followed: { at: number; user: string }[] = [];
 
     /** The writer's JSON-lines log (one line per write, acknowledged or not). */
     get logFile(): string {
@@ -110,6 +155,7 @@ export class WriteLoad {
 
     /** Stops the writer (bounded: it also stops by itself at its time limit). */
     async stop(): Promise<WriteRecord[]> {
+        clearInterval(this.follower);
         this.child?.kill("SIGTERM");
         await Promise.race([this.exited, new Promise((r) => setTimeout(r, 5_000))]);
         this.child?.kill("SIGKILL");
