@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
 import { createServer, IncomingMessage, Server } from "node:http";
 import { AddressInfo } from "node:net";
-import { S3Refusal, S3Request, s3Refusal } from "../scripts/lab/s3-auth";
+import { credentialKeys, S3Refusal, S3Request, s3KeyOf, s3Refusal } from "../scripts/lab/s3-auth";
 import { requireTools } from "./helpers/tools";
 
 // The lab's R2 stand-in checks signatures as R2 does: each request below is signed by curl's own
@@ -70,5 +70,21 @@ describe("lab: the S3 stand-in's request signatures (AWS Signature Version 4)", 
             { ...r, headers: { ...r.headers, "x-amz-date": String(r.headers["x-amz-date"]).replace(/T\d\d/, (t) => (t === "T00" ? "T01" : "T00")) } },
         ]) assert.equal(s3Refusal(changed, secrets)?.code, "SignatureDoesNotMatch", JSON.stringify(changed));
         assert.equal(s3Refusal({ ...r, headers: { ...r.headers, authorization: "AWS AKID:c2lnbmF0dXJl" } }, secrets)?.code, "AccessDenied", "a V2 signature");
+    });
+});
+
+describe("lab: the S3 stand-in's keys", () => {
+    it("reads one key or several (a rotation holds two), and refuses anything else", () => {
+        const a = { accessKeyId: "a", secretAccessKey: "x" };
+        const b = { accessKeyId: "b", secretAccessKey: "y" };
+        assert.deepEqual(credentialKeys(a), [a]);
+        assert.deepEqual(credentialKeys({ keys: [a, b] }), [a, b]);
+        for (const bad of [null, {}, { keys: [] }, { keys: [{ accessKeyId: "a" }] }, { accessKeyId: 1, secretAccessKey: "x" }]) assert.throws(() => credentialKeys(bad), /neither/, JSON.stringify(bad));
+    });
+
+    it("names the access key of a signed request", () => {
+        assert.equal(s3KeyOf(`AWS4-HMAC-SHA256 Credential=KEY2/20261203/auto/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`), "KEY2");
+        assert.equal(s3KeyOf(""), undefined);
+        assert.equal(s3KeyOf("Basic abc"), undefined);
     });
 });

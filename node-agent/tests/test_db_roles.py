@@ -170,7 +170,7 @@ def env_of(db, clock, peers=None):
     def unread(*a):
         raise AssertionError("no status server is asked")
     return Env(connect=db.connect, read_peer=peers or unread, encrypt=fake_encrypt, monotonic=clock,
-               sleep=clock.sleep, poll=1.0, peer_timeout=1.0)
+               sleep=clock.sleep, poll=1.0, peer_poll=1.0, peer_timeout=1.0)
 
 
 def run(write_json, command, c, env):
@@ -250,6 +250,11 @@ def test_a_bad_config_exits_2_naming_the_key_and_asks_nothing(c, said, db, clock
         assert run(write_json, command, c, env_of(db, clock)) == 2
         assert said in capsys.readouterr().out
     assert db.connects == []
+
+
+def test_a_key_starting_with_an_underscore_is_a_note(db, clock, write_json):
+    # The drills stamp every JSON file with "_revision" (components/drill-knobs.ts).
+    assert run(write_json, "ensure", config(_revision="upgrade-1"), env_of(db, clock)) == 0
 
 
 def test_retire_needs_after_only_when_it_retires_something(db, clock, write_json, capsys):
@@ -399,13 +404,17 @@ def test_retire_waits_until_every_node_reports_the_new_credentials_healthy(db, c
     connects = []
     env = env_of(db, clock, peers)
     env.connect = lambda **kw: connects.append(clock.now) or db.connect(**kw)
+    # The status servers are asked every 5 s by default, not every second (Env.peer_poll says why).
+    env.peer_poll = db_roles.Env().peer_poll
+    assert env.peer_poll == 5.0
     assert run(write_json, "retire", config(), env) == 0
     # Asked on every poll until both report; the primary only after that.
-    assert clock.now == 5.0 and connects == [5.0]
+    assert clock.now == 25.0 and connects == [25.0]
     assert len(peers.asked) == 12 and peers.asked[0] == ("10.20.0.31", 2382)
     out = capsys.readouterr().out
     assert "waiting on app-1 (unreachable); app-2 (credentials 1, not yet 2)" in out
-    assert out.count("waiting on") == 1
+    # Said at most every 10 s (at 0, 10 and 20 s), not on every ask.
+    assert out.count("waiting on") == 3
     assert "disabled app, replicator, rewinder (no login, no password); ended 2 sessions" in out
     assert db.roles == {"app": False, "replicator": False, "rewinder": False,
                         "app_v2": True, "replicator_v2": True, "rewinder_v2": True}

@@ -85,7 +85,7 @@ class Env:
     """How the tool reaches PostgreSQL and the status servers, and its clock; the tests bring fakes."""
 
     def __init__(self, connect=psycopg2.connect, read_peer=read_peer, encrypt=None, monotonic=time.monotonic,
-                 sleep=time.sleep, poll=1.0, peer_timeout=3.0, log_every=10.0):
+                 sleep=time.sleep, poll=1.0, peer_poll=5.0, peer_timeout=3.0, log_every=10.0):
         self.connect = connect
         self.read_peer = read_peer
         # (password, role, connection, algorithm) -> what ALTER ROLE ... PASSWORD takes.
@@ -94,6 +94,9 @@ class Env:
         self.monotonic = monotonic
         self.sleep = sleep
         self.poll = poll
+        # Each ask starts a process on every node asked (a socket-activated status server): every
+        # member asking every app node each second loaded small machines while the primary handed over.
+        self.peer_poll = peer_poll
         self.peer_timeout = peer_timeout
         # Waiting is logged at most this often, not on every ask.
         self.log_every = log_every
@@ -142,7 +145,8 @@ def _list(v, key):
 def _keys(d, allowed, required, key):
     if not isinstance(d, dict):
         raise BadConfig("%s: not an object" % key)
-    unknown = sorted(set(d) - allowed)
+    # A key starting with "_" is a note, as in the other tools' JSON (the drills stamp "_revision").
+    unknown = sorted(k for k in set(d) - allowed if not k.startswith("_"))
     if unknown:
         raise BadConfig("%s: unknown key %s" % (key, ", ".join(unknown)))
     missing = [k for k in required if k not in d]
@@ -401,7 +405,7 @@ def wait_for_after(cfg, env, deadline):
                             after["credentials"], said))
         if every():
             log("waiting on %s" % said)
-        env.sleep(env.poll)
+        env.sleep(env.peer_poll)
 
 
 def retire_roles(cfg, conn):

@@ -84,14 +84,18 @@ function withLabSettings(values: Record<string, string>): void {
  * `pulumi config set --path --secret` would store it: in every evaluation, so a drill's next
  * generation keeps the Alertmanagers the bring-up gave.
  */
-/** `deployed`: the outputs of the deployment this run follows (a change the program decides against them, such as a secrets rotation). */
-export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}, deployed?: Record<string, unknown>): Promise<LabProgram> {
+/**
+ * `deployed`: the outputs of the deployment this run follows (a change the program decides against
+ * them, such as a secrets rotation); `secret`: the edited keys set as secrets (`pulumi config set --secret`).
+ */
+export async function labProgram(source: StackSource, edits: Record<string, unknown> = {}, deployed?: Record<string, unknown>, secret: string[] = []): Promise<LabProgram> {
     const file = readStackFile(source.file);
     if (file.values[LAB_ALERTS_KEY] === undefined) {
         file.values[LAB_ALERTS_KEY] = JSON.stringify(LAB_ALERTS);
         file.secretKeys.push(LAB_ALERTS_KEY);
     }
     for (const [key, value] of Object.entries(edits)) file.values[`vps-ha:${key}`] = JSON.stringify(value);
+    for (const key of secret) if (!file.secretKeys.includes(`vps-ha:${key}`)) file.secretKeys.push(`vps-ha:${key}`);
     withLabSettings(file.values);
     const e = await evaluateProgram({ stack: source.stack, values: file.values, secretKeys: file.secretKeys, env: {}, ...(deployed ? { deployed } : {}) });
     const connectionString = typeof e.outputs.connectionString === "string" ? e.outputs.connectionString : undefined;

@@ -75,3 +75,25 @@ export function s3Refusal(req: S3Request, secrets: Map<string, string>): S3Refus
     if (!timingSafeEqual(Buffer.from(expected), Buffer.from(signature))) return { code: "SignatureDoesNotMatch", message: "the signature does not match the access key's secret" };
     return undefined;
 }
+
+/** The file beside the stand-in's credentials where it notes the key of each request it admits. */
+export const S3_KEY_USE = "key-use.jsonl";
+
+export interface S3Key {
+    accessKeyId: string;
+    secretAccessKey: string;
+}
+
+/** The stand-in's credentials file: one key, or {keys: [...]} while a rotation holds two. */
+export function credentialKeys(file: unknown): S3Key[] {
+    const one = (k: unknown): k is S3Key => typeof k === "object" && k !== null && typeof (k as S3Key).accessKeyId === "string" && typeof (k as S3Key).secretAccessKey === "string";
+    if (one(file)) return [file];
+    const keys = (file as { keys?: unknown } | null)?.keys;
+    if (Array.isArray(keys) && keys.length > 0 && keys.every(one)) return keys;
+    throw new Error("the S3 credentials file is neither {accessKeyId, secretAccessKey} nor {keys: [...]}");
+}
+
+/** The access key an Authorization header names (undefined for another kind of header). */
+export function s3KeyOf(authorization: string | undefined): string | undefined {
+    return authorization ? AUTHORIZATION.exec(authorization)?.[1] : undefined;
+}

@@ -2,7 +2,7 @@
 // default) is played by s3rver on the lab bridge, under the very host name the nodes were
 // given, with a certificate from a lab CA the nodes trust. Nothing in the nodes' config changes.
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { PGBACKREST_CONF } from "../../components/render/pgbackrest";
@@ -10,6 +10,8 @@ import { answers, Log, run, sleep } from "./exec";
 import { BRIDGE_ADDRESS, STATE_DIR } from "./paths";
 import type { LabNodeSpec } from "./realize";
 import { updateState } from "./state";
+import { parseJsonLines } from "./load/json-lines";
+import { credentialKeys, S3_KEY_USE, S3Key } from "./s3-auth";
 
 export interface S3Endpoint {
     host: string;
@@ -56,9 +58,29 @@ export async function labTls(dir: string, hosts: string[]): Promise<LabTls> {
     return { caCertPem: readFileSync(f("ca.crt"), "utf8"), keyFile: f("server.key"), certFile: f("server.crt") };
 }
 
+const s3Dir = () => join(STATE_DIR, "s3");
+
+/** The keys the stand-in admits from now on (replaced whole: it reads the file again when it changes). */
+export function setS3Keys(keys: S3Key[]): void {
+    const file = join(s3Dir(), "credentials.json");
+    writeFileSync(`${file}.tmp`, JSON.stringify({ keys }), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+}
+
+/** The keys the stand-in admits now. */
+export function s3Keys(): S3Key[] {
+    return credentialKeys(JSON.parse(readFileSync(join(s3Dir(), "credentials.json"), "utf8")));
+}
+
+/** Each request the stand-in admitted: when (ms since the epoch) and with which access key. */
+export function s3KeyUse(): { at: number; key?: string }[] {
+    const file = join(s3Dir(), S3_KEY_USE);
+    return existsSync(file) ? parseJsonLines<{ at: number; key?: string }>(readFileSync(file, "utf8")) : [];
+}
+
 /** Starts the S3 endpoint on the bridge address, records its PID for `down`, waits for it. */
 export async function startS3(endpoint: S3Endpoint, tls: LabTls, log: Log): Promise<void> {
-    const dir = join(STATE_DIR, "s3");
+    const dir = s3Dir();
     mkdirSync(join(dir, "data"), { recursive: true });
     const credentials = join(dir, "credentials.json");
     writeFileSync(credentials, JSON.stringify({ accessKeyId: endpoint.accessKeyId, secretAccessKey: endpoint.secretAccessKey }), { mode: 0o600 });

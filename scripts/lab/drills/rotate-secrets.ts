@@ -1,11 +1,15 @@
-// rotate-secrets: the lab's stack file with database.secretsVersion raised by one, as one
-// `pulumi up` after the running deployment: the program replaces no server; every database,
-// replication, rewind, REST and pooler password is a new one. The desired state rolls out under
+// rotate-secrets: the lab's stack file with database.secretsVersion raised by one and new R2 keys
+// (a token made beside the old one: the lab's stand-in for R2 admits both), as one `pulumi up`
+// after the running deployment: the program replaces no server; every database, replication,
+// rewind, REST and pooler password is a new one. The desired state rolls out under
 // writes through the poolers and HTTP, the groups in turn (members, HAProxy pair, app nodes); the
 // writer takes the app's new URL when its app node does, as the app's web instances do. Then the
 // old logins are refused (the app's, the superuser's, the poolers' admin console, Patroni's REST
 // API), the new ones work, the replicas stream as the new replication login; nothing failed, at
-// most one switchover, no node rebuilt. The lab runs the rotated stack file afterwards.
+// most one switchover, no node rebuilt; WAL goes to the bucket with the new R2 key alone. The lab
+// runs the rotated stack file afterwards (with the stand-in R2 key, which the stand-in still admits:
+// deleting the old token is R2's, not the stack's).
+import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
@@ -18,6 +22,8 @@ import { sleep } from "../exec";
 import { parsePostgresUrl } from "../load/writes";
 import { STATE_DIR } from "../paths";
 import { labProgram } from "../program";
+import { s3Keys, s3KeyUse, setS3Keys } from "../s3";
+import { readStackFile } from "../../lib/stack-file";
 import { execInNode, labNodes, NodeState } from "../realize";
 import { LabStack, labStack, saveLabStack } from "../stack";
 import { Evaluation } from "../../lib/mock-program";
@@ -29,6 +35,8 @@ import { Drill, drillChecks } from "./types";
 
 /** How long after the last app node applied the change the old logins may still work (the members' retire polls every second). */
 const RETIRE_BOUND_SECONDS = 120;
+/** How long a WAL segment switched after the rollout may take to reach the bucket. */
+const ARCHIVE_BOUND_SECONDS = 60;
 
 type Config = Record<string, unknown>;
 
@@ -84,7 +92,12 @@ export const rotateSecrets: Drill = {
         const rotated = change.evaluation;
         const old = { superuser: password(deployed, versioned("database-superuser", from)), poolerAdmin: password(deployed, versioned("database-poolerAdmin", from)), restApi: password(deployed, versioned("database-restApi", from)) };
         const now = { superuser: password(rotated, versioned("database-superuser", to)), poolerAdmin: password(rotated, versioned("database-poolerAdmin", to)), restApi: password(rotated, versioned("database-restApi", to)) };
-        const program = await labProgram(source, {}, deployed.outputs);
+        // New R2 keys beside the rotation, as a secret: the stand-in admits them with the old ones.
+        const database = JSON.parse(readStackFile(source.file).values["vps-ha:database"]) as Config & { backups?: Config };
+        if (!database.backups) throw new Error("rotate-secrets: the lab's stack has no backups");
+        const r2 = { accessKeyId: `lab-r2-v${to}`, secretAccessKey: randomBytes(20).toString("hex") };
+        setS3Keys([...s3Keys().filter((k) => k.accessKeyId !== r2.accessKeyId), r2]);
+        const program = await labProgram(source, { database: { ...database, backups: { ...database.backups, ...r2 } } }, deployed.outputs, ["database"]);
         const before = labStack() as LabStack;
         if (!before.connectionString || !program.connectionString || !program.pooledConnectionString) throw new Error("rotate-secrets: the lab stack has no connection string");
         const oldUrl = before.connectionString;
@@ -104,6 +117,17 @@ export const rotateSecrets: Drill = {
                     refused = await psql(client.name, oldUrl, parsePostgresUrl(oldUrl).password, "select 1");
                 }
                 check(!refused.ok, `the app's old login ${parsePostgresUrl(oldUrl).user} is refused ${((Date.now() - started) / 1000).toFixed(0)} s after the rollout (bound ${RETIRE_BOUND_SECONDS} s): ${refused.out}`);
+                // Every member has the new R2 key: a WAL segment switched now reaches the bucket with it, and nothing uses the old one.
+                const primary = (await currentPrimary()) ?? client.name;
+                const switched = Date.now();
+                await execInNode(primary, ["psql", "-h", PG_SOCKET_DIR, "-U", "postgres", "-XAtq", "-c", "SELECT pg_switch_wal()"], { user: "postgres", timeoutMs: 10_000, allowFail: true });
+                let used = s3KeyUse().filter((u) => u.at >= switched);
+                while (!used.some((u) => u.key === r2.accessKeyId) && Date.now() - switched < ARCHIVE_BOUND_SECONDS * 1000) {
+                    await sleep(2_000);
+                    used = s3KeyUse().filter((u) => u.at >= switched);
+                }
+                const keys = [...new Set(used.map((u) => u.key ?? "unsigned"))];
+                check(keys.length === 1 && keys[0] === r2.accessKeyId, `WAL reaches the bucket with the new R2 key alone after the rollout: ${used.length} requests with ${keys.join(", ") || "no key"} within ${ARCHIVE_BOUND_SECONDS} s`);
                 // From here the lab, its writer's reads included, uses the new URLs.
                 saveLabStack({ ...before, source, connectionString: program.connectionString, pooledConnectionString: program.pooledConnectionString });
             },
