@@ -269,7 +269,7 @@ describe("Patroni renderer", () => {
         assert.equal(parse(fileAt(databaseParts(plan, db1, SECRETS), PATRONI_CONFIG).content, { version: "1.1" }).bootstrap.dcs.synchronous_node_count, 1);
     });
 
-    it("puts database.maxConnections in bootstrap.dcs and the dynamic settings; Patroni restarts for anything else in its config, not for that", () => {
+    it("puts database.maxConnections in bootstrap.dcs and the dynamic settings; Patroni restarts for anything else in its config, not for that, and reloads for new logins and passwords", () => {
         const partsWith = (database: Record<string, unknown>, secrets = SECRETS) => {
             const p = buildPlan(parseStackConfig(raw(withConfig({ database: { synchronous: "quorum", ...database } })), "prod"));
             return databaseParts(p, node(p, "db-1"), secrets);
@@ -282,11 +282,17 @@ describe("Patroni renderer", () => {
         assert.equal(settings(raised).desired.postgresql.parameters.max_connections, 300);
         assert.ok(settings(plain).absent.some((k: string[]) => k.join(".") === "postgresql.parameters.max_connections"));
         assert.ok(!settings(raised).absent.some((k: string[]) => k.join(".") === "postgresql.parameters.max_connections"));
-        // Patroni's restart follows its restart key: the same with or without the parameter, another with a new password.
-        const restartOf = (parts: CloudConfigPart[]) => parts.flatMap((p) => p.restarts ?? []).find((r) => r.unit === PATRONI_UNIT);
-        assert.deepEqual(restartOf(raised)?.paths, [PATRONI_RESTART_KEY, `/etc/systemd/system/${PATRONI_UNIT}`]);
+        // Patroni's restart follows its restart key: the same with or without the parameter, and
+        // with other logins and passwords (a rotation): those are reloaded, the reload first.
+        const patroniRestarts = (parts: CloudConfigPart[]) => parts.flatMap((p) => p.restarts ?? []).filter((r) => r.unit === PATRONI_UNIT);
+        assert.deepEqual(patroniRestarts(raised), [{ unit: PATRONI_UNIT, paths: [PATRONI_CONFIG], reload: true }, { unit: PATRONI_UNIT, paths: [PATRONI_RESTART_KEY, `/etc/systemd/system/${PATRONI_UNIT}`] }]);
         assert.equal(fileAt(raised, PATRONI_RESTART_KEY).content, fileAt(plain, PATRONI_RESTART_KEY).content);
-        assert.notEqual(fileAt(partsWith({}, { ...SECRETS, restApiPassword: "rotated" }), PATRONI_RESTART_KEY).content, fileAt(plain, PATRONI_RESTART_KEY).content);
+        const rotated = partsWith({}, { ...SECRETS, version: 2, superuserPassword: "a", replicationPassword: "b", rewindPassword: "c", restApiPassword: "d" });
+        assert.equal(fileAt(rotated, PATRONI_RESTART_KEY).content, fileAt(plain, PATRONI_RESTART_KEY).content);
+        assert.notEqual(fileAt(rotated, PATRONI_CONFIG).content, fileAt(plain, PATRONI_CONFIG).content);
+        assert.match(fileAt(rotated, "/etc/systemd/system/vps-ha-patroni.service").content, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+        // Anything else in the config still restarts it (the members' addresses, say).
+        assert.notEqual(fileAt(partsWith({ synchronousStrict: false }), PATRONI_RESTART_KEY).content, fileAt(plain, PATRONI_RESTART_KEY).content);
         assert.match(fileAt(plain, PATRONI_RESTART_KEY).content, /^\{\n "sha256": "[0-9a-f]{64}"\n\}\n$/);
         assert.ok(!fileAt(plain, PATRONI_RESTART_KEY).content.includes(SECRETS.restApiPassword));
         // The dynamic configuration's tool restarts when its settings change (it PATCHes the cluster then).
@@ -476,7 +482,7 @@ describe("database parts of a node's boot", () => {
     const parts = databaseParts(plan, node(plan, "db-1"), SECRETS);
     const ALLOWED: Record<string, string[]> = {
         Unit: ["Description", "After", "Requires", "Wants"],
-        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit", "KillMode", "TimeoutStartSec"],
+        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit", "KillMode", "TimeoutStartSec", "TimeoutStopSec"],
         Timer: ["OnCalendar", "Persistent"],
         Install: ["WantedBy"],
     };

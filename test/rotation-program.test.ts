@@ -76,7 +76,7 @@ describe("secrets rotation (mock runtime)", function () {
             assert.deepEqual(config.retire, ["app", "replicator", "rewinder"]);
             assert.deepEqual(config.after, { nodes: apps.map((a) => ({ name: a, meshAddress: rotated.outputs.nodes instanceof Array ? (rotated.outputs.nodes as { name: string; meshAddress: string }[]).find((n) => n.name === a)!.meshAddress : "" })), statusPort: ROLLOUT_STATUS_PORT, credentials: 2 });
             assert.ok(doc.files.some((f) => f.path === `/etc/systemd/system/${DB_ROLES_RETIRE_UNIT}`), m);
-            // The roles' tool runs in the member's turn before Patroni restarts with them.
+            // The roles' tool runs in the member's turn before Patroni reloads with them.
             const restarts = (doc.restarts ?? []).map((r) => r.unit);
             assert.ok(restarts.indexOf("vps-ha-db-roles.service") >= 0 && restarts.indexOf("vps-ha-db-roles.service") < restarts.indexOf("vps-ha-patroni.service"), `${m}: ${restarts.join(", ")}`);
             const patroni = parse(at(doc, PATRONI_CONFIG)!, { version: "1.1" });

@@ -159,6 +159,9 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
     ];
     const units = [PATRONI_UNIT];
     const restarts: PartRestart[] = [
+        // Patroni takes new logins and passwords by a reload (first: a reload just after a restart
+        // could reach Patroni before it handles the signal).
+        { unit: PATRONI_UNIT, paths: [PATRONI_CONFIG], reload: true },
         // Restarting Patroni restarts PostgreSQL under it: on the primary, after a handover (the rollout gate's).
         // Not for a restart parameter (max_connections): that restarts PostgreSQL alone, where Patroni asks.
         { unit: PATRONI_UNIT, paths: [PATRONI_RESTART_KEY, unitPath(PATRONI_UNIT)] },

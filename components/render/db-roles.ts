@@ -1,6 +1,6 @@
 // The database's login roles for the stack's secrets version (vpsha/db_roles.py). `ensure` makes
 // them on the primary, and sets the superuser's password, in each member's rollout turn before
-// its Patroni restarts with them: the first member to change makes them for every other. During
+// its Patroni reloads with them: the first member to change makes them for every other. During
 // a rotation `retire` waits, on every member, until the last group to move (the app nodes) reports
 // the new version applied and healthy, then disables the version before's logins and ends their
 // sessions; whichever member gets there first does it, the others find it done.

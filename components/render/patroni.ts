@@ -17,9 +17,10 @@ export const PATRONI_UNIT = "vps-ha-patroni.service";
 export const PATRONI_CONFIG = "/etc/patroni/vps-ha.yml";
 /**
  * What restarts Patroni on a live member when it changes (its desired-state restart names this,
- * not PATRONI_CONFIG): a digest of Patroni's config less the restart parameters in bootstrap.dcs.
- * Those reach a running cluster through the dynamic configuration and a restart of PostgreSQL
- * alone (the rollout gate's pending restart), never through a restart of Patroni.
+ * not PATRONI_CONFIG): a digest of Patroni's config less the restart parameters in bootstrap.dcs
+ * and less the logins and passwords. The parameters reach a running cluster through the dynamic
+ * configuration and a restart of PostgreSQL alone (the rollout gate's pending restart); the logins
+ * and passwords through a reload of Patroni (a secrets rotation hands no primary over).
  */
 export const PATRONI_RESTART_KEY = "/etc/vps-ha/patroni-restart.json";
 export const PG_MAJOR = 17;
@@ -224,7 +225,8 @@ export function archiveCommand(stanza: string): string {
 
 /** PATRONI_RESTART_KEY's content for `spec`: the same for two specs that differ in their restart parameters alone. */
 export function renderPatroniRestartKey(spec: PatroniSpec): string {
-    const sha256 = createHash("sha256").update(renderPatroniConfig({ ...spec, restartParameters: {} })).digest("hex");
+    const reloaded = { restartParameters: {}, logins: { replication: "", rewind: "" }, passwords: { superuser: "", replication: "", rewind: "", restApi: "" } };
+    const sha256 = createHash("sha256").update(renderPatroniConfig({ ...spec, ...reloaded })).digest("hex");
     return JSON.stringify({ sha256 }, null, 1) + "\n";
 }
 
@@ -375,6 +377,8 @@ export function renderPatroniUnit(etcd?: PatroniEtcdWait): string {
             // Within systemd's default start timeout (90 s).
             ...(etcd ? { ExecStartPre: `${ETCD_READY_TOOL} --etcd ${etcd.url} --cacert ${ETCD_TLS_FILES.ca} --cert ${ETCD_TLS_FILES.cert} --key ${ETCD_TLS_FILES.key} --wait ${ETCD_READY_WAIT_SECONDS}` } : {}),
             ExecStart: `/usr/bin/patroni ${PATRONI_CONFIG}`,
+            // Patroni reads its config again on SIGHUP: new passwords and logins need no restart.
+            ExecReload: "/bin/kill -HUP $MAINPID",
             Restart: "always",
             RestartSec: "5s",
             // A stop signals Patroni alone, which shuts PostgreSQL down itself; systemd's SIGTERM to

@@ -5,7 +5,7 @@ from 2 on: app_vN, replicator_vN, rewinder_vN); only the superuser keeps its nam
 password changes. Apart from the superuser's, a rotation from N-1 to N changes no password a
 running node still uses: the new roles work beside the old ones until every node uses them.
   - ensure: every database member runs it once in its rollout turn, before its own Patroni
-    restarts with the new credentials, so the roles exist on the primary before any member uses
+    reloads with the new credentials, so the roles exist on the primary before any member uses
     them. In one transaction it gives the superuser its new password (the members after it
     connect with that one), creates each of this version's roles that does not exist yet and sets
     its options, password, memberships, role at login (app_vN is a member of app and becomes app

@@ -62,7 +62,7 @@ describe("changes to a live stack in the lab @lab", function () {
     it("drill rotate-secrets: every database, pooler and REST secret and the R2 keys rotated in one change, no server replaced; the old logins refused afterwards, nothing fails", async function () {
         const result = await rotateSecrets.run({ log });
         rolledOut(result);
-        for (const re of [/^the app's old login app is refused/, /^the app's new login works/, /^the superuser's old password is refused/, /^the replicas stream as replicator_v2/, /pooler admin console refuses the old password/, /Patroni REST API: the old password 401/, /^WAL reaches the bucket with the new R2 key alone/]) {
+        for (const re of [/^the app's old login app is refused/, /^the app's new login works/, /^the superuser's old password is refused/, /^the replicas stream as replicator_v2/, /pooler admin console refuses the old password/, /Patroni REST API: the old password 401/, /^WAL reaches the bucket with the new R2 key alone/, /^no primary handed over/]) {
             assert.ok(result.notes.some((n) => re.test(n)), `${re}: ${JSON.stringify(result)}`);
         }
         run.notePids();
