@@ -29,6 +29,6 @@ export function etcdLeavePart(plan: StackPlan, node: PlannedNode): CloudConfigPa
     return oneshotToolPart({
         command: ETCD_LEAVE_TOOL, module: "etcd_leave", unit: ETCD_LEAVE_UNIT,
         description: "Leave etcd's membership: this database member no longer votes",
-        execStart: etcdLeaveCommand(plan, node), timeoutSeconds: ETCD_LEAVE_WAIT_SECONDS + 25,
+        execStart: etcdLeaveCommand(plan, node), timeoutSeconds: 2 * ETCD_LEAVE_WAIT_SECONDS + 25,
     });
 }

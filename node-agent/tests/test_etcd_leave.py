@@ -103,6 +103,26 @@ def test_it_leaves_once_every_voter_is_started_and_forgets_its_data(gateway, tmp
     assert not (tmp_path / "vps-ha").exists() and not (tmp_path / "vps-ha.cluster.env").exists()
 
 
+def test_a_removal_that_is_not_answered_is_asked_again_until_the_member_is_gone(gateway, tmp_path, clock):
+    # etcd elects a leader just then (the stopped member led): its first answer is an error.
+    gateway.members = [member("1", "db-1", gateway.url), member("2", "db-2", "https://10.0.0.2:2379")]
+    gateway.fail_removes = 2
+    etcd_leave.leave(args(tmp_path, [gateway.url]), None, sleep=clock.sleep, now=clock, systemctl=systemctl(tmp_path))
+    assert [m["name"] for m in gateway.members] == ["db-1"]
+    assert gateway.paths.count("/v3/cluster/member/remove") == 3 and clock.now == 4.0
+    # Asked to remove a member that is gone (an answer lost on the way): done, nothing asked.
+    assert not (tmp_path / "vps-ha").exists()
+
+
+def test_a_removal_never_answered_fails_at_the_bound(gateway, tmp_path, clock, capsys):
+    gateway.members = [member("1", "db-1", gateway.url), member("2", "db-2", "https://10.0.0.2:2379")]
+    gateway.fail_removes = 100
+    with pytest.raises(etcd_leave.Failed, match="db-2 is stopped but still an etcd member after 10 s"):
+        etcd_leave.leave(args(tmp_path, [gateway.url]), None, sleep=clock.sleep, now=clock, systemctl=systemctl(tmp_path))
+    assert ["db-1", "db-2"] == [m["name"] for m in gateway.members]
+    assert "asking again" in capsys.readouterr().err
+
+
 def test_a_voter_that_never_starts_keeps_the_member_and_fails_at_the_bound(gateway, tmp_path, clock):
     w = "https://10.0.0.9:2379"
     gateway.members = [member("1", "db-1", gateway.url), member("2", "db-2", "https://10.0.0.2:2379"),

@@ -8,8 +8,9 @@ the cluster would count a member that never answers again, and one more voter lo
 quorum. It leaves only once every voter the stack names is a started member (the witness has
 joined), so the cluster never has fewer voters than the stack wants; within --wait seconds, or it
 fails and the rollout halts there. Its own etcd runs meanwhile (one voter more, never one fewer)
-and stops right before the removal (its unit would otherwise add the member back). Its etcd data
-is removed, so it joins anew if it votes again.
+and stops right before the removal (its unit would otherwise add the member back); the removal is
+asked again, within --wait seconds more, until the member is no longer listed. Its etcd data is
+removed, so it joins anew if it votes again.
 
 Exit: 0 left, or was no member; 1 failed; 2 usage.
 
@@ -83,6 +84,27 @@ def stop(unit, systemctl):
         raise Failed("%s is still %s after a stop" % (unit, state))
 
 
+def remove(args, ctx, member_id, sleep, now):
+    """
+    Asks the voters to remove this member until one has (it is no longer listed), for at most
+    --wait seconds: etcd may be electing a leader just then (this member's own etcd, stopped
+    first, may have led), and a removal that answered too late may have happened all the same.
+    """
+    deadline = now() + args["wait"]
+    while True:
+        try:
+            members, via = member_list(args["voters"], ctx)
+            if not any(is_me(m, args["name"], args["peer_url"]) for m in members):
+                return
+            gateway(via, "/v3/cluster/member/remove", {"ID": member_id}, ctx)
+            return
+        except (Failed, OSError, ValueError) as err:
+            if now() >= deadline:
+                raise Failed("%s is stopped but still an etcd member after %d s: %s" % (args["name"], args["wait"], err))
+            log("removing %s from etcd's members: %s; asking again" % (args["name"], err))
+        sleep(2)
+
+
 def leave(args, ctx, sleep=time.sleep, now=time.time, systemctl=("systemctl",)):
     deadline = now() + args["wait"]
     while True:
@@ -95,9 +117,9 @@ def leave(args, ctx, sleep=time.sleep, now=time.time, systemctl=("systemctl",)):
         missing = not_started(members, args["voters"])
         if not missing:
             stop(args["unit"], list(systemctl))
-            gateway(via, "/v3/cluster/member/remove", {"ID": mine[0]["ID"]}, ctx)
+            remove(args, ctx, mine[0]["ID"], sleep, now)
             forget_data(args["data_dir"])
-            log("%s left etcd through %s; the voters are %s" % (args["name"], via, ", ".join(args["voters"])))
+            log("%s left etcd; the voters are %s" % (args["name"], ", ".join(args["voters"])))
             return
         if now() >= deadline:
             raise Failed("not leaving: the voters %s are not started members after %d s"
