@@ -118,7 +118,8 @@ def test_a_removal_never_answered_fails_at_the_bound(gateway, tmp_path, clock, c
     gateway.members = [member("1", "db-1", gateway.url), member("2", "db-2", "https://10.0.0.2:2379")]
     gateway.fail_removes = 100
     with pytest.raises(etcd_leave.Failed, match="db-2 is stopped but still an etcd member after 10 s"):
-        etcd_leave.leave(args(tmp_path, [gateway.url]), None, sleep=clock.sleep, now=clock, systemctl=systemctl(tmp_path))
+        etcd_leave.leave(args(tmp_path, [gateway.url]), None, sleep=clock.sleep, now=clock,
+                         systemctl=systemctl(tmp_path))
     assert ["db-1", "db-2"] == [m["name"] for m in gateway.members]
     assert "asking again" in capsys.readouterr().err
 

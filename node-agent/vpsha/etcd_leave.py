@@ -100,7 +100,8 @@ def remove(args, ctx, member_id, sleep, now):
             return
         except (Failed, OSError, ValueError) as err:
             if now() >= deadline:
-                raise Failed("%s is stopped but still an etcd member after %d s: %s" % (args["name"], args["wait"], err))
+                raise Failed("%s is stopped but still an etcd member after %d s: %s"
+                             % (args["name"], args["wait"], err)) from err
             log("removing %s from etcd's members: %s; asking again" % (args["name"], err))
         sleep(2)
 
