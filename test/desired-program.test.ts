@@ -152,7 +152,8 @@ describe("desired state: routine changes keep every server (mock runtime)", func
             assert.equal(settings(prod).desired.postgresql.parameters.max_connections, undefined, m);
             assert.deepEqual(settings(prod).absent.filter((k: string[]) => k.includes("max_connections")), [["postgresql", "parameters", "max_connections"]], `${m}: absent from the stack, removed from the cluster`);
             // Patroni itself keeps running: PostgreSQL alone restarts, where Patroni says it must.
-            assert.equal(describeInPlace(inPlaceChange(prod.desired[m], raised.desired[m])), `applied in place (2 files); restarts ${PATRONI_DYNAMIC_UNIT}; restarts PostgreSQL (max_connections), one member at a time; hands over the primary first if it leads`, m);
+            // Patroni reloads its config (the value in bootstrap.dcs changed there): a reload restarts nothing.
+            assert.equal(describeInPlace(inPlaceChange(prod.desired[m], raised.desired[m])), `applied in place (2 files); restarts ${PATRONI_DYNAMIC_UNIT}; reloads vps-ha-patroni.service; restarts PostgreSQL (max_connections), one member at a time; hands over the primary first if it leads`, m);
             assert.equal(raised.desired[m].rollout?.pendingRestart?.units[0], PATRONI_DYNAMIC_UNIT, m);
         }
         // Only the database group's documents change.
@@ -172,7 +173,7 @@ describe("desired state: routine changes keep every server (mock runtime)", func
             const deployed = write("Pulumi.prod.yaml", withConfig({ database: plain }));
             const changed = write("raised.yaml", withConfig({ database: { ...plain, maxConnections: 300 } }));
             const text = formatReport(await planReport(changed, "prod", { stackFile: deployed }));
-            for (const m of members) assert.ok(text.includes(`${m} (db): same server; applied in place (2 files); restarts ${PATRONI_DYNAMIC_UNIT}; restarts PostgreSQL (max_connections), one member at a time; hands over the primary first if it leads\n`), text);
+            for (const m of members) assert.ok(text.includes(`${m} (db): same server; applied in place (2 files); restarts ${PATRONI_DYNAMIC_UNIT}; reloads vps-ha-patroni.service; restarts PostgreSQL (max_connections), one member at a time; hands over the primary first if it leads\n`), text);
             assert.doesNotMatch(text, /REPLACES/);
         } finally {
             rmSync(dir, { recursive: true, force: true });
