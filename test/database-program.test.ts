@@ -114,7 +114,7 @@ describe("program: the database tier (mock runtime)", function () {
     });
 
     it("renders the same secrets and files on every evaluation", async () => {
-        const again = await evaluate(file);
+        const again = await evaluate(file, "prod", { fresh: true });
         for (const db of ["db-1", "db-2", "db-3"]) assert.equal(again.config[db], prod.config[db], db);
     });
 });

@@ -224,7 +224,7 @@ describe("program (mock runtime)", function () {
     });
 
     it("evaluates the same stack file to the same user-data every time", async () => {
-        const again = await evaluate(prodStack());
+        const again = await evaluate(prodStack(), "prod", { fresh: true });
         assert.deepEqual(again.userData, prod.userData);
     });
 });

@@ -15,7 +15,7 @@ import { txtStrings } from "../../components/directory-records";
 import { openDesired, wholeNode } from "./desired-open";
 import { nextGeneration } from "../../components/desired-state-records";
 import { vpsHa } from "../../components/stack";
-import { mockTls } from "./mock-tls";
+import { mockTls, mockTlsMade } from "./mock-tls";
 
 export interface RecordedResource {
     type: string;
@@ -76,6 +76,8 @@ export interface ProgramInput {
     deployed?: Record<string, unknown>;
     /** The SSH keys already in the Hetzner project (its getSshKeys lookup); absent: none. */
     hcloudSshKeys?: { id: number; name: string; fingerprint: string; publicKey: string; labels: Record<string, string> }[];
+    /** Run the program even when this process has an evaluation of the same input (a test of its determinism). */
+    fresh?: boolean;
 }
 
 /** Cloudflare's edge ranges as the mocked invoke returns them (a few of the published ones). */
@@ -144,11 +146,15 @@ const generations = new Map<string, { digest: string; generation: number }>();
  */
 export function mockGeneration(stack: string, name: string, digest: string): string {
     const key = `${stack}/${name}`;
-    const last = generations.get(key);
-    if (last && last.digest === digest) return String(last.generation);
-    const generation = nextGeneration(last?.generation, MOCK_GENERATION_EPOCH_MS);
+    const generation = generationFor(key, digest);
     generations.set(key, { digest, generation });
     return String(generation);
+}
+
+/** The generation the command would output for this digest now (no state changed). */
+function generationFor(key: string, digest: string): number {
+    const last = generations.get(key);
+    return last && last.digest === digest ? last.generation : nextGeneration(last?.generation, MOCK_GENERATION_EPOCH_MS);
 }
 
 /** A TXT record's text, its quoted strings joined (as a resolver hands it over). */
@@ -158,8 +164,65 @@ function txtText(content: string): string {
 
 let evaluating = false;
 
+/** What an evaluation read of the mock's state: each generation command's output (by stack/name) and each TLS resource's outputs. */
+interface MockState {
+    generations: Map<string, { digest: string; generation: number }>;
+    tls: Map<string, Record<string, string>>;
+}
+
+/** An evaluation as the cache keeps it: never handed out, only copies of it. */
+interface CachedEvaluation extends MockState {
+    data: EvaluationData;
+    config?: Record<string, string>;
+}
+
+type EvaluationData = Omit<Evaluation, "config">;
+
+/** Evaluations by their whole input, the latest used last: the tests evaluate many stack files more than once. */
+const evaluations = new Map<string, CachedEvaluation>();
+/** Enough for a test process; a long lab run keeps only its latest. */
+const CACHED_EVALUATIONS = 64;
+
+/**
+ * The program's evaluation of the input. An input evaluated before in this process is not run
+ * again when a run now would give the same: each generation command would output what it did
+ * then, and no TLS resource was renewed since. Each call gets its own copy.
+ */
 export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> {
     if (evaluating) throw new Error("evaluateProgram runs one program at a time");
+    const { onResource, fresh, ...rest } = input;
+    // Without an env of its own, the program reads this process's.
+    const key = createHash("sha256").update(JSON.stringify({ ...rest, env: rest.env ?? process.env })).digest("hex");
+    const cached = fresh ? undefined : evaluations.get(key);
+    if (cached && [...cached.generations].every(([k, g]) => generationFor(k, g.digest) === g.generation) && [...cached.tls].every(([name, out]) => mockTlsMade(name) === out)) {
+        // As the run it stands for would leave it: each generation command's last output is this one's.
+        for (const [k, g] of cached.generations) generations.set(k, { ...g });
+        evaluations.delete(key);
+        evaluations.set(key, cached);
+        const copy = withConfig(structuredClone(cached.data), () => structuredClone((cached.config ??= configOf(cached.data))));
+        if (onResource) for (const r of copy.resources) onResource(r);
+        return copy;
+    }
+    const used: MockState = { generations: new Map(), tls: new Map() };
+    const data = await run(input, used);
+    evaluations.delete(key);
+    evaluations.set(key, { ...used, data: structuredClone(data) });
+    if (evaluations.size > CACHED_EVALUATIONS) evaluations.delete(evaluations.keys().next().value as string);
+    return withConfig(data, () => configOf(data));
+}
+
+/** Everything each node ends up holding, in cloud-config form. */
+function configOf(e: EvaluationData): Record<string, string> {
+    return Object.fromEntries(Object.entries(e.userData).map(([n, u]) => [n, wholeNode(u, e.desired[n])]));
+}
+
+/** The evaluation with its config, made when first read: most evaluations never read it. */
+function withConfig(data: EvaluationData, make: () => Record<string, string>): Evaluation {
+    let config: Record<string, string> | undefined;
+    return Object.defineProperty(data, "config", { enumerable: true, get: () => (config ??= make()) }) as Evaluation;
+}
+
+async function run(input: ProgramInput, used: MockState): Promise<EvaluationData> {
     evaluating = true;
     const savedEnv = { ...process.env };
     // Pulumi formats a stack trace for every promise and resource it makes, which nobody reads
@@ -204,14 +267,20 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
                         outputs = { ...inputs, base64: bytes.toString("base64"), hex: bytes.toString("hex") };
                     }
                     const digest = (inputs.environment as Record<string, string> | undefined)?.[DIGEST_ENV];
-                    if (args.type === "command:local:Command" && digest !== undefined) outputs = { ...inputs, stdout: mockGeneration(input.stack, args.name, digest), stderr: "" };
+                    if (args.type === "command:local:Command" && digest !== undefined) {
+                        const stdout = mockGeneration(input.stack, args.name, digest);
+                        used.generations.set(`${input.stack}/${args.name}`, { digest, generation: Number(stdout) });
+                        outputs = { ...inputs, stdout, stderr: "" };
+                    }
                     if (args.type === "random:index/randomId:RandomId") {
                         // As a real RandomId: new bytes when the keepers change (a replacement), the same otherwise.
                         const bytes = mockBytes(`${args.name}/${JSON.stringify(inputs.keepers ?? {})}`, Number(inputs.byteLength));
                         outputs = { ...inputs, hex: bytes.toString("hex"), b64Std: bytes.toString("base64"), dec: BigInt(`0x${bytes.toString("hex")}`).toString() };
                     }
                     if (args.type === "pulumi:pulumi:StackReference") outputs = { name: inputs.name, outputs: input.deployed ?? {}, secretOutputNames: [] };
-                    outputs = { ...outputs, ...mockTls(args.type, args.name, inputs) };
+                    const tls = mockTls(args.type, args.name, inputs);
+                    if (Object.keys(tls).length) used.tls.set(args.name, tls);
+                    outputs = { ...outputs, ...tls };
                     for (const adapter of Object.values(adapters)) {
                         const o = adapter.mocks.outputs(args.type, args.name, inputs, () => (publicIpv4[nodeNameOf(args.name)] ??= labAddress(nodeNameOf(args.name), new Set(Object.values(publicIpv4)))));
                         if (o) outputs = o;
@@ -281,15 +350,7 @@ export async function evaluateProgram(input: ProgramInput): Promise<Evaluation> 
             if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && r.inputs.type === "TXT") records.set(String(r.inputs.name), txtText(String(r.inputs.content)));
         }
         const desired = await openDesired(userData, records);
-        // Each node's whole config is made when first read: most evaluations never read it.
-        let config: Record<string, string> | undefined;
-        return {
-            resources, outputs, secretOutputs, userData, desired, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])),
-            get config() {
-                config ??= Object.fromEntries(Object.entries(userData).map(([n, u]) => [n, wholeNode(u, desired[n])]));
-                return config;
-            },
-        };
+        return { resources, outputs, secretOutputs, userData, desired, publicIpv4, options: Object.fromEntries(resources.map((r) => [r.name, r.options])) };
     } finally {
         process.env = savedEnv;
         process.setSourceMapsEnabled(sourceMaps);

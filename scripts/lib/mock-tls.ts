@@ -127,6 +127,11 @@ export function renewMockCertificates(names: string[]): () => void {
     };
 }
 
+/** The outputs made for this resource name (the same object until renewed), if any. */
+export function mockTlsMade(name: string): Record<string, string> | undefined {
+    return made.get(name);
+}
+
 export function mockTls(type: string, name: string, inputs: Record<string, unknown>): Record<string, string> {
     if (!type.startsWith("tls:") && type !== ORIGIN_CA_CERTIFICATE) return {};
     if (!made.has(name)) {

@@ -11,9 +11,10 @@ let prodEvaluation: Promise<Evaluation> | undefined;
 /**
  * The program's evaluation of `file` (default: the shipped prod stack). Each caller gets its own
  * copy of the prod stack's evaluation, so a test that changes what it got changes nobody else's.
+ * `fresh`: the program runs again, even for a stack file this process evaluated before.
  */
-export async function evaluate(file?: StackFile, stack = "prod"): Promise<Evaluation> {
-    if (file || stack !== "prod") return evaluateProgram({ stack, values: (file ?? prodStack()).values, secretKeys: (file ?? prodStack()).secretKeys, env: {} });
+export async function evaluate(file?: StackFile, stack = "prod", { fresh = false } = {}): Promise<Evaluation> {
+    if (file || stack !== "prod" || fresh) return evaluateProgram({ stack, values: (file ?? prodStack()).values, secretKeys: (file ?? prodStack()).secretKeys, env: {}, fresh });
     prodEvaluation ??= evaluateProgram({ stack, values: prodStack().values, secretKeys: prodStack().secretKeys, env: {} });
     prodEvaluation.catch(() => (prodEvaluation = undefined));
     return structuredClone(await prodEvaluation);
