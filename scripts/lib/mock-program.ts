@@ -237,9 +237,14 @@ async function run(input: ProgramInput, used: MockState): Promise<EvaluationData
     // The source position lifts the limit for a whole trace of every resource: no position then.
     const positions = pulumi.Resource as unknown as { callsites: () => unknown[] };
     const callsites = positions.callsites;
+    // The leak report (at exit, the promises still pending) wraps each of Pulumi's promises in two
+    // more: left out with the traces.
+    const leaks = require("@pulumi/pulumi/runtime/debuggable") as { debuggablePromise: <T>(p: Promise<T>, ctx?: unknown) => Promise<T> };
+    const debuggablePromise = leaks.debuggablePromise;
     if (process.env.VPS_HA_TRACES !== "1") {
         Error.stackTraceLimit = 0;
         positions.callsites = () => [];
+        leaks.debuggablePromise = (p) => p;
     }
     try {
         const resources: RecordedResource[] = [];
@@ -356,6 +361,7 @@ async function run(input: ProgramInput, used: MockState): Promise<EvaluationData
         process.setSourceMapsEnabled(sourceMaps);
         Error.stackTraceLimit = traceLimit;
         positions.callsites = callsites;
+        leaks.debuggablePromise = debuggablePromise;
         evaluating = false;
     }
 }
