@@ -82,18 +82,32 @@ function hold(r: Reader, held: boolean): void {
     }
 }
 
-/** `records`: TXT texts by record name (one each). Returns each node's document, by node name. */
-export async function openDesired(userData: Record<string, string>, records: Map<string, string>): Promise<Record<string, DesiredDocument>> {
-    const nodes: { cfg: { node: string; dnsName: string }; privateKey: string | undefined; name: string }[] = [];
-    for (const [name, text] of Object.entries(userData)) {
-        const files = (parse(text) as BootDoc).write_files ?? [];
+interface ReaderKeys {
+    cfg: { node: string; dnsName: string };
+    privateKey: string | undefined;
+}
+
+/** Each user-data's reader config and key, by its text: evaluations repeat most nodes' user-data. */
+const readerKeys = new Map<string, ReaderKeys | undefined>();
+
+function readerKeysOf(userData: string): ReaderKeys | undefined {
+    if (!readerKeys.has(userData)) {
+        if (readerKeys.size >= 512) readerKeys.clear();
+        const files = (parse(userData) as BootDoc).write_files ?? [];
         const cfgFile = files.find((f) => f.path === DESIRED_CONFIG);
         const wg = files.find((f) => f.path === `${WIREGUARD_DIR}/${MESH_INTERFACE}.conf`);
-        if (!cfgFile || !wg) continue;
-        const cfg = JSON.parse(cfgFile.content) as { node: string; dnsName: string };
-        if (!records.has(`_desired.${cfg.dnsName}`)) continue;
-        const privateKey = /^PrivateKey\s*=\s*(\S+)$/m.exec(wg.content)?.[1];
-        nodes.push({ cfg, privateKey, name });
+        readerKeys.set(userData, cfgFile && wg ? { cfg: JSON.parse(cfgFile.content), privateKey: /^PrivateKey\s*=\s*(\S+)$/m.exec(wg.content)?.[1] } : undefined);
+    }
+    return readerKeys.get(userData);
+}
+
+/** `records`: TXT texts by record name (one each). Returns each node's document, by node name. */
+export async function openDesired(userData: Record<string, string>, records: Map<string, string>): Promise<Record<string, DesiredDocument>> {
+    const nodes: (ReaderKeys & { name: string })[] = [];
+    for (const [name, text] of Object.entries(userData)) {
+        const keys = readerKeysOf(text);
+        if (!keys || !records.has(`_desired.${keys.cfg.dnsName}`)) continue;
+        nodes.push({ ...keys, name });
     }
     if (nodes.length === 0) return {};
     const r = (reader ??= startReader());
