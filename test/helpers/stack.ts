@@ -9,9 +9,11 @@ export function prodStack(): StackFile {
     return withSecretsSet(shippedProdStack());
 }
 
-/** Pulumi.prod.yaml as shipped: no secret in it yet. */
+/** Pulumi.prod.yaml as shipped, read once per process: no secret in it yet. Each caller gets its own copy. */
+let shipped: StackFile | undefined;
 export function shippedProdStack(): StackFile {
-    return readStackFile(join(ROOT, "Pulumi.prod.yaml"));
+    shipped ??= readStackFile(join(ROOT, "Pulumi.prod.yaml"));
+    return structuredClone(shipped);
 }
 
 /** A stack file after the README's `pulumi config set --secret` steps: every secret set (values unread, as in a stack file). */
