@@ -33,7 +33,7 @@ describe("a health path with a query, where it lands", function () {
         }
     });
 
-    it("passes haproxy -c (Debian 13) in the HAProxy nodes' config", async function () {
+    it("passes haproxy -c (Debian 13) in the HAProxy nodes' config @rootfs", async function () {
         requireTools(this, ["debootstrap", "unshare", "chroot"], true);
         const prod = prodStack();
         const e = await evaluate(withConfig({ app: { ...JSON.parse(prod.values["vps-ha:app"]), healthPath: PATH_WITH_QUERY } }));

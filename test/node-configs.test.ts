@@ -45,7 +45,7 @@ describe("rendered node configs, checked by the real tools", function () {
         assert.notEqual(run("cloud-init", ["schema", "--config-file", file]).status, 0);
     });
 
-    it("every WireGuard config loads into a live interface with the right keys, and names no peer", async function () {
+    it("every WireGuard config loads into a live interface with the right keys, and names no peer @daemons", async function () {
         requireTools(this, ["wg", "wg-quick", "wireguard-go", "ip"], true);
         const ns = "vhtest-wg"; // vh-* names belong to the lab's nodes
         const IFACE = "vhtestwg0";
