@@ -10,10 +10,9 @@ import { DB_USERS } from "./render/patroni";
 /** The stack output that records the version a deployment was made with. */
 export const SECRETS_VERSION_OUTPUT = "databaseSecretsVersion";
 
-/** A rotation: the deployed stack's version and the stack file's, above it. */
+/** A rotation: from the deployed stack's version to the stack file's (plan.config.database.secretsVersion), above it. */
 export interface SecretsRotation {
     from: number;
-    to: number;
 }
 
 /** The login roles that change name with the version. */
@@ -50,7 +49,7 @@ export function rotatableFromOutputs(outputs: Record<string, unknown> | undefine
 
 /** The rotation this run makes, if any. */
 export function secretsRotation(deployed: number | undefined, wanted: number): SecretsRotation | undefined {
-    return deployed !== undefined && wanted > deployed ? { from: deployed, to: wanted } : undefined;
+    return deployed !== undefined && wanted > deployed ? { from: deployed } : undefined;
 }
 
 /** Why the stack file cannot be applied to the deployed stack, as far as its secrets go (none: it can). */
