@@ -1,5 +1,5 @@
 // The database tier's renderers, pure: etcd, Patroni, pgBackRest and the parts a node boots with.
-import { SWITCHOVER_CONFIG, SWITCHOVER_TOOL } from "../components/render/switchover";
+import { HAND_OVER_STOP_SECONDS, HAND_OVER_UNIT, SWITCHOVER_CONFIG, SWITCHOVER_PAUSE_TIMEOUT_SECONDS, SWITCHOVER_SWITCH_TIMEOUT_SECONDS, SWITCHOVER_TOOL } from "../components/render/switchover";
 import { PACKAGE_DIR } from "../components/render/python-lib";
 import { PATRONI_DYNAMIC_SETTINGS, PATRONI_DYNAMIC_TOOL, PATRONI_DYNAMIC_UNIT } from "../components/render/patroni-dynamic";
 import { AFTER_PROMOTE_TOOL, PG_CTL_WRAPPER } from "../components/render/after-promote";
@@ -18,6 +18,11 @@ import { DB_RESTORE_TOOL, initdbArguments } from "../components/render/db-restor
 import { BACKUP_SCHEDULE, renderBackupScript, renderRestoreScript, RETENTION } from "../components/render/pgbackrest";
 import { StackFile } from "../scripts/lib/stack-file";
 import { prodNodes, raw, withConfig } from "./helpers/stack";
+import { requireTools } from "./helpers/tools";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 function planOf(edits: Record<string, unknown> = {}): StackPlan {
     return buildPlan(parseStackConfig(raw(withConfig(edits)), "prod"));
@@ -482,7 +487,7 @@ describe("database parts of a node's boot", () => {
     const parts = databaseParts(plan, node(plan, "db-1"), SECRETS);
     const ALLOWED: Record<string, string[]> = {
         Unit: ["Description", "After", "Requires", "Wants"],
-        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit", "KillMode", "TimeoutStartSec", "TimeoutStopSec"],
+        Service: ["Type", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "User", "Group", "Environment", "EnvironmentFile", "WorkingDirectory", "Restart", "RestartSec", "RemainAfterExit", "KillMode", "TimeoutStartSec", "TimeoutStopSec"],
         Timer: ["OnCalendar", "Persistent"],
         Install: ["WantedBy"],
     };
@@ -575,6 +580,73 @@ describe("database parts of a node's boot", () => {
         assert.match(patroni, /^User=postgres$/m);
         assert.match(patroni, /^After=.*vps-ha-etcd\.service/m);
         assert.match(patroni, /^Restart=always$/m);
+    });
+
+    describe("the hand-over at a member's shutdown", () => {
+        const path = `/etc/systemd/system/${HAND_OVER_UNIT}`;
+        const withWitness = (() => {
+            const nodes = prodNodes();
+            nodes.witness = [{ name: "witness-1", provider: "hcloud", region: "hel1", size: "cx23" }];
+            return planOf({ nodes });
+        })();
+
+        it("stops before Patroni, etcd, the mesh and the network, running the switchover tool when this member leads, within the tool's bound", () => {
+            assert.equal(HAND_OVER_STOP_SECONDS, SWITCHOVER_PAUSE_TIMEOUT_SECONDS + SWITCHOVER_SWITCH_TIMEOUT_SECONDS + 15);
+            assert.equal(fileAt(parts, path).content, [
+                "[Unit]",
+                "Description=vps-ha hand-over: a member's shutdown hands the primary over first",
+                "After=network-online.target wg-quick@wg0.service vps-ha-etcd.service vps-ha-patroni.service",
+                "",
+                "[Service]",
+                "Type=oneshot",
+                "RemainAfterExit=yes",
+                "ExecStart=/bin/true",
+                `ExecStop=-${SWITCHOVER_TOOL} --if-leader`,
+                "TimeoutStopSec=60",
+                "",
+                "[Install]",
+                "WantedBy=multi-user.target",
+                "",
+            ].join("\n"));
+            // Never pulls Patroni in: it only orders itself after it.
+            assert.doesNotMatch(fileAt(parts, path).content, /^(Wants|Requires|BindsTo|PartOf)=/m);
+            // A member that does not vote has no etcd of its own to wait for.
+            const nonVoter = withWitness.nodes.find((n) => n.role === "db" && !n.etcdVoter) as PlannedNode;
+            const nv = fileAt(databaseParts(withWitness, nonVoter, SECRETS), path).content;
+            assert.match(nv, /^After=network-online\.target wg-quick@wg0\.service vps-ha-patroni\.service$/m);
+        });
+
+        it("is enabled and started on a new member after Patroni, and started on a live one when it arrives (no other file restarts it)", () => {
+            const cmds = parts.flatMap((p) => p.commands ?? []).map((c) => c.join(" "));
+            const enable = cmds.indexOf(`systemctl enable --now --no-reload ${HAND_OVER_UNIT}`);
+            assert.ok(enable > cmds.indexOf(`systemctl enable --now --no-reload ${PATRONI_UNIT}`), cmds.join("\n"));
+            assert.ok(enable > cmds.lastIndexOf("systemctl daemon-reload"));
+            const restarts = parts.flatMap((p) => p.restarts ?? []).filter((r) => r.unit === HAND_OVER_UNIT);
+            assert.deepEqual(restarts, [{ unit: HAND_OVER_UNIT, paths: [path] }]);
+            // WantedBy= is what the desired-state applier enables a unit new in a document by.
+            assert.match(fileAt(parts, path).content, /^WantedBy=multi-user\.target$/m);
+        });
+
+        it("is on database members only: the witness has no Patroni", () => {
+            const witness = databaseParts(withWitness, node(withWitness, "witness-1"), SECRETS);
+            assert.ok(!files(witness).some((f) => f.path === path));
+            assert.ok(!JSON.stringify(witness.map((p) => [p.commands, p.restarts])).includes(HAND_OVER_UNIT));
+            for (const n of withWitness.nodes.filter((x) => x.role === "db")) fileAt(databaseParts(withWitness, n, SECRETS), path);
+        });
+
+        it("loads cleanly in systemd (systemd-analyze verify)", function () {
+            requireTools(this, ["systemd-analyze"]);
+            const dir = mkdtempSync(join(tmpdir(), "vps-ha-hand-over-"));
+            try {
+                writeFileSync(join(dir, HAND_OVER_UNIT), fileAt(parts, path).content);
+                const verify = spawnSync("systemd-analyze", ["verify", "--man=no", join(dir, HAND_OVER_UNIT)], { cwd: dir, encoding: "utf8", timeout: 30000 });
+                assert.equal(verify.status, 0, verify.stderr);
+                // verify exits 0 on an unknown key too, naming the file on stderr: nothing may be said.
+                assert.equal(verify.stderr.trim(), "");
+            } finally {
+                rmSync(dir, { recursive: true, force: true });
+            }
+        });
     });
 });
 

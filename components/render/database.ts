@@ -17,7 +17,8 @@ import { etcdPrunePart } from "./etcd-prune";
 import { ETCD_DATA_DIR, ETCD_ENV_FILE, ETCD_JOIN_SCRIPT, ETCD_TLS_FILES, etcdTlsPaths, ETCD_UNIT, etcdClientHosts, etcdClientUrl, etcdMemberSpec, etcdVoterPeers, renderEtcdEnv, renderEtcdJoinScript, renderEtcdUnit } from "./etcd";
 import { DB_PRIMARY_LISTEN } from "./haproxy";
 import { POOLER_ADMIN_USER } from "./pgbouncer";
-import { switchoverFiles } from "./switchover";
+import { HAND_OVER_UNIT, renderHandOverUnit, switchoverFiles } from "./switchover";
+import { MESH_UNIT } from "./mesh";
 import { APP_DATABASE, DB_USERS, ETCD_READY_TOOL, PATRONI_CONFIG, PATRONI_RESTART_KEY, PATRONI_UNIT, PatroniSpec, PG_BIN_DIR, PG_DATA_DIR, PG_SOCKET_DIR, POST_BOOTSTRAP_SCRIPT, renderPatroniConfig, renderPatroniRestartKey, renderPatroniUnit, renderPostBootstrap } from "./patroni";
 import { BACKUP_SCRIPT, BACKUP_TIMERS, backupJobs, PGBACKREST_CONF, PGBACKREST_SERVER_UNIT, renderBackupScript, renderPgbackrestConf, renderPgbackrestServerUnit, renderRestoreScript, RESTORE_SCRIPT, TLS_FILES } from "./pgbackrest";
 import { toolFiles } from "./python-lib";
@@ -149,6 +150,8 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
             haproxyStatsPort: HAPROXY_PORTS.stats,
             haproxyPrimaryListen: DB_PRIMARY_LISTEN,
         }),
+        // Ordered after what Patroni is ordered after, and after Patroni: at shutdown it stops first.
+        { path: unitPath(HAND_OVER_UNIT), content: renderHandOverUnit(["network-online.target", MESH_UNIT, ...(etcdLocal ? [ETCD_UNIT] : []), PATRONI_UNIT]) },
     ];
     const commands: string[][] = [
         // In case an image ships PostgreSQL with its default cluster already made.
@@ -157,7 +160,7 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", PG_DATA_DIR],
         ["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", PG_SOCKET_DIR],
     ];
-    const units = [PATRONI_UNIT];
+    const units = [PATRONI_UNIT, HAND_OVER_UNIT];
     const restarts: PartRestart[] = [
         // Patroni takes new logins and passwords by a reload (first: a reload just after a restart
         // could reach Patroni before it handles the signal).
@@ -166,6 +169,9 @@ function postgresPart(plan: StackPlan, node: PlannedNode, secrets: DatabaseSecre
         // Not for a restart parameter (max_connections): that restarts PostgreSQL alone, where Patroni asks.
         { unit: PATRONI_UNIT, paths: [PATRONI_RESTART_KEY, unitPath(PATRONI_UNIT)] },
         { unit: PATRONI_DYNAMIC_UNIT, paths: patroniDynamicFiles(node.meshAddress, synchronous, restartParameters).map((f) => f.path) },
+        // Started on a live member when its unit first arrives (the applier enables it). A later
+        // change of it restarts it: on the primary its stop hands over, through the poolers.
+        { unit: HAND_OVER_UNIT, paths: [unitPath(HAND_OVER_UNIT)] },
     ];
     if (target && secrets.backup && stanza) {
         const b = secrets.backup;

@@ -5,6 +5,7 @@
 import { FilePart } from "./cloud-config";
 import { DIRECTORY_CACHE } from "./directory-agent";
 import { toolFiles } from "./python-lib";
+import { renderUnit } from "./systemd";
 
 export const SWITCHOVER_TOOL = "/usr/local/sbin/vps-ha-switchover";
 export const SWITCHOVER_CONFIG = "/etc/vps-ha/switchover.json";
@@ -23,6 +24,11 @@ export const SWITCHOVER_SWITCH_TIMEOUT_SECONDS = 30;
 export const POOLER_MAX_PAUSE_SECONDS = SWITCHOVER_PAUSE_TIMEOUT_SECONDS + SWITCHOVER_SWITCH_TIMEOUT_SECONDS + 10;
 /** A pause whose switchover tool's sessions are gone (killed, out of memory) is resumed after this. */
 export const POOLER_ORPHAN_GRACE_SECONDS = 2;
+
+/** Runs the tool (--if-leader) when the member's server shuts down: see renderHandOverUnit. */
+export const HAND_OVER_UNIT = "vps-ha-hand-over.service";
+/** The tool's own bound on a switchover, and some time to ask Patroni and reach the poolers. */
+export const HAND_OVER_STOP_SECONDS = SWITCHOVER_PAUSE_TIMEOUT_SECONDS + SWITCHOVER_SWITCH_TIMEOUT_SECONDS + 15;
 
 export interface SwitchoverConfig {
     /** This member's Patroni REST API. */
@@ -48,4 +54,25 @@ export function switchoverFiles(c: SwitchoverConfig): FilePart[] {
         ...toolFiles(SWITCHOVER_TOOL, "switchover"),
         { path: SWITCHOVER_CONFIG, content: JSON.stringify(config, null, 1) + "\n", permissions: "0600" },
     ];
+}
+
+/**
+ * A provider's shutdown of the primary's server (a move, a resize) or a reboot hands the primary
+ * over through the poolers first, instead of failing the writes under way when Patroni stops.
+ * `after`: what the switchover needs up while it runs (the network, the mesh, etcd, Patroni), which
+ * at shutdown stop after this; never a Wants: it must not start Patroni.
+ */
+export function renderHandOverUnit(after: string[]): string {
+    return renderUnit({
+        Unit: { Description: "vps-ha hand-over: a member's shutdown hands the primary over first", After: after.join(" ") },
+        Service: {
+            Type: "oneshot",
+            RemainAfterExit: "yes",
+            ExecStart: "/bin/true",
+            // "-": a failed switchover holds no shutdown up (Patroni's own stop follows).
+            ExecStop: `-${SWITCHOVER_TOOL} --if-leader`,
+            TimeoutStopSec: String(HAND_OVER_STOP_SECONDS),
+        },
+        Install: { WantedBy: "multi-user.target" },
+    });
 }

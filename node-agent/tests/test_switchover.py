@@ -129,3 +129,65 @@ def test_a_pooler_without_the_new_admin_password_yet_is_asked_with_the_one_befor
     with pytest.raises(switchover.psycopg2.OperationalError):
         switchover.session(cfg, "10.0.0.5", unreachable)
     assert tried == ["new"]
+
+
+class TestIfLeader:
+    """--if-leader (a member's shutdown): a switchover only from the primary's own node, else exit 0 at once."""
+
+    HERE = "http://10.77.0.5:8008"
+
+    @pytest.fixture
+    def run(self, write_json, monkeypatch):
+        cfg = write_json("switchover.json", {"patroniUrl": self.HERE, "restUser": "patroni", "restPassword": "pw",
+                                             "directoryCache": "/nonexistent/cache.json"})
+        asked = []
+
+        def start(answer):
+            def patroni(cfg, url, method="GET", body=None, timeout=5):
+                asked.append((method, url))
+                return answer
+            monkeypatch.setattr(switchover, "patroni", patroni)
+            # Past the checks, the normal switchover goes on: here it finds no pooler and stops.
+            monkeypatch.setattr(switchover, "poolers", lambda cfg: {})
+            return switchover.main(["--config", cfg, "--if-leader"])
+        start.asked = asked
+        return start
+
+    def cluster(self, *members):
+        return 200, json.dumps({"members": list(members)})
+
+    def here(self, role="leader", state="running"):
+        return {**member("db-1", role, state), "api_url": self.HERE + "/patroni"}
+
+    def test_patroni_not_answering_holds_no_shutdown_up(self, run, capsys):
+        assert run((None, "connection refused")) == 0
+        assert capsys.readouterr().out == ("vps-ha-switchover: Patroni did not answer /cluster: "
+                                           "None connection refused; nothing to hand over\n")
+        assert run.asked == [("GET", self.HERE + "/cluster")]
+
+    def test_a_replica_hands_nothing_over(self, run, capsys):
+        assert run(self.cluster(self.here("replica", "streaming"), member("db-2", "leader", "running"))) == 0
+        assert capsys.readouterr().out == ("vps-ha-switchover: this member is not the primary (db-2 is); "
+                                           "nothing to hand over\n")
+        assert run.asked == [("GET", self.HERE + "/cluster")]
+
+    def test_no_primary_at_all_hands_nothing_over(self, run, capsys):
+        assert run(self.cluster(self.here("replica", "streaming"), member("db-2"))) == 0
+        assert "(no member is); nothing to hand over" in capsys.readouterr().out
+
+    def test_the_primary_with_no_streaming_replica_lets_patroni_stop(self, run, capsys):
+        assert run(self.cluster(self.here(), member("db-2", state="starting"), member("db-3", state="stopped"))) == 0
+        assert capsys.readouterr().out == ("vps-ha-switchover: no streaming replica to switch over to; "
+                                           "Patroni's own stop follows\n")
+
+    def test_the_primary_with_a_streaming_replica_switches_over(self, run, capsys):
+        # The normal switchover, and its exit code: here it stops at the poolers it cannot find.
+        assert run(self.cluster(self.here(), member("db-2", "quorum_standby"))) == 1
+        assert "no HAProxy node in the directory cache" in capsys.readouterr().out
+
+    def test_without_it_the_same_cases_fail(self, write_json, monkeypatch):
+        cfg = write_json("switchover.json", {"patroniUrl": self.HERE})
+        monkeypatch.setattr(switchover, "patroni", lambda *a, **kw: (None, "connection refused"))
+        assert switchover.main(["--config", cfg]) == 1
+        monkeypatch.setattr(switchover, "patroni", lambda *a, **kw: self.cluster(self.here()))
+        assert switchover.main(["--config", cfg]) == 1

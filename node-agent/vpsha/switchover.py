@@ -20,7 +20,11 @@ up-to-date one wins. Named, every other member first waits 2 s to let the candid
 (Patroni's rule for a switchover to a given member), which holds the first commit after the
 switch until one of them follows the new primary.
 
-usage: vps-ha-switchover [--candidate MEMBER] [--config FILE] | --before-stop
+With --if-leader (the hand-over unit's stop, when the member's server shuts down) it switches over
+only when this member is the primary and a streaming replica can take over; otherwise, or when
+Patroni does not answer, it exits 0 at once: nothing to hand over holds no shutdown up.
+
+usage: vps-ha-switchover [--candidate MEMBER] [--config FILE] [--if-leader] | --before-stop
 """
 import json
 import os
@@ -256,8 +260,13 @@ def choose(members, candidate):
     return leader, ready, pick
 
 
+def serves_here(cfg, member):
+    """Is `member` (from Patroni's /cluster) this node's own Patroni?"""
+    return member["api_url"].rsplit("/", 1)[0] == cfg["patroniUrl"].rstrip("/")
+
+
 def main(argv):
-    config, candidate = CONFIG, None
+    config, candidate, if_leader = CONFIG, None, False
     if argv == ["--before-stop"]:
         return before_stop(HANDOFF)
     args = list(argv)
@@ -267,6 +276,8 @@ def main(argv):
             config = args.pop(0)
         elif a == "--candidate" and args:
             candidate = args.pop(0)
+        elif a == "--if-leader":
+            if_leader = True
         else:
             print(__doc__.strip().splitlines()[-1], file=sys.stderr)
             return 2
@@ -275,23 +286,28 @@ def main(argv):
 
     status, body = patroni(cfg, cfg["patroniUrl"] + "/cluster")
     if status != 200:
-        log("Patroni did not answer /cluster: %s %s" % (status, body))
-        return 1
+        log("Patroni did not answer /cluster: %s %s%s" % (status, body, "; nothing to hand over" if if_leader else ""))
+        return 0 if if_leader else 1
     members = json.loads(body)["members"]
     leader, ready, pick = choose(members, candidate)
+    here = leader is not None and serves_here(cfg, leader)
+    if if_leader and not here:
+        log("this member is not the primary (%s is); nothing to hand over"
+            % (leader["name"] if leader else "no member"))
+        return 0
     if not leader:
         log("no primary now; nothing to switch over")
         return 1
     if not pick:
-        log("no streaming replica%s to switch over to" % (" named %s" % candidate if candidate else ""))
-        return 1
+        log("no streaming replica%s to switch over to%s" % (" named %s" % candidate if candidate else "",
+                                                           "; Patroni's own stop follows" if if_leader else ""))
+        return 0 if if_leader else 1
     pools = poolers(cfg)
     if not pools:
         log("no HAProxy node in the directory cache %s" % cfg["directoryCache"])
         return 1
     names = " or ".join(m["name"] for m in pick)
     # On the primary's node the pause waits for Patroni's before_stop hook; elsewhere it comes first.
-    here = leader["api_url"].rsplit("/", 1)[0] == cfg["patroniUrl"].rstrip("/")
     log("switching over %s -> %s; %s the poolers on %s" % (
         leader["name"], names, "PostgreSQL's stop will pause" if here else "pausing", ", ".join(sorted(pools))))
 
