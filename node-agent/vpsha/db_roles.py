@@ -43,7 +43,7 @@ import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 
-from vpsha.rollout import read_peer
+from vpsha.rollout import has_credentials, read_peer
 
 TOOL_NAME = "vps-ha-db-roles"
 # PostgreSQL's identifiers unquoted, as the program names roles (NAMEDATALEN 64: 63 bytes at most).
@@ -381,11 +381,13 @@ def not_ready(after, env):
         if st is None:
             pending.append((node["name"], "unreachable"))
             continue
+        if has_credentials(st, after["credentials"]):
+            continue
         credentials = st.get("credentials")
         if not _integer(credentials) or credentials < after["credentials"]:
             why = "credentials %s, not yet %d" % (json.dumps(credentials), after["credentials"])
             pending.append((node["name"], why))
-        elif st.get("rolloutState") != "healthy":
+        else:
             pending.append((node["name"], "rollout %s" % st.get("rolloutState")))
     return pending
 
