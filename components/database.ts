@@ -21,8 +21,17 @@ const CERT_RENEWAL_HOURS = 24 * 30;
 type TlsPems = { caCertPem: string; certPem: string; keyPem: string };
 
 const PASSWORDS = ["superuser", "replication", "rewind", "app", "restApi", "backupCipher", "poolerAdmin"] as const;
-type PasswordName = (typeof PASSWORDS)[number];
+export type PasswordName = (typeof PASSWORDS)[number];
 const PASSWORD_LENGTH = 32;
+
+/**
+ * The Pulumi resource name of a cluster's password at a secrets version: version 1's keep the
+ * names stacks were first made with (`<cluster>-<purpose>`), a later one's end in `-v<version>`.
+ * The backup cipher has no version: always `<cluster>-backupCipher`.
+ */
+export function passwordResourceName(cluster: string, purpose: PasswordName, version: number): string {
+    return purpose !== "backupCipher" && version > 1 ? `${cluster}-${purpose}-v${version}` : `${cluster}-${purpose}`;
+}
 
 /** libpq URLs naming both HAProxy nodes, so losing one never cuts the application off. */
 export function connectionStrings(plan: StackPlan, appPassword: string): { readWrite: string; readOnly: string; pooled: string } {
@@ -124,7 +133,7 @@ export class DatabaseCluster extends NodeGroup {
         const out = {} as Record<PasswordName, pulumi.Output<string>>;
         for (const p of only ?? PASSWORDS) {
             const versioned = p !== "backupCipher";
-            const resourceName = versioned && version > 1 ? `${name}-${p}-v${version}` : `${name}-${p}`;
+            const resourceName = passwordResourceName(name, p, version);
             const aliases = versioned && version > 1 && version === deployed ? [{ name: `${name}-${p}` }] : undefined;
             const keepers = versioned ? { secretsVersion: String(version) } : undefined;
             const pw = new random.RandomPassword(resourceName, { length: PASSWORD_LENGTH, special: false, ...(keepers ? { keepers } : {}) }, { parent: this, ...(aliases ? { aliases } : {}) });

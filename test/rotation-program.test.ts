@@ -1,6 +1,7 @@
 // Rotating the database secrets of a deployed stack, with the program under the mock runtime: one
 // `pulumi up` after a deployment at version 1, the stack file at version 2, then the run after it.
 import { strict as assert } from "node:assert";
+import { passwordResourceName } from "../components/database";
 import { DesiredDocument } from "../components/desired-state-records";
 import { DB_ROLES_CONFIG, DB_ROLES_RETIRE_UNIT, REWIND_GRANTS } from "../components/render/db-roles";
 import { PATRONI_CONFIG } from "../components/render/patroni";
@@ -21,6 +22,16 @@ const userlist = (doc: DesiredDocument) => Object.fromEntries((at(doc, PGBOUNCER
 function next(deployed: Evaluation, file: StackFile): Promise<Evaluation> {
     return evaluateProgram({ stack: "prod", values: file.values, secretKeys: file.secretKeys, env: {}, deployed: deployed.outputs });
 }
+
+describe("passwordResourceName", () => {
+    it("keeps version 1's names, ends a later version's in -v<version>, and never versions the backup cipher", () => {
+        assert.equal(passwordResourceName("database", "app", 1), "database-app");
+        assert.equal(passwordResourceName("database", "superuser", 2), "database-superuser-v2");
+        assert.equal(passwordResourceName("database", "restApi", 12), "database-restApi-v12");
+        assert.equal(passwordResourceName("database", "backupCipher", 1), "database-backupCipher");
+        assert.equal(passwordResourceName("database", "backupCipher", 3), "database-backupCipher");
+    });
+});
 
 describe("secrets rotation (mock runtime)", function () {
     this.timeout(120000);

@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
+import { passwordResourceName } from "../../../components/database";
 import { DB_PORTS, HAPROXY_PORTS } from "../../../components/plan";
 import { PG_SOCKET_DIR } from "../../../components/render/patroni";
 import { POOLER_ADMIN_USER } from "../../../components/render/pgbouncer";
@@ -59,8 +60,6 @@ function password(e: Evaluation, name: string): string {
     return r.outputs.result;
 }
 
-const versioned = (name: string, version: number) => (version === 1 ? name : `${name}-v${version}`);
-
 /** psql from `node` with a libpq connection string and password; its exit code and output. */
 async function psql(node: string, conninfo: string, pw: string, query: string): Promise<{ ok: boolean; out: string }> {
     const r = await execInNode(node, ["psql", conninfo, "-XAtq", "-c", query], { timeoutMs: 15_000, allowFail: true, env: { PGPASSWORD: pw, PGCONNECT_TIMEOUT: "3" } });
@@ -90,8 +89,8 @@ export const rotateSecrets: Drill = {
         const changed = change.changes.filter((c) => c.kind !== "same");
         check(changed.length === 0, `the program replaces no server (${changed.map((c) => `${c.name} ${c.kind}`).join(", ") || "every one the same"})`);
         const rotated = change.evaluation;
-        const old = { superuser: password(deployed, versioned("database-superuser", from)), poolerAdmin: password(deployed, versioned("database-poolerAdmin", from)), restApi: password(deployed, versioned("database-restApi", from)) };
-        const now = { superuser: password(rotated, versioned("database-superuser", to)), poolerAdmin: password(rotated, versioned("database-poolerAdmin", to)), restApi: password(rotated, versioned("database-restApi", to)) };
+        const old = { superuser: password(deployed, passwordResourceName("database", "superuser", from)), poolerAdmin: password(deployed, passwordResourceName("database", "poolerAdmin", from)), restApi: password(deployed, passwordResourceName("database", "restApi", from)) };
+        const now = { superuser: password(rotated, passwordResourceName("database", "superuser", to)), poolerAdmin: password(rotated, passwordResourceName("database", "poolerAdmin", to)), restApi: password(rotated, passwordResourceName("database", "restApi", to)) };
         // New R2 keys beside the rotation, as a secret: the stand-in admits them with the old ones.
         const database = JSON.parse(readStackFile(source.file).values["vps-ha:database"]) as Config & { backups?: Config };
         if (!database.backups) throw new Error("rotate-secrets: the lab's stack has no backups");
