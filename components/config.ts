@@ -111,8 +111,8 @@ const nodeShape = z.strictObject({
     host: z.string().optional(),
     user: z.string().optional(),
     monthlyUsd: z.number().nonnegative().optional(),
-    /** true: the member's server is no longer protected, so the next `pulumi up` may delete or move it. */
-    retire: z.boolean().optional(),
+    /** Older stack files lifted a member's protection with it; a stack file that still has it is told why not. */
+    retire: z.undefined({ error: "is no longer used: remove it. A member is retired by removing it from the stack file, and moved by changing its provider, each in one pulumi up (README: Moving and replacing servers)" }).optional(),
 });
 export type NodeConfig = z.infer<typeof nodeShape>;
 

@@ -32,6 +32,8 @@ export interface NodeGroupArgs {
     sshPrivateKey?: pulumi.Output<string>;
     /** Each node's server options, by node name, decided against the deployed stack. */
     lifecycles: Readonly<Record<string, ServerLifecycle>>;
+    /** Members moved to another provider, by node name: the old server that stands down first. */
+    standDowns: Readonly<Record<string, { provider: string; serverId: string }>>;
     /** Set when this run rotates the database secrets (the deployed stack's version is below the stack file's). */
     rotation?: SecretsRotation;
 }
@@ -77,7 +79,7 @@ export abstract class NodeGroup extends pulumi.ComponentResource {
             const userData = pulumi
                 .all([args.mesh.privateKeyFor(node), args.directory.publicKey])
                 .apply(([wireguardKey, directoryKey]) => renderCloudConfig(nodeBootstrap(bootstrapIdentity(plan, node), wireguardKey, directoryKey)));
-            const vps = new VpsNode(node.name, { plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name] }, { parent: this });
+            const vps = new VpsNode(node.name, { plan, node, servers: args.servers[node.provider], userData, sshPrivateKey: args.sshPrivateKey, lifecycle: args.lifecycles[node.name], ...(args.standDowns[node.name] ? { standDown: args.standDowns[node.name] } : {}) }, { parent: this });
             this.nodes.push(vps);
             const content = published.apply((c) => c[node.name]);
             this.desired[node.name] = new DesiredState(`${node.name}-desired`, {

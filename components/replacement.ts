@@ -22,8 +22,13 @@ export interface ServerFacts {
      * `userDataDigest` covered the code too, so it is not compared).
      */
     bootstrapDigest?: string;
-    /** Whether that deployment left the server protected (Pulumi `protect`). */
+    /**
+     * Whether that deployment left the server resource itself protected (Pulumi `protect`): older
+     * versions of vps-ha did; this one protects the members through the stack's member guard.
+     */
     protected: boolean;
+    /** The provider's id of the server (absent: a deployment older than this fact, or planned). */
+    serverId?: string;
 }
 
 /**
@@ -41,6 +46,8 @@ export interface NodeChange {
     reasons: string[];
     /** Only for a replacement: the server moves to another provider (the old one is another resource). */
     providerMove?: boolean;
+    /** Only for a move to another provider: where the old server is, which must stand down first. */
+    from?: { provider: string; serverId?: string };
     /** For a server kept: what its desired state's change does on it (components/in-place.ts), when known. */
     inPlace?: string;
 }
@@ -73,7 +80,7 @@ function changeOf(before: ServerFacts, after: ServerFacts): NodeChange {
     const kind: ChangeKind = replace.length > 0 ? "replace" : restart.length > 0 ? "restart" : "same";
     return {
         name: after.name, role: after.role, member: isMember(after.role), kind, reasons: [...replace, ...restart],
-        ...(kind === "replace" && before.provider !== after.provider ? { providerMove: true } : {}),
+        ...(kind === "replace" && before.provider !== after.provider ? { providerMove: true, from: { provider: before.provider, ...(before.serverId ? { serverId: before.serverId } : {}) } } : {}),
     };
 }
 
@@ -99,10 +106,11 @@ export function takesDown(c: NodeChange): boolean {
 const ORDER: Record<ChangeKind, number> = { restart: 0, replace: 1, remove: 2, new: 3, same: 4 };
 
 /**
- * Why this change may not be applied in one `pulumi up` (empty: it may). Two rules:
- * one member down at a time; and a protected member's server is deleted (removed, or moved to
- * another provider, where the old server is another resource) only after a run with `retire: true`
- * has lifted its protection, since a run cannot unprotect a resource it no longer declares.
+ * Why this change may not be applied in one `pulumi up` (empty: it may). Two rules: one member
+ * down at a time; and a member whose server an older vps-ha protected itself (Pulumi `protect` on
+ * the server) is deleted or moved to another provider only after a run at this version has lifted
+ * that, since a run cannot unprotect a resource it no longer declares. The same run records the
+ * server's id, which a move to another provider needs to shut the old server down first.
  */
 export function replacementProblems(changes: readonly NodeChange[], before: readonly ServerFacts[] | undefined): string[] {
     const problems: string[] = [];
@@ -116,29 +124,36 @@ export function replacementProblems(changes: readonly NodeChange[], before: read
                 "Nothing was changed.",
         );
     }
-    const protectedBefore = new Set((before ?? []).filter((f) => f.protected).map((f) => f.name));
+    const old = new Map((before ?? []).map((f) => [f.name, f]));
     for (const c of changes) {
-        if (!c.member || !protectedBefore.has(c.name)) continue;
-        if (c.kind === "remove") {
-            problems.push(`${c.name} is no longer in the stack file, but its server is protected. To retire it: put it back, set retire: true on it and pulumi up (that lifts the protection), then remove it and pulumi up again. Nothing was changed.`);
-        } else if (c.providerMove) {
-            problems.push(`${c.name} ${c.reasons[0]}, but its old server is protected. Move it in two runs: first set retire: true on it (where it is now) and pulumi up, then change its provider and pulumi up again. Nothing was changed.`);
+        const was = old.get(c.name);
+        if (!c.member || !was) continue;
+        const firstRun = "pulumi up once with the stack file as deployed (this version of vps-ha protects members through the stack's member guard, lifts the protection of each server and records its id)";
+        if (c.kind === "remove" && was.protected) {
+            problems.push(`${c.name} is no longer in the stack file, but an older vps-ha protected its server itself. To retire it: put it back, ${firstRun}, then remove it and pulumi up again. Nothing was changed.`);
+        } else if (c.providerMove && (was.protected || (was.provider !== "ssh" && !was.serverId))) {
+            problems.push(`${c.name} ${c.reasons[0]}, but its old server was deployed by an older vps-ha (${was.protected ? "protected on the server itself" : "its id unrecorded"}, so it cannot be shut down first). To move it: ${firstRun}, then change its provider and pulumi up again. Nothing was changed.`);
         }
     }
     return problems;
 }
 
 /**
- * A node's server options. Members are protected and replaced delete-before-create; the one
- * member this run may replace (the rules above allow one) is unprotected for this run, since the
- * engine lets a run lift `protect` and replace in one go. `retire: true` lifts it for good.
- * Every server keeps the user-data it was created with unless this run replaces it.
+ * A node's server options. Members are replaced delete-before-create: their identity must never
+ * run twice. Every server keeps the user-data it was created with unless this run replaces it.
  */
-export function serverLifecycle(role: string, retire: boolean, change: NodeChange | undefined): ServerLifecycle {
-    const keepUserData = change?.kind !== "replace";
-    if (!isMember(role)) return { protect: false, deleteBeforeReplace: false, keepUserData };
-    // A move to another provider creates a new resource: protected from the start.
-    return { protect: !retire && !(change?.kind === "replace" && !change.providerMove), deleteBeforeReplace: true, keepUserData };
+export function serverLifecycle(role: string, change: NodeChange | undefined): ServerLifecycle {
+    return { deleteBeforeReplace: isMember(role), keepUserData: change?.kind !== "replace" };
+}
+
+/**
+ * The old server that must stand down (shut down through its provider's API) before a member's
+ * new server is created on another provider: that is a new resource, which Pulumi creates before
+ * it deletes the old one at the end of the run. Hosts you bring have no such API (README).
+ */
+export function standDownOf(change: NodeChange | undefined): { provider: string; serverId: string } | undefined {
+    if (!change?.member || !change.providerMove || !change.from?.serverId || change.from.provider === "ssh") return undefined;
+    return { provider: change.from.provider, serverId: change.from.serverId };
 }
 
 /**
@@ -152,13 +167,14 @@ export function factsFromOutputs(outputs: Record<string, unknown> | undefined): 
     const opt = (v: unknown) => v === undefined || v === null || typeof v === "string";
     if (outputs.serverFacts !== undefined) {
         const list = outputs.serverFacts;
-        if (!Array.isArray(list) || !list.every((f) => f && str(f.name) && str(f.role) && str(f.provider) && str(f.region) && opt(f.size) && opt(f.host) && opt(f.image) && opt(f.bootstrapDigest) && opt(f.userDataDigest) && typeof f.protected === "boolean")) {
+        if (!Array.isArray(list) || !list.every((f) => f && str(f.name) && str(f.role) && str(f.provider) && str(f.region) && opt(f.size) && opt(f.host) && opt(f.image) && opt(f.bootstrapDigest) && opt(f.userDataDigest) && opt(f.serverId) && typeof f.protected === "boolean")) {
             throw new Error("the deployed stack's serverFacts output is not a list of server facts");
         }
         return list.map((f) => ({
             name: f.name, role: f.role, provider: f.provider, region: f.region, protected: f.protected,
             ...(f.size ? { size: f.size } : {}), ...(f.host ? { host: f.host } : {}),
             ...(f.image ? { image: f.image } : {}), ...(f.bootstrapDigest ? { bootstrapDigest: f.bootstrapDigest } : {}),
+            ...(f.serverId ? { serverId: f.serverId } : {}),
         }));
     }
     if (outputs.nodes !== undefined) {

@@ -6,7 +6,7 @@ import { AppTier } from "./app";
 import { AppRelease } from "./app-release";
 import { BackupBucket } from "./backup-bucket";
 import { bootstrapDigest } from "./bootstrap-identity";
-import { allNodes, ConfigError, parseStackConfig } from "./config";
+import { ConfigError, parseStackConfig } from "./config";
 import { DatabaseCluster } from "./database";
 import { CloudflareFrontDoor } from "./front-door";
 import { HaproxyPair, ROLLOUT_TOKEN_LENGTH } from "./haproxy";
@@ -25,7 +25,9 @@ import { FailureRow } from "./failures";
 import { buildPlan, nodesDomain, PlannedNode, StackPlan } from "./plan";
 import { adapters, ServerFactory, ServerLifecycle } from "./providers";
 import { catalogs } from "./providers/catalogs";
-import { compareServers, factsFromOutputs, replacementProblems, ServerFacts, serverLifecycle } from "./replacement";
+import { MemberGuard } from "./member-guard";
+import { VpsNode } from "./node";
+import { compareServers, factsFromOutputs, replacementProblems, ServerFacts, serverLifecycle, standDownOf } from "./replacement";
 import { RolloutWait } from "./rollout-wait";
 import { STATUS_VIEW_PATH } from "./render/rollout-view";
 import { readRawConfig } from "./runtime-config";
@@ -67,7 +69,7 @@ export interface StackOutputs {
     /** Cloudflare sends it in the cf-webhook-auth header of each alert (secret); only with a webhook. */
     alertWebhookSecret?: pulumi.Output<string>;
     /** What the next `pulumi up` compares the stack file against (components/replacement.ts). */
-    serverFacts: ServerFacts[];
+    serverFacts: pulumi.Output<ServerFacts[]>;
     /** The database secrets' version this run deployed: the next run refuses another (components/secrets-version.ts). */
     [SECRETS_VERSION_OUTPUT]: number;
     /** Always true: this version's members admit every secrets version's logins (secrets-version.ts). */
@@ -104,15 +106,16 @@ async function deployedState(prefix: string): Promise<{ facts: ServerFacts[] | u
     }
 }
 
-/** The facts this stack file gives, as far as they are known before anything is created (protection aside). */
+/** The facts this stack file gives, as far as they are known before anything is created (the server ids aside). */
 function plannedFacts(plan: StackPlan): ServerFacts[] {
-    return plan.nodes.map((n) => factsOf(plan, n, false));
+    return plan.nodes.map((n) => factsOf(plan, n));
 }
 
-function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean): ServerFacts {
+/** No server resource is protected itself any more: the member guard is (components/member-guard.ts). */
+function factsOf(plan: StackPlan, n: PlannedNode): ServerFacts {
     const image = catalogs[n.provider]?.image;
     return {
-        name: n.name, role: n.role, provider: n.provider, region: n.region, protected: protect,
+        name: n.name, role: n.role, provider: n.provider, region: n.region, protected: false,
         ...(n.size ? { size: n.size } : {}), ...(n.host ? { host: n.host.address } : {}), ...(image ? { image } : {}),
         bootstrapDigest: bootstrapDigest(plan, n),
     };
@@ -120,22 +123,28 @@ function factsOf(plan: StackPlan, n: PlannedNode, protect: boolean): ServerFacts
 
 /**
  * Compares the stack file with the deployed stack and stops, before anything is created, when
- * the change would take more than one member down or delete a protected one (or one of
- * `otherProblems` stands); otherwise decides each server's protection for this run.
+ * the change would take more than one member down (or one of `otherProblems` stands); otherwise
+ * decides each server's options for this run and which old servers stand down first.
  */
-function serverLifecycles(plan: StackPlan, deployed: ServerFacts[] | undefined, otherProblems: string[]): Record<string, ServerLifecycle> {
+function serverChanges(plan: StackPlan, deployed: ServerFacts[] | undefined, otherProblems: string[]): { lifecycles: Record<string, ServerLifecycle>; standDowns: Record<string, { provider: string; serverId: string }> } {
     const changes = compareServers(deployed, plannedFacts(plan));
     const problems = [...replacementProblems(changes, deployed), ...otherProblems];
     if (problems.length > 0) throw new pulumi.RunError(`The stack file cannot be applied in one pulumi up:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
-    const retiring = new Set(allNodes(plan.config).filter((e) => e.node.retire === true).map((e) => e.node.name));
-    return Object.fromEntries(plan.nodes.map((n) => [n.name, serverLifecycle(n.role, retiring.has(n.name), changes.find((c) => c.name === n.name))]));
+    const change = (n: PlannedNode) => changes.find((c) => c.name === n.name);
+    return {
+        lifecycles: Object.fromEntries(plan.nodes.map((n) => [n.name, serverLifecycle(n.role, change(n))])),
+        standDowns: Object.fromEntries(plan.nodes.flatMap((n) => {
+            const from = standDownOf(change(n));
+            return from ? [[n.name, from]] : [];
+        })),
+    };
 }
 
 export async function vpsHa(): Promise<StackOutputs> {
     const plan = loadPlan();
     const prefix = `${pulumi.getProject()}-${plan.config.stack}`;
     const deployed = await deployedState(prefix);
-    const lifecycles = serverLifecycles(plan, deployed.facts, secretsVersionProblems(deployed.secretsVersion, plan.config.database.secretsVersion, deployed.rotatable));
+    const { lifecycles, standDowns } = serverChanges(plan, deployed.facts, secretsVersionProblems(deployed.secretsVersion, plan.config.database.secretsVersion, deployed.rotatable));
     const rotation = secretsRotation(deployed.secretsVersion, plan.config.database.secretsVersion);
     const shared = new pulumi.ComponentResource("vps-ha:index:Providers", prefix);
     const servers: Record<string, ServerFactory> = {};
@@ -157,7 +166,7 @@ export async function vpsHa(): Promise<StackOutputs> {
         files: sharedFiles,
         chunks: sharedChunksFor(plan.config.stack, sharedFiles),
     });
-    const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles, ...(rotation ? { rotation } : {}) };
+    const groupArgs: NodeGroupArgs = { plan, mesh, directory, shared: sharedDesired, servers, sshPrivateKey, lifecycles, standDowns, ...(rotation ? { rotation } : {}) };
     const database = new DatabaseCluster("database", groupArgs);
     const origin = new OriginCertificate("origin-cert", { plan });
     const originPull = new OriginPullCertificate("origin-pull", { plan });
@@ -166,6 +175,7 @@ export async function vpsHa(): Promise<StackOutputs> {
     const proxies = new HaproxyPair("haproxy", { ...groupArgs, originPem: origin.pem, originPullCa: originPull.certificatePem, pooler: database.poolerSecrets, rolloutToken });
     const apps = new AppTier("app", { ...groupArgs, databaseUrl: database.connectionString, pooledDatabaseUrl: database.pooledConnectionString });
     const all = [...database.nodes, ...proxies.nodes, ...apps.nodes];
+    new MemberGuard(`${prefix}-members`, { members: database.nodes });
     new NodeRecords("node-records", { plan, nodes: all });
     const frontDoor = new CloudflareFrontDoor("front-door", { plan, origins: proxies.nodes });
     const release = new AppRelease("release", { plan, signingKey: directory.signingKey, gateAfter: [...all, frontDoor] });
@@ -195,6 +205,6 @@ export async function vpsHa(): Promise<StackOutputs> {
         [SECRETS_VERSION_OUTPUT]: plan.config.database.secretsVersion,
         [ROTATABLE_OUTPUT]: true,
         directoryIndex: { set: memberSetDigest(plan.nodes.map((n) => n.name)), deliberate: removal.deliberate },
-        serverFacts: plan.nodes.map((n) => factsOf(plan, n, lifecycles[n.name].protect)),
+        serverFacts: pulumi.all(plan.nodes.map((n) => (all.find((v) => v.name === n.name) as VpsNode).serverId.apply((serverId): ServerFacts => ({ ...factsOf(plan, n), serverId })))),
     };
 }

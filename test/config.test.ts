@@ -46,6 +46,12 @@ describe("stack config validation", () => {
         expectIssue(issues, "vps-ha:nodes.db[2].size", /"g6-huge-99"/, /g6-nanode-1/);
     });
 
+    it("rejects retire, which older stack files used, saying how a member leaves now", () => {
+        const nodes = prodNodes();
+        (nodes.db[1] as Record<string, unknown>).retire = true;
+        expectIssue(issuesOf(withConfig({ nodes })), "vps-ha:nodes.db[1].retire", /no longer used: remove it/, /removing it from the stack file/, /one pulumi up/);
+    });
+
     it("rejects a size the region does not offer", () => {
         const nodes = prodNodes();
         nodes.app[1].region = "ash";

@@ -3,6 +3,7 @@
 // stack changes the drills make (evaluated as the drills evaluate them).
 import { strict as assert } from "node:assert";
 import { archivedUntil, comeback, segmentEnd } from "../scripts/lab/drills/cluster-loss";
+import { standDownStep } from "../scripts/lab/drills/members";
 import { applyToProgram, labNodeLists } from "../scripts/lab/drills/stack-change";
 import { stackSource } from "../scripts/lab/program";
 
@@ -57,20 +58,17 @@ describe("member drills", function () {
         assert.deepEqual(change.registered, ["pulumi:pulumi:StackReference"]);
     });
 
-    it("a move to the other provider takes the two runs the program asks for: retire (no server changes), then the move (one replacement)", async () => {
+    it("a move to the other provider is one run the program accepts: one replacement, the old server's stand-down step before the new one", async () => {
         const source = stackSource({ stack: "prod" });
         const deployed = await applyToProgram(source, undefined, undefined);
         assert.ok(deployed.accepted);
         const lists = labNodeLists(source);
         const moved = lists.db.map((e) => (e.name === "db-2" ? { name: "db-2", provider: "linode", region: "de-fra-2", size: "g6-standard-1" } : e));
-        const atOnce = await applyToProgram(source, { ...lists, db: moved }, deployed.evaluation.outputs);
-        assert.ok(!atOnce.accepted);
-        assert.match(atOnce.message, /db-2 moves from hcloud\/nbg1\/cx23 to linode\/de-fra-2\/g6-standard-1.*first set retire: true on it/);
-        const retire = await applyToProgram(source, { ...lists, db: lists.db.map((e) => (e.name === "db-2" ? { ...e, retire: true } : e)) }, deployed.evaluation.outputs);
-        assert.ok(retire.accepted);
-        assert.deepEqual(retire.changes.filter((c) => c.kind !== "same"), []);
-        const move = await applyToProgram(source, { ...lists, db: moved }, retire.evaluation.outputs);
-        assert.ok(move.accepted);
+        const move = await applyToProgram(source, { ...lists, db: moved }, deployed.evaluation.outputs);
+        assert.ok(move.accepted, move.accepted ? "" : move.message);
         assert.deepEqual(move.changes.filter((c) => c.kind !== "same").map((c) => [c.name, c.kind, c.providerMove]), [["db-2", "replace", true]]);
+        assert.equal(standDownStep(move.evaluation, "db-2")?.provider, "hcloud");
+        assert.equal(standDownStep(move.evaluation, "db-2")?.server, (deployed.evaluation.outputs.serverFacts as { name: string; serverId: string }[]).find((f) => f.name === "db-2")?.serverId);
+        assert.equal(standDownStep(deployed.evaluation, "db-2"), undefined);
     });
 });

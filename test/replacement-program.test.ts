@@ -1,6 +1,7 @@
 // Replacing servers, with the program under the mock runtime: it reads its own last deployment
 // (a StackReference the mock answers), refuses a change that takes two members down before it
-// creates anything, protects members, and names servers so a replacement never collides.
+// creates anything, guards members, moves one to another provider in one run with its old server
+// shut down first, and names servers so a replacement never collides.
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
@@ -10,6 +11,7 @@ import { secretsVersionFromOutputs, secretsVersionProblems } from "../components
 import { parseStackConfig } from "../components/config";
 import { sshKeyFingerprint } from "../components/providers/hcloud";
 import { BOOTSTRAP_SUFFIX } from "../components/providers/ssh";
+import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, standDownEnvProblems } from "../components/stand-down";
 import { LAB_STACKS_DIR } from "../scripts/lab/program";
 import { evaluateProgram, Evaluation, RecordedResource } from "../scripts/lib/mock-program";
 import { readStackFile, StackFile } from "../scripts/lib/stack-file";
@@ -43,12 +45,20 @@ describe("replacement (mock runtime)", function () {
         prod = await evaluate();
     });
 
-    it("protects database members and replaces them delete-first; other servers create-before-delete under a new name", () => {
+    it("guards database members with one protected resource that waits for each; replaces them delete-first, other servers create-before-delete under a new name", () => {
         for (const r of servers(prod)) {
             const member = r.name.startsWith("db-");
-            assert.equal(r.options.protect, member, `${r.name}: protect`);
+            assert.equal(r.options.protect, undefined, `${r.name}: no protect of its own (a run could not lift it from a server it no longer declares)`);
             assert.equal(r.options.deleteBeforeReplace, member, `${r.name}: deleteBeforeReplace`);
         }
+        const guard = prod.resources.find((r) => r.type === "vps-ha:index:MemberGuard") as RecordedResource;
+        assert.ok(guard, "the member guard is registered");
+        assert.equal(guard.options.protect, true);
+        // pulumi destroy deletes dependents first: the guard's refusal comes before any member's server.
+        for (const node of ["db-1", "db-2", "db-3"]) assert.ok(guard.options.dependsOn?.includes(node), `the guard waits for ${node} (${guard.options.dependsOn?.join(", ")})`);
+        for (const node of ["app-1", "lb-1"]) assert.ok(!guard.options.dependsOn?.includes(node), `not for ${node}`);
+        // Hetzner shuts a member down (ACPI) before deleting it: a primary hands over first.
+        for (const r of ofType(prod, TYPES.hcloudServer)) assert.equal(r.inputs.shutdownBeforeDeletion, r.name.startsWith("db-") ? true : undefined, r.name);
         // The provider's SSH keys count at creation only (admin keys are desired state), and so does
         // the user-data of a server this run does not replace (a vps-ha upgrade changes its code).
         for (const r of ofType(prod, TYPES.hcloudServer)) assert.deepEqual(r.options.ignoreChanges, ["sshKeys", "userData"]);
@@ -66,13 +76,14 @@ describe("replacement (mock runtime)", function () {
     });
 
     it("exports the facts the next pulumi up compares against, each server's bootstrap digest known before its secrets", () => {
-        const facts = prod.outputs.serverFacts as { name: string; image?: string; bootstrapDigest: string; protected: boolean }[];
+        const facts = prod.outputs.serverFacts as { name: string; image?: string; bootstrapDigest: string; protected: boolean; serverId: string }[];
         assert.deepEqual(facts.map((f) => f.name), ["app-1", "app-2", "lb-1", "lb-2", "db-1", "db-2", "db-3"]);
         assert.ok(!prod.secretOutputs.some((p) => p.startsWith("serverFacts")));
         const plan = buildPlan(parseStackConfig(raw(prodStack()), "prod"));
         for (const f of facts) {
             assert.match(f.bootstrapDigest, /^[0-9a-f]{64}$/);
-            assert.equal(f.protected, f.name.startsWith("db-"));
+            assert.equal(f.protected, false, "no server is protected itself");
+            assert.equal(f.serverId, server(prod, f.name).id, "the provider's id of the server");
             assert.equal(f.bootstrapDigest, bootstrapDigest(plan, plan.nodes.find((n) => n.name === f.name) as never));
             assert.equal(f.image, String(server(prod, f.name).inputs.image));
         }
@@ -130,7 +141,6 @@ describe("replacement (mock runtime)", function () {
             const suffix = next.resources.find((x) => x.name === `${r.name}-server-id`) as RecordedResource;
             assert.equal(suffix.options.ignoreChanges === undefined, replaced, `${r.name}: suffix`);
         }
-        assert.equal(server(next, "db-2").options.protect, false, "the one member replaced is unprotected for this run");
     });
 
     it("gives a replaced server a new name and keeps every other name, on both providers", async () => {
@@ -186,31 +196,60 @@ describe("replacement (mock runtime)", function () {
         assert.match(message, /takes 3 database members or etcd voters down in one pulumi up: db-1 \(its bootstrap identity changes: a new server\)/);
     });
 
-    it("one member replaced in a run: that member alone is unprotected for it, then protected again", async () => {
-        const nodes = prodNodes();
-        nodes.db[1].region = "hel1"; // Hetzner: a new server
-        const moved = await after(prod, withConfig({ nodes }));
-        assert.equal(server(moved, "db-2").options.protect, false);
-        assert.equal(server(moved, "db-1").options.protect, true);
-        assert.equal(server(moved, "db-3").options.protect, true);
-        const next = await after(moved, withConfig({ nodes }));
-        assert.equal(server(next, "db-2").options.protect, true);
-    });
-
-    it("retiring a member: refused while protected, done after a run with retire: true", async () => {
+    it("a member moved to another provider in one run: its old server stands down through its provider's API before the new one is created", async () => {
         // db-2 to Linode: the old Hetzner server is another resource, deleted at the end of the run.
         const moved = prodNodes();
         moved.db[1] = { name: "db-2", provider: "linode", region: "de-fra-2", size: "g6-standard-1" };
-        const { message, created } = await refusal(prod, withConfig({ nodes: moved }));
-        assert.match(message, /db-2 moves from hcloud\/nbg1\/cx23 to linode\/de-fra-2\/g6-standard-1: a new server, but its old server is protected/);
+        const done = await after(prod, withConfig({ nodes: moved }));
+        const instance = ofType(done, TYPES.linodeInstance).find((r) => r.name === "db-2") as RecordedResource;
+        const step = done.resources.find((r) => r.type === "command:local:Command" && r.name === "db-2-stand-down") as RecordedResource;
+        assert.ok(step, "a stand-down step for db-2");
+        assert.equal(step.inputs.create, STAND_DOWN_COMMAND);
+        const env = step.inputs.environment as Record<string, string>;
+        assert.deepEqual({ node: env[STAND_DOWN_ENV.node], provider: env[STAND_DOWN_ENV.provider], server: env[STAND_DOWN_ENV.server] }, { node: "db-2", provider: "hcloud", server: server(prod, "db-2").id });
+        assert.deepEqual(standDownEnvProblems(env), [], "the step's environment is what the tool accepts");
+        assert.ok(instance.options.dependsOn?.includes("db-2-stand-down"), `the new server waits for it (${instance.options.dependsOn?.join(", ")})`);
+        assert.deepEqual(done.resources.filter((r) => r.name.endsWith("-stand-down")).map((r) => r.name), ["db-2-stand-down"], "no other server stands down");
+        const guard = done.resources.find((r) => r.type === "vps-ha:index:MemberGuard") as RecordedResource;
+        assert.ok(guard.options.dependsOn?.includes("db-2"), "the guard waits for the new server");
+        assert.equal(done.userData["db-1"], prod.userData["db-1"], "the other members keep their user-data");
+        // The run after: the move is done, nothing stands down.
+        const next = await after(done, withConfig({ nodes: moved }));
+        assert.equal(next.resources.filter((r) => r.name.endsWith("-stand-down")).length, 0);
+        // A token set in the stack's config reaches the step as a secret; otherwise its environment variable is inherited.
+        const file = withConfig({ nodes: moved });
+        const withToken = await evaluateProgram({ stack: "prod", values: { ...file.values, "hcloud:token": "t0ken" }, secretKeys: [...file.secretKeys, "hcloud:token"], env: {}, deployed: prod.outputs });
+        const secretStep = withToken.resources.find((r) => r.name === "db-2-stand-down") as RecordedResource;
+        assert.equal((secretStep.inputs.environment as Record<string, string>).HCLOUD_TOKEN, "t0ken");
+        assert.ok(secretStep.secretInputs.includes("environment"), "the token stays a secret");
+        const { "hcloud:token": _, ...noToken } = file.values;
+        const inherited = await evaluateProgram({ stack: "prod", values: noToken, secretKeys: file.secretKeys.filter((k) => k !== "hcloud:token"), env: { HCLOUD_TOKEN: "from-env" }, deployed: prod.outputs });
+        assert.equal(((inherited.resources.find((r) => r.name === "db-2-stand-down") as RecordedResource).inputs.environment as Record<string, string>).HCLOUD_TOKEN, undefined, "not copied from the environment into the state");
+    });
+
+    it("retiring a member is one run: its server goes, the guard no longer waits for it", async () => {
+        // db-2 leaves and db-4 takes its place: one member down, so one run.
+        const swapped = prodNodes();
+        swapped.db[1] = { name: "db-4", provider: "hcloud", region: "nbg1", size: "cx23" };
+        const next = await after(prod, withConfig({ nodes: swapped }));
+        assert.deepEqual(servers(next).map((r) => r.name).filter((n) => n.startsWith("db-")).sort(), ["db-1", "db-3", "db-4"]);
+        const guard = next.resources.find((r) => r.type === "vps-ha:index:MemberGuard") as RecordedResource;
+        assert.ok(!guard.options.dependsOn?.includes("db-2") && guard.options.dependsOn?.includes("db-4"), `${guard.options.dependsOn?.join(", ")}`);
+        assert.equal(next.resources.filter((r) => r.name.endsWith("-stand-down")).length, 0, "a server removed stands down by its deletion");
+    });
+
+    it("a deployment whose member servers an older vps-ha protected: a move or retirement is refused until one run at this version", async () => {
+        const moved = prodNodes();
+        moved.db[1] = { name: "db-2", provider: "linode", region: "de-fra-2", size: "g6-standard-1" };
+        const olderFacts = (prod.outputs.serverFacts as Record<string, unknown>[]).map(({ serverId: _, ...f }) => ({ ...f, protected: String(f.name).startsWith("db-") }));
+        const older = { ...prod, outputs: { ...prod.outputs, serverFacts: olderFacts } };
+        const { message, created } = await refusal(older, withConfig({ nodes: moved }));
+        assert.match(message, /db-2 moves from hcloud\/nbg1\/cx23 to linode\/de-fra-2\/g6-standard-1: a new server, but its old server was deployed by an older vps-ha \(protected on the server itself/);
         assert.deepEqual(created, ["pulumi:pulumi:StackReference"]);
-        const retiring = prodNodes();
-        retiring.db[1].retire = true;
-        const unprotected = await after(prod, withConfig({ nodes: retiring }));
-        assert.equal(server(unprotected, "db-2").options.protect, false);
-        assert.equal(unprotected.userData["db-2"], prod.userData["db-2"], "retire changes nothing on the server");
-        const done = await after(unprotected, withConfig({ nodes: moved }));
-        assert.equal(ofType(done, TYPES.linodeInstance).find((r) => r.name === "db-2")?.options.protect, true, "the new server is protected");
+        const once = await after(older, prodStack());
+        assert.deepEqual(servers(once).map((r) => [r.name, r.options.protect]).filter(([, p]) => p !== undefined), [], "the run at this version lifts every server's own protection");
+        const done = await after(once, withConfig({ nodes: moved }));
+        assert.ok(done.resources.some((r) => r.name === "db-2-stand-down"));
     });
 
     it("Hetzner: reuses an admin key the project has, and uploads one it lacks", async () => {

@@ -1,10 +1,10 @@
 // The comparison of a stack file with the deployed stack: what each server goes through, and
 // the rule that one pulumi up takes one database member or etcd voter down at most.
 import { strict as assert } from "node:assert";
-import { compareServers, describeChange, factsFromOutputs, replacementProblems, ServerFacts, serverLifecycle } from "../components/replacement";
+import { compareServers, describeChange, factsFromOutputs, replacementProblems, ServerFacts, serverLifecycle, standDownOf } from "../components/replacement";
 
 const f = (name: string, role: string, provider: string, region: string, size: string | undefined, extra: Partial<ServerFacts> = {}): ServerFacts => ({
-    name, role, provider, region, ...(size ? { size } : {}), protected: role === "db" || role === "witness", image: provider === "ssh" ? undefined : `${provider}-image`, bootstrapDigest: `u-${name}`, ...extra,
+    name, role, provider, region, ...(size ? { size } : {}), protected: false, serverId: `${name.length}0${region.length}`, image: provider === "ssh" ? undefined : `${provider}-image`, bootstrapDigest: `u-${name}`, ...extra,
 });
 const deployed: ServerFacts[] = [
     f("app-1", "app", "linode", "de-fra-2", "g6-nanode-1"),
@@ -57,30 +57,45 @@ describe("replacement: the stack file against the deployed stack", () => {
         assert.equal(replacementProblems(compareServers(withWitness, [...edit({ "db-3": { size: "g6-standard-2" } }), { ...withWitness[5], region: "fsn1" }]), withWitness).length, 1);
     });
 
-    it("refuses to delete a protected member (removed, or moved to another provider) until a run with retire: true", () => {
+    it("retires or moves a member in one run; refuses while an older vps-ha's protection or unrecorded id stands", () => {
         const removed = edit({ "db-3": null });
-        assert.match(replacementProblems(compareServers(deployed, removed), deployed).join("\n"), /db-3 is no longer in the stack file, but its server is protected\. To retire it: put it back, set retire: true on it and pulumi up/);
         const moved = edit({ "db-3": { provider: "hcloud", region: "fsn1", size: "cx23" } });
-        assert.match(replacementProblems(compareServers(deployed, moved), deployed).join("\n"), /db-3 moves from linode\/de-fra-2\/g6-standard-1 to hcloud\/fsn1\/cx23: a new server, but its old server is protected\. Move it in two runs/);
-        // After the run with retire: true, the deployed facts say it is unprotected: both go.
-        const retired = deployed.map((d) => (d.name === "db-3" ? { ...d, protected: false } : d));
-        assert.deepEqual(replacementProblems(compareServers(retired, removed), retired), []);
-        assert.deepEqual(replacementProblems(compareServers(retired, moved), retired), []);
-        // A move within the provider needs no retire: this run lifts the protection itself.
-        assert.deepEqual(replacementProblems(compareServers(deployed, edit({ "db-1": { region: "hel1" } })), deployed), []);
+        assert.deepEqual(replacementProblems(compareServers(deployed, removed), deployed), []);
+        assert.deepEqual(replacementProblems(compareServers(deployed, moved), deployed), []);
+        // A deployment by an older vps-ha: the server itself protected, or its id not recorded.
+        const older = deployed.map((d) => (d.name === "db-3" ? { ...d, protected: true } : d));
+        assert.match(replacementProblems(compareServers(older, removed), older).join("\n"), /db-3 is no longer in the stack file, but an older vps-ha protected its server itself\. To retire it: put it back, pulumi up once with the stack file as deployed .*, then remove it and pulumi up again\. Nothing was changed\./);
+        assert.match(replacementProblems(compareServers(older, moved), older).join("\n"), /db-3 moves from linode\/de-fra-2\/g6-standard-1 to hcloud\/fsn1\/cx23: a new server, but its old server was deployed by an older vps-ha \(protected on the server itself, so it cannot be shut down first\)\. To move it: pulumi up once/);
+        const { serverId: _, ...noId } = deployed[4];
+        const unrecorded = [...deployed.slice(0, 4), noId];
+        assert.match(replacementProblems(compareServers(unrecorded, moved), unrecorded).join("\n"), /\(its id unrecorded, so it cannot be shut down first\)/);
+        // A move within the provider is the same resource, replaced delete-first: no id needed.
+        assert.deepEqual(replacementProblems(compareServers(unrecorded, edit({ "db-3": { region: "se-sto", size: "g6-standard-1", image: "other" } })), unrecorded), []);
+        // Removing an app node never needed anything.
+        assert.deepEqual(replacementProblems(compareServers(older, edit({ "app-1": null })), older), []);
     });
 
-    it("protects members, except the one this run replaces or one being retired; replaces members delete-first; keeps a user-data unless it replaces the server", () => {
+    it("a member moved to another provider stands its old server down first; nothing else does", () => {
+        const change = (after: ServerFacts[], name: string) => compareServers(deployed, after).find((c) => c.name === name);
+        const moved = change(edit({ "db-3": { provider: "hcloud", region: "fsn1", size: "cx23" } }), "db-3");
+        assert.deepEqual(standDownOf(moved), { provider: "linode", serverId: deployed[4].serverId });
+        assert.equal(standDownOf(change(edit({ "db-1": { region: "hel1" } }), "db-1")), undefined, "within Hetzner: the same resource, deleted first");
+        assert.equal(standDownOf(change(edit({ "app-1": { provider: "hcloud", region: "fsn1", size: "cx23" } }), "app-1")), undefined, "not a member");
+        assert.equal(standDownOf(change(edit({}), "db-3")), undefined);
+        const own = [...deployed, f("w", "witness", "ssh", "home", undefined, { host: "198.51.100.7" })];
+        const off = compareServers(own, [...deployed, f("w", "witness", "hcloud", "hel1", "cx23")]).find((c) => c.name === "w");
+        assert.equal(standDownOf(off), undefined, "a host you bring has no API to shut it down");
+    });
+
+    it("replaces members delete-first; keeps a user-data unless it replaces the server", () => {
         const [same, replaced] = [{ name: "db-1", role: "db", member: true, kind: "same" as const, reasons: [] }, { name: "db-1", role: "db", member: true, kind: "replace" as const, reasons: ["x"] }];
         const restarted = { ...same, kind: "restart" as const };
-        assert.deepEqual(serverLifecycle("db", false, same), { protect: true, deleteBeforeReplace: true, keepUserData: true });
-        assert.deepEqual(serverLifecycle("witness", false, undefined), { protect: true, deleteBeforeReplace: true, keepUserData: true });
-        assert.deepEqual(serverLifecycle("db", false, replaced), { protect: false, deleteBeforeReplace: true, keepUserData: false });
-        assert.deepEqual(serverLifecycle("db", false, restarted), { protect: true, deleteBeforeReplace: true, keepUserData: true });
-        assert.deepEqual(serverLifecycle("db", true, same), { protect: false, deleteBeforeReplace: true, keepUserData: true });
-        assert.deepEqual(serverLifecycle("db", false, { ...replaced, providerMove: true }), { protect: true, deleteBeforeReplace: true, keepUserData: false }, "a new resource elsewhere");
-        assert.deepEqual(serverLifecycle("app", false, same), { protect: false, deleteBeforeReplace: false, keepUserData: true });
-        assert.deepEqual(serverLifecycle("haproxy", false, replaced), { protect: false, deleteBeforeReplace: false, keepUserData: false });
+        assert.deepEqual(serverLifecycle("db", same), { deleteBeforeReplace: true, keepUserData: true });
+        assert.deepEqual(serverLifecycle("witness", undefined), { deleteBeforeReplace: true, keepUserData: true });
+        assert.deepEqual(serverLifecycle("db", replaced), { deleteBeforeReplace: true, keepUserData: false });
+        assert.deepEqual(serverLifecycle("db", restarted), { deleteBeforeReplace: true, keepUserData: true });
+        assert.deepEqual(serverLifecycle("app", same), { deleteBeforeReplace: false, keepUserData: true });
+        assert.deepEqual(serverLifecycle("haproxy", replaced), { deleteBeforeReplace: false, keepUserData: false });
     });
 
     it("reads the deployed facts from stack outputs, and the nodes of a deployment older than them", () => {
@@ -93,6 +108,7 @@ describe("replacement: the stack file against the deployed stack", () => {
         const older = factsFromOutputs({ serverFacts: [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", protected: true, userDataDigest: "ab" }] });
         assert.deepEqual(older, [{ name: "db-1", role: "db", provider: "hcloud", region: "fsn1", size: "cx23", protected: true }]);
         assert.throws(() => factsFromOutputs({ serverFacts: [{ name: "db-1" }] }), /serverFacts output is not a list of server facts/);
+        assert.throws(() => factsFromOutputs({ serverFacts: [{ ...deployed[0], serverId: 7 }] }), /serverFacts output is not a list of server facts/);
         assert.throws(() => factsFromOutputs({ nodes: "x" }), /nodes output is not a list of nodes/);
     });
 });

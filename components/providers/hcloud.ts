@@ -1,8 +1,9 @@
 // Hetzner Cloud: a Server booted from Debian 13 with the cloud-config as user data, a Firewall
 // per server, the admins' SSH keys (found in the project, or uploaded once per stack), and a
 // spread placement group per role so two members of a role never share a physical host.
-// Members are guarded by Pulumi's `protect` rather than Hetzner's delete protection: the provider
-// refuses to delete a protected server, so a member's replacement would first need a run of its own.
+// Members are guarded by the stack's member guard (components/member-guard.ts) rather than Hetzner's
+// delete protection: the provider refuses to delete a protected server, so a member's replacement
+// or retirement would first need a run of its own.
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
@@ -105,10 +106,12 @@ async function init(ctx: ProviderContext) {
                 firewallIds: [firewall.id.apply(Number)],
                 publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
                 labels: spec.tags,
+                // A member's ACPI shutdown hands its primary over first (render/hand-over.ts).
+                ...(spec.lifecycle.deleteBeforeReplace ? { shutdownBeforeDeletion: true } : {}),
             }, {
                 parent,
                 additionalSecretOutputs: ["userData"],
-                protect: spec.lifecycle.protect,
+                ...(spec.after?.length ? { dependsOn: spec.after } : {}),
                 // Said either way on purpose: the bridge deletes first whenever a name is given, but a
                 // replacement here has a name of its own (the suffix), so only members need that.
                 deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace,
@@ -118,6 +121,7 @@ async function init(ctx: ProviderContext) {
                 ignoreChanges: keep ? ["sshKeys", "userData"] : ["sshKeys"],
             });
             return {
+                id: server.id,
                 publicIpv4: server.ipv4Address,
                 publicIpv6: server.ipv6Address.apply((v) => v || undefined),
             };

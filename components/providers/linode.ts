@@ -1,6 +1,6 @@
 // Linode: an Instance booted from Debian 13 with the cloud-config as Metadata user data, behind a
 // Cloud Firewall (attached at creation) that drops every inbound packet the plan does not allow.
-// Linode has no delete protection on instances: members rely on Pulumi's `protect`.
+// Linode has no delete protection on instances: members rely on the stack's member guard.
 import * as linode from "@pulumi/linode";
 import * as pulumi from "@pulumi/pulumi";
 import { ruleLabel, splitSources } from "./firewall-sources";
@@ -53,7 +53,7 @@ function init(ctx: ProviderContext) {
             }, {
                 parent,
                 additionalSecretOutputs: ["metadatas"],
-                protect: spec.lifecycle.protect,
+                ...(spec.after?.length ? { dependsOn: spec.after } : {}),
                 deleteBeforeReplace: spec.lifecycle.deleteBeforeReplace,
                 // A new set of keys would replace the instance: the day-1 keys stay as the rescue path,
                 // and the admins' keys of the day reach the node as its desired state. The user data
@@ -61,6 +61,7 @@ function init(ctx: ProviderContext) {
                 ignoreChanges: keep ? ["authorizedKeys", "metadatas"] : ["authorizedKeys"],
             });
             return {
+                id: instance.id,
                 publicIpv4: instance.ipAddress,
                 publicIpv6: instance.ipv6.apply((v) => (v ? v.split("/")[0] : undefined)),
             };

@@ -60,14 +60,13 @@ function init(_ctx: ProviderContext) {
                 create: instanceId.apply((id) => `sudo sh -c ${shellQuote(bootstrapScript(id))}`),
                 stdin: spec.userData,
                 triggers: [instanceId],
-            // A host is never deleted (the command has no delete step); protect keeps a member's host
-            // from being set up again (a replacement of the command) by a run not meant to. It keeps
-            // the user data it was set up with unless the program sets it up again (ServerLifecycle).
+            // A host is never deleted (the command has no delete step). It keeps the user data it was
+            // set up with unless the program sets it up again (ServerLifecycle).
             }, {
-                parent, additionalSecretOutputs: ["stdin"], protect: spec.lifecycle.protect,
+                parent, additionalSecretOutputs: ["stdin"], ...(spec.after?.length ? { dependsOn: spec.after } : {}),
                 ...(spec.lifecycle.keepUserData ? { ignoreChanges: ["create", "stdin", "triggers"] } : {}),
             });
-            return { publicIpv4: pulumi.output(host.address), publicIpv6: pulumi.output(undefined) };
+            return { id: pulumi.output(host.address), publicIpv4: pulumi.output(host.address), publicIpv6: pulumi.output(undefined) };
         },
     };
 }

@@ -69,12 +69,12 @@ export interface ServerSpec {
     tags: Record<string, string>;
     /** How the server may be replaced or deleted (see components/replacement.ts). */
     lifecycle: ServerLifecycle;
+    /** What must be done before the server is created (a moved member's old server standing down). */
+    after?: pulumi.Resource[];
 }
 
 /** Resource options for a node's server, decided by the program from the deployed stack. */
 export interface ServerLifecycle {
-    /** Pulumi `protect`: no `pulumi up` or `pulumi destroy` may replace or delete the server. */
-    protect: boolean;
     /**
      * Delete the old server before creating its replacement. Database members and the witness:
      * their identity (etcd member name, Patroni name, mesh address and WireGuard key) must never
@@ -91,6 +91,8 @@ export interface ServerLifecycle {
 }
 
 export interface ServerOutputs {
+    /** The provider's id of the server (a host you bring: its address). */
+    id: pulumi.Output<string>;
     publicIpv4: pulumi.Output<string>;
     publicIpv6: pulumi.Output<string | undefined>;
 }

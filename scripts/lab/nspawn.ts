@@ -258,6 +258,26 @@ export async function rebootContainer(name: string, log: Log): Promise<void> {
 }
 
 /**
+ * An ACPI shutdown, as a provider's API gives one: the node's systemd powers off (its units
+ * stop in order, each ExecStop run) and its container exits. Waits until it has, within
+ * `timeoutMs`; false if it has not (the caller may then stop its processes, a hard power-off).
+ */
+export async function powerOffContainer(name: string, log: Log, timeoutMs: number): Promise<boolean> {
+    const n = nodeState(name);
+    const t = Date.now();
+    if (containerLeader(n)) await run(enterArgv(n, ["systemctl", "poweroff"]), { timeoutMs: 20_000, allowFail: true, env: { PATH: NODE_PATH } });
+    while (Date.now() - t < timeoutMs) {
+        const now = nodeState(name);
+        if (!now.supervisor || !isAlive(now.supervisor)) {
+            log(`[${name}] powered off in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+            return true;
+        }
+        await sleep(250);
+    }
+    return false;
+}
+
+/**
  * The node's journal, one file per unit under /var/log/lab (the host's node log directory),
  * as the drills read daemons' output: each unit's messages as it wrote them, appended.
  */

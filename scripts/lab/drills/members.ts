@@ -3,18 +3,24 @@
 // the program accepted it:
 // - double-change-refused: both of two members resized in one stack change; the program refuses
 //   before it creates anything, naming the members and the order, and the lab's servers are untouched.
-// - member-move: one member moved to the other provider, in the runs the program asks for (retire,
-//   then move); the old server goes and a new one boots with an empty disk, under writes through
-//   the poolers, while Patroni's view of the cluster is sampled: never fewer than two members
-//   leading or streaming, no pooled write failed, at most one switchover.
+// - member-move: one member moved to the other provider in one run; the program's stand-down step
+//   (the real tool, against the lab's stand-in of the provider's API) shuts the old server down,
+//   which hands a primary over on its way down; then the old server goes and a new one boots with
+//   an empty disk, under writes through the poolers, while Patroni's view of the cluster is
+//   sampled: never fewer than two members leading or streaming, no pooled write failed, at most
+//   one switchover.
 import { statSync } from "node:fs";
 import { catalogs } from "../../../components/providers/catalogs";
-import { SWITCHOVER_TOOL } from "../../../components/render/switchover";
+import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, STAND_DOWN_TOKEN_ENV, StandDownProvider } from "../../../components/stand-down";
+import { Evaluation } from "../../lib/mock-program";
 import { etcdMembers } from "../etcd";
-import { sleep } from "../exec";
-import { containerLeader } from "../nspawn";
+import { Log, run, sleep } from "../exec";
+import { containerLeader, powerOffContainer } from "../nspawn";
+import { startProviderApi } from "../provider-api";
+import { stopProcesses } from "../cleanup";
+import { nodeState } from "../state";
 import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
-import { execInNode, labNodes, NodeState } from "../realize";
+import { labNodes, NodeState } from "../realize";
 import { updateState } from "../state";
 import { currentPrimary, patroniJson, standbyLossRtoTarget, SWITCHOVER_PAUSE_SECONDS, SWITCHOVER_SINGLE_RUN_SLACK, UNAFFECTED_RTO_SECONDS } from "./db";
 import { faultUnderLoad, pickNode } from "./harness";
@@ -107,6 +113,41 @@ function serverIdentity(n: NodeState): string {
     return `disk ${disk.ino}/${disk.birthtimeMs}, systemd ${containerLeader(n) ?? "down"}`;
 }
 
+/** The stand-down step the program declared for `node`'s old server (a move to another provider). */
+export function standDownStep(e: Evaluation, node: string): { environment: Record<string, string>; provider: string; server: string } | undefined {
+    const r = e.resources.find((x) => x.type === "command:local:Command" && x.name === `${node}-stand-down`);
+    if (!r) return undefined;
+    const environment = r.inputs.environment as Record<string, string>;
+    return { environment, provider: environment[STAND_DOWN_ENV.provider], server: environment[STAND_DOWN_ENV.server] };
+}
+
+/** How long the old server's graceful shutdown may take in the lab (the step's own default is longer). */
+const STAND_DOWN_SECONDS = 150;
+
+/**
+ * Runs the program's stand-down step as `pulumi up` would (its command, its environment) against
+ * the lab's stand-in of the provider's API, which powers the node's container off as an ACPI
+ * shutdown does (a hard stop of its processes for a power-off). Returns the tool's output.
+ */
+async function runStandDown(step: NonNullable<ReturnType<typeof standDownStep>>, node: string, log: Log): Promise<{ code: number; output: string; seconds: number }> {
+    const token = "lab-stand-down-token";
+    const api = await startProviderApi({
+        token,
+        servers: { [step.server]: { provider: step.provider as StandDownProvider, node } },
+        onShutdown: async (name, how) => {
+            if (how === "hard" || !(await powerOffContainer(name, log, STAND_DOWN_SECONDS * 1000))) await stopProcesses(nodeState(name), log, 0);
+        },
+    });
+    const t = Date.now();
+    try {
+        const env = { ...process.env, ...step.environment, [STAND_DOWN_TOKEN_ENV[step.provider as StandDownProvider]]: token, [STAND_DOWN_ENV.api]: api.url, [STAND_DOWN_ENV.seconds]: String(STAND_DOWN_SECONDS) };
+        const r = await run(["sh", "-c", STAND_DOWN_COMMAND], { env, timeoutMs: (STAND_DOWN_SECONDS + 120) * 1000, allowFail: true });
+        return { code: r.code, output: (r.stdout + r.stderr).trim(), seconds: (Date.now() - t) / 1000 };
+    } finally {
+        await api.close();
+    }
+}
+
 const replaceEntry = (lists: NodeLists, entry: NodeEntry): NodeLists => Object.fromEntries(Object.entries(lists).map(([role, list]) => [role, list.map((e) => (e.name === entry.name ? entry : e))]));
 
 /** Another size of the same provider offered in the entry's region (a resize: the server is powered off meanwhile). */
@@ -188,7 +229,7 @@ const MOVE_WAIT_SECONDS = REBUILD_STREAMING_SECONDS + 60;
 
 export const memberMove: Drill = {
     name: "member-move",
-    description: "move a database member (--node; default a replica) to the other provider as the program asks (retire, then move): a new server with an empty disk, under writes through the poolers; never fewer than two members leading or streaming, no failed write, at most one switchover",
+    description: "move a database member (--node; default a replica) to the other provider in one run: the program's stand-down step shuts the old server down through the provider's API (a primary hands over on its way down), then a new server with an empty disk, under writes through the poolers; never fewer than two members leading or streaming, no failed write, at most one switchover",
     run: async (ctx) => {
         const source = labSource();
         const lists = labNodeLists(source);
@@ -207,30 +248,22 @@ export const memberMove: Drill = {
         const checks = drillChecks([`moving ${target} from ${here}/${entry.region} to ${moved.provider}/${moved.region}${moved.size ? `/${moved.size}` : ""}`]);
         const { notes, check } = checks;
 
-        // The program decides the runs: the lab's deployment, the move in one run, else as its refusal says.
+        // The program decides: the move in one run, with the old server's stand-down step.
         const deployed = accepted(await applyToProgram(source, undefined, undefined), "the lab's stack file").evaluation;
-        let last = deployed;
-        const atOnce = await applyToProgram(source, replaceEntry(lists, moved), deployed.outputs);
-        if (!atOnce.accepted) {
-            notes.push(`in one run the program refuses: ${atOnce.message}`);
-            check(/first set retire: true on it/.test(atOnce.message), "the refusal says how: retire first, then move");
-            const retire = accepted(await applyToProgram(source, replaceEntry(lists, { ...entry, retire: true }), deployed.outputs), `${target} with retire: true`);
-            const touched = retire.changes.filter((c) => c.kind !== "same");
-            check(touched.length === 0, `run 1 (retire: true on ${target}) changes no server${touched.length ? `: ${touched.map((c) => `${c.name} ${c.kind}`).join(", ")}` : ""}`);
-            const unprotected = (retire.evaluation.outputs.serverFacts as { name: string; protected: boolean }[]).find((f) => f.name === target);
-            check(unprotected?.protected === false, `run 1 lifts ${target}'s protection`);
-            last = retire.evaluation;
-        }
-        const move = atOnce.accepted && last === deployed ? atOnce : accepted(await applyToProgram(source, replaceEntry(lists, moved), last.outputs), `the move of ${target}`);
+        const move = accepted(await applyToProgram(source, replaceEntry(lists, moved), deployed.outputs), `the move of ${target}`);
         const changed = move.changes.filter((c) => c.kind !== "same");
-        check(changed.length === 1 && changed[0].name === target && changed[0].kind === "replace" && changed[0].providerMove === true, `the move replaces ${target}'s server and nothing else (${changed.map((c) => `${c.name}: ${c.kind} ${c.reasons.join("; ")}`).join(", ")})`);
+        check(changed.length === 1 && changed[0].name === target && changed[0].kind === "replace" && changed[0].providerMove === true, `the move replaces ${target}'s server and nothing else, in one run (${changed.map((c) => `${c.name}: ${c.kind} ${c.reasons.join("; ")}`).join(", ")})`);
+        const step = standDownStep(move.evaluation, target);
+        const oldId = (deployed.outputs.serverFacts as { name: string; serverId?: string }[]).find((f) => f.name === target)?.serverId;
+        check(step !== undefined && step.provider === here && step.server === oldId, `the run shuts ${target}'s old server down first (${step ? `${step.provider} server ${step.server}` : "no stand-down step"}; deployed id ${oldId})`);
+        if (!step) throw new Error(`the program declared no stand-down step for ${target}`);
 
         // The new server's user-data: the program's. The lab's nodes hold what the program gave
         // them at bring-up (its certificates are made once per process): when the move leaves the
         // member's user-data as it was, that is the seed it booted with.
         const spec = labNodeSpec(target);
         let userData = move.evaluation.userData[target];
-        if (userData === last.userData[target]) userData = spec.userData;
+        if (userData === deployed.userData[target]) userData = spec.userData;
         else if (deployed.userData[target] !== spec.userData) {
             throw new Error(`the move changes ${target}'s user-data and this process did not bring the lab up (the program's certificates differ from the lab's): run member-move where the lab was brought up (npm run lab with no command, the lab test, npm run bench -- --lab)`);
         }
@@ -251,12 +284,12 @@ export const memberMove: Drill = {
                     watch.start();
                     await sleep(2_000);
                     faultAt = Date.now();
-                    if (wasPrimary) {
-                        // The primary hands over through the poolers before its server goes.
-                        const r = await execInNode(target, [SWITCHOVER_TOOL], { timeoutMs: 120_000, allowFail: true });
-                        if (r.code !== 0) throw new Error(`${SWITCHOVER_TOOL} on ${target} failed (exit ${r.code}): ${(r.stdout + r.stderr).trim().slice(-500)}`);
-                    }
-                    // Members are replaced delete-before-create: the old server goes first.
+                    // The engine runs the stand-down step first (the new server depends on it); a
+                    // primary hands over through the poolers as its server shuts down.
+                    const down = await runStandDown(step, target, ctx.log);
+                    notes.push(`stand-down step: exit ${down.code} after ${down.seconds.toFixed(1)} s: ${down.output.split("\n").slice(-2).join(" | ")}`);
+                    check(down.code === 0 && /shut-down|already-off|gone/.test(down.output), `the stand-down step shut ${target}'s old server down (exit ${down.code})`);
+                    // Its disk goes with the old server at the end of the run; the lab's node slot is reused.
                     await discardNode(target, ctx.log);
                 },
                 repair: async () => {

@@ -15,7 +15,6 @@ export interface NodeEntry {
     provider: string;
     region: string;
     size?: string;
-    retire?: boolean;
     [key: string]: unknown;
 }
 export type NodeLists = Record<string, NodeEntry[]>;

@@ -8,8 +8,8 @@
 // switchover, no write or request failed; with k > 1 after the change, writes may pause for
 // Patroni's quorum hand-over too (the primary hands over last).
 // The lab then runs the stack with the witness; remove-witness-live takes it away again.
-// remove-witness-live: the stack the lab runs loses its witness, in the runs the program asks for
-// (retire: true, then the removal): every other node changes in place under the same load, each
+// remove-witness-live: the stack the lab runs loses its witness in one run (its removal from the
+// stack file): every other node changes in place under the same load, each
 // voter takes the witness out of etcd (vps-ha-etcd-prune), the member that stopped voting for it
 // votes again, Patroni's k follows the stack file; then the witness's server is deleted.
 import { readFileSync, writeFileSync } from "node:fs";
@@ -162,7 +162,7 @@ async function etcdIsVoters(voters: string[], ask: string, check: (ok: boolean, 
 export const removeWitnessLive: Drill = {
     name: "remove-witness-live",
     needs: "witness",
-    description: `the stack the lab runs loses its witness, in the runs the program asks for (retire: true, then the removal): every other node changes in place, one node of a group at a time, under writes through the poolers and HTTP; each voter takes the witness out of etcd, the member that did not vote beside it votes again, Patroni's k follows the stack file, then the witness's server is deleted; nothing fails, at most one switchover, no other node rebuilt`,
+    description: `the stack the lab runs loses its witness in one run (removed from the stack file): every other node changes in place, one node of a group at a time, under writes through the poolers and HTTP; each voter takes the witness out of etcd, the member that did not vote beside it votes again, Patroni's k follows the stack file, then the witness's server is deleted; nothing fails, at most one switchover, no other node rebuilt`,
     run: async (ctx) => {
         requireOwnBringUp("remove-witness-live");
         const deployedSource = labSource();
@@ -174,16 +174,11 @@ export const removeWitnessLive: Drill = {
         const checks = drillChecks([`removing ${witness} from ${deployedSource.file}`]);
         const { notes, check } = checks;
 
-        // The program decides the runs: refused while the witness is protected, then retire, then the removal.
+        // The program decides: the removal in one run.
         const deployed = accepted(await applyToProgram(deployedSource, undefined, undefined), "the lab's stack file").evaluation;
-        const atOnce = await applyToProgram(deployedSource, without, deployed.outputs);
-        check(!atOnce.accepted && /is no longer in the stack file, but its server is protected/.test(atOnce.message), `in one run the program refuses: ${atOnce.accepted ? "it did not" : atOnce.message.split("\n").slice(1).join(" ").slice(0, 160)}`);
-        const retire = accepted(await applyToProgram(deployedSource, { ...lists, witness: [{ ...entry, retire: true }] }, deployed.outputs), `${witness} with retire: true`);
-        const touched = retire.changes.filter((c) => c.kind !== "same");
-        check(touched.length === 0, `run 1 (retire: true on ${witness}) changes no server${touched.length ? `: ${touched.map((c) => `${c.name} ${c.kind}`).join(", ")}` : ""}`);
-        const removal = accepted(await applyToProgram(deployedSource, without, retire.evaluation.outputs), `the removal of ${witness}`);
+        const removal = accepted(await applyToProgram(deployedSource, without, deployed.outputs), `the removal of ${witness}`);
         const changed = removal.changes.filter((c) => c.kind !== "same");
-        check(changed.length === 1 && changed[0].name === witness && changed[0].kind === "remove", `run 2 deletes ${witness}'s server and nothing else (${changed.map((c) => `${c.name} ${c.kind}`).join(", ") || "no change"})`);
+        check(changed.length === 1 && changed[0].name === witness && changed[0].kind === "remove", `the run deletes ${witness}'s server and nothing else (${changed.map((c) => `${c.name} ${c.kind}`).join(", ") || "no change"})`);
 
         // The same stack without the witness, as its own stack file (what the lab runs afterwards).
         const source = { stack: deployedSource.stack, file: join(STATE_DIR, "remove-witness-live.yaml") };
