@@ -9,8 +9,10 @@
 //   an empty disk, under writes through the poolers, while Patroni's view of the cluster is
 //   sampled: never fewer than two members leading or streaming, no pooled write failed, at most
 //   one switchover.
-import { statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { catalogs } from "../../../components/providers/catalogs";
+import { HAND_OVER_UNIT } from "../../../components/render/switchover";
 import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, STAND_DOWN_TOKEN_ENV, StandDownProvider } from "../../../components/stand-down";
 import { Evaluation } from "../../lib/mock-program";
 import { etcdMembers } from "../etcd";
@@ -214,12 +216,9 @@ export const doubleChangeRefused: Drill = {
     },
 };
 
-/** A replica on the provider holding the most database members: moving it evens them out. */
-async function replicaToMove(): Promise<string | undefined> {
-    const primary = await currentPrimary();
-    const dbs = dbNodes();
-    const count = (p: string) => dbs.filter((n) => n.provider === p).length;
-    return dbs.filter((n) => n.name !== primary).sort((x, y) => count(y.provider) - count(x.provider))[0]?.name;
+/** The primary: its move asks the most (its old server hands the primary over on its way down). */
+async function memberToMove(): Promise<string | undefined> {
+    return currentPrimary();
 }
 
 /** How long the drill watches Patroni's view at most: the writes' own bound in faultUnderLoad and more. */
@@ -229,11 +228,11 @@ const MOVE_WAIT_SECONDS = REBUILD_STREAMING_SECONDS + 60;
 
 export const memberMove: Drill = {
     name: "member-move",
-    description: "move a database member (--node; default a replica) to the other provider in one run: the program's stand-down step shuts the old server down through the provider's API (a primary hands over on its way down), then a new server with an empty disk, under writes through the poolers; never fewer than two members leading or streaming, no failed write, at most one switchover",
+    description: "move a database member (--node; default the primary) to the other provider in one run: the program's stand-down step shuts the old server down through the provider's API (a primary hands over on its way down), then a new server with an empty disk, under writes through the poolers; never fewer than two members leading or streaming, no failed write, at most one switchover",
     run: async (ctx) => {
         const source = labSource();
         const lists = labNodeLists(source);
-        const target = await pickNode(ctx, replicaToMove, "replica");
+        const target = await pickNode(ctx, memberToMove, "primary");
         const entry = lists.db.find((e) => e.name === target);
         if (!entry) throw new Error(`member-move moves a database member; ${target} is not one in ${source.file}`);
         const node = dbNodes().find((n) => n.name === target) as NodeState;
@@ -289,6 +288,11 @@ export const memberMove: Drill = {
                     const down = await runStandDown(step, target, ctx.log);
                     notes.push(`stand-down step: exit ${down.code} after ${down.seconds.toFixed(1)} s: ${down.output.split("\n").slice(-2).join(" | ")}`);
                     check(down.code === 0 && /shut-down|already-off|gone/.test(down.output), `the stand-down step shut ${target}'s old server down (exit ${down.code})`);
+                    // What the old server's hand-over unit did on its way down, from its journal.
+                    const handOver = join(nodeState(target).paths.logs, `${HAND_OVER_UNIT}.log`);
+                    const said = existsSync(handOver) ? readFileSync(handOver, "utf8").trim().split("\n").filter(Boolean) : [];
+                    notes.push(`${HAND_OVER_UNIT} on the old server: ${said.slice(-3).join(" | ") || "nothing logged"}`);
+                    check(wasPrimary ? said.some((l) => /switching over/.test(l)) : said.some((l) => /not the primary/.test(l)), `the old server's ${HAND_OVER_UNIT} ${wasPrimary ? "handed the primary over" : "found nothing to hand over"} as it shut down`);
                     // Its disk goes with the old server at the end of the run; the lab's node slot is reused.
                     await discardNode(target, ctx.log);
                 },
