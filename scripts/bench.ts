@@ -1,8 +1,9 @@
-// npm run bench [-- --runs N] [--lab [--bring-up-only]]
+// npm run bench [-- --runs N] [--lab [--bring-up-only | --drills a,b]]
 // Figures, each the median of several runs: how long the program takes to evaluate (mock
 // runtime) for the prod stack and for a generated stack of 200 app nodes, and how that grows;
 // with --lab (as root), the lab's bring-up time and memory, and each drill's RTO and lost
-// writes; with --bring-up-only, the bring-up time and memory alone.
+// writes; with --bring-up-only, the bring-up time and memory alone; with --drills, those drills
+// alone (and the bring-up), no proxy comparison.
 import { performance } from "node:perf_hooks";
 import { ConfigError, parseStackConfig } from "../components/config";
 import { buildPlan } from "../components/plan";
@@ -50,7 +51,7 @@ async function timeEvaluation(file: StackFile, runs: number): Promise<{ median: 
 }
 
 async function main(): Promise<void> {
-    const args = parseArgs(process.argv.slice(2), { values: ["runs"], flags: ["lab", "bring-up-only"] });
+    const args = parseArgs(process.argv.slice(2), { values: ["runs", "drills"], flags: ["lab", "bring-up-only"] });
     const runs = Math.max(1, Math.min(50, Number(args.values.runs ?? 5)));
     const figures: [string, string][] = [];
     const prod = await timeEvaluation(readStackFile("Pulumi.prod.yaml"), runs);
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     figures.push(["growth: time per resource, 200-app stack / prod", `${(big.median / big.resources / (prod.median / prod.resources)).toFixed(2)}x`]);
     if (args.flags.lab) {
         const { labBench } = await import("./lab/bench");
-        figures.push(...(await labBench(Math.max(1, Math.min(5, Number(args.values.runs ?? 3))), { bringUpOnly: args.flags["bring-up-only"] })));
+        figures.push(...(await labBench(Math.max(1, Math.min(5, Number(args.values.runs ?? 3))), { bringUpOnly: args.flags["bring-up-only"], ...(args.values.drills ? { drills: args.values.drills.split(",").filter(Boolean) } : {}) })));
     }
     const width = Math.max(...figures.map(([k]) => k.length));
     for (const [k, v] of figures) console.log(`${k.padEnd(width)}  ${v}`);

@@ -79,10 +79,14 @@ function monitoringFigures(mems: ReturnType<typeof labMemory>[], runs: number): 
 export interface LabBenchOptions {
     /** Bring-up time and memory alone: no proxy comparison, no drills, no witness stack. */
     bringUpOnly?: boolean;
+    /** Only these drills (by name), and no proxy comparison; absent: every drill. */
+    drills?: string[];
 }
 
 export async function labBench(runs: number, opts: LabBenchOptions = {}): Promise<[string, string][]> {
     const log = (m: string) => console.error(m);
+    const unknown = (opts.drills ?? []).filter((d) => !drills.some((x) => x.name === d));
+    if (unknown.length) throw new Error(`no drill named ${unknown.join(", ")}; drills: ${drills.map((x) => x.name).join(", ")}`);
     const source = stackSource({ stack: "prod" });
     const witness = stackSource({ config: join(LAB_STACKS_DIR, "witness.yaml") });
     // Each stack's root filesystem cached before timing starts.
@@ -95,7 +99,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
     const skipped = new Set<string>();
     /** Runs each drill (of `only`, if given) that applies to the lab now up; names the others. */
     const runDrills = async (run: number, only?: Set<string>) => {
-        for (const d of drills.filter((x) => !only || only.has(x.name))) {
+        for (const d of drills.filter((x) => (!only || only.has(x.name)) && (!opts.drills || opts.drills.includes(x.name)))) {
             const why = whyNotApplicableHere(d);
             if (why) {
                 log(`drill ${d.name}: skipped, ${why}`);
@@ -117,7 +121,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
             memory.push(mem.totalMiB);
             monitoring.push(mem);
             if (opts.bringUpOnly) continue;
-            proxies.push(await proxyOverhead());
+            if (!opts.drills) proxies.push(await proxyOverhead());
             await runDrills(i);
         } finally {
             await teardown(log);
@@ -140,18 +144,7 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
         ...monitoringFigures(monitoring, runs),
     ];
     if (opts.bringUpOnly) return figures;
-    const m = (f: (p: (typeof proxies)[number]) => number) => median(proxies.map(f));
-    const fig = (p: HttpBenchFigures) => `${p.requestsPerSecond.toFixed(0)} req/s, p50 ${p.p50Ms.toFixed(1)} ms, p99 ${p.p99Ms.toFixed(1)} ms`;
-    const med = (side: keyof ProxyFigures): HttpBenchFigures => ({ ...proxies[0][side], requestsPerSecond: m((p) => p[side].requestsPerSecond), p50Ms: m((p) => p[side].p50Ms), p99Ms: m((p) => p[side].p99Ms), failed: Math.max(...proxies.map((p) => p[side].failed)) });
-    const via = med("viaProxy");
-    const viaOne = med("viaProxyOneApp");
-    const direct = med("direct");
-    figures.push(
-        [`HTTP through one HAProxy node to every app node (HTTPS, ${HTTP_BENCH_CLIENTS} clients, ${HTTP_BENCH_SECONDS} s), median of ${runs}`, `${fig(via)}, ${via.failed} failed`],
-        [`HTTP through one HAProxy node to one app node, median of ${runs}`, `${fig(viaOne)}, ${viaOne.failed} failed`],
-        [`HTTP direct to that app node (plain HTTP over the mesh, same clients), median of ${runs}`, `${fig(direct)}, ${direct.failed} failed`],
-        ["proxy overhead, one app node: direct req/s / via-proxy req/s; p50 via / direct", `${(direct.requestsPerSecond / viaOne.requestsPerSecond).toFixed(2)}x; ${(viaOne.p50Ms / direct.p50Ms).toFixed(2)}x`],
-    );
+    if (proxies.length > 0) figures.push(...proxyFigures(proxies, runs));
     for (const [name, rs] of results) {
         const rtos = rs.map((r) => r.rtoSeconds).filter((x): x is number => x !== null);
         // Every run's RTO beside the median, with the time the machine stood still in it (if any).
@@ -166,4 +159,20 @@ export async function labBench(runs: number, opts: LabBenchOptions = {}): Promis
         }
     }
     return figures;
+}
+
+/** The proxy comparison's figures, medians over the runs. */
+function proxyFigures(proxies: ProxyFigures[], runs: number): [string, string][] {
+    const m = (f: (p: (typeof proxies)[number]) => number) => median(proxies.map(f));
+    const fig = (p: HttpBenchFigures) => `${p.requestsPerSecond.toFixed(0)} req/s, p50 ${p.p50Ms.toFixed(1)} ms, p99 ${p.p99Ms.toFixed(1)} ms`;
+    const med = (side: keyof ProxyFigures): HttpBenchFigures => ({ ...proxies[0][side], requestsPerSecond: m((p) => p[side].requestsPerSecond), p50Ms: m((p) => p[side].p50Ms), p99Ms: m((p) => p[side].p99Ms), failed: Math.max(...proxies.map((p) => p[side].failed)) });
+    const via = med("viaProxy");
+    const viaOne = med("viaProxyOneApp");
+    const direct = med("direct");
+    return [
+        [`HTTP through one HAProxy node to every app node (HTTPS, ${HTTP_BENCH_CLIENTS} clients, ${HTTP_BENCH_SECONDS} s), median of ${runs}`, `${fig(via)}, ${via.failed} failed`],
+        [`HTTP through one HAProxy node to one app node, median of ${runs}`, `${fig(viaOne)}, ${viaOne.failed} failed`],
+        [`HTTP direct to that app node (plain HTTP over the mesh, same clients), median of ${runs}`, `${fig(direct)}, ${direct.failed} failed`],
+        ["proxy overhead, one app node: direct req/s / via-proxy req/s; p50 via / direct", `${(direct.requestsPerSecond / viaOne.requestsPerSecond).toFixed(2)}x; ${(viaOne.p50Ms / direct.p50Ms).toFixed(2)}x`],
+    ];
 }

@@ -78,7 +78,7 @@ describe("changes to a live stack in the lab @lab", function () {
         assert.ok(result.passed, why);
     });
 
-    it("drill member-move: a member moves to the other provider with no failed pooled write and never fewer than two members serving", async function () {
+    it("drill member-move: the primary moves to the other provider in one run, its old server shut down first (handing over on its way down), with no failed pooled write and never fewer than two members serving", async function () {
         const before = new Map(labNodes().map((n) => [n.name, n.provider]));
         const result = await memberMove.run({ log });
         run.results.push(result);
@@ -89,6 +89,8 @@ describe("changes to a live stack in the lab @lab", function () {
         assert.equal(result.splitBrain, false, why);
         assert.ok(result.notes.some((n) => /^at no moment fewer than two members leading or streaming: at least [23] /.test(n)), why);
         assert.ok(result.notes.some((n) => /^at most one switchover/.test(n)), why);
+        assert.ok(result.notes.some((n) => /^the stand-down step shut db-\d's old server down \(exit 0\)/.test(n)), why);
+        assert.ok(result.notes.some((n) => /^the old server's vps-ha-hand-over\.service (handed the primary over|found nothing to hand over) as it shut down/.test(n)), why);
         assert.ok(result.passed, why);
         run.notePids();
     });
