@@ -46,7 +46,7 @@ export interface NodeChange {
     reasons: string[];
     /** Only for a replacement: the server moves to another provider (the old one is another resource). */
     providerMove?: boolean;
-    /** Only for a move to another provider: where the old server is, which must stand down first. */
+    /** Only for a replacement: where the old server is, which stands down first (standDownOf). */
     from?: { provider: string; serverId?: string };
     /** For a server kept: what its desired state's change does on it (components/in-place.ts), when known. */
     inPlace?: string;
@@ -80,7 +80,8 @@ function changeOf(before: ServerFacts, after: ServerFacts): NodeChange {
     const kind: ChangeKind = replace.length > 0 ? "replace" : restart.length > 0 ? "restart" : "same";
     return {
         name: after.name, role: after.role, member: isMember(after.role), kind, reasons: [...replace, ...restart],
-        ...(kind === "replace" && before.provider !== after.provider ? { providerMove: true, from: { provider: before.provider, ...(before.serverId ? { serverId: before.serverId } : {}) } } : {}),
+        ...(kind === "replace" ? { from: { provider: before.provider, ...(before.serverId ? { serverId: before.serverId } : {}) } } : {}),
+        ...(kind === "replace" && before.provider !== after.provider ? { providerMove: true } : {}),
     };
 }
 
@@ -147,12 +148,14 @@ export function serverLifecycle(role: string, change: NodeChange | undefined): S
 }
 
 /**
- * The old server that must stand down (shut down through its provider's API) before a member's
- * new server is created on another provider: that is a new resource, which Pulumi creates before
- * it deletes the old one at the end of the run. Hosts you bring have no such API (README).
+ * The old server that stands down (an ACPI shutdown through its provider's API, which hands a
+ * primary over) before a member's new server: on another provider the new one is a new resource,
+ * which Pulumi creates before it deletes the old one at the end of the run; within the provider the
+ * old one is deleted first, but Linode deletes a running instance without shutting it down. Hosts
+ * you bring have no such API (README).
  */
 export function standDownOf(change: NodeChange | undefined): { provider: string; serverId: string } | undefined {
-    if (!change?.member || !change.providerMove || !change.from?.serverId || change.from.provider === "ssh") return undefined;
+    if (!change?.member || change.kind !== "replace" || !change.from?.serverId || change.from.provider === "ssh") return undefined;
     return { provider: change.from.provider, serverId: change.from.serverId };
 }
 

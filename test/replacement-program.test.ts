@@ -141,6 +141,9 @@ describe("replacement (mock runtime)", function () {
             const suffix = next.resources.find((x) => x.name === `${r.name}-server-id`) as RecordedResource;
             assert.equal(suffix.options.ignoreChanges === undefined, replaced, `${r.name}: suffix`);
         }
+        // The member's old server stands down first (a primary hands over); the app node's is simply replaced.
+        assert.deepEqual(next.resources.filter((r) => r.name.endsWith("-stand-down")).map((r) => r.name), ["db-2-stand-down"]);
+        assert.ok(server(next, "db-2").options.dependsOn?.includes("db-2-stand-down"));
     });
 
     it("gives a replaced server a new name and keeps every other name, on both providers", async () => {

@@ -75,11 +75,12 @@ describe("replacement: the stack file against the deployed stack", () => {
         assert.deepEqual(replacementProblems(compareServers(older, edit({ "app-1": null })), older), []);
     });
 
-    it("a member moved to another provider stands its old server down first; nothing else does", () => {
+    it("a member replaced (moved to another provider, or within its own) stands its old server down first; nothing else does", () => {
         const change = (after: ServerFacts[], name: string) => compareServers(deployed, after).find((c) => c.name === name);
         const moved = change(edit({ "db-3": { provider: "hcloud", region: "fsn1", size: "cx23" } }), "db-3");
         assert.deepEqual(standDownOf(moved), { provider: "linode", serverId: deployed[4].serverId });
-        assert.equal(standDownOf(change(edit({ "db-1": { region: "hel1" } }), "db-1")), undefined, "within Hetzner: the same resource, deleted first");
+        assert.deepEqual(standDownOf(change(edit({ "db-1": { region: "hel1" } }), "db-1")), { provider: "hcloud", serverId: deployed[2].serverId }, "within Hetzner too: a primary hands over before the deletion");
+        assert.equal(standDownOf(change(edit({ "db-3": { size: "g6-standard-2" } }), "db-3")), undefined, "a resize keeps the server (the provider shuts it down itself)");
         assert.equal(standDownOf(change(edit({ "app-1": { provider: "hcloud", region: "fsn1", size: "cx23" } }), "app-1")), undefined, "not a member");
         assert.equal(standDownOf(change(edit({}), "db-3")), undefined);
         const own = [...deployed, f("w", "witness", "ssh", "home", undefined, { host: "198.51.100.7" })];

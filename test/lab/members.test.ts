@@ -78,22 +78,25 @@ describe("changes to a live stack in the lab @lab", function () {
         assert.ok(result.passed, why);
     });
 
-    it("drill member-move: the primary moves to the other provider in one run, its old server shut down first (handing over on its way down), with no failed pooled write and never fewer than two members serving", async function () {
-        const before = new Map(labNodes().map((n) => [n.name, n.provider]));
-        const result = await memberMove.run({ log });
-        run.results.push(result);
-        const why = JSON.stringify(result);
-        assert.notEqual(labNodes().find((n) => n.name === result.target)?.provider, before.get(result.target), `still on its provider: ${why}`);
-        assert.equal(result.lostWrites, 0, why);
-        assert.equal(result.failedRequests, 0, why);
-        assert.equal(result.splitBrain, false, why);
-        assert.ok(result.notes.some((n) => /^at no moment fewer than two members leading or streaming: at least [23] /.test(n)), why);
-        assert.ok(result.notes.some((n) => /^at most one switchover/.test(n)), why);
-        assert.ok(result.notes.some((n) => /^the stand-down step shut db-\d's old server down \(exit 0\)/.test(n)), why);
-        assert.ok(result.notes.some((n) => /^the old server's vps-ha-hand-over\.service (handed the primary over|found nothing to hand over) as it shut down/.test(n)), why);
-        assert.ok(result.passed, why);
-        run.notePids();
-    });
+    for (const which of ["a replica", "the primary"] as const) {
+        it(`drill member-move: ${which} moves to the other provider in one run, its old server shut down first (a primary handing over on its way down), with no failed pooled write and never fewer than two members serving`, async function () {
+            const before = new Map(labNodes().map((n) => [n.name, n.provider]));
+            const result = await memberMove.run({ log, ...(which === "the primary" ? { target: "primary" } : {}) });
+            run.results.push(result);
+            const why = JSON.stringify(result);
+            assert.notEqual(labNodes().find((n) => n.name === result.target)?.provider, before.get(result.target), `still on its provider: ${why}`);
+            assert.equal(result.lostWrites, 0, why);
+            assert.equal(result.failedRequests, 0, why);
+            assert.equal(result.splitBrain, false, why);
+            assert.ok(result.notes.some((n) => /^at no moment fewer than two members leading or streaming/.test(n)), why);
+            assert.ok(result.notes.some((n) => /^at most one switchover/.test(n)), why);
+            assert.ok(result.notes.some((n) => /^the stand-down step shut db-\d's old server down \(exit 0\)/.test(n)), why);
+            const handOver = which === "the primary" ? /handed the primary over/ : /found nothing to hand over/;
+            assert.ok(result.notes.some((n) => /^the old server's vps-ha-hand-over\.service /.test(n) && handOver.test(n)), why);
+            assert.ok(result.passed, why);
+            run.notePids();
+        });
+    }
 
     it("drill cluster-loss: every member's disk lost at once; the cluster comes back from the repository with every archived write", async function () {
         const result = await clusterLoss.run({ log });

@@ -89,6 +89,24 @@ class ClusterWatch {
         return { count: worst?.serving.length ?? 0, atSeconds: worst ? (worst.at - from) / 1000 : 0, who: worst?.serving ?? [] };
     }
 
+    /**
+     * The samples with fewer than two members leading or streaming, apart from those within
+     * `windowSeconds` after the leader first changed (a switchover re-points every replica to
+     * the new primary; a synchronous commit waits meanwhile). Also how long that window's own
+     * thin stretch lasted (s), 0 if none.
+     */
+    thinOutside(windowSeconds: number): { outside: { at: number; serving: string[] }[]; inWindowSeconds: number } {
+        const first = this.samples.find((x) => x.leader)?.leader;
+        const change = this.samples.find((x) => x.leader && x.leader !== first)?.at;
+        const thin = this.samples.filter((x) => x.serving.length < 2);
+        const inWindow = (at: number) => change !== undefined && at >= change - 1_000 && at <= change + windowSeconds * 1000;
+        const within = thin.filter((x) => inWindow(x.at));
+        return {
+            outside: thin.filter((x) => !inWindow(x.at)),
+            inWindowSeconds: within.length ? (within[within.length - 1].at - within[0].at) / 1000 + 1 : 0,
+        };
+    }
+
     /** The leaders in turn. */
     leaders(): string[] {
         const out: string[] = [];
@@ -216,9 +234,12 @@ export const doubleChangeRefused: Drill = {
     },
 };
 
-/** The primary: its move asks the most (its old server hands the primary over on its way down). */
-async function memberToMove(): Promise<string | undefined> {
-    return currentPrimary();
+/** A replica on the provider holding the most database members: moving it evens them out. */
+async function replicaToMove(): Promise<string | undefined> {
+    const primary = await currentPrimary();
+    const dbs = dbNodes();
+    const count = (p: string) => dbs.filter((n) => n.provider === p).length;
+    return dbs.filter((n) => n.name !== primary).sort((x, y) => count(y.provider) - count(x.provider))[0]?.name;
 }
 
 /** How long the drill watches Patroni's view at most: the writes' own bound in faultUnderLoad and more. */
@@ -228,11 +249,11 @@ const MOVE_WAIT_SECONDS = REBUILD_STREAMING_SECONDS + 60;
 
 export const memberMove: Drill = {
     name: "member-move",
-    description: "move a database member (--node; default the primary) to the other provider in one run: the program's stand-down step shuts the old server down through the provider's API (a primary hands over on its way down), then a new server with an empty disk, under writes through the poolers; never fewer than two members leading or streaming, no failed write, at most one switchover",
+    description: "move a database member (--node NAME or primary; default a replica) to the other provider in one run: the program's stand-down step shuts the old server down through the provider's API (a primary hands over on its way down), then a new server with an empty disk, under writes through the poolers; never fewer than two members leading or streaming, no failed write, at most one switchover",
     run: async (ctx) => {
         const source = labSource();
         const lists = labNodeLists(source);
-        const target = await pickNode(ctx, memberToMove, "primary");
+        const target = ctx.target === "primary" ? ((await currentPrimary()) ?? "no primary") : await pickNode(ctx, replicaToMove, "replica");
         const entry = lists.db.find((e) => e.name === target);
         if (!entry) throw new Error(`member-move moves a database member; ${target} is not one in ${source.file}`);
         const node = dbNodes().find((n) => n.name === target) as NodeState;
@@ -324,7 +345,13 @@ export const memberMove: Drill = {
             await watch.stop();
         }
         const fewest = watch.fewest(faultAt);
-        check(watch.samples.length > 0 && fewest.count >= 2, `at no moment fewer than two members leading or streaming: at least ${fewest.count} (${fewest.who.join(", ") || "none"}, ${fewest.atSeconds.toFixed(1)} s after the move began), in ${watch.samples.length} samples of Patroni's view`);
+        if (!wasPrimary) {
+            check(watch.samples.length > 0 && fewest.count >= 2, `at no moment fewer than two members leading or streaming: at least ${fewest.count} (${fewest.who.join(", ") || "none"}, ${fewest.atSeconds.toFixed(1)} s after the move began), in ${watch.samples.length} samples of Patroni's view`);
+        } else {
+            // The primary's hand-over re-points the other replica to the new primary: that moment aside, two at least.
+            const thin = watch.thinOutside(SWITCHOVER_PAUSE_SECONDS);
+            check(watch.samples.length > 0 && thin.outside.length === 0, `at no moment fewer than two members leading or streaming, the switchover's re-pointing aside (the new primary alone for ${thin.inWindowSeconds.toFixed(0)} s of samples within ${SWITCHOVER_PAUSE_SECONDS} s of the leader's change; outside it ${thin.outside.length ? thin.outside.map((x) => `${((x.at - faultAt) / 1000).toFixed(1)} s: ${x.serving.join(", ") || "none"}`).join("; ") : "never fewer"}), in ${watch.samples.length} samples of Patroni's view`);
+        }
         const silence = watch.longestSilence();
         check(silence <= 10, `Patroni's view was asked at least every 10 s (longest gap ${silence.toFixed(1)} s)`);
         const leaders = watch.leaders();
