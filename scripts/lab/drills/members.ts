@@ -12,7 +12,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { catalogs } from "../../../components/providers/catalogs";
-import { HAND_OVER_UNIT } from "../../../components/render/switchover";
+import { HAND_OVER_UNIT, SWITCHOVER_TOOL } from "../../../components/render/switchover";
 import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, STAND_DOWN_TOKEN_ENV, StandDownProvider } from "../../../components/stand-down";
 import { Evaluation } from "../../lib/mock-program";
 import { etcdMembers } from "../etcd";
@@ -22,7 +22,7 @@ import { startProviderApi } from "../provider-api";
 import { stopProcesses } from "../cleanup";
 import { nodeState } from "../state";
 import { bootFreshNode, discardNode, labNodeSpec } from "../rebuild";
-import { labNodes, NodeState } from "../realize";
+import { execInNode, labNodes, NodeState } from "../realize";
 import { updateState } from "../state";
 import { currentPrimary, patroniJson, standbyLossRtoTarget, SWITCHOVER_PAUSE_SECONDS, SWITCHOVER_SINGLE_RUN_SLACK, UNAFFECTED_RTO_SECONDS } from "./db";
 import { faultUnderLoad, pickNode } from "./harness";
@@ -242,6 +242,31 @@ async function replicaToMove(): Promise<string | undefined> {
     return dbs.filter((n) => n.name !== primary).sort((x, y) => count(y.provider) - count(x.provider))[0]?.name;
 }
 
+/**
+ * The primary, on a provider of the stack file that holds two members or more: moving a member
+ * off the provider it alone is on would leave every member on one (a stack file the program
+ * refuses), so the primary is first handed to a member of the other provider (not part of the drill's figures).
+ */
+async function primaryToMove(lists: NodeLists, log: (m: string) => void): Promise<string> {
+    const primary = await currentPrimary();
+    if (!primary) throw new Error("member-move --node primary: the lab has no primary now");
+    const providerOf = (name: string) => lists.db.find((e) => e.name === name)?.provider;
+    const count = (p: string | undefined) => lists.db.filter((e) => e.provider === p).length;
+    if (count(providerOf(primary)) >= 2) return primary;
+    // One the lab still runs where the stack file has it (an earlier move of the lab's leaves the stack file as it was).
+    const candidate = lists.db.find((e) => e.name !== primary && count(e.provider) >= 2 && dbNodes().find((n) => n.name === e.name)?.provider === e.provider)?.name;
+    if (!candidate) throw new Error(`member-move --node primary: no member shares a provider with another in the stack file`);
+    log(`member-move: handing the primary over from ${primary} to ${candidate} first (${primary} is the only member on ${providerOf(primary)})`);
+    const r = await execInNode(primary, [SWITCHOVER_TOOL, "--candidate", candidate], { timeoutMs: 120_000, allowFail: true });
+    if (r.code !== 0) throw new Error(`${SWITCHOVER_TOOL} --candidate ${candidate} on ${primary} failed (exit ${r.code}): ${(r.stdout + r.stderr).trim().slice(-500)}`);
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+        if ((await currentPrimary()) === candidate) return candidate;
+        await sleep(500);
+    }
+    throw new Error(`member-move --node primary: ${candidate} did not become the primary within 60 s`);
+}
+
 /** How long the drill watches Patroni's view at most: the writes' own bound in faultUnderLoad and more. */
 const WATCH_SECONDS = 600;
 /** From the new server's first boot until it streams (and votes, in quorum mode): the rebuild drill's bound and a minute. */
@@ -253,7 +278,7 @@ export const memberMove: Drill = {
     run: async (ctx) => {
         const source = labSource();
         const lists = labNodeLists(source);
-        const target = ctx.target === "primary" ? ((await currentPrimary()) ?? "no primary") : await pickNode(ctx, replicaToMove, "replica");
+        const target = ctx.target === "primary" ? await primaryToMove(lists, ctx.log) : await pickNode(ctx, replicaToMove, "replica");
         const entry = lists.db.find((e) => e.name === target);
         if (!entry) throw new Error(`member-move moves a database member; ${target} is not one in ${source.file}`);
         const node = dbNodes().find((n) => n.name === target) as NodeState;
