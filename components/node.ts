@@ -18,14 +18,14 @@ export interface VpsNodeArgs {
     sshPrivateKey?: pulumi.Output<string>;
     /** How the server is replaced (components/replacement.ts). */
     lifecycle: ServerLifecycle;
-    /** A member moved to another provider: its old server, shut down before the new one is created. */
+    /** A member replaced (on another provider or its own): its old server, shut down before the new one is created. */
     standDown?: { provider: string; serverId: string };
 }
 
 /**
- * The old server's shutdown through its provider's API, run by `pulumi up` before the moved
+ * The old server's shutdown through its provider's API, run by `pulumi up` before the replaced
  * member's new server is created (scripts/stand-down.ts): an ACPI shutdown, which hands a
- * primary over first (render/hand-over.ts), then a wait until the provider reports it off.
+ * primary over first (vps-ha-hand-over.service, render/switchover.ts), then a wait until the provider reports it off.
  */
 function standDownStep(name: string, node: string, from: { provider: string; serverId: string }, parent: pulumi.Resource): command.local.Command {
     const token = catalogs[from.provider]?.token;

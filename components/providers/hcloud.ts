@@ -106,7 +106,7 @@ async function init(ctx: ProviderContext) {
                 firewallIds: [firewall.id.apply(Number)],
                 publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
                 labels: spec.tags,
-                // A member's ACPI shutdown hands its primary over first (render/hand-over.ts).
+                // A member's ACPI shutdown hands its primary over first (vps-ha-hand-over.service).
                 ...(spec.lifecycle.deleteBeforeReplace ? { shutdownBeforeDeletion: true } : {}),
             }, {
                 parent,
