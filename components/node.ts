@@ -7,7 +7,7 @@ import { bootstrapDigest } from "./bootstrap-identity";
 import { PlannedNode, PortRule, StackPlan } from "./plan";
 import { catalogs } from "./providers/catalogs";
 import { PublicInboundRule, ServerFactory, ServerLifecycle } from "./providers";
-import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, STAND_DOWN_TOKEN_ENV, StandDownProvider } from "./stand-down";
+import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, STAND_DOWN_TOKEN_ENV, StandDownProvider, standDownStepName } from "./stand-down";
 
 export interface VpsNodeArgs {
     plan: StackPlan;
@@ -31,7 +31,7 @@ function standDownStep(name: string, node: string, from: { provider: string; ser
     const token = catalogs[from.provider]?.token;
     const configured = token ? new pulumi.Config(token.configKey.split(":")[0]).getSecret(token.configKey.split(":")[1]) : undefined;
     const env = STAND_DOWN_TOKEN_ENV[from.provider as StandDownProvider];
-    return new command.local.Command(`${name}-stand-down`, {
+    return new command.local.Command(standDownStepName(name), {
         create: STAND_DOWN_COMMAND,
         environment: {
             [STAND_DOWN_ENV.node]: node,

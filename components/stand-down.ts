@@ -6,6 +6,11 @@
 /** What the program's step runs (from the project's directory, as `pulumi up` does). */
 export const STAND_DOWN_COMMAND = "npx --no-install tsx scripts/stand-down.ts";
 
+/** The program's stand-down step for a member's old server, by the member's node name. */
+export function standDownStepName(node: string): string {
+    return `${node}-stand-down`;
+}
+
 export type StandDownProvider = "hcloud" | "linode";
 export const STAND_DOWN_PROVIDERS: readonly StandDownProvider[] = ["hcloud", "linode"];
 

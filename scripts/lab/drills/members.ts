@@ -13,7 +13,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { catalogs } from "../../../components/providers/catalogs";
 import { HAND_OVER_UNIT, SWITCHOVER_TOOL } from "../../../components/render/switchover";
-import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, STAND_DOWN_TOKEN_ENV, StandDownProvider } from "../../../components/stand-down";
+import { STAND_DOWN_COMMAND, STAND_DOWN_ENV, STAND_DOWN_TOKEN_ENV, StandDownProvider, standDownStepName } from "../../../components/stand-down";
 import { Evaluation } from "../../lib/mock-program";
 import { etcdMembers } from "../etcd";
 import { Log, run, sleep } from "../exec";
@@ -135,7 +135,7 @@ function serverIdentity(n: NodeState): string {
 
 /** The stand-down step the program declared for `node`'s old server (a move to another provider). */
 export function standDownStep(e: Evaluation, node: string): { environment: Record<string, string>; provider: string; server: string } | undefined {
-    const r = e.resources.find((x) => x.type === "command:local:Command" && x.name === `${node}-stand-down`);
+    const r = e.resources.find((x) => x.type === "command:local:Command" && x.name === standDownStepName(node));
     if (!r) return undefined;
     const environment = r.inputs.environment as Record<string, string>;
     return { environment, provider: environment[STAND_DOWN_ENV.provider], server: environment[STAND_DOWN_ENV.server] };
